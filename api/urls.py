@@ -1,0 +1,18 @@
+from django.urls import path
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+from rest_framework.permissions import AllowAny
+
+from api.views import StudyListApi
+
+app_name = "api"
+
+urlpatterns = [
+    # The schema describes the API's shape, not data, so it is public like its docs page.
+    path("schema/", SpectacularAPIView.as_view(permission_classes=[AllowAny]), name="schema"),
+    path(
+        "docs/",
+        SpectacularSwaggerView.as_view(url_name="api:schema", permission_classes=[AllowAny]),
+        name="docs",
+    ),
+    path("studies/", StudyListApi.as_view(), name="study-list"),
+]

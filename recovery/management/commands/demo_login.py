@@ -1,0 +1,33 @@
+import secrets
+
+from django.contrib.auth import get_user_model
+from django.core.management.base import BaseCommand, CommandError
+
+from surveys.models import StaffRole, Study
+from surveys.services import staff_role_assign
+
+
+class Command(BaseCommand):
+    help = "Create (or reset) the demo staff login and print it with the admin URL."
+
+    def add_arguments(self, parser):
+        parser.add_argument("--username", default="demo")
+        parser.add_argument("--study", default="demo")
+        parser.add_argument("--url", default="http://127.0.0.1:8000")
+
+    def handle(self, *args, username, study, url, **options):
+        study_obj = Study.objects.filter(slug=study).first()
+        if study_obj is None:
+            raise CommandError(f"No study '{study}'; run seed_demo first.")
+        password = secrets.token_urlsafe(12)
+        user, _ = get_user_model().objects.get_or_create(username=username)
+        user.is_staff = True
+        user.is_superuser = True
+        user.set_password(password)
+        user.save()
+        staff_role_assign(user=user, study=study_obj, role=StaffRole.Role.PRINCIPAL_INVESTIGATOR)
+        self.stdout.write(self.style.SUCCESS("Demo staff login (principal investigator):"))
+        self.stdout.write(f"  admin:    {url}/admin/")
+        self.stdout.write(f"  username: {username}")
+        self.stdout.write(f"  password: {password}")
+        self.stdout.write(f"  health:   {url}/healthz")

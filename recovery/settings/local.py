@@ -1,0 +1,34 @@
+"""A developer's laptop and `make demo`: SQLite, filesystem broker, e-mails as files."""
+
+import os
+
+from .base import *  # noqa: F403
+from .base import CELERY_BROKER_DIR, STATIC_ROOT, VAR_DIR, env
+
+DEBUG = env.bool("DJANGO_DEBUG", default=True)
+SECRET_KEY = env("DJANGO_SECRET_KEY", default="insecure-local-only-key-do-not-deploy-4c7d2a9e")
+ALLOWED_HOSTS = env.list("DJANGO_ALLOWED_HOSTS", default=["localhost", "127.0.0.1", "[::1]"])
+# A fixed key for local data only; production has no default (see production.py).
+FIELD_ENCRYPTION_KEYS = env.list(
+    "FIELD_ENCRYPTION_KEYS", default=["bG9jYWwtb25seS1rZXktZG8tbm90LWRlcGxveS0wMDA="]
+)
+# E-mails are written as files to var/outbox unless EMAIL_URL says otherwise.
+if not env("EMAIL_URL", default=""):
+    MAILERS = {
+        "default": {
+            "BACKEND": "django.core.mail.backends.filebased.EmailBackend",
+            "OPTIONS": {"file_path": str(VAR_DIR / "outbox")},
+        }
+    }
+# Serve static files straight from the apps (no collectstatic needed on a laptop).
+WHITENOISE_USE_FINDERS = True
+WHITENOISE_AUTOREFRESH = True
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+}
+
+for folder in (VAR_DIR, VAR_DIR / "outbox", CELERY_BROKER_DIR / "queue",
+               CELERY_BROKER_DIR / "control", CELERY_BROKER_DIR / "processed",
+               VAR_DIR / "celery-results", STATIC_ROOT):
+    os.makedirs(folder, exist_ok=True)

@@ -1,0 +1,14 @@
+from django.contrib import admin
+from django.urls import include, path
+
+from recovery.health import healthz
+
+admin.site.site_header = "Recovery study"
+admin.site.site_title = "Recovery study admin"
+admin.site.index_title = "Study administration"
+
+urlpatterns = [
+    path("healthz", healthz, name="healthz"),
+    path("admin/", admin.site.urls),
+    path("api/v1/", include("api.urls")),
+]

@@ -1,0 +1,12 @@
+from django.apps import AppConfig
+from django.db.models.signals import post_migrate
+
+
+class SurveysConfig(AppConfig):
+    name = "surveys"
+    verbose_name = "Surveys"
+
+    def ready(self) -> None:
+        from surveys.roles import role_groups_ensure
+
+        post_migrate.connect(role_groups_ensure, sender=self)

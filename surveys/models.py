@@ -1,0 +1,395 @@
+"""The longitudinal survey engine's data model.
+
+Research data (participants, assignments, responses) and identifying contact details are kept in
+separate tables: ``ParticipantContact`` holds every identifier, encrypted at rest, so that exports,
+analyses and researchers never need to touch it.
+"""
+
+import uuid
+
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.db import models
+from django.db.models import F, Q
+
+from surveys.fields import EncryptedTextField
+from surveys.validators import validate_timezone, validate_variable_name
+
+
+class Language(models.TextChoices):
+    ENGLISH = "en", "English"
+    SPANISH = "es", "Español"
+    PERSIAN = "fa", "فارسی"
+
+
+class Study(models.Model):
+    slug = models.SlugField(max_length=50, unique=True)
+    name = models.CharField(max_length=200)
+    description = models.TextField(blank=True)
+    default_language = models.CharField(
+        max_length=8, choices=Language.choices, default=Language.ENGLISH
+    )
+    default_timezone = models.CharField(
+        max_length=64, default="UTC", validators=[validate_timezone]
+    )
+    # Synthetic cohorts record how they were made (seed, planted effect) so analyses can be
+    # checked against the truth.
+    is_synthetic = models.BooleanField(default=False)
+    synthetic_params = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        verbose_name_plural = "studies"
+        ordering = ("name",)
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Site(models.Model):
+    study = models.ForeignKey(Study, on_delete=models.CASCADE, related_name="sites")
+    code = models.CharField(
+        max_length=12,
+        help_text="Short prefix of this site's study IDs, e.g. NYC gives NYC-0001.",
+    )
+    name = models.CharField(max_length=200)
+    timezone = models.CharField(max_length=64, default="UTC", validators=[validate_timezone])
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ("study", "code")
+        constraints = [
+            models.UniqueConstraint(fields=("study", "code"), name="site_code_unique_in_study")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.code} — {self.name}"
+
+
+class Participant(models.Model):
+    class Status(models.TextChoices):
+        ACTIVE = "active", "Active"
+        WITHDRAWN = "withdrawn", "Withdrawn"
+        LOST_TO_FOLLOW_UP = "lost", "Lost to follow-up"
+        COMPLETED = "completed", "Completed the study"
+        DECEASED = "deceased", "Deceased"
+
+    class Channel(models.TextChoices):
+        EMAIL = "email", "E-mail"
+        SMS = "sms", "Text message (SMS)"
+
+    study = models.ForeignKey(Study, on_delete=models.PROTECT, related_name="participants")
+    site = models.ForeignKey(Site, on_delete=models.PROTECT, related_name="participants")
+    code = models.CharField(
+        "study ID", max_length=32, help_text="Pseudonymous ID, never a name or contact detail."
+    )
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.ACTIVE)
+    enrolled_on = models.DateField()
+    timezone = models.CharField(max_length=64, default="UTC", validators=[validate_timezone])
+    language = models.CharField(max_length=8, choices=Language.choices, default=Language.ENGLISH)
+    preferred_channel = models.CharField(
+        max_length=8, choices=Channel.choices, default=Channel.EMAIL
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ("study", "code")
+        constraints = [
+            models.UniqueConstraint(fields=("study", "code"), name="participant_code_unique")
+        ]
+        indexes = [models.Index(fields=("study", "status"), name="participant_study_status")]
+
+    def __str__(self) -> str:
+        return self.code
+
+    def clean(self) -> None:
+        if self.site_id and self.study_id and self.site.study_id != self.study_id:
+            raise ValidationError({"site": "The site belongs to another study."})
+
+
+class ParticipantContact(models.Model):
+    """Identifying and locator details, encrypted at rest and kept apart from research data."""
+
+    participant = models.OneToOneField(
+        Participant, on_delete=models.CASCADE, primary_key=True, related_name="contact"
+    )
+    first_name = EncryptedTextField(blank=True)
+    last_name = EncryptedTextField(blank=True)
+    email = EncryptedTextField(blank=True)
+    phone = EncryptedTextField(blank=True)
+    alternative_contacts = EncryptedTextField(
+        blank=True, help_text="Other ways to reach the participant (family, friends, case worker)."
+    )
+    locator_notes = EncryptedTextField(blank=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    def __str__(self) -> str:
+        return f"Contact details of {self.participant_id}"
+
+
+class Instrument(models.Model):
+    """A questionnaire. Its content lives in versions; a response keeps the version it answered."""
+
+    study = models.ForeignKey(Study, on_delete=models.CASCADE, related_name="instruments")
+    slug = models.SlugField(max_length=50)
+    name = models.CharField(max_length=200)
+    description = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ("study", "slug")
+        constraints = [
+            models.UniqueConstraint(fields=("study", "slug"), name="instrument_slug_unique")
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+    @property
+    def current_version(self) -> "InstrumentVersion | None":
+        return self.versions.order_by("-number").first()
+
+
+class InstrumentVersion(models.Model):
+    instrument = models.ForeignKey(Instrument, on_delete=models.CASCADE, related_name="versions")
+    number = models.PositiveIntegerField()
+    note = models.CharField(max_length=300, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ("instrument", "number")
+        constraints = [
+            models.UniqueConstraint(
+                fields=("instrument", "number"), name="instrument_version_unique"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.instrument.slug} v{self.number}"
+
+
+class Item(models.Model):
+    """One question (or a descriptive or calculated field) of an instrument version, as data.
+
+    Texts are JSON objects keyed by language code (``{"en": "...", "es": "..."}``); choices are
+    ``[{"code": "1", "label": {"en": "..."}}, ...]``.
+    """
+
+    class Kind(models.TextChoices):
+        INTEGER = "integer", "Integer"
+        DECIMAL = "decimal", "Decimal number"
+        YESNO = "yesno", "Yes / no"
+        SINGLE = "single", "Single choice"
+        MULTIPLE = "multiple", "Multiple choice"
+        SLIDER = "slider", "Slider"
+        DATE = "date", "Date"
+        TEXT = "text", "Short text"
+        NOTES = "notes", "Long text"
+        DESCRIPTIVE = "descriptive", "Descriptive text"
+        CALC = "calc", "Calculated"
+
+    version = models.ForeignKey(InstrumentVersion, on_delete=models.CASCADE, related_name="items")
+    position = models.PositiveIntegerField()
+    variable = models.CharField(max_length=100, validators=[validate_variable_name])
+    kind = models.CharField(max_length=16, choices=Kind.choices)
+    label = models.JSONField(default=dict)
+    note = models.JSONField(default=dict, blank=True)
+    section_header = models.JSONField(default=dict, blank=True)
+    choices = models.JSONField(default=list, blank=True)
+    required = models.BooleanField(default=False)
+    min_value = models.DecimalField(max_digits=12, decimal_places=4, null=True, blank=True)
+    max_value = models.DecimalField(max_digits=12, decimal_places=4, null=True, blank=True)
+    # Kind-specific settings: slider end labels, text validation type, decimals, etc.
+    options = models.JSONField(default=dict, blank=True)
+    branching = models.TextField(blank=True, help_text="REDCap-style show-if expression.")
+    calculation = models.TextField(blank=True, help_text="Formula of a calculated item.")
+    matrix_group = models.CharField(max_length=100, blank=True)
+    identifier = models.BooleanField(
+        default=False, help_text="Identifying data: left out of de-identified exports."
+    )
+    annotation = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ("version", "position")
+        constraints = [
+            models.UniqueConstraint(fields=("version", "variable"), name="item_variable_unique"),
+            models.CheckConstraint(
+                condition=Q(min_value__isnull=True)
+                | Q(max_value__isnull=True)
+                | Q(min_value__lte=F("max_value")),
+                name="item_min_not_above_max",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.variable
+
+    def text(self, language: str = "en") -> str:
+        return self.label.get(language) or self.label.get("en", "")
+
+
+class Wave(models.Model):
+    """A follow-up point: due ``offset_days`` after enrolment, answerable within its window."""
+
+    study = models.ForeignKey(Study, on_delete=models.CASCADE, related_name="waves")
+    slug = models.SlugField(max_length=30)
+    name = models.CharField(max_length=100)
+    position = models.PositiveSmallIntegerField()
+    offset_days = models.PositiveIntegerField(help_text="Days after enrolment the wave is due.")
+    window_before_days = models.PositiveIntegerField(default=0)
+    window_after_days = models.PositiveIntegerField(default=14)
+    recurrence_days = models.PositiveIntegerField(
+        null=True,
+        blank=True,
+        help_text="For recurring check-ins (7 = weekly); empty for a single wave.",
+    )
+    is_active = models.BooleanField(default=True)
+    instruments = models.ManyToManyField(
+        Instrument, through="WaveInstrument", related_name="waves"
+    )
+
+    class Meta:
+        ordering = ("study", "position")
+        constraints = [
+            models.UniqueConstraint(fields=("study", "slug"), name="wave_slug_unique"),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class WaveInstrument(models.Model):
+    wave = models.ForeignKey(Wave, on_delete=models.CASCADE)
+    instrument = models.ForeignKey(Instrument, on_delete=models.CASCADE)
+    position = models.PositiveSmallIntegerField(default=0)
+
+    class Meta:
+        ordering = ("wave", "position")
+        constraints = [
+            models.UniqueConstraint(fields=("wave", "instrument"), name="wave_instrument_unique")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.wave} · {self.instrument}"
+
+
+class Assignment(models.Model):
+    """A participant's occurrence of a wave, with its window in absolute (UTC) time."""
+
+    class Status(models.TextChoices):
+        SCHEDULED = "scheduled", "Scheduled"
+        OPEN = "open", "Open"
+        IN_PROGRESS = "in_progress", "In progress"
+        COMPLETED = "completed", "Completed"
+        MISSED = "missed", "Missed"
+        CANCELLED = "cancelled", "Cancelled"
+
+    participant = models.ForeignKey(
+        Participant, on_delete=models.CASCADE, related_name="assignments"
+    )
+    wave = models.ForeignKey(Wave, on_delete=models.PROTECT, related_name="assignments")
+    occurrence = models.PositiveIntegerField(
+        default=0, help_text="0 for a single wave; 0, 1, 2… for a recurring check-in."
+    )
+    opens_at = models.DateTimeField()
+    due_at = models.DateTimeField()
+    closes_at = models.DateTimeField()
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.SCHEDULED)
+    status_changed_at = models.DateTimeField(null=True, blank=True)
+    completed_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ("participant", "due_at")
+        constraints = [
+            models.UniqueConstraint(
+                fields=("participant", "wave", "occurrence"), name="assignment_unique"
+            ),
+            models.CheckConstraint(
+                condition=Q(opens_at__lte=F("due_at")) & Q(due_at__lt=F("closes_at")),
+                name="assignment_window_ordered",
+            ),
+        ]
+        indexes = [
+            models.Index(fields=("status", "opens_at"), name="assignment_status_opens"),
+            models.Index(fields=("status", "closes_at"), name="assignment_status_closes"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.participant_id} · {self.wave_id} #{self.occurrence}"
+
+
+class Response(models.Model):
+    """Answers to one instrument of one assignment: a draft that becomes submitted in place."""
+
+    class Status(models.TextChoices):
+        DRAFT = "draft", "Draft"
+        SUBMITTED = "submitted", "Submitted"
+
+    assignment = models.ForeignKey(Assignment, on_delete=models.CASCADE, related_name="responses")
+    instrument = models.ForeignKey(Instrument, on_delete=models.PROTECT, related_name="responses")
+    instrument_version = models.ForeignKey(
+        InstrumentVersion, on_delete=models.PROTECT, related_name="responses"
+    )
+    client_id = models.UUIDField(
+        unique=True,
+        default=uuid.uuid4,
+        help_text="Generated by the client; makes submits idempotent.",
+    )
+    answers = models.JSONField(default=dict, blank=True)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.DRAFT)
+    started_at = models.DateTimeField()
+    updated_at = models.DateTimeField(auto_now=True)
+    submitted_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ("assignment", "instrument")
+        constraints = [
+            models.UniqueConstraint(
+                fields=("assignment", "instrument"), name="response_one_per_instrument"
+            ),
+            models.CheckConstraint(
+                condition=Q(status="draft") | Q(submitted_at__isnull=False),
+                name="response_submitted_has_time",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.instrument.slug} for {self.assignment}"
+
+
+class StaffRole(models.Model):
+    """A staff member's role in one study; coordinators are limited to their sites."""
+
+    class Role(models.TextChoices):
+        PRINCIPAL_INVESTIGATOR = "pi", "Principal investigator"
+        COORDINATOR = "coordinator", "Study coordinator"
+        RESEARCHER = "researcher", "Researcher (de-identified data only)"
+
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="study_roles"
+    )
+    study = models.ForeignKey(Study, on_delete=models.CASCADE, related_name="staff_roles")
+    role = models.CharField(max_length=16, choices=Role.choices)
+    sites = models.ManyToManyField(
+        Site, blank=True, related_name="staff_roles", help_text="Coordinators only: their sites."
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ("study", "user")
+        constraints = [
+            models.UniqueConstraint(fields=("user", "study"), name="staff_role_one_per_study")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.user} — {self.get_role_display()} in {self.study}"
+
+
+ROLE_GROUP_NAMES = {
+    StaffRole.Role.PRINCIPAL_INVESTIGATOR: "Principal investigators",
+    StaffRole.Role.COORDINATOR: "Coordinators",
+    StaffRole.Role.RESEARCHER: "Researchers",
+}

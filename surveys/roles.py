@@ -1,0 +1,45 @@
+"""Staff role groups and the model permissions each role has.
+
+Row-level scope (a coordinator's sites) is applied by the selectors; these permissions decide
+which admin pages and actions a role has at all.
+"""
+
+from django.contrib.auth.models import Group, Permission
+
+from surveys.models import ROLE_GROUP_NAMES, StaffRole
+
+_ENGINE_MODELS = (
+    "study", "site", "participant", "participantcontact", "instrument", "instrumentversion",
+    "item", "wave", "waveinstrument", "assignment", "response", "staffrole",
+)
+
+ROLE_PERMISSIONS: dict[str, set[str]] = {
+    StaffRole.Role.PRINCIPAL_INVESTIGATOR: {
+        f"{action}_{model}"
+        for model in _ENGINE_MODELS
+        for action in ("view", "add", "change", "delete")
+    },
+    StaffRole.Role.COORDINATOR: {
+        "view_study", "view_site", "view_wave", "view_instrument", "view_instrumentversion",
+        "view_item", "view_waveinstrument",
+        "view_participant", "add_participant", "change_participant",
+        "view_participantcontact", "add_participantcontact", "change_participantcontact",
+        "view_assignment", "change_assignment", "view_response",
+    },
+    # Researchers see de-identified data only: no contact details, nothing to change.
+    StaffRole.Role.RESEARCHER: {
+        "view_study", "view_site", "view_wave", "view_instrument", "view_instrumentversion",
+        "view_item", "view_waveinstrument", "view_participant", "view_assignment",
+        "view_response",
+    },
+}
+
+
+def role_groups_ensure(**kwargs) -> None:
+    """Create or update the three role groups (run after every migrate)."""
+    for role, group_name in ROLE_GROUP_NAMES.items():
+        group, _ = Group.objects.get_or_create(name=group_name)
+        perms = Permission.objects.filter(
+            content_type__app_label="surveys", codename__in=ROLE_PERMISSIONS[role]
+        )
+        group.permissions.set(perms)

@@ -1,0 +1,38 @@
+"""Non-trivial reads, and the one place where a staff member's scope is applied."""
+
+from django.db.models import QuerySet
+
+from surveys.models import Participant, Site, StaffRole, Study
+
+
+def studies_for_user(*, user) -> QuerySet[Study]:
+    if user.is_superuser:
+        return Study.objects.all()
+    return Study.objects.filter(staff_roles__user=user).distinct()
+
+
+def sites_for_user(*, user) -> QuerySet[Site]:
+    """Every site of the user's studies, except that a coordinator has only their own sites."""
+    if user.is_superuser:
+        return Site.objects.all()
+    roles = StaffRole.objects.filter(user=user)
+    whole_studies = roles.exclude(role=StaffRole.Role.COORDINATOR).values("study")
+    coordinated = roles.filter(role=StaffRole.Role.COORDINATOR).values("sites")
+    return Site.objects.filter(study__in=whole_studies) | Site.objects.filter(pk__in=coordinated)
+
+
+def participants_for_user(*, user) -> QuerySet[Participant]:
+    return Participant.objects.filter(site__in=sites_for_user(user=user)).select_related(
+        "study", "site"
+    )
+
+
+def user_may_see_identifiers(*, user, study: Study) -> bool:
+    """Researchers never see identifiers; PIs and coordinators do (within their scope)."""
+    if user.is_superuser:
+        return True
+    return StaffRole.objects.filter(
+        user=user,
+        study=study,
+        role__in=(StaffRole.Role.PRINCIPAL_INVESTIGATOR, StaffRole.Role.COORDINATOR),
+    ).exists()

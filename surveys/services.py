@@ -1,0 +1,128 @@
+"""Everything that writes to the survey engine's tables."""
+
+from collections.abc import Iterable
+from datetime import datetime
+
+from django.contrib.auth.models import Group
+from django.core.exceptions import ValidationError
+from django.db import transaction
+from django.utils import timezone
+
+from surveys.models import (
+    ROLE_GROUP_NAMES,
+    Assignment,
+    Participant,
+    ParticipantContact,
+    Site,
+    StaffRole,
+    Study,
+    Wave,
+)
+from surveys.scheduling import Window, wave_window
+
+CONTACT_FIELDS = (
+    "first_name", "last_name", "email", "phone", "alternative_contacts", "locator_notes",
+)
+
+
+def assignment_status_at(window: Window, now: datetime) -> str:
+    """The status a not-yet-answered assignment with this window has at ``now``."""
+    if now >= window.closes_at:
+        return Assignment.Status.MISSED
+    if now >= window.opens_at:
+        return Assignment.Status.OPEN
+    return Assignment.Status.SCHEDULED
+
+
+def assignments_build(*, participant: Participant, waves: Iterable[Wave],
+                      now: datetime | None = None) -> list[Assignment]:
+    """Unsaved assignments of ``participant`` for its study's single (non-recurring) waves."""
+    now = now or timezone.now()
+    built = []
+    for wave in waves:
+        if wave.recurrence_days or not wave.is_active:
+            continue
+        window = wave_window(
+            enrolled_on=participant.enrolled_on,
+            timezone_name=participant.timezone,
+            offset_days=wave.offset_days,
+            window_before_days=wave.window_before_days,
+            window_after_days=wave.window_after_days,
+        )
+        built.append(
+            Assignment(
+                participant=participant,
+                wave=wave,
+                occurrence=0,
+                opens_at=window.opens_at,
+                due_at=window.due_at,
+                closes_at=window.closes_at,
+                status=assignment_status_at(window, now),
+                status_changed_at=now,
+            )
+        )
+    return built
+
+
+@transaction.atomic
+def participant_enrol(*, participant: Participant, contact: dict | None = None,
+                      now: datetime | None = None) -> Participant:
+    """Save a new participant, their contact details (when given) and their assignments.
+
+    ``contact=None`` leaves the contact row to the caller (the admin's inline form saves it).
+    """
+    unknown = set(contact or {}) - set(CONTACT_FIELDS)
+    if unknown:
+        raise ValidationError({"contact": f"Unknown contact fields: {', '.join(sorted(unknown))}."})
+    participant.full_clean()
+    participant.save()
+    if contact is not None:
+        ParticipantContact.objects.create(participant=participant, **contact)
+    Assignment.objects.bulk_create(
+        assignments_build(participant=participant, waves=participant.study.waves.all(), now=now)
+    )
+    return participant
+
+
+def assignment_statuses_refresh(*, now: datetime | None = None) -> dict[str, int]:
+    """Open assignments whose window has opened and mark missed those whose window has closed.
+
+    Each move is one conditional UPDATE, so running it twice (or from two schedulers) is harmless.
+    """
+    now = now or timezone.now()
+    opened = Assignment.objects.filter(
+        status=Assignment.Status.SCHEDULED,
+        opens_at__lte=now,
+        closes_at__gt=now,
+        participant__status=Participant.Status.ACTIVE,
+    ).update(status=Assignment.Status.OPEN, status_changed_at=now)
+    missed = Assignment.objects.filter(
+        status__in=(
+            Assignment.Status.SCHEDULED,
+            Assignment.Status.OPEN,
+            Assignment.Status.IN_PROGRESS,
+        ),
+        closes_at__lte=now,
+    ).update(status=Assignment.Status.MISSED, status_changed_at=now)
+    return {"opened": opened, "missed": missed}
+
+
+@transaction.atomic
+def staff_role_assign(*, user, study: Study, role: str, sites: Iterable[Site] = ()) -> StaffRole:
+    """Give ``user`` a role in ``study`` (replacing any earlier one) and the matching group."""
+    sites = list(sites)
+    if role not in StaffRole.Role.values:
+        raise ValidationError({"role": f"Unknown role {role!r}."})
+    if role == StaffRole.Role.COORDINATOR and not sites:
+        raise ValidationError({"sites": "A coordinator needs at least one site."})
+    if any(site.study_id != study.pk for site in sites):
+        raise ValidationError({"sites": "Every site must belong to the study."})
+    staff_role, _ = StaffRole.objects.update_or_create(
+        user=user, study=study, defaults={"role": role}
+    )
+    staff_role.sites.set(sites if role == StaffRole.Role.COORDINATOR else [])
+    user.groups.add(Group.objects.get(name=ROLE_GROUP_NAMES[role]))
+    if not user.is_staff:
+        user.is_staff = True
+        user.save(update_fields=["is_staff"])
+    return staff_role

@@ -1,0 +1,8 @@
+from celery import shared_task
+
+from surveys import services
+
+
+@shared_task(name="surveys.tasks.assignment_statuses_refresh")
+def assignment_statuses_refresh() -> dict[str, int]:
+    return services.assignment_statuses_refresh()

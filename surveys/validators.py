@@ -1,0 +1,20 @@
+import zoneinfo
+
+from django.core.exceptions import ValidationError
+from django.core.validators import RegexValidator
+
+
+def validate_timezone(value: str) -> None:
+    if value not in zoneinfo.available_timezones():
+        raise ValidationError(
+            "%(value)s is not an IANA time zone (e.g. America/New_York).",
+            code="invalid_timezone",
+            params={"value": value},
+        )
+
+
+validate_variable_name = RegexValidator(
+    r"^[a-z][a-z0-9_]{0,99}$",
+    "A variable name starts with a lower-case letter and holds only a-z, 0-9 and _.",
+    code="invalid_variable",
+)

@@ -1,0 +1,57 @@
+import pytest
+
+from recovery.services import study_create_from_template
+from surveys.models import StaffRole
+from surveys.services import participant_enrol, staff_role_assign
+from tests.factories import ParticipantFactory, UserFactory
+
+TEST_SITES = [
+    ("NYC", "New York site", "America/New_York"),
+    ("LDN", "London site", "Europe/London"),
+]
+
+
+@pytest.fixture
+def study(db):
+    """A study made from the built-in template: battery instruments and five waves."""
+    return study_create_from_template(slug="trial", name="Trial study", sites=TEST_SITES)
+
+
+@pytest.fixture
+def site_a(study):
+    return study.sites.get(code="NYC")
+
+
+@pytest.fixture
+def site_b(study):
+    return study.sites.get(code="LDN")
+
+
+@pytest.fixture
+def enrol():
+    def _enrol(*, site, contact=None, now=None, **fields):
+        fields.setdefault("study", site.study)
+        participant = ParticipantFactory.build(site=site, **fields)
+        return participant_enrol(participant=participant, contact=contact, now=now)
+
+    return _enrol
+
+
+@pytest.fixture
+def staff_user(db):
+    def _make(*, study, role, sites=(), username=None):
+        user = UserFactory(username=username or f"{role}-user")
+        staff_role_assign(user=user, study=study, role=role, sites=sites)
+        return user
+
+    return _make
+
+
+@pytest.fixture
+def coordinator_a(staff_user, study, site_a):
+    return staff_user(study=study, role=StaffRole.Role.COORDINATOR, sites=[site_a])
+
+
+@pytest.fixture
+def researcher(staff_user, study):
+    return staff_user(study=study, role=StaffRole.Role.RESEARCHER)

@@ -1,0 +1,165 @@
+import uuid
+from datetime import UTC, date, datetime, timedelta
+
+import pytest
+from django.core.exceptions import ValidationError
+from django.db import IntegrityError, connection, transaction
+
+from surveys.models import Assignment, Participant, ParticipantContact, Response
+from surveys.services import assignment_statuses_refresh
+
+CONTACT = {"first_name": "Rosa", "email": "rosa.m@example.org", "phone": "+12125550143"}
+
+
+def test_enrolment_creates_one_assignment_per_wave_with_windows_in_the_participants_zone(
+        site_a, enrol):
+    now = datetime(2026, 1, 20, 12, tzinfo=UTC)
+    participant = enrol(site=site_a, enrolled_on=date(2026, 1, 15), timezone="America/New_York",
+                        contact=CONTACT, now=now)
+    assignments = list(participant.assignments.select_related("wave").order_by("due_at"))
+    assert [a.wave.slug for a in assignments] == ["baseline", "m1", "m3", "m6", "m12"]
+    baseline, month1 = assignments[0], assignments[1]
+    assert baseline.opens_at == datetime(2026, 1, 15, 5, tzinfo=UTC)  # midnight EST
+    assert baseline.status == Assignment.Status.OPEN
+    assert month1.due_at == datetime(2026, 2, 14, 5, tzinfo=UTC)
+    assert month1.status == Assignment.Status.SCHEDULED
+
+
+def test_backdated_enrolment_marks_closed_windows_missed(site_a, enrol):
+    # Due days: m1 1 Feb, m3 3 Apr, m6 3 Jul (window 26 Jun - 31 Jul), m12 2 Jan 2027.
+    now = datetime(2026, 7, 1, tzinfo=UTC)
+    participant = enrol(site=site_a, enrolled_on=date(2026, 1, 2), now=now)
+    statuses = dict(participant.assignments.values_list("wave__slug", "status"))
+    assert statuses == {"baseline": "missed", "m1": "missed", "m3": "missed",
+                        "m6": "open", "m12": "scheduled"}
+
+
+def test_contact_details_are_encrypted_at_rest_and_read_back_in_clear(site_a, enrol):
+    participant = enrol(site=site_a, contact=CONTACT)
+    contact = ParticipantContact.objects.get(participant=participant)
+    assert contact.email == "rosa.m@example.org"
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT first_name, email, phone FROM surveys_participantcontact "
+            "WHERE participant_id = %s", [participant.pk])
+        raw = cursor.fetchone()
+    for stored, clear in zip(raw, ("Rosa", "rosa.m@example.org", "+12125550143"), strict=True):
+        assert clear not in stored
+        assert stored.startswith("gAAAA")  # a Fernet token
+
+
+def test_research_tables_hold_no_contact_details(site_a, enrol):
+    participant = enrol(site=site_a, code="NYC-0007", contact=CONTACT)
+    row = Participant.objects.filter(pk=participant.pk).values().get()
+    flat = " ".join(str(value) for value in row.values())
+    for value in CONTACT.values():
+        assert value not in flat
+
+
+def test_enrolment_rejects_an_unknown_time_zone_and_saves_nothing(site_a, enrol):
+    with pytest.raises(ValidationError) as excinfo:
+        enrol(site=site_a, timezone="Mars/Olympus_Mons")
+    assert "timezone" in excinfo.value.message_dict
+    assert not Participant.objects.exists()
+    assert not Assignment.objects.exists()
+
+
+def test_enrolment_rejects_a_site_of_another_study(site_a, enrol, db):
+    from recovery.services import study_create_from_template
+
+    other = study_create_from_template(slug="other", name="Other", sites=[("X", "X", "UTC")])
+    with pytest.raises(ValidationError) as excinfo:
+        enrol(site=site_a, study=other)
+    assert "site" in excinfo.value.message_dict
+
+
+def test_enrolment_rejects_unknown_contact_fields_and_saves_nothing(site_a, enrol):
+    with pytest.raises(ValidationError):
+        enrol(site=site_a, contact={"social_security_number": "123"})
+    assert not Participant.objects.exists()
+
+
+def test_duplicate_study_id_in_a_study_is_refused(site_a, site_b, enrol):
+    enrol(site=site_a, code="NYC-0001")
+    with pytest.raises(ValidationError):
+        enrol(site=site_b, code="NYC-0001")
+
+
+def test_refresh_opens_and_misses_assignments_once(site_a, enrol):
+    enrolled = date(2026, 1, 15)
+    participant = enrol(site=site_a, enrolled_on=enrolled,
+                        now=datetime(2026, 1, 15, 6, tzinfo=UTC))
+    month1 = participant.assignments.get(wave__slug="m1")
+    assert month1.status == Assignment.Status.SCHEDULED
+
+    in_window = month1.opens_at + timedelta(hours=1)
+    # The baseline window (15-29 January) closed unanswered before month 1 opened.
+    assert assignment_statuses_refresh(now=in_window) == {"opened": 1, "missed": 1}
+    assert assignment_statuses_refresh(now=in_window) == {"opened": 0, "missed": 0}
+    month1.refresh_from_db()
+    assert month1.status == Assignment.Status.OPEN
+
+    after_close = month1.closes_at
+    result = assignment_statuses_refresh(now=after_close)
+    month1.refresh_from_db()
+    assert month1.status == Assignment.Status.MISSED
+    assert result == {"opened": 0, "missed": 1}
+    assert assignment_statuses_refresh(now=after_close)["missed"] == 0
+
+
+def test_refresh_leaves_completed_assignments_alone(site_a, enrol):
+    participant = enrol(site=site_a, now=datetime(2026, 1, 15, 6, tzinfo=UTC))
+    baseline = participant.assignments.get(wave__slug="baseline")
+    Assignment.objects.filter(pk=baseline.pk).update(status=Assignment.Status.COMPLETED)
+    assignment_statuses_refresh(now=baseline.closes_at + timedelta(days=1))
+    baseline.refresh_from_db()
+    assert baseline.status == Assignment.Status.COMPLETED
+
+
+def test_refresh_does_not_open_windows_of_withdrawn_participants(site_a, enrol):
+    participant = enrol(site=site_a, now=datetime(2026, 1, 15, 6, tzinfo=UTC))
+    Participant.objects.filter(pk=participant.pk).update(status=Participant.Status.WITHDRAWN)
+    month1 = participant.assignments.get(wave__slug="m1")
+    assignment_statuses_refresh(now=month1.opens_at + timedelta(hours=1))
+    month1.refresh_from_db()
+    assert month1.status == Assignment.Status.SCHEDULED
+
+
+def _response(assignment, **fields):
+    instrument = assignment.wave.instruments.get()
+    return Response(assignment=assignment, instrument=instrument,
+                    instrument_version=instrument.current_version,
+                    started_at=datetime(2026, 2, 1, tzinfo=UTC), **fields)
+
+
+def test_a_client_uuid_makes_at_most_one_response(site_a, enrol):
+    a = enrol(site=site_a, code="A").assignments.get(wave__slug="m1")
+    b = enrol(site=site_a, code="B").assignments.get(wave__slug="m1")
+    client_id = uuid.uuid4()
+    _response(a, client_id=client_id).save()
+    with pytest.raises(IntegrityError), transaction.atomic():
+        _response(b, client_id=client_id).save()
+
+
+def test_an_assignment_has_one_response_per_instrument(site_a, enrol):
+    assignment = enrol(site=site_a).assignments.get(wave__slug="m1")
+    _response(assignment).save()
+    with pytest.raises(IntegrityError), transaction.atomic():
+        _response(assignment).save()
+
+
+def test_a_submitted_response_must_record_when(site_a, enrol):
+    assignment = enrol(site=site_a).assignments.get(wave__slug="m1")
+    with pytest.raises(IntegrityError), transaction.atomic():
+        _response(assignment, status=Response.Status.SUBMITTED).save()
+
+
+def test_a_response_keeps_the_instrument_version_it_was_answered_on(site_a, enrol):
+    assignment = enrol(site=site_a).assignments.get(wave__slug="m1")
+    response = _response(assignment, answers={"craving": 4})
+    response.save()
+    instrument = response.instrument
+    instrument.versions.create(number=2, note="reworded craving item")
+    response.refresh_from_db()
+    assert response.instrument_version.number == 1
+    assert instrument.current_version.number == 2

@@ -1,0 +1,64 @@
+"""Settings come from the environment: embedded defaults, or the real services when set."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+PROBE = (
+    "import django, json; django.setup(); from django.conf import settings; "
+    "print(json.dumps({'engine': settings.DATABASES['default']['ENGINE'], "
+    "'name': str(settings.DATABASES['default']['NAME']), 'broker': settings.CELERY_BROKER_URL, "
+    "'backend': settings.CELERY_RESULT_BACKEND, 'cache': settings.CACHES['default']['BACKEND'], "
+    "'mailer': settings.MAILERS['default']['BACKEND']}))"
+)
+
+
+def _settings_with(tmp_path, **overrides) -> dict:
+    env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL")}
+    env.update({"DJANGO_SETTINGS_MODULE": "recovery.settings.local", "VAR_DIR": str(tmp_path),
+                "DJANGO_READ_DOT_ENV_FILE": "false", **overrides})
+    out = subprocess.run([sys.executable, "-c", PROBE], cwd=ROOT, env=env, capture_output=True,
+                         text=True, check=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def test_without_urls_a_laptop_gets_sqlite_and_a_serverless_broker(tmp_path):
+    found = _settings_with(tmp_path)
+    assert found["engine"] == "django.db.backends.sqlite3"
+    assert found["name"] == str(tmp_path / "db.sqlite3")
+    assert found["broker"] == "filesystem://"
+    assert found["backend"].startswith("file://")
+    assert (tmp_path / "broker" / "queue").is_dir()
+    assert found["mailer"] == "django.core.mail.backends.filebased.EmailBackend"
+
+
+def test_database_url_and_redis_url_switch_to_postgresql_and_redis(tmp_path):
+    found = _settings_with(tmp_path, DATABASE_URL="postgres://u:p@db.internal:5432/recovery",
+                           REDIS_URL="redis://cache.internal:6379/0",
+                           EMAIL_URL="smtp+tls://mailer:secret@smtp.example.org:587")
+    assert found["engine"] == "django.db.backends.postgresql"
+    assert found["name"] == "recovery"
+    assert found["broker"] == "redis://cache.internal:6379/0"
+    assert found["backend"] == "redis://cache.internal:6379/0"
+    assert found["cache"] == "django.core.cache.backends.redis.RedisCache"
+    assert found["mailer"] == "django.core.mail.backends.smtp.EmailBackend"
+
+
+def test_smtp_url_becomes_a_mailers_entry():
+    from recovery.settings.base import mailer_from_url
+
+    mailer = mailer_from_url("smtp+tls://mailer:p%40ss@smtp.example.org:587")
+    assert mailer == {
+        "BACKEND": "django.core.mail.backends.smtp.EmailBackend",
+        "OPTIONS": {"host": "smtp.example.org", "port": 587, "username": "mailer",
+                    "password": "p@ss", "use_tls": True},
+    }
+
+
+def test_the_test_suite_runs_on_postgresql_when_ci_sets_database_url(settings):
+    expected = "postgresql" if os.environ.get("DATABASE_URL", "").startswith("postgres") \
+        else "sqlite3"
+    assert settings.DATABASES["default"]["ENGINE"].endswith(expected)
