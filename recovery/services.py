@@ -26,14 +26,17 @@ BATCH_SIZE = 2000
 
 
 @transaction.atomic
-def study_create_from_template(*, slug: str, name: str,
-                               sites: list[tuple[str, str, str]],
-                               default_timezone: str = "America/New_York",
-                               description: str = "") -> Study:
+def study_create_from_template(
+    *,
+    slug: str,
+    name: str,
+    sites: list[tuple[str, str, str]],
+    default_timezone: str = "America/New_York",
+    description: str = "",
+) -> Study:
     """A study with the built-in battery (version 1 of each instrument) and the standard waves:
     baseline, 1, 3, 6 and 12 months."""
-    study = Study(slug=slug, name=name, description=description,
-                  default_timezone=default_timezone)
+    study = Study(slug=slug, name=name, description=description, default_timezone=default_timezone)
     study.full_clean()
     study.save()
     for code, site_name, tz in sites:
@@ -42,10 +45,12 @@ def study_create_from_template(*, slug: str, name: str,
         site.save()
     instruments = {}
     for instrument_slug, (instrument_name, specs) in INSTRUMENTS.items():
-        instrument = Instrument.objects.create(study=study, slug=instrument_slug,
-                                               name=instrument_name)
-        version = InstrumentVersion.objects.create(instrument=instrument, number=1,
-                                                   note="Built-in battery")
+        instrument = Instrument.objects.create(
+            study=study, slug=instrument_slug, name=instrument_name
+        )
+        version = InstrumentVersion.objects.create(
+            instrument=instrument, number=1, note="Built-in battery"
+        )
         Item.objects.bulk_create(
             Item(version=version, **spec.as_item_fields(position))
             for position, spec in enumerate(specs, start=1)
@@ -53,8 +58,12 @@ def study_create_from_template(*, slug: str, name: str,
         instruments[instrument_slug] = instrument
     for position, spec in enumerate(WAVES, start=1):
         wave = Wave.objects.create(
-            study=study, slug=spec.slug, name=spec.name, position=position,
-            offset_days=spec.offset_days, window_before_days=spec.window_before_days,
+            study=study,
+            slug=spec.slug,
+            name=spec.name,
+            position=position,
+            offset_days=spec.offset_days,
+            window_before_days=spec.window_before_days,
             window_after_days=spec.window_after_days,
         )
         WaveInstrument.objects.create(wave=wave, instrument=instruments[spec.instrument])
@@ -62,8 +71,9 @@ def study_create_from_template(*, slug: str, name: str,
 
 
 @transaction.atomic
-def synthetic_cohort_seed(*, study: Study, cohort: SyntheticCohort,
-                          now: datetime | None = None) -> dict[str, int]:
+def synthetic_cohort_seed(
+    *, study: Study, cohort: SyntheticCohort, now: datetime | None = None
+) -> dict[str, int]:
     """Write a synthetic cohort through the engine's own models, in bulk.
 
     Assignments come from the same ``assignments_build`` that real enrolment uses; a wave the
@@ -74,24 +84,33 @@ def synthetic_cohort_seed(*, study: Study, cohort: SyntheticCohort,
     sites = {site.code: site for site in study.sites.all()}
     waves = list(study.waves.order_by("position"))
     wave_instruments = {
-        wi.wave_id: wi.instrument for wi in WaveInstrument.objects.filter(wave__study=study)
-        .select_related("instrument")
+        wi.wave_id: wi.instrument
+        for wi in WaveInstrument.objects.filter(wave__study=study).select_related("instrument")
     }
     versions = {
         version.instrument_id: version
-        for version in InstrumentVersion.objects.filter(instrument__study=study)
-        .order_by("instrument_id", "number")
+        for version in InstrumentVersion.objects.filter(instrument__study=study).order_by(
+            "instrument_id", "number"
+        )
     }
 
     participants = [
-        Participant(study=study, site=sites[p.site_code], code=p.code, enrolled_on=p.enrolled_on,
-                    timezone=p.timezone, language=p.language)
+        Participant(
+            study=study,
+            site=sites[p.site_code],
+            code=p.code,
+            enrolled_on=p.enrolled_on,
+            timezone=p.timezone,
+            language=p.language,
+        )
         for p in cohort.participants
     ]
     Participant.objects.bulk_create(participants, batch_size=BATCH_SIZE)
     ParticipantContact.objects.bulk_create(
-        (ParticipantContact(participant=obj, **p.contact)
-         for obj, p in zip(participants, cohort.participants, strict=True)),
+        (
+            ParticipantContact(participant=obj, **p.contact)
+            for obj, p in zip(participants, cohort.participants, strict=True)
+        ),
         batch_size=BATCH_SIZE,
     )
 
@@ -103,8 +122,9 @@ def synthetic_cohort_seed(*, study: Study, cohort: SyntheticCohort,
             answers = cohort.answers.get(key)
             if answers is not None and assignment.opens_at <= now:
                 share = cohort.answer_timing[key]
-                submitted = assignment.opens_at + share * (assignment.closes_at
-                                                           - assignment.opens_at)
+                submitted = assignment.opens_at + share * (
+                    assignment.closes_at - assignment.opens_at
+                )
                 if submitted <= now:
                     assignment.status = Assignment.Status.COMPLETED
                     assignment.completed_at = submitted
@@ -116,23 +136,38 @@ def synthetic_cohort_seed(*, study: Study, cohort: SyntheticCohort,
     responses = []
     for assignment, answers, submitted in pending_responses:
         instrument = wave_instruments[assignment.wave_id]
-        responses.append(Response(
-            assignment=assignment, instrument=instrument,
-            instrument_version=versions[instrument.pk], answers=answers,
-            status=Response.Status.SUBMITTED,
-            started_at=submitted - timedelta(minutes=6), submitted_at=submitted,
-        ))
+        responses.append(
+            Response(
+                assignment=assignment,
+                instrument=instrument,
+                instrument_version=versions[instrument.pk],
+                answers=answers,
+                status=Response.Status.SUBMITTED,
+                started_at=submitted - timedelta(minutes=6),
+                submitted_at=submitted,
+            )
+        )
     Response.objects.bulk_create(responses, batch_size=BATCH_SIZE)
 
     study.is_synthetic = True
     study.synthetic_params = {**cohort.params, "true_effect": cohort.true_effect}
     study.save(update_fields=["is_synthetic", "synthetic_params", "updated_at"])
-    return {"participants": len(participants), "assignments": len(assignments),
-            "responses": len(responses)}
+    return {
+        "participants": len(participants),
+        "assignments": len(assignments),
+        "responses": len(responses),
+    }
 
 
-def demo_study_seed(*, slug: str, participants: int, seed: int, effect: float,
-                    as_of: date | None = None, name: str | None = None) -> tuple[Study, dict]:
+def demo_study_seed(
+    *,
+    slug: str,
+    participants: int,
+    seed: int,
+    effect: float,
+    as_of: date | None = None,
+    name: str | None = None,
+) -> tuple[Study, dict]:
     """Create a study from the template and seed it with a synthetic cohort."""
     from recovery.synthetic import SITES, generate_cohort
 
@@ -140,7 +175,8 @@ def demo_study_seed(*, slug: str, participants: int, seed: int, effect: float,
     cohort = generate_cohort(participants=participants, seed=seed, effect=effect, as_of=as_of)
     with transaction.atomic():
         study = study_create_from_template(
-            slug=slug, name=name or "Mutual-help involvement and recovery (demo)",
+            slug=slug,
+            name=name or "Mutual-help involvement and recovery (demo)",
             sites=SITES,
             description="Synthetic demo cohort with a planted effect of high involvement.",
         )

@@ -41,8 +41,26 @@ SITES = [
     ("LAX", "Harbor Community Treatment", "America/Los_Angeles"),
 ]
 
-FIRST_NAMES = ["Alex", "Sam", "Jordan", "Taylor", "Casey", "Morgan", "Jamie", "Riley", "Avery",
-               "Rosa", "Luis", "Maria", "José", "Keisha", "Darnell", "Mei", "Priya", "Omar"]
+FIRST_NAMES = [
+    "Alex",
+    "Sam",
+    "Jordan",
+    "Taylor",
+    "Casey",
+    "Morgan",
+    "Jamie",
+    "Riley",
+    "Avery",
+    "Rosa",
+    "Luis",
+    "Maria",
+    "José",
+    "Keisha",
+    "Darnell",
+    "Mei",
+    "Priya",
+    "Omar",
+]
 
 _FELLOWSHIP_CODE = {stem: code for code, stem, _ in FELLOWSHIPS}
 _SUBSTANCE_STEMS = [stem for _, stem, _ in SUBSTANCES]
@@ -53,8 +71,10 @@ _MAIN_FELLOWSHIP = {
     "3": (["cma", "na", "smart", "lifering"], [0.45, 0.3, 0.2, 0.05]),
     "4": (["na", "smart", "aa"], [0.5, 0.3, 0.2]),
     "5": (["aa", "smart", "lifering", "wfs"], [0.65, 0.2, 0.1, 0.05]),
-    "6": (["na", "smart", "dharma", "allrecovery", "wellbriety", "other"],
-          [0.4, 0.25, 0.15, 0.1, 0.05, 0.05]),
+    "6": (
+        ["na", "smart", "dharma", "allrecovery", "wellbriety", "other"],
+        [0.4, 0.25, 0.15, 0.1, 0.05, 0.05],
+    ),
 }
 _SECOND_FELLOWSHIPS = ["aa", "smart", "dharma", "allrecovery", "na", "other"]
 
@@ -92,9 +112,15 @@ def _choice(rng: np.random.Generator, codes: list[str], probs: list[float], n: i
     return rng.choice(np.asarray(codes, dtype=object), size=n, p=p / p.sum())
 
 
-def generate_cohort(*, participants: int, seed: int = 1, effect: float = DEFAULT_EFFECT,
-                    as_of: date, site_specs: list[tuple[str, str, str]] | None = None,
-                    completed_share: float = 0.8) -> SyntheticCohort:
+def generate_cohort(
+    *,
+    participants: int,
+    seed: int = 1,
+    effect: float = DEFAULT_EFFECT,
+    as_of: date,
+    site_specs: list[tuple[str, str, str]] | None = None,
+    completed_share: float = 0.8,
+) -> SyntheticCohort:
     """Draw a cohort. ``completed_share`` of participants enrolled long enough ago that every
     wave's window has closed by ``as_of``; the rest enrolled within the past year."""
     if participants < 1:
@@ -109,10 +135,10 @@ def generate_cohort(*, participants: int, seed: int = 1, effect: float = DEFAULT
     site_idx = rng.choice(len(sites), size=n, p=np.full(len(sites), 1 / len(sites)))
     age = np.clip(np.round(rng.normal(38, 11, n)), 18, 75).astype(int)
     gender = _choice(rng, ["1", "2", "3", "4"], [0.38, 0.58, 0.03, 0.01], n)
-    race = _choice(rng, [str(i) for i in range(1, 9)],
-                   [0.03, 0.02, 0.25, 0.18, 0.01, 0.46, 0.04, 0.01], n)
-    substance = _choice(rng, ["1", "2", "3", "4", "5", "6"],
-                        [0.45, 0.15, 0.2, 0.05, 0.1, 0.05], n)
+    race = _choice(
+        rng, [str(i) for i in range(1, 9)], [0.03, 0.02, 0.25, 0.18, 0.01, 0.46, 0.04, 0.01], n
+    )
+    substance = _choice(rng, ["1", "2", "3", "4", "5", "6"], [0.45, 0.15, 0.2, 0.05, 0.1, 0.05], n)
     setting = _choice(rng, ["1", "2", "3"], [0.35, 0.5, 0.15], n)
     justice = (rng.random(n) < 0.3).astype(int)
     prior_mhg = (rng.random(n) < 0.55).astype(int)
@@ -163,20 +189,22 @@ def generate_cohort(*, participants: int, seed: int = 1, effect: float = DEFAULT
     participants_out: list[SyntheticParticipant] = []
     for i in range(n):
         code, _name, tz = sites[site_idx[i]]
-        participants_out.append(SyntheticParticipant(
-            index=i,
-            code=f"{code}-{i + 1:05d}",
-            site_code=code,
-            timezone=tz,
-            language=str(language[i]),
-            enrolled_on=as_of - timedelta(days=int(days_ago[i])),
-            contact={
-                "first_name": FIRST_NAMES[first_name[i]],
-                "email": f"participant{i + 1}.seed{seed}@example.org",
-                # 555-01xx numbers are reserved for fiction in North America.
-                "phone": f"+1212555{phone_tail[i] % 100 + 100:04d}",
-            },
-        ))
+        participants_out.append(
+            SyntheticParticipant(
+                index=i,
+                code=f"{code}-{i + 1:05d}",
+                site_code=code,
+                timezone=tz,
+                language=str(language[i]),
+                enrolled_on=as_of - timedelta(days=int(days_ago[i])),
+                contact={
+                    "first_name": FIRST_NAMES[first_name[i]],
+                    "email": f"participant{i + 1}.seed{seed}@example.org",
+                    # 555-01xx numbers are reserved for fiction in North America.
+                    "phone": f"+1212555{phone_tail[i] % 100 + 100:04d}",
+                },
+            )
+        )
 
     answers: dict[tuple[int, str], dict] = {}
     timing: dict[tuple[int, str], float] = {}
@@ -206,11 +234,20 @@ def generate_cohort(*, participants: int, seed: int = 1, effect: float = DEFAULT
             if not responds[wave.slug][i]:
                 continue
             answers[(i, wave.slug)] = _followup_answers(
-                rng, wave=wave, high=bool(high[i]), use=bool(use[i]), s=s[i], r=r[i],
-                prior=bool(prior_mhg[i]), substance=str(substance[i]),
-                second_substance=str(second_substance[i]), mat_before=str(mat0[i]),
-                mat_now=str(mat[i]), online_share=float(online_share[i]),
-                craving_base=float(craving_base[i]), treated=bool(treated[i]),
+                rng,
+                wave=wave,
+                high=bool(high[i]),
+                use=bool(use[i]),
+                s=s[i],
+                r=r[i],
+                prior=bool(prior_mhg[i]),
+                substance=str(substance[i]),
+                second_substance=str(second_substance[i]),
+                mat_before=str(mat0[i]),
+                mat_now=str(mat[i]),
+                online_share=float(online_share[i]),
+                craving_base=float(craving_base[i]),
+                treated=bool(treated[i]),
                 main_fellowship=str(main_fellowship[i]),
                 second_fellowship=str(second_fellowship[i]) if has_second[i] else None,
             )
@@ -218,13 +255,27 @@ def generate_cohort(*, participants: int, seed: int = 1, effect: float = DEFAULT
         mat0 = mat.copy()
 
     return SyntheticCohort(
-        params={"participants": n, "seed": seed, "effect": effect, "as_of": as_of.isoformat(),
-                "completed_share": completed_share},
+        params={
+            "participants": n,
+            "seed": seed,
+            "effect": effect,
+            "as_of": as_of.isoformat(),
+            "completed_share": completed_share,
+        },
         participants=participants_out,
         answers=answers,
         answer_timing=timing,
-        truth={"treated": treated, "p0": p0, "p1": p1, "y0": y0, "y1": y1, "y12": y12,
-               "severity": s, "readiness": r, "justice": justice},
+        truth={
+            "treated": treated,
+            "p0": p0,
+            "p1": p1,
+            "y0": y0,
+            "y1": y1,
+            "y12": y12,
+            "severity": s,
+            "readiness": r,
+            "justice": justice,
+        },
     )
 
 
@@ -234,12 +285,19 @@ def _wave_involvement(rng: np.random.Generator, wave: WaveSpec, treated: np.ndar
         return treated.astype(bool)
     stay = 0.75 if wave.months <= 6 else 0.65
     become = 0.12 if wave.months <= 6 else 0.15
-    return np.where(treated == 1, rng.random(treated.size) < stay,
-                    rng.random(treated.size) < become)
+    return np.where(
+        treated == 1, rng.random(treated.size) < stay, rng.random(treated.size) < become
+    )
 
 
-def _wave_use(rng: np.random.Generator, wave: WaveSpec, p0: np.ndarray, effect: float,
-              high: np.ndarray, y12: np.ndarray) -> np.ndarray:
+def _wave_use(
+    rng: np.random.Generator,
+    wave: WaveSpec,
+    p0: np.ndarray,
+    effect: float,
+    high: np.ndarray,
+    y12: np.ndarray,
+) -> np.ndarray:
     if wave.slug == "m12":
         return y12.astype(bool)
     factor = {1: 0.8, 3: 0.9}.get(int(wave.months), 1.0)
@@ -257,10 +315,25 @@ def _wave_mat(rng: np.random.Generator, mat: np.ndarray) -> np.ndarray:
     return out
 
 
-def _followup_answers(rng: np.random.Generator, *, wave: WaveSpec, high: bool, use: bool,
-                      s: float, r: float, prior: bool, substance: str, second_substance: str,
-                      mat_before: str, mat_now: str, online_share: float, craving_base: float,
-                      treated: bool, main_fellowship: str, second_fellowship: str | None) -> dict:
+def _followup_answers(
+    rng: np.random.Generator,
+    *,
+    wave: WaveSpec,
+    high: bool,
+    use: bool,
+    s: float,
+    r: float,
+    prior: bool,
+    substance: str,
+    second_substance: str,
+    mat_before: str,
+    mat_now: str,
+    online_share: float,
+    craving_base: float,
+    treated: bool,
+    main_fellowship: str,
+    second_fellowship: str | None,
+) -> dict:
     a: dict = {}
     if high:
         attended = True
@@ -278,14 +351,23 @@ def _followup_answers(rng: np.random.Generator, *, wave: WaveSpec, high: bool, u
 
     a["attended_any"] = int(attended)
     if attended:
-        groups = [main_fellowship] + ([second_fellowship] if second_fellowship
-                                       and second_fellowship != main_fellowship else [])
+        groups = [main_fellowship] + (
+            [second_fellowship]
+            if second_fellowship and second_fellowship != main_fellowship
+            else []
+        )
         counts = [total] if len(groups) == 1 else [total - total * 3 // 10, total * 3 // 10]
         groups = [g for g, c in zip(groups, counts, strict=True) if c > 0]
         counts = [c for c in counts if c > 0]
         a["fellowships"] = sorted((_FELLOWSHIP_CODE[g] for g in groups), key=int)
-        fmt_p = np.array([(1 - online_share) * 0.9, online_share * 0.8, online_share * 0.2,
-                          (1 - online_share) * 0.1])
+        fmt_p = np.array(
+            [
+                (1 - online_share) * 0.9,
+                online_share * 0.8,
+                online_share * 0.2,
+                (1 - online_share) * 0.1,
+            ]
+        )
         for g, c in zip(groups, counts, strict=True):
             split = rng.multinomial(c, fmt_p / fmt_p.sum())
             for (fmt, _), k in zip(FORMATS, split, strict=True):
@@ -293,17 +375,19 @@ def _followup_answers(rng: np.random.Generator, *, wave: WaveSpec, high: bool, u
     a["home_group"] = int(home_group)
     a["has_sponsor"] = int(has_sponsor)
     if has_sponsor:
-        a["sponsor_contact"] = str(rng.choice(["1", "2", "3", "4"],
-                                              p=[0.3, 0.4, 0.2, 0.1] if high else
-                                              [0.1, 0.3, 0.35, 0.25]))
+        a["sponsor_contact"] = str(
+            rng.choice(
+                ["1", "2", "3", "4"], p=[0.3, 0.4, 0.2, 0.1] if high else [0.1, 0.3, 0.35, 0.25]
+            )
+        )
     a["is_sponsor"] = int(rng.random() < (0.3 if high else 0.03 if attended else 0))
     a["service_work"] = int(service)
     twelve_step = attended and main_fellowship in TWELVE_STEP
-    a["steps_completed"] = int(rng.integers(3, 13) if high and twelve_step
-                               else rng.integers(0, 5) if twelve_step else 0)
+    a["steps_completed"] = int(
+        rng.integers(3, 13) if high and twelve_step else rng.integers(0, 5) if twelve_step else 0
+    )
     a["speaks_at_meetings"] = int(rng.random() < (0.7 if high else 0.25 if attended else 0))
-    a["member_contact_outside"] = int(rng.random() < (0.85 if high else 0.35 if attended
-                                                      else 0.05))
+    a["member_contact_outside"] = int(rng.random() < (0.85 if high else 0.35 if attended else 0.05))
     a["reads_literature"] = int(rng.random() < (0.8 if high else 0.4 if attended else 0.1))
 
     a["mat_status"] = mat_now
@@ -316,8 +400,9 @@ def _followup_answers(rng: np.random.Generator, *, wave: WaveSpec, high: bool, u
         a["mat_stigma"] = int(rng.random() < 0.25)
 
     months = wave.months
-    craving = (craving_base - 0.15 * months - 0.10 * months * treated + 1.5 * use
-               + rng.normal(0, 1.2))
+    craving = (
+        craving_base - 0.15 * months - 0.10 * months * treated + 1.5 * use + rng.normal(0, 1.2)
+    )
     a["craving"] = int(np.clip(round(craving), 0, 10))
 
     primary_stem = _SUBSTANCE_STEMS[int(substance) - 1]
@@ -334,9 +419,13 @@ def _followup_answers(rng: np.random.Generator, *, wave: WaveSpec, high: bool, u
     a["any_use_since_last"] = int(use)
     if use:
         kind = rng.random()
-        a["longest_use_run_days"] = int(rng.integers(1, 8) if kind < 0.5
-                                        else rng.integers(8, 14) if kind < 0.65
-                                        else rng.integers(14, 61))
+        a["longest_use_run_days"] = int(
+            rng.integers(1, 8)
+            if kind < 0.5
+            else rng.integers(8, 14)
+            if kind < 0.65
+            else rng.integers(14, 61)
+        )
     a["overdose"] = int(use and rng.random() < (0.04 if substance == "1" else 0.005))
     if attended:
         a["cohesion"] = int(np.clip(round(rng.normal(65 + 15 * high, 15)), 0, 100))

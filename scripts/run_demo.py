@@ -15,19 +15,33 @@ PORT = os.environ.get("DEMO_PORT", "8000")
 
 def main() -> int:
     os.chdir(ROOT)
-    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "recovery.settings.local",
-           "PYTHONUNBUFFERED": "1"}
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "recovery.settings.local",
+        "PYTHONUNBUFFERED": "1",
+    }
     url = f"http://127.0.0.1:{PORT}"
     subprocess.run([PY, "manage.py", "demo_login", "--url", url], check=True, env=env)
     commands = {
         "web": [PY, "manage.py", "runserver", f"127.0.0.1:{PORT}", "--noreload"],
-        "worker": [PY, "-m", "celery", "-A", "recovery", "worker", "--loglevel=INFO",
-                   "--concurrency=2", "--without-mingle", "--without-gossip"],
+        "worker": [
+            PY,
+            "-m",
+            "celery",
+            "-A",
+            "recovery",
+            "worker",
+            "--loglevel=INFO",
+            "--concurrency=2",
+            "--without-mingle",
+            "--without-gossip",
+        ],
         "beat": [PY, "-m", "celery", "-A", "recovery", "beat", "--loglevel=INFO"],
     }
     procs = {name: subprocess.Popen(cmd, env=env) for name, cmd in commands.items()}
-    print(f"\nDemo running at {url}/admin/ — press Ctrl-C to stop web, worker and beat.\n",
-          flush=True)
+    print(
+        f"\nDemo running at {url}/admin/ — press Ctrl-C to stop web, worker and beat.\n", flush=True
+    )
 
     stopping = False
 
@@ -41,8 +55,10 @@ def main() -> int:
     while not stopping:
         for name, proc in procs.items():
             if proc.poll() is not None:
-                print(f"{name} exited with code {proc.returncode}; stopping the demo.",
-                      file=sys.stderr)
+                print(
+                    f"{name} exited with code {proc.returncode}; stopping the demo.",
+                    file=sys.stderr,
+                )
                 exit_code = proc.returncode or 1
                 stopping = True
         time.sleep(0.5)

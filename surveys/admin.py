@@ -26,8 +26,16 @@ class SiteInline(admin.TabularInline):
 class WaveInline(admin.TabularInline):
     model = Wave
     extra = 0
-    fields = ("position", "slug", "name", "offset_days", "window_before_days",
-              "window_after_days", "recurrence_days", "is_active")
+    fields = (
+        "position",
+        "slug",
+        "name",
+        "offset_days",
+        "window_before_days",
+        "window_after_days",
+        "recurrence_days",
+        "is_active",
+    )
 
 
 @admin.register(Study)
@@ -58,8 +66,7 @@ class ParticipantContactInline(admin.StackedInline):
     can_delete = False
     extra = 1
     max_num = 1
-    fields = ("first_name", "last_name", "email", "phone", "alternative_contacts",
-              "locator_notes")
+    fields = ("first_name", "last_name", "email", "phone", "alternative_contacts", "locator_notes")
 
 
 class AssignmentInline(admin.TabularInline):
@@ -129,8 +136,16 @@ class InstrumentAdmin(admin.ModelAdmin):
 class ItemInline(admin.TabularInline):
     model = Item
     extra = 0
-    fields = ("position", "variable", "kind", "label", "required", "min_value", "max_value",
-              "branching")
+    fields = (
+        "position",
+        "variable",
+        "kind",
+        "label",
+        "required",
+        "min_value",
+        "max_value",
+        "branching",
+    )
 
 
 @admin.register(InstrumentVersion)
@@ -157,8 +172,16 @@ class WaveInstrumentInline(admin.TabularInline):
 
 @admin.register(Wave)
 class WaveAdmin(admin.ModelAdmin):
-    list_display = ("name", "study", "position", "offset_days", "window_before_days",
-                    "window_after_days", "recurrence_days", "is_active")
+    list_display = (
+        "name",
+        "study",
+        "position",
+        "offset_days",
+        "window_before_days",
+        "window_after_days",
+        "recurrence_days",
+        "is_active",
+    )
     list_filter = ("study",)
     list_select_related = ("study",)
     inlines = (WaveInstrumentInline,)
@@ -166,8 +189,16 @@ class WaveAdmin(admin.ModelAdmin):
 
 @admin.register(Assignment)
 class AssignmentAdmin(admin.ModelAdmin):
-    list_display = ("participant", "wave", "occurrence", "status", "opens_at", "due_at",
-                    "closes_at", "completed_at")
+    list_display = (
+        "participant",
+        "wave",
+        "occurrence",
+        "status",
+        "opens_at",
+        "due_at",
+        "closes_at",
+        "completed_at",
+    )
     list_filter = ("status", "wave__study", "wave")
     list_select_related = ("participant", "wave")
     search_fields = ("participant__code",)
@@ -175,8 +206,10 @@ class AssignmentAdmin(admin.ModelAdmin):
     raw_id_fields = ("participant",)
 
     def get_queryset(self, request):
-        return super().get_queryset(request).filter(
-            participant__in=selectors.participants_for_user(user=request.user)
+        return (
+            super()
+            .get_queryset(request)
+            .filter(participant__in=selectors.participants_for_user(user=request.user))
         )
 
 
@@ -184,15 +217,21 @@ class AssignmentAdmin(admin.ModelAdmin):
 class ResponseAdmin(admin.ModelAdmin):
     list_display = ("assignment", "instrument", "instrument_version", "status", "submitted_at")
     list_filter = ("status", "instrument")
-    list_select_related = ("assignment__participant", "assignment__wave", "instrument",
-                           "instrument_version__instrument")
+    list_select_related = (
+        "assignment__participant",
+        "assignment__wave",
+        "instrument",
+        "instrument_version__instrument",
+    )
     search_fields = ("assignment__participant__code",)
     readonly_fields = ("client_id", "started_at", "updated_at", "submitted_at")
     raw_id_fields = ("assignment",)
 
     def get_queryset(self, request):
-        return super().get_queryset(request).filter(
-            assignment__participant__in=selectors.participants_for_user(user=request.user)
+        return (
+            super()
+            .get_queryset(request)
+            .filter(assignment__participant__in=selectors.participants_for_user(user=request.user))
         )
 
 

@@ -246,9 +246,7 @@ class Wave(models.Model):
         help_text="For recurring check-ins (7 = weekly); empty for a single wave.",
     )
     is_active = models.BooleanField(default=True)
-    instruments = models.ManyToManyField(
-        Instrument, through="WaveInstrument", related_name="waves"
-    )
+    instruments = models.ManyToManyField(Instrument, through="WaveInstrument", related_name="waves")
 
     class Meta:
         ordering = ("study", "position")

@@ -9,8 +9,18 @@ from django.contrib.auth.models import Group, Permission
 from surveys.models import ROLE_GROUP_NAMES, StaffRole
 
 _ENGINE_MODELS = (
-    "study", "site", "participant", "participantcontact", "instrument", "instrumentversion",
-    "item", "wave", "waveinstrument", "assignment", "response", "staffrole",
+    "study",
+    "site",
+    "participant",
+    "participantcontact",
+    "instrument",
+    "instrumentversion",
+    "item",
+    "wave",
+    "waveinstrument",
+    "assignment",
+    "response",
+    "staffrole",
 )
 
 ROLE_PERMISSIONS: dict[str, set[str]] = {
@@ -20,16 +30,34 @@ ROLE_PERMISSIONS: dict[str, set[str]] = {
         for action in ("view", "add", "change", "delete")
     },
     StaffRole.Role.COORDINATOR: {
-        "view_study", "view_site", "view_wave", "view_instrument", "view_instrumentversion",
-        "view_item", "view_waveinstrument",
-        "view_participant", "add_participant", "change_participant",
-        "view_participantcontact", "add_participantcontact", "change_participantcontact",
-        "view_assignment", "change_assignment", "view_response",
+        "view_study",
+        "view_site",
+        "view_wave",
+        "view_instrument",
+        "view_instrumentversion",
+        "view_item",
+        "view_waveinstrument",
+        "view_participant",
+        "add_participant",
+        "change_participant",
+        "view_participantcontact",
+        "add_participantcontact",
+        "change_participantcontact",
+        "view_assignment",
+        "change_assignment",
+        "view_response",
     },
     # Researchers see de-identified data only: no contact details, nothing to change.
     StaffRole.Role.RESEARCHER: {
-        "view_study", "view_site", "view_wave", "view_instrument", "view_instrumentversion",
-        "view_item", "view_waveinstrument", "view_participant", "view_assignment",
+        "view_study",
+        "view_site",
+        "view_wave",
+        "view_instrument",
+        "view_instrumentversion",
+        "view_item",
+        "view_waveinstrument",
+        "view_participant",
+        "view_assignment",
         "view_response",
     },
 }

@@ -23,17 +23,29 @@ def local_midnight(day: date, tz: ZoneInfo) -> datetime:
     return datetime.combine(day, time(0), tzinfo=tz).astimezone(UTC)
 
 
-def wave_due_day(*, enrolled_on: date, offset_days: int, recurrence_days: int | None = None,
-                 occurrence: int = 0) -> date:
+def wave_due_day(
+    *, enrolled_on: date, offset_days: int, recurrence_days: int | None = None, occurrence: int = 0
+) -> date:
     return enrolled_on + timedelta(days=offset_days + occurrence * (recurrence_days or 0))
 
 
-def wave_window(*, enrolled_on: date, timezone_name: str, offset_days: int,
-                window_before_days: int, window_after_days: int,
-                recurrence_days: int | None = None, occurrence: int = 0) -> Window:
+def wave_window(
+    *,
+    enrolled_on: date,
+    timezone_name: str,
+    offset_days: int,
+    window_before_days: int,
+    window_after_days: int,
+    recurrence_days: int | None = None,
+    occurrence: int = 0,
+) -> Window:
     tz = ZoneInfo(timezone_name)
-    due_day = wave_due_day(enrolled_on=enrolled_on, offset_days=offset_days,
-                           recurrence_days=recurrence_days, occurrence=occurrence)
+    due_day = wave_due_day(
+        enrolled_on=enrolled_on,
+        offset_days=offset_days,
+        recurrence_days=recurrence_days,
+        occurrence=occurrence,
+    )
     return Window(
         opens_at=local_midnight(due_day - timedelta(days=window_before_days), tz),
         due_at=local_midnight(due_day, tz),

@@ -21,7 +21,12 @@ from surveys.models import (
 from surveys.scheduling import Window, wave_window
 
 CONTACT_FIELDS = (
-    "first_name", "last_name", "email", "phone", "alternative_contacts", "locator_notes",
+    "first_name",
+    "last_name",
+    "email",
+    "phone",
+    "alternative_contacts",
+    "locator_notes",
 )
 
 
@@ -34,8 +39,9 @@ def assignment_status_at(window: Window, now: datetime) -> str:
     return Assignment.Status.SCHEDULED
 
 
-def assignments_build(*, participant: Participant, waves: Iterable[Wave],
-                      now: datetime | None = None) -> list[Assignment]:
+def assignments_build(
+    *, participant: Participant, waves: Iterable[Wave], now: datetime | None = None
+) -> list[Assignment]:
     """Unsaved assignments of ``participant`` for its study's single (non-recurring) waves."""
     now = now or timezone.now()
     built = []
@@ -65,8 +71,9 @@ def assignments_build(*, participant: Participant, waves: Iterable[Wave],
 
 
 @transaction.atomic
-def participant_enrol(*, participant: Participant, contact: dict | None = None,
-                      now: datetime | None = None) -> Participant:
+def participant_enrol(
+    *, participant: Participant, contact: dict | None = None, now: datetime | None = None
+) -> Participant:
     """Save a new participant, their contact details (when given) and their assignments.
 
     ``contact=None`` leaves the contact row to the caller (the admin's inline form saves it).

@@ -39,20 +39,36 @@ def test_every_admin_list_and_add_page_opens_with_demo_data(superuser_client):
         assert superuser_client.get(change).status_code == 200, change
 
 
-def test_enrolling_in_the_admin_creates_assignments_and_encrypted_contact(superuser_client,
-                                                                          study, site_a):
-    response = superuser_client.post(reverse("admin:surveys_participant_add"), {
-        "study": study.pk, "site": site_a.pk, "code": "NYC-0100", "status": "active",
-        "enrolled_on": "2026-11-01", "timezone": "America/New_York", "language": "es",
-        "preferred_channel": "sms",
-        "contact-TOTAL_FORMS": "1", "contact-INITIAL_FORMS": "0",
-        "contact-MIN_NUM_FORMS": "0", "contact-MAX_NUM_FORMS": "1",
-        "contact-0-first_name": "Lupe", "contact-0-phone": "+12125550177",
-        "contact-0-email": "", "contact-0-last_name": "", "contact-0-alternative_contacts": "",
-        "contact-0-locator_notes": "",
-        "assignments-TOTAL_FORMS": "0", "assignments-INITIAL_FORMS": "0",
-        "assignments-MIN_NUM_FORMS": "0", "assignments-MAX_NUM_FORMS": "0",
-    })
+def test_enrolling_in_the_admin_creates_assignments_and_encrypted_contact(
+    superuser_client, study, site_a
+):
+    response = superuser_client.post(
+        reverse("admin:surveys_participant_add"),
+        {
+            "study": study.pk,
+            "site": site_a.pk,
+            "code": "NYC-0100",
+            "status": "active",
+            "enrolled_on": "2026-11-01",
+            "timezone": "America/New_York",
+            "language": "es",
+            "preferred_channel": "sms",
+            "contact-TOTAL_FORMS": "1",
+            "contact-INITIAL_FORMS": "0",
+            "contact-MIN_NUM_FORMS": "0",
+            "contact-MAX_NUM_FORMS": "1",
+            "contact-0-first_name": "Lupe",
+            "contact-0-phone": "+12125550177",
+            "contact-0-email": "",
+            "contact-0-last_name": "",
+            "contact-0-alternative_contacts": "",
+            "contact-0-locator_notes": "",
+            "assignments-TOTAL_FORMS": "0",
+            "assignments-INITIAL_FORMS": "0",
+            "assignments-MIN_NUM_FORMS": "0",
+            "assignments-MAX_NUM_FORMS": "0",
+        },
+    )
     assert response.status_code == 302, response.content[:2000]
     participant = Participant.objects.get(code="NYC-0100")
     assert participant.assignments.count() == 5

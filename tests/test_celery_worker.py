@@ -36,8 +36,9 @@ def _broker(kind: str, var_dir: Path) -> tuple[dict, Celery]:
         folder = var_dir / "broker"
         for sub in (folder / "queue", folder / "control", var_dir / "celery-results"):
             sub.mkdir(parents=True, exist_ok=True)
-        client = Celery("client", broker="filesystem://",
-                        backend=f"file://{var_dir / 'celery-results'}")
+        client = Celery(
+            "client", broker="filesystem://", backend=f"file://{var_dir / 'celery-results'}"
+        )
         client.conf.broker_transport_options = {
             "data_folder_in": str(folder / "queue"),
             "data_folder_out": str(folder / "queue"),
@@ -56,21 +57,45 @@ def test_a_task_runs_in_a_real_worker_and_changes_the_database(broker, tmp_path,
     if broker == "redis" and not REDIS_URL:
         pytest.skip("REDIS_URL is not set (CI sets it)")
     today = timezone.localdate()
-    participant = enrol(site=site_a, enrolled_on=today - timedelta(days=30),
-                        now=timezone.now() - timedelta(days=30))
+    participant = enrol(
+        site=site_a, enrolled_on=today - timedelta(days=30), now=timezone.now() - timedelta(days=30)
+    )
     month1 = participant.assignments.get(wave__slug="m1")
     assert month1.status == Assignment.Status.SCHEDULED
 
     queue = f"test-{uuid.uuid4().hex[:8]}"
     broker_env, client = _broker(broker, tmp_path)
-    env = {**os.environ, **broker_env, "DJANGO_SETTINGS_MODULE": "recovery.settings.local",
-           "DATABASE_URL": _database_url(), "VAR_DIR": str(tmp_path),
-           "DJANGO_READ_DOT_ENV_FILE": "false"}
+    env = {
+        **os.environ,
+        **broker_env,
+        "DJANGO_SETTINGS_MODULE": "recovery.settings.local",
+        "DATABASE_URL": _database_url(),
+        "VAR_DIR": str(tmp_path),
+        "DJANGO_READ_DOT_ENV_FILE": "false",
+    }
     worker = subprocess.Popen(
-        [sys.executable, "-m", "celery", "-A", "recovery", "worker", "--pool=solo",
-         "--loglevel=INFO", "-Q", queue, "--without-mingle", "--without-gossip",
-         "--without-heartbeat", "-n", f"{queue}@%h"],
-        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        [
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "recovery",
+            "worker",
+            "--pool=solo",
+            "--loglevel=INFO",
+            "-Q",
+            queue,
+            "--without-mingle",
+            "--without-gossip",
+            "--without-heartbeat",
+            "-n",
+            f"{queue}@%h",
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
     )
     try:
         result = client.send_task("surveys.tasks.assignment_statuses_refresh", queue=queue)

@@ -18,10 +18,17 @@ PROBE = (
 
 def _settings_with(tmp_path, **overrides) -> dict:
     env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL")}
-    env.update({"DJANGO_SETTINGS_MODULE": "recovery.settings.local", "VAR_DIR": str(tmp_path),
-                "DJANGO_READ_DOT_ENV_FILE": "false", **overrides})
-    out = subprocess.run([sys.executable, "-c", PROBE], cwd=ROOT, env=env, capture_output=True,
-                         text=True, check=True)
+    env.update(
+        {
+            "DJANGO_SETTINGS_MODULE": "recovery.settings.local",
+            "VAR_DIR": str(tmp_path),
+            "DJANGO_READ_DOT_ENV_FILE": "false",
+            **overrides,
+        }
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", PROBE], cwd=ROOT, env=env, capture_output=True, text=True, check=True
+    )
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
@@ -36,9 +43,12 @@ def test_without_urls_a_laptop_gets_sqlite_and_a_serverless_broker(tmp_path):
 
 
 def test_database_url_and_redis_url_switch_to_postgresql_and_redis(tmp_path):
-    found = _settings_with(tmp_path, DATABASE_URL="postgres://u:p@db.internal:5432/recovery",
-                           REDIS_URL="redis://cache.internal:6379/0",
-                           EMAIL_URL="smtp+tls://mailer:secret@smtp.example.org:587")
+    found = _settings_with(
+        tmp_path,
+        DATABASE_URL="postgres://u:p@db.internal:5432/recovery",
+        REDIS_URL="redis://cache.internal:6379/0",
+        EMAIL_URL="smtp+tls://mailer:secret@smtp.example.org:587",
+    )
     assert found["engine"] == "django.db.backends.postgresql"
     assert found["name"] == "recovery"
     assert found["broker"] == "redis://cache.internal:6379/0"
@@ -53,12 +63,18 @@ def test_smtp_url_becomes_a_mailers_entry():
     mailer = mailer_from_url("smtp+tls://mailer:p%40ss@smtp.example.org:587")
     assert mailer == {
         "BACKEND": "django.core.mail.backends.smtp.EmailBackend",
-        "OPTIONS": {"host": "smtp.example.org", "port": 587, "username": "mailer",
-                    "password": "p@ss", "use_tls": True},
+        "OPTIONS": {
+            "host": "smtp.example.org",
+            "port": 587,
+            "username": "mailer",
+            "password": "p@ss",
+            "use_tls": True,
+        },
     }
 
 
 def test_the_test_suite_runs_on_postgresql_when_ci_sets_database_url(settings):
-    expected = "postgresql" if os.environ.get("DATABASE_URL", "").startswith("postgres") \
-        else "sqlite3"
+    expected = (
+        "postgresql" if os.environ.get("DATABASE_URL", "").startswith("postgres") else "sqlite3"
+    )
     assert settings.DATABASES["default"]["ENGINE"].endswith(expected)

@@ -51,8 +51,12 @@ MAT_OPTIONS: list[tuple[str, str]] = [
     ("5", "Naltrexone as a monthly injection"),
 ]
 
-GENDERS = [("1", "Woman"), ("2", "Man"), ("3", "Non-binary or another gender"),
-           ("4", "Prefer not to say")]
+GENDERS = [
+    ("1", "Woman"),
+    ("2", "Man"),
+    ("3", "Non-binary or another gender"),
+    ("4", "Prefer not to say"),
+]
 RACE_ETHNICITY = [
     ("1", "American Indian or Alaska Native"),
     ("2", "Asian"),
@@ -63,10 +67,17 @@ RACE_ETHNICITY = [
     ("7", "More than one, or another group"),
     ("8", "Prefer not to say"),
 ]
-TREATMENT_SETTINGS = [("1", "Residential or inpatient"), ("2", "Outpatient"),
-                      ("3", "Not in treatment")]
-SPONSOR_CONTACT = [("1", "Every day or nearly"), ("2", "A few times a week"),
-                   ("3", "About once a week"), ("4", "Less than once a week")]
+TREATMENT_SETTINGS = [
+    ("1", "Residential or inpatient"),
+    ("2", "Outpatient"),
+    ("3", "Not in treatment"),
+]
+SPONSOR_CONTACT = [
+    ("1", "Every day or nearly"),
+    ("2", "A few times a week"),
+    ("3", "About once a week"),
+    ("4", "Less than once a week"),
+]
 
 
 @dataclass
@@ -102,42 +113,95 @@ def _yesno(variable: str, label: str, branching: str = "") -> ItemSpec:
     return ItemSpec(variable, "yesno", label, required=True, branching=branching)
 
 
-def _slider(variable: str, label: str, low: int, high: int, left: str, right: str,
-            branching: str = "") -> ItemSpec:
-    return ItemSpec(variable, "slider", label, required=True, min_value=low, max_value=high,
-                    branching=branching, options={"left": {"en": left}, "right": {"en": right}})
+def _slider(
+    variable: str, label: str, low: int, high: int, left: str, right: str, branching: str = ""
+) -> ItemSpec:
+    return ItemSpec(
+        variable,
+        "slider",
+        label,
+        required=True,
+        min_value=low,
+        max_value=high,
+        branching=branching,
+        options={"left": {"en": left}, "right": {"en": right}},
+    )
 
 
-def _count(variable: str, label: str, high: int, branching: str = "",
-           required: bool = True) -> ItemSpec:
-    return ItemSpec(variable, "integer", label, required=required, min_value=0, max_value=high,
-                    branching=branching)
+def _count(
+    variable: str, label: str, high: int, branching: str = "", required: bool = True
+) -> ItemSpec:
+    return ItemSpec(
+        variable,
+        "integer",
+        label,
+        required=required,
+        min_value=0,
+        max_value=high,
+        branching=branching,
+    )
 
 
-CRAVING = _slider("craving", "Over the past week, how strong was your urge to use, at its worst?",
-                  0, 10, "No urge at all", "The strongest urge I can imagine")
+CRAVING = _slider(
+    "craving",
+    "Over the past week, how strong was your urge to use, at its worst?",
+    0,
+    10,
+    "No urge at all",
+    "The strongest urge I can imagine",
+)
 
 BASELINE: list[ItemSpec] = [
-    ItemSpec("age", "integer", "How old are you, in years?", required=True,
-             min_value=18, max_value=100),
+    ItemSpec(
+        "age", "integer", "How old are you, in years?", required=True, min_value=18, max_value=100
+    ),
     ItemSpec("gender", "single", "Which best describes your gender?", GENDERS, required=True),
-    ItemSpec("race_ethnicity", "single", "Which group do you most identify with?",
-             RACE_ETHNICITY, required=True),
-    ItemSpec("primary_substance", "single",
-             "Which drug has caused you the most trouble?",
-             [(code, text) for code, _, text in SUBSTANCES], required=True),
-    ItemSpec("treatment_setting", "single", "Where are you getting treatment right now?",
-             TREATMENT_SETTINGS, required=True),
-    _yesno("justice_involved",
-           "Are you on probation or parole, or under another kind of court supervision?"),
-    ItemSpec("mat_status", "single",
-             "Which medication for addiction treatment are you taking now, if any?",
-             MAT_OPTIONS, required=True),
+    ItemSpec(
+        "race_ethnicity",
+        "single",
+        "Which group do you most identify with?",
+        RACE_ETHNICITY,
+        required=True,
+    ),
+    ItemSpec(
+        "primary_substance",
+        "single",
+        "Which drug has caused you the most trouble?",
+        [(code, text) for code, _, text in SUBSTANCES],
+        required=True,
+    ),
+    ItemSpec(
+        "treatment_setting",
+        "single",
+        "Where are you getting treatment right now?",
+        TREATMENT_SETTINGS,
+        required=True,
+    ),
+    _yesno(
+        "justice_involved",
+        "Are you on probation or parole, or under another kind of court supervision?",
+    ),
+    ItemSpec(
+        "mat_status",
+        "single",
+        "Which medication for addiction treatment are you taking now, if any?",
+        MAT_OPTIONS,
+        required=True,
+    ),
     _yesno("prior_mhg", "Before joining this study, had you ever gone to a mutual-help meeting?"),
-    _count("baseline_days_used",
-           "In the 30 days before today, on how many days did you use any drug?", 30),
-    _slider("readiness", "How ready do you feel to make changes to your drug use?",
-            0, 10, "Not ready at all", "Completely ready"),
+    _count(
+        "baseline_days_used",
+        "In the 30 days before today, on how many days did you use any drug?",
+        30,
+    ),
+    _slider(
+        "readiness",
+        "How ready do you feel to make changes to your drug use?",
+        0,
+        10,
+        "Not ready at all",
+        "Completely ready",
+    ),
     CRAVING,
 ]
 
@@ -145,17 +209,25 @@ BASELINE: list[ItemSpec] = [
 def _attendance_items() -> list[ItemSpec]:
     items = [
         _yesno("attended_any", "In the past 30 days, did you go to any mutual-help meetings?"),
-        ItemSpec("fellowships", "multiple", "Which groups did you go to?",
-                 [(code, name) for code, _, name in FELLOWSHIPS], required=True,
-                 branching="[attended_any] = '1'"),
+        ItemSpec(
+            "fellowships",
+            "multiple",
+            "Which groups did you go to?",
+            [(code, name) for code, _, name in FELLOWSHIPS],
+            required=True,
+            branching="[attended_any] = '1'",
+        ),
     ]
     for code, stem, name in FELLOWSHIPS:
         for fmt, fmt_text in FORMATS:
-            items.append(_count(
-                f"mtg_{stem}_{fmt}",
-                f"How many {name} meetings did you go to {fmt_text} in the past 30 days?",
-                200, branching=f"[fellowships({code})] = '1'",
-            ))
+            items.append(
+                _count(
+                    f"mtg_{stem}_{fmt}",
+                    f"How many {name} meetings did you go to {fmt_text} in the past 30 days?",
+                    200,
+                    branching=f"[fellowships({code})] = '1'",
+                )
+            )
     return items
 
 
@@ -163,40 +235,88 @@ FOLLOWUP: list[ItemSpec] = [
     *_attendance_items(),
     _yesno("home_group", "Do you have a home group you go to regularly?"),
     _yesno("has_sponsor", "Do you have a sponsor, mentor or close friend in the group?"),
-    ItemSpec("sponsor_contact", "single", "How often are you in touch with them?",
-             SPONSOR_CONTACT, required=True, branching="[has_sponsor] = '1'"),
+    ItemSpec(
+        "sponsor_contact",
+        "single",
+        "How often are you in touch with them?",
+        SPONSOR_CONTACT,
+        required=True,
+        branching="[has_sponsor] = '1'",
+    ),
     _yesno("is_sponsor", "Are you a sponsor or mentor for someone else?"),
-    _yesno("service_work", "In the past 30 days, did you do service for a group "
-                           "(setting up, making coffee, holding a role)?"),
+    _yesno(
+        "service_work",
+        "In the past 30 days, did you do service for a group "
+        "(setting up, making coffee, holding a role)?",
+    ),
     _count("steps_completed", "If your group works steps, how many have you completed?", 12),
     _yesno("speaks_at_meetings", "In the past 30 days, did you share or speak at a meeting?"),
-    _yesno("member_contact_outside",
-           "In the past 30 days, did you spend time with group members outside meetings?"),
+    _yesno(
+        "member_contact_outside",
+        "In the past 30 days, did you spend time with group members outside meetings?",
+    ),
     _yesno("reads_literature", "In the past 30 days, did you read your group's literature?"),
-    ItemSpec("mat_status", "single",
-             "Which medication for addiction treatment are you taking now, if any?",
-             MAT_OPTIONS, required=True),
+    ItemSpec(
+        "mat_status",
+        "single",
+        "Which medication for addiction treatment are you taking now, if any?",
+        MAT_OPTIONS,
+        required=True,
+    ),
     _yesno("mat_changed", "Since the last survey, did you stop, start or switch medication?"),
-    _yesno("mat_stopped_pressure", "Did people in a mutual-help group push you to stop?",
-           branching="[mat_changed] = '1'"),
-    _yesno("mat_disclosed", "Have you told people at meetings that you take this medication?",
-           branching="[mat_status] <> '0' and [attended_any] = '1'"),
-    _yesno("mat_stigma", "Have people at meetings treated you worse because of your medication?",
-           branching="[mat_status] <> '0' and [attended_any] = '1'"),
+    _yesno(
+        "mat_stopped_pressure",
+        "Did people in a mutual-help group push you to stop?",
+        branching="[mat_changed] = '1'",
+    ),
+    _yesno(
+        "mat_disclosed",
+        "Have you told people at meetings that you take this medication?",
+        branching="[mat_status] <> '0' and [attended_any] = '1'",
+    ),
+    _yesno(
+        "mat_stigma",
+        "Have people at meetings treated you worse because of your medication?",
+        branching="[mat_status] <> '0' and [attended_any] = '1'",
+    ),
     CRAVING,
-    *[_count(f"days_{stem}", f"In the past 30 days, on how many days did you use: {text}?", 30)
-      for _, stem, text in SUBSTANCES],
+    *[
+        _count(f"days_{stem}", f"In the past 30 days, on how many days did you use: {text}?", 30)
+        for _, stem, text in SUBSTANCES
+    ],
     _yesno("any_use_since_last", "Since your last survey, have you used any drug at all?"),
-    _count("longest_use_run_days",
-           "What is the longest stretch of days in a row you used since your last survey?",
-           400, branching="[any_use_since_last] = '1'"),
+    _count(
+        "longest_use_run_days",
+        "What is the longest stretch of days in a row you used since your last survey?",
+        400,
+        branching="[any_use_since_last] = '1'",
+    ),
     _yesno("overdose", "Since your last survey, have you had an overdose?"),
-    _slider("cohesion", "How close and connected do you feel to the people in your group?",
-            0, 100, "Not at all", "Completely", branching="[attended_any] = '1'"),
-    _slider("qol_overall", "All in all, how would you rate your life these days?",
-            0, 10, "Very poor", "Excellent"),
-    _slider("qol_health", "How would you rate your physical health these days?",
-            0, 10, "Very poor", "Excellent"),
+    _slider(
+        "cohesion",
+        "How close and connected do you feel to the people in your group?",
+        0,
+        100,
+        "Not at all",
+        "Completely",
+        branching="[attended_any] = '1'",
+    ),
+    _slider(
+        "qol_overall",
+        "All in all, how would you rate your life these days?",
+        0,
+        10,
+        "Very poor",
+        "Excellent",
+    ),
+    _slider(
+        "qol_health",
+        "How would you rate your physical health these days?",
+        0,
+        10,
+        "Very poor",
+        "Excellent",
+    ),
 ]
 
 INSTRUMENTS: dict[str, tuple[str, list[ItemSpec]]] = {

@@ -12,7 +12,9 @@ from celery.schedules import crontab
 
 BASE_DIR = Path(__file__).resolve().parent.parent.parent
 env = environ.Env()
-if (BASE_DIR / ".env").is_file() and env.bool("DJANGO_READ_DOT_ENV_FILE", default=True):
+# A developer may keep variables in ./.env; it is read only when asked, so that a stray file
+# never changes `make test` or `make demo` (docker compose passes .env as the environment).
+if env.bool("DJANGO_READ_DOT_ENV_FILE", default=False) and (BASE_DIR / ".env").is_file():
     env.read_env(str(BASE_DIR / ".env"))
 
 # Runtime files of the embedded defaults (SQLite database, broker folders, outbox).
@@ -163,6 +165,7 @@ STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {"BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"},
 }
+
 
 # --- E-mail ---------------------------------------------------------------------------------
 def mailer_from_url(url: str) -> dict:

@@ -28,7 +28,13 @@ STORAGES = {
     "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
 }
 
-for folder in (VAR_DIR, VAR_DIR / "outbox", CELERY_BROKER_DIR / "queue",
-               CELERY_BROKER_DIR / "control", CELERY_BROKER_DIR / "processed",
-               VAR_DIR / "celery-results", STATIC_ROOT):
+for folder in (
+    VAR_DIR,
+    VAR_DIR / "outbox",
+    CELERY_BROKER_DIR / "queue",
+    CELERY_BROKER_DIR / "control",
+    CELERY_BROKER_DIR / "processed",
+    VAR_DIR / "celery-results",
+    STATIC_ROOT,
+):
     os.makedirs(folder, exist_ok=True)

@@ -25,8 +25,9 @@ def test_study_list_needs_a_login(client, db):
 def test_study_list_shows_only_the_users_studies(client, study, staff_user, db):
     from recovery.services import study_create_from_template
 
-    other = study_create_from_template(slug="elsewhere", name="Elsewhere",
-                                       sites=[("E", "E", "UTC")])
+    other = study_create_from_template(
+        slug="elsewhere", name="Elsewhere", sites=[("E", "E", "UTC")]
+    )
     user = staff_user(study=study, role=StaffRole.Role.RESEARCHER)
     client.force_login(user)
     response = client.get("/api/v1/studies/")

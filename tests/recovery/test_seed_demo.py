@@ -8,8 +8,7 @@ def test_seed_demo_creates_a_study_with_waves_sites_and_participants(db, capsys)
     call_command("seed_demo", "--participants", "40", "--seed", "2", "--effect", "-0.2")
     out = capsys.readouterr().out
     study = Study.objects.get(slug="demo")
-    assert list(study.waves.values_list("slug", flat=True)) == ["baseline", "m1", "m3", "m6",
-                                                                "m12"]
+    assert list(study.waves.values_list("slug", flat=True)) == ["baseline", "m1", "m3", "m6", "m12"]
     assert study.sites.count() == 3
     assert Participant.objects.filter(study=study).count() == 40
     assert Response.objects.filter(assignment__participant__study=study).exists()
@@ -29,10 +28,13 @@ def test_seed_demo_refuses_to_overwrite_without_replace_and_skips_with_if_missin
     assert Study.objects.filter(slug="demo").count() == 1
 
 
-@pytest.mark.parametrize("args, message", [
-    (["--participants", "0"], "at least 1"),
-    (["--effect", "2"], "between -1 and 1"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--participants", "0"], "at least 1"),
+        (["--effect", "2"], "between -1 and 1"),
+    ],
+)
 def test_seed_demo_rejects_bad_arguments(db, args, message):
     with pytest.raises(CommandError, match=message):
         call_command("seed_demo", *args)
@@ -42,9 +44,11 @@ def test_seed_demo_rejects_bad_arguments(db, args, message):
 def test_same_seed_gives_the_same_stored_answers(db):
     def stored():
         return sorted(
-            (code, wave, str(answers)) for code, wave, answers in
-            Response.objects.filter(assignment__participant__study__slug="demo").values_list(
-                "assignment__participant__code", "assignment__wave__slug", "answers"))
+            (code, wave, str(answers))
+            for code, wave, answers in Response.objects.filter(
+                assignment__participant__study__slug="demo"
+            ).values_list("assignment__participant__code", "assignment__wave__slug", "answers")
+        )
 
     call_command("seed_demo", "--participants", "30", "--seed", "9")
     first = stored()
@@ -56,8 +60,9 @@ def test_demo_login_prints_a_working_staff_login(db, client, capsys):
     call_command("seed_demo", "--participants", "5")
     call_command("demo_login")
     out = capsys.readouterr().out
-    password = next(line.split(":", 1)[1].strip() for line in out.splitlines()
-                    if "password:" in line)
+    password = next(
+        line.split(":", 1)[1].strip() for line in out.splitlines() if "password:" in line
+    )
     assert client.login(username="demo", password=password)
     assert client.get("/admin/").status_code == 200
     assert client.get("/admin/surveys/participant/").status_code == 200

@@ -62,8 +62,12 @@ def _frame_from_database(study) -> pd.DataFrame:
         }
         if m3 is not None:
             meetings = sum(v for k, v in m3.items() if k.startswith("mtg_"))
-            record["high_3m"] = int(m3["home_group"] == 1 and m3["has_sponsor"] == 1
-                                    and m3["service_work"] == 1 and meetings >= 4)
+            record["high_3m"] = int(
+                m3["home_group"] == 1
+                and m3["has_sponsor"] == 1
+                and m3["service_work"] == 1
+                and meetings >= 4
+            )
         if m12 is not None:
             record["use_12m"] = int(any(m12[f"days_{stem}"] > 0 for _, stem, _ in SUBSTANCES))
         records.append(record)
@@ -74,8 +78,9 @@ def _frame_from_database(study) -> pd.DataFrame:
 def seeded(django_db_setup, django_db_blocker):
     """A 4,000-person cohort with a planted effect of -0.15, written to the database once."""
     with django_db_blocker.unblock():
-        study, counts = demo_study_seed(slug="effect-check", participants=4000, seed=11,
-                                        effect=-0.15)
+        study, counts = demo_study_seed(
+            slug="effect-check", participants=4000, seed=11, effect=-0.15
+        )
         yield study, counts
         Response.objects.filter(assignment__participant__study=study).delete()
         Assignment.objects.filter(participant__study=study).delete()
@@ -85,7 +90,8 @@ def seeded(django_db_setup, django_db_blocker):
 
 @pytest.mark.slow
 def test_stored_cohort_shows_a_naive_estimate_biased_towards_benefit_and_adjustment_recovers_it(
-        seeded, db):
+    seeded, db
+):
     study, _ = seeded
     frame = _frame_from_database(study).dropna(subset=["high_3m", "use_12m"])
     assert len(frame) > 1500
@@ -94,8 +100,9 @@ def test_stored_cohort_shows_a_naive_estimate_biased_towards_benefit_and_adjustm
     # Highly involved people were less severe and more ready: the naive comparison makes
     # involvement look better than it is.
     assert naive < -0.15 - 0.05
-    design = np.column_stack([np.ones(len(frame)), frame["high_3m"], frame["severity"],
-                              frame["readiness"]])
+    design = np.column_stack(
+        [np.ones(len(frame)), frame["high_3m"], frame["severity"], frame["readiness"]]
+    )
     adjusted = np.linalg.lstsq(design, frame["use_12m"].to_numpy(float), rcond=None)[0][1]
     assert adjusted == pytest.approx(-0.15, abs=0.05)
     assert study.synthetic_params["true_effect"] == pytest.approx(-0.15)
@@ -103,10 +110,12 @@ def test_stored_cohort_shows_a_naive_estimate_biased_towards_benefit_and_adjustm
 
 @pytest.mark.slow
 def test_follow_up_falls_to_about_70_percent_at_12_months_and_is_worse_when_justice_involved(
-        seeded, db):
+    seeded, db
+):
     study, _ = seeded
     due = Assignment.objects.filter(participant__study=study, wave__slug="m12").exclude(
-        status__in=[Assignment.Status.SCHEDULED, Assignment.Status.OPEN])
+        status__in=[Assignment.Status.SCHEDULED, Assignment.Status.OPEN]
+    )
     statuses = pd.DataFrame.from_records(due.values("status", "participant_id"))
     completed = statuses["status"] == Assignment.Status.COMPLETED
     assert completed.mean() == pytest.approx(0.70, abs=0.03)
@@ -114,7 +123,8 @@ def test_follow_up_falls_to_about_70_percent_at_12_months_and_is_worse_when_just
     justice = frame.loc[statuses["participant_id"], "justice"].to_numpy() == 1
     assert completed[~justice].mean() - completed[justice].mean() > 0.07
     month1 = Assignment.objects.filter(participant__study=study, wave__slug="m1").exclude(
-        status__in=[Assignment.Status.SCHEDULED, Assignment.Status.OPEN])
+        status__in=[Assignment.Status.SCHEDULED, Assignment.Status.OPEN]
+    )
     m1_rate = month1.filter(status=Assignment.Status.COMPLETED).count() / month1.count()
     assert m1_rate > completed.mean() + 0.1
 
@@ -149,7 +159,8 @@ def test_assignment_statuses_agree_with_the_stored_responses(seeded, db):
     completed = assignments.filter(status=Assignment.Status.COMPLETED)
     assert completed.count() == Response.objects.filter(assignment__in=completed).count()
     assert not Response.objects.filter(
-        assignment__in=assignments.exclude(status=Assignment.Status.COMPLETED)).exists()
+        assignment__in=assignments.exclude(status=Assignment.Status.COMPLETED)
+    ).exists()
     assert not completed.filter(completed_at__isnull=True).exists()
     for assignment in completed.filter(participant__code__endswith="7")[:200]:
         response = assignment.responses.get()

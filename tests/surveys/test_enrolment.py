@@ -12,10 +12,16 @@ CONTACT = {"first_name": "Rosa", "email": "rosa.m@example.org", "phone": "+12125
 
 
 def test_enrolment_creates_one_assignment_per_wave_with_windows_in_the_participants_zone(
-        site_a, enrol):
+    site_a, enrol
+):
     now = datetime(2026, 1, 20, 12, tzinfo=UTC)
-    participant = enrol(site=site_a, enrolled_on=date(2026, 1, 15), timezone="America/New_York",
-                        contact=CONTACT, now=now)
+    participant = enrol(
+        site=site_a,
+        enrolled_on=date(2026, 1, 15),
+        timezone="America/New_York",
+        contact=CONTACT,
+        now=now,
+    )
     assignments = list(participant.assignments.select_related("wave").order_by("due_at"))
     assert [a.wave.slug for a in assignments] == ["baseline", "m1", "m3", "m6", "m12"]
     baseline, month1 = assignments[0], assignments[1]
@@ -30,8 +36,13 @@ def test_backdated_enrolment_marks_closed_windows_missed(site_a, enrol):
     now = datetime(2026, 7, 1, tzinfo=UTC)
     participant = enrol(site=site_a, enrolled_on=date(2026, 1, 2), now=now)
     statuses = dict(participant.assignments.values_list("wave__slug", "status"))
-    assert statuses == {"baseline": "missed", "m1": "missed", "m3": "missed",
-                        "m6": "open", "m12": "scheduled"}
+    assert statuses == {
+        "baseline": "missed",
+        "m1": "missed",
+        "m3": "missed",
+        "m6": "open",
+        "m12": "scheduled",
+    }
 
 
 def test_contact_details_are_encrypted_at_rest_and_read_back_in_clear(site_a, enrol):
@@ -41,7 +52,9 @@ def test_contact_details_are_encrypted_at_rest_and_read_back_in_clear(site_a, en
     with connection.cursor() as cursor:
         cursor.execute(
             "SELECT first_name, email, phone FROM surveys_participantcontact "
-            "WHERE participant_id = %s", [participant.pk])
+            "WHERE participant_id = %s",
+            [participant.pk],
+        )
         raw = cursor.fetchone()
     for stored, clear in zip(raw, ("Rosa", "rosa.m@example.org", "+12125550143"), strict=True):
         assert clear not in stored
@@ -87,8 +100,7 @@ def test_duplicate_study_id_in_a_study_is_refused(site_a, site_b, enrol):
 
 def test_refresh_opens_and_misses_assignments_once(site_a, enrol):
     enrolled = date(2026, 1, 15)
-    participant = enrol(site=site_a, enrolled_on=enrolled,
-                        now=datetime(2026, 1, 15, 6, tzinfo=UTC))
+    participant = enrol(site=site_a, enrolled_on=enrolled, now=datetime(2026, 1, 15, 6, tzinfo=UTC))
     month1 = participant.assignments.get(wave__slug="m1")
     assert month1.status == Assignment.Status.SCHEDULED
 
@@ -127,9 +139,13 @@ def test_refresh_does_not_open_windows_of_withdrawn_participants(site_a, enrol):
 
 def _response(assignment, **fields):
     instrument = assignment.wave.instruments.get()
-    return Response(assignment=assignment, instrument=instrument,
-                    instrument_version=instrument.current_version,
-                    started_at=datetime(2026, 2, 1, tzinfo=UTC), **fields)
+    return Response(
+        assignment=assignment,
+        instrument=instrument,
+        instrument_version=instrument.current_version,
+        started_at=datetime(2026, 2, 1, tzinfo=UTC),
+        **fields,
+    )
 
 
 def test_a_client_uuid_makes_at_most_one_response(site_a, enrol):

@@ -8,9 +8,11 @@ from surveys.services import staff_role_assign
 
 
 def test_each_role_gets_its_group_and_staff_access(staff_user, study, site_a):
-    for role, group in [(StaffRole.Role.PRINCIPAL_INVESTIGATOR, "Principal investigators"),
-                        (StaffRole.Role.COORDINATOR, "Coordinators"),
-                        (StaffRole.Role.RESEARCHER, "Researchers")]:
+    for role, group in [
+        (StaffRole.Role.PRINCIPAL_INVESTIGATOR, "Principal investigators"),
+        (StaffRole.Role.COORDINATOR, "Coordinators"),
+        (StaffRole.Role.RESEARCHER, "Researchers"),
+    ]:
         user = staff_user(study=study, role=role, sites=[site_a], username=f"u-{role}")
         assert user.is_staff
         assert list(user.groups.values_list("name", flat=True)) == [group]
@@ -25,8 +27,9 @@ def test_a_coordinator_needs_sites_of_the_same_study(study, db):
         staff_role_assign(user=user, study=study, role=StaffRole.Role.COORDINATOR, sites=[])
     other = study_create_from_template(slug="o", name="O", sites=[("Z", "Z", "UTC")])
     with pytest.raises(ValidationError):
-        staff_role_assign(user=user, study=study, role=StaffRole.Role.COORDINATOR,
-                          sites=list(other.sites.all()))
+        staff_role_assign(
+            user=user, study=study, role=StaffRole.Role.COORDINATOR, sites=list(other.sites.all())
+        )
 
 
 def test_researchers_have_no_permission_on_contact_details(researcher, coordinator_a):
@@ -35,15 +38,15 @@ def test_researchers_have_no_permission_on_contact_details(researcher, coordinat
     assert coordinator_a.has_perm("surveys.view_participantcontact")
 
 
-def test_a_coordinator_sees_only_participants_of_their_sites(coordinator_a, site_a, site_b,
-                                                             enrol):
+def test_a_coordinator_sees_only_participants_of_their_sites(coordinator_a, site_a, site_b, enrol):
     mine = enrol(site=site_a, code="NYC-1")
     enrol(site=site_b, code="LDN-1")
     assert list(participants_for_user(user=coordinator_a)) == [mine]
 
 
-def test_coordinator_admin_list_and_page_of_another_site(client, coordinator_a, site_a, site_b,
-                                                         enrol):
+def test_coordinator_admin_list_and_page_of_another_site(
+    client, coordinator_a, site_a, site_b, enrol
+):
     enrol(site=site_a, code="NYC-1")
     theirs = enrol(site=site_b, code="LDN-1")
     client.force_login(coordinator_a)
@@ -57,9 +60,11 @@ def test_coordinator_admin_list_and_page_of_another_site(client, coordinator_a, 
 
 
 def test_researcher_sees_participants_but_no_contact_details_in_the_admin(
-        client, researcher, site_a, enrol):
-    participant = enrol(site=site_a, code="NYC-9",
-                        contact={"email": "dee@example.org", "phone": "+12125550199"})
+    client, researcher, site_a, enrol
+):
+    participant = enrol(
+        site=site_a, code="NYC-9", contact={"email": "dee@example.org", "phone": "+12125550199"}
+    )
     client.force_login(researcher)
     page = client.get(reverse("admin:surveys_participant_change", args=[participant.pk]))
     assert page.status_code == 200
@@ -69,8 +74,9 @@ def test_researcher_sees_participants_but_no_contact_details_in_the_admin(
     assert ParticipantContact.objects.filter(participant=participant).exists()
 
 
-def test_coordinator_sees_contact_details_of_their_own_participant(client, coordinator_a,
-                                                                   site_a, enrol):
+def test_coordinator_sees_contact_details_of_their_own_participant(
+    client, coordinator_a, site_a, enrol
+):
     participant = enrol(site=site_a, code="NYC-3", contact={"email": "lee@example.org"})
     client.force_login(coordinator_a)
     page = client.get(reverse("admin:surveys_participant_change", args=[participant.pk]))

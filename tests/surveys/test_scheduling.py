@@ -5,42 +5,70 @@ from surveys.scheduling import wave_window
 
 def test_window_keeps_local_midnight_across_the_spring_dst_change_in_new_york():
     # Enrolled in winter (EST, UTC-5); the 3-month wave is due after the March change (EDT).
-    window = wave_window(enrolled_on=date(2026, 1, 10), timezone_name="America/New_York",
-                         offset_days=91, window_before_days=7, window_after_days=28)
+    window = wave_window(
+        enrolled_on=date(2026, 1, 10),
+        timezone_name="America/New_York",
+        offset_days=91,
+        window_before_days=7,
+        window_after_days=28,
+    )
     assert window.due_at == datetime(2026, 4, 11, 4, 0, tzinfo=UTC)  # midnight EDT
     assert window.opens_at == datetime(2026, 4, 4, 4, 0, tzinfo=UTC)
     assert window.closes_at == datetime(2026, 5, 10, 4, 0, tzinfo=UTC)
 
 
 def test_window_spanning_the_autumn_change_in_london_opens_in_summer_time_and_closes_in_winter():
-    window = wave_window(enrolled_on=date(2026, 9, 20), timezone_name="Europe/London",
-                         offset_days=30, window_before_days=7, window_after_days=28)
+    window = wave_window(
+        enrolled_on=date(2026, 9, 20),
+        timezone_name="Europe/London",
+        offset_days=30,
+        window_before_days=7,
+        window_after_days=28,
+    )
     assert window.opens_at == datetime(2026, 10, 12, 23, 0, tzinfo=UTC)  # 00:00 BST
     assert window.due_at == datetime(2026, 10, 19, 23, 0, tzinfo=UTC)
     assert window.closes_at == datetime(2026, 11, 18, 0, 0, tzinfo=UTC)  # 00:00 GMT
 
 
 def test_window_in_tehran_uses_its_half_hour_offset():
-    window = wave_window(enrolled_on=date(2026, 6, 1), timezone_name="Asia/Tehran",
-                         offset_days=0, window_before_days=0, window_after_days=14)
+    window = wave_window(
+        enrolled_on=date(2026, 6, 1),
+        timezone_name="Asia/Tehran",
+        offset_days=0,
+        window_before_days=0,
+        window_after_days=14,
+    )
     assert window.opens_at == datetime(2026, 5, 31, 20, 30, tzinfo=UTC)
     assert window.closes_at == datetime(2026, 6, 15, 20, 30, tzinfo=UTC)
 
 
 def test_same_enrolment_day_gives_different_instants_in_different_time_zones():
-    kwargs = dict(enrolled_on=date(2026, 3, 1), offset_days=30, window_before_days=7,
-                  window_after_days=28)
+    kwargs = dict(
+        enrolled_on=date(2026, 3, 1), offset_days=30, window_before_days=7, window_after_days=28
+    )
     new_york = wave_window(timezone_name="America/New_York", **kwargs)
     los_angeles = wave_window(timezone_name="America/Los_Angeles", **kwargs)
     assert (los_angeles.due_at - new_york.due_at).total_seconds() == 3 * 3600
 
 
 def test_recurring_check_in_occurrences_are_a_week_apart_in_local_time():
-    first = wave_window(enrolled_on=date(2026, 3, 1), timezone_name="America/New_York",
-                        offset_days=7, window_before_days=0, window_after_days=2,
-                        recurrence_days=7, occurrence=0)
-    second = wave_window(enrolled_on=date(2026, 3, 1), timezone_name="America/New_York",
-                         offset_days=7, window_before_days=0, window_after_days=2,
-                         recurrence_days=7, occurrence=1)
+    first = wave_window(
+        enrolled_on=date(2026, 3, 1),
+        timezone_name="America/New_York",
+        offset_days=7,
+        window_before_days=0,
+        window_after_days=2,
+        recurrence_days=7,
+        occurrence=0,
+    )
+    second = wave_window(
+        enrolled_on=date(2026, 3, 1),
+        timezone_name="America/New_York",
+        offset_days=7,
+        window_before_days=0,
+        window_after_days=2,
+        recurrence_days=7,
+        occurrence=1,
+    )
     # 8 March 2026 is the DST change: a local week is 167 hours there.
     assert (second.due_at - first.due_at).total_seconds() == 7 * 24 * 3600 - 3600

@@ -17,14 +17,20 @@ class Command(BaseCommand):
     def add_arguments(self, parser):
         parser.add_argument("--participants", type=int, default=300)
         parser.add_argument("--seed", type=int, default=1)
-        parser.add_argument("--effect", type=float, default=DEFAULT_EFFECT,
-                            help="Planted risk difference (default %(default)s).")
+        parser.add_argument(
+            "--effect",
+            type=float,
+            default=DEFAULT_EFFECT,
+            help="Planted risk difference (default %(default)s).",
+        )
         parser.add_argument("--study", default="demo", help="Slug of the study to create.")
         existing = parser.add_mutually_exclusive_group()
-        existing.add_argument("--replace", action="store_true",
-                              help="Delete a study with this slug first.")
-        existing.add_argument("--if-missing", action="store_true",
-                              help="Do nothing if a study with this slug exists.")
+        existing.add_argument(
+            "--replace", action="store_true", help="Delete a study with this slug first."
+        )
+        existing.add_argument(
+            "--if-missing", action="store_true", help="Do nothing if a study with this slug exists."
+        )
 
     def handle(self, *args, participants, seed, effect, study, replace, if_missing, **options):
         if participants < 1:
@@ -41,23 +47,28 @@ class Command(BaseCommand):
         with transaction.atomic():
             if existing:
                 _study_delete(existing)
-            created, counts = demo_study_seed(slug=study, participants=participants, seed=seed,
-                                              effect=effect)
+            created, counts = demo_study_seed(
+                slug=study, participants=participants, seed=seed, effect=effect
+            )
         elapsed = time.perf_counter() - started
-        self.stdout.write(self.style.SUCCESS(
-            f"Seeded study '{created.slug}': {counts['participants']} participants, "
-            f"{counts['assignments']} assignments, {counts['responses']} responses "
-            f"in {elapsed:.1f} s."
-        ))
+        self.stdout.write(
+            self.style.SUCCESS(
+                f"Seeded study '{created.slug}': {counts['participants']} participants, "
+                f"{counts['assignments']} assignments, {counts['responses']} responses "
+                f"in {elapsed:.1f} s."
+            )
+        )
         self.stdout.write(
             f"Planted effect of high involvement (first 3 months) on any use at 12 months: "
             f"{created.synthetic_params['true_effect']:+.3f} (seed {seed})."
         )
         if abs(effect) > EXACT_EFFECT_LIMIT:
-            self.stdout.write(self.style.WARNING(
-                f"|effect| > {EXACT_EFFECT_LIMIT}: some probabilities were clipped, so the true "
-                "effect above differs from the one asked."
-            ))
+            self.stdout.write(
+                self.style.WARNING(
+                    f"|effect| > {EXACT_EFFECT_LIMIT}: some probabilities were clipped, "
+                    "so the true effect above differs from the one asked."
+                )
+            )
 
 
 def _study_delete(study: Study) -> None:
