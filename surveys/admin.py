@@ -1,3 +1,6 @@
+from datetime import timedelta
+
+from django import forms
 from django.contrib import admin
 
 from surveys import selectors, services
@@ -61,8 +64,31 @@ class SiteAdmin(admin.ModelAdmin):
         return selectors.sites_for_user(user=request.user).select_related("study")
 
 
+class ParticipantContactForm(forms.ModelForm):
+    class Meta:
+        model = ParticipantContact
+        fields = (
+            "first_name",
+            "last_name",
+            "email",
+            "phone",
+            "alternative_contacts",
+            "locator_notes",
+        )
+        # Encrypted columns are text in the database; on screen most are one line.
+        widgets = {
+            "first_name": forms.TextInput(attrs={"autocomplete": "off"}),
+            "last_name": forms.TextInput(attrs={"autocomplete": "off"}),
+            "email": forms.EmailInput(attrs={"autocomplete": "off"}),
+            "phone": forms.TextInput(attrs={"autocomplete": "off", "inputmode": "tel"}),
+            "alternative_contacts": forms.Textarea(attrs={"rows": 3}),
+            "locator_notes": forms.Textarea(attrs={"rows": 3}),
+        }
+
+
 class ParticipantContactInline(admin.StackedInline):
     model = ParticipantContact
+    form = ParticipantContactForm
     can_delete = False
     extra = 1
     max_num = 1
@@ -73,12 +99,24 @@ class AssignmentInline(admin.TabularInline):
     model = Assignment
     extra = 0
     can_delete = False
-    fields = ("wave", "occurrence", "status", "opens_at", "due_at", "closes_at", "completed_at")
+    fields = ("wave", "status", "window_local", "completed_at")
     readonly_fields = fields
     show_change_link = True
 
+    def get_queryset(self, request):
+        return super().get_queryset(request).select_related("wave", "participant")
+
     def has_add_permission(self, request, obj=None):
         return False
+
+    @admin.display(description="window (participant's local dates)")
+    def window_local(self, obj: Assignment) -> str:
+        opens, due, closes = obj.local_window()
+        last_day = closes - timedelta(days=1)
+        return (
+            f"{opens:%d %b %Y} to {last_day:%d %b %Y}, due {due:%d %b %Y} "
+            f"({obj.participant.timezone})"
+        )
 
 
 @admin.register(Participant)

@@ -6,6 +6,8 @@ analyses and researchers never need to touch it.
 """
 
 import uuid
+from datetime import datetime
+from zoneinfo import ZoneInfo
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
@@ -316,7 +318,17 @@ class Assignment(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"{self.participant_id} · {self.wave_id} #{self.occurrence}"
+        occurrence = f" #{self.occurrence + 1}" if self.wave.recurrence_days else ""
+        return f"{self.participant.code} · {self.wave.name}{occurrence}"
+
+    def local_window(self) -> tuple[datetime, datetime, datetime]:
+        """Opens, due and closes in the participant's own time zone."""
+        tz = ZoneInfo(self.participant.timezone)
+        return (
+            self.opens_at.astimezone(tz),
+            self.due_at.astimezone(tz),
+            self.closes_at.astimezone(tz),
+        )
 
 
 class Response(models.Model):

@@ -23,43 +23,33 @@ _ENGINE_MODELS = (
     "staffrole",
 )
 
+# What every staff role may look at: the study design and the de-identified research data.
+_VIEW_RESEARCH_DATA = {
+    f"view_{model}"
+    for model in (
+        "study", "site", "wave", "waveinstrument", "instrument", "instrumentversion", "item",
+        "participant", "assignment", "response",
+    )
+}  # fmt: skip
+
 ROLE_PERMISSIONS: dict[str, set[str]] = {
     StaffRole.Role.PRINCIPAL_INVESTIGATOR: {
         f"{action}_{model}"
         for model in _ENGINE_MODELS
         for action in ("view", "add", "change", "delete")
     },
-    StaffRole.Role.COORDINATOR: {
-        "view_study",
-        "view_site",
-        "view_wave",
-        "view_instrument",
-        "view_instrumentversion",
-        "view_item",
-        "view_waveinstrument",
-        "view_participant",
+    # Coordinators enrol and follow people: they see and edit contact details.
+    StaffRole.Role.COORDINATOR: _VIEW_RESEARCH_DATA
+    | {
         "add_participant",
         "change_participant",
         "view_participantcontact",
         "add_participantcontact",
         "change_participantcontact",
-        "view_assignment",
         "change_assignment",
-        "view_response",
     },
     # Researchers see de-identified data only: no contact details, nothing to change.
-    StaffRole.Role.RESEARCHER: {
-        "view_study",
-        "view_site",
-        "view_wave",
-        "view_instrument",
-        "view_instrumentversion",
-        "view_item",
-        "view_waveinstrument",
-        "view_participant",
-        "view_assignment",
-        "view_response",
-    },
+    StaffRole.Role.RESEARCHER: set(_VIEW_RESEARCH_DATA),
 }
 
 

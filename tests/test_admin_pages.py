@@ -74,3 +74,17 @@ def test_enrolling_in_the_admin_creates_assignments_and_encrypted_contact(
     assert participant.assignments.count() == 5
     assert participant.contact.first_name == "Lupe"
     assert participant.contact.phone == "+12125550177"
+
+
+def test_participant_page_shows_windows_in_the_participants_own_dates(
+    superuser_client, site_a, enrol
+):
+    # Midnight in Tehran is 20:30 UTC the day before: UTC dates would be one day early.
+    from datetime import date
+
+    participant = enrol(
+        site=site_a, code="NYC-0200", enrolled_on=date(2026, 6, 1), timezone="Asia/Tehran"
+    )
+    page = superuser_client.get(reverse("admin:surveys_participant_change", args=[participant.pk]))
+    assert "24 Jun 2026 to 29 Jul 2026, due 01 Jul 2026 (Asia/Tehran)" in page.text
+    assert "NYC-0200 · 1 month" in page.text
