@@ -1,0 +1,448 @@
+"""Branching logic and calculations in the subset of REDCap's expression language studies use.
+
+    [var]  [var(code)]  = <> != < <= > >=  and or not  ( )  'text' "text" 12 3.5
+    + - * / ^  round(x[, places])  sum(a, b, ...)  if(condition, then, else)
+
+The browser has the same language in ``surveys/static/surveys/logic.js``; both are run against
+``surveys/static/surveys/logic-vectors.json`` so that a question is shown or hidden, and a
+calculation gives the same number, on the phone and on the server.
+
+Semantics (chosen to be predictable, written down so both implementations agree):
+
+* A missing answer is blank (``''``). ``[var(code)]`` is 1 when the multiple-choice answer
+  ``var`` includes ``code``, else 0.
+* ``=``, ``<>`` and ``!=`` compare as numbers when both sides look like numbers, otherwise as
+  text (so ``[x] = ''`` tests for blank). ``<``, ``<=``, ``>``, ``>=`` compare numbers only and
+  are false when either side is blank or not a number.
+* Arithmetic on a blank or non-number gives blank; so do division by zero and overflow.
+  ``sum()`` skips blanks (blank if all are). ``round()`` rounds halves away from zero.
+* ``and``, ``or``, ``not`` and ``if()`` use truth: false, 0, blank and ``'0'`` are false.
+"""
+
+import math
+import re
+from dataclasses import dataclass
+from functools import lru_cache
+
+NUMERIC = re.compile(r"^\s*-?(\d+\.?\d*|\.\d+)\s*$")
+FUNCTIONS = {"round": (1, 2), "sum": (1, None), "if": (3, 3)}
+COMPARISONS = {"=", "<>", "!=", "<", "<=", ">", ">="}
+BLANK = ""
+
+
+class LogicError(ValueError):
+    """A malformed expression, with the 0-based position of the problem."""
+
+    def __init__(self, message: str, position: int):
+        super().__init__(f"{message} (at character {position + 1})")
+        self.message = message
+        self.position = position
+
+
+@dataclass(frozen=True)
+class Token:
+    kind: str  # num, str, field, op, word, lparen, rparen, comma, end
+    value: object
+    position: int
+
+
+_TOKEN = re.compile(
+    r"""
+    (?P<space>\s+)
+  | (?P<num>\d+\.?\d*|\.\d+)
+  | (?P<str>'[^']*'|"[^"]*")
+  | (?P<field>\[(?P<name>[A-Za-z][A-Za-z0-9_]*)(?:\((?P<code>[A-Za-z0-9_.\-]+)\))?\])
+  | (?P<op><=|>=|<>|!=|=|<|>|\+|-|\*|/|\^)
+  | (?P<lparen>\()
+  | (?P<rparen>\))
+  | (?P<comma>,)
+  | (?P<word>[A-Za-z_][A-Za-z0-9_]*)
+    """,
+    re.VERBOSE,
+)
+
+
+def tokenize(text: str) -> list[Token]:
+    tokens = []
+    position = 0
+    while position < len(text):
+        match = _TOKEN.match(text, position)
+        if match is None:
+            char = text[position]
+            if char in "'\"":
+                raise LogicError("a quoted text is not closed", position)
+            if char == "[":
+                raise LogicError(
+                    "a field reference is malformed: write [name] or [name(code)]", position
+                )
+            raise LogicError(f"unexpected character {char!r}", position)
+        kind = match.lastgroup if match.lastgroup != "name" else "field"
+        if match.group("field"):
+            kind = "field"
+            value: object = (match.group("name").lower(), match.group("code"))
+        elif kind == "num":
+            value = float(match.group("num"))
+        elif kind == "str":
+            value = match.group("str")[1:-1]
+        else:
+            value = match.group(kind)
+        if kind != "space":
+            if kind == "word":
+                value = str(value).lower()
+            tokens.append(Token(kind, value, position))
+        position = match.end()
+    tokens.append(Token("end", None, len(text)))
+    return tokens
+
+
+class _Parser:
+    """Recursive descent; nodes are tuples so they print and compare plainly."""
+
+    def __init__(self, text: str):
+        self.tokens = tokenize(text)
+        self.index = 0
+
+    @property
+    def current(self) -> Token:
+        return self.tokens[self.index]
+
+    def advance(self) -> Token:
+        token = self.tokens[self.index]
+        self.index += 1
+        return token
+
+    def is_word(self, word: str) -> bool:
+        return self.current.kind == "word" and self.current.value == word
+
+    def parse(self):
+        if self.current.kind == "end":
+            raise LogicError("the expression is empty", 0)
+        node = self.parse_or()
+        if self.current.kind != "end":
+            raise self.unexpected()
+        return node
+
+    def unexpected(self) -> LogicError:
+        token = self.current
+        if token.kind == "end":
+            return LogicError("the expression ends too early", token.position)
+        shown = {"field": "field reference", "num": "number", "str": "quoted text"}.get(token.kind)
+        what = shown or repr(token.value)
+        return LogicError(f"unexpected {what}", token.position)
+
+    def parse_or(self):
+        node = self.parse_and()
+        while self.is_word("or"):
+            self.advance()
+            node = ("or", node, self.parse_and())
+        return node
+
+    def parse_and(self):
+        node = self.parse_not()
+        while self.is_word("and"):
+            self.advance()
+            node = ("and", node, self.parse_not())
+        return node
+
+    def parse_not(self):
+        if self.is_word("not"):
+            self.advance()
+            return ("not", self.parse_not())
+        return self.parse_comparison()
+
+    def parse_comparison(self):
+        node = self.parse_additive()
+        if self.current.kind == "op" and self.current.value in COMPARISONS:
+            operator = self.advance().value
+            node = ("cmp", "<>" if operator == "!=" else operator, node, self.parse_additive())
+            if self.current.kind == "op" and self.current.value in COMPARISONS:
+                raise LogicError(
+                    "comparisons cannot be chained; join them with and/or", self.current.position
+                )
+        return node
+
+    def parse_additive(self):
+        node = self.parse_multiplicative()
+        while self.current.kind == "op" and self.current.value in ("+", "-"):
+            node = ("arith", self.advance().value, node, self.parse_multiplicative())
+        return node
+
+    def parse_multiplicative(self):
+        node = self.parse_unary()
+        while self.current.kind == "op" and self.current.value in ("*", "/"):
+            node = ("arith", self.advance().value, node, self.parse_unary())
+        return node
+
+    def parse_unary(self):
+        if self.current.kind == "op" and self.current.value in ("-", "+"):
+            operator = self.advance().value
+            operand = self.parse_unary()
+            return ("neg", operand) if operator == "-" else ("pos", operand)
+        return self.parse_power()
+
+    def parse_power(self):
+        node = self.parse_primary()
+        if self.current.kind == "op" and self.current.value == "^":
+            self.advance()
+            node = ("arith", "^", node, self.parse_unary())
+        return node
+
+    def parse_primary(self):
+        token = self.current
+        if token.kind == "num":
+            self.advance()
+            return ("num", token.value)
+        if token.kind == "str":
+            self.advance()
+            return ("str", token.value)
+        if token.kind == "field":
+            self.advance()
+            name, code = token.value
+            return ("field", name, code, token.position)
+        if token.kind == "lparen":
+            self.advance()
+            node = self.parse_or()
+            if self.current.kind != "rparen":
+                raise LogicError("a parenthesis is not closed", self.current.position)
+            self.advance()
+            return node
+        if token.kind == "word":
+            if token.value in ("and", "or", "not"):
+                raise self.unexpected()
+            if token.value not in FUNCTIONS:
+                raise LogicError(f"unknown function or word {token.value!r}", token.position)
+            return self.parse_call()
+        raise self.unexpected()
+
+    def parse_call(self):
+        name_token = self.advance()
+        name = name_token.value
+        if self.current.kind != "lparen":
+            raise LogicError(f"{name} needs its arguments in parentheses", self.current.position)
+        self.advance()
+        args = []
+        if self.current.kind != "rparen":
+            args.append(self.parse_or())
+            while self.current.kind == "comma":
+                self.advance()
+                args.append(self.parse_or())
+        if self.current.kind != "rparen":
+            raise LogicError(f"the arguments of {name} are not closed", self.current.position)
+        self.advance()
+        low, high = FUNCTIONS[name]
+        if len(args) < low or (high is not None and len(args) > high):
+            expected = (
+                str(low)
+                if low == high
+                else f"{low} or more"
+                if high is None
+                else f"{low} to {high}"
+            )
+            raise LogicError(
+                f"{name} takes {expected} arguments, not {len(args)}", name_token.position
+            )
+        return ("call", name, tuple(args))
+
+
+@lru_cache(maxsize=4096)
+def parse(text: str):
+    """The syntax tree of ``text``; raises LogicError with the position of the first problem."""
+    return _Parser(text).parse()
+
+
+def fields_used(node) -> list[tuple[str, str | None, int]]:
+    """Every ``[name]`` / ``[name(code)]`` in a tree, with its position."""
+    found = []
+
+    def walk(n):
+        if n[0] == "field":
+            found.append((n[1], n[2], n[3]))
+        for child in n[1:]:
+            if isinstance(child, tuple):
+                if child and isinstance(child[0], str):
+                    walk(child)
+                else:
+                    for arg in child:
+                        walk(arg)
+
+    walk(node)
+    return found
+
+
+def check(text: str, *, kinds: dict[str, str]) -> None:
+    """Parse ``text`` and check its fields against ``kinds`` (variable -> item kind)."""
+    tree = parse(text)
+    for name, code, position in fields_used(tree):
+        if name not in kinds:
+            raise LogicError(f"unknown variable [{name}]", position)
+        if code is not None and kinds[name] != "multiple":
+            raise LogicError(
+                f"[{name}({code})] picks a choice, but {name} is not a multiple-choice item",
+                position,
+            )
+
+
+# --- Evaluation ---------------------------------------------------------------------------
+
+
+def is_numeric(value) -> bool:
+    if isinstance(value, bool):
+        return True
+    if isinstance(value, int | float):
+        return math.isfinite(value)
+    return isinstance(value, str) and NUMERIC.match(value) is not None
+
+
+def to_number(value) -> float:
+    if isinstance(value, bool):
+        return 1.0 if value else 0.0
+    if isinstance(value, int | float):
+        return float(value)
+    if isinstance(value, str) and NUMERIC.match(value):
+        return float(value)
+    return math.nan
+
+
+def to_text(value) -> str:
+    if isinstance(value, bool):
+        return "1" if value else "0"
+    if isinstance(value, int | float):
+        if isinstance(value, float) and value.is_integer():
+            return str(int(value))
+        return repr(value) if isinstance(value, float) else str(value)
+    if value is None:
+        return BLANK
+    return str(value)
+
+
+def truthy(value) -> bool:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int | float):
+        return math.isfinite(value) and value != 0
+    if isinstance(value, str):
+        if NUMERIC.match(value):
+            return float(value) != 0
+        return value != ""
+    return False
+
+
+def _blank_if_not_finite(value: float):
+    return value if math.isfinite(value) else BLANK
+
+
+def round_half_away(value: float, places: float) -> float:
+    try:
+        factor = 10.0 ** int(places)
+    except OverflowError:
+        return math.inf
+    scaled = abs(value) * factor + 0.5
+    if not math.isfinite(scaled):
+        return math.copysign(math.inf, value)
+    return math.copysign(math.floor(scaled) / factor, value)
+
+
+def _arith(operator: str, left, right):
+    a, b = to_number(left), to_number(right)
+    if math.isnan(a) or math.isnan(b):
+        return BLANK
+    try:
+        if operator == "+":
+            return _blank_if_not_finite(a + b)
+        if operator == "-":
+            return _blank_if_not_finite(a - b)
+        if operator == "*":
+            return _blank_if_not_finite(a * b)
+        if operator == "/":
+            return BLANK if b == 0 else _blank_if_not_finite(a / b)
+        return _blank_if_not_finite(math.pow(a, b))
+    except (OverflowError, ValueError, ZeroDivisionError):
+        return BLANK
+
+
+def _compare(operator: str, left, right) -> bool:
+    if is_numeric(left) and is_numeric(right):
+        a, b = to_number(left), to_number(right)
+    elif operator in ("=", "<>"):
+        a, b = to_text(left), to_text(right)
+    else:
+        return False
+    return {
+        "=": a == b,
+        "<>": a != b,
+        "<": a < b,
+        "<=": a <= b,
+        ">": a > b,
+        ">=": a >= b,
+    }[operator]
+
+
+def _field(answers: dict, name: str, code: str | None):
+    value = answers.get(name)
+    if code is not None:
+        chosen = value if isinstance(value, list | tuple) else []
+        return 1.0 if code in {to_text(v) for v in chosen} else 0.0
+    if value is None or isinstance(value, list | tuple | dict):
+        return BLANK
+    return value
+
+
+def _evaluate(node, answers: dict):
+    kind = node[0]
+    if kind == "num" or kind == "str":
+        return node[1]
+    if kind == "field":
+        return _field(answers, node[1], node[2])
+    if kind == "or":
+        return truthy(_evaluate(node[1], answers)) or truthy(_evaluate(node[2], answers))
+    if kind == "and":
+        return truthy(_evaluate(node[1], answers)) and truthy(_evaluate(node[2], answers))
+    if kind == "not":
+        return not truthy(_evaluate(node[1], answers))
+    if kind == "cmp":
+        return _compare(node[1], _evaluate(node[2], answers), _evaluate(node[3], answers))
+    if kind == "arith":
+        return _arith(node[1], _evaluate(node[2], answers), _evaluate(node[3], answers))
+    if kind == "neg" or kind == "pos":
+        number = to_number(_evaluate(node[1], answers))
+        if math.isnan(number):
+            return BLANK
+        return -number if kind == "neg" else number
+    if kind == "call":
+        name, args = node[1], node[2]
+        if name == "if":
+            chosen = args[1] if truthy(_evaluate(args[0], answers)) else args[2]
+            return _evaluate(chosen, answers)
+        values = [_evaluate(arg, answers) for arg in args]
+        if name == "sum":
+            numbers = [to_number(v) for v in values if is_numeric(v)]
+            return _blank_if_not_finite(math.fsum(numbers)) if numbers else BLANK
+        number = to_number(values[0])
+        places = to_number(values[1]) if len(values) > 1 else 0.0
+        if math.isnan(number) or math.isnan(places):
+            return BLANK
+        return _blank_if_not_finite(round_half_away(number, places))
+    raise AssertionError(f"unknown node {kind}")  # pragma: no cover - the parser makes nodes
+
+
+def evaluate(text: str, answers: dict):
+    """The raw value of an expression: a number, text, True/False or blank ('')."""
+    return _evaluate(parse(text), answers)
+
+
+def shows(text: str, answers: dict) -> bool:
+    """Whether an item with this branching logic is shown (an empty expression: always)."""
+    if not text.strip():
+        return True
+    return truthy(evaluate(text, answers))
+
+
+def calculate(text: str, answers: dict) -> int | float | None:
+    """A calculated item's value: a number (whole numbers as int), or None when blank."""
+    value = evaluate(text, answers)
+    if isinstance(value, bool):
+        return int(value)
+    number = to_number(value)
+    if math.isnan(number) or not math.isfinite(number):
+        return None
+    return int(number) if number.is_integer() else number

@@ -1,0 +1,173 @@
+"""Branching and calculation: the shared vectors in Python and JavaScript, properties, and the
+two evaluators agreeing on random expressions."""
+
+import json
+import math
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from surveys import logic
+from surveys.logic import LogicError
+
+ROOT = Path(__file__).resolve().parents[2]
+VECTORS = json.loads(
+    (ROOT / "surveys/static/surveys/logic-vectors.json").read_text(encoding="utf-8")
+)["vectors"]
+NODE = shutil.which("node")
+
+
+def _close(actual, expected) -> bool:
+    if expected is None or actual is None:
+        return actual is expected
+    return math.isclose(actual, expected, rel_tol=1e-9, abs_tol=1e-12)
+
+
+@pytest.mark.parametrize("vector", VECTORS, ids=lambda v: f"{v['mode']}:{v['expr']}")
+def test_shared_vector_in_python(vector):
+    def run():
+        if vector["mode"] == "shows":
+            return logic.shows(vector["expr"], vector["answers"])
+        return logic.calculate(vector["expr"], vector["answers"])
+
+    if "error_at" in vector:
+        with pytest.raises(LogicError) as excinfo:
+            run()
+        assert excinfo.value.position == vector["error_at"], excinfo.value
+        return
+    actual = run()
+    if vector["mode"] == "shows":
+        assert actual is vector["expect"]
+    else:
+        assert _close(actual, vector["expect"]), actual
+
+
+@pytest.mark.skipif(NODE is None, reason="node is not installed")
+def test_shared_vectors_in_javascript():
+    result = subprocess.run(
+        [NODE, "--test", str(ROOT / "tests/js/logic.test.cjs")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
+    assert f"# pass {len(VECTORS)}" in result.stdout
+
+
+def test_error_names_the_position_and_reason():
+    with pytest.raises(LogicError) as excinfo:
+        logic.parse("[a] = 1 xor [b] = 1")
+    assert excinfo.value.position == 8
+    assert "xor" in str(excinfo.value)
+    assert "character 9" in str(excinfo.value)
+
+
+def test_check_rejects_unknown_variables_and_choice_syntax_on_other_kinds():
+    kinds = {"a": "integer", "fellowships": "multiple"}
+    logic.check("[a] > 1 and [fellowships(2)] = '1'", kinds=kinds)
+    with pytest.raises(LogicError) as unknown:
+        logic.check("[a] > 1 and [b] = 1", kinds=kinds)
+    assert unknown.value.position == 12
+    assert "[b]" in unknown.value.message
+    with pytest.raises(LogicError) as wrong_kind:
+        logic.check("[a(1)] = 1", kinds=kinds)
+    assert wrong_kind.value.position == 0
+
+
+# --- Properties ----------------------------------------------------------------------------
+
+VARIABLES = ["a", "b", "c", "fellowships"]
+values = st.one_of(
+    st.integers(min_value=-1000, max_value=1000),
+    st.floats(min_value=-1e6, max_value=1e6, allow_nan=False).map(lambda x: round(x, 3)),
+    st.sampled_from(["", "0", "1", "2.5", "-3", "abc", "Yes"]),
+)
+answers_strategy = st.fixed_dictionaries(
+    {},
+    optional={
+        "a": values,
+        "b": values,
+        "c": values,
+        "fellowships": st.lists(st.sampled_from(["1", "2", "3"]), unique=True, max_size=3),
+    },
+)
+
+
+def _expressions():
+    atom = st.one_of(
+        st.integers(min_value=0, max_value=100).map(str),
+        st.sampled_from(["0.5", "2.25", "'1'", "''", "'abc'", '"2"']),
+        st.sampled_from(["[a]", "[b]", "[c]", "[fellowships(1)]", "[fellowships(3)]"]),
+    )
+
+    def extend(inner):
+        return st.one_of(
+            st.tuples(inner, st.sampled_from(["+", "-", "*", "/", "^"]), inner).map(
+                lambda t: f"({t[0]} {t[1]} {t[2]})"
+            ),
+            st.tuples(inner, st.sampled_from(["=", "<>", "<", "<=", ">", ">="]), inner).map(
+                lambda t: f"({t[0]} {t[1]} {t[2]})"
+            ),
+            st.tuples(inner, st.sampled_from(["and", "or"]), inner).map(
+                lambda t: f"({t[0]} {t[1]} {t[2]})"
+            ),
+            inner.map(lambda x: f"(not ({x}))"),
+            inner.map(lambda x: f"-({x})"),
+            st.tuples(inner, inner, inner).map(lambda t: f"if({t[0]}, {t[1]}, {t[2]})"),
+            st.lists(inner, min_size=1, max_size=4).map(lambda xs: f"sum({', '.join(xs)})"),
+            st.tuples(inner, st.integers(min_value=-2, max_value=3)).map(
+                lambda t: f"round({t[0]}, {t[1]})"
+            ),
+        )
+
+    return st.recursive(atom, extend, max_leaves=12)
+
+
+@settings(max_examples=300)
+@given(text=st.text(alphabet=st.characters(codec="utf-8"), max_size=40))
+def test_any_text_either_parses_or_raises_a_logic_error_with_a_position_inside_it(text):
+    try:
+        logic.parse(text)
+    except LogicError as exc:
+        assert 0 <= exc.position <= len(text)
+
+
+@settings(max_examples=300)
+@given(expr=_expressions(), answers=answers_strategy)
+def test_generated_expressions_always_evaluate_to_a_number_or_blank(expr, answers):
+    value = logic.calculate(expr, answers)
+    assert value is None or (isinstance(value, int | float) and math.isfinite(value))
+    assert isinstance(logic.shows(expr, answers), bool)
+
+
+@pytest.mark.skipif(NODE is None, reason="node is not installed")
+@settings(
+    max_examples=4,
+    deadline=None,
+    suppress_health_check=[HealthCheck.data_too_large, HealthCheck.too_slow],
+)
+@given(cases=st.lists(st.tuples(_expressions(), answers_strategy), min_size=60, max_size=60))
+def test_python_and_javascript_agree_on_random_expressions(cases):
+    batch = [
+        {"mode": mode, "expr": expr, "answers": answers}
+        for expr, answers in cases
+        for mode in ("shows", "calc")
+    ]
+    result = subprocess.run(
+        [NODE, str(ROOT / "tests/js/evaluate_batch.cjs")],
+        input=json.dumps(batch),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    for case, js in zip(batch, json.loads(result.stdout), strict=True):
+        assert "crash" not in js, (case, js)
+        if case["mode"] == "shows":
+            assert js["value"] is logic.shows(case["expr"], case["answers"]), case
+        else:
+            assert _close(js["value"], logic.calculate(case["expr"], case["answers"])), (case, js)
