@@ -1,6 +1,6 @@
 """Writes specific to recovery research: studies from the built-in template, synthetic cohorts."""
 
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 
 from django.db import transaction
 from django.utils import timezone
@@ -173,6 +173,9 @@ def demo_study_seed(
 
     as_of = as_of or timezone.localdate()
     cohort = generate_cohort(participants=participants, seed=seed, effect=effect, as_of=as_of)
+    # Statuses are those at the start of ``as_of`` (UTC), never the wall clock, so the same
+    # seed and date always store the same rows; the periodic refresh moves them on from there.
+    as_of_start = datetime.combine(as_of, time(0), tzinfo=UTC)
     with transaction.atomic():
         study = study_create_from_template(
             slug=slug,
@@ -180,5 +183,5 @@ def demo_study_seed(
             sites=SITES,
             description="Synthetic demo cohort with a planted effect of high involvement.",
         )
-        counts = synthetic_cohort_seed(study=study, cohort=cohort)
+        counts = synthetic_cohort_seed(study=study, cohort=cohort, now=as_of_start)
     return study, counts

@@ -209,6 +209,8 @@ def generate_cohort(
     answers: dict[tuple[int, str], dict] = {}
     timing: dict[tuple[int, str], float] = {}
     mat = mat0.copy()
+    # What each participant last told us about their medication (a skipped wave tells nothing).
+    last_reported_mat = mat0.copy()
     for wave in WAVES:
         if wave.slug == "baseline":
             for i in range(n):
@@ -243,7 +245,7 @@ def generate_cohort(
                 prior=bool(prior_mhg[i]),
                 substance=str(substance[i]),
                 second_substance=str(second_substance[i]),
-                mat_before=str(mat0[i]),
+                mat_before=str(last_reported_mat[i]),
                 mat_now=str(mat[i]),
                 online_share=float(online_share[i]),
                 craving_base=float(craving_base[i]),
@@ -252,7 +254,8 @@ def generate_cohort(
                 second_fellowship=str(second_fellowship[i]) if has_second[i] else None,
             )
             timing[(i, wave.slug)] = float(np.clip(rng.beta(1.2, 3.0), 0, 0.95))
-        mat0 = mat.copy()
+        answered = responds[wave.slug]
+        last_reported_mat[answered] = mat[answered]
 
     return SyntheticCohort(
         params={
@@ -418,14 +421,17 @@ def _followup_answers(
     # outcome is unambiguous in the synthetic data.
     a["any_use_since_last"] = int(use)
     if use:
+        # A lapse (a week or less), something in between, or a relapse (two weeks or more);
+        # the run is part of the past 30 days, so it never exceeds the days of use reported.
         kind = rng.random()
-        a["longest_use_run_days"] = int(
+        run = int(
             rng.integers(1, 8)
             if kind < 0.5
             else rng.integers(8, 14)
             if kind < 0.65
-            else rng.integers(14, 61)
+            else rng.integers(14, 31)
         )
+        a["longest_use_run_days"] = min(run, max(days.values()))
     a["overdose"] = int(use and rng.random() < (0.04 if substance == "1" else 0.005))
     if attended:
         a["cohesion"] = int(np.clip(round(rng.normal(65 + 15 * high, 15)), 0, 100))

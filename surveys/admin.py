@@ -1,3 +1,5 @@
+"""The staff admin. Every list is narrowed by the selectors to what the user's roles allow."""
+
 from datetime import timedelta
 
 from django import forms
@@ -18,6 +20,31 @@ from surveys.models import (
     Wave,
     WaveInstrument,
 )
+
+RELATED_ONLY = admin.RelatedOnlyFieldListFilter
+
+
+class StudyScopedAdmin(admin.ModelAdmin):
+    """Shows only objects of the user's studies; ``study_path`` leads from the model to Study."""
+
+    study_path = "study"
+
+    def get_queryset(self, request):
+        studies = selectors.studies_for_user(user=request.user)
+        return super().get_queryset(request).filter(**{f"{self.study_path}__in": studies})
+
+    def formfield_for_foreignkey(self, db_field, request, **kwargs):
+        # New design objects go only into studies the user leads.
+        led = selectors.studies_led_by(user=request.user)
+        if db_field.related_model is Study:
+            kwargs["queryset"] = led
+        elif db_field.related_model is Instrument:
+            kwargs["queryset"] = Instrument.objects.filter(study__in=led)
+        elif db_field.related_model is InstrumentVersion:
+            kwargs["queryset"] = InstrumentVersion.objects.filter(instrument__study__in=led)
+        elif db_field.related_model is Wave:
+            kwargs["queryset"] = Wave.objects.filter(study__in=led)
+        return super().formfield_for_foreignkey(db_field, request, **kwargs)
 
 
 class SiteInline(admin.TabularInline):
@@ -54,9 +81,9 @@ class StudyAdmin(admin.ModelAdmin):
 
 
 @admin.register(Site)
-class SiteAdmin(admin.ModelAdmin):
+class SiteAdmin(StudyScopedAdmin):
     list_display = ("code", "name", "study", "timezone")
-    list_filter = ("study",)
+    list_filter = (("study", RELATED_ONLY),)
     list_select_related = ("study",)
     search_fields = ("code", "name")
 
@@ -92,7 +119,6 @@ class ParticipantContactInline(admin.StackedInline):
     can_delete = False
     extra = 1
     max_num = 1
-    fields = ("first_name", "last_name", "email", "phone", "alternative_contacts", "locator_notes")
 
 
 class AssignmentInline(admin.TabularInline):
@@ -122,7 +148,7 @@ class AssignmentInline(admin.TabularInline):
 @admin.register(Participant)
 class ParticipantAdmin(admin.ModelAdmin):
     list_display = ("code", "study", "site", "status", "enrolled_on", "timezone", "language")
-    list_filter = ("study", "site", "status", "language")
+    list_filter = (("study", RELATED_ONLY), ("site", RELATED_ONLY), "status", "language")
     list_select_related = ("study", "site")
     search_fields = ("code",)
     date_hierarchy = "enrolled_on"
@@ -133,11 +159,30 @@ class ParticipantAdmin(admin.ModelAdmin):
         return selectors.participants_for_user(user=request.user)
 
     def get_inlines(self, request, obj):
-        if obj is not None and not selectors.user_may_see_identifiers(
-            user=request.user, study=obj.study
+        study = obj.study if obj is not None else None
+        if study is not None and not selectors.user_may_see_identifiers(
+            user=request.user, study=study
         ):
             return (AssignmentInline,)
         return self.inlines
+
+    def get_readonly_fields(self, request, obj=None):
+        if obj is not None:
+            # Windows were computed from these at enrolment; changing them needs a service
+            # that re-plans the assignments (coming with the coordinator tools).
+            return (*self.readonly_fields, "study", "enrolled_on", "timezone")
+        return self.readonly_fields
+
+    def has_change_permission(self, request, obj=None):
+        if obj is not None and not selectors.participant_editable_by(
+            user=request.user, participant=obj
+        ):
+            return False
+        return super().has_change_permission(request, obj)
+
+    def has_delete_permission(self, request, obj=None):
+        # Research data is erased through a dedicated, audited service, not a delete button.
+        return request.user.is_superuser and super().has_delete_permission(request, obj)
 
     def formfield_for_foreignkey(self, db_field, request, **kwargs):
         if db_field.name == "site":
@@ -162,9 +207,9 @@ class InstrumentVersionInline(admin.TabularInline):
 
 
 @admin.register(Instrument)
-class InstrumentAdmin(admin.ModelAdmin):
+class InstrumentAdmin(StudyScopedAdmin):
     list_display = ("name", "slug", "study")
-    list_filter = ("study",)
+    list_filter = (("study", RELATED_ONLY),)
     list_select_related = ("study",)
     search_fields = ("name", "slug")
     readonly_fields = ("created_at",)
@@ -187,18 +232,20 @@ class ItemInline(admin.TabularInline):
 
 
 @admin.register(InstrumentVersion)
-class InstrumentVersionAdmin(admin.ModelAdmin):
+class InstrumentVersionAdmin(StudyScopedAdmin):
+    study_path = "instrument__study"
     list_display = ("instrument", "number", "note", "created_at")
-    list_filter = ("instrument__study", "instrument")
+    list_filter = (("instrument", RELATED_ONLY),)
     list_select_related = ("instrument",)
     readonly_fields = ("created_at",)
     inlines = (ItemInline,)
 
 
 @admin.register(Item)
-class ItemAdmin(admin.ModelAdmin):
+class ItemAdmin(StudyScopedAdmin):
+    study_path = "version__instrument__study"
     list_display = ("variable", "kind", "version", "position", "required")
-    list_filter = ("kind", "version__instrument")
+    list_filter = ("kind", ("version__instrument", RELATED_ONLY))
     list_select_related = ("version__instrument",)
     search_fields = ("variable",)
 
@@ -209,7 +256,7 @@ class WaveInstrumentInline(admin.TabularInline):
 
 
 @admin.register(Wave)
-class WaveAdmin(admin.ModelAdmin):
+class WaveAdmin(StudyScopedAdmin):
     list_display = (
         "name",
         "study",
@@ -220,13 +267,15 @@ class WaveAdmin(admin.ModelAdmin):
         "recurrence_days",
         "is_active",
     )
-    list_filter = ("study",)
+    list_filter = (("study", RELATED_ONLY),)
     list_select_related = ("study",)
     inlines = (WaveInstrumentInline,)
 
 
 @admin.register(Assignment)
 class AssignmentAdmin(admin.ModelAdmin):
+    """Read-only: assignments are made by enrolment and moved by services, never by hand."""
+
     list_display = (
         "participant",
         "wave",
@@ -237,11 +286,9 @@ class AssignmentAdmin(admin.ModelAdmin):
         "closes_at",
         "completed_at",
     )
-    list_filter = ("status", "wave__study", "wave")
+    list_filter = ("status", ("wave", RELATED_ONLY))
     list_select_related = ("participant", "wave")
     search_fields = ("participant__code",)
-    readonly_fields = ("created_at", "status_changed_at")
-    raw_id_fields = ("participant",)
 
     def get_queryset(self, request):
         return (
@@ -250,11 +297,20 @@ class AssignmentAdmin(admin.ModelAdmin):
             .filter(participant__in=selectors.participants_for_user(user=request.user))
         )
 
+    def get_readonly_fields(self, request, obj=None):
+        return [field.name for field in self.model._meta.fields]
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
 
 @admin.register(Response)
 class ResponseAdmin(admin.ModelAdmin):
     list_display = ("assignment", "instrument", "instrument_version", "status", "submitted_at")
-    list_filter = ("status", "instrument")
+    list_filter = ("status", ("instrument", RELATED_ONLY))
     list_select_related = (
         "assignment__participant",
         "assignment__wave",
@@ -262,8 +318,6 @@ class ResponseAdmin(admin.ModelAdmin):
         "instrument_version__instrument",
     )
     search_fields = ("assignment__participant__code",)
-    readonly_fields = ("client_id", "started_at", "updated_at", "submitted_at")
-    raw_id_fields = ("assignment",)
 
     def get_queryset(self, request):
         return (
@@ -272,22 +326,85 @@ class ResponseAdmin(admin.ModelAdmin):
             .filter(assignment__participant__in=selectors.participants_for_user(user=request.user))
         )
 
+    def get_readonly_fields(self, request, obj=None):
+        # Answers change only through the submission service, which validates and audits.
+        return [field.name for field in self.model._meta.fields]
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
+class StaffRoleForm(forms.ModelForm):
+    class Meta:
+        model = StaffRole
+        fields = ("user", "study", "role", "sites")
+
+    def clean(self):
+        cleaned = super().clean()
+        study = cleaned.get("study") or (self.instance.study if self.instance.pk else None)
+        if study and cleaned.get("role"):
+            try:
+                services.staff_role_validate(
+                    study=study, role=cleaned["role"], sites=cleaned.get("sites") or []
+                )
+            except forms.ValidationError as exc:
+                raise forms.ValidationError(exc.message_dict) from exc
+        return cleaned
+
 
 @admin.register(StaffRole)
 class StaffRoleAdmin(admin.ModelAdmin):
+    """Principal investigators give roles in the studies they lead, and only there."""
+
+    form = StaffRoleForm
     list_display = ("user", "study", "role")
-    list_filter = ("study", "role")
+    list_filter = (("study", RELATED_ONLY), "role")
     list_select_related = ("user", "study")
     filter_horizontal = ("sites",)
     readonly_fields = ("created_at",)
 
-    def save_related(self, request, form, formsets, change):
-        super().save_related(request, form, formsets, change)
-        # The service enforces the rules (coordinators need sites of the same study) and puts
-        # the user in the role's group.
-        services.staff_role_assign(
-            user=form.instance.user,
-            study=form.instance.study,
-            role=form.instance.role,
-            sites=form.cleaned_data.get("sites", ()),
+    def get_queryset(self, request):
+        return (
+            super()
+            .get_queryset(request)
+            .filter(study__in=selectors.studies_led_by(user=request.user))
         )
+
+    def formfield_for_foreignkey(self, db_field, request, **kwargs):
+        if db_field.name == "study":
+            kwargs["queryset"] = selectors.studies_led_by(user=request.user)
+        return super().formfield_for_foreignkey(db_field, request, **kwargs)
+
+    def formfield_for_manytomany(self, db_field, request, **kwargs):
+        if db_field.name == "sites":
+            kwargs["queryset"] = Site.objects.filter(
+                study__in=selectors.studies_led_by(user=request.user)
+            ).select_related("study")
+        return super().formfield_for_manytomany(db_field, request, **kwargs)
+
+    def get_readonly_fields(self, request, obj=None):
+        # A role belongs to one person in one study; to move it, remove it and add another.
+        return ("user", "study", "created_at") if obj is not None else self.readonly_fields
+
+    def save_model(self, request, obj, form, change):
+        staff_role = services.staff_role_assign(
+            user=form.cleaned_data.get("user", obj.user if change else None),
+            study=form.cleaned_data.get("study", obj.study if change else None),
+            role=form.cleaned_data["role"],
+            sites=form.cleaned_data.get("sites") or [],
+        )
+        obj.pk, obj.created_at = staff_role.pk, staff_role.created_at
+
+    def save_related(self, request, form, formsets, change):
+        # The service has set the sites already; nothing else is related.
+        pass
+
+    def delete_model(self, request, obj):
+        services.staff_role_remove(staff_role=obj)
+
+    def delete_queryset(self, request, queryset):
+        for staff_role in queryset.select_related("user"):
+            services.staff_role_remove(staff_role=staff_role)

@@ -201,8 +201,9 @@ class Item(models.Model):
     section_header = models.JSONField(default=dict, blank=True)
     choices = models.JSONField(default=list, blank=True)
     required = models.BooleanField(default=False)
-    min_value = models.DecimalField(max_digits=12, decimal_places=4, null=True, blank=True)
-    max_value = models.DecimalField(max_digits=12, decimal_places=4, null=True, blank=True)
+    # Text, as in REDCap: a number, a date (2026-01-31) or "today"/"now", read by the item's kind.
+    min_value = models.CharField(max_length=40, blank=True)
+    max_value = models.CharField(max_length=40, blank=True)
     # Kind-specific settings: slider end labels, text validation type, decimals, etc.
     options = models.JSONField(default=dict, blank=True)
     branching = models.TextField(blank=True, help_text="REDCap-style show-if expression.")
@@ -217,12 +218,6 @@ class Item(models.Model):
         ordering = ("version", "position")
         constraints = [
             models.UniqueConstraint(fields=("version", "variable"), name="item_variable_unique"),
-            models.CheckConstraint(
-                condition=Q(min_value__isnull=True)
-                | Q(max_value__isnull=True)
-                | Q(min_value__lte=F("max_value")),
-                name="item_min_not_above_max",
-            ),
         ]
 
     def __str__(self) -> str:
@@ -286,8 +281,9 @@ class Assignment(models.Model):
         MISSED = "missed", "Missed"
         CANCELLED = "cancelled", "Cancelled"
 
+    # PROTECT: research data is never removed as a side effect; erasure is an explicit service.
     participant = models.ForeignKey(
-        Participant, on_delete=models.CASCADE, related_name="assignments"
+        Participant, on_delete=models.PROTECT, related_name="assignments"
     )
     wave = models.ForeignKey(Wave, on_delete=models.PROTECT, related_name="assignments")
     occurrence = models.PositiveIntegerField(
@@ -338,7 +334,7 @@ class Response(models.Model):
         DRAFT = "draft", "Draft"
         SUBMITTED = "submitted", "Submitted"
 
-    assignment = models.ForeignKey(Assignment, on_delete=models.CASCADE, related_name="responses")
+    assignment = models.ForeignKey(Assignment, on_delete=models.PROTECT, related_name="responses")
     instrument = models.ForeignKey(Instrument, on_delete=models.PROTECT, related_name="responses")
     instrument_version = models.ForeignKey(
         InstrumentVersion, on_delete=models.PROTECT, related_name="responses"

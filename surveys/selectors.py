@@ -4,6 +4,8 @@ from django.db.models import QuerySet
 
 from surveys.models import Participant, Site, StaffRole, Study
 
+ROLE = StaffRole.Role
+
 
 def studies_for_user(*, user) -> QuerySet[Study]:
     if user.is_superuser:
@@ -36,3 +38,23 @@ def user_may_see_identifiers(*, user, study: Study) -> bool:
         study=study,
         role__in=(StaffRole.Role.PRINCIPAL_INVESTIGATOR, StaffRole.Role.COORDINATOR),
     ).exists()
+
+
+def studies_led_by(*, user) -> QuerySet[Study]:
+    """Studies where the user is principal investigator (all of them for a superuser)."""
+    if user.is_superuser:
+        return Study.objects.all()
+    return Study.objects.filter(
+        staff_roles__user=user, staff_roles__role=ROLE.PRINCIPAL_INVESTIGATOR
+    ).distinct()
+
+
+def participant_editable_by(*, user, participant: Participant) -> bool:
+    """PIs of the participant's study, and coordinators of the participant's site."""
+    if user.is_superuser:
+        return True
+    roles = StaffRole.objects.filter(user=user, study_id=participant.study_id)
+    return (
+        roles.filter(role=ROLE.PRINCIPAL_INVESTIGATOR).exists()
+        or roles.filter(role=ROLE.COORDINATOR, sites=participant.site_id).exists()
+    )

@@ -103,6 +103,8 @@ def assignment_statuses_refresh(*, now: datetime | None = None) -> dict[str, int
         closes_at__gt=now,
         participant__status=Participant.Status.ACTIVE,
     ).update(status=Assignment.Status.OPEN, status_changed_at=now)
+    # Only people still being followed miss a wave; withdrawn or deceased participants'
+    # assignments are cancelled by their status change, never counted as missed.
     missed = Assignment.objects.filter(
         status__in=(
             Assignment.Status.SCHEDULED,
@@ -110,6 +112,10 @@ def assignment_statuses_refresh(*, now: datetime | None = None) -> dict[str, int
             Assignment.Status.IN_PROGRESS,
         ),
         closes_at__lte=now,
+        participant__status__in=(
+            Participant.Status.ACTIVE,
+            Participant.Status.LOST_TO_FOLLOW_UP,
+        ),
     ).update(status=Assignment.Status.MISSED, status_changed_at=now)
     return {"opened": opened, "missed": missed}
 
@@ -118,18 +124,39 @@ def assignment_statuses_refresh(*, now: datetime | None = None) -> dict[str, int
 def staff_role_assign(*, user, study: Study, role: str, sites: Iterable[Site] = ()) -> StaffRole:
     """Give ``user`` a role in ``study`` (replacing any earlier one) and the matching group."""
     sites = list(sites)
+    staff_role_validate(study=study, role=role, sites=sites)
+    staff_role, _ = StaffRole.objects.update_or_create(
+        user=user, study=study, defaults={"role": role}
+    )
+    staff_role.sites.set(sites if role == StaffRole.Role.COORDINATOR else [])
+    staff_groups_sync(user=user)
+    return staff_role
+
+
+def staff_role_validate(*, study: Study, role: str, sites: Iterable[Site]) -> None:
+    sites = list(sites)
     if role not in StaffRole.Role.values:
         raise ValidationError({"role": f"Unknown role {role!r}."})
     if role == StaffRole.Role.COORDINATOR and not sites:
         raise ValidationError({"sites": "A coordinator needs at least one site."})
     if any(site.study_id != study.pk for site in sites):
         raise ValidationError({"sites": "Every site must belong to the study."})
-    staff_role, _ = StaffRole.objects.update_or_create(
-        user=user, study=study, defaults={"role": role}
-    )
-    staff_role.sites.set(sites if role == StaffRole.Role.COORDINATOR else [])
-    user.groups.add(Group.objects.get(name=ROLE_GROUP_NAMES[role]))
-    if not user.is_staff:
-        user.is_staff = True
+
+
+@transaction.atomic
+def staff_role_remove(*, staff_role: StaffRole) -> None:
+    user = staff_role.user
+    staff_role.delete()
+    staff_groups_sync(user=user)
+
+
+def staff_groups_sync(*, user) -> None:
+    """Put the user in exactly the groups of the roles they hold; staff while they hold any."""
+    role_groups = set(ROLE_GROUP_NAMES.values())
+    wanted = {ROLE_GROUP_NAMES[role] for role in user.study_roles.values_list("role", flat=True)}
+    user.groups.remove(*user.groups.filter(name__in=role_groups - wanted))
+    user.groups.add(*Group.objects.filter(name__in=wanted))
+    is_staff = bool(wanted) or user.is_superuser
+    if user.is_staff != is_staff:
+        user.is_staff = is_staff
         user.save(update_fields=["is_staff"])
-    return staff_role

@@ -102,11 +102,17 @@ class ItemSpec:
             "note": {"en": self.note} if self.note else {},
             "choices": [{"code": c, "label": {"en": text}} for c, text in self.choices],
             "required": self.required,
-            "min_value": self.min_value,
-            "max_value": self.max_value,
+            "min_value": _bound(self.min_value),
+            "max_value": _bound(self.max_value),
             "branching": self.branching,
             "options": self.options,
         }
+
+
+def _bound(value: float | None) -> str:
+    if value is None:
+        return ""
+    return str(int(value)) if float(value).is_integer() else str(value)
 
 
 def _yesno(variable: str, label: str, branching: str = "") -> ItemSpec:

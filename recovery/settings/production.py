@@ -1,7 +1,7 @@
 """Production (docker compose or any host). Secrets have no default: missing ones fail loudly."""
 
 from .base import *  # noqa: F403
-from .base import env
+from .base import env, mailer_from_url
 
 DEBUG = False
 SECRET_KEY = env("DJANGO_SECRET_KEY")
@@ -12,6 +12,8 @@ DATABASES = {"default": env.db("DATABASE_URL")}
 DATABASES["default"]["CONN_MAX_AGE"] = env.int("CONN_MAX_AGE", default=60)
 DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 REDIS_URL = env("REDIS_URL")  # base.py has configured the Redis broker, results and cache
+# No console fallback: messages carry participants' personal links and must not reach the log.
+MAILERS = {"default": mailer_from_url(env("EMAIL_URL"))}
 
 SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 SECURE_SSL_REDIRECT = env.bool("DJANGO_SECURE_SSL_REDIRECT", default=True)

@@ -41,19 +41,36 @@ def test_seed_demo_rejects_bad_arguments(db, args, message):
     assert not Study.objects.exists()
 
 
-def test_same_seed_gives_the_same_stored_answers(db):
-    def stored():
-        return sorted(
-            (code, wave, str(answers))
-            for code, wave, answers in Response.objects.filter(
-                assignment__participant__study__slug="demo"
-            ).values_list("assignment__participant__code", "assignment__wave__slug", "answers")
+def _stored():
+    return sorted(
+        (code, str(enrolled), wave, status, str(answers))
+        for code, enrolled, wave, status, answers in Response.objects.filter(
+            assignment__participant__study__slug="demo"
+        ).values_list(
+            "assignment__participant__code",
+            "assignment__participant__enrolled_on",
+            "assignment__wave__slug",
+            "assignment__status",
+            "answers",
         )
+    )
 
-    call_command("seed_demo", "--participants", "30", "--seed", "9")
-    first = stored()
-    call_command("seed_demo", "--participants", "30", "--seed", "9", "--replace")
-    assert stored() == first
+
+def test_same_seed_and_date_give_the_same_stored_data_whatever_the_clock(db, monkeypatch):
+    from datetime import UTC, datetime
+
+    from django.utils import timezone
+
+    call_command("seed_demo", "--participants", "30", "--seed", "9", "--as-of", "2026-03-01")
+    first = _stored()
+    # A day later on the wall clock, the same seed and date must store exactly the same rows.
+    monkeypatch.setattr(timezone, "now", lambda: datetime(2026, 11, 30, 23, tzinfo=UTC))
+    call_command(
+        "seed_demo", "--participants", "30", "--seed", "9", "--as-of", "2026-03-01", "--replace"
+    )
+    assert _stored() == first
+    latest = Participant.objects.filter(study__slug="demo").latest("enrolled_on")
+    assert str(latest.enrolled_on) <= "2026-03-01"
 
 
 def test_demo_login_prints_a_working_staff_login(db, client, capsys):

@@ -170,12 +170,24 @@ def test_a_submitted_response_must_record_when(site_a, enrol):
         _response(assignment, status=Response.Status.SUBMITTED).save()
 
 
-def test_a_response_keeps_the_instrument_version_it_was_answered_on(site_a, enrol):
+def test_research_data_cannot_be_deleted_as_a_side_effect(site_a, enrol):
+    from django.db.models import ProtectedError
+
     assignment = enrol(site=site_a).assignments.get(wave__slug="m1")
     response = _response(assignment, answers={"craving": 4})
     response.save()
-    instrument = response.instrument
-    instrument.versions.create(number=2, note="reworded craving item")
-    response.refresh_from_db()
-    assert response.instrument_version.number == 1
-    assert instrument.current_version.number == 2
+    with pytest.raises(ProtectedError):
+        assignment.participant.delete()
+    with pytest.raises(ProtectedError):
+        assignment.delete()
+    with pytest.raises(ProtectedError):
+        response.instrument_version.delete()
+    assert Response.objects.filter(pk=response.pk).exists()
+
+
+def test_closing_windows_of_withdrawn_participants_are_not_counted_as_missed(site_a, enrol):
+    participant = enrol(site=site_a, now=datetime(2026, 1, 15, 6, tzinfo=UTC))
+    Participant.objects.filter(pk=participant.pk).update(status=Participant.Status.WITHDRAWN)
+    month1 = participant.assignments.get(wave__slug="m1")
+    assignment_statuses_refresh(now=month1.closes_at + timedelta(days=1))
+    assert not participant.assignments.filter(status=Assignment.Status.MISSED).exists()

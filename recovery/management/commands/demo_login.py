@@ -26,7 +26,11 @@ class Command(BaseCommand):
         user.set_password(password)
         user.save()
         staff_role_assign(user=user, study=study_obj, role=StaffRole.Role.PRINCIPAL_INVESTIGATOR)
-        self.stdout.write(self.style.SUCCESS("Demo staff login (principal investigator):"))
+        self.stdout.write(
+            self.style.SUCCESS(
+                "Demo staff login (a superuser, and principal investigator of the demo study):"
+            )
+        )
         self.stdout.write(f"  admin:    {url}/admin/")
         self.stdout.write(f"  username: {username}")
         self.stdout.write(f"  password: {password}")

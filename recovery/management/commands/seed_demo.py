@@ -1,4 +1,5 @@
 import time
+from datetime import date
 
 from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
@@ -24,6 +25,13 @@ class Command(BaseCommand):
             help="Planted risk difference (default %(default)s).",
         )
         parser.add_argument("--study", default="demo", help="Slug of the study to create.")
+        parser.add_argument(
+            "--as-of",
+            type=date.fromisoformat,
+            default=None,
+            help="Date the cohort is drawn as of (YYYY-MM-DD; default today). The same seed "
+            "and date give the same data.",
+        )
         existing = parser.add_mutually_exclusive_group()
         existing.add_argument(
             "--replace", action="store_true", help="Delete a study with this slug first."
@@ -32,7 +40,9 @@ class Command(BaseCommand):
             "--if-missing", action="store_true", help="Do nothing if a study with this slug exists."
         )
 
-    def handle(self, *args, participants, seed, effect, study, replace, if_missing, **options):
+    def handle(
+        self, *args, participants, seed, effect, study, replace, if_missing, as_of, **options
+    ):
         if participants < 1:
             raise CommandError("--participants must be at least 1.")
         if not -1 <= effect <= 1:
@@ -48,7 +58,7 @@ class Command(BaseCommand):
             if existing:
                 _study_delete(existing)
             created, counts = demo_study_seed(
-                slug=study, participants=participants, seed=seed, effect=effect
+                slug=study, participants=participants, seed=seed, effect=effect, as_of=as_of
             )
         elapsed = time.perf_counter() - started
         self.stdout.write(

@@ -1,0 +1,130 @@
+"""What each role can reach in the admin, across two studies and two sites."""
+
+import pytest
+from django.urls import reverse
+
+from recovery.services import study_create_from_template
+from surveys.models import Assignment, Participant, StaffRole, Wave
+from surveys.services import staff_role_assign, staff_role_remove
+from tests.factories import UserFactory
+
+
+@pytest.fixture
+def other_study(db):
+    return study_create_from_template(
+        slug="other", name="Other study", sites=[("OTH", "Other site", "UTC")]
+    )
+
+
+def test_roles_and_groups_follow_each_other(study, site_a, other_study):
+    user = UserFactory(username="pat")
+    staff_role_assign(user=user, study=study, role=StaffRole.Role.COORDINATOR, sites=[site_a])
+    staff_role_assign(user=user, study=study, role=StaffRole.Role.RESEARCHER)
+    assert list(user.groups.values_list("name", flat=True)) == ["Researchers"]
+    staff_role_assign(user=user, study=other_study, role=StaffRole.Role.PRINCIPAL_INVESTIGATOR)
+    assert set(user.groups.values_list("name", flat=True)) == {
+        "Researchers",
+        "Principal investigators",
+    }
+    for role in list(user.study_roles.all()):
+        staff_role_remove(staff_role=role)
+    user.refresh_from_db()
+    assert not user.groups.exists()
+    assert not user.is_staff
+
+
+def test_a_pi_gives_roles_only_in_the_studies_they_lead(client, staff_user, study, other_study):
+    pi = staff_user(study=study, role=StaffRole.Role.PRINCIPAL_INVESTIGATOR, username="pi-a")
+    client.force_login(pi)
+    response = client.post(
+        reverse("admin:surveys_staffrole_add"),
+        {
+            "user": pi.pk,
+            "study": other_study.pk,
+            "role": StaffRole.Role.PRINCIPAL_INVESTIGATOR,
+        },
+    )
+    assert response.status_code == 200  # the form again, with an error
+    assert "Select a valid choice" in response.text
+    assert not StaffRole.objects.filter(user=pi, study=other_study).exists()
+
+
+def test_a_coordinator_role_without_sites_is_a_form_error_not_a_crash(client, staff_user, study):
+    pi = staff_user(study=study, role=StaffRole.Role.PRINCIPAL_INVESTIGATOR, username="pi-a")
+    newcomer = UserFactory(username="newcomer")
+    client.force_login(pi)
+    response = client.post(
+        reverse("admin:surveys_staffrole_add"),
+        {
+            "user": newcomer.pk,
+            "study": study.pk,
+            "role": StaffRole.Role.COORDINATOR,
+        },
+    )
+    assert response.status_code == 200
+    assert "A coordinator needs at least one site." in response.text
+    assert not StaffRole.objects.filter(user=newcomer).exists()
+
+
+def test_a_researcher_sees_only_their_own_studys_design(client, researcher, other_study):
+    client.force_login(researcher)
+    waves = client.get(reverse("admin:surveys_wave_changelist"))
+    assert waves.status_code == 200
+    assert "Other study" not in waves.text
+    other_wave = Wave.objects.filter(study=other_study).first()
+    page = client.get(reverse("admin:surveys_wave_change", args=[other_wave.pk]))
+    assert page.status_code in (302, 404)
+
+
+def test_a_coordinator_cannot_rewrite_an_assignment(client, coordinator_a, site_a, enrol):
+    participant = enrol(site=site_a, code="NYC-5")
+    assignment = participant.assignments.get(wave__slug="m1")
+    client.force_login(coordinator_a)
+    url = reverse("admin:surveys_assignment_change", args=[assignment.pk])
+    client.post(
+        url,
+        {
+            "status": "completed",
+            "participant": participant.pk,
+            "wave": assignment.wave_id,
+            "occurrence": 0,
+        },
+    )
+    assignment.refresh_from_db()
+    assert assignment.status != Assignment.Status.COMPLETED
+
+
+def test_a_coordinator_in_one_study_and_researcher_in_another_cannot_edit_the_other(
+    client, study, site_a, other_study, enrol, staff_user
+):
+    user = staff_user(
+        study=study, role=StaffRole.Role.COORDINATOR, sites=[site_a], username="mixed"
+    )
+    staff_role_assign(user=user, study=other_study, role=StaffRole.Role.RESEARCHER)
+    theirs = enrol(site=other_study.sites.get(), code="OTH-1")
+    client.force_login(user)
+    url = reverse("admin:surveys_participant_change", args=[theirs.pk])
+    page = client.get(url)
+    assert page.status_code == 200
+    assert 'name="code"' not in page.text  # read-only view
+    client.post(
+        url,
+        {
+            "study": other_study.pk,
+            "site": theirs.site_id,
+            "code": "RENAMED",
+            "status": "withdrawn",
+            "enrolled_on": "2026-01-15",
+            "timezone": "UTC",
+            "language": "en",
+            "preferred_channel": "email",
+        },
+    )
+    theirs.refresh_from_db()
+    assert theirs.code == "OTH-1"
+    assert theirs.status == Participant.Status.ACTIVE
+
+
+def test_healthz_says_only_up_or_down(client, db):
+    body = client.get("/healthz").json()
+    assert "vendor" not in str(body) and "transport" not in str(body)
