@@ -2,7 +2,7 @@ from django.urls import path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from rest_framework.permissions import AllowAny
 
-from api.views import StudyListApi
+from api.views import ResponseDraftSaveApi, ResponseSubmitApi, StudyListApi
 
 app_name = "api"
 
@@ -15,4 +15,14 @@ urlpatterns = [
         name="docs",
     ),
     path("studies/", StudyListApi.as_view(), name="study-list"),
+    path(
+        "assignments/<int:assignment_id>/responses/<slug:instrument_slug>/draft/",
+        ResponseDraftSaveApi.as_view(),
+        name="response-draft",
+    ),
+    path(
+        "assignments/<int:assignment_id>/responses/<slug:instrument_slug>/submit/",
+        ResponseSubmitApi.as_view(),
+        name="response-submit",
+    ),
 ]

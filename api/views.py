@@ -1,10 +1,22 @@
-from drf_spectacular.utils import extend_schema
-from rest_framework import serializers
+from django.shortcuts import get_object_or_404
+from drf_spectacular.utils import OpenApiResponse, extend_schema, inline_serializer
+from rest_framework import serializers, status
+from rest_framework.exceptions import PermissionDenied
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from surveys.selectors import studies_for_user
+from surveys.models import Assignment, Instrument
+from surveys.selectors import participant_editable_by, participants_for_user, studies_for_user
+from surveys.submission import response_draft_save, response_submit
+
+ERRORS = inline_serializer(
+    "ValidationErrors",
+    {"errors": serializers.DictField(child=serializers.ListField(child=serializers.CharField()))},
+)
+CONFLICT = inline_serializer(
+    "Conflict", {"code": serializers.CharField(), "detail": serializers.CharField()}
+)
 
 
 class StudyListApi(APIView):
@@ -18,3 +30,75 @@ class StudyListApi(APIView):
     def get(self, request: Request) -> Response:
         studies = studies_for_user(user=request.user)
         return Response(self.OutputSerializer(studies, many=True).data)
+
+
+class ResponseOutputSerializer(serializers.Serializer):
+    client_id = serializers.UUIDField()
+    status = serializers.CharField()
+    instrument = serializers.CharField(source="instrument.slug")
+    instrument_version = serializers.IntegerField(source="instrument_version.number")
+    answers = serializers.DictField()
+    started_at = serializers.DateTimeField()
+    submitted_at = serializers.DateTimeField(allow_null=True)
+
+
+class AnswersInputSerializer(serializers.Serializer):
+    client_id = serializers.UUIDField()
+    answers = serializers.DictField()
+
+
+def _assignment_and_instrument(request: Request, assignment_id: int, instrument_slug: str):
+    """The assignment, if the user may enter answers for its participant (else 404)."""
+    assignment = get_object_or_404(
+        Assignment.objects.select_related("participant", "wave"),
+        pk=assignment_id,
+        participant__in=participants_for_user(user=request.user),
+    )
+    if not participant_editable_by(user=request.user, participant=assignment.participant):
+        # Researchers can see the participant but never answer for them.
+        raise PermissionDenied("Only the study's coordinators and PIs enter answers.")
+    instrument = get_object_or_404(
+        Instrument, study_id=assignment.participant.study_id, slug=instrument_slug
+    )
+    return assignment, instrument
+
+
+class ResponseDraftSaveApi(APIView):
+    """Save answers so far. Valid answers are kept; required questions are not enforced yet."""
+
+    @extend_schema(
+        request=AnswersInputSerializer,
+        responses={200: ResponseOutputSerializer, 400: ERRORS, 409: CONFLICT},
+    )
+    def put(self, request: Request, assignment_id: int, instrument_slug: str) -> Response:
+        data = AnswersInputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        assignment, instrument = _assignment_and_instrument(request, assignment_id, instrument_slug)
+        response = response_draft_save(
+            assignment=assignment, instrument=instrument, **data.validated_data
+        )
+        return Response(ResponseOutputSerializer(response).data)
+
+
+class ResponseSubmitApi(APIView):
+    """Submit the final answers. Idempotent on ``client_id``: a replay answers 200 with the
+    response stored the first time."""
+
+    @extend_schema(
+        request=AnswersInputSerializer,
+        responses={
+            201: ResponseOutputSerializer,
+            200: OpenApiResponse(ResponseOutputSerializer, description="A replay"),
+            400: ERRORS,
+            409: CONFLICT,
+        },
+    )
+    def post(self, request: Request, assignment_id: int, instrument_slug: str) -> Response:
+        data = AnswersInputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        assignment, instrument = _assignment_and_instrument(request, assignment_id, instrument_slug)
+        result = response_submit(
+            assignment=assignment, instrument=instrument, **data.validated_data
+        )
+        code = status.HTTP_200_OK if result.replayed else status.HTTP_201_CREATED
+        return Response(ResponseOutputSerializer(result.response).data, status=code)

@@ -35,7 +35,7 @@ def study_create_from_template(
     description: str = "",
 ) -> Study:
     """A study with the built-in battery (version 1 of each instrument) and the standard waves:
-    baseline, 1, 3, 6 and 12 months."""
+    baseline, 1, 3, 6 and 12 months, then a weekly check-in that starts switched off."""
     study = Study(slug=slug, name=name, description=description, default_timezone=default_timezone)
     study.full_clean()
     study.save()
@@ -65,6 +65,8 @@ def study_create_from_template(
             offset_days=spec.offset_days,
             window_before_days=spec.window_before_days,
             window_after_days=spec.window_after_days,
+            recurrence_days=spec.recurrence_days,
+            is_active=spec.active,
         )
         WaveInstrument.objects.create(wave=wave, instrument=instruments[spec.instrument])
     return study

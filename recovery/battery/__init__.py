@@ -1,13 +1,28 @@
 """The built-in mutual-help research battery, as data, in the project's own words.
 
-First cut: baseline and follow-up instruments with the variables the synthetic cohort, exports and
-analyses rely on. Choice codes are numeric strings so that SPSS and Stata value labels work.
-Answers are stored as: integers/sliders/yes-no as numbers (yes = 1, no = 0), single choices as the
-code string, multiple choices as a list of code strings. An item hidden by branching is absent
-from the answers.
+Baseline and follow-up instruments with the variables the synthetic cohort, exports and analyses
+rely on, and an optional weekly check-in. Choice codes are numeric strings so that SPSS and Stata
+value labels work. Answers are stored as: integers/sliders/yes-no as numbers (yes = 1, no = 0),
+single choices as the code string, multiple choices as a list of code strings. An item hidden by
+branching is absent from the answers.
+
+Every participant-facing text is in English and Spanish (plain Latin-American Spanish, "usted"):
+item labels are ``{"en": ..., "es": ...}``, choices are ``(code, English, Spanish)``, slider ends
+are ``{"en": ..., "es": ...}``. ``FELLOWSHIPS``, ``FORMATS`` and ``SUBSTANCES`` keep their
+English-only shape because other modules unpack them; their Spanish is in the ``*_ES`` mappings.
 """
 
 from dataclasses import dataclass, field
+
+LANGUAGES = ("en", "es")
+
+# A participant-facing text in every language of the battery: {"en": "...", "es": "..."}.
+Text = dict[str, str]
+
+
+def _t(en: str, es: str) -> Text:
+    return {"en": en, "es": es}
+
 
 FELLOWSHIPS: list[tuple[str, str, str]] = [
     # (code, variable stem, name)
@@ -24,6 +39,23 @@ FELLOWSHIPS: list[tuple[str, str, str]] = [
     ("11", "allrecovery", "All Recovery"),
     ("12", "other", "Another mutual-help group"),
 ]
+# Official names; a fellowship without an official Spanish name keeps its English one.
+FELLOWSHIP_NAMES_ES: dict[str, str] = {
+    "na": "Narcóticos Anónimos",
+    "ca": "Cocaína Anónimos",
+    "cma": "Crystal Meth Anonymous",
+    "aa": "Alcohólicos Anónimos",
+    "ma": "Methadone Anonymous",
+    "smart": "SMART Recovery",
+    "lifering": "LifeRing",
+    "dharma": "Recovery Dharma",
+    "wellbriety": "Wellbriety",
+    "wfs": "Women for Sobriety",
+    "allrecovery": "All Recovery",
+    "other": "Otro grupo de ayuda mutua",
+}
+# The fellowship as it reads inside a Spanish sentence ("reuniones de ..."), where it differs.
+_FELLOWSHIP_IN_SENTENCE_ES = {"other": "otro grupo de ayuda mutua"}
 TWELVE_STEP = {"na", "ca", "cma", "aa", "ma"}
 
 FORMATS: list[tuple[str, str]] = [
@@ -32,6 +64,12 @@ FORMATS: list[tuple[str, str]] = [
     ("online24", "in an always-open (24-hour) online meeting"),
     ("hybrid", "hybrid (some people in the room, some online)"),
 ]
+FORMATS_ES: dict[str, str] = {
+    "inperson": "en persona",
+    "online": "a distancia, por video, teléfono o chat",
+    "online24": "en salas por internet abiertas las 24 horas",
+    "hybrid": "en formato mixto (algunas personas en el salón y otras conectadas a distancia)",
+}
 
 SUBSTANCES: list[tuple[str, str, str]] = [
     ("1", "opioids", "Heroin, fentanyl or opioid pills not taken as prescribed"),
@@ -41,42 +79,62 @@ SUBSTANCES: list[tuple[str, str, str]] = [
     ("5", "alcohol", "Alcohol"),
     ("6", "other", "Another drug"),
 ]
+SUBSTANCES_ES: dict[str, str] = {
+    "opioids": "Heroína, fentanilo o pastillas opioides que no tomó como se las recetaron",
+    "cocaine": "Cocaína o crack",
+    "meth": "Metanfetamina (cristal)",
+    "cannabis": "Marihuana (cannabis)",
+    "alcohol": "Alcohol",
+    "other": "Otra droga",
+}
 
-MAT_OPTIONS: list[tuple[str, str]] = [
-    ("0", "No medication for addiction treatment"),
-    ("1", "Methadone"),
-    ("2", "Buprenorphine taken under the tongue (film or tablet)"),
-    ("3", "Buprenorphine as a monthly injection"),
-    ("4", "Naltrexone tablets"),
-    ("5", "Naltrexone as a monthly injection"),
+MAT_OPTIONS: list[tuple[str, str, str]] = [
+    ("0", "No medication for addiction treatment", "Ningún medicamento para tratar el consumo"),
+    ("1", "Methadone", "Metadona"),
+    (
+        "2",
+        "Buprenorphine taken under the tongue (film or tablet)",
+        "Buprenorfina que se pone debajo de la lengua (tira o pastilla)",
+    ),
+    ("3", "Buprenorphine as a monthly injection", "Buprenorfina en inyección una vez al mes"),
+    ("4", "Naltrexone tablets", "Naltrexona en pastillas"),
+    ("5", "Naltrexone as a monthly injection", "Naltrexona en inyección una vez al mes"),
 ]
 
-GENDERS = [
-    ("1", "Woman"),
-    ("2", "Man"),
-    ("3", "Non-binary or another gender"),
-    ("4", "Prefer not to say"),
+GENDERS: list[tuple[str, str, str]] = [
+    ("1", "Woman", "Mujer"),
+    ("2", "Man", "Hombre"),
+    ("3", "Non-binary or another gender", "No binario u otro género"),
+    ("4", "Prefer not to say", "Prefiero no responder"),
 ]
-RACE_ETHNICITY = [
-    ("1", "American Indian or Alaska Native"),
-    ("2", "Asian"),
-    ("3", "Black or African American"),
-    ("4", "Hispanic or Latino/a"),
-    ("5", "Native Hawaiian or Pacific Islander"),
-    ("6", "White"),
-    ("7", "More than one, or another group"),
-    ("8", "Prefer not to say"),
+RACE_ETHNICITY: list[tuple[str, str, str]] = [
+    ("1", "American Indian or Alaska Native", "Indígena de América o nativo/a de Alaska"),
+    ("2", "Asian", "Asiático/a"),
+    ("3", "Black or African American", "Negro/a o afroamericano/a"),
+    ("4", "Hispanic or Latino/a", "Hispano/a o latino/a"),
+    (
+        "5",
+        "Native Hawaiian or Pacific Islander",
+        "Nativo/a de Hawái o de otras islas del Pacífico",
+    ),
+    ("6", "White", "Blanco/a"),
+    ("7", "More than one, or another group", "Más de uno, u otro grupo"),
+    ("8", "Prefer not to say", "Prefiero no responder"),
 ]
-TREATMENT_SETTINGS = [
-    ("1", "Residential or inpatient"),
-    ("2", "Outpatient"),
-    ("3", "Not in treatment"),
+TREATMENT_SETTINGS: list[tuple[str, str, str]] = [
+    (
+        "1",
+        "Residential or inpatient",
+        "Residencial o internado (se queda a dormir en el centro de tratamiento)",
+    ),
+    ("2", "Outpatient", "Ambulatorio (va al tratamiento y vuelve a su casa)"),
+    ("3", "Not in treatment", "No estoy en tratamiento"),
 ]
-SPONSOR_CONTACT = [
-    ("1", "Every day or nearly"),
-    ("2", "A few times a week"),
-    ("3", "About once a week"),
-    ("4", "Less than once a week"),
+SPONSOR_CONTACT: list[tuple[str, str, str]] = [
+    ("1", "Every day or nearly", "Todos los días o casi todos"),
+    ("2", "A few times a week", "Varias veces por semana"),
+    ("3", "About once a week", "Más o menos una vez por semana"),
+    ("4", "Less than once a week", "Menos de una vez por semana"),
 ]
 
 
@@ -84,28 +142,47 @@ SPONSOR_CONTACT = [
 class ItemSpec:
     variable: str
     kind: str
-    label: str
-    choices: list[tuple[str, str]] = field(default_factory=list)
+    label: Text
+    # (code, English, Spanish)
+    choices: list[tuple[str, str, str]] = field(default_factory=list)
     required: bool = False
     min_value: float | None = None
     max_value: float | None = None
     branching: str = ""
-    note: str = ""
+    note: Text = field(default_factory=dict)
+    # Kind-specific settings; a slider's "left" and "right" end labels are Texts.
     options: dict = field(default_factory=dict)
 
+    def __post_init__(self) -> None:
+        texts = [self.label, *([self.note] if self.note else [])]
+        texts += [self.options[end] for end in ("left", "right") if end in self.options]
+        for text in texts:
+            if set(text) != set(LANGUAGES) or not all(text.values()):
+                raise ValueError(f"{self.variable}: every text needs {LANGUAGES}: {text!r}")
+        for choice in self.choices:
+            if len(choice) != 1 + len(LANGUAGES) or not all(choice):
+                raise ValueError(f"{self.variable}: a choice is (code, en, es): {choice!r}")
+
     def as_item_fields(self, position: int) -> dict:
+        options = {
+            key: dict(value) if key in ("left", "right") else value
+            for key, value in self.options.items()
+        }
         return {
             "position": position,
             "variable": self.variable,
             "kind": self.kind,
-            "label": {"en": self.label},
-            "note": {"en": self.note} if self.note else {},
-            "choices": [{"code": c, "label": {"en": text}} for c, text in self.choices],
+            "label": dict(self.label),
+            "note": dict(self.note),
+            "choices": [
+                {"code": code, "label": dict(zip(LANGUAGES, texts, strict=True))}
+                for code, *texts in self.choices
+            ],
             "required": self.required,
             "min_value": _bound(self.min_value),
             "max_value": _bound(self.max_value),
             "branching": self.branching,
-            "options": self.options,
+            "options": options,
         }
 
 
@@ -115,12 +192,18 @@ def _bound(value: float | None) -> str:
     return str(int(value)) if float(value).is_integer() else str(value)
 
 
-def _yesno(variable: str, label: str, branching: str = "") -> ItemSpec:
+def _yesno(variable: str, label: Text, branching: str = "") -> ItemSpec:
     return ItemSpec(variable, "yesno", label, required=True, branching=branching)
 
 
 def _slider(
-    variable: str, label: str, low: int, high: int, left: str, right: str, branching: str = ""
+    variable: str,
+    label: Text,
+    low: int,
+    high: int,
+    left: Text,
+    right: Text,
+    branching: str = "",
 ) -> ItemSpec:
     return ItemSpec(
         variable,
@@ -130,12 +213,12 @@ def _slider(
         min_value=low,
         max_value=high,
         branching=branching,
-        options={"left": {"en": left}, "right": {"en": right}},
+        options={"left": left, "right": right},
     )
 
 
 def _count(
-    variable: str, label: str, high: int, branching: str = "", required: bool = True
+    variable: str, label: Text, high: int, branching: str = "", required: bool = True
 ) -> ItemSpec:
     return ItemSpec(
         variable,
@@ -150,86 +233,144 @@ def _count(
 
 CRAVING = _slider(
     "craving",
-    "Over the past week, how strong was your urge to use, at its worst?",
+    _t(
+        "Over the past week, how strong was your urge to use, at its worst?",
+        "En la última semana, en el peor momento, ¿qué tan fuertes fueron sus ganas de consumir?",
+    ),
     0,
     10,
-    "No urge at all",
-    "The strongest urge I can imagine",
+    _t("No urge at all", "Nada de ganas"),
+    _t("The strongest urge I can imagine", "Las ganas más fuertes que me puedo imaginar"),
+)
+
+MAT_STATUS = ItemSpec(
+    "mat_status",
+    "single",
+    _t(
+        "Which medication for addiction treatment are you taking now, if any?",
+        "¿Qué medicamento para tratar el consumo de drogas toma ahora, si toma alguno?",
+    ),
+    MAT_OPTIONS,
+    required=True,
 )
 
 BASELINE: list[ItemSpec] = [
     ItemSpec(
-        "age", "integer", "How old are you, in years?", required=True, min_value=18, max_value=100
+        "age",
+        "integer",
+        _t("How old are you, in years?", "¿Cuántos años tiene?"),
+        required=True,
+        min_value=18,
+        max_value=100,
     ),
-    ItemSpec("gender", "single", "Which best describes your gender?", GENDERS, required=True),
+    ItemSpec(
+        "gender",
+        "single",
+        _t(
+            "Which best describes your gender?", "¿Cuál de estas opciones describe mejor su género?"
+        ),
+        GENDERS,
+        required=True,
+    ),
     ItemSpec(
         "race_ethnicity",
         "single",
-        "Which group do you most identify with?",
+        _t("Which group do you most identify with?", "¿Con qué grupo se identifica más?"),
         RACE_ETHNICITY,
         required=True,
     ),
     ItemSpec(
         "primary_substance",
         "single",
-        "Which drug has caused you the most trouble?",
-        [(code, text) for code, _, text in SUBSTANCES],
+        _t(
+            "Which drug has caused you the most trouble?", "¿Qué droga le ha causado más problemas?"
+        ),
+        [(code, text, SUBSTANCES_ES[stem]) for code, stem, text in SUBSTANCES],
         required=True,
     ),
     ItemSpec(
         "treatment_setting",
         "single",
-        "Where are you getting treatment right now?",
+        _t(
+            "Where are you getting treatment right now?",
+            "¿Dónde recibe tratamiento en este momento?",
+        ),
         TREATMENT_SETTINGS,
         required=True,
     ),
     _yesno(
         "justice_involved",
-        "Are you on probation or parole, or under another kind of court supervision?",
+        _t(
+            "Are you on probation or parole, or under another kind of court supervision?",
+            "¿Está en libertad condicional, en período de prueba o bajo otro tipo de control "
+            "de un juez?",
+        ),
     ),
-    ItemSpec(
-        "mat_status",
-        "single",
-        "Which medication for addiction treatment are you taking now, if any?",
-        MAT_OPTIONS,
-        required=True,
+    MAT_STATUS,
+    _yesno(
+        "prior_mhg",
+        _t(
+            "Before joining this study, had you ever gone to a mutual-help meeting?",
+            "Antes de entrar a este estudio, ¿había ido alguna vez a una reunión de ayuda mutua?",
+        ),
     ),
-    _yesno("prior_mhg", "Before joining this study, had you ever gone to a mutual-help meeting?"),
     _count(
         "baseline_days_used",
-        "In the 30 days before today, on how many days did you use any drug?",
+        _t(
+            "In the 30 days before today, on how many days did you use any drug?",
+            "En los 30 días antes de hoy, ¿cuántos días consumió alguna droga?",
+        ),
         30,
     ),
     _slider(
         "readiness",
-        "How ready do you feel to make changes to your drug use?",
+        _t(
+            "How ready do you feel to make changes to your drug use?",
+            "¿Qué tan preparado/a se siente para hacer cambios en su consumo de drogas?",
+        ),
         0,
         10,
-        "Not ready at all",
-        "Completely ready",
+        _t("Not ready at all", "Nada preparado/a"),
+        _t("Completely ready", "Totalmente preparado/a"),
     ),
     CRAVING,
 ]
 
 
+def _in_sentence_es(text: str) -> str:
+    """A Spanish choice label as it reads inside a sentence (lower-case first letter)."""
+    return text[:1].lower() + text[1:]
+
+
 def _attendance_items() -> list[ItemSpec]:
     items = [
-        _yesno("attended_any", "In the past 30 days, did you go to any mutual-help meetings?"),
+        _yesno(
+            "attended_any",
+            _t(
+                "In the past 30 days, did you go to any mutual-help meetings?",
+                "En los últimos 30 días, ¿fue a alguna reunión de ayuda mutua?",
+            ),
+        ),
         ItemSpec(
             "fellowships",
             "multiple",
-            "Which groups did you go to?",
-            [(code, name) for code, _, name in FELLOWSHIPS],
+            _t("Which groups did you go to?", "¿A qué grupos fue?"),
+            [(code, name, FELLOWSHIP_NAMES_ES[stem]) for code, stem, name in FELLOWSHIPS],
             required=True,
             branching="[attended_any] = '1'",
         ),
     ]
     for code, stem, name in FELLOWSHIPS:
+        name_es = _FELLOWSHIP_IN_SENTENCE_ES.get(stem, FELLOWSHIP_NAMES_ES[stem])
         for fmt, fmt_text in FORMATS:
             items.append(
                 _count(
                     f"mtg_{stem}_{fmt}",
-                    f"How many {name} meetings did you go to {fmt_text} in the past 30 days?",
+                    _t(
+                        f"How many {name} meetings did you go to {fmt_text} in the past 30 days?",
+                        f"En los últimos 30 días, ¿en cuántas reuniones de {name_es} participó "
+                        f"{FORMATS_ES[fmt]}?",
+                    ),
                     200,
                     branching=f"[fellowships({code})] = '1'",
                 )
@@ -239,95 +380,213 @@ def _attendance_items() -> list[ItemSpec]:
 
 FOLLOWUP: list[ItemSpec] = [
     *_attendance_items(),
-    _yesno("home_group", "Do you have a home group you go to regularly?"),
-    _yesno("has_sponsor", "Do you have a sponsor, mentor or close friend in the group?"),
+    _yesno(
+        "home_group",
+        _t(
+            "Do you have a home group you go to regularly?",
+            "¿Tiene un grupo base, es decir, un grupo al que va de forma regular?",
+        ),
+    ),
+    _yesno(
+        "has_sponsor",
+        _t(
+            "Do you have a sponsor, mentor or close friend in the group?",
+            "¿Tiene en el grupo un padrino o una madrina, un mentor o una amistad cercana?",
+        ),
+    ),
     ItemSpec(
         "sponsor_contact",
         "single",
-        "How often are you in touch with them?",
+        _t(
+            "How often are you in touch with them?",
+            "¿Con qué frecuencia habla o se comunica con esa persona?",
+        ),
         SPONSOR_CONTACT,
         required=True,
         branching="[has_sponsor] = '1'",
     ),
-    _yesno("is_sponsor", "Are you a sponsor or mentor for someone else?"),
+    _yesno(
+        "is_sponsor",
+        _t(
+            "Are you a sponsor or mentor for someone else?",
+            "¿Es usted padrino, madrina o mentor de otra persona?",
+        ),
+    ),
     _yesno(
         "service_work",
-        "In the past 30 days, did you do service for a group "
-        "(setting up, making coffee, holding a role)?",
+        _t(
+            "In the past 30 days, did you do service for a group "
+            "(setting up, making coffee, holding a role)?",
+            "En los últimos 30 días, ¿hizo algún servicio para un grupo "
+            "(por ejemplo, preparar el salón, hacer el café o tener un cargo)?",
+        ),
     ),
-    _count("steps_completed", "If your group works steps, how many have you completed?", 12),
-    _yesno("speaks_at_meetings", "In the past 30 days, did you share or speak at a meeting?"),
+    _count(
+        "steps_completed",
+        _t(
+            "If your group works steps, how many have you completed?",
+            "Si en su grupo se trabajan los pasos, ¿cuántos pasos ha completado?",
+        ),
+        12,
+    ),
+    _yesno(
+        "speaks_at_meetings",
+        _t(
+            "In the past 30 days, did you share or speak at a meeting?",
+            "En los últimos 30 días, ¿compartió o habló en alguna reunión?",
+        ),
+    ),
     _yesno(
         "member_contact_outside",
-        "In the past 30 days, did you spend time with group members outside meetings?",
+        _t(
+            "In the past 30 days, did you spend time with group members outside meetings?",
+            "En los últimos 30 días, ¿pasó tiempo con personas del grupo fuera de las reuniones?",
+        ),
     ),
-    _yesno("reads_literature", "In the past 30 days, did you read your group's literature?"),
-    ItemSpec(
-        "mat_status",
-        "single",
-        "Which medication for addiction treatment are you taking now, if any?",
-        MAT_OPTIONS,
-        required=True,
+    _yesno(
+        "reads_literature",
+        _t(
+            "In the past 30 days, did you read your group's literature?",
+            "En los últimos 30 días, ¿leyó libros o folletos de su grupo (la literatura)?",
+        ),
     ),
-    _yesno("mat_changed", "Since the last survey, did you stop, start or switch medication?"),
+    MAT_STATUS,
+    _yesno(
+        "mat_changed",
+        _t(
+            "Since the last survey, did you stop, start or switch medication?",
+            "Desde la última encuesta, ¿empezó a tomar, dejó de tomar o cambió su medicamento "
+            "para el consumo de drogas?",
+        ),
+    ),
     _yesno(
         "mat_stopped_pressure",
-        "Did people in a mutual-help group push you to stop?",
+        _t(
+            "Did people in a mutual-help group push you to stop?",
+            "¿Hubo personas de un grupo de ayuda mutua que le insistieron en que dejara "
+            "el medicamento?",
+        ),
         branching="[mat_changed] = '1'",
     ),
     _yesno(
         "mat_disclosed",
-        "Have you told people at meetings that you take this medication?",
+        _t(
+            "Have you told people at meetings that you take this medication?",
+            "¿Les ha contado a las personas de las reuniones que toma este medicamento?",
+        ),
         branching="[mat_status] <> '0' and [attended_any] = '1'",
     ),
     _yesno(
         "mat_stigma",
-        "Have people at meetings treated you worse because of your medication?",
+        _t(
+            "Have people at meetings treated you worse because of your medication?",
+            "¿Alguien en las reuniones le ha tratado peor por tomar su medicamento?",
+        ),
         branching="[mat_status] <> '0' and [attended_any] = '1'",
     ),
     CRAVING,
     *[
-        _count(f"days_{stem}", f"In the past 30 days, on how many days did you use: {text}?", 30)
+        _count(
+            f"days_{stem}",
+            _t(
+                f"In the past 30 days, on how many days did you use: {text}?",
+                f"En los últimos 30 días, ¿cuántos días consumió "
+                f"{_in_sentence_es(SUBSTANCES_ES[stem])}?",
+            ),
+            30,
+        )
         for _, stem, text in SUBSTANCES
     ],
-    _yesno("any_use_since_last", "Since your last survey, have you used any drug at all?"),
+    _yesno(
+        "any_use_since_last",
+        _t(
+            "Since your last survey, have you used any drug at all?",
+            "Desde su última encuesta, ¿ha consumido alguna droga, aunque sea una vez?",
+        ),
+    ),
     _count(
         "longest_use_run_days",
-        "What is the longest stretch of days in a row you used since your last survey?",
+        _t(
+            "What is the longest stretch of days in a row you used since your last survey?",
+            "Desde su última encuesta, ¿cuál es la mayor cantidad de días seguidos en que "
+            "consumió?",
+        ),
         400,
         branching="[any_use_since_last] = '1'",
     ),
-    _yesno("overdose", "Since your last survey, have you had an overdose?"),
+    _yesno(
+        "overdose",
+        _t(
+            "Since your last survey, have you had an overdose?",
+            "Desde su última encuesta, ¿ha tenido una sobredosis?",
+        ),
+    ),
     _slider(
         "cohesion",
-        "How close and connected do you feel to the people in your group?",
+        _t(
+            "How close and connected do you feel to the people in your group?",
+            "¿Cuánta cercanía y unión siente con las personas de su grupo?",
+        ),
         0,
         100,
-        "Not at all",
-        "Completely",
+        _t("Not at all", "Nada de cercanía"),
+        _t("Completely", "Cercanía total"),
         branching="[attended_any] = '1'",
     ),
     _slider(
         "qol_overall",
-        "All in all, how would you rate your life these days?",
+        _t(
+            "All in all, how would you rate your life these days?",
+            "En general, ¿cómo calificaría su vida en estos días?",
+        ),
         0,
         10,
-        "Very poor",
-        "Excellent",
+        _t("Very poor", "Muy mala"),
+        _t("Excellent", "Excelente"),
     ),
     _slider(
         "qol_health",
-        "How would you rate your physical health these days?",
+        _t(
+            "How would you rate your physical health these days?",
+            "¿Cómo calificaría su salud física en estos días?",
+        ),
         0,
         10,
-        "Very poor",
-        "Excellent",
+        _t("Very poor", "Muy mala"),
+        _t("Excellent", "Excelente"),
+    ),
+]
+
+# Weekly check-in (Spanish: "Seguimiento semanal"): a short, repeatable form between follow-ups.
+CHECKIN: list[ItemSpec] = [
+    CRAVING,
+    *[
+        _count(
+            f"checkin_mtg_{fmt}",
+            _t(
+                f"Since your last check-in, how many mutual-help meetings did you go to "
+                f"{fmt_text}?",
+                f"Desde la última vez que respondió estas preguntas, ¿en cuántas reuniones de "
+                f"ayuda mutua participó {FORMATS_ES[fmt]}?",
+            ),
+            50,
+        )
+        for fmt, fmt_text in FORMATS
+    ],
+    _yesno(
+        "any_use_since_last",
+        _t(
+            "Since your last check-in, have you used any drug at all?",
+            "Desde la última vez que respondió estas preguntas, ¿ha consumido alguna droga, "
+            "aunque sea una vez?",
+        ),
     ),
 ]
 
 INSTRUMENTS: dict[str, tuple[str, list[ItemSpec]]] = {
     "baseline": ("Baseline", BASELINE),
     "followup": ("Follow-up", FOLLOWUP),
+    "checkin": ("Weekly check-in", CHECKIN),
 }
 
 
@@ -340,13 +599,31 @@ class WaveSpec:
     window_after_days: int
     instrument: str
     months: float
+    # Days between occurrences of a recurring wave (7 = weekly); None for a single wave.
+    recurrence_days: int | None = None
+    # A switched-off wave is part of the study's design but gives nobody an assignment.
+    active: bool = True
 
 
-# Baseline then 1, 3, 6 and 12 months after enrolment, each with a -7/+28 day window.
+# Baseline then 1, 3, 6 and 12 months after enrolment, each with a -7/+28 day window; last, a
+# weekly check-in (first due a week after enrolment, open for 3 days), switched off by default.
 WAVES: list[WaveSpec] = [
     WaveSpec("baseline", "Baseline", 0, 0, 14, "baseline", 0),
     WaveSpec("m1", "1 month", 30, 7, 28, "followup", 1),
     WaveSpec("m3", "3 months", 91, 7, 28, "followup", 3),
     WaveSpec("m6", "6 months", 182, 7, 28, "followup", 6),
     WaveSpec("m12", "12 months", 365, 7, 28, "followup", 12),
+    WaveSpec(
+        "weekly",
+        "Weekly check-in",
+        7,
+        0,
+        3,
+        "checkin",
+        months=0.25,  # the first occurrence, about a week in
+        recurrence_days=7,
+        active=False,
+    ),
 ]
+# The single (non-recurring) waves: baseline and the dated follow-ups.
+FOLLOW_UP_WAVES: list[WaveSpec] = [wave for wave in WAVES if wave.recurrence_days is None]

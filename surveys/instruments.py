@@ -1,0 +1,107 @@
+"""Instrument content as data: validating a set of items and saving it as a version.
+
+Changing an instrument that already has responses makes a new version, so every stored response
+keeps meaning what it meant when it was answered.
+"""
+
+from django.core.exceptions import ValidationError
+from django.db import transaction
+
+from surveys import logic
+from surveys.models import Instrument, InstrumentVersion, Item
+
+CHOICE_KINDS = {Item.Kind.SINGLE, Item.Kind.MULTIPLE}
+NUMERIC_KINDS = {Item.Kind.INTEGER, Item.Kind.DECIMAL, Item.Kind.SLIDER}
+
+
+def items_validate(items: list[dict]) -> None:
+    """Check a whole item list; raise one ValidationError listing every problem.
+
+    Each error names the variable (and, for logic, the character position), keyed by the item's
+    index in ``items`` so that an importer can point at the line it came from.
+    """
+    errors: dict[str, list[str]] = {}
+
+    def add(index: int, message: str) -> None:
+        errors.setdefault(str(index), []).append(message)
+
+    kinds: dict[str, str] = {}
+    for index, item in enumerate(items):
+        variable = item.get("variable", "")
+        if variable in kinds:
+            add(index, f"{variable}: the variable name is used twice")
+        kinds[variable] = item.get("kind", "")
+        if item.get("kind") not in Item.Kind.values:
+            add(index, f"{variable}: unknown kind {item.get('kind')!r}")
+        try:
+            Item(**{k: v for k, v in item.items() if k != "version"}).clean_fields(
+                exclude=["version", "position"]
+            )
+        except ValidationError as exc:
+            for field, messages in exc.message_dict.items():
+                for message in messages:
+                    add(index, f"{variable}: {field}: {message}")
+        if item.get("kind") in CHOICE_KINDS:
+            codes = [str(choice.get("code", "")) for choice in item.get("choices") or []]
+            if not codes:
+                add(index, f"{variable}: a choice item needs choices")
+            if len(set(codes)) != len(codes):
+                add(index, f"{variable}: choice codes repeat")
+        if item.get("kind") == Item.Kind.CALC and not (item.get("calculation") or "").strip():
+            add(index, f"{variable}: a calculated item needs a formula")
+        if item.get("kind") in NUMERIC_KINDS:
+            for bound in ("min_value", "max_value"):
+                value = item.get(bound) or ""
+                if value and not logic.is_numeric(value):
+                    add(index, f"{variable}: {bound} {value!r} is not a number")
+    for index, item in enumerate(items):
+        variable = item.get("variable", "")
+        for field in ("branching", "calculation"):
+            text = (item.get(field) or "").strip()
+            if not text:
+                continue
+            try:
+                logic.check(text, kinds=kinds)
+            except logic.LogicError as exc:
+                add(index, f"{variable}: {field}: {exc}")
+    if errors:
+        raise ValidationError(errors)
+
+
+@transaction.atomic
+def instrument_items_set(
+    *, instrument: Instrument, items: list[dict], note: str = ""
+) -> InstrumentVersion:
+    """Give ``instrument`` these items: a new version when the current one has responses
+    (or there is none yet), otherwise the current version is replaced in place."""
+    items_validate(items)
+    current = (
+        InstrumentVersion.objects.select_for_update()
+        .filter(instrument=instrument)
+        .order_by("-number")
+        .first()
+    )
+    if current is None or current.responses.exists():
+        version = InstrumentVersion.objects.create(
+            instrument=instrument, number=(current.number + 1) if current else 1, note=note
+        )
+    else:
+        version = current
+        version.items.all().delete()
+        if note:
+            version.note = note
+            version.save(update_fields=["note"])
+    Item.objects.bulk_create(
+        Item(version=version, **{**fields, "position": fields.get("position", position)})
+        for position, fields in enumerate(items, start=1)
+    )
+    return version
+
+
+def version_items_as_dicts(version: InstrumentVersion) -> list[dict]:
+    """A version's items in the shape ``instrument_items_set`` takes (for copying, export)."""
+    fields = [f.name for f in Item._meta.fields if f.name not in ("id", "version")]
+    return [
+        {name: getattr(item, name) for name in fields}
+        for item in version.items.order_by("position")
+    ]

@@ -1,0 +1,168 @@
+"""Saving drafts and submitting responses: validated as a whole, stored atomically, idempotent.
+
+A submit carries a client-generated UUID. Replaying it (a phone that lost the reply, an offline
+queue sending again) returns the response already stored; it never makes a second one. The
+assignment row is locked for the duration, so two simultaneous submits of one assignment give
+exactly one response.
+"""
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+
+from django.db import transaction
+from django.utils import timezone
+
+from surveys.models import Assignment, Instrument, Participant, Response
+from surveys.validation import answers_clean
+
+
+class SubmissionConflict(Exception):
+    """The request is well formed but cannot be accepted now (answered with 409)."""
+
+    def __init__(self, code: str, message: str):
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+@dataclass(frozen=True)
+class SubmitResult:
+    response: Response
+    replayed: bool
+
+
+OPEN_STATUSES = (
+    Assignment.Status.SCHEDULED,  # the periodic refresh may not have opened it yet
+    Assignment.Status.OPEN,
+    Assignment.Status.IN_PROGRESS,
+)
+
+
+def _locked_assignment(assignment_id: int) -> Assignment:
+    return (
+        Assignment.objects.select_for_update()
+        .select_related("participant", "wave")
+        .get(pk=assignment_id)
+    )
+
+
+def _check_accepting(assignment: Assignment, now: datetime) -> None:
+    if assignment.participant.status != Participant.Status.ACTIVE:
+        raise SubmissionConflict("not_active", "This participant is no longer taking surveys.")
+    if assignment.status == Assignment.Status.CANCELLED:
+        raise SubmissionConflict("cancelled", "This survey was cancelled.")
+    if now < assignment.opens_at:
+        raise SubmissionConflict(
+            "not_open_yet", f"This survey opens on {_local_day(assignment, assignment.opens_at)}."
+        )
+    if now >= assignment.closes_at or assignment.status == Assignment.Status.MISSED:
+        raise SubmissionConflict(
+            "window_closed",
+            f"This survey closed on {_local_day(assignment, assignment.closes_at)}.",
+        )
+
+
+def _local_day(assignment: Assignment, moment: datetime) -> str:
+    opens, due, closes = assignment.local_window()
+    local = {assignment.opens_at: opens, assignment.due_at: due, assignment.closes_at: closes}
+    return f"{local.get(moment, moment):%Y-%m-%d %H:%M} ({assignment.participant.timezone})"
+
+
+def _instrument_of(assignment: Assignment, instrument: Instrument) -> None:
+    if not assignment.wave.instruments.filter(pk=instrument.pk).exists():
+        raise SubmissionConflict("wrong_instrument", "This survey is not part of that wave.")
+
+
+@transaction.atomic
+def response_draft_save(
+    *,
+    assignment: Assignment,
+    instrument: Instrument,
+    answers: dict,
+    client_id: uuid.UUID,
+    now: datetime | None = None,
+) -> Response:
+    """Save answers so far (valid ones only; nothing required yet)."""
+    now = now or timezone.now()
+    assignment = _locked_assignment(assignment.pk)
+    _instrument_of(assignment, instrument)
+    _check_accepting(assignment, now)
+    response = Response.objects.filter(assignment=assignment, instrument=instrument).first()
+    if response is not None and response.status == Response.Status.SUBMITTED:
+        raise SubmissionConflict("already_submitted", "This survey has already been sent.")
+    version = response.instrument_version if response else instrument.current_version
+    cleaned = answers_clean(items=list(version.items.all()), answers=answers, final=False)
+    if response is None:
+        if Response.objects.filter(client_id=client_id).exists():
+            raise SubmissionConflict("client_id_used", "This id belongs to another response.")
+        response = Response.objects.create(
+            assignment=assignment,
+            instrument=instrument,
+            instrument_version=version,
+            client_id=client_id,
+            answers=cleaned,
+            started_at=now,
+        )
+    else:
+        response.answers = cleaned
+        response.save(update_fields=["answers", "updated_at"])
+    if assignment.status in (Assignment.Status.SCHEDULED, Assignment.Status.OPEN):
+        assignment.status = Assignment.Status.IN_PROGRESS
+        assignment.status_changed_at = now
+        assignment.save(update_fields=["status", "status_changed_at"])
+    return response
+
+
+@transaction.atomic
+def response_submit(
+    *,
+    assignment: Assignment,
+    instrument: Instrument,
+    answers: dict,
+    client_id: uuid.UUID,
+    now: datetime | None = None,
+) -> SubmitResult:
+    """Validate and store the final answers; a replay of ``client_id`` returns the original."""
+    now = now or timezone.now()
+    assignment = _locked_assignment(assignment.pk)
+    # Checked under the lock: a concurrent submit with the same id has finished by now.
+    previous = Response.objects.filter(client_id=client_id).first()
+    if previous is not None and previous.status == Response.Status.SUBMITTED:
+        if previous.assignment_id != assignment.pk or previous.instrument_id != instrument.pk:
+            raise SubmissionConflict("client_id_used", "This id belongs to another response.")
+        return SubmitResult(previous, replayed=True)
+    _instrument_of(assignment, instrument)
+    response = Response.objects.filter(assignment=assignment, instrument=instrument).first()
+    if response is not None and response.status == Response.Status.SUBMITTED:
+        raise SubmissionConflict("already_submitted", "This survey has already been sent.")
+    _check_accepting(assignment, now)
+    version = response.instrument_version if response else instrument.current_version
+    cleaned = answers_clean(items=list(version.items.all()), answers=answers, final=True)
+    if previous is not None and previous.pk != getattr(response, "pk", None):
+        raise SubmissionConflict("client_id_used", "This id belongs to another response.")
+    if response is None:
+        response = Response(
+            assignment=assignment, instrument=instrument, instrument_version=version, started_at=now
+        )
+    response.client_id = client_id
+    response.answers = cleaned
+    response.status = Response.Status.SUBMITTED
+    response.submitted_at = now
+    response.save()
+    _assignment_after_submit(assignment, now)
+    return SubmitResult(response, replayed=False)
+
+
+def _assignment_after_submit(assignment: Assignment, now: datetime) -> None:
+    needed = set(assignment.wave.instruments.values_list("pk", flat=True))
+    done = set(
+        assignment.responses.filter(status=Response.Status.SUBMITTED).values_list(
+            "instrument_id", flat=True
+        )
+    )
+    status = Assignment.Status.COMPLETED if needed <= done else Assignment.Status.IN_PROGRESS
+    assignment.status = status
+    assignment.status_changed_at = now
+    assignment.completed_at = now if status == Assignment.Status.COMPLETED else None
+    assignment.save(update_fields=["status", "status_changed_at", "completed_at"])

@@ -1,0 +1,210 @@
+"""Validating a set of answers against an instrument version, as a whole.
+
+``answers_clean`` returns the answers as they will be stored (types coerced, hidden questions
+dropped on a final submit, calculated fields computed on the server) or raises one
+``ValidationError`` whose ``message_dict`` has one entry per question that is wrong.
+"""
+
+import re
+from datetime import date, datetime
+from decimal import Decimal, InvalidOperation
+
+from django.core.exceptions import ValidationError
+from django.core.validators import validate_email
+from django.utils import timezone
+
+from surveys import logic
+from surveys.models import Item
+
+MAX_TEXT = 2000
+MAX_NOTES = 10000
+NOT_STORED = {Item.Kind.DESCRIPTIVE}
+TEXT_PATTERNS = {
+    "phone": (re.compile(r"^\+?[0-9 ()\-.]{7,25}$"), "Enter a phone number."),
+    "zipcode": (re.compile(r"^\d{5}(-\d{4})?$"), "Enter a ZIP code (12345 or 12345-6789)."),
+    "time": (re.compile(r"^([01]\d|2[0-3]):[0-5]\d$"), "Enter a time as HH:MM."),
+    "alpha_only": (re.compile(r"^[^\W\d_]+$"), "Use letters only."),
+}
+
+
+class _Invalid(Exception):
+    pass
+
+
+def _blank(value) -> bool:
+    return (
+        value is None
+        or value == ""
+        or value == []
+        or (isinstance(value, str) and not value.strip())
+    )
+
+
+def _bound(text: str) -> Decimal | date | None:
+    if not text:
+        return None
+    if text in ("today", "now"):
+        return timezone.localdate()
+    try:
+        return Decimal(text)
+    except InvalidOperation:
+        return date.fromisoformat(text)
+
+
+def _number(value, *, whole: bool) -> int | float:
+    if isinstance(value, bool):
+        raise _Invalid("Enter a number.")
+    if isinstance(value, int):
+        number = Decimal(value)
+    elif isinstance(value, float):
+        number = Decimal(repr(value))
+    elif isinstance(value, str) and logic.NUMERIC.match(value):
+        number = Decimal(value.strip())
+    else:
+        raise _Invalid("Enter a whole number." if whole else "Enter a number.")
+    if not number.is_finite():
+        raise _Invalid("Enter a number.")
+    if whole:
+        if number != number.to_integral_value():
+            raise _Invalid("Enter a whole number.")
+        return int(number)
+    return int(number) if number == number.to_integral_value() else float(number)
+
+
+def _check_range(item: Item, number) -> None:
+    low, high = _bound(item.min_value), _bound(item.max_value)
+    if low is not None and high is not None and not low <= Decimal(str(number)) <= high:
+        raise _Invalid(f"Enter a number from {item.min_value} to {item.max_value}.")
+    if low is not None and high is None and Decimal(str(number)) < low:
+        raise _Invalid(f"Enter a number of at least {item.min_value}.")
+    if high is not None and low is None and Decimal(str(number)) > high:
+        raise _Invalid(f"Enter a number of at most {item.max_value}.")
+
+
+def _decimals_allowed(item: Item) -> int | None:
+    match = re.fullmatch(r"number_(\d)dp(_comma_decimal)?", item.options.get("validation", ""))
+    return int(match.group(1)) if match else None
+
+
+def _clean_value(item: Item, value):
+    kind = item.kind
+    codes = {str(choice["code"]) for choice in item.choices}
+    if kind in (Item.Kind.INTEGER, Item.Kind.DECIMAL, Item.Kind.SLIDER):
+        number = _number(value, whole=kind == Item.Kind.INTEGER)
+        places = _decimals_allowed(item)
+        if places is not None and round(number, places) != number:
+            raise _Invalid(f"Use at most {places} decimal place{'s' if places != 1 else ''}.")
+        _check_range(item, number)
+        return number
+    if kind == Item.Kind.YESNO:
+        if value in (1, "1", True) and not isinstance(value, float):
+            return 1
+        if value in (0, "0", False) and not isinstance(value, float):
+            return 0
+        raise _Invalid("Answer yes or no.")
+    if kind == Item.Kind.SINGLE:
+        code = str(value) if isinstance(value, int | str) and not isinstance(value, bool) else None
+        if code not in codes:
+            raise _Invalid("Choose one of the options.")
+        return code
+    if kind == Item.Kind.MULTIPLE:
+        if not isinstance(value, list):
+            raise _Invalid("Choose from the options (a list).")
+        chosen = [str(v) for v in value if isinstance(v, int | str) and not isinstance(v, bool)]
+        if len(chosen) != len(value) or not set(chosen) <= codes:
+            raise _Invalid("Choose only from the options.")
+        if len(set(chosen)) != len(chosen):
+            raise _Invalid("An option is chosen twice.")
+        order = [str(choice["code"]) for choice in item.choices]
+        return sorted(chosen, key=order.index)
+    if kind == Item.Kind.DATE:
+        try:
+            day = date.fromisoformat(value) if isinstance(value, str) else None
+        except ValueError:
+            day = None
+        if day is None:
+            raise _Invalid("Enter a date as YYYY-MM-DD.")
+        low, high = _bound(item.min_value), _bound(item.max_value)
+        if isinstance(low, date) and day < low:
+            raise _Invalid(f"Enter a date on or after {low.isoformat()}.")
+        if isinstance(high, date) and day > high:
+            raise _Invalid(f"Enter a date on or before {high.isoformat()}.")
+        return day.isoformat()
+    if kind in (Item.Kind.TEXT, Item.Kind.NOTES):
+        if not isinstance(value, str):
+            raise _Invalid("Enter text.")
+        text = value.strip()
+        limit = MAX_TEXT if kind == Item.Kind.TEXT else MAX_NOTES
+        if len(text) > limit:
+            raise _Invalid(f"Keep it under {limit} characters.")
+        return _clean_text_validation(item, text)
+    raise _Invalid("This field takes no answer.")
+
+
+def _clean_text_validation(item: Item, text: str) -> str:
+    validation = item.options.get("validation", "")
+    if validation == "email":
+        try:
+            validate_email(text)
+        except ValidationError as exc:
+            raise _Invalid("Enter an e-mail address.") from exc
+    elif validation in TEXT_PATTERNS:
+        pattern, message = TEXT_PATTERNS[validation]
+        if not pattern.match(text):
+            raise _Invalid(message)
+    elif validation.startswith("datetime"):
+        try:
+            datetime.fromisoformat(text)
+        except ValueError as exc:
+            raise _Invalid("Enter a date and time as YYYY-MM-DD HH:MM.") from exc
+    return text
+
+
+def answers_clean(*, items: list[Item], answers: dict, final: bool) -> dict:
+    """Validate ``answers`` against ``items``; return what to store or raise ValidationError.
+
+    A draft (``final=False``) keeps every valid answer and skips required checks. A final
+    submit also requires every shown required question, drops answers to hidden questions and
+    computes calculated fields.
+    """
+    if not isinstance(answers, dict):
+        raise ValidationError({"answers": ["Answers must be an object of question: answer."]})
+    by_variable = {item.variable: item for item in items}
+    errors: dict[str, list[str]] = {}
+    cleaned: dict = {}
+    for variable in answers:
+        if variable not in by_variable:
+            errors[str(variable)] = ["There is no such question in this survey."]
+    for item in items:
+        if item.kind in NOT_STORED or item.kind == Item.Kind.CALC:
+            continue
+        value = answers.get(item.variable)
+        if _blank(value):
+            continue
+        try:
+            cleaned[item.variable] = _clean_value(item, value)
+        except _Invalid as exc:
+            errors[item.variable] = [str(exc)]
+    if final:
+        # One pass in question order, as the participant meets them: a hidden question's
+        # answer is dropped (so later branching and formulas never see it), a shown required
+        # question must be answered, and a calculated field is computed from what is shown.
+        for item in items:
+            shown = logic.shows(item.branching, cleaned)
+            if item.kind == Item.Kind.CALC:
+                value = logic.calculate(item.calculation, cleaned) if shown else None
+                if value is not None:
+                    cleaned[item.variable] = value
+            elif not shown:
+                cleaned.pop(item.variable, None)
+                errors.pop(item.variable, None)
+            elif (
+                item.required
+                and item.variable not in cleaned
+                and item.kind not in NOT_STORED
+                and item.variable not in errors
+            ):
+                errors[item.variable] = ["This question needs an answer."]
+    if errors:
+        raise ValidationError(errors)
+    return cleaned

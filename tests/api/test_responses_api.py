@@ -1,0 +1,189 @@
+import uuid
+from datetime import timedelta
+
+import pytest
+from django.utils import timezone
+
+from surveys.models import Response, StaffRole
+
+ANSWERS = {
+    "attended_any": 0,
+    "home_group": 0,
+    "has_sponsor": 0,
+    "is_sponsor": 0,
+    "service_work": 0,
+    "steps_completed": 0,
+    "speaks_at_meetings": 0,
+    "member_contact_outside": 0,
+    "reads_literature": 0,
+    "mat_status": "0",
+    "mat_changed": 0,
+    "craving": 3,
+    "days_opioids": 0,
+    "days_cocaine": 0,
+    "days_meth": 0,
+    "days_cannabis": 0,
+    "days_alcohol": 0,
+    "days_other": 0,
+    "any_use_since_last": 0,
+    "overdose": 0,
+    "qol_overall": 7,
+    "qol_health": 6,
+}
+
+
+@pytest.fixture
+def open_month1(site_a, enrol):
+    """A participant whose month-1 window is open today."""
+    today = timezone.localdate()
+    participant = enrol(
+        site=site_a,
+        code="NYC-0042",
+        enrolled_on=today - timedelta(days=30),
+        timezone="America/New_York",
+    )
+    return participant.assignments.get(wave__slug="m1")
+
+
+def url(assignment, action, instrument="followup"):
+    return f"/api/v1/assignments/{assignment.pk}/responses/{instrument}/{action}/"
+
+
+def test_submit_answers_201_then_200_on_replay(client, coordinator_a, open_month1):
+    client.force_login(coordinator_a)
+    body = {"client_id": str(uuid.uuid4()), "answers": ANSWERS}
+    first = client.post(url(open_month1, "submit"), body, content_type="application/json")
+    assert first.status_code == 201, first.json()
+    assert first.json()["status"] == "submitted"
+    assert first.json()["instrument_version"] == 1
+    replay = client.post(url(open_month1, "submit"), body, content_type="application/json")
+    assert replay.status_code == 200
+    assert replay.json() == first.json()
+    assert Response.objects.count() == 1
+
+
+def test_bad_input_answers_400_with_one_error_per_field(client, coordinator_a, open_month1):
+    client.force_login(coordinator_a)
+    response = client.post(
+        url(open_month1, "submit"),
+        {
+            "client_id": str(uuid.uuid4()),
+            "answers": {**ANSWERS, "craving": "very", "qol_health": 11},
+        },
+        content_type="application/json",
+    )
+    assert response.status_code == 400
+    assert response.json() == {
+        "errors": {"craving": ["Enter a number."], "qol_health": ["Enter a number from 0 to 10."]}
+    }
+    assert not Response.objects.exists()
+
+
+@pytest.mark.parametrize(
+    "body, field",
+    [
+        ({"answers": ANSWERS}, "client_id"),
+        ({"client_id": "not-a-uuid", "answers": ANSWERS}, "client_id"),
+        ({"client_id": str(uuid.uuid4()), "answers": [1, 2]}, "answers"),
+    ],
+)
+def test_malformed_requests_answer_400_naming_the_field(
+    client, coordinator_a, open_month1, body, field
+):
+    client.force_login(coordinator_a)
+    response = client.post(url(open_month1, "submit"), body, content_type="application/json")
+    assert response.status_code == 400
+    assert field in response.json()["errors"]
+
+
+def test_broken_json_answers_400(client, coordinator_a, open_month1):
+    client.force_login(coordinator_a)
+    response = client.post(url(open_month1, "submit"), "{not json", content_type="application/json")
+    assert response.status_code == 400
+
+
+def test_a_closed_window_answers_409_with_the_reason(client, coordinator_a, site_a, enrol):
+    participant = enrol(
+        site=site_a, code="NYC-0099", enrolled_on=timezone.localdate() - timedelta(days=200)
+    )
+    assignment = participant.assignments.get(wave__slug="m1")
+    client.force_login(coordinator_a)
+    response = client.post(
+        url(assignment, "submit"),
+        {"client_id": str(uuid.uuid4()), "answers": ANSWERS},
+        content_type="application/json",
+    )
+    assert response.status_code == 409
+    assert response.json()["code"] == "window_closed"
+    assert "closed on" in response.json()["detail"]
+
+
+def test_draft_then_submit(client, coordinator_a, open_month1):
+    client.force_login(coordinator_a)
+    client_id = str(uuid.uuid4())
+    draft = client.put(
+        url(open_month1, "draft"),
+        {"client_id": client_id, "answers": {"attended_any": 0, "craving": 2}},
+        content_type="application/json",
+    )
+    assert draft.status_code == 200
+    assert draft.json()["status"] == "draft"
+    final = client.post(
+        url(open_month1, "submit"),
+        {"client_id": client_id, "answers": ANSWERS},
+        content_type="application/json",
+    )
+    assert final.status_code == 201
+    assert Response.objects.get().answers["craving"] == 3
+
+
+def test_coordinator_of_another_site_gets_404(client, staff_user, study, site_b, open_month1):
+    other = staff_user(
+        study=study, role=StaffRole.Role.COORDINATOR, sites=[site_b], username="coord-b"
+    )
+    client.force_login(other)
+    response = client.post(
+        url(open_month1, "submit"),
+        {"client_id": str(uuid.uuid4()), "answers": ANSWERS},
+        content_type="application/json",
+    )
+    assert response.status_code == 404
+    assert not Response.objects.exists()
+
+
+def test_researchers_cannot_enter_answers(client, researcher, open_month1):
+    client.force_login(researcher)
+    response = client.post(
+        url(open_month1, "submit"),
+        {"client_id": str(uuid.uuid4()), "answers": ANSWERS},
+        content_type="application/json",
+    )
+    assert response.status_code == 403
+
+
+def test_unknown_instrument_is_404(client, coordinator_a, open_month1):
+    client.force_login(coordinator_a)
+    response = client.post(
+        url(open_month1, "submit", instrument="nope"),
+        {"client_id": str(uuid.uuid4()), "answers": ANSWERS},
+        content_type="application/json",
+    )
+    assert response.status_code == 404
+
+
+def test_an_instrument_of_another_wave_is_409(client, coordinator_a, open_month1):
+    client.force_login(coordinator_a)
+    response = client.post(
+        url(open_month1, "submit", instrument="baseline"),
+        {"client_id": str(uuid.uuid4()), "answers": {}},
+        content_type="application/json",
+    )
+    assert response.status_code == 409
+    assert response.json()["code"] == "wrong_instrument"
+
+
+def test_schema_documents_the_submission_errors(client, db):
+    schema = client.get("/api/v1/schema/").text
+    assert "/api/v1/assignments/{assignment_id}/responses/{instrument_slug}/submit/" in schema
+    for code in ("'201'", "'400'", "'409'"):
+        assert code in schema

@@ -1,0 +1,115 @@
+from datetime import date
+
+import pytest
+
+from recovery import measures
+from recovery.synthetic import generate_cohort
+from surveys import derived
+
+BASE = {
+    "attended_any": 1,
+    "fellowships": ["1", "6"],
+    "mtg_na_inperson": 6,
+    "mtg_na_online": 2,
+    "mtg_na_online24": 1,
+    "mtg_na_hybrid": 0,
+    "mtg_smart_inperson": 0,
+    "mtg_smart_online": 3,
+    "mtg_smart_online24": 0,
+    "mtg_smart_hybrid": 0,
+    "home_group": 1,
+    "has_sponsor": 1,
+    "service_work": 1,
+    "member_contact_outside": 0,
+    "mat_status": "2",
+    "craving": 7,
+    "days_opioids": 3,
+    "days_cocaine": 5,
+    "days_meth": 0,
+    "days_cannabis": 0,
+    "days_alcohol": 0,
+    "days_other": 0,
+    "any_use_since_last": 1,
+    "longest_use_run_days": 3,
+}
+
+
+def test_the_engine_knows_every_measure_of_the_battery_by_its_documented_name():
+    names = {m.name for m in derived.measures("followup")}
+    assert names == {
+        "meetings_total",
+        "meetings_online_share",
+        "involvement_index",
+        "high_involvement",
+        "any_use",
+        "days_used",
+        "craving",
+        "lapse_relapse",
+        "mat_mhg_class",
+    }
+    assert all(m.formula and m.label for m in derived.measures())
+
+
+def test_measures_of_a_worked_example():
+    values = derived.compute("followup", BASE)
+    assert values == {
+        "meetings_total": 12,
+        "meetings_online_share": pytest.approx(6 / 12),
+        "involvement_index": 4,
+        "high_involvement": 1,
+        "any_use": 1,
+        "days_used": 5,
+        "craving": 7,
+        "lapse_relapse": "lapse",
+        "mat_mhg_class": "both",
+    }
+
+
+@pytest.mark.parametrize(
+    "change, measure, expected",
+    [
+        ({"attended_any": 0}, "meetings_total", 0),
+        ({"attended_any": 0}, "meetings_online_share", None),
+        ({"attended_any": 0}, "high_involvement", 0),
+        ({"attended_any": 0}, "mat_mhg_class", "medication_only"),
+        (
+            {"mtg_na_inperson": 0, "mtg_na_online": 0, "mtg_na_online24": 0, "mtg_smart_online": 3},
+            "high_involvement",
+            0,
+        ),
+        (
+            {"mtg_na_inperson": 0, "mtg_na_online": 0, "mtg_na_online24": 0, "mtg_smart_online": 4},
+            "high_involvement",
+            1,
+        ),
+        ({"service_work": 0}, "high_involvement", 0),
+        ({"service_work": 0}, "involvement_index", 3),
+        ({"member_contact_outside": 1}, "involvement_index", 5),
+        ({"mat_status": "0"}, "mat_mhg_class", "mhg_only"),
+        ({"mat_status": "0", "attended_any": 0}, "mat_mhg_class", "neither"),
+        ({"longest_use_run_days": 7}, "lapse_relapse", "lapse"),
+        ({"longest_use_run_days": 8}, "lapse_relapse", "between"),
+        ({"longest_use_run_days": 13}, "lapse_relapse", "between"),
+        ({"longest_use_run_days": 14}, "lapse_relapse", "relapse"),
+        ({"any_use_since_last": 0}, "lapse_relapse", "none"),
+        ({"days_opioids": 0, "days_cocaine": 0}, "any_use", 0),
+        ({"home_group": None}, "involvement_index", None),
+        ({"days_meth": None}, "days_used", None),
+    ],
+)
+def test_each_measure_follows_its_definition(change, measure, expected):
+    answers = {k: v for k, v in {**BASE, **change}.items() if v is not None}
+    assert derived.compute("followup", answers)[measure] == expected
+
+
+def test_derived_exposure_and_outcome_reproduce_the_synthetic_truth():
+    cohort = generate_cohort(participants=1500, seed=21, as_of=date(2026, 11, 24))
+    truth = cohort.truth
+    checked = 0
+    for (index, wave), answers in cohort.answers.items():
+        if wave in ("m1", "m3"):
+            assert measures.high_involvement(answers) == truth["treated"][index]
+            checked += 1
+        if wave == "m12":
+            assert measures.any_use(answers) == truth["y12"][index]
+    assert checked > 2000

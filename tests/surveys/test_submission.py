@@ -1,0 +1,349 @@
+import threading
+import uuid
+from datetime import UTC, date, datetime, timedelta
+
+import pytest
+from django.core.exceptions import ValidationError
+from django.db import connection
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from recovery.synthetic import generate_cohort
+from surveys.instruments import instrument_items_set, version_items_as_dicts
+from surveys.models import Assignment, Instrument, Participant, Response
+from surveys.submission import SubmissionConflict, response_draft_save, response_submit
+from surveys.validation import answers_clean
+
+ENROLLED = date(2026, 1, 15)
+IN_WINDOW = datetime(2026, 2, 16, 15, tzinfo=UTC)  # month 1 is due 14 Feb (New York)
+
+
+@pytest.fixture(scope="module")
+def followup_answers():
+    """Realistic follow-up answers: one with meetings attended, one without."""
+    cohort = generate_cohort(participants=60, seed=2, as_of=date(2026, 11, 24))
+    answers = [a for (_, wave), a in cohort.answers.items() if wave == "m3"]
+    attended = next(a for a in answers if a["attended_any"] == 1 and "mat_disclosed" in a)
+    not_attended = next(a for a in answers if a["attended_any"] == 0)
+    return attended, not_attended
+
+
+@pytest.fixture
+def month1(site_a, enrol):
+    participant = enrol(site=site_a, enrolled_on=ENROLLED, now=datetime(2026, 1, 15, tzinfo=UTC))
+    return participant.assignments.select_related("wave").get(wave__slug="m1")
+
+
+@pytest.fixture
+def followup(study):
+    return Instrument.objects.get(study=study, slug="followup")
+
+
+def submit(assignment, instrument, answers, client_id=None, now=IN_WINDOW):
+    return response_submit(
+        assignment=assignment,
+        instrument=instrument,
+        answers=answers,
+        client_id=client_id or uuid.uuid4(),
+        now=now,
+    )
+
+
+def test_a_valid_submission_is_stored_and_completes_the_assignment(
+    month1, followup, followup_answers
+):
+    attended, _ = followup_answers
+    result = submit(month1, followup, attended)
+    assert not result.replayed
+    assert result.response.answers == attended
+    assert result.response.instrument_version.number == 1
+    month1.refresh_from_db()
+    assert month1.status == Assignment.Status.COMPLETED
+    assert month1.completed_at == IN_WINDOW
+
+
+def test_a_replay_returns_the_original_and_stores_nothing_new(month1, followup, followup_answers):
+    attended, not_attended = followup_answers
+    client_id = uuid.uuid4()
+    first = submit(month1, followup, attended, client_id)
+    again = submit(month1, followup, not_attended, client_id, now=IN_WINDOW + timedelta(hours=2))
+    assert again.replayed
+    assert again.response.pk == first.response.pk
+    assert again.response.answers == attended
+    assert Response.objects.count() == 1
+
+
+def test_a_second_submission_with_another_id_is_a_conflict(month1, followup, followup_answers):
+    attended, not_attended = followup_answers
+    submit(month1, followup, attended)
+    with pytest.raises(SubmissionConflict) as excinfo:
+        submit(month1, followup, not_attended)
+    assert excinfo.value.code == "already_submitted"
+    assert Response.objects.get().answers == attended
+
+
+def test_a_client_id_of_another_survey_is_refused(
+    site_a, enrol, month1, followup, followup_answers
+):
+    attended, _ = followup_answers
+    other = enrol(
+        site=site_a, code="NYC-2", enrolled_on=ENROLLED, now=datetime(2026, 1, 15, tzinfo=UTC)
+    ).assignments.get(wave__slug="m1")
+    client_id = uuid.uuid4()
+    submit(month1, followup, attended, client_id)
+    with pytest.raises(SubmissionConflict) as excinfo:
+        submit(other, followup, attended, client_id)
+    assert excinfo.value.code == "client_id_used"
+
+
+@pytest.mark.parametrize(
+    "when, code",
+    [
+        (datetime(2026, 2, 1, tzinfo=UTC), "not_open_yet"),
+        (datetime(2026, 3, 20, tzinfo=UTC), "window_closed"),
+    ],
+)
+def test_outside_the_window_is_a_conflict_that_names_the_date(
+    month1, followup, followup_answers, when, code
+):
+    with pytest.raises(SubmissionConflict) as excinfo:
+        submit(month1, followup, followup_answers[0], now=when)
+    assert excinfo.value.code == code
+    assert "America/New_York" in excinfo.value.message
+    assert not Response.objects.exists()
+
+
+def test_a_withdrawn_participant_cannot_submit(month1, followup, followup_answers):
+    Participant.objects.filter(pk=month1.participant_id).update(status=Participant.Status.WITHDRAWN)
+    with pytest.raises(SubmissionConflict) as excinfo:
+        submit(month1, followup, followup_answers[0])
+    assert excinfo.value.code == "not_active"
+
+
+def test_bad_answers_give_one_error_per_question_and_store_nothing(
+    month1, followup, followup_answers
+):
+    attended, _ = followup_answers
+    bad = {
+        **attended,
+        "craving": 11,
+        "steps_completed": "three",
+        "mat_status": "9",
+        "fellowships": ["1", "99"],
+        "home_group": "maybe",
+        "favourite_colour": "blue",
+    }
+    bad.pop("qol_overall")
+    with pytest.raises(ValidationError) as excinfo:
+        submit(month1, followup, bad)
+    errors = excinfo.value.message_dict
+    assert errors == {
+        "craving": ["Enter a number from 0 to 10."],
+        "steps_completed": ["Enter a whole number."],
+        "mat_status": ["Choose one of the options."],
+        "fellowships": ["Choose only from the options."],
+        "home_group": ["Answer yes or no."],
+        "favourite_colour": ["There is no such question in this survey."],
+        "qol_overall": ["This question needs an answer."],
+    }
+    assert not Response.objects.exists()
+    month1.refresh_from_db()
+    assert month1.status == Assignment.Status.SCHEDULED
+
+
+def test_answers_to_hidden_questions_are_dropped_and_shown_ones_required(
+    month1, followup, followup_answers
+):
+    _, not_attended = followup_answers
+    with_hidden = {**not_attended, "cohesion": 80, "fellowships": ["1"], "mtg_na_inperson": 3}
+    result = submit(month1, followup, with_hidden)
+    assert "cohesion" not in result.response.answers
+    assert "mtg_na_inperson" not in result.response.answers
+    assert result.response.answers == not_attended
+
+
+def test_a_shown_required_question_left_out_is_an_error(month1, followup, followup_answers):
+    attended, _ = followup_answers
+    missing = {k: v for k, v in attended.items() if k != "cohesion"}
+    with pytest.raises(ValidationError) as excinfo:
+        submit(month1, followup, missing)
+    assert excinfo.value.message_dict == {"cohesion": ["This question needs an answer."]}
+
+
+def test_drafts_keep_valid_answers_and_report_invalid_ones(month1, followup):
+    client_id = uuid.uuid4()
+    draft = response_draft_save(
+        assignment=month1,
+        instrument=followup,
+        answers={"attended_any": 1, "craving": "4"},
+        client_id=client_id,
+        now=IN_WINDOW,
+    )
+    assert draft.status == Response.Status.DRAFT
+    assert draft.answers == {"attended_any": 1, "craving": 4}
+    month1.refresh_from_db()
+    assert month1.status == Assignment.Status.IN_PROGRESS
+    with pytest.raises(ValidationError) as excinfo:
+        response_draft_save(
+            assignment=month1,
+            instrument=followup,
+            answers={"attended_any": 1, "craving": 12},
+            client_id=client_id,
+            now=IN_WINDOW,
+        )
+    assert list(excinfo.value.message_dict) == ["craving"]
+    draft.refresh_from_db()
+    assert draft.answers == {"attended_any": 1, "craving": 4}
+
+
+def test_a_submit_finishes_the_draft_on_the_version_it_started(
+    month1, followup, followup_answers, site_a, enrol
+):
+    attended, _ = followup_answers
+    draft = response_draft_save(
+        assignment=month1,
+        instrument=followup,
+        answers={"attended_any": 1},
+        client_id=uuid.uuid4(),
+        now=IN_WINDOW,
+    )
+    # Someone else's submitted response freezes version 1; the instrument then changes.
+    other = enrol(
+        site=site_a, code="NYC-3", enrolled_on=ENROLLED, now=datetime(2026, 1, 15, tzinfo=UTC)
+    ).assignments.get(wave__slug="m1")
+    submit(other, followup, attended)
+    items = version_items_as_dicts(followup.current_version)
+    items[0]["label"] = {"en": "Reworded: any meetings in the last 30 days?"}
+    version2 = instrument_items_set(instrument=followup, items=items, note="reworded")
+    assert version2.number == 2
+    result = submit(month1, followup, attended)
+    assert result.response.pk == draft.pk
+    assert result.response.instrument_version.number == 1
+    assert followup.versions.count() == 2
+
+
+def test_changing_an_instrument_without_responses_edits_it_in_place(followup):
+    items = version_items_as_dicts(followup.current_version)
+    items[0]["label"] = {"en": "Changed before anyone answered"}
+    version = instrument_items_set(instrument=followup, items=items)
+    assert version.number == 1
+    assert followup.versions.count() == 1
+    assert followup.current_version.items.get(position=1).label["en"].startswith("Changed")
+
+
+def test_calculated_fields_are_computed_on_the_server(study, month1):
+    instrument = Instrument.objects.create(study=study, slug="calc-check", name="Calc check")
+    instrument_items_set(
+        instrument=instrument,
+        items=[
+            {"variable": "a", "kind": "integer", "label": {"en": "A"}, "required": True},
+            {"variable": "b", "kind": "integer", "label": {"en": "B"}},
+            {
+                "variable": "total",
+                "kind": "calc",
+                "label": {"en": "Total"},
+                "calculation": "sum([a], [b])",
+            },
+            {
+                "variable": "ratio",
+                "kind": "calc",
+                "label": {"en": "Ratio"},
+                "calculation": "round([a] / [b], 2)",
+                "branching": "[b] > 0",
+            },
+        ],
+    )
+    month1.wave.waveinstrument_set.create(instrument=instrument, position=2)
+    result = submit(month1, instrument, {"a": 2, "b": 3, "total": 999})
+    assert result.response.answers == {"a": 2, "b": 3, "total": 5, "ratio": 0.67}
+    month1.refresh_from_db()
+    assert month1.status == Assignment.Status.IN_PROGRESS  # the follow-up is still to do
+
+
+# --- Properties ----------------------------------------------------------------------------
+
+json_values = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(-(10**6), 10**6)
+    | st.floats(allow_nan=True)
+    | st.text(max_size=12),
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner, max_size=3)
+    ),
+    max_leaves=6,
+)
+
+
+@settings(
+    max_examples=200, suppress_health_check=[HealthCheck.function_scoped_fixture], deadline=None
+)
+@given(data=st.data())
+def test_any_input_is_either_cleaned_into_valid_answers_or_rejected_per_question(data, followup):
+    items = list(followup.current_version.items.all())
+    variables = [item.variable for item in items]
+    answers = data.draw(
+        st.dictionaries(st.sampled_from(variables) | st.text(max_size=8), json_values, max_size=12)
+    )
+    final = data.draw(st.booleans())
+    try:
+        cleaned = answers_clean(items=items, answers=answers, final=final)
+    except ValidationError as exc:
+        assert set(exc.message_dict) <= set(answers) | set(variables)
+        return
+    by_variable = {item.variable: item for item in items}
+    for variable, value in cleaned.items():
+        item = by_variable[variable]
+        if item.kind in ("integer", "slider"):
+            assert isinstance(value, int) and not isinstance(value, bool)
+            assert float(item.min_value) <= value <= float(item.max_value)
+        elif item.kind == "yesno":
+            assert value in (0, 1)
+        elif item.kind == "single":
+            assert value in {c["code"] for c in item.choices}
+        elif item.kind == "multiple":
+            assert value and set(value) <= {c["code"] for c in item.choices}
+
+
+# --- Concurrency (real database, real transactions) ---------------------------------------
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("same_client_id", [False, True])
+def test_simultaneous_submits_of_one_assignment_store_exactly_one_response(
+    same_client_id, site_a, enrol, followup_answers
+):
+    if connection.vendor != "postgresql":
+        pytest.skip("row locks need PostgreSQL (CI sets DATABASE_URL)")
+    attended, _ = followup_answers
+    assignment = enrol(
+        site=site_a, enrolled_on=ENROLLED, now=datetime(2026, 1, 15, tzinfo=UTC)
+    ).assignments.get(wave__slug="m1")
+    instrument = Instrument.objects.get(slug="followup", study=assignment.participant.study)
+    shared_id = uuid.uuid4()
+    start = threading.Barrier(8)
+    outcomes: list[str] = []
+
+    def worker():
+        try:
+            start.wait()
+            result = submit(
+                assignment, instrument, attended, shared_id if same_client_id else uuid.uuid4()
+            )
+            outcomes.append("replay" if result.replayed else "stored")
+        except SubmissionConflict as exc:
+            outcomes.append(exc.code)
+        except Exception as exc:  # anything else would be a 500
+            outcomes.append(f"error: {exc!r}")
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=worker) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert Response.objects.filter(assignment=assignment).count() == 1
+    assert outcomes.count("stored") == 1
+    expected_rest = "replay" if same_client_id else "already_submitted"
+    assert sorted(outcomes) == sorted(["stored"] + [expected_rest] * 7)
