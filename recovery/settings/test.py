@@ -1,5 +1,7 @@
 """The test suite. Real PostgreSQL/Redis when DATABASE_URL/REDIS_URL are set, SQLite otherwise."""
 
+import os
+
 from .local import *  # noqa: F403
 from .local import DATABASES, VAR_DIR
 
@@ -8,5 +10,6 @@ PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 MAILERS = {"default": {"BACKEND": "django.core.mail.backends.locmem.EmailBackend"}}
 CELERY_TASK_ALWAYS_EAGER = False
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
-    # A file, not memory, so that a real Celery worker process can share the test database.
-    DATABASES["default"]["TEST"] = {"NAME": str(VAR_DIR / "test-db.sqlite3")}
+    # A file, not memory, so that a real Celery worker process can share the test database;
+    # one per test process, so that two test runs in one checkout never share it.
+    DATABASES["default"]["TEST"] = {"NAME": str(VAR_DIR / f"test-db-{os.getpid()}.sqlite3")}
