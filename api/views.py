@@ -1,3 +1,4 @@
+from django.http import Http404
 from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import OpenApiResponse, extend_schema, inline_serializer
 from rest_framework import serializers, status
@@ -6,8 +7,8 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from surveys.models import Assignment, Instrument
-from surveys.selectors import participant_editable_by, participants_for_user, studies_for_user
+from surveys.models import Instrument
+from surveys.selectors import assignment_for_entry, studies_for_user
 from surveys.submission import response_draft_save, response_submit
 
 ERRORS = inline_serializer(
@@ -48,13 +49,11 @@ class AnswersInputSerializer(serializers.Serializer):
 
 
 def _assignment_and_instrument(request: Request, assignment_id: int, instrument_slug: str):
-    """The assignment, if the user may enter answers for its participant (else 404)."""
-    assignment = get_object_or_404(
-        Assignment.objects.select_related("participant", "wave"),
-        pk=assignment_id,
-        participant__in=participants_for_user(user=request.user),
-    )
-    if not participant_editable_by(user=request.user, participant=assignment.participant):
+    """The assignment, if the user may enter answers for its participant (else 404/403)."""
+    assignment, may_enter = assignment_for_entry(user=request.user, assignment_id=assignment_id)
+    if assignment is None:
+        raise Http404("No such survey.")
+    if not may_enter:
         # Researchers can see the participant but never answer for them.
         raise PermissionDenied("Only the study's coordinators and PIs enter answers.")
     instrument = get_object_or_404(

@@ -26,7 +26,14 @@ from datetime import date, timedelta
 
 import numpy as np
 
-from recovery.battery import FELLOWSHIPS, FORMATS, SUBSTANCES, TWELVE_STEP, WAVES, WaveSpec
+from recovery.battery import (
+    FELLOWSHIPS,
+    FOLLOW_UP_WAVES,
+    FORMATS,
+    SUBSTANCES,
+    TWELVE_STEP,
+    WaveSpec,
+)
 
 DEFAULT_EFFECT = -0.15
 EXACT_EFFECT_LIMIT = 0.25
@@ -163,13 +170,13 @@ def generate_cohort(
 
     # --- Who answers which wave -------------------------------------------------------------
     responds = {}
-    for wave in WAVES:
+    for wave in FOLLOW_UP_WAVES:
         p = np.clip(RESPONSE_BASE[wave.slug] - JUSTICE_RESPONSE_PENALTY * justice, 0, 1)
         responds[wave.slug] = rng.random(n) < p
     responds["baseline"][:] = True
 
     # --- Calendar ---------------------------------------------------------------------------
-    last_close = max(w.offset_days + w.window_after_days for w in WAVES) + 2
+    last_close = max(w.offset_days + w.window_after_days for w in FOLLOW_UP_WAVES) + 2
     completed = rng.random(n) < completed_share
     days_ago = np.where(completed, last_close + rng.integers(0, 240, n), rng.integers(0, 365, n))
     language = _choice(rng, ["en", "es"], [0.85, 0.15], n)
@@ -211,7 +218,7 @@ def generate_cohort(
     mat = mat0.copy()
     # What each participant last told us about their medication (a skipped wave tells nothing).
     last_reported_mat = mat0.copy()
-    for wave in WAVES:
+    for wave in FOLLOW_UP_WAVES:
         if wave.slug == "baseline":
             for i in range(n):
                 answers[(i, "baseline")] = {

@@ -6,6 +6,7 @@ keeps meaning what it meant when it was answered.
 
 from django.core.exceptions import ValidationError
 from django.db import transaction
+from django.db.models import Count, Max
 
 from surveys import logic
 from surveys.models import Instrument, InstrumentVersion, Item
@@ -105,3 +106,30 @@ def version_items_as_dicts(version: InstrumentVersion) -> list[dict]:
         {name: getattr(item, name) for name in fields}
         for item in version.items.order_by("position")
     ]
+
+
+_ITEMS_CACHE: dict[tuple[int, int, int], list[Item]] = {}
+
+
+def version_with_items(
+    *, instrument: Instrument | None = None, version_id: int | None = None
+) -> tuple[InstrumentVersion, list[Item]]:
+    """A version (the instrument's current one, or ``version_id``) and its items in order.
+
+    Items are cached per process under a key that includes the number and highest id of the
+    version's items, read in the same query as the version, so an in-place edit (which
+    deletes and recreates items) is never served stale.
+    """
+    versions = InstrumentVersion.objects.annotate(n=Count("items"), top=Max("items__id"))
+    if version_id is not None:
+        version = versions.get(pk=version_id)
+    else:
+        version = versions.filter(instrument=instrument).order_by("-number").first()
+    key = (version.pk, version.n, version.top or 0)
+    items = _ITEMS_CACHE.get(key)
+    if items is None:
+        items = list(Item.objects.filter(version_id=version.pk).order_by("position"))
+        if len(_ITEMS_CACHE) > 256:
+            _ITEMS_CACHE.clear()
+        _ITEMS_CACHE[key] = items
+    return version, items

@@ -24,6 +24,10 @@ class Language(models.TextChoices):
     PERSIAN = "fa", "فارسی"
 
 
+# Orderings name *_id columns, never relations: ordering by a relation pulls in that model's
+# own ordering through joins on every query (a measured cost on the submission path).
+
+
 class Study(models.Model):
     slug = models.SlugField(max_length=50, unique=True)
     name = models.CharField(max_length=200)
@@ -60,7 +64,7 @@ class Site(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
-        ordering = ("study", "code")
+        ordering = ("study_id", "code")
         constraints = [
             models.UniqueConstraint(fields=("study", "code"), name="site_code_unique_in_study")
         ]
@@ -97,7 +101,7 @@ class Participant(models.Model):
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
-        ordering = ("study", "code")
+        ordering = ("study_id", "code")
         constraints = [
             models.UniqueConstraint(fields=("study", "code"), name="participant_code_unique")
         ]
@@ -141,7 +145,7 @@ class Instrument(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
-        ordering = ("study", "slug")
+        ordering = ("study_id", "slug")
         constraints = [
             models.UniqueConstraint(fields=("study", "slug"), name="instrument_slug_unique")
         ]
@@ -161,7 +165,7 @@ class InstrumentVersion(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
-        ordering = ("instrument", "number")
+        ordering = ("instrument_id", "number")
         constraints = [
             models.UniqueConstraint(
                 fields=("instrument", "number"), name="instrument_version_unique"
@@ -215,7 +219,7 @@ class Item(models.Model):
     annotation = models.TextField(blank=True)
 
     class Meta:
-        ordering = ("version", "position")
+        ordering = ("version_id", "position")
         constraints = [
             models.UniqueConstraint(fields=("version", "variable"), name="item_variable_unique"),
         ]
@@ -246,7 +250,7 @@ class Wave(models.Model):
     instruments = models.ManyToManyField(Instrument, through="WaveInstrument", related_name="waves")
 
     class Meta:
-        ordering = ("study", "position")
+        ordering = ("study_id", "position")
         constraints = [
             models.UniqueConstraint(fields=("study", "slug"), name="wave_slug_unique"),
         ]
@@ -261,7 +265,7 @@ class WaveInstrument(models.Model):
     position = models.PositiveSmallIntegerField(default=0)
 
     class Meta:
-        ordering = ("wave", "position")
+        ordering = ("wave_id", "position")
         constraints = [
             models.UniqueConstraint(fields=("wave", "instrument"), name="wave_instrument_unique")
         ]
@@ -298,7 +302,7 @@ class Assignment(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
-        ordering = ("participant", "due_at")
+        ordering = ("participant_id", "due_at")
         constraints = [
             models.UniqueConstraint(
                 fields=("participant", "wave", "occurrence"), name="assignment_unique"
@@ -351,7 +355,7 @@ class Response(models.Model):
     submitted_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
-        ordering = ("assignment", "instrument")
+        ordering = ("assignment_id", "instrument_id")
         constraints = [
             models.UniqueConstraint(
                 fields=("assignment", "instrument"), name="response_one_per_instrument"
@@ -385,7 +389,7 @@ class StaffRole(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
-        ordering = ("study", "user")
+        ordering = ("study_id", "user_id")
         constraints = [
             models.UniqueConstraint(fields=("user", "study"), name="staff_role_one_per_study")
         ]

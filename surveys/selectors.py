@@ -1,8 +1,8 @@
 """Non-trivial reads, and the one place where a staff member's scope is applied."""
 
-from django.db.models import QuerySet
+from django.db.models import Exists, OuterRef, QuerySet
 
-from surveys.models import Participant, Site, StaffRole, Study
+from surveys.models import Assignment, Participant, Site, StaffRole, Study
 
 ROLE = StaffRole.Role
 
@@ -58,3 +58,31 @@ def participant_editable_by(*, user, participant: Participant) -> bool:
         roles.filter(role=ROLE.PRINCIPAL_INVESTIGATOR).exists()
         or roles.filter(role=ROLE.COORDINATOR, sites=participant.site_id).exists()
     )
+
+
+def assignment_for_entry(*, user, assignment_id: int) -> tuple[Assignment | None, bool]:
+    """The assignment if the user may see it (else None), and whether they may enter answers.
+
+    One query: the role checks are EXISTS subqueries on the assignment's study and site
+    (PIs and researchers see the whole study, coordinators their sites; only PIs and
+    coordinators enter answers). This runs on every survey submission.
+    """
+    roles = StaffRole.objects.filter(user=user, study_id=OuterRef("participant__study_id"))
+    assignment = (
+        Assignment.objects.select_related("participant", "wave")
+        .filter(pk=assignment_id)
+        .annotate(
+            as_pi=Exists(roles.filter(role=ROLE.PRINCIPAL_INVESTIGATOR)),
+            as_coordinator=Exists(
+                roles.filter(role=ROLE.COORDINATOR, sites=OuterRef("participant__site_id"))
+            ),
+            as_researcher=Exists(roles.filter(role=ROLE.RESEARCHER)),
+        )
+        .first()
+    )
+    if assignment is None:
+        return None, False
+    may_enter = user.is_superuser or assignment.as_pi or assignment.as_coordinator
+    if not (may_enter or assignment.as_researcher):
+        return None, False
+    return assignment, may_enter

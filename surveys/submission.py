@@ -11,9 +11,11 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from django.db import transaction
+from django.db.models import Q
 from django.utils import timezone
 
-from surveys.models import Assignment, Instrument, Participant, Response
+from surveys.instruments import version_with_items
+from surveys.models import Assignment, Instrument, Participant, Response, WaveInstrument
 from surveys.validation import answers_clean
 
 
@@ -69,9 +71,17 @@ def _local_day(assignment: Assignment, moment: datetime) -> str:
     return f"{local.get(moment, moment):%Y-%m-%d %H:%M} ({assignment.participant.timezone})"
 
 
-def _instrument_of(assignment: Assignment, instrument: Instrument) -> None:
-    if not assignment.wave.instruments.filter(pk=instrument.pk).exists():
-        raise SubmissionConflict("wrong_instrument", "This survey is not part of that wave.")
+def _wave_instrument_ids(assignment: Assignment) -> set[int]:
+    return set(
+        WaveInstrument.objects.filter(wave_id=assignment.wave_id).values_list(
+            "instrument_id", flat=True
+        )
+    )
+
+
+def _responses_involved(assignment: Assignment, client_id: uuid.UUID) -> list[Response]:
+    """In one query: every response of this assignment and any response with this id."""
+    return list(Response.objects.filter(Q(assignment_id=assignment.pk) | Q(client_id=client_id)))
 
 
 @transaction.atomic
@@ -86,16 +96,27 @@ def response_draft_save(
     """Save answers so far (valid ones only; nothing required yet)."""
     now = now or timezone.now()
     assignment = _locked_assignment(assignment.pk)
-    _instrument_of(assignment, instrument)
+    if instrument.pk not in _wave_instrument_ids(assignment):
+        raise SubmissionConflict("wrong_instrument", "This survey is not part of that wave.")
     _check_accepting(assignment, now)
-    response = Response.objects.filter(assignment=assignment, instrument=instrument).first()
+    involved = _responses_involved(assignment, client_id)
+    response = next(
+        (
+            r
+            for r in involved
+            if r.assignment_id == assignment.pk and r.instrument_id == instrument.pk
+        ),
+        None,
+    )
     if response is not None and response.status == Response.Status.SUBMITTED:
         raise SubmissionConflict("already_submitted", "This survey has already been sent.")
-    version = response.instrument_version if response else instrument.current_version
-    cleaned = answers_clean(items=list(version.items.all()), answers=answers, final=False)
+    if any(r.client_id == client_id and r is not response for r in involved):
+        raise SubmissionConflict("client_id_used", "This id belongs to another response.")
+    version, items = version_with_items(
+        instrument=instrument, version_id=response.instrument_version_id if response else None
+    )
+    cleaned = answers_clean(items=items, answers=answers, final=False)
     if response is None:
-        if Response.objects.filter(client_id=client_id).exists():
-            raise SubmissionConflict("client_id_used", "This id belongs to another response.")
         response = Response.objects.create(
             assignment=assignment,
             instrument=instrument,
@@ -106,6 +127,7 @@ def response_draft_save(
         )
     else:
         response.answers = cleaned
+        response.instrument_version = version
         response.save(update_fields=["answers", "updated_at"])
     if assignment.status in (Assignment.Status.SCHEDULED, Assignment.Status.OPEN):
         assignment.status = Assignment.Status.IN_PROGRESS
@@ -126,43 +148,39 @@ def response_submit(
     """Validate and store the final answers; a replay of ``client_id`` returns the original."""
     now = now or timezone.now()
     assignment = _locked_assignment(assignment.pk)
-    # Checked under the lock: a concurrent submit with the same id has finished by now.
-    previous = Response.objects.filter(client_id=client_id).first()
+    # Read under the lock: a concurrent submit with the same id has finished by now.
+    involved = _responses_involved(assignment, client_id)
+    previous = next((r for r in involved if r.client_id == client_id), None)
     if previous is not None and previous.status == Response.Status.SUBMITTED:
         if previous.assignment_id != assignment.pk or previous.instrument_id != instrument.pk:
             raise SubmissionConflict("client_id_used", "This id belongs to another response.")
         return SubmitResult(previous, replayed=True)
-    _instrument_of(assignment, instrument)
-    response = Response.objects.filter(assignment=assignment, instrument=instrument).first()
+    wave_instruments = _wave_instrument_ids(assignment)
+    if instrument.pk not in wave_instruments:
+        raise SubmissionConflict("wrong_instrument", "This survey is not part of that wave.")
+    mine = [r for r in involved if r.assignment_id == assignment.pk]
+    response = next((r for r in mine if r.instrument_id == instrument.pk), None)
     if response is not None and response.status == Response.Status.SUBMITTED:
         raise SubmissionConflict("already_submitted", "This survey has already been sent.")
     _check_accepting(assignment, now)
-    version = response.instrument_version if response else instrument.current_version
-    cleaned = answers_clean(items=list(version.items.all()), answers=answers, final=True)
-    if previous is not None and previous.pk != getattr(response, "pk", None):
+    if previous is not None and previous is not response:
         raise SubmissionConflict("client_id_used", "This id belongs to another response.")
+    version, items = version_with_items(
+        instrument=instrument, version_id=response.instrument_version_id if response else None
+    )
+    cleaned = answers_clean(items=items, answers=answers, final=True)
     if response is None:
-        response = Response(
-            assignment=assignment, instrument=instrument, instrument_version=version, started_at=now
-        )
+        response = Response(assignment=assignment, instrument=instrument, started_at=now)
+    response.instrument_version = version
     response.client_id = client_id
     response.answers = cleaned
     response.status = Response.Status.SUBMITTED
     response.submitted_at = now
     response.save()
-    _assignment_after_submit(assignment, now)
-    return SubmitResult(response, replayed=False)
-
-
-def _assignment_after_submit(assignment: Assignment, now: datetime) -> None:
-    needed = set(assignment.wave.instruments.values_list("pk", flat=True))
-    done = set(
-        assignment.responses.filter(status=Response.Status.SUBMITTED).values_list(
-            "instrument_id", flat=True
-        )
-    )
-    status = Assignment.Status.COMPLETED if needed <= done else Assignment.Status.IN_PROGRESS
-    assignment.status = status
+    done = {r.instrument_id for r in mine if r.status == Response.Status.SUBMITTED}
+    complete = wave_instruments <= done | {instrument.pk}
+    assignment.status = Assignment.Status.COMPLETED if complete else Assignment.Status.IN_PROGRESS
     assignment.status_changed_at = now
-    assignment.completed_at = now if status == Assignment.Status.COMPLETED else None
+    assignment.completed_at = now if complete else None
     assignment.save(update_fields=["status", "status_changed_at", "completed_at"])
+    return SubmitResult(response, replayed=False)

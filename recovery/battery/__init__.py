@@ -80,7 +80,9 @@ SUBSTANCES: list[tuple[str, str, str]] = [
     ("6", "other", "Another drug"),
 ]
 SUBSTANCES_ES: dict[str, str] = {
-    "opioids": "Heroína, fentanilo o pastillas opioides que no tomó como se las recetaron",
+    "opioids": (
+        "Heroína, fentanilo o pastillas para el dolor (opioides) que no tomó como se las recetaron"
+    ),
     "cocaine": "Cocaína o crack",
     "meth": "Metanfetamina (cristal)",
     "cannabis": "Marihuana (cannabis)",
@@ -463,8 +465,8 @@ FOLLOWUP: list[ItemSpec] = [
         "mat_stopped_pressure",
         _t(
             "Did people in a mutual-help group push you to stop?",
-            "¿Hubo personas de un grupo de ayuda mutua que le insistieron en que dejara "
-            "el medicamento?",
+            "¿Hubo personas de un grupo de ayuda mutua que le presionaron para que "
+            "dejara el medicamento?",
         ),
         branching="[mat_changed] = '1'",
     ),

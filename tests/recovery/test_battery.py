@@ -180,7 +180,9 @@ def test_generated_meeting_counts_name_the_fellowship_in_spanish():
     assert "en persona" in items["mtg_na_inperson"].label["es"]
     assert "Cocaína Anónimos" in items["mtg_ca_hybrid"].label["es"]
     assert "otro grupo de ayuda mutua" in items["mtg_other_online"].label["es"]
-    spanish = [items[f"mtg_{stem}_{fmt}"].label["es"] for _, stem, _ in FELLOWSHIPS for fmt, _ in FORMATS]
+    spanish = [
+        items[f"mtg_{stem}_{fmt}"].label["es"] for _, stem, _ in FELLOWSHIPS for fmt, _ in FORMATS
+    ]
     assert len(set(spanish)) == len(spanish)
 
 
