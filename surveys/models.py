@@ -246,6 +246,12 @@ class Wave(models.Model):
         blank=True,
         help_text="For recurring check-ins (7 = weekly); empty for a single wave.",
     )
+    recurrence_until_days = models.PositiveIntegerField(
+        null=True,
+        blank=True,
+        help_text="Recurring check-ins only: days after enrolment of the last one; empty = "
+        "until the last single wave is due.",
+    )
     is_active = models.BooleanField(default=True)
     instruments = models.ManyToManyField(Instrument, through="WaveInstrument", related_name="waves")
 

@@ -1,7 +1,7 @@
 """Everything that writes to the survey engine's tables."""
 
 from collections.abc import Iterable
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from django.contrib.auth.models import Group
 from django.core.exceptions import ValidationError
@@ -160,3 +160,95 @@ def staff_groups_sync(*, user) -> None:
     if user.is_staff != is_staff:
         user.is_staff = is_staff
         user.save(update_fields=["is_staff"])
+
+
+RECURRING_HORIZON_DAYS = 14
+
+
+def recurring_assignments_extend(
+    *, now: datetime | None = None, horizon_days: int = RECURRING_HORIZON_DAYS
+) -> int:
+    """Create the coming occurrences of active recurring waves (weekly check-ins).
+
+    For every active participant, each occurrence whose window opens within ``horizon_days``
+    and has not closed yet gets an assignment; occurrences that closed before the wave was
+    switched on are not back-filled. Idempotent (the unique constraint on participant, wave
+    and occurrence absorbs repeats), so the periodic task can run as often as it likes.
+    """
+    now = now or timezone.now()
+    horizon = now + timedelta(days=horizon_days)
+    created = 0
+    waves = Wave.objects.filter(is_active=True, recurrence_days__isnull=False).select_related(
+        "study"
+    )
+    for wave in waves:
+        until = wave.recurrence_until_days
+        if until is None:
+            until = (
+                Wave.objects.filter(study_id=wave.study_id, recurrence_days__isnull=True)
+                .order_by("-offset_days")
+                .values_list("offset_days", flat=True)
+                .first()
+            ) or wave.offset_days
+        participants = Participant.objects.filter(
+            study_id=wave.study_id, status=Participant.Status.ACTIVE
+        ).only("pk", "enrolled_on", "timezone")
+        batch: list[Assignment] = []
+        for participant in participants.iterator(chunk_size=2000):
+            batch.extend(_occurrences_due(wave, participant, now, horizon, until))
+            if len(batch) >= 2000:
+                created += _create_missing(wave, batch)
+                batch = []
+        created += _create_missing(wave, batch)
+    return created
+
+
+def _create_missing(wave: Wave, batch: list[Assignment]) -> int:
+    existing = set(
+        Assignment.objects.filter(
+            wave=wave, participant_id__in={a.participant_id for a in batch}
+        ).values_list("participant_id", "occurrence")
+    )
+    new = [a for a in batch if (a.participant_id, a.occurrence) not in existing]
+    # ignore_conflicts: a concurrent run may have created some of them meanwhile.
+    Assignment.objects.bulk_create(new, ignore_conflicts=True)
+    return len(new)
+
+
+def _occurrences_due(
+    wave: Wave, participant: Participant, now: datetime, horizon: datetime, until: int
+) -> list[Assignment]:
+    # Occurrence k is due offset + k * recurrence days after enrolment; start near "now".
+    days_enrolled = (now.date() - participant.enrolled_on).days
+    first = max(
+        0, (days_enrolled - wave.offset_days - wave.window_after_days - 1) // wave.recurrence_days
+    )
+    out = []
+    occurrence = first
+    while wave.offset_days + occurrence * wave.recurrence_days <= until:
+        window = wave_window(
+            enrolled_on=participant.enrolled_on,
+            timezone_name=participant.timezone,
+            offset_days=wave.offset_days,
+            window_before_days=wave.window_before_days,
+            window_after_days=wave.window_after_days,
+            recurrence_days=wave.recurrence_days,
+            occurrence=occurrence,
+        )
+        if window.opens_at > horizon:
+            break
+        if window.closes_at > now:
+            out.append(
+                Assignment(
+                    participant=participant,
+                    wave=wave,
+                    occurrence=occurrence,
+                    opens_at=window.opens_at,
+                    due_at=window.due_at,
+                    closes_at=window.closes_at,
+                    status=assignment_status_at(window, now),
+                    status_changed_at=now,
+                )
+            )
+        occurrence += 1
+    return out

@@ -133,6 +133,11 @@ CELERY_BEAT_SCHEDULE = {
         "task": "surveys.tasks.assignment_statuses_refresh",
         "schedule": crontab(minute="*/5"),
     },
+    # Creates the coming weekly check-ins of studies that have them switched on.
+    "recurring-assignments-extend": {
+        "task": "surveys.tasks.recurring_assignments_extend",
+        "schedule": crontab(minute=17),
+    },
 }
 
 # --- Field encryption -----------------------------------------------------------------------
