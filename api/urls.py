@@ -2,7 +2,7 @@ from django.urls import path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from rest_framework.permissions import AllowAny
 
-from api.views import ResponseDraftSaveApi, ResponseSubmitApi, StudyListApi
+from api.views import DictionaryApi, ResponseDraftSaveApi, ResponseSubmitApi, StudyListApi
 
 app_name = "api"
 
@@ -15,6 +15,7 @@ urlpatterns = [
         name="docs",
     ),
     path("studies/", StudyListApi.as_view(), name="study-list"),
+    path("studies/<slug:study_slug>/dictionary/", DictionaryApi.as_view(), name="dictionary"),
     path(
         "assignments/<int:assignment_id>/responses/<slug:instrument_slug>/draft/",
         ResponseDraftSaveApi.as_view(),

@@ -1,19 +1,43 @@
-from django.http import Http404
+from django.core.exceptions import ValidationError
+from django.http import Http404, HttpResponse
 from django.shortcuts import get_object_or_404
-from drf_spectacular.utils import OpenApiResponse, extend_schema, inline_serializer
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import (
+    OpenApiParameter,
+    OpenApiResponse,
+    extend_schema,
+    extend_schema_serializer,
+    inline_serializer,
+)
 from rest_framework import serializers, status
 from rest_framework.exceptions import PermissionDenied
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from surveys.models import Instrument
-from surveys.selectors import assignment_for_entry, studies_for_user
+from surveys.dictionary import DictionaryError, dictionary_export, dictionary_import_forms
+from surveys.models import Instrument, Language
+from surveys.selectors import assignment_for_entry, studies_for_user, studies_led_by
 from surveys.submission import response_draft_save, response_submit
 
 ERRORS = inline_serializer(
     "ValidationErrors",
     {"errors": serializers.DictField(child=serializers.ListField(child=serializers.CharField()))},
+)
+DICTIONARY_ERRORS = inline_serializer(
+    "DictionaryErrors",
+    {
+        "errors": serializers.ListField(
+            child=inline_serializer(
+                "DictionaryError",
+                {
+                    "line": serializers.IntegerField(),
+                    "column": serializers.CharField(),
+                    "message": serializers.CharField(),
+                },
+            )
+        )
+    },
 )
 CONFLICT = inline_serializer(
     "Conflict", {"code": serializers.CharField(), "detail": serializers.CharField()}
@@ -21,6 +45,7 @@ CONFLICT = inline_serializer(
 
 
 class StudyListApi(APIView):
+    @extend_schema_serializer(component_name="Study")
     class OutputSerializer(serializers.Serializer):
         slug = serializers.SlugField()
         name = serializers.CharField()
@@ -101,3 +126,62 @@ class ResponseSubmitApi(APIView):
         )
         code = status.HTTP_200_OK if result.replayed else status.HTTP_201_CREATED
         return Response(ResponseOutputSerializer(result.response).data, status=code)
+
+
+class DictionaryApi(APIView):
+    """The study's REDCap data dictionary: GET downloads it (CSV); POST imports one."""
+
+    @extend_schema_serializer(component_name="DictionaryUpload")
+    class InputSerializer(serializers.Serializer):
+        csv = serializers.CharField(trim_whitespace=False)
+        language = serializers.ChoiceField(choices=Language.values, required=False)
+
+    @extend_schema_serializer(component_name="DictionaryImportResult")
+    class OutputSerializer(serializers.Serializer):
+        instrument = serializers.CharField(source="instrument.slug")
+        outcome = serializers.CharField()
+        version = serializers.IntegerField(source="version.number")
+        items = serializers.IntegerField()
+        stale_translations = serializers.ListField(child=serializers.CharField())
+
+    @extend_schema(
+        parameters=[OpenApiParameter("language", str, enum=Language.values)],
+        responses={(200, "text/csv"): OpenApiTypes.STR},
+    )
+    def get(self, request: Request, study_slug: str) -> HttpResponse:
+        study = get_object_or_404(studies_for_user(user=request.user), slug=study_slug)
+        language = request.query_params.get("language") or study.default_language
+        if language not in Language.values:
+            raise ValidationError({"language": [f"Choose one of {', '.join(Language.values)}."]})
+        return HttpResponse(
+            dictionary_export(study=study, language=language),
+            content_type="text/csv; charset=utf-8",
+        )
+
+    @extend_schema(
+        request=InputSerializer,
+        responses={200: OutputSerializer(many=True), 400: DICTIONARY_ERRORS, 403: None},
+    )
+    def post(self, request: Request, study_slug: str) -> Response:
+        study = get_object_or_404(studies_for_user(user=request.user), slug=study_slug)
+        if not studies_led_by(user=request.user).filter(pk=study.pk).exists():
+            raise PermissionDenied("Only the study's principal investigators change instruments.")
+        data = self.InputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        try:
+            forms = dictionary_import_forms(
+                study=study,
+                text=data.validated_data["csv"],
+                language=data.validated_data.get("language"),
+            )
+        except DictionaryError as exc:
+            return Response(
+                {
+                    "errors": [
+                        {"line": line, "column": column, "message": message}
+                        for line, column, message in exc.errors
+                    ]
+                },
+                status=status.HTTP_400_BAD_REQUEST,
+            )
+        return Response(self.OutputSerializer(forms, many=True).data)

@@ -3,14 +3,21 @@
 from datetime import timedelta
 
 from django import forms
-from django.contrib import admin
+from django.contrib import admin, messages
+from django.http import HttpResponse
+from django.shortcuts import get_object_or_404
+from django.template.response import TemplateResponse
+from django.urls import path, reverse
+from django.utils.html import format_html
 
 from surveys import selectors, services
+from surveys.dictionary import DictionaryError, dictionary_export, dictionary_import_forms
 from surveys.models import (
     Assignment,
     Instrument,
     InstrumentVersion,
     Item,
+    Language,
     Participant,
     ParticipantContact,
     Response,
@@ -68,9 +75,25 @@ class WaveInline(admin.TabularInline):
     )
 
 
+class DictionaryUploadForm(forms.Form):
+    file = forms.FileField(label="REDCap data dictionary (CSV)")
+    language = forms.ChoiceField(
+        choices=Language.choices,
+        initial=Language.ENGLISH,
+        help_text="The language of the labels in the file.",
+    )
+
+
 @admin.register(Study)
 class StudyAdmin(admin.ModelAdmin):
-    list_display = ("name", "slug", "default_language", "default_timezone", "is_synthetic")
+    list_display = (
+        "name",
+        "slug",
+        "default_language",
+        "default_timezone",
+        "is_synthetic",
+        "dictionary_links",
+    )
     search_fields = ("name", "slug")
     readonly_fields = ("created_at", "updated_at", "synthetic_params")
     prepopulated_fields = {"slug": ("name",)}
@@ -78,6 +101,80 @@ class StudyAdmin(admin.ModelAdmin):
 
     def get_queryset(self, request):
         return selectors.studies_for_user(user=request.user)
+
+    @admin.display(description="data dictionary")
+    def dictionary_links(self, obj: Study) -> str:
+        return format_html(
+            '<a href="{}">download</a> · <a href="{}">upload</a>',
+            reverse("admin:surveys_study_dictionary_export", args=[obj.pk]),
+            reverse("admin:surveys_study_dictionary_import", args=[obj.pk]),
+        )
+
+    def get_urls(self):
+        wrap = self.admin_site.admin_view
+        return [
+            path(
+                "<int:study_id>/dictionary/export/",
+                wrap(self.dictionary_export_view),
+                name="surveys_study_dictionary_export",
+            ),
+            path(
+                "<int:study_id>/dictionary/import/",
+                wrap(self.dictionary_import_view),
+                name="surveys_study_dictionary_import",
+            ),
+            *super().get_urls(),
+        ]
+
+    def dictionary_export_view(self, request, study_id: int):
+        study = get_object_or_404(selectors.studies_for_user(user=request.user), pk=study_id)
+        language = request.GET.get("language") or study.default_language
+        if language not in Language.values:
+            language = study.default_language
+        response = HttpResponse(
+            dictionary_export(study=study, language=language),
+            content_type="text/csv; charset=utf-8",
+        )
+        response["Content-Disposition"] = (
+            f'attachment; filename="{study.slug}_data_dictionary_{language}.csv"'
+        )
+        return response
+
+    def dictionary_import_view(self, request, study_id: int):
+        # Changing instruments is the principal investigator's job.
+        study = get_object_or_404(selectors.studies_led_by(user=request.user), pk=study_id)
+        errors: list[tuple[int, str, str]] = []
+        results = None
+        form = DictionaryUploadForm(
+            request.POST or None,
+            request.FILES or None,
+            initial={"language": study.default_language},
+        )
+        if request.method == "POST" and form.is_valid():
+            raw = form.cleaned_data["file"].read()
+            try:
+                text = raw.decode("utf-8-sig")
+            except UnicodeDecodeError:
+                errors = [(0, "", "The file is not UTF-8 text; save it as CSV (UTF-8).")]
+            else:
+                try:
+                    results = dictionary_import_forms(
+                        study=study, text=text, language=form.cleaned_data["language"]
+                    )
+                except DictionaryError as exc:
+                    errors = exc.errors
+                else:
+                    messages.success(request, "The data dictionary was imported.")
+        context = {
+            **self.admin_site.each_context(request),
+            "title": f"Upload a data dictionary to {study.name}",
+            "opts": self.model._meta,
+            "study": study,
+            "form": form,
+            "errors": errors,
+            "results": results,
+        }
+        return TemplateResponse(request, "admin/surveys/study/dictionary_import.html", context)
 
 
 @admin.register(Site)
@@ -234,7 +331,57 @@ class ItemInline(admin.TabularInline):
 @admin.register(InstrumentVersion)
 class InstrumentVersionAdmin(StudyScopedAdmin):
     study_path = "instrument__study"
-    list_display = ("instrument", "number", "note", "created_at")
+    list_display = ("instrument", "number", "note", "created_at", "preview_link")
+
+    @admin.display(description="preview")
+    def preview_link(self, obj: InstrumentVersion) -> str:
+        url = reverse("admin:surveys_instrumentversion_preview", args=[obj.pk])
+        return format_html(
+            '<a href="{}">English</a> · <a href="{}?language=es">Español</a>', url, url
+        )
+
+    def get_urls(self):
+        return [
+            path(
+                "<int:version_id>/preview/",
+                self.admin_site.admin_view(self.preview_view),
+                name="surveys_instrumentversion_preview",
+            ),
+            *super().get_urls(),
+        ]
+
+    def preview_view(self, request, version_id: int):
+        """Every question of the version as a participant would read it, with its logic."""
+        version = get_object_or_404(
+            self.get_queryset(request).select_related("instrument"), pk=version_id
+        )
+        language = request.GET.get("language", "en")
+        rows = []
+        for item in version.items.order_by("position"):
+            rows.append(
+                {
+                    "item": item,
+                    "section": item.section_header.get(language) or item.section_header.get("en"),
+                    "label": item.text(language),
+                    "note": item.note.get(language) or item.note.get("en", ""),
+                    "choices": [
+                        (c["code"], c["label"].get(language) or c["label"].get("en", ""))
+                        for c in item.choices
+                    ],
+                    "left": (item.options.get("left") or {}).get(language, ""),
+                    "right": (item.options.get("right") or {}).get(language, ""),
+                }
+            )
+        context = {
+            **self.admin_site.each_context(request),
+            "title": f"{version.instrument.name}, version {version.number}",
+            "opts": self.model._meta,
+            "version": version,
+            "rows": rows,
+            "language": language,
+        }
+        return TemplateResponse(request, "admin/surveys/instrumentversion/preview.html", context)
+
     list_filter = (("instrument", RELATED_ONLY),)
     list_select_related = ("instrument",)
     readonly_fields = ("created_at",)

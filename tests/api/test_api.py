@@ -34,3 +34,25 @@ def test_study_list_shows_only_the_users_studies(client, study, staff_user, db):
     assert response.status_code == 200
     assert [s["slug"] for s in response.json()] == ["trial"]
     assert other.slug not in response.text
+
+
+def test_openapi_schema_generates_without_warnings_and_validates():
+    import subprocess
+    import sys
+
+    result = subprocess.run(
+        [
+            sys.executable,
+            "manage.py",
+            "spectacular",
+            "--validate",
+            "--fail-on-warn",
+            "--file",
+            "/dev/null",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=__import__("pathlib").Path(__file__).resolve().parents[2],
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
