@@ -68,6 +68,16 @@ class ResponseOutputSerializer(serializers.Serializer):
     submitted_at = serializers.DateTimeField(allow_null=True)
 
 
+class SubmitOutputSerializer(serializers.Serializer):
+    """The confirmation of a submit (the answers are not echoed back to the phone)."""
+
+    client_id = serializers.UUIDField()
+    status = serializers.CharField()
+    instrument = serializers.CharField(source="instrument.slug")
+    instrument_version = serializers.IntegerField(source="instrument_version.number")
+    submitted_at = serializers.DateTimeField()
+
+
 class AnswersInputSerializer(serializers.Serializer):
     client_id = serializers.UUIDField()
     answers = serializers.DictField()
@@ -111,8 +121,8 @@ class ResponseSubmitApi(APIView):
     @extend_schema(
         request=AnswersInputSerializer,
         responses={
-            201: ResponseOutputSerializer,
-            200: OpenApiResponse(ResponseOutputSerializer, description="A replay"),
+            201: SubmitOutputSerializer,
+            200: OpenApiResponse(SubmitOutputSerializer, description="A replay"),
             400: ERRORS,
             409: CONFLICT,
         },
@@ -125,7 +135,7 @@ class ResponseSubmitApi(APIView):
             assignment=assignment, instrument=instrument, **data.validated_data
         )
         code = status.HTTP_200_OK if result.replayed else status.HTTP_201_CREATED
-        return Response(ResponseOutputSerializer(result.response).data, status=code)
+        return Response(SubmitOutputSerializer(result.response).data, status=code)
 
 
 class DictionaryApi(APIView):

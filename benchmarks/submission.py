@@ -151,7 +151,7 @@ payload = next(a for (_, w), a in cohort.answers.items()
                if w == "m3" and a["attended_any"] == 1 and "mat_disclosed" in a)
 print(json.dumps({{"session": session.session_key, "ids": ids, "payload": payload}}))
 """
-    out = manage("shell", "-c", script)
+    out = manage("shell", "--no-imports", "-c", script)
     return json.loads(out.strip().splitlines()[-1])
 
 
@@ -242,13 +242,14 @@ def main() -> None:
         server.wait(timeout=30)
     stored = manage(
         "shell",
+        "--no-imports",
         "-c",
         (
             "from surveys.models import Response; from django.db.models import Count; "
             "print(Response.objects.count(), Response.objects.values('assignment')"
             ".annotate(n=Count('id')).filter(n__gt=1).count())"
         ),
-    ).split()
+    ).strip().splitlines()[-1].split()
     subprocess.run(
         ["dropdb", "-h", "127.0.0.1", "-U", "postgres", "--if-exists", DB_NAME], check=True
     )
