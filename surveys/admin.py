@@ -20,6 +20,7 @@ from surveys.models import (
     Language,
     Participant,
     ParticipantContact,
+    ParticipantStatusChange,
     Response,
     Site,
     StaffRole,
@@ -242,25 +243,71 @@ class AssignmentInline(admin.TabularInline):
         )
 
 
+class ParticipantStatusChangeInline(admin.TabularInline):
+    model = ParticipantStatusChange
+    extra = 0
+    can_delete = False
+    fields = ("changed_at", "from_status", "to_status", "reason", "changed_by")
+    readonly_fields = fields
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+
+class ParticipantForm(forms.ModelForm):
+    status_reason = forms.CharField(
+        required=False,
+        widget=forms.Textarea(attrs={"rows": 2}),
+        label="Reason for a status change",
+        help_text="Required when withdrawing. Kept in the participant's status history.",
+    )
+
+    class Meta:
+        model = Participant
+        fields = (
+            "study",
+            "site",
+            "code",
+            "status",
+            "enrolled_on",
+            "timezone",
+            "language",
+            "preferred_channel",
+        )
+
+    def clean(self):
+        cleaned = super().clean()
+        changed_to = cleaned.get("status")
+        if (
+            self.instance.pk
+            and changed_to
+            and changed_to != self.instance.status
+            and changed_to == Participant.Status.WITHDRAWN
+            and not cleaned.get("status_reason", "").strip()
+        ):
+            self.add_error("status_reason", "Say why the participant withdrew.")
+        return cleaned
+
+
 @admin.register(Participant)
 class ParticipantAdmin(admin.ModelAdmin):
+    form = ParticipantForm
     list_display = ("code", "study", "site", "status", "enrolled_on", "timezone", "language")
     list_filter = (("study", RELATED_ONLY), ("site", RELATED_ONLY), "status", "language")
     list_select_related = ("study", "site")
     search_fields = ("code",)
     date_hierarchy = "enrolled_on"
     readonly_fields = ("created_at", "updated_at")
-    inlines = (ParticipantContactInline, AssignmentInline)
+    inlines = (ParticipantContactInline, AssignmentInline, ParticipantStatusChangeInline)
 
     def get_queryset(self, request):
         return selectors.participants_for_user(user=request.user)
 
     def get_inlines(self, request, obj):
-        study = obj.study if obj is not None else None
-        if study is not None and not selectors.user_may_see_identifiers(
-            user=request.user, study=study
-        ):
-            return (AssignmentInline,)
+        if obj is None:
+            return (ParticipantContactInline,)
+        if not selectors.user_may_see_identifiers(user=request.user, study=obj.study):
+            return (AssignmentInline, ParticipantStatusChangeInline)
         return self.inlines
 
     def get_readonly_fields(self, request, obj=None):
@@ -289,10 +336,22 @@ class ParticipantAdmin(admin.ModelAdmin):
         return super().formfield_for_foreignkey(db_field, request, **kwargs)
 
     def save_model(self, request, obj, form, change):
-        if change:
-            super().save_model(request, obj, form, change)
-        else:
+        if not change:
             services.participant_enrol(participant=obj)
+            return
+        new_status = obj.status
+        if "status" in form.changed_data:
+            # The status moves through its service (history, cancelled assignments); the
+            # other fields are saved as they are.
+            obj.status = form.initial["status"]
+        super().save_model(request, obj, form, change)
+        if new_status != obj.status:
+            services.participant_status_change(
+                participant=obj,
+                status=new_status,
+                changed_by=request.user,
+                reason=form.cleaned_data.get("status_reason", ""),
+            )
 
 
 class InstrumentVersionInline(admin.TabularInline):

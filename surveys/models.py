@@ -115,6 +115,31 @@ class Participant(models.Model):
             raise ValidationError({"site": "The site belongs to another study."})
 
 
+class ParticipantStatusChange(models.Model):
+    """One change of a participant's status: who, when, from what, to what and why."""
+
+    participant = models.ForeignKey(
+        Participant, on_delete=models.PROTECT, related_name="status_changes"
+    )
+    from_status = models.CharField(max_length=16, choices=Participant.Status.choices)
+    to_status = models.CharField(max_length=16, choices=Participant.Status.choices)
+    reason = models.TextField(blank=True)
+    changed_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+    )
+    changed_at = models.DateTimeField()
+
+    class Meta:
+        ordering = ("participant_id", "changed_at")
+
+    def __str__(self) -> str:
+        return f"{self.participant_id}: {self.from_status} → {self.to_status}"
+
+
 class ParticipantContact(models.Model):
     """Identifying and locator details, encrypted at rest and kept apart from research data."""
 

@@ -13,6 +13,7 @@ _ENGINE_MODELS = (
     "site",
     "participant",
     "participantcontact",
+    "participantstatuschange",
     "instrument",
     "instrumentversion",
     "item",
@@ -28,7 +29,7 @@ _VIEW_RESEARCH_DATA = {
     f"view_{model}"
     for model in (
         "study", "site", "wave", "waveinstrument", "instrument", "instrumentversion", "item",
-        "participant", "assignment", "response",
+        "participant", "participantstatuschange", "assignment", "response",
     )
 }  # fmt: skip
 

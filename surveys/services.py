@@ -13,6 +13,7 @@ from surveys.models import (
     Assignment,
     Participant,
     ParticipantContact,
+    ParticipantStatusChange,
     Site,
     StaffRole,
     Study,
@@ -252,3 +253,49 @@ def _occurrences_due(
             )
         occurrence += 1
     return out
+
+
+# Statuses after which nobody is contacted or asked for answers any more.
+NOT_FOLLOWED = (
+    Participant.Status.WITHDRAWN,
+    Participant.Status.DECEASED,
+    Participant.Status.COMPLETED,
+)
+UNANSWERED = (Assignment.Status.SCHEDULED, Assignment.Status.OPEN, Assignment.Status.IN_PROGRESS)
+
+
+@transaction.atomic
+def participant_status_change(
+    *,
+    participant: Participant,
+    status: str,
+    reason: str = "",
+    changed_by=None,
+    now: datetime | None = None,
+) -> Participant:
+    """Move a participant to ``status``, record who did it and why, and cancel every
+    unanswered assignment when they are no longer followed (withdrawn, deceased, completed)."""
+    now = now or timezone.now()
+    if status not in Participant.Status.values:
+        raise ValidationError({"status": f"Unknown status {status!r}."})
+    locked = Participant.objects.select_for_update().get(pk=participant.pk)
+    if locked.status == status:
+        return locked
+    if status == Participant.Status.WITHDRAWN and not reason.strip():
+        raise ValidationError({"reason": "Say why the participant withdrew."})
+    ParticipantStatusChange.objects.create(
+        participant=locked,
+        from_status=locked.status,
+        to_status=status,
+        reason=reason.strip(),
+        changed_by=changed_by,
+        changed_at=now,
+    )
+    locked.status = status
+    locked.save(update_fields=["status", "updated_at"])
+    if status in NOT_FOLLOWED:
+        locked.assignments.filter(status__in=UNANSWERED).update(
+            status=Assignment.Status.CANCELLED, status_changed_at=now
+        )
+    participant.status = status
+    return locked

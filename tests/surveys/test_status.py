@@ -1,0 +1,106 @@
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from django.core.exceptions import ValidationError
+from django.urls import reverse
+
+from surveys.models import Assignment, Participant, ParticipantStatusChange
+from surveys.services import assignment_statuses_refresh, participant_status_change
+
+NOW = datetime(2026, 2, 20, 12, tzinfo=UTC)
+
+
+def test_withdrawal_cancels_every_unanswered_assignment_and_keeps_history(
+    site_a, enrol, coordinator_a
+):
+    participant = enrol(site=site_a, now=datetime(2026, 1, 15, 6, tzinfo=UTC))
+    Assignment.objects.filter(participant=participant, wave__slug="baseline").update(
+        status=Assignment.Status.COMPLETED
+    )
+    participant_status_change(
+        participant=participant,
+        status=Participant.Status.WITHDRAWN,
+        reason="Moved away, asked to stop",
+        changed_by=coordinator_a,
+        now=NOW,
+    )
+    statuses = dict(participant.assignments.values_list("wave__slug", "status"))
+    assert statuses == {
+        "baseline": "completed",
+        "m1": "cancelled",
+        "m3": "cancelled",
+        "m6": "cancelled",
+        "m12": "cancelled",
+    }
+    change = ParticipantStatusChange.objects.get()
+    assert (change.from_status, change.to_status, change.changed_by) == (
+        "active",
+        "withdrawn",
+        coordinator_a,
+    )
+    assert change.reason == "Moved away, asked to stop"
+    # Cancelled stays cancelled when windows close.
+    assignment_statuses_refresh(now=NOW + timedelta(days=400))
+    assert not participant.assignments.filter(status=Assignment.Status.MISSED).exists()
+
+
+def test_withdrawal_needs_a_reason_and_changes_nothing_without_one(site_a, enrol):
+    participant = enrol(site=site_a)
+    with pytest.raises(ValidationError):
+        participant_status_change(participant=participant, status="withdrawn")
+    participant.refresh_from_db()
+    assert participant.status == Participant.Status.ACTIVE
+    assert not ParticipantStatusChange.objects.exists()
+
+
+def test_lost_to_follow_up_keeps_assignments_open_for_a_late_return(site_a, enrol):
+    participant = enrol(site=site_a, now=datetime(2026, 1, 15, 6, tzinfo=UTC))
+    participant_status_change(
+        participant=participant, status=Participant.Status.LOST_TO_FOLLOW_UP, now=NOW
+    )
+    assert not participant.assignments.filter(status=Assignment.Status.CANCELLED).exists()
+
+
+def test_the_same_status_again_records_nothing(site_a, enrol):
+    participant = enrol(site=site_a)
+    participant_status_change(participant=participant, status="active")
+    assert not ParticipantStatusChange.objects.exists()
+
+
+def test_withdrawing_in_the_admin_goes_through_the_service(client, coordinator_a, site_a, enrol):
+    participant = enrol(site=site_a, code="NYC-77")
+    client.force_login(coordinator_a)
+    url = reverse("admin:surveys_participant_change", args=[participant.pk])
+    form = {
+        "site": site_a.pk,
+        "code": "NYC-77",
+        "status": "withdrawn",
+        "language": "en",
+        "preferred_channel": "email",
+        "contact-TOTAL_FORMS": "1",
+        "contact-INITIAL_FORMS": "0",
+        "contact-MIN_NUM_FORMS": "0",
+        "contact-MAX_NUM_FORMS": "1",
+        "assignments-TOTAL_FORMS": "0",
+        "assignments-INITIAL_FORMS": "5",
+        "assignments-MIN_NUM_FORMS": "0",
+        "assignments-MAX_NUM_FORMS": "1000",
+        "status_changes-TOTAL_FORMS": "0",
+        "status_changes-INITIAL_FORMS": "0",
+        "status_changes-MIN_NUM_FORMS": "0",
+        "status_changes-MAX_NUM_FORMS": "1000",
+    }
+    without_reason = client.post(url, form)
+    assert without_reason.status_code == 200
+    assert "Say why the participant withdrew." in without_reason.text
+    participant.refresh_from_db()
+    assert participant.status == "active"
+    done = client.post(url, {**form, "status_reason": "Wants no more contact"})
+    assert done.status_code == 302, done.text[:3000]
+    participant.refresh_from_db()
+    assert participant.status == "withdrawn"
+    assert participant.status_changes.get().changed_by == coordinator_a
+    assert not participant.assignments.filter(
+        status__in=["scheduled", "open", "in_progress"]
+    ).exists()
+    assert participant.assignments.filter(status="cancelled").exists()
