@@ -98,7 +98,8 @@ def _assignment_and_instrument(request: Request, assignment_id: int, instrument_
 
 
 class ResponseDraftSaveApi(APIView):
-    """Save answers so far. Valid answers are kept; required questions are not enforced yet."""
+    """Save the answers so far (they replace the draft's). Every answer given must be valid;
+    required questions are not enforced until the final submit."""
 
     @extend_schema(
         request=AnswersInputSerializer,

@@ -72,6 +72,8 @@ function request()
   local path
   if "%(mode)s" == "submit" then
     path = "/api/v1/assignments/" .. ids[((i - 1) %% #ids) + 1] .. "/responses/followup/submit/"
+  elseif "%(mode)s" == "minimal" then
+    path = "/bench/minimal/" .. ids[((i - 1) %% #ids) + 1] .. "/"
   else
     path = "/bench/insert/"
   end
@@ -240,16 +242,21 @@ def main() -> None:
     finally:
         server.terminate()
         server.wait(timeout=30)
-    stored = manage(
-        "shell",
-        "--no-imports",
-        "-c",
-        (
-            "from surveys.models import Response; from django.db.models import Count; "
-            "print(Response.objects.count(), Response.objects.values('assignment')"
-            ".annotate(n=Count('id')).filter(n__gt=1).count())"
-        ),
-    ).strip().splitlines()[-1].split()
+    stored = (
+        manage(
+            "shell",
+            "--no-imports",
+            "-c",
+            (
+                "from surveys.models import Response; from django.db.models import Count; "
+                "print(Response.objects.count(), Response.objects.values('assignment')"
+                ".annotate(n=Count('id')).filter(n__gt=1).count())"
+            ),
+        )
+        .strip()
+        .splitlines()[-1]
+        .split()
+    )
     subprocess.run(
         ["dropdb", "-h", "127.0.0.1", "-U", "postgres", "--if-exists", DB_NAME], check=True
     )

@@ -32,6 +32,20 @@ from surveys.models import (
 RELATED_ONLY = admin.RelatedOnlyFieldListFilter
 
 
+class ReadOnlyContentMixin:
+    """Instrument content is changed only by importing a data dictionary, which validates the
+    whole instrument and makes a new version when responses exist; never edited in place."""
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
 class StudyScopedAdmin(admin.ModelAdmin):
     """Shows only objects of the user's studies; ``study_path`` leads from the model to Study."""
 
@@ -354,7 +368,7 @@ class ParticipantAdmin(admin.ModelAdmin):
             )
 
 
-class InstrumentVersionInline(admin.TabularInline):
+class InstrumentVersionInline(ReadOnlyContentMixin, admin.TabularInline):
     model = InstrumentVersion
     extra = 0
     fields = ("number", "note", "created_at")
@@ -372,7 +386,7 @@ class InstrumentAdmin(StudyScopedAdmin):
     inlines = (InstrumentVersionInline,)
 
 
-class ItemInline(admin.TabularInline):
+class ItemInline(ReadOnlyContentMixin, admin.TabularInline):
     model = Item
     extra = 0
     fields = (
@@ -385,10 +399,11 @@ class ItemInline(admin.TabularInline):
         "max_value",
         "branching",
     )
+    readonly_fields = fields
 
 
 @admin.register(InstrumentVersion)
-class InstrumentVersionAdmin(StudyScopedAdmin):
+class InstrumentVersionAdmin(ReadOnlyContentMixin, StudyScopedAdmin):
     study_path = "instrument__study"
     list_display = ("instrument", "number", "note", "created_at", "preview_link")
 
@@ -448,7 +463,7 @@ class InstrumentVersionAdmin(StudyScopedAdmin):
 
 
 @admin.register(Item)
-class ItemAdmin(StudyScopedAdmin):
+class ItemAdmin(ReadOnlyContentMixin, StudyScopedAdmin):
     study_path = "version__instrument__study"
     list_display = ("variable", "kind", "version", "position", "required")
     list_filter = ("kind", ("version__instrument", RELATED_ONLY))
@@ -533,7 +548,7 @@ class ResponseAdmin(admin.ModelAdmin):
         )
 
     def get_readonly_fields(self, request, obj=None):
-        # Answers change only through the submission service, which validates and audits.
+        # Answers change only through the submission service, which validates them.
         return [field.name for field in self.model._meta.fields]
 
     def has_add_permission(self, request):

@@ -4,6 +4,8 @@ Changing an instrument that already has responses makes a new version, so every 
 keeps meaning what it meant when it was answered.
 """
 
+from datetime import date
+
 from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.db.models import Count, Max
@@ -13,6 +15,14 @@ from surveys.models import Instrument, InstrumentVersion, Item
 
 CHOICE_KINDS = {Item.Kind.SINGLE, Item.Kind.MULTIPLE}
 NUMERIC_KINDS = {Item.Kind.INTEGER, Item.Kind.DECIMAL, Item.Kind.SLIDER}
+
+
+def _iso_date(text: str) -> bool:
+    try:
+        date.fromisoformat(text)
+    except ValueError:
+        return False
+    return len(text) == 10
 
 
 def items_validate(items: list[dict]) -> None:
@@ -55,6 +65,11 @@ def items_validate(items: list[dict]) -> None:
                 value = item.get(bound) or ""
                 if value and not logic.is_numeric(value):
                     add(index, f"{variable}: {bound} {value!r} is not a number")
+        if item.get("kind") == Item.Kind.DATE:
+            for bound in ("min_value", "max_value"):
+                value = item.get(bound) or ""
+                if value and value not in ("today", "now") and not _iso_date(value):
+                    add(index, f"{variable}: {bound} {value!r} is not a date (YYYY-MM-DD)")
     for index, item in enumerate(items):
         variable = item.get("variable", "")
         for field in ("branching", "calculation"):
@@ -96,6 +111,7 @@ def instrument_items_set(
         Item(version=version, **{**fields, "position": fields.get("position", position)})
         for position, fields in enumerate(items, start=1)
     )
+    _ITEMS_CACHE.clear()
     return version
 
 
@@ -109,6 +125,10 @@ def version_items_as_dicts(version: InstrumentVersion) -> list[dict]:
 
 
 _ITEMS_CACHE: dict[tuple[int, int, int], list[Item]] = {}
+
+
+class InstrumentNotReady(Exception):
+    """An instrument without any version cannot be answered."""
 
 
 def version_with_items(
@@ -125,6 +145,8 @@ def version_with_items(
         version = versions.get(pk=version_id)
     else:
         version = versions.filter(instrument=instrument).order_by("-number").first()
+    if version is None:
+        raise InstrumentNotReady(f"{instrument.name} has no questions yet.")
     key = (version.pk, version.n, version.top or 0)
     items = _ITEMS_CACHE.get(key)
     if items is None:

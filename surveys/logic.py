@@ -24,7 +24,10 @@ import re
 from dataclasses import dataclass
 from functools import lru_cache
 
-NUMERIC = re.compile(r"^\s*-?(\d+\.?\d*|\.\d+)\s*$")
+# ASCII only, spelled out: Python's \d and \s are Unicode-aware and JavaScript's differ, and the
+# two evaluators must agree on what looks like a number.
+SPACE = "[ \t\n\r\f\v]"
+NUMERIC = re.compile(rf"^{SPACE}*(-?(?:[0-9]+\.?[0-9]*|\.[0-9]+)){SPACE}*$")
 FUNCTIONS = {"round": (1, 2), "sum": (1, None), "if": (3, 3)}
 COMPARISONS = {"=", "<>", "!=", "<", "<=", ">", ">="}
 BLANK = ""
@@ -48,8 +51,8 @@ class Token:
 
 _TOKEN = re.compile(
     r"""
-    (?P<space>\s+)
-  | (?P<num>\d+\.?\d*|\.\d+)
+    (?P<space>[ \t\n\r\f\v]+)
+  | (?P<num>[0-9]+\.?[0-9]*|\.[0-9]+)
   | (?P<str>'[^']*'|"[^"]*")
   | (?P<field>\[(?P<name>[A-Za-z][A-Za-z0-9_]*)(?:\((?P<code>[A-Za-z0-9_.\-]+)\))?\])
   | (?P<op><=|>=|<>|!=|=|<|>|\+|-|\*|/|\^)
@@ -58,7 +61,7 @@ _TOKEN = re.compile(
   | (?P<comma>,)
   | (?P<word>[A-Za-z_][A-Za-z0-9_]*)
     """,
-    re.VERBOSE,
+    re.VERBOSE | re.ASCII,
 )
 
 
@@ -286,21 +289,24 @@ def check(text: str, *, kinds: dict[str, str]) -> None:
 
 
 def is_numeric(value) -> bool:
-    if isinstance(value, bool):
-        return True
-    if isinstance(value, int | float):
-        return math.isfinite(value)
-    return isinstance(value, str) and NUMERIC.match(value) is not None
+    return not math.isnan(to_number(value))
 
 
 def to_number(value) -> float:
+    """The value as a float; NaN for blank, text and numbers too large for a double (which
+    JavaScript would see as Infinity, also treated as not a number)."""
     if isinstance(value, bool):
         return 1.0 if value else 0.0
-    if isinstance(value, int | float):
-        return float(value)
-    if isinstance(value, str) and NUMERIC.match(value):
-        return float(value)
-    return math.nan
+    try:
+        if isinstance(value, int | float):
+            number = float(value)
+        elif isinstance(value, str) and (match := NUMERIC.match(value)):
+            number = float(match.group(1))
+        else:
+            return math.nan
+    except OverflowError:
+        return math.nan
+    return number if math.isfinite(number) else math.nan
 
 
 def to_text(value) -> str:
@@ -322,7 +328,8 @@ def truthy(value) -> bool:
         return math.isfinite(value) and value != 0
     if isinstance(value, str):
         if NUMERIC.match(value):
-            return float(value) != 0
+            number = to_number(value)
+            return not math.isnan(number) and number != 0
         return value != ""
     return False
 
@@ -337,8 +344,8 @@ def round_half_away(value: float, places: float) -> float:
     except OverflowError:
         return math.inf
     scaled = abs(value) * factor + 0.5
-    if not math.isfinite(scaled):
-        return math.copysign(math.inf, value)
+    if factor == 0 or not math.isfinite(scaled):
+        return math.nan  # blank, as in JavaScript (0/0 or Infinity)
     return math.copysign(math.floor(scaled) / factor, value)
 
 
@@ -416,12 +423,18 @@ def _evaluate(node, answers: dict):
         values = [_evaluate(arg, answers) for arg in args]
         if name == "sum":
             numbers = [to_number(v) for v in values if is_numeric(v)]
-            return _blank_if_not_finite(math.fsum(numbers)) if numbers else BLANK
+            if not numbers:
+                return BLANK
+            try:
+                return _blank_if_not_finite(math.fsum(numbers))
+            except (OverflowError, ValueError):  # inf or inf - inf: JavaScript gives blank
+                return BLANK
         number = to_number(values[0])
         places = to_number(values[1]) if len(values) > 1 else 0.0
         if math.isnan(number) or math.isnan(places):
             return BLANK
-        return _blank_if_not_finite(round_half_away(number, places))
+        rounded = round_half_away(number, places)
+        return BLANK if math.isnan(rounded) else _blank_if_not_finite(rounded)
     raise AssertionError(f"unknown node {kind}")  # pragma: no cover - the parser makes nodes
 
 

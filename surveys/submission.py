@@ -10,11 +10,11 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime
 
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from surveys.instruments import version_with_items
+from surveys.instruments import InstrumentNotReady, version_with_items
 from surveys.models import Assignment, Instrument, Participant, Response, WaveInstrument
 from surveys.validation import answers_clean
 
@@ -42,8 +42,10 @@ OPEN_STATUSES = (
 
 
 def _locked_assignment(assignment_id: int) -> Assignment:
+    # of=("self",): lock the assignment row only. Without it PostgreSQL also locks the joined
+    # participant and wave rows, and every submit of a wave waits for the one before.
     return (
-        Assignment.objects.select_for_update()
+        Assignment.objects.select_for_update(of=("self",))
         .select_related("participant", "wave")
         .get(pk=assignment_id)
     )
@@ -93,7 +95,8 @@ def response_draft_save(
     client_id: uuid.UUID,
     now: datetime | None = None,
 ) -> Response:
-    """Save answers so far (valid ones only; nothing required yet)."""
+    """Save the answers so far, replacing the draft's answers. Every answer given must be valid
+    (one wrong answer rejects the whole draft, per question); nothing is required yet."""
     now = now or timezone.now()
     assignment = _locked_assignment(assignment.pk)
     if instrument.pk not in _wave_instrument_ids(assignment):
@@ -112,9 +115,12 @@ def response_draft_save(
         raise SubmissionConflict("already_submitted", "This survey has already been sent.")
     if any(r.client_id == client_id and r is not response for r in involved):
         raise SubmissionConflict("client_id_used", "This id belongs to another response.")
-    version, items = version_with_items(
-        instrument=instrument, version_id=response.instrument_version_id if response else None
-    )
+    try:
+        version, items = version_with_items(
+            instrument=instrument, version_id=response.instrument_version_id if response else None
+        )
+    except InstrumentNotReady as exc:
+        raise SubmissionConflict("instrument_not_ready", str(exc)) from exc
     cleaned = answers_clean(items=items, answers=answers, final=False)
     if response is None:
         response = Response.objects.create(
@@ -165,9 +171,12 @@ def response_submit(
     _check_accepting(assignment, now)
     if previous is not None and previous is not response:
         raise SubmissionConflict("client_id_used", "This id belongs to another response.")
-    version, items = version_with_items(
-        instrument=instrument, version_id=response.instrument_version_id if response else None
-    )
+    try:
+        version, items = version_with_items(
+            instrument=instrument, version_id=response.instrument_version_id if response else None
+        )
+    except InstrumentNotReady as exc:
+        raise SubmissionConflict("instrument_not_ready", str(exc)) from exc
     cleaned = answers_clean(items=items, answers=answers, final=True)
     if response is None:
         response = Response(assignment=assignment, instrument=instrument, started_at=now)
@@ -176,7 +185,13 @@ def response_submit(
     response.answers = cleaned
     response.status = Response.Status.SUBMITTED
     response.submitted_at = now
-    response.save()
+    try:
+        with transaction.atomic():
+            response.save()
+    except IntegrityError as exc:
+        # The same client id submitted at this instant for another assignment (its row lock
+        # is not ours): the unique index decides, and the loser gets a clear 409.
+        raise SubmissionConflict("client_id_used", "This id belongs to another response.") from exc
     done = {r.instrument_id for r in mine if r.status == Response.Status.SUBMITTED}
     complete = wave_instruments <= done | {instrument.pk}
     assignment.status = Assignment.Status.COMPLETED if complete else Assignment.Status.IN_PROGRESS

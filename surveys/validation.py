@@ -19,11 +19,32 @@ from surveys.models import Item
 MAX_TEXT = 2000
 MAX_NOTES = 10000
 NOT_STORED = {Item.Kind.DESCRIPTIVE}
+MAX_MAGNITUDE = Decimal("1e15")
+ISO_DATE = re.compile(r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$")
 TEXT_PATTERNS = {
     "phone": (re.compile(r"^\+?[0-9 ()\-.]{7,25}$"), "Enter a phone number."),
-    "zipcode": (re.compile(r"^\d{5}(-\d{4})?$"), "Enter a ZIP code (12345 or 12345-6789)."),
-    "time": (re.compile(r"^([01]\d|2[0-3]):[0-5]\d$"), "Enter a time as HH:MM."),
-    "alpha_only": (re.compile(r"^[^\W\d_]+$"), "Use letters only."),
+    "phone_australia": (
+        re.compile(r"^(\+?61|0)[0-9 ]{8,12}$"),
+        "Enter an Australian phone number.",
+    ),
+    "zipcode": (re.compile(r"^[0-9]{5}(-[0-9]{4})?$"), "Enter a ZIP code (12345 or 12345-6789)."),
+    "time": (re.compile(r"^([01][0-9]|2[0-3]):[0-5][0-9]$"), "Enter a time as HH:MM."),
+    "time_hh_mm_ss": (
+        re.compile(r"^([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9]$"),
+        "Enter a time as HH:MM:SS.",
+    ),
+    "time_mm_ss": (re.compile(r"^[0-5][0-9]:[0-5][0-9]$"), "Enter a duration as MM:SS."),
+    "ssn": (re.compile(r"^[0-9]{3}-[0-9]{2}-[0-9]{4}$"), "Enter a number as 123-45-6789."),
+    "mrn_10d": (re.compile(r"^[0-9]{10}$"), "Enter a 10-digit number."),
+    "mrn_generic": (re.compile(r"^[A-Za-z0-9\-]{1,30}$"), "Use letters, digits and dashes."),
+    "postalcode_canada": (
+        re.compile(r"^[A-Za-z][0-9][A-Za-z] ?[0-9][A-Za-z][0-9]$"),
+        "Enter a postal code such as K1A 0B1.",
+    ),
+    "postalcode_australia": (re.compile(r"^[0-9]{4}$"), "Enter a 4-digit postcode."),
+    "postalcode_germany": (re.compile(r"^[0-9]{5}$"), "Enter a 5-digit postcode."),
+    "postalcode_french": (re.compile(r"^[0-9]{5}$"), "Enter a 5-digit postcode."),
+    "alpha_only": (re.compile(r"^[A-Za-zÀ-ÖØ-öø-ÿ]+$"), "Use letters only."),
 }
 
 
@@ -54,16 +75,19 @@ def _bound(text: str) -> Decimal | date | None:
 def _number(value, *, whole: bool) -> int | float:
     if isinstance(value, bool):
         raise _Invalid("Enter a number.")
+    match = logic.NUMERIC.match(value) if isinstance(value, str) and len(value) < 40 else None
     if isinstance(value, int):
         number = Decimal(value)
     elif isinstance(value, float):
         number = Decimal(repr(value))
-    elif isinstance(value, str) and logic.NUMERIC.match(value):
-        number = Decimal(value.strip())
+    elif match:
+        number = Decimal(match.group(1))
     else:
         raise _Invalid("Enter a whole number." if whole else "Enter a number.")
     if not number.is_finite():
         raise _Invalid("Enter a number.")
+    if abs(number) >= MAX_MAGNITUDE:
+        raise _Invalid("Enter a smaller number.")
     if whole:
         if number != number.to_integral_value():
             raise _Invalid("Enter a whole number.")
@@ -90,7 +114,8 @@ def _clean_value(item: Item, value):
     kind = item.kind
     codes = {str(choice["code"]) for choice in item.choices}
     if kind in (Item.Kind.INTEGER, Item.Kind.DECIMAL, Item.Kind.SLIDER):
-        number = _number(value, whole=kind == Item.Kind.INTEGER)
+        # Sliders move in whole steps; only decimal items take fractions.
+        number = _number(value, whole=kind != Item.Kind.DECIMAL)
         places = _decimals_allowed(item)
         if places is not None and round(number, places) != number:
             raise _Invalid(f"Use at most {places} decimal place{'s' if places != 1 else ''}.")
@@ -119,7 +144,11 @@ def _clean_value(item: Item, value):
         return sorted(chosen, key=order.index)
     if kind == Item.Kind.DATE:
         try:
-            day = date.fromisoformat(value) if isinstance(value, str) else None
+            day = (
+                date.fromisoformat(value)
+                if isinstance(value, str) and ISO_DATE.match(value)
+                else None
+            )
         except ValueError:
             day = None
         if day is None:

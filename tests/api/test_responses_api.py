@@ -74,7 +74,10 @@ def test_bad_input_answers_400_with_one_error_per_field(client, coordinator_a, o
     )
     assert response.status_code == 400
     assert response.json() == {
-        "errors": {"craving": ["Enter a number."], "qol_health": ["Enter a number from 0 to 10."]}
+        "errors": {
+            "craving": ["Enter a whole number."],
+            "qol_health": ["Enter a number from 0 to 10."],
+        }
     }
     assert not Response.objects.exists()
 

@@ -128,3 +128,26 @@ def test_a_coordinator_in_one_study_and_researcher_in_another_cannot_edit_the_ot
 def test_healthz_says_only_up_or_down(client, db):
     body = client.get("/healthz").json()
     assert "vendor" not in str(body) and "transport" not in str(body)
+
+
+def test_not_even_a_pi_edits_questions_in_place(client, staff_user, study):
+    from surveys.models import Item
+
+    pi = staff_user(study=study, role=StaffRole.Role.PRINCIPAL_INVESTIGATOR, username="pi-x")
+    item = Item.objects.filter(version__instrument__study=study).first()
+    client.force_login(pi)
+    url = reverse("admin:surveys_item_change", args=[item.pk])
+    assert client.get(url).status_code == 200  # can look
+    client.post(
+        url,
+        {
+            "variable": item.variable,
+            "kind": item.kind,
+            "max_value": "999",
+            "label": '{"en": "changed"}',
+            "position": item.position,
+        },
+    )
+    item.refresh_from_db()
+    assert item.max_value != "999"
+    assert client.get(reverse("admin:surveys_item_add")).status_code == 403

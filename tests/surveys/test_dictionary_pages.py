@@ -42,7 +42,7 @@ def test_an_upload_with_a_file_field_lists_the_problem_and_changes_nothing(clien
     page = _upload(client, study, WITH_FILE)
     assert page.status_code == 200
     assert "Nothing was imported" in page.text
-    assert "file" in page.text
+    assert "consent_scan: file upload fields are not supported" in page.text
     assert InstrumentVersion.objects.count() == before
 
 

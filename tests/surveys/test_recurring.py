@@ -74,3 +74,6 @@ def test_check_ins_open_and_close_like_any_wave(study, site_a, enrol):
     assignment_statuses_refresh(now=first.opens_at + timedelta(hours=1))
     first.refresh_from_db()
     assert first.status == Assignment.Status.OPEN
+    assignment_statuses_refresh(now=first.closes_at)
+    first.refresh_from_db()
+    assert first.status == Assignment.Status.MISSED

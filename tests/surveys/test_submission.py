@@ -347,3 +347,51 @@ def test_simultaneous_submits_of_one_assignment_store_exactly_one_response(
     assert outcomes.count("stored") == 1
     expected_rest = "replay" if same_client_id else "already_submitted"
     assert sorted(outcomes) == sorted(["stored"] + [expected_rest] * 7)
+
+
+def _item(**fields):
+    from surveys.models import Item
+
+    return Item(variable=fields.pop("variable", "q"), label={"en": "Q"}, **fields)
+
+
+@pytest.mark.parametrize(
+    "item_fields, value, message",
+    [
+        ({"kind": "slider", "min_value": "0", "max_value": "10"}, 3.5, "Enter a whole number."),
+        ({"kind": "integer"}, 3.0, None),
+        ({"kind": "integer"}, True, "Enter a number."),
+        ({"kind": "integer"}, "1" * 400, "Enter a whole number."),
+        ({"kind": "integer"}, 10**30, "Enter a smaller number."),
+        ({"kind": "decimal"}, "1" * 30 + ".5", "Enter a smaller number."),
+        ({"kind": "decimal"}, "\uff15", "Enter a number."),
+        ({"kind": "decimal"}, " 2.5 ", None),
+        ({"kind": "date"}, "20260101", "Enter a date as YYYY-MM-DD."),
+        ({"kind": "date"}, "2026-W01-1", "Enter a date as YYYY-MM-DD."),
+        ({"kind": "date", "max_value": "today"}, "2999-01-01", "Enter a date on or before"),
+        ({"kind": "text", "options": {"validation": "time_mm_ss"}}, "75:00", "MM:SS"),
+        ({"kind": "text", "options": {"validation": "zipcode"}}, "１２３４５", "ZIP code"),
+        ({"kind": "text", "options": {"validation": "email"}}, "not-an-address", "e-mail"),
+        (
+            {"kind": "single", "choices": [{"code": "1", "label": {"en": "A"}}]},
+            True,
+            "Choose one of the options.",
+        ),
+    ],
+)
+def test_answers_are_checked_strictly_with_a_plain_message(item_fields, value, message):
+    item = _item(**item_fields)
+    if message is None:
+        answers_clean(items=[item], answers={"q": value}, final=False)
+        return
+    with pytest.raises(ValidationError) as excinfo:
+        answers_clean(items=[item], answers={"q": value}, final=False)
+    assert message in excinfo.value.message_dict["q"][0]
+
+
+def test_an_instrument_without_questions_is_a_conflict_not_a_crash(study, month1):
+    empty = Instrument.objects.create(study=study, slug="empty", name="Empty")
+    month1.wave.waveinstrument_set.create(instrument=empty, position=3)
+    with pytest.raises(SubmissionConflict) as excinfo:
+        submit(month1, empty, {})
+    assert excinfo.value.code == "instrument_not_ready"

@@ -13,13 +13,14 @@
 })(typeof self !== "undefined" ? self : this, function () {
   "use strict";
 
-  var NUMERIC = /^\s*-?(\d+\.?\d*|\.\d+)\s*$/;
+  // ASCII digits and spaces only, as in surveys/logic.py (JavaScript's \s is Unicode-wide).
+  var NUMERIC = /^[ \t\n\r\f\v]*(-?(?:[0-9]+\.?[0-9]*|\.[0-9]+))[ \t\n\r\f\v]*$/;
   var FUNCTIONS = { round: [1, 2], sum: [1, null], if: [3, 3] };
   var COMPARISONS = { "=": 1, "<>": 1, "!=": 1, "<": 1, "<=": 1, ">": 1, ">=": 1 };
   var BLANK = "";
   var TOKEN = new RegExp(
-    "(\\s+)" + // 1 space
-      "|(\\d+\\.?\\d*|\\.\\d+)" + // 2 number
+    "([ \\t\\n\\r\\f\\v]+)" + // 1 space
+      "|([0-9]+\\.?[0-9]*|\\.[0-9]+)" + // 2 number
       "|('[^']*'|\"[^\"]*\")" + // 3 string
       "|(\\[([A-Za-z][A-Za-z0-9_]*)(?:\\(([A-Za-z0-9_.\\-]+)\\))?\\])" + // 4 field, 5 name, 6 code
       "|(<=|>=|<>|!=|=|<|>|\\+|-|\\*|/|\\^)" + // 7 operator
@@ -251,15 +252,18 @@
     return typeof v === "number";
   }
   function isNumeric(v) {
-    if (typeof v === "boolean") return true;
-    if (isNumber(v)) return isFinite(v);
-    return typeof v === "string" && NUMERIC.test(v);
+    return !isNaN(toNumber(v));
   }
+  // NaN for blank, text and numbers too large for a double (Infinity), as in Python.
   function toNumber(v) {
+    var n = NaN;
     if (typeof v === "boolean") return v ? 1 : 0;
-    if (isNumber(v)) return v;
-    if (typeof v === "string" && NUMERIC.test(v)) return parseFloat(v);
-    return NaN;
+    if (isNumber(v)) n = v;
+    else if (typeof v === "string") {
+      var m = NUMERIC.exec(v);
+      if (m) n = parseFloat(m[1]);
+    }
+    return isFinite(n) ? n : NaN;
   }
   function toText(v) {
     if (typeof v === "boolean") return v ? "1" : "0";
@@ -270,7 +274,13 @@
   function truthy(v) {
     if (typeof v === "boolean") return v;
     if (isNumber(v)) return isFinite(v) && v !== 0;
-    if (typeof v === "string") return NUMERIC.test(v) ? parseFloat(v) !== 0 : v !== "";
+    if (typeof v === "string") {
+      if (NUMERIC.test(v)) {
+        var n = toNumber(v);
+        return !isNaN(n) && n !== 0;
+      }
+      return v !== "";
+    }
     return false;
   }
   function finiteOrBlank(x) {
@@ -374,30 +384,50 @@
         throw new Error("unknown node " + node[0]);
     }
   }
-  // Exact sum of doubles (Shewchuk), as Python's math.fsum, so sums agree to the last bit.
+  // Python's math.fsum (Shewchuk's algorithm with CPython's final rounding), so that sums agree
+  // with the server to the last bit. Infinite input gives blank upstream.
   function fsum(values) {
     var partials = [];
-    for (var i = 0; i < values.length; i++) {
-      var x = values[i];
-      var j = 0;
-      for (var k = 0; k < partials.length; k++) {
-        var y = partials[k];
+    var i, j, k, x, y, t, hi, lo, yr;
+    for (i = 0; i < values.length; i++) {
+      x = values[i];
+      j = 0;
+      for (k = 0; k < partials.length; k++) {
+        y = partials[k];
         if (Math.abs(x) < Math.abs(y)) {
-          var t = x;
+          t = x;
           x = y;
           y = t;
         }
-        var hi = x + y;
-        var lo = y - (hi - x);
+        hi = x + y;
+        lo = y - (hi - x);
         if (lo !== 0) partials[j++] = lo;
         x = hi;
       }
       partials.length = j;
       partials.push(x);
     }
-    var total = 0;
-    for (var m = partials.length - 1; m >= 0; m--) total += partials[m];
-    return total;
+    var n = partials.length;
+    hi = 0;
+    if (n > 0) {
+      hi = partials[--n];
+      lo = 0;
+      while (n > 0) {
+        x = hi;
+        y = partials[--n];
+        hi = x + y;
+        yr = hi - x;
+        lo = y - yr;
+        if (lo !== 0) break;
+      }
+      if (n > 0 && ((lo < 0 && partials[n - 1] < 0) || (lo > 0 && partials[n - 1] > 0))) {
+        y = lo * 2;
+        x = hi + y;
+        yr = x - hi;
+        if (y === yr) hi = x;
+      }
+    }
+    return hi;
   }
 
   function evaluate(text, answers) {
