@@ -16,7 +16,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from surveys.dictionary import DictionaryError, dictionary_export, dictionary_import_forms
-from surveys.models import Assignment, Instrument, Language
+from surveys.models import Assignment, Language
 from surveys.selectors import assignment_entry_scope, studies_for_user, studies_led_by
 from surveys.submission import response_draft_save, response_submit
 
@@ -84,16 +84,19 @@ class AnswersInputSerializer(serializers.Serializer):
 
 
 def _assignment_and_instrument(request: Request, assignment_id: int, instrument_slug: str):
-    """The assignment, if the user may enter answers for its participant (else 404/403)."""
-    scope = assignment_entry_scope(user=request.user, assignment_id=assignment_id)
+    """The assignment and instrument, if the user may enter answers (else 404/403)."""
+    scope = assignment_entry_scope(
+        user=request.user, assignment_id=assignment_id, instrument_slug=instrument_slug
+    )
     if scope is None:
         raise Http404("No such survey.")
     if not scope.may_enter:
         # Researchers can see the participant but never answer for them.
         raise PermissionDenied("Only the study's coordinators and PIs enter answers.")
-    instrument = get_object_or_404(Instrument, study_id=scope.study_id, slug=instrument_slug)
+    if scope.instrument is None:
+        raise Http404("No such instrument in this study.")
     # The services lock and read the assignment themselves; they need only its key here.
-    return Assignment(pk=scope.assignment_id), instrument
+    return Assignment(pk=scope.assignment_id), scope.instrument
 
 
 class ResponseDraftSaveApi(APIView):

@@ -7,8 +7,7 @@ keeps meaning what it meant when it was answered.
 from datetime import date
 
 from django.core.exceptions import ValidationError
-from django.db import transaction
-from django.db.models import Count, Max
+from django.db import connection, transaction
 
 from surveys import logic
 from surveys.models import Instrument, InstrumentVersion, Item
@@ -140,17 +139,64 @@ def version_with_items(
     version's items, read in the same query as the version, so an in-place edit (which
     deletes and recreates items) is never served stale.
     """
-    versions = InstrumentVersion.objects.annotate(n=Count("items"), top=Max("items__id"))
-    if version_id is not None:
-        version = versions.get(pk=version_id)
-    else:
-        version = versions.filter(instrument=instrument).order_by("-number").first()
-    if version is None:
+    # One statement: the version and a stamp of its items (count and highest id).
+    where = "v.id = %s" if version_id is not None else "v.instrument_id = %s"
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT v.id, v.number, COUNT(i.id), MAX(i.id) FROM surveys_instrumentversion v "
+            "LEFT JOIN surveys_item i ON i.version_id = v.id "
+            f"WHERE {where} GROUP BY v.id, v.number ORDER BY v.number DESC LIMIT 1",
+            [version_id if version_id is not None else instrument.pk],
+        )
+        row = cursor.fetchone()
+    if row is None:
         raise InstrumentNotReady(f"{instrument.name} has no questions yet.")
-    key = (version.pk, version.n, version.top or 0)
+    return version_items_stamped(
+        instrument=instrument,
+        version_id=row[0],
+        number=row[1],
+        item_count=row[2],
+        top_item_id=row[3],
+    )
+
+
+# The pieces of SQL that read a stamped current version, for callers that fold it into their
+# own statement (the submission reads it together with the locked assignment). Each takes the
+# instrument id as its one parameter.
+CURRENT_VERSION_SQL = (
+    "SELECT v.id FROM surveys_instrumentversion v WHERE v.instrument_id = %s "
+    "ORDER BY v.number DESC LIMIT 1"
+)
+CURRENT_VERSION_COLUMNS_SQL = (
+    f"({CURRENT_VERSION_SQL}) AS cv_id, "
+    "(SELECT v.number FROM surveys_instrumentversion v WHERE v.instrument_id = %s "
+    "ORDER BY v.number DESC LIMIT 1) AS cv_number, "
+    f"(SELECT COUNT(*) FROM surveys_item i WHERE i.version_id = ({CURRENT_VERSION_SQL})) "
+    "AS cv_items, "
+    f"(SELECT MAX(i.id) FROM surveys_item i WHERE i.version_id = ({CURRENT_VERSION_SQL})) "
+    "AS cv_top"
+)
+
+
+def version_items_stamped(
+    *,
+    instrument: Instrument | None,
+    version_id: int | None,
+    number: int | None,
+    item_count: int,
+    top_item_id: int | None,
+) -> tuple[InstrumentVersion, list[Item]]:
+    """The version and its items, from the cache when the stamp (count and highest id of its
+    items) matches."""
+    if version_id is None:
+        raise InstrumentNotReady(f"{instrument.name} has no questions yet.")
+    version = InstrumentVersion(
+        pk=version_id, number=number, instrument_id=instrument.pk if instrument else None
+    )
+    key = (version_id, int(item_count), top_item_id or 0)
     items = _ITEMS_CACHE.get(key)
     if items is None:
-        items = list(Item.objects.filter(version_id=version.pk).order_by("position"))
+        items = list(Item.objects.filter(version_id=version_id).order_by("position"))
         if len(_ITEMS_CACHE) > 256:
             _ITEMS_CACHE.clear()
         _ITEMS_CACHE[key] = items

@@ -5,7 +5,7 @@ from dataclasses import dataclass
 from django.db import connection
 from django.db.models import QuerySet
 
-from surveys.models import Participant, Site, StaffRole, Study
+from surveys.models import Instrument, Participant, Site, StaffRole, Study
 
 ROLE = StaffRole.Role
 
@@ -68,10 +68,14 @@ class EntryScope:
     assignment_id: int
     study_id: int
     may_enter: bool
+    instrument: Instrument | None  # the study's instrument with the slug asked for, if any
 
 
-def assignment_entry_scope(*, user, assignment_id: int) -> EntryScope | None:
-    """Whether the user may see (not None) and enter answers for an assignment.
+def assignment_entry_scope(
+    *, user, assignment_id: int, instrument_slug: str = ""
+) -> EntryScope | None:
+    """Whether the user may see (not None) and enter answers for an assignment, and the
+    study's instrument named ``instrument_slug``.
 
     PIs and researchers see the whole study, coordinators their own sites; only PIs and
     coordinators enter answers. One join query, as this runs on every survey submission
@@ -79,25 +83,31 @@ def assignment_entry_scope(*, user, assignment_id: int) -> EntryScope | None:
     """
     with connection.cursor() as cursor:
         cursor.execute(
-            "SELECT p.study_id, p.site_id, r.role, rs.site_id "
+            "SELECT p.study_id, p.site_id, r.role, rs.site_id, ins.id, ins.name "
             "FROM surveys_assignment a "
             "JOIN surveys_participant p ON p.id = a.participant_id "
+            "LEFT JOIN surveys_instrument ins ON ins.study_id = p.study_id AND ins.slug = %s "
             "LEFT JOIN surveys_staffrole r ON r.study_id = p.study_id AND r.user_id = %s "
             "LEFT JOIN surveys_staffrole_sites rs ON rs.staffrole_id = r.id "
             "WHERE a.id = %s",
-            [user.pk, assignment_id],
+            [instrument_slug, user.pk, assignment_id],
         )
         rows = cursor.fetchall()
     if not rows:
         return None
-    study_id, participant_site = rows[0][0], rows[0][1]
+    study_id, participant_site, _, _, instrument_id, instrument_name = rows[0]
+    instrument = (
+        Instrument(pk=instrument_id, study_id=study_id, slug=instrument_slug, name=instrument_name)
+        if instrument_id is not None
+        else None
+    )
     if user.is_superuser:
-        return EntryScope(assignment_id, study_id, True)
+        return EntryScope(assignment_id, study_id, True, instrument)
     may_enter = may_see = False
-    for _, _, role, site_id in rows:
+    for _, _, role, site_id, _, _ in rows:
         coordinates_site = role == ROLE.COORDINATOR and site_id == participant_site
         if role == ROLE.PRINCIPAL_INVESTIGATOR or coordinates_site:
             may_enter = may_see = True
         elif role == ROLE.RESEARCHER:
             may_see = True
-    return EntryScope(assignment_id, study_id, may_enter) if may_see else None
+    return EntryScope(assignment_id, study_id, may_enter, instrument) if may_see else None

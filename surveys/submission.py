@@ -10,12 +10,16 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime
 
-from django.db import IntegrityError, transaction
-from django.db.models import Q
+from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
-from surveys.instruments import InstrumentNotReady, version_with_items
-from surveys.models import Assignment, Instrument, Participant, Response, WaveInstrument
+from surveys.instruments import (
+    CURRENT_VERSION_COLUMNS_SQL,
+    InstrumentNotReady,
+    version_items_stamped,
+    version_with_items,
+)
+from surveys.models import Assignment, Instrument, Participant, Response
 from surveys.validation import answers_clean
 
 
@@ -41,14 +45,160 @@ OPEN_STATUSES = (
 )
 
 
+# --- Data access ----------------------------------------------------------------------------
+# Submitting is the busiest write of the app, so its statements are written out: the ORM's
+# per-query cost was measured to dominate a submission (benchmarks/README.md). Reads go through
+# ``Model.objects.raw`` (which converts values the way each field stores them on SQLite or
+# PostgreSQL) and writes prepare values with each field's ``get_db_prep_save``.
+
+
+def _prep(model, field: str, value):
+    return model._meta.get_field(field).get_db_prep_save(value, connection)
+
+
 def _locked_assignment(assignment_id: int) -> Assignment:
-    # of=("self",): lock the assignment row only. Without it PostgreSQL also locks the joined
-    # participant and wave rows, and every submit of a wave waits for the one before.
-    return (
-        Assignment.objects.select_for_update(of=("self",))
-        .select_related("participant", "wave")
-        .get(pk=assignment_id)
+    """The assignment, locked (its row only) for the rest of the transaction, with its
+    participant's status and time zone."""
+    lock = " FOR UPDATE OF a" if connection.features.has_select_for_update_of else ""
+    rows = list(
+        Assignment.objects.raw(
+            "SELECT a.*, p.status AS participant_status, p.timezone AS participant_timezone "
+            "FROM surveys_assignment a JOIN surveys_participant p ON p.id = a.participant_id "
+            f"WHERE a.id = %s{lock}",
+            [assignment_id],
+        )
     )
+    if not rows:
+        raise Assignment.DoesNotExist
+    assignment = rows[0]
+    assignment.participant = Participant(
+        pk=assignment.participant_id,
+        status=assignment.participant_status,
+        timezone=assignment.participant_timezone,
+    )
+    return assignment
+
+
+@dataclass
+class _SubmitContext:
+    assignment: Assignment
+    wave_instrument_count: int
+    instrument_in_wave: bool
+    # The assignment's responses: (id, client_id, instrument_id, status, version_id).
+    responses: list[tuple[int, uuid.UUID, int, str, int]]
+    # The instrument's current version: (id, number, item count, highest item id).
+    current_version: tuple[int | None, int | None, int, int | None]
+
+
+def _submit_context(assignment_id: int, instrument_id: int) -> _SubmitContext:
+    """The assignment locked (its row only) with its participant's status and time zone, how
+    many instruments its wave has and whether ``instrument_id`` is one of them; then, in a
+    second statement, every response the assignment has.
+
+    Two statements on purpose: under READ COMMITTED, rows joined into a ``FOR UPDATE`` that
+    had to wait come from before the wait, so a response committed by the submit we waited
+    for would be missed. A statement issued after the lock sees it.
+    """
+    lock = " FOR UPDATE OF a" if connection.features.has_select_for_update_of else ""
+    rows = list(
+        Assignment.objects.raw(
+            "SELECT a.*, p.status AS participant_status, p.timezone AS participant_timezone, "
+            "(SELECT COUNT(*) FROM surveys_waveinstrument wi WHERE wi.wave_id = a.wave_id) "
+            "AS wave_instrument_count, "
+            "(SELECT COUNT(*) FROM surveys_waveinstrument wi WHERE wi.wave_id = a.wave_id "
+            "AND wi.instrument_id = %s) AS in_wave, "
+            f"{CURRENT_VERSION_COLUMNS_SQL} "
+            "FROM surveys_assignment a JOIN surveys_participant p ON p.id = a.participant_id "
+            f"WHERE a.id = %s{lock}",
+            [instrument_id, *[instrument_id] * 4, assignment_id],
+        )
+    )
+    if not rows:
+        raise Assignment.DoesNotExist
+    assignment = rows[0]
+    assignment.participant = Participant(
+        pk=assignment.participant_id,
+        status=assignment.participant_status,
+        timezone=assignment.participant_timezone,
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT id, client_id, instrument_id, status, instrument_version_id "
+            "FROM surveys_response WHERE assignment_id = %s",
+            [assignment_id],
+        )
+        responses = [
+            (rid, uuid.UUID(str(cid)), iid, status, vid)
+            for rid, cid, iid, status, vid in cursor.fetchall()
+        ]
+    current = (assignment.cv_id, assignment.cv_number, assignment.cv_items, assignment.cv_top)
+    return _SubmitContext(
+        assignment,
+        int(assignment.wave_instrument_count),
+        bool(assignment.in_wave),
+        responses,
+        current,
+    )
+
+
+def _assignment_status_save(assignment: Assignment) -> None:
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "UPDATE surveys_assignment SET status = %s, status_changed_at = %s, "
+            "completed_at = %s WHERE id = %s",
+            [
+                assignment.status,
+                _prep(Assignment, "status_changed_at", assignment.status_changed_at),
+                _prep(Assignment, "completed_at", assignment.completed_at),
+                assignment.pk,
+            ],
+        )
+
+
+def _response_store(response: Response, now: datetime, *, insert: bool) -> None:
+    """Insert a submitted response, or turn its draft into it (keeping when it was started)."""
+    response.updated_at = now
+    columns = {
+        "assignment_id": "assignment",
+        "instrument_id": "instrument",
+        "instrument_version_id": "instrument_version",
+        "client_id": "client_id",
+        "answers": "answers",
+        "status": "status",
+        "started_at": "started_at",
+        "updated_at": "updated_at",
+        "submitted_at": "submitted_at",
+    }
+    if not insert:
+        for kept in ("assignment_id", "instrument_id", "started_at"):
+            columns.pop(kept)
+    values = [
+        _prep(
+            Response,
+            field,
+            getattr(
+                response, column if column.endswith("_id") and column != "client_id" else field
+            ),
+        )
+        for column, field in columns.items()
+    ]
+    with connection.cursor() as cursor:
+        if insert:
+            sql = (
+                f"INSERT INTO surveys_response ({', '.join(columns)}) "
+                f"VALUES ({', '.join(['%s'] * len(columns))})"
+            )
+            if connection.features.can_return_columns_from_insert:
+                cursor.execute(sql + " RETURNING id", values)
+                response.pk = cursor.fetchone()[0]
+            else:  # pragma: no cover - every supported database returns ids
+                cursor.execute(sql, values)
+                response.pk = cursor.lastrowid
+        else:
+            assignments = ", ".join(f"{column} = %s" for column in columns)
+            cursor.execute(
+                f"UPDATE surveys_response SET {assignments} WHERE id = %s", [*values, response.pk]
+            )
 
 
 def _check_accepting(assignment: Assignment, now: datetime) -> None:
@@ -74,16 +224,22 @@ def _local_day(assignment: Assignment, moment: datetime) -> str:
 
 
 def _wave_instrument_ids(assignment: Assignment) -> set[int]:
-    return set(
-        WaveInstrument.objects.filter(wave_id=assignment.wave_id).values_list(
-            "instrument_id", flat=True
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT instrument_id FROM surveys_waveinstrument WHERE wave_id = %s",
+            [assignment.wave_id],
         )
-    )
+        return {row[0] for row in cursor.fetchall()}
 
 
 def _responses_involved(assignment: Assignment, client_id: uuid.UUID) -> list[Response]:
     """In one query: every response of this assignment and any response with this id."""
-    return list(Response.objects.filter(Q(assignment_id=assignment.pk) | Q(client_id=client_id)))
+    return list(
+        Response.objects.raw(
+            "SELECT * FROM surveys_response WHERE assignment_id = %s OR client_id = %s",
+            [assignment.pk, _prep(Response, "client_id", client_id)],
+        )
+    )
 
 
 @transaction.atomic
@@ -151,51 +307,69 @@ def response_submit(
     client_id: uuid.UUID,
     now: datetime | None = None,
 ) -> SubmitResult:
-    """Validate and store the final answers; a replay of ``client_id`` returns the original."""
+    """Validate and store the final answers; a replay of ``client_id`` returns the original.
+
+    A client id already used by another assignment's response is refused by the unique index
+    (409). Everything is read in one locked statement, so a concurrent submit of the same
+    assignment has finished before this one looks.
+    """
     now = now or timezone.now()
-    assignment = _locked_assignment(assignment.pk)
-    # Read under the lock: a concurrent submit with the same id has finished by now.
-    involved = _responses_involved(assignment, client_id)
-    previous = next((r for r in involved if r.client_id == client_id), None)
-    if previous is not None and previous.status == Response.Status.SUBMITTED:
-        if previous.assignment_id != assignment.pk or previous.instrument_id != instrument.pk:
+    context = _submit_context(assignment.pk, instrument.pk)
+    assignment = context.assignment
+    by_instrument = {r[2]: r for r in context.responses}
+    same_id = next((r for r in context.responses if r[1] == client_id), None)
+    if same_id is not None and same_id[3] == Response.Status.SUBMITTED:
+        if same_id[2] != instrument.pk:
             raise SubmissionConflict("client_id_used", "This id belongs to another response.")
-        return SubmitResult(previous, replayed=True)
-    wave_instruments = _wave_instrument_ids(assignment)
-    if instrument.pk not in wave_instruments:
+        replay = Response.objects.select_related("instrument", "instrument_version").get(
+            pk=same_id[0]
+        )
+        return SubmitResult(replay, replayed=True)
+    if not context.instrument_in_wave:
         raise SubmissionConflict("wrong_instrument", "This survey is not part of that wave.")
-    mine = [r for r in involved if r.assignment_id == assignment.pk]
-    response = next((r for r in mine if r.instrument_id == instrument.pk), None)
-    if response is not None and response.status == Response.Status.SUBMITTED:
+    existing = by_instrument.get(instrument.pk)
+    if existing is not None and existing[3] == Response.Status.SUBMITTED:
         raise SubmissionConflict("already_submitted", "This survey has already been sent.")
     _check_accepting(assignment, now)
-    if previous is not None and previous is not response:
+    if same_id is not None and same_id is not existing:
         raise SubmissionConflict("client_id_used", "This id belongs to another response.")
     try:
-        version, items = version_with_items(
-            instrument=instrument, version_id=response.instrument_version_id if response else None
-        )
+        if existing:  # finish the draft on the version it was started on
+            version, items = version_with_items(instrument=instrument, version_id=existing[4])
+        else:
+            cv_id, cv_number, cv_items, cv_top = context.current_version
+            version, items = version_items_stamped(
+                instrument=instrument,
+                version_id=cv_id,
+                number=cv_number,
+                item_count=cv_items,
+                top_item_id=cv_top,
+            )
     except InstrumentNotReady as exc:
         raise SubmissionConflict("instrument_not_ready", str(exc)) from exc
     cleaned = answers_clean(items=items, answers=answers, final=True)
-    if response is None:
-        response = Response(assignment=assignment, instrument=instrument, started_at=now)
-    response.instrument_version = version
-    response.client_id = client_id
-    response.answers = cleaned
-    response.status = Response.Status.SUBMITTED
-    response.submitted_at = now
+    response = Response(
+        pk=existing[0] if existing else None,
+        assignment=assignment,
+        instrument=instrument,
+        instrument_version=version,
+        client_id=client_id,
+        answers=cleaned,
+        status=Response.Status.SUBMITTED,
+        started_at=now,
+        submitted_at=now,
+    )
     try:
         with transaction.atomic():
-            response.save()
+            _response_store(response, now, insert=existing is None)
     except IntegrityError as exc:
-        # The same client id submitted at this instant for another assignment (its row lock
-        # is not ours): the unique index decides, and the loser gets a clear 409.
+        # The id is another assignment's response's (possibly submitted at this very
+        # instant, under another row lock): the unique index decides.
         raise SubmissionConflict("client_id_used", "This id belongs to another response.") from exc
-    done = {r.instrument_id for r in mine if r.status == Response.Status.SUBMITTED}
-    complete = wave_instruments <= done | {instrument.pk}
+    done = {r[2] for r in context.responses if r[3] == Response.Status.SUBMITTED}
+    complete = len(done | {instrument.pk}) >= context.wave_instrument_count
     assignment.status = Assignment.Status.COMPLETED if complete else Assignment.Status.IN_PROGRESS
     assignment.status_changed_at = now
     assignment.completed_at = now if complete else None
-    assignment.save(update_fields=["status", "status_changed_at", "completed_at"])
+    _assignment_status_save(assignment)
     return SubmitResult(response, replayed=False)
