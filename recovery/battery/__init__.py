@@ -344,6 +344,20 @@ def _in_sentence_es(text: str) -> str:
     return text[:1].lower() + text[1:]
 
 
+# English sentences for the meeting counts, one shape per format, so that every fellowship and
+# format reads naturally ("how many hybrid SMART Recovery meetings ... did you attend?").
+_MEETING_QUESTION_EN = {
+    "inperson": "In the past 30 days, how many {name} meetings did you attend in person?",
+    "online": "In the past 30 days, how many {name} meetings did you attend online, by video, "
+    "phone or chat?",
+    "online24": "In the past 30 days, how many times did you join an always-open (24-hour) "
+    "online {name} meeting room?",
+    "hybrid": "In the past 30 days, how many hybrid {name} meetings (some people in the room, "
+    "some online) did you attend?",
+}
+_FELLOWSHIP_IN_SENTENCE_EN = {"other": "other mutual-help"}
+
+
 def _attendance_items() -> list[ItemSpec]:
     items = [
         _yesno(
@@ -364,12 +378,14 @@ def _attendance_items() -> list[ItemSpec]:
     ]
     for code, stem, name in FELLOWSHIPS:
         name_es = _FELLOWSHIP_IN_SENTENCE_ES.get(stem, FELLOWSHIP_NAMES_ES[stem])
-        for fmt, fmt_text in FORMATS:
+        for fmt, _ in FORMATS:
             items.append(
                 _count(
                     f"mtg_{stem}_{fmt}",
                     _t(
-                        f"How many {name} meetings did you go to {fmt_text} in the past 30 days?",
+                        _MEETING_QUESTION_EN[fmt].format(
+                            name=_FELLOWSHIP_IN_SENTENCE_EN.get(stem, name)
+                        ),
                         f"En los últimos 30 días, ¿en cuántas reuniones de {name_es} participó "
                         f"{FORMATS_ES[fmt]}?",
                     ),
