@@ -8,7 +8,6 @@ import pytest
 from django.core.management import CommandError, call_command
 
 from recovery.services import study_create_from_template
-from surveys import dictionary
 from surveys.dictionary import (
     COLUMNS,
     DictionaryError,
@@ -16,6 +15,7 @@ from surveys.dictionary import (
     dictionary_import,
     dictionary_import_forms,
 )
+from surveys.dictionary import reader as dictionary_reader
 from surveys.models import Instrument, InstrumentVersion, Item, Response, Study, WaveInstrument
 from tests.conftest import TEST_SITES
 
@@ -539,7 +539,7 @@ def test_an_import_is_one_transaction(study, monkeypatch):
     exported = dictionary_export(study=study)
     changed = _with_row(exported, "age", **{"Field Label": "Your age?"})
     changed = _with_row(changed, "overdose", **{"Field Label": "Any overdose?"})
-    real = dictionary.instrument_items_set
+    real = dictionary_reader.instrument_items_set
     saved = []
 
     def fail_second(**kwargs):
@@ -548,7 +548,7 @@ def test_an_import_is_one_transaction(study, monkeypatch):
             raise RuntimeError("the database went away")
         return real(**kwargs)
 
-    monkeypatch.setattr(dictionary, "instrument_items_set", fail_second)
+    monkeypatch.setattr(dictionary_reader, "instrument_items_set", fail_second)
     before = _counts(study)
     with pytest.raises(RuntimeError):
         dictionary_import(study=study, text=changed)

@@ -1,43 +1,7 @@
-"""REDCap data dictionaries: a study's instruments out as one CSV, and one CSV in as versions.
-
-The file is REDCap's own: its 18 columns in its order, one row per field, rows of a form kept
-together, and quoted the way REDCap writes it (PHP's ``fputcsv``: a cell is quoted when it holds a
-space, comma, quote, tab, line break or backslash). Reading accepts any CSV quoting, a UTF-8 BOM
-and ``\\r\\n`` or ``\\n`` line ends.
-
-How REDCap field types map to item kinds (``options`` keys are this module's):
-
-==========================  ==============================================================
-REDCap                      item
-==========================  ==============================================================
-text                        text; ``options["validation"]`` keeps a validation (email, ...)
-text + integer              integer (the validation is implied and not stored)
-text + number, number_Ndp   decimal (``options["validation"]`` unless plain ``number``)
-text + date_ymd/mdy/dmy     date (``options["validation"]`` unless ``date_ymd``)
-text + datetime_*, time...  text, with ``options["validation"]``
-notes                       notes
-radio / dropdown            single; ``options["redcap_type"] = "dropdown"`` for a dropdown
-checkbox                    multiple
-yesno / truefalse           yesno; ``options["redcap_type"] = "truefalse"`` for true/false
-slider                      slider; labels in ``options["left"|"middle"|"right"]`` by language,
-                            "number" shown -> ``options["show_number"] = True``
-calc                        calc (the formula is in the choices column)
-descriptive                 descriptive
-file, signature, sql        refused: the app cannot store files or run SQL
-==========================  ==============================================================
-
-Columns with no model field are kept in ``options`` so that a round trip is exact:
-``alignment`` (Custom Alignment), ``question_number``, ``matrix_ranking`` and ``redcap_choices``
-(a choices cell on a field type that takes none).
-
-A dictionary holds texts in one language (the study's default unless one is given). Importing
-into an existing instrument keeps the other languages of every text that reads as before, and
-flags the items whose text changed while their other languages were kept (``ImportedForm``).
-"""
+"""Reading a REDCap data dictionary into instrument versions, all or nothing."""
 
 import csv
 import io
-import re
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -45,286 +9,50 @@ from datetime import date
 
 from django.core.exceptions import ValidationError
 from django.db import transaction
-from django.db.models import F, Min
 
 from surveys import logic
-from surveys.instruments import instrument_items_set, items_validate, version_items_as_dicts
-from surveys.models import Instrument, InstrumentVersion, Item, Language, Study
-from surveys.validators import validate_variable_name
-
-COLUMNS: tuple[str, ...] = (
-    "Variable / Field Name",
-    "Form Name",
-    "Section Header",
-    "Field Type",
-    "Field Label",
-    "Choices, Calculations, OR Slider Labels",
-    "Field Note",
-    "Text Validation Type OR Show Slider Number",
-    "Text Validation Min",
-    "Text Validation Max",
-    "Identifier?",
-    "Branching Logic (Show field only if...)",
-    "Required Field?",
-    "Custom Alignment",
-    "Question Number (surveys only)",
-    "Matrix Group Name",
-    "Matrix Ranking?",
-    "Field Annotation",
-)
-(
-    VARIABLE,
-    FORM,
-    SECTION_HEADER,
-    FIELD_TYPE,
-    LABEL,
-    CHOICES,
-    NOTE,
-    VALIDATION,
-    MIN,
-    MAX,
-    IDENTIFIER,
-    BRANCHING,
-    REQUIRED,
+from surveys.dictionary.common import (
     ALIGNMENT,
-    QUESTION_NUMBER,
+    ALIGNMENTS,
+    ANNOTATION,
+    BRANCHING,
+    CHOICE_CODE,
+    CHOICES,
+    COLUMNS,
+    DATE_VALIDATIONS,
+    DATETIME_VALIDATION,
+    DEFAULT_VALIDATION,
+    FIELD_COLUMNS,
+    FIELD_TYPE,
+    FIELD_TYPES,
+    FORM,
+    FORM_NAME,
+    IDENTIFIER,
+    IMPORT_NOTE,
+    ISO_DATE,
+    LABEL,
     MATRIX_GROUP,
     MATRIX_RANKING,
-    ANNOTATION,
-) = COLUMNS
-
-IMPORT_NOTE = "Imported from a REDCap data dictionary"
-
-Kind = Item.Kind
-# The validation a kind implies when an item (e.g. of the built-in battery) names none.
-DEFAULT_VALIDATION = {Kind.INTEGER: "integer", Kind.DECIMAL: "number", Kind.DATE: "date_ymd"}
-NUMBER_VALIDATION = re.compile(r"number(_\d+dp)?(_comma_decimal)?")
-DATE_VALIDATIONS = {"date_ymd", "date_mdy", "date_dmy"}
-DATETIME_VALIDATION = re.compile(r"datetime(_seconds)?_(ymd|mdy|dmy)")
-TIME_VALIDATIONS = {"time", "time_mm_ss", "time_hh_mm_ss"}
-TEXT_VALIDATIONS = {
-    "alpha_only",
-    "email",
-    "mrn_10d",
-    "mrn_generic",
-    "phone",
-    "phone_australia",
-    "postalcode_australia",
-    "postalcode_canada",
-    "postalcode_french",
-    "postalcode_germany",
-    "ssn",
-    "vmrn",
-    "zipcode",
-}
-FIELD_TYPES = (
-    "text",
-    "notes",
-    "radio",
-    "dropdown",
-    "checkbox",
-    "yesno",
-    "truefalse",
-    "slider",
-    "calc",
-    "descriptive",
+    MAX,
+    MIN,
+    NOTE,
+    NUMBER_VALIDATION,
+    QUESTION_NUMBER,
+    REFUSED_TYPES,
+    REQUIRED,
+    SECTION_HEADER,
+    TEXT_VALIDATIONS,
+    TIME_VALIDATIONS,
+    VALIDATION,
+    VARIABLE,
+    DictionaryError,
+    ImportedForm,
+    Kind,
+    _in,
 )
-REFUSED_TYPES = {
-    "file": "file upload fields are not supported: the app does not store uploaded files",
-    "signature": "signature fields are not supported: the app does not store uploaded files",
-    "sql": "sql fields are not supported: the app does not run SQL from a dictionary",
-}
-ALIGNMENTS = {"LV", "LH", "RV", "RH"}
-CHOICE_CODE = re.compile(r"[A-Za-z0-9_.\-]+")  # what [var(code)] accepts in logic.py
-ISO_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
-FORM_NAME = re.compile(r"[-a-zA-Z0-9_]{1,50}")  # it becomes the instrument's slug
-# Item fields the importer fills, and the column each comes from (for error messages).
-FIELD_COLUMNS = {
-    "variable": VARIABLE,
-    "kind": FIELD_TYPE,
-    "label": LABEL,
-    "note": NOTE,
-    "section_header": SECTION_HEADER,
-    "choices": CHOICES,
-    "required": REQUIRED,
-    "min_value": MIN,
-    "max_value": MAX,
-    "options": VALIDATION,
-    "branching": BRANCHING,
-    "calculation": CHOICES,
-    "matrix_group": MATRIX_GROUP,
-    "identifier": IDENTIFIER,
-    "annotation": ANNOTATION,
-}
-
-
-class DictionaryError(ValidationError):
-    """Everything wrong with a data dictionary, as (line, column, message) triples.
-
-    Line 1 is the header; a line is where a row starts in the file. ``column`` is one of
-    ``COLUMNS`` (or "" for a problem with the row as a whole).
-    """
-
-    def __init__(self, errors: list[tuple[int, str, str]]):
-        order = {name: index for index, name in enumerate(COLUMNS)}
-        self.errors = sorted(errors, key=lambda error: (error[0], order.get(error[1], -1)))
-        super().__init__([_format_error(*error) for error in self.errors])
-
-    def __str__(self) -> str:
-        count = len(self.errors)
-        heading = f"The data dictionary has {count} problem{'s' if count != 1 else ''}:"
-        return "\n".join([heading, *self.messages])
-
-
-def _format_error(line: int, column: str, message: str) -> str:
-    return f"line {line}, column {column}: {message}" if column else f"line {line}: {message}"
-
-
-@dataclass(frozen=True)
-class ImportedForm:
-    """What importing one form did to its instrument."""
-
-    instrument: Instrument
-    version: InstrumentVersion
-    # "created" (a new instrument), "new version" (the current one has responses, or there was
-    # none), "replaced" (the current version, without responses, rewritten in place) or
-    # "unchanged" (the dictionary gives the current version's items exactly).
-    outcome: str
-    items: int
-    previous_number: int | None
-    # Variables whose text changed in the import's language while their texts in other
-    # languages were kept as they were: translations to check.
-    stale_translations: tuple[str, ...] = ()
-
-
-# --- Export -------------------------------------------------------------------------------
-
-
-def dictionary_export(*, study: Study, language: str | None = None) -> str:
-    """The study's instruments (their current versions) as a REDCap data dictionary.
-
-    Instruments come in the order of the first wave that uses them, then by slug; items by
-    position. Texts are in ``language`` (default: the study's), falling back to English.
-    """
-    language = language or study.default_language
-    instruments = (
-        study.instruments.annotate(first_wave=Min("waves__position"))
-        .order_by(F("first_wave").asc(nulls_last=True), "slug")
-        .only("pk", "slug")
-    )
-    latest: dict[int, InstrumentVersion] = {}
-    for version in InstrumentVersion.objects.filter(instrument__study=study).order_by(
-        "instrument_id", "number"
-    ):
-        latest[version.instrument_id] = version
-    items: dict[int, list[Item]] = defaultdict(list)
-    for item in Item.objects.filter(version__in=list(latest.values())).order_by(
-        "version_id", "position"
-    ):
-        items[item.version_id].append(item)
-
-    lines = [_csv_line(COLUMNS)]
-    for instrument in instruments:
-        version = latest.get(instrument.pk)
-        if version is None:
-            continue
-        for item in items[version.pk]:
-            lines.append(_csv_line(_item_row(item, form=instrument.slug, language=language)))
-    return "".join(lines)
-
-
-def _csv_line(cells) -> str:
-    return ",".join(_csv_cell(cell) for cell in cells) + "\n"
-
-
-def _csv_cell(value: str) -> str:
-    if any(char in value for char in ' ,"\t\r\n\\'):
-        return '"' + value.replace('"', '""') + '"'
-    return value
-
-
-def _in(texts, language: str) -> str:
-    if isinstance(texts, str):
-        return texts
-    if not texts:
-        return ""
-    return texts.get(language) or texts.get("en", "")
-
-
-def _yes(flag) -> str:
-    return "y" if flag else ""
-
-
-def _item_row(item: Item, *, form: str, language: str) -> list[str]:
-    options = item.options or {}
-    choices = ""
-    validation = ""
-    if item.kind in (Kind.TEXT, Kind.INTEGER, Kind.DECIMAL, Kind.DATE):
-        field_type = "text"
-        validation = options.get("validation") or DEFAULT_VALIDATION.get(item.kind, "")
-    elif item.kind == Kind.NOTES:
-        field_type = "notes"
-    elif item.kind == Kind.SINGLE:
-        field_type = "dropdown" if options.get("redcap_type") == "dropdown" else "radio"
-        choices = _choices_text(item.choices, language)
-    elif item.kind == Kind.MULTIPLE:
-        field_type = "checkbox"
-        choices = _choices_text(item.choices, language)
-    elif item.kind == Kind.YESNO:
-        field_type = "truefalse" if options.get("redcap_type") == "truefalse" else "yesno"
-    elif item.kind == Kind.SLIDER:
-        field_type = "slider"
-        choices = _slider_text(options, language)
-        validation = "number" if options.get("show_number") else ""
-    elif item.kind == Kind.CALC:
-        field_type = "calc"
-        choices = item.calculation
-    elif item.kind == Kind.DESCRIPTIVE:
-        field_type = "descriptive"
-    else:
-        raise ValueError(f"{item.variable}: kind {item.kind!r} has no REDCap field type")
-    if field_type in ("text", "notes", "yesno", "truefalse", "descriptive"):
-        choices = options.get("redcap_choices", "")
-    row = {
-        VARIABLE: item.variable,
-        FORM: form,
-        SECTION_HEADER: _in(item.section_header, language),
-        FIELD_TYPE: field_type,
-        LABEL: _in(item.label, language),
-        CHOICES: choices,
-        NOTE: _in(item.note, language),
-        VALIDATION: validation,
-        MIN: item.min_value,
-        MAX: item.max_value,
-        IDENTIFIER: _yes(item.identifier),
-        BRANCHING: item.branching,
-        REQUIRED: _yes(item.required),
-        ALIGNMENT: options.get("alignment", ""),
-        QUESTION_NUMBER: options.get("question_number", ""),
-        MATRIX_GROUP: item.matrix_group,
-        MATRIX_RANKING: _yes(options.get("matrix_ranking")),
-        ANNOTATION: item.annotation,
-    }
-    return [str(row[column] or "") for column in COLUMNS]
-
-
-def _choices_text(choices: list[dict], language: str) -> str:
-    return " | ".join(
-        f"{choice['code']}, {_in(choice.get('label'), language)}" for choice in choices
-    )
-
-
-def _slider_text(options: dict, language: str) -> str:
-    left, middle, right = (_in(options.get(end), language) for end in ("left", "middle", "right"))
-    # REDCap reads one label as the left one, two as left and right, three as all three.
-    if middle:
-        parts = [left, middle, right]
-    elif right:
-        parts = [left, right]
-    else:
-        parts = [left] if left else []
-    return " | ".join(parts)
-
+from surveys.instruments import instrument_items_set, items_validate, version_items_as_dicts
+from surveys.models import Instrument, InstrumentVersion, Language, Study
+from surveys.validators import validate_variable_name
 
 # --- Import -------------------------------------------------------------------------------
 

@@ -1,0 +1,151 @@
+"""Writing a study's instruments as a REDCap data dictionary."""
+
+from collections import defaultdict
+
+from django.db.models import F, Min
+
+from surveys.dictionary.common import (
+    ALIGNMENT,
+    ANNOTATION,
+    BRANCHING,
+    CHOICES,
+    COLUMNS,
+    DEFAULT_VALIDATION,
+    FIELD_TYPE,
+    FORM,
+    IDENTIFIER,
+    LABEL,
+    MATRIX_GROUP,
+    MATRIX_RANKING,
+    MAX,
+    MIN,
+    NOTE,
+    QUESTION_NUMBER,
+    REQUIRED,
+    SECTION_HEADER,
+    VALIDATION,
+    VARIABLE,
+    Kind,
+    _in,
+)
+from surveys.models import InstrumentVersion, Item, Study
+
+# --- Export -------------------------------------------------------------------------------
+
+
+def dictionary_export(*, study: Study, language: str | None = None) -> str:
+    """The study's instruments (their current versions) as a REDCap data dictionary.
+
+    Instruments come in the order of the first wave that uses them, then by slug; items by
+    position. Texts are in ``language`` (default: the study's), falling back to English.
+    """
+    language = language or study.default_language
+    instruments = (
+        study.instruments.annotate(first_wave=Min("waves__position"))
+        .order_by(F("first_wave").asc(nulls_last=True), "slug")
+        .only("pk", "slug")
+    )
+    latest: dict[int, InstrumentVersion] = {}
+    for version in InstrumentVersion.objects.filter(instrument__study=study).order_by(
+        "instrument_id", "number"
+    ):
+        latest[version.instrument_id] = version
+    items: dict[int, list[Item]] = defaultdict(list)
+    for item in Item.objects.filter(version__in=list(latest.values())).order_by(
+        "version_id", "position"
+    ):
+        items[item.version_id].append(item)
+
+    lines = [_csv_line(COLUMNS)]
+    for instrument in instruments:
+        version = latest.get(instrument.pk)
+        if version is None:
+            continue
+        for item in items[version.pk]:
+            lines.append(_csv_line(_item_row(item, form=instrument.slug, language=language)))
+    return "".join(lines)
+
+
+def _csv_line(cells) -> str:
+    return ",".join(_csv_cell(cell) for cell in cells) + "\n"
+
+
+def _csv_cell(value: str) -> str:
+    if any(char in value for char in ' ,"\t\r\n\\'):
+        return '"' + value.replace('"', '""') + '"'
+    return value
+
+
+def _yes(flag) -> str:
+    return "y" if flag else ""
+
+
+def _item_row(item: Item, *, form: str, language: str) -> list[str]:
+    options = item.options or {}
+    choices = ""
+    validation = ""
+    if item.kind in (Kind.TEXT, Kind.INTEGER, Kind.DECIMAL, Kind.DATE):
+        field_type = "text"
+        validation = options.get("validation") or DEFAULT_VALIDATION.get(item.kind, "")
+    elif item.kind == Kind.NOTES:
+        field_type = "notes"
+    elif item.kind == Kind.SINGLE:
+        field_type = "dropdown" if options.get("redcap_type") == "dropdown" else "radio"
+        choices = _choices_text(item.choices, language)
+    elif item.kind == Kind.MULTIPLE:
+        field_type = "checkbox"
+        choices = _choices_text(item.choices, language)
+    elif item.kind == Kind.YESNO:
+        field_type = "truefalse" if options.get("redcap_type") == "truefalse" else "yesno"
+    elif item.kind == Kind.SLIDER:
+        field_type = "slider"
+        choices = _slider_text(options, language)
+        validation = "number" if options.get("show_number") else ""
+    elif item.kind == Kind.CALC:
+        field_type = "calc"
+        choices = item.calculation
+    elif item.kind == Kind.DESCRIPTIVE:
+        field_type = "descriptive"
+    else:
+        raise ValueError(f"{item.variable}: kind {item.kind!r} has no REDCap field type")
+    if field_type in ("text", "notes", "yesno", "truefalse", "descriptive"):
+        choices = options.get("redcap_choices", "")
+    row = {
+        VARIABLE: item.variable,
+        FORM: form,
+        SECTION_HEADER: _in(item.section_header, language),
+        FIELD_TYPE: field_type,
+        LABEL: _in(item.label, language),
+        CHOICES: choices,
+        NOTE: _in(item.note, language),
+        VALIDATION: validation,
+        MIN: item.min_value,
+        MAX: item.max_value,
+        IDENTIFIER: _yes(item.identifier),
+        BRANCHING: item.branching,
+        REQUIRED: _yes(item.required),
+        ALIGNMENT: options.get("alignment", ""),
+        QUESTION_NUMBER: options.get("question_number", ""),
+        MATRIX_GROUP: item.matrix_group,
+        MATRIX_RANKING: _yes(options.get("matrix_ranking")),
+        ANNOTATION: item.annotation,
+    }
+    return [str(row[column] or "") for column in COLUMNS]
+
+
+def _choices_text(choices: list[dict], language: str) -> str:
+    return " | ".join(
+        f"{choice['code']}, {_in(choice.get('label'), language)}" for choice in choices
+    )
+
+
+def _slider_text(options: dict, language: str) -> str:
+    left, middle, right = (_in(options.get(end), language) for end in ("left", "middle", "right"))
+    # REDCap reads one label as the left one, two as left and right, three as all three.
+    if middle:
+        parts = [left, middle, right]
+    elif right:
+        parts = [left, right]
+    else:
+        parts = [left] if left else []
+    return " | ".join(parts)
