@@ -1,0 +1,50 @@
+"""Shared pieces of the admin: study scoping and read-only instrument content."""
+
+from django.contrib import admin
+
+from surveys import selectors
+from surveys.models import (
+    Instrument,
+    InstrumentVersion,
+    Study,
+    Wave,
+)
+
+RELATED_ONLY = admin.RelatedOnlyFieldListFilter
+
+
+class ReadOnlyContentMixin:
+    """Instrument content is changed only by importing a data dictionary, which validates the
+    whole instrument and makes a new version when responses exist; never edited in place."""
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
+class StudyScopedAdmin(admin.ModelAdmin):
+    """Shows only objects of the user's studies; ``study_path`` leads from the model to Study."""
+
+    study_path = "study"
+
+    def get_queryset(self, request):
+        studies = selectors.studies_for_user(user=request.user)
+        return super().get_queryset(request).filter(**{f"{self.study_path}__in": studies})
+
+    def formfield_for_foreignkey(self, db_field, request, **kwargs):
+        # New design objects go only into studies the user leads.
+        led = selectors.studies_led_by(user=request.user)
+        if db_field.related_model is Study:
+            kwargs["queryset"] = led
+        elif db_field.related_model is Instrument:
+            kwargs["queryset"] = Instrument.objects.filter(study__in=led)
+        elif db_field.related_model is InstrumentVersion:
+            kwargs["queryset"] = InstrumentVersion.objects.filter(instrument__study__in=led)
+        elif db_field.related_model is Wave:
+            kwargs["queryset"] = Wave.objects.filter(study__in=led)
+        return super().formfield_for_foreignkey(db_field, request, **kwargs)

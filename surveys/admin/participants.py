@@ -1,0 +1,180 @@
+"""Participants: enrolment, contact details, assignments and status history."""
+
+from datetime import timedelta
+
+from django import forms
+from django.contrib import admin
+
+from surveys import selectors, services
+from surveys.admin.base import RELATED_ONLY
+from surveys.models import (
+    Assignment,
+    Participant,
+    ParticipantContact,
+    ParticipantStatusChange,
+)
+
+
+class ParticipantContactForm(forms.ModelForm):
+    class Meta:
+        model = ParticipantContact
+        fields = (
+            "first_name",
+            "last_name",
+            "email",
+            "phone",
+            "alternative_contacts",
+            "locator_notes",
+        )
+        # Encrypted columns are text in the database; on screen most are one line.
+        widgets = {
+            "first_name": forms.TextInput(attrs={"autocomplete": "off"}),
+            "last_name": forms.TextInput(attrs={"autocomplete": "off"}),
+            "email": forms.EmailInput(attrs={"autocomplete": "off"}),
+            "phone": forms.TextInput(attrs={"autocomplete": "off", "inputmode": "tel"}),
+            "alternative_contacts": forms.Textarea(attrs={"rows": 3}),
+            "locator_notes": forms.Textarea(attrs={"rows": 3}),
+        }
+
+
+class ParticipantContactInline(admin.StackedInline):
+    model = ParticipantContact
+    form = ParticipantContactForm
+    can_delete = False
+    extra = 1
+    max_num = 1
+
+
+class AssignmentInline(admin.TabularInline):
+    model = Assignment
+    extra = 0
+    can_delete = False
+    fields = ("wave", "status", "window_local", "completed_at")
+    readonly_fields = fields
+    show_change_link = True
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).select_related("wave", "participant")
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+    @admin.display(description="window (participant's local dates)")
+    def window_local(self, obj: Assignment) -> str:
+        opens, due, closes = obj.local_window()
+        last_day = closes - timedelta(days=1)
+        return (
+            f"{opens:%d %b %Y} to {last_day:%d %b %Y}, due {due:%d %b %Y} "
+            f"({obj.participant.timezone})"
+        )
+
+
+class ParticipantStatusChangeInline(admin.TabularInline):
+    model = ParticipantStatusChange
+    extra = 0
+    can_delete = False
+    fields = ("changed_at", "from_status", "to_status", "reason", "changed_by")
+    readonly_fields = fields
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+
+class ParticipantForm(forms.ModelForm):
+    status_reason = forms.CharField(
+        required=False,
+        widget=forms.Textarea(attrs={"rows": 2}),
+        label="Reason for a status change",
+        help_text="Required when withdrawing. Kept in the participant's status history.",
+    )
+
+    class Meta:
+        model = Participant
+        fields = (
+            "study",
+            "site",
+            "code",
+            "status",
+            "enrolled_on",
+            "timezone",
+            "language",
+            "preferred_channel",
+        )
+
+    def clean(self):
+        cleaned = super().clean()
+        changed_to = cleaned.get("status")
+        if (
+            self.instance.pk
+            and changed_to
+            and changed_to != self.instance.status
+            and changed_to == Participant.Status.WITHDRAWN
+            and not cleaned.get("status_reason", "").strip()
+        ):
+            self.add_error("status_reason", "Say why the participant withdrew.")
+        return cleaned
+
+
+@admin.register(Participant)
+class ParticipantAdmin(admin.ModelAdmin):
+    form = ParticipantForm
+    list_display = ("code", "study", "site", "status", "enrolled_on", "timezone", "language")
+    list_filter = (("study", RELATED_ONLY), ("site", RELATED_ONLY), "status", "language")
+    list_select_related = ("study", "site")
+    search_fields = ("code",)
+    date_hierarchy = "enrolled_on"
+    readonly_fields = ("created_at", "updated_at")
+    inlines = (ParticipantContactInline, AssignmentInline, ParticipantStatusChangeInline)
+
+    def get_queryset(self, request):
+        return selectors.participants_for_user(user=request.user)
+
+    def get_inlines(self, request, obj):
+        if obj is None:
+            return (ParticipantContactInline,)
+        if not selectors.user_may_see_identifiers(user=request.user, study=obj.study):
+            return (AssignmentInline, ParticipantStatusChangeInline)
+        return self.inlines
+
+    def get_readonly_fields(self, request, obj=None):
+        if obj is not None:
+            # Windows were computed from these at enrolment; changing them needs a service
+            # that re-plans the assignments (coming with the coordinator tools).
+            return (*self.readonly_fields, "study", "enrolled_on", "timezone")
+        return self.readonly_fields
+
+    def has_change_permission(self, request, obj=None):
+        if obj is not None and not selectors.participant_editable_by(
+            user=request.user, participant=obj
+        ):
+            return False
+        return super().has_change_permission(request, obj)
+
+    def has_delete_permission(self, request, obj=None):
+        # Research data is erased through a dedicated, audited service, not a delete button.
+        return request.user.is_superuser and super().has_delete_permission(request, obj)
+
+    def formfield_for_foreignkey(self, db_field, request, **kwargs):
+        if db_field.name == "site":
+            kwargs["queryset"] = selectors.sites_for_user(user=request.user)
+        if db_field.name == "study":
+            kwargs["queryset"] = selectors.studies_for_user(user=request.user)
+        return super().formfield_for_foreignkey(db_field, request, **kwargs)
+
+    def save_model(self, request, obj, form, change):
+        if not change:
+            services.participant_enrol(participant=obj)
+            return
+        new_status = obj.status
+        if "status" in form.changed_data:
+            # The status moves through its service (history, cancelled assignments); the
+            # other fields are saved as they are.
+            obj.status = form.initial["status"]
+        super().save_model(request, obj, form, change)
+        if new_status != obj.status:
+            services.participant_status_change(
+                participant=obj,
+                status=new_status,
+                changed_by=request.user,
+                reason=form.cleaned_data.get("status_reason", ""),
+            )

@@ -1,0 +1,153 @@
+"""Studies, sites and their data dictionaries."""
+
+from django import forms
+from django.contrib import admin, messages
+from django.http import HttpResponse
+from django.shortcuts import get_object_or_404
+from django.template.response import TemplateResponse
+from django.urls import path, reverse
+from django.utils.html import format_html
+
+from surveys import selectors
+from surveys.admin.base import RELATED_ONLY, StudyScopedAdmin
+from surveys.dictionary import DictionaryError, dictionary_export, dictionary_import_forms
+from surveys.models import (
+    Language,
+    Site,
+    Study,
+    Wave,
+)
+
+
+class SiteInline(admin.TabularInline):
+    model = Site
+    extra = 0
+    fields = ("code", "name", "timezone")
+
+
+class WaveInline(admin.TabularInline):
+    model = Wave
+    extra = 0
+    fields = (
+        "position",
+        "slug",
+        "name",
+        "offset_days",
+        "window_before_days",
+        "window_after_days",
+        "recurrence_days",
+        "is_active",
+    )
+
+
+class DictionaryUploadForm(forms.Form):
+    file = forms.FileField(label="REDCap data dictionary (CSV)")
+    language = forms.ChoiceField(
+        choices=Language.choices,
+        initial=Language.ENGLISH,
+        help_text="The language of the labels in the file.",
+    )
+
+
+@admin.register(Study)
+class StudyAdmin(admin.ModelAdmin):
+    list_display = (
+        "name",
+        "slug",
+        "default_language",
+        "default_timezone",
+        "is_synthetic",
+        "dictionary_links",
+    )
+    search_fields = ("name", "slug")
+    readonly_fields = ("created_at", "updated_at", "synthetic_params")
+    prepopulated_fields = {"slug": ("name",)}
+    inlines = (SiteInline, WaveInline)
+
+    def get_queryset(self, request):
+        return selectors.studies_for_user(user=request.user)
+
+    @admin.display(description="data dictionary")
+    def dictionary_links(self, obj: Study) -> str:
+        return format_html(
+            '<a href="{}">download</a> · <a href="{}">upload</a>',
+            reverse("admin:surveys_study_dictionary_export", args=[obj.pk]),
+            reverse("admin:surveys_study_dictionary_import", args=[obj.pk]),
+        )
+
+    def get_urls(self):
+        wrap = self.admin_site.admin_view
+        return [
+            path(
+                "<int:study_id>/dictionary/export/",
+                wrap(self.dictionary_export_view),
+                name="surveys_study_dictionary_export",
+            ),
+            path(
+                "<int:study_id>/dictionary/import/",
+                wrap(self.dictionary_import_view),
+                name="surveys_study_dictionary_import",
+            ),
+            *super().get_urls(),
+        ]
+
+    def dictionary_export_view(self, request, study_id: int):
+        study = get_object_or_404(selectors.studies_for_user(user=request.user), pk=study_id)
+        language = request.GET.get("language") or study.default_language
+        if language not in Language.values:
+            language = study.default_language
+        response = HttpResponse(
+            dictionary_export(study=study, language=language),
+            content_type="text/csv; charset=utf-8",
+        )
+        response["Content-Disposition"] = (
+            f'attachment; filename="{study.slug}_data_dictionary_{language}.csv"'
+        )
+        return response
+
+    def dictionary_import_view(self, request, study_id: int):
+        # Changing instruments is the principal investigator's job.
+        study = get_object_or_404(selectors.studies_led_by(user=request.user), pk=study_id)
+        errors: list[tuple[int, str, str]] = []
+        results = None
+        form = DictionaryUploadForm(
+            request.POST or None,
+            request.FILES or None,
+            initial={"language": study.default_language},
+        )
+        if request.method == "POST" and form.is_valid():
+            raw = form.cleaned_data["file"].read()
+            try:
+                text = raw.decode("utf-8-sig")
+            except UnicodeDecodeError:
+                errors = [(0, "", "The file is not UTF-8 text; save it as CSV (UTF-8).")]
+            else:
+                try:
+                    results = dictionary_import_forms(
+                        study=study, text=text, language=form.cleaned_data["language"]
+                    )
+                except DictionaryError as exc:
+                    errors = exc.errors
+                else:
+                    messages.success(request, "The data dictionary was imported.")
+        context = {
+            **self.admin_site.each_context(request),
+            "title": f"Upload a data dictionary to {study.name}",
+            "opts": self.model._meta,
+            "study": study,
+            "form": form,
+            "errors": errors,
+            "results": results,
+        }
+        return TemplateResponse(request, "admin/surveys/study/dictionary_import.html", context)
+
+
+@admin.register(Site)
+class SiteAdmin(StudyScopedAdmin):
+    list_display = ("code", "name", "study", "timezone")
+    list_filter = (("study", RELATED_ONLY),)
+    list_select_related = ("study",)
+    search_fields = ("code", "name")
+
+    def get_queryset(self, request):
+        return selectors.sites_for_user(user=request.user).select_related("study")
