@@ -56,16 +56,19 @@ def _prep(model, field: str, value):
     return model._meta.get_field(field).get_db_prep_save(value, connection)
 
 
-def _locked_assignment(assignment_id: int) -> Assignment:
+def _locked_assignment(
+    assignment_id: int, *, extra_columns: str = "", extra_params: tuple = ()
+) -> Assignment:
     """The assignment, locked (its row only) for the rest of the transaction, with its
-    participant's status and time zone."""
+    participant's status and time zone, and any ``extra_columns`` (SQL starting with ", ")."""
     lock = " FOR UPDATE OF a" if connection.features.has_select_for_update_of else ""
     rows = list(
         Assignment.objects.raw(
-            "SELECT a.*, p.status AS participant_status, p.timezone AS participant_timezone "
+            "SELECT a.*, p.status AS participant_status, p.timezone AS participant_timezone"
+            f"{extra_columns} "
             "FROM surveys_assignment a JOIN surveys_participant p ON p.id = a.participant_id "
             f"WHERE a.id = %s{lock}",
-            [assignment_id],
+            [*extra_params, assignment_id],
         )
     )
     if not rows:
@@ -99,27 +102,15 @@ def _submit_context(assignment_id: int, instrument_id: int) -> _SubmitContext:
     had to wait come from before the wait, so a response committed by the submit we waited
     for would be missed. A statement issued after the lock sees it.
     """
-    lock = " FOR UPDATE OF a" if connection.features.has_select_for_update_of else ""
-    rows = list(
-        Assignment.objects.raw(
-            "SELECT a.*, p.status AS participant_status, p.timezone AS participant_timezone, "
-            "(SELECT COUNT(*) FROM surveys_waveinstrument wi WHERE wi.wave_id = a.wave_id) "
+    assignment = _locked_assignment(
+        assignment_id,
+        extra_columns=(
+            ", (SELECT COUNT(*) FROM surveys_waveinstrument wi WHERE wi.wave_id = a.wave_id) "
             "AS wave_instrument_count, "
             "(SELECT COUNT(*) FROM surveys_waveinstrument wi WHERE wi.wave_id = a.wave_id "
-            "AND wi.instrument_id = %s) AS in_wave, "
-            f"{CURRENT_VERSION_COLUMNS_SQL} "
-            "FROM surveys_assignment a JOIN surveys_participant p ON p.id = a.participant_id "
-            f"WHERE a.id = %s{lock}",
-            [instrument_id, *[instrument_id] * 4, assignment_id],
-        )
-    )
-    if not rows:
-        raise Assignment.DoesNotExist
-    assignment = rows[0]
-    assignment.participant = Participant(
-        pk=assignment.participant_id,
-        status=assignment.participant_status,
-        timezone=assignment.participant_timezone,
+            f"AND wi.instrument_id = %s) AS in_wave, {CURRENT_VERSION_COLUMNS_SQL}"
+        ),
+        extra_params=(instrument_id, *[instrument_id] * 4),
     )
     with connection.cursor() as cursor:
         cursor.execute(

@@ -10,8 +10,22 @@ from surveys.models import (
 )
 
 
+class ReadOnlyRecordMixin:
+    """Assignments come from enrolment and responses from submission (which validates the
+    answers); nobody adds, edits or deletes them by hand."""
+
+    def get_readonly_fields(self, request, obj=None):
+        return [field.name for field in self.model._meta.fields]
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
 @admin.register(Assignment)
-class AssignmentAdmin(admin.ModelAdmin):
+class AssignmentAdmin(ReadOnlyRecordMixin, admin.ModelAdmin):
     """Read-only: assignments are made by enrolment and moved by services, never by hand."""
 
     list_display = (
@@ -35,18 +49,9 @@ class AssignmentAdmin(admin.ModelAdmin):
             .filter(participant__in=selectors.participants_for_user(user=request.user))
         )
 
-    def get_readonly_fields(self, request, obj=None):
-        return [field.name for field in self.model._meta.fields]
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
-
 
 @admin.register(Response)
-class ResponseAdmin(admin.ModelAdmin):
+class ResponseAdmin(ReadOnlyRecordMixin, admin.ModelAdmin):
     list_display = ("assignment", "instrument", "instrument_version", "status", "submitted_at")
     list_filter = ("status", ("instrument", RELATED_ONLY))
     list_select_related = (
@@ -63,13 +68,3 @@ class ResponseAdmin(admin.ModelAdmin):
             .get_queryset(request)
             .filter(assignment__participant__in=selectors.participants_for_user(user=request.user))
         )
-
-    def get_readonly_fields(self, request, obj=None):
-        # Answers change only through the submission service, which validates them.
-        return [field.name for field in self.model._meta.fields]
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
