@@ -115,6 +115,33 @@ class Participant(models.Model):
             raise ValidationError({"site": "The site belongs to another study."})
 
 
+class ParticipantLink(models.Model):
+    """A personal link (``/p/<token>``) that opens a participant's own surveys.
+
+    Only a hash of the token is stored: the token itself exists in the message that carried it.
+    """
+
+    participant = models.ForeignKey(Participant, on_delete=models.CASCADE, related_name="links")
+    token_hash = models.CharField(max_length=64, unique=True)
+    created_at = models.DateTimeField()
+    expires_at = models.DateTimeField()
+    revoked_at = models.DateTimeField(null=True, blank=True)
+    revoked_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+    )
+    last_used_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ("participant_id", "-created_at")
+
+    def __str__(self) -> str:
+        return f"Link of {self.participant_id} until {self.expires_at:%Y-%m-%d}"
+
+
 class ParticipantStatusChange(models.Model):
     """One change of a participant's status: who, when, from what, to what and why."""
 

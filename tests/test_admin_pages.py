@@ -18,7 +18,12 @@ def test_every_engine_model_is_registered():
     from django.apps import apps
 
     for model in apps.get_app_config("surveys").get_models():
-        if model.__name__ in ("ParticipantContact", "ParticipantStatusChange", "WaveInstrument"):
+        if model.__name__ in (
+            "ParticipantContact",
+            "ParticipantLink",
+            "ParticipantStatusChange",
+            "WaveInstrument",
+        ):
             continue  # shown inline on the participant and the wave
         assert admin.site.is_registered(model), model.__name__
 

@@ -25,6 +25,10 @@ VAR_DIR = Path(env("VAR_DIR", default=str(BASE_DIR / "var")))
 DEBUG = env.bool("DJANGO_DEBUG", default=False)
 ALLOWED_HOSTS = env.list("DJANGO_ALLOWED_HOSTS", default=[])
 CSRF_TRUSTED_ORIGINS = env.list("DJANGO_CSRF_TRUSTED_ORIGINS", default=[])
+# The address participants' personal links start with (no trailing slash).
+SITE_URL = env("SITE_URL", default="http://127.0.0.1:8000").rstrip("/")
+# How long a personal link works; each new message carries a new one.
+PARTICIPANT_LINK_DAYS = env.int("PARTICIPANT_LINK_DAYS", default=60)
 
 INSTALLED_APPS = [
     "django.contrib.admin",

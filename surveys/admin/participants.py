@@ -3,14 +3,16 @@
 from datetime import timedelta
 
 from django import forms
-from django.contrib import admin
+from django.contrib import admin, messages
 
 from surveys import selectors, services
 from surveys.admin.base import RELATED_ONLY
+from surveys.links import participant_links_revoke
 from surveys.models import (
     Assignment,
     Participant,
     ParticipantContact,
+    ParticipantLink,
     ParticipantStatusChange,
 )
 
@@ -80,6 +82,20 @@ class ParticipantStatusChangeInline(admin.TabularInline):
         return False
 
 
+class ParticipantLinkInline(admin.TabularInline):
+    """When the participant's personal links were made, until when they work, whether they were
+    revoked and last used. The token itself is never stored, so it cannot be shown."""
+
+    model = ParticipantLink
+    extra = 0
+    can_delete = False
+    fields = ("created_at", "expires_at", "last_used_at", "revoked_at", "revoked_by")
+    readonly_fields = fields
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+
 class ParticipantForm(forms.ModelForm):
     status_reason = forms.CharField(
         required=False,
@@ -124,7 +140,13 @@ class ParticipantAdmin(admin.ModelAdmin):
     search_fields = ("code",)
     date_hierarchy = "enrolled_on"
     readonly_fields = ("created_at", "updated_at")
-    inlines = (ParticipantContactInline, AssignmentInline, ParticipantStatusChangeInline)
+    inlines = (
+        ParticipantContactInline,
+        AssignmentInline,
+        ParticipantStatusChangeInline,
+        ParticipantLinkInline,
+    )
+    actions = ("revoke_links",)
 
     def get_queryset(self, request):
         return selectors.participants_for_user(user=request.user)
@@ -177,4 +199,23 @@ class ParticipantAdmin(admin.ModelAdmin):
                 status=new_status,
                 changed_by=request.user,
                 reason=form.cleaned_data.get("status_reason", ""),
+            )
+
+    @admin.action(description="Revoke personal links (e.g. a lost or shared phone)")
+    def revoke_links(self, request, queryset):
+        revoked = skipped = 0
+        for participant in queryset:
+            if selectors.participant_editable_by(user=request.user, participant=participant):
+                revoked += participant_links_revoke(
+                    participant=participant, revoked_by=request.user
+                )
+            else:
+                skipped += 1
+        self.message_user(request, f"{revoked} link(s) revoked.")
+        if skipped:
+            self.message_user(
+                request,
+                f"{skipped} participant(s) skipped: only their site's "
+                "coordinators and the PIs revoke links.",
+                messages.WARNING,
             )
