@@ -89,6 +89,10 @@ def test_withdrawing_in_the_admin_goes_through_the_service(client, coordinator_a
         "status_changes-INITIAL_FORMS": "0",
         "status_changes-MIN_NUM_FORMS": "0",
         "status_changes-MAX_NUM_FORMS": "1000",
+        "links-TOTAL_FORMS": "0",
+        "links-INITIAL_FORMS": "0",
+        "links-MIN_NUM_FORMS": "0",
+        "links-MAX_NUM_FORMS": "1000",
     }
     without_reason = client.post(url, form)
     assert without_reason.status_code == 200
