@@ -89,3 +89,7 @@ def test_demo_login_prints_a_working_staff_login(db, client, capsys):
     assert client.login(username="demo", password=password)
     assert client.get("/admin/").status_code == 200
     assert client.get("/admin/surveys/participant/").status_code == 200
+    link = next(line.rsplit(": ", 1)[1] for line in out.splitlines() if "personal link" in line)
+    assert link.startswith("http://127.0.0.1:8000/p/")
+    client.logout()
+    assert client.get(link.removeprefix("http://127.0.0.1:8000"), follow=True).status_code == 200

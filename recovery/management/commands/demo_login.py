@@ -1,8 +1,10 @@
 import secrets
 
+from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError
 
+from recovery.demo import demo_participant_link
 from surveys.models import StaffRole, Study
 from surveys.services import staff_role_assign
 
@@ -35,3 +37,8 @@ class Command(BaseCommand):
         self.stdout.write(f"  username: {username}")
         self.stdout.write(f"  password: {password}")
         self.stdout.write(f"  health:   {url}/healthz")
+        found = demo_participant_link(study=study_obj)
+        if found is not None:
+            participant, link = found
+            link = link.replace(settings.SITE_URL, url, 1)
+            self.stdout.write(f"  a participant's personal link ({participant.code}): {link}")

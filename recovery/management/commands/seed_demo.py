@@ -4,6 +4,7 @@ from datetime import date
 from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
 
+from recovery.demo import demo_participant_link
 from recovery.services import demo_study_seed
 from recovery.synthetic import DEFAULT_EFFECT, EXACT_EFFECT_LIMIT
 from surveys.models import Study
@@ -72,6 +73,9 @@ class Command(BaseCommand):
             f"Planted effect of high involvement (first 3 months) on any use at 12 months: "
             f"{created.synthetic_params['true_effect']:+.3f} (seed {seed})."
         )
+        found = demo_participant_link(study=created)
+        if found is not None:
+            self.stdout.write(f"A participant's personal link ({found[0].code}): {found[1]}")
         if abs(effect) > EXACT_EFFECT_LIMIT:
             self.stdout.write(
                 self.style.WARNING(
