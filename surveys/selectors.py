@@ -52,15 +52,29 @@ def studies_led_by(*, user) -> QuerySet[Study]:
     ).distinct()
 
 
+def _rights(roles, participant_site_id: int) -> tuple[bool, bool]:
+    """(may see, may enter answers or edit) for one participant, from the user's (role, site)
+    rows in the participant's study: PIs see and edit the whole study, coordinators their own
+    sites, researchers only see."""
+    may_see = may_edit = False
+    for role, site_id in roles:
+        if role == ROLE.PRINCIPAL_INVESTIGATOR or (
+            role == ROLE.COORDINATOR and site_id == participant_site_id
+        ):
+            may_see = may_edit = True
+        elif role == ROLE.RESEARCHER:
+            may_see = True
+    return may_see, may_edit
+
+
 def participant_editable_by(*, user, participant: Participant) -> bool:
     """PIs of the participant's study, and coordinators of the participant's site."""
     if user.is_superuser:
         return True
-    roles = StaffRole.objects.filter(user=user, study_id=participant.study_id)
-    return (
-        roles.filter(role=ROLE.PRINCIPAL_INVESTIGATOR).exists()
-        or roles.filter(role=ROLE.COORDINATOR, sites=participant.site_id).exists()
+    roles = StaffRole.objects.filter(user=user, study_id=participant.study_id).values_list(
+        "role", "sites"
     )
+    return _rights(roles, participant.site_id)[1]
 
 
 @dataclass(frozen=True)
@@ -103,11 +117,5 @@ def assignment_entry_scope(
     )
     if user.is_superuser:
         return EntryScope(assignment_id, study_id, True, instrument)
-    may_enter = may_see = False
-    for _, _, role, site_id, _, _ in rows:
-        coordinates_site = role == ROLE.COORDINATOR and site_id == participant_site
-        if role == ROLE.PRINCIPAL_INVESTIGATOR or coordinates_site:
-            may_enter = may_see = True
-        elif role == ROLE.RESEARCHER:
-            may_see = True
+    may_see, may_enter = _rights([(row[2], row[3]) for row in rows], participant_site)
     return EntryScope(assignment_id, study_id, may_enter, instrument) if may_see else None

@@ -40,35 +40,42 @@ def assignment_status_at(window: Window, now: datetime) -> str:
     return Assignment.Status.SCHEDULED
 
 
+def assignment_build(
+    *, participant: Participant, wave: Wave, occurrence: int = 0, now: datetime
+) -> Assignment:
+    """An unsaved assignment of one occurrence of a wave, with its window in the participant's
+    time zone and the status that window gives it at ``now``."""
+    window = wave_window(
+        enrolled_on=participant.enrolled_on,
+        timezone_name=participant.timezone,
+        offset_days=wave.offset_days,
+        window_before_days=wave.window_before_days,
+        window_after_days=wave.window_after_days,
+        recurrence_days=wave.recurrence_days,
+        occurrence=occurrence,
+    )
+    return Assignment(
+        participant=participant,
+        wave=wave,
+        occurrence=occurrence,
+        opens_at=window.opens_at,
+        due_at=window.due_at,
+        closes_at=window.closes_at,
+        status=assignment_status_at(window, now),
+        status_changed_at=now,
+    )
+
+
 def assignments_build(
     *, participant: Participant, waves: Iterable[Wave], now: datetime | None = None
 ) -> list[Assignment]:
     """Unsaved assignments of ``participant`` for its study's single (non-recurring) waves."""
     now = now or timezone.now()
-    built = []
-    for wave in waves:
-        if wave.recurrence_days or not wave.is_active:
-            continue
-        window = wave_window(
-            enrolled_on=participant.enrolled_on,
-            timezone_name=participant.timezone,
-            offset_days=wave.offset_days,
-            window_before_days=wave.window_before_days,
-            window_after_days=wave.window_after_days,
-        )
-        built.append(
-            Assignment(
-                participant=participant,
-                wave=wave,
-                occurrence=0,
-                opens_at=window.opens_at,
-                due_at=window.due_at,
-                closes_at=window.closes_at,
-                status=assignment_status_at(window, now),
-                status_changed_at=now,
-            )
-        )
-    return built
+    return [
+        assignment_build(participant=participant, wave=wave, now=now)
+        for wave in waves
+        if not wave.recurrence_days and wave.is_active
+    ]
 
 
 @transaction.atomic
@@ -227,30 +234,13 @@ def _occurrences_due(
     out = []
     occurrence = first
     while wave.offset_days + occurrence * wave.recurrence_days <= until:
-        window = wave_window(
-            enrolled_on=participant.enrolled_on,
-            timezone_name=participant.timezone,
-            offset_days=wave.offset_days,
-            window_before_days=wave.window_before_days,
-            window_after_days=wave.window_after_days,
-            recurrence_days=wave.recurrence_days,
-            occurrence=occurrence,
+        assignment = assignment_build(
+            participant=participant, wave=wave, occurrence=occurrence, now=now
         )
-        if window.opens_at > horizon:
+        if assignment.opens_at > horizon:
             break
-        if window.closes_at > now:
-            out.append(
-                Assignment(
-                    participant=participant,
-                    wave=wave,
-                    occurrence=occurrence,
-                    opens_at=window.opens_at,
-                    due_at=window.due_at,
-                    closes_at=window.closes_at,
-                    status=assignment_status_at(window, now),
-                    status_changed_at=now,
-                )
-            )
+        if assignment.closes_at > now:
+            out.append(assignment)
         occurrence += 1
     return out
 

@@ -214,23 +214,25 @@ def _local_day(assignment: Assignment, moment: datetime) -> str:
     return f"{local.get(moment, moment):%Y-%m-%d %H:%M} ({assignment.participant.timezone})"
 
 
-def _wave_instrument_ids(assignment: Assignment) -> set[int]:
-    with connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT instrument_id FROM surveys_waveinstrument WHERE wave_id = %s",
-            [assignment.wave_id],
+def _version_and_items(instrument: Instrument, existing, context: _SubmitContext):
+    """The version a response is answered on: its draft's, or else the instrument's current
+    one (read with the locked assignment)."""
+    try:
+        if existing:  # a draft keeps the version it was started on
+            return version_with_items(instrument=instrument, version_id=existing[4])
+        cv_id, cv_number, cv_items, cv_top = context.current_version
+        return version_items_stamped(
+            instrument=instrument,
+            version_id=cv_id,
+            number=cv_number,
+            item_count=cv_items,
+            top_item_id=cv_top,
         )
-        return {row[0] for row in cursor.fetchall()}
+    except InstrumentNotReady as exc:
+        raise SubmissionConflict("instrument_not_ready", str(exc)) from exc
 
 
-def _responses_involved(assignment: Assignment, client_id: uuid.UUID) -> list[Response]:
-    """In one query: every response of this assignment and any response with this id."""
-    return list(
-        Response.objects.raw(
-            "SELECT * FROM surveys_response WHERE assignment_id = %s OR client_id = %s",
-            [assignment.pk, _prep(Response, "client_id", client_id)],
-        )
-    )
+CLIENT_ID_USED = ("client_id_used", "This id belongs to another response.")
 
 
 @transaction.atomic
@@ -245,47 +247,40 @@ def response_draft_save(
     """Save the answers so far, replacing the draft's answers. Every answer given must be valid
     (one wrong answer rejects the whole draft, per question); nothing is required yet."""
     now = now or timezone.now()
-    assignment = _locked_assignment(assignment.pk)
-    if instrument.pk not in _wave_instrument_ids(assignment):
+    context = _submit_context(assignment.pk, instrument.pk)
+    assignment = context.assignment
+    if not context.instrument_in_wave:
         raise SubmissionConflict("wrong_instrument", "This survey is not part of that wave.")
     _check_accepting(assignment, now)
-    involved = _responses_involved(assignment, client_id)
-    response = next(
-        (
-            r
-            for r in involved
-            if r.assignment_id == assignment.pk and r.instrument_id == instrument.pk
-        ),
-        None,
-    )
-    if response is not None and response.status == Response.Status.SUBMITTED:
+    existing = next((r for r in context.responses if r[2] == instrument.pk), None)
+    if existing is not None and existing[3] == Response.Status.SUBMITTED:
         raise SubmissionConflict("already_submitted", "This survey has already been sent.")
-    if any(r.client_id == client_id and r is not response for r in involved):
-        raise SubmissionConflict("client_id_used", "This id belongs to another response.")
-    try:
-        version, items = version_with_items(
-            instrument=instrument, version_id=response.instrument_version_id if response else None
-        )
-    except InstrumentNotReady as exc:
-        raise SubmissionConflict("instrument_not_ready", str(exc)) from exc
+    if any(r[1] == client_id and r is not existing for r in context.responses):
+        raise SubmissionConflict(*CLIENT_ID_USED)
+    version, items = _version_and_items(instrument, existing, context)
     cleaned = answers_clean(items=items, answers=answers, final=False)
-    if response is None:
-        response = Response.objects.create(
-            assignment=assignment,
-            instrument=instrument,
-            instrument_version=version,
-            client_id=client_id,
-            answers=cleaned,
-            started_at=now,
-        )
+    if existing is None:
+        try:
+            with transaction.atomic():
+                response = Response.objects.create(
+                    assignment=assignment,
+                    instrument=instrument,
+                    instrument_version=version,
+                    client_id=client_id,
+                    answers=cleaned,
+                    started_at=now,
+                )
+        except IntegrityError as exc:  # the id is another assignment's response's
+            raise SubmissionConflict(*CLIENT_ID_USED) from exc
     else:
-        response.answers = cleaned
-        response.instrument_version = version
-        response.save(update_fields=["answers", "updated_at"])
+        Response.objects.filter(pk=existing[0]).update(answers=cleaned, updated_at=now)
+        response = Response.objects.select_related("instrument", "instrument_version").get(
+            pk=existing[0]
+        )
     if assignment.status in (Assignment.Status.SCHEDULED, Assignment.Status.OPEN):
         assignment.status = Assignment.Status.IN_PROGRESS
         assignment.status_changed_at = now
-        assignment.save(update_fields=["status", "status_changed_at"])
+        _assignment_status_save(assignment)
     return response
 
 
@@ -311,7 +306,7 @@ def response_submit(
     same_id = next((r for r in context.responses if r[1] == client_id), None)
     if same_id is not None and same_id[3] == Response.Status.SUBMITTED:
         if same_id[2] != instrument.pk:
-            raise SubmissionConflict("client_id_used", "This id belongs to another response.")
+            raise SubmissionConflict(*CLIENT_ID_USED)
         replay = Response.objects.select_related("instrument", "instrument_version").get(
             pk=same_id[0]
         )
@@ -323,21 +318,8 @@ def response_submit(
         raise SubmissionConflict("already_submitted", "This survey has already been sent.")
     _check_accepting(assignment, now)
     if same_id is not None and same_id is not existing:
-        raise SubmissionConflict("client_id_used", "This id belongs to another response.")
-    try:
-        if existing:  # finish the draft on the version it was started on
-            version, items = version_with_items(instrument=instrument, version_id=existing[4])
-        else:
-            cv_id, cv_number, cv_items, cv_top = context.current_version
-            version, items = version_items_stamped(
-                instrument=instrument,
-                version_id=cv_id,
-                number=cv_number,
-                item_count=cv_items,
-                top_item_id=cv_top,
-            )
-    except InstrumentNotReady as exc:
-        raise SubmissionConflict("instrument_not_ready", str(exc)) from exc
+        raise SubmissionConflict(*CLIENT_ID_USED)
+    version, items = _version_and_items(instrument, existing, context)
     cleaned = answers_clean(items=items, answers=answers, final=True)
     response = Response(
         pk=existing[0] if existing else None,
@@ -356,7 +338,7 @@ def response_submit(
     except IntegrityError as exc:
         # The id is another assignment's response's (possibly submitted at this very
         # instant, under another row lock): the unique index decides.
-        raise SubmissionConflict("client_id_used", "This id belongs to another response.") from exc
+        raise SubmissionConflict(*CLIENT_ID_USED) from exc
     done = {r[2] for r in context.responses if r[3] == Response.Status.SUBMITTED}
     complete = len(done | {instrument.pk}) >= context.wave_instrument_count
     assignment.status = Assignment.Status.COMPLETED if complete else Assignment.Status.IN_PROGRESS

@@ -1,4 +1,4 @@
-"""Shared pieces of the admin: study scoping and read-only instrument content."""
+"""Shared pieces of the admin: study scoping and read-only records."""
 
 from django.contrib import admin
 
@@ -13,9 +13,11 @@ from surveys.models import (
 RELATED_ONLY = admin.RelatedOnlyFieldListFilter
 
 
-class ReadOnlyContentMixin:
-    """Instrument content is changed only by importing a data dictionary, which validates the
-    whole instrument and makes a new version when responses exist; never edited in place."""
+class ReadOnlyMixin:
+    """Shown in the admin, never added, changed or deleted there; each is written by its
+    service. Instrument content comes from a dictionary import (which validates it and makes a
+    new version when responses exist), assignments from enrolment, responses from submission,
+    status history and personal links from their services."""
 
     def has_add_permission(self, request, obj=None):
         return False

@@ -6,7 +6,7 @@ from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.html import format_html
 
-from surveys.admin.base import RELATED_ONLY, ReadOnlyContentMixin, StudyScopedAdmin
+from surveys.admin.base import RELATED_ONLY, ReadOnlyMixin, StudyScopedAdmin
 from surveys.models import (
     Instrument,
     InstrumentVersion,
@@ -16,7 +16,7 @@ from surveys.models import (
 )
 
 
-class InstrumentVersionInline(ReadOnlyContentMixin, admin.TabularInline):
+class InstrumentVersionInline(ReadOnlyMixin, admin.TabularInline):
     model = InstrumentVersion
     extra = 0
     fields = ("number", "note", "created_at")
@@ -34,7 +34,7 @@ class InstrumentAdmin(StudyScopedAdmin):
     inlines = (InstrumentVersionInline,)
 
 
-class ItemInline(ReadOnlyContentMixin, admin.TabularInline):
+class ItemInline(ReadOnlyMixin, admin.TabularInline):
     model = Item
     extra = 0
     fields = (
@@ -51,7 +51,7 @@ class ItemInline(ReadOnlyContentMixin, admin.TabularInline):
 
 
 @admin.register(InstrumentVersion)
-class InstrumentVersionAdmin(ReadOnlyContentMixin, StudyScopedAdmin):
+class InstrumentVersionAdmin(ReadOnlyMixin, StudyScopedAdmin):
     study_path = "instrument__study"
     list_display = ("instrument", "number", "note", "created_at", "preview_link")
 
@@ -111,7 +111,7 @@ class InstrumentVersionAdmin(ReadOnlyContentMixin, StudyScopedAdmin):
 
 
 @admin.register(Item)
-class ItemAdmin(ReadOnlyContentMixin, StudyScopedAdmin):
+class ItemAdmin(ReadOnlyMixin, StudyScopedAdmin):
     study_path = "version__instrument__study"
     list_display = ("variable", "kind", "version", "position", "required")
     list_filter = ("kind", ("version__instrument", RELATED_ONLY))

@@ -6,7 +6,7 @@ from django import forms
 from django.contrib import admin, messages
 
 from surveys import selectors, services
-from surveys.admin.base import RELATED_ONLY
+from surveys.admin.base import RELATED_ONLY, ReadOnlyMixin
 from surveys.links import participant_links_revoke
 from surveys.models import (
     Assignment,
@@ -47,19 +47,15 @@ class ParticipantContactInline(admin.StackedInline):
     max_num = 1
 
 
-class AssignmentInline(admin.TabularInline):
+class AssignmentInline(ReadOnlyMixin, admin.TabularInline):
     model = Assignment
     extra = 0
-    can_delete = False
     fields = ("wave", "status", "window_local", "completed_at")
     readonly_fields = fields
     show_change_link = True
 
     def get_queryset(self, request):
         return super().get_queryset(request).select_related("wave", "participant")
-
-    def has_add_permission(self, request, obj=None):
-        return False
 
     @admin.display(description="window (participant's local dates)")
     def window_local(self, obj: Assignment) -> str:
@@ -71,29 +67,21 @@ class AssignmentInline(admin.TabularInline):
         )
 
 
-class ParticipantStatusChangeInline(admin.TabularInline):
+class ParticipantStatusChangeInline(ReadOnlyMixin, admin.TabularInline):
     model = ParticipantStatusChange
     extra = 0
-    can_delete = False
     fields = ("changed_at", "from_status", "to_status", "reason", "changed_by")
     readonly_fields = fields
 
-    def has_add_permission(self, request, obj=None):
-        return False
 
-
-class ParticipantLinkInline(admin.TabularInline):
+class ParticipantLinkInline(ReadOnlyMixin, admin.TabularInline):
     """When the participant's personal links were made, until when they work, whether they were
     revoked and last used. The token itself is never stored, so it cannot be shown."""
 
     model = ParticipantLink
     extra = 0
-    can_delete = False
     fields = ("created_at", "expires_at", "last_used_at", "revoked_at", "revoked_by")
     readonly_fields = fields
-
-    def has_add_permission(self, request, obj=None):
-        return False
 
 
 class ParticipantForm(forms.ModelForm):

@@ -3,29 +3,15 @@
 from django.contrib import admin
 
 from surveys import selectors
-from surveys.admin.base import RELATED_ONLY
+from surveys.admin.base import RELATED_ONLY, ReadOnlyMixin
 from surveys.models import (
     Assignment,
     Response,
 )
 
 
-class ReadOnlyRecordMixin:
-    """Assignments come from enrolment and responses from submission (which validates the
-    answers); nobody adds, edits or deletes them by hand."""
-
-    def get_readonly_fields(self, request, obj=None):
-        return [field.name for field in self.model._meta.fields]
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
-
-
 @admin.register(Assignment)
-class AssignmentAdmin(ReadOnlyRecordMixin, admin.ModelAdmin):
+class AssignmentAdmin(ReadOnlyMixin, admin.ModelAdmin):
     """Read-only: assignments are made by enrolment and moved by services, never by hand."""
 
     list_display = (
@@ -51,7 +37,7 @@ class AssignmentAdmin(ReadOnlyRecordMixin, admin.ModelAdmin):
 
 
 @admin.register(Response)
-class ResponseAdmin(ReadOnlyRecordMixin, admin.ModelAdmin):
+class ResponseAdmin(ReadOnlyMixin, admin.ModelAdmin):
     list_display = ("assignment", "instrument", "instrument_version", "status", "submitted_at")
     list_filter = ("status", ("instrument", RELATED_ONLY))
     list_select_related = (

@@ -33,4 +33,3 @@ for (const [index, v] of vectors.entries()) {
   });
 }
 
-// Batch mode for the cross-check property test: `node logic.test.cjs --batch FILE` prints results.
