@@ -2,6 +2,7 @@ from django.urls import path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from rest_framework.permissions import AllowAny
 
+from api.participant import ParticipantDraftSaveApi, ParticipantSubmitApi
 from api.views import DictionaryApi, ResponseDraftSaveApi, ResponseSubmitApi, StudyListApi
 
 app_name = "api"
@@ -25,5 +26,15 @@ urlpatterns = [
         "assignments/<int:assignment_id>/responses/<slug:instrument_slug>/submit/",
         ResponseSubmitApi.as_view(),
         name="response-submit",
+    ),
+    path(
+        "participant/assignments/<int:assignment_id>/responses/<slug:instrument_slug>/draft/",
+        ParticipantDraftSaveApi.as_view(),
+        name="participant-response-draft",
+    ),
+    path(
+        "participant/assignments/<int:assignment_id>/responses/<slug:instrument_slug>/submit/",
+        ParticipantSubmitApi.as_view(),
+        name="participant-response-submit",
     ),
 ]

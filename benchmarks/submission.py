@@ -218,7 +218,7 @@ def main() -> None:
     parser.add_argument("--duration", type=int, default=20)
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--workers", type=int, default=(os.cpu_count() or 1) * 2 + 1)
-    parser.add_argument("--participants", type=int, default=30000)
+    parser.add_argument("--participants", type=int, default=60000)
     parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
 
@@ -255,6 +255,12 @@ def main() -> None:
             fresh = {**setup, "ids": setup["ids"][k * chunk : (k + 1) * chunk]}
             bare_round = run_wrk("insert", fresh, csrf, args.duration, args.connections)
             submit_round = run_wrk("submit", fresh, csrf, args.duration, args.connections)
+            if submit_round["requests"] > chunk:
+                raise SystemExit(
+                    f"round {k + 1} made {submit_round['requests']} submissions for {chunk} "
+                    "fresh assignments (later ones were refused as already sent): "
+                    "raise --participants"
+                )
             rounds.append((bare_round, submit_round))
         bare = _median_run([b for b, _ in rounds])
         submit = _median_run([s for _, s in rounds])

@@ -23,6 +23,7 @@ import math
 import re
 from dataclasses import dataclass
 from functools import lru_cache
+from operator import eq, ge, gt, le, lt, ne
 
 # ASCII only, spelled out: Python's \d and \s are Unicode-aware and JavaScript's differ, and the
 # two evaluators must agree on what looks like a number.
@@ -367,21 +368,24 @@ def _arith(operator: str, left, right):
         return BLANK
 
 
-def _compare(operator: str, left, right) -> bool:
-    if is_numeric(left) and is_numeric(right):
-        a, b = to_number(left), to_number(right)
-    elif operator in ("=", "<>"):
-        a, b = to_text(left), to_text(right)
-    else:
-        return False
-    return {
-        "=": a == b,
-        "<>": a != b,
-        "<": a < b,
-        "<=": a <= b,
-        ">": a > b,
-        ">=": a >= b,
-    }[operator]
+_COMPARISONS = {
+    "=": eq,
+    "<>": ne,
+    "<": lt,
+    "<=": le,
+    ">": gt,
+    ">=": ge,
+}
+
+
+def _compare(op: str, left, right) -> bool:
+    # Numbers compare as numbers; otherwise only = and <> apply, to the values as text.
+    a, b = to_number(left), to_number(right)
+    if not (math.isnan(a) or math.isnan(b)):
+        return _COMPARISONS[op](a, b)
+    if op in ("=", "<>"):
+        return _COMPARISONS[op](to_text(left), to_text(right))
+    return False
 
 
 def _field(answers: dict, name: str, code: str | None):

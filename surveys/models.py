@@ -42,6 +42,15 @@ class Study(models.Model):
     # checked against the truth.
     is_synthetic = models.BooleanField(default=False)
     synthetic_params = models.JSONField(default=dict, blank=True)
+    crisis_resources = models.JSONField(
+        default=dict,
+        blank=True,
+        help_text="Shown to a participant at once when an answer signals danger, by language: "
+        '{"en": "…", "es": "…"}; include phone numbers.',
+    )
+    alert_email = models.EmailField(
+        blank=True, help_text="Where alerts about dangerous answers are e-mailed."
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -411,6 +420,12 @@ class Response(models.Model):
     started_at = models.DateTimeField()
     updated_at = models.DateTimeField(auto_now=True)
     submitted_at = models.DateTimeField(null=True, blank=True)
+    resume_at = models.CharField(
+        max_length=100,
+        blank=True,
+        help_text="Where a draft was left: the first question of the screen the participant "
+        "was on, so the survey resumes there on any device.",
+    )
 
     class Meta:
         ordering = ("assignment_id", "instrument_id")
@@ -461,3 +476,42 @@ ROLE_GROUP_NAMES = {
     StaffRole.Role.COORDINATOR: "Coordinators",
     StaffRole.Role.RESEARCHER: "Researchers",
 }
+
+
+class SafetyAlert(models.Model):
+    """An answer that signals danger (an overdose, the highest craving): the participant saw
+    crisis resources at once; the study team follows up."""
+
+    study = models.ForeignKey(Study, on_delete=models.PROTECT, related_name="safety_alerts")
+    participant = models.ForeignKey(
+        Participant, on_delete=models.PROTECT, related_name="safety_alerts"
+    )
+    assignment = models.ForeignKey(
+        Assignment, on_delete=models.PROTECT, related_name="safety_alerts"
+    )
+    variable = models.CharField(max_length=100)
+    question = models.TextField(help_text="The question as the participant read it.")
+    answer = models.CharField(max_length=200)
+    created_at = models.DateTimeField()
+    emailed_at = models.DateTimeField(null=True, blank=True)
+    acknowledged_at = models.DateTimeField(null=True, blank=True)
+    acknowledged_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="+",
+    )
+    follow_up_note = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ("-created_at",)
+        constraints = [
+            # One alert per question per survey, however often the draft is saved.
+            models.UniqueConstraint(
+                fields=("assignment", "variable"), name="safety_alert_once_per_question"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.participant.code} · {self.variable}"

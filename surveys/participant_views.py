@@ -1,14 +1,35 @@
 """Participants' pages (phone first). A personal link starts a session that sees only that
-participant's own things; anything else answers 404."""
+participant's own things; anything else answers 404.
 
-from django.http import Http404, HttpRequest, HttpResponse
+The survey page is a plain HTML form that works without JavaScript (every question on one
+page, branching applied by the server on submit). ``survey.js`` turns it into one screen at a
+time with live branching, autosave and offline sending, through the participant API.
+"""
+
+import contextlib
+import hashlib
+import json
+import uuid
+
+from django.core.exceptions import ValidationError
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
-from django.utils import timezone
+from django.template.loader import render_to_string
+from django.templatetags.static import static
+from django.urls import reverse
+from django.utils import timezone, translation
+from django.utils.translation import gettext as _
 from django.views.decorators.cache import never_cache
-from django.views.decorators.http import require_GET
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
+from surveys.instruments import InstrumentNotReady, version_with_items
 from surveys.links import LinkExpired, LinkNotFound, participant_link_resolve
-from surveys.models import Assignment, Participant
+from surveys.models import Assignment, Item, Language, Participant, Response, SafetyAlert
+from surveys.safety import crisis_text
+from surveys.screens import ANSWERED, screens_build
+from surveys.selectors import next_assignment, participant_entry_scope, participant_home
+from surveys.services import participant_language_set
+from surveys.submission import SubmissionConflict, response_submit
 
 SESSION_KEY = "participant_id"
 
@@ -24,6 +45,17 @@ def session_participant(request: HttpRequest) -> Participant:
     if participant is None:
         raise Http404
     return participant
+
+
+def _render(request, participant: Participant, template: str, context: dict, status=200):
+    """Render in the participant's language and time zone."""
+    with translation.override(participant.language), timezone.override(participant.timezone):
+        return render(
+            request,
+            template,
+            {"participant": participant, "languages": Language.choices, **context},
+            status=status,
+        )
 
 
 @never_cache
@@ -46,31 +78,259 @@ def link_open(request: HttpRequest, token: str) -> HttpResponse:
 @require_GET
 def home(request: HttpRequest) -> HttpResponse:
     participant = session_participant(request)
-    now = timezone.now()
-    assignments = list(participant.assignments.select_related("wave").order_by("due_at"))
-    due = [
-        a
-        for a in assignments
-        if a.opens_at <= now < a.closes_at
-        and a.status
-        in (Assignment.Status.SCHEDULED, Assignment.Status.OPEN, Assignment.Status.IN_PROGRESS)
-    ]
-    upcoming = [
-        a for a in assignments if a.opens_at > now and a.status == Assignment.Status.SCHEDULED
-    ][:1]
-    done = sum(a.status == Assignment.Status.COMPLETED for a in assignments)
-    # Dates in the participant's own time zone. The page's words are not translated yet (the
-    # Spanish and Persian catalogues come with the phone pages), so the language is not switched
-    # either: a page half in English and half in Spanish would be worse than one in English.
-    with timezone.override(participant.timezone):
-        return render(
-            request,
-            "participant/home.html",
-            {
-                "participant": participant,
-                "due": due,
-                "upcoming": upcoming,
-                "done": done,
-                "total": len(assignments),
-            },
+    context = participant_home(participant=participant, now=timezone.now())
+    return _render(request, participant, "participant/home.html", context)
+
+
+@never_cache
+@require_POST
+def language_set(request: HttpRequest) -> HttpResponse:
+    participant = session_participant(request)
+    language = request.POST.get("language", "")
+    if language in Language.values:
+        participant_language_set(participant=participant, language=language)
+    target = request.POST.get("next", "")
+    if not target.startswith("/p/"):  # only back to a participant page, never elsewhere
+        target = reverse("participant-home")
+    return redirect(target)
+
+
+def _survey_context(request, participant: Participant, assignment_id: int, slug: str):
+    """The assignment, instrument, version, items and any response, if they are this
+    participant's; else 404."""
+    scope = participant_entry_scope(
+        participant_id=participant.pk, assignment_id=assignment_id, instrument_slug=slug
+    )
+    if scope is None:
+        raise Http404
+    assignment = Assignment.objects.select_related("wave").get(pk=assignment_id)
+    assignment.participant = participant
+    response = Response.objects.filter(
+        assignment_id=assignment_id, instrument=scope.instrument
+    ).first()
+    try:
+        version, items = version_with_items(
+            instrument=scope.instrument,
+            version_id=response.instrument_version_id if response else None,
         )
+    except InstrumentNotReady as exc:
+        raise Http404 from exc
+    return assignment, scope.instrument, version, items, response
+
+
+def _answers_from_form(items: list[Item], data) -> dict:
+    """A no-JavaScript form's fields as answers (text; the validation reads numbers)."""
+    answers: dict = {}
+    for item in items:
+        if item.kind not in ANSWERED:
+            continue
+        if item.kind == Item.Kind.MULTIPLE:
+            chosen = data.getlist(item.variable)
+            if chosen:
+                answers[item.variable] = chosen
+        elif data.get(item.variable, "").strip():
+            answers[item.variable] = data[item.variable]
+    return answers
+
+
+def _closed_reason(assignment: Assignment, now) -> str:
+    if assignment.status == Assignment.Status.CANCELLED:
+        return "cancelled"
+    if now < assignment.opens_at:
+        return "not_open_yet"
+    if now >= assignment.closes_at or assignment.status == Assignment.Status.MISSED:
+        return "closed"
+    return ""
+
+
+def _survey_strings() -> dict:
+    """The survey script's words, in the page's language."""
+    return {
+        "progress": _("Question %(n)s of %(total)s"),
+        "review": _("Check your answers"),
+        "required": _("This question needs an answer."),
+        "range": _("Enter a number from %(min)s to %(max)s."),
+        "whole": _("Enter a whole number."),
+        "number": _("Enter a number."),
+        "change": _("Change"),
+        "unanswered": _("Not answered"),
+        "saved": _("Saved."),
+        "saved_here": _("Saved on this phone — will send when you are online."),
+        "sending": _("Sending…"),
+        "queued": _(
+            "Your answers are saved on this phone and will be sent when you are online. "
+            "You can close this page."
+        ),
+        "problems": _("Some answers need your attention."),
+        "slider_unset": _("Not answered yet: tap or use the arrow keys"),
+        "slider_value": _("Your answer: %(value)s"),
+    }
+
+
+@never_cache
+@require_http_methods(["GET", "POST"])
+def survey(request: HttpRequest, assignment_id: int, slug: str) -> HttpResponse:
+    participant = session_participant(request)
+    with translation.override(participant.language):
+        return _survey(request, participant, assignment_id, slug)
+
+
+def _survey(request, participant: Participant, assignment_id: int, slug: str) -> HttpResponse:
+    assignment, instrument, version, items, response = _survey_context(
+        request, participant, assignment_id, slug
+    )
+    done_url = reverse("participant-survey-done", args=[assignment_id, slug])
+    if response is not None and response.status == Response.Status.SUBMITTED:
+        return redirect(done_url)
+    now = timezone.now()
+    closed = _closed_reason(assignment, now)
+    errors: dict = {}
+    answers = dict(response.answers) if response else {}
+    client_id = str(response.client_id) if response else str(uuid.uuid4())
+    status = 200
+    if request.method == "POST" and not closed:
+        answers = _answers_from_form(items, request.POST)
+        with contextlib.suppress(ValueError):  # else the fresh id from above
+            client_id = str(uuid.UUID(request.POST.get("client_id", "")))
+        try:
+            response_submit(
+                assignment=assignment,
+                instrument=instrument,
+                answers=answers,
+                client_id=uuid.UUID(client_id),
+            )
+            return redirect(done_url)
+        except ValidationError as exc:
+            errors = exc.message_dict
+            status = 400
+        except SubmissionConflict as exc:
+            if exc.code == "already_submitted":
+                return redirect(done_url)
+            closed = exc.code
+            status = 409
+    screens = screens_build(items=items, language=participant.language)
+    for screen in screens:
+        for question in screen.questions:
+            value = answers.get(question.variable)
+            question.value = value
+            question.chosen = (
+                {str(v) for v in value}
+                if isinstance(value, list)
+                else ({str(value)} if value is not None else set())
+            )
+            question.error = (errors.get(question.variable) or [""])[0]
+    calcs = [
+        {"variable": item.variable, "formula": item.calculation, "branching": item.branching}
+        for item in items
+        if item.kind == Item.Kind.CALC
+    ]
+    draft = {
+        "client_id": client_id,
+        "answers": answers,
+        "position": response.resume_at if response else "",
+        "saved_at": response.updated_at.isoformat() if response else "",
+    }
+    return _render(
+        request,
+        participant,
+        "participant/survey.html",
+        {
+            "assignment": assignment,
+            "instrument": instrument,
+            "version": version,
+            "screens": screens,
+            "answers": answers,
+            "errors": errors,
+            "error_count": len(errors),
+            "closed": closed,
+            "client_id": client_id,
+            "draft": draft,
+            "calcs": calcs,
+            "crisis_text": crisis_text(study=participant.study, language=participant.language),
+            "page_data": {
+                "draft": draft,
+                "calcs": calcs,
+                "api": f"/api/v1/participant/assignments/{assignment_id}/responses/{slug}/",
+                "done": done_url,
+                "key": f"survey:{participant.pk}:{assignment_id}:{slug}",
+                "strings": _survey_strings(),
+            },
+        },
+        status=status,
+    )
+
+
+@never_cache
+@require_GET
+def survey_done(request: HttpRequest, assignment_id: int, slug: str) -> HttpResponse:
+    participant = session_participant(request)
+    assignment, instrument, _, _, response = _survey_context(
+        request, participant, assignment_id, slug
+    )
+    if response is None or response.status != Response.Status.SUBMITTED:
+        return redirect("participant-survey", assignment_id, slug)
+    now = timezone.now()
+    return _render(
+        request,
+        participant,
+        "participant/done.html",
+        {
+            "assignment": assignment,
+            "instrument": instrument,
+            "next": next_assignment(participant=participant, now=now),
+            "now": now,
+            "crisis_text": crisis_text(study=participant.study, language=participant.language)
+            if SafetyAlert.objects.filter(assignment_id=assignment_id).exists()
+            else "",
+        },
+    )
+
+
+@require_GET
+def manifest(request: HttpRequest) -> HttpResponse:
+    """The web app manifest: participants can add their surveys to the home screen."""
+    data = {
+        "name": _("Your surveys"),
+        "short_name": _("Surveys"),
+        "start_url": reverse("participant-home"),
+        "scope": "/p/",
+        "display": "standalone",
+        "background_color": "#ffffff",
+        "theme_color": "#0b5cad",
+        "icons": [
+            {
+                "src": static("surveys/icon.svg"),
+                "sizes": "any",
+                "type": "image/svg+xml",
+                "purpose": "any",
+            }
+        ],
+    }
+    response = JsonResponse(data)
+    response["Content-Type"] = "application/manifest+json"
+    return response
+
+
+@require_GET
+def service_worker(request: HttpRequest) -> HttpResponse:
+    """The service worker, served under /p/ so that its scope covers the participant pages.
+    It names the hashed static files of this deployment so that it caches the right ones."""
+    assets = [
+        static("surveys/participant.css"),
+        static("surveys/logic.js"),
+        static("surveys/outbox.js"),
+        static("surveys/survey.js"),
+        static("surveys/icon.svg"),
+    ]
+    script = render_to_string(
+        "participant/sw.js",
+        {
+            "assets_json": json.dumps(assets),
+            "outbox_json": json.dumps(static("surveys/outbox.js")),
+            # A new cache whenever the files change (their hashed names, in production).
+            "version": hashlib.sha256("".join(assets).encode()).hexdigest()[:12],
+        },
+    )
+    response = HttpResponse(script, content_type="text/javascript")
+    response["Cache-Control"] = "no-cache"
+    return response

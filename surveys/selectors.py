@@ -5,7 +5,8 @@ from dataclasses import dataclass
 from django.db import connection
 from django.db.models import QuerySet
 
-from surveys.models import Instrument, Participant, Site, StaffRole, Study
+from surveys import prepared
+from surveys.models import Assignment, Instrument, Participant, Site, StaffRole, Study
 
 ROLE = StaffRole.Role
 
@@ -96,7 +97,9 @@ def assignment_entry_scope(
     (ORM lookups and correlated EXISTS subqueries were measured to cost several times more).
     """
     with connection.cursor() as cursor:
-        cursor.execute(
+        prepared.execute(
+            cursor,
+            "surveys_entry_scope",
             "SELECT p.study_id, p.site_id, r.role, rs.site_id, ins.id, ins.name "
             "FROM surveys_assignment a "
             "JOIN surveys_participant p ON p.id = a.participant_id "
@@ -119,3 +122,86 @@ def assignment_entry_scope(
         return EntryScope(assignment_id, study_id, True, instrument)
     may_see, may_enter = _rights([(row[2], row[3]) for row in rows], participant_site)
     return EntryScope(assignment_id, study_id, may_enter, instrument) if may_see else None
+
+
+@dataclass(frozen=True)
+class ParticipantScope:
+    assignment_id: int
+    instrument: Instrument
+
+
+def participant_entry_scope(
+    *, participant_id: int, assignment_id: int, instrument_slug: str
+) -> ParticipantScope | None:
+    """The assignment and the wave's instrument named ``instrument_slug``, if both belong to
+    this (active) participant; else None, which callers answer with 404 whatever the reason,
+    so that a guessed or another participant's URL tells nothing."""
+    with connection.cursor() as cursor:
+        prepared.execute(
+            cursor,
+            "surveys_participant_scope",
+            "SELECT ins.id, ins.name, ins.study_id FROM surveys_assignment a "
+            "JOIN surveys_participant p ON p.id = a.participant_id "
+            "JOIN surveys_waveinstrument wi ON wi.wave_id = a.wave_id "
+            "JOIN surveys_instrument ins ON ins.id = wi.instrument_id AND ins.slug = %s "
+            "WHERE a.id = %s AND a.participant_id = %s AND p.status = %s",
+            [instrument_slug, assignment_id, participant_id, Participant.Status.ACTIVE],
+        )
+        row = cursor.fetchone()
+    if row is None:
+        return None
+    instrument = Instrument(pk=row[0], name=row[1], study_id=row[2], slug=instrument_slug)
+    return ParticipantScope(assignment_id, instrument)
+
+
+def participant_home(*, participant: Participant, now) -> dict:
+    """What the participant's home page shows: surveys open now (each with its instruments
+    and how far along), the next one coming, and how many are done."""
+    assignments = list(
+        participant.assignments.select_related("wave")
+        .prefetch_related("wave__instruments", "responses")
+        .order_by("due_at")
+    )
+    open_statuses = (
+        Assignment.Status.SCHEDULED,
+        Assignment.Status.OPEN,
+        Assignment.Status.IN_PROGRESS,
+    )
+    due = []
+    for assignment in assignments:
+        if not (assignment.opens_at <= now < assignment.closes_at):
+            continue
+        if assignment.status not in open_statuses:
+            continue
+        states = {r.instrument_id: r.status for r in assignment.responses.all()}
+        instruments = [
+            (instrument, states.get(instrument.pk))
+            for instrument in assignment.wave.instruments.all()
+        ]
+        due.append((assignment, instruments))
+    upcoming = [
+        a for a in assignments if a.opens_at > now and a.status == Assignment.Status.SCHEDULED
+    ][:1]
+    return {
+        "due": due,
+        "upcoming": upcoming,
+        "done": sum(a.status == Assignment.Status.COMPLETED for a in assignments),
+        "total": len(assignments),
+    }
+
+
+def next_assignment(*, participant: Participant, now) -> Assignment | None:
+    """The participant's next survey not yet done: open now, or the next to open."""
+    return (
+        participant.assignments.select_related("wave")
+        .filter(
+            closes_at__gt=now,
+            status__in=(
+                Assignment.Status.SCHEDULED,
+                Assignment.Status.OPEN,
+                Assignment.Status.IN_PROGRESS,
+            ),
+        )
+        .order_by("opens_at")
+        .first()
+    )

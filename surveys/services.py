@@ -289,3 +289,9 @@ def participant_status_change(
         )
     participant.status = status
     return locked
+
+
+def participant_language_set(*, participant: Participant, language: str) -> None:
+    """The language the participant reads their pages and messages in."""
+    participant.language = language
+    participant.save(update_fields=["language"])

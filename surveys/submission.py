@@ -8,11 +8,12 @@ exactly one response.
 
 import uuid
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 
 from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
+from surveys import prepared
 from surveys.instruments import (
     CURRENT_VERSION_COLUMNS_SQL,
     InstrumentNotReady,
@@ -20,6 +21,7 @@ from surveys.instruments import (
     version_with_items,
 )
 from surveys.models import Assignment, Instrument, Participant, Response
+from surveys.safety import safety_alerts_raise
 from surveys.validation import answers_clean
 
 
@@ -56,30 +58,58 @@ def _prep(model, field: str, value):
     return model._meta.get_field(field).get_db_prep_save(value, connection)
 
 
+_ASSIGNMENT_COLUMNS = (
+    "id",
+    "participant_id",
+    "wave_id",
+    "occurrence",
+    "opens_at",
+    "due_at",
+    "closes_at",
+    "status",
+    "status_changed_at",
+    "completed_at",
+)
+
+
+def _aware(value: datetime | None) -> datetime | None:
+    """A datetime read with a plain cursor: aware already on PostgreSQL; naive UTC on SQLite."""
+    if value is None or value.tzinfo is not None:
+        return value
+    return value.replace(tzinfo=UTC)
+
+
 def _locked_assignment(
     assignment_id: int, *, extra_columns: str = "", extra_params: tuple = ()
-) -> Assignment:
+) -> tuple[Assignment, tuple]:
     """The assignment, locked (its row only) for the rest of the transaction, with its
-    participant's status and time zone, and any ``extra_columns`` (SQL starting with ", ")."""
+    participant's status and time zone; and the values of ``extra_columns`` (SQL starting
+    with ", "). A plain cursor: the raw queryset's per-row machinery cost more than the
+    statement itself on this, the busiest write (benchmarks/README.md)."""
     lock = " FOR UPDATE OF a" if connection.features.has_select_for_update_of else ""
-    rows = list(
-        Assignment.objects.raw(
-            "SELECT a.*, p.status AS participant_status, p.timezone AS participant_timezone"
-            f"{extra_columns} "
+    columns = ", ".join(f"a.{column}" for column in _ASSIGNMENT_COLUMNS)
+    with connection.cursor() as cursor:
+        prepared.execute(
+            cursor,
+            "surveys_submit_lock",
+            f"SELECT {columns}, p.status, p.timezone{extra_columns} "
             "FROM surveys_assignment a JOIN surveys_participant p ON p.id = a.participant_id "
             f"WHERE a.id = %s{lock}",
             [*extra_params, assignment_id],
         )
-    )
-    if not rows:
+        row = cursor.fetchone()
+    if row is None:
         raise Assignment.DoesNotExist
-    assignment = rows[0]
+    n = len(_ASSIGNMENT_COLUMNS)
+    values = list(row[:n])
+    for i, column in enumerate(_ASSIGNMENT_COLUMNS):
+        if column.endswith("_at"):
+            values[i] = _aware(values[i])
+    assignment = Assignment.from_db(connection.alias, _ASSIGNMENT_COLUMNS, values)
     assignment.participant = Participant(
-        pk=assignment.participant_id,
-        status=assignment.participant_status,
-        timezone=assignment.participant_timezone,
+        pk=assignment.participant_id, status=row[n], timezone=row[n + 1]
     )
-    return assignment
+    return assignment, row[n + 2 :]
 
 
 @dataclass
@@ -102,7 +132,7 @@ def _submit_context(assignment_id: int, instrument_id: int) -> _SubmitContext:
     had to wait come from before the wait, so a response committed by the submit we waited
     for would be missed. A statement issued after the lock sees it.
     """
-    assignment = _locked_assignment(
+    assignment, extra = _locked_assignment(
         assignment_id,
         extra_columns=(
             ", (SELECT COUNT(*) FROM surveys_waveinstrument wi WHERE wi.wave_id = a.wave_id) "
@@ -113,7 +143,9 @@ def _submit_context(assignment_id: int, instrument_id: int) -> _SubmitContext:
         extra_params=(instrument_id, *[instrument_id] * 4),
     )
     with connection.cursor() as cursor:
-        cursor.execute(
+        prepared.execute(
+            cursor,
+            "surveys_submit_responses",
             "SELECT id, client_id, instrument_id, status, instrument_version_id "
             "FROM surveys_response WHERE assignment_id = %s",
             [assignment_id],
@@ -122,32 +154,40 @@ def _submit_context(assignment_id: int, instrument_id: int) -> _SubmitContext:
             (rid, uuid.UUID(str(cid)), iid, status, vid)
             for rid, cid, iid, status, vid in cursor.fetchall()
         ]
-    current = (assignment.cv_id, assignment.cv_number, assignment.cv_items, assignment.cv_top)
+    wave_instrument_count, in_wave, *current = extra
     return _SubmitContext(
-        assignment,
-        int(assignment.wave_instrument_count),
-        bool(assignment.in_wave),
-        responses,
-        current,
+        assignment, int(wave_instrument_count), bool(in_wave), responses, tuple(current)
     )
+
+
+_STATUS_UPDATE = (
+    "UPDATE surveys_assignment SET status = %s, status_changed_at = %s, completed_at = %s "
+    "WHERE id = %s"
+)
+
+
+def _status_values(assignment: Assignment) -> list:
+    return [
+        assignment.status,
+        _prep(Assignment, "status_changed_at", assignment.status_changed_at),
+        _prep(Assignment, "completed_at", assignment.completed_at),
+        assignment.pk,
+    ]
 
 
 def _assignment_status_save(assignment: Assignment) -> None:
     with connection.cursor() as cursor:
-        cursor.execute(
-            "UPDATE surveys_assignment SET status = %s, status_changed_at = %s, "
-            "completed_at = %s WHERE id = %s",
-            [
-                assignment.status,
-                _prep(Assignment, "status_changed_at", assignment.status_changed_at),
-                _prep(Assignment, "completed_at", assignment.completed_at),
-                assignment.pk,
-            ],
+        prepared.execute(
+            cursor, "surveys_assignment_status", _STATUS_UPDATE, _status_values(assignment)
         )
 
 
-def _response_store(response: Response, now: datetime, *, insert: bool) -> None:
-    """Insert a submitted response, or turn its draft into it (keeping when it was started)."""
+def _response_store(
+    response: Response, now: datetime, *, insert: bool, assignment: Assignment | None = None
+) -> None:
+    """Insert a submitted response, or turn its draft into it (keeping when it was started);
+    then save ``assignment``'s status, if given. Raises IntegrityError, with nothing written,
+    if the client id is another response's."""
     response.updated_at = now
     columns = {
         "assignment_id": "assignment",
@@ -159,6 +199,7 @@ def _response_store(response: Response, now: datetime, *, insert: bool) -> None:
         "started_at": "started_at",
         "updated_at": "updated_at",
         "submitted_at": "submitted_at",
+        "resume_at": "resume_at",
     }
     if not insert:
         for kept in ("assignment_id", "instrument_id", "started_at"):
@@ -179,17 +220,33 @@ def _response_store(response: Response, now: datetime, *, insert: bool) -> None:
                 f"INSERT INTO surveys_response ({', '.join(columns)}) "
                 f"VALUES ({', '.join(['%s'] * len(columns))})"
             )
-            if connection.features.can_return_columns_from_insert:
-                cursor.execute(sql + " RETURNING id", values)
-                response.pk = cursor.fetchone()[0]
-            else:  # pragma: no cover - every supported database returns ids
-                cursor.execute(sql, values)
-                response.pk = cursor.lastrowid
+            # ON CONFLICT instead of a savepoint around the insert: two round trips fewer on
+            # the busiest write. Only the client id can conflict here, because the assignment
+            # is locked (one response per assignment and instrument).
+            sql += " ON CONFLICT (client_id) DO NOTHING RETURNING id"
+            if assignment is not None and connection.vendor == "postgresql":
+                # One round trip for both writes: the status changes only if the insert did.
+                prepared.execute(
+                    cursor,
+                    "surveys_response_insert_and_status",
+                    f"WITH inserted AS ({sql}), changed AS ({_STATUS_UPDATE} "
+                    "AND EXISTS (SELECT 1 FROM inserted)) SELECT id FROM inserted",
+                    [*values, *_status_values(assignment)],
+                )
+                assignment = None
+            else:
+                prepared.execute(cursor, "surveys_response_insert", sql, values)
+            row = cursor.fetchone()
+            if row is None:
+                raise IntegrityError("client_id is another response's")
+            response.pk = row[0]
         else:
             assignments = ", ".join(f"{column} = %s" for column in columns)
             cursor.execute(
                 f"UPDATE surveys_response SET {assignments} WHERE id = %s", [*values, response.pk]
             )
+    if assignment is not None:
+        _assignment_status_save(assignment)
 
 
 def _check_accepting(assignment: Assignment, now: datetime) -> None:
@@ -242,10 +299,12 @@ def response_draft_save(
     instrument: Instrument,
     answers: dict,
     client_id: uuid.UUID,
+    position: str = "",
     now: datetime | None = None,
 ) -> Response:
     """Save the answers so far, replacing the draft's answers. Every answer given must be valid
-    (one wrong answer rejects the whole draft, per question); nothing is required yet."""
+    (one wrong answer rejects the whole draft, per question); nothing is required yet.
+    ``position`` (a question's variable) is where the participant is, to resume there."""
     now = now or timezone.now()
     context = _submit_context(assignment.pk, instrument.pk)
     assignment = context.assignment
@@ -259,6 +318,9 @@ def response_draft_save(
         raise SubmissionConflict(*CLIENT_ID_USED)
     version, items = _version_and_items(instrument, existing, context)
     cleaned = answers_clean(items=items, answers=answers, final=False)
+    safety_alerts_raise(assignment=assignment, items=items, answers=cleaned, now=now)
+    if position and position not in {item.variable for item in items}:
+        position = ""  # a stale position (another version) resumes at the start
     if existing is None:
         try:
             with transaction.atomic():
@@ -269,11 +331,14 @@ def response_draft_save(
                     client_id=client_id,
                     answers=cleaned,
                     started_at=now,
+                    resume_at=position,
                 )
         except IntegrityError as exc:  # the id is another assignment's response's
             raise SubmissionConflict(*CLIENT_ID_USED) from exc
     else:
-        Response.objects.filter(pk=existing[0]).update(answers=cleaned, updated_at=now)
+        Response.objects.filter(pk=existing[0]).update(
+            answers=cleaned, updated_at=now, resume_at=position
+        )
         response = Response.objects.select_related("instrument", "instrument_version").get(
             pk=existing[0]
         )
@@ -332,17 +397,20 @@ def response_submit(
         started_at=now,
         submitted_at=now,
     )
-    try:
-        with transaction.atomic():
-            _response_store(response, now, insert=existing is None)
-    except IntegrityError as exc:
-        # The id is another assignment's response's (possibly submitted at this very
-        # instant, under another row lock): the unique index decides.
-        raise SubmissionConflict(*CLIENT_ID_USED) from exc
     done = {r[2] for r in context.responses if r[3] == Response.Status.SUBMITTED}
     complete = len(done | {instrument.pk}) >= context.wave_instrument_count
     assignment.status = Assignment.Status.COMPLETED if complete else Assignment.Status.IN_PROGRESS
     assignment.status_changed_at = now
     assignment.completed_at = now if complete else None
-    _assignment_status_save(assignment)
+    try:
+        if existing is None:
+            _response_store(response, now, insert=True, assignment=assignment)
+        else:  # the draft may have been saved under another client id
+            with transaction.atomic():
+                _response_store(response, now, insert=False, assignment=assignment)
+    except IntegrityError as exc:
+        # The id is another assignment's response's (possibly submitted at this very
+        # instant, under another row lock): the unique index decides.
+        raise SubmissionConflict(*CLIENT_ID_USED) from exc
+    safety_alerts_raise(assignment=assignment, items=items, answers=cleaned, now=now)
     return SubmitResult(response, replayed=False)

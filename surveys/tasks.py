@@ -11,3 +11,15 @@ def assignment_statuses_refresh() -> dict[str, int]:
 @shared_task(name="surveys.tasks.recurring_assignments_extend")
 def recurring_assignments_extend() -> int:
     return services.recurring_assignments_extend()
+
+
+@shared_task(
+    name="surveys.tasks.safety_alert_email",
+    autoretry_for=(OSError,),
+    retry_backoff=True,
+    max_retries=5,
+)
+def safety_alert_email(alert_id: int) -> bool:
+    from surveys.safety import safety_alert_email_send  # safety enqueues this task: no cycle
+
+    return safety_alert_email_send(alert_id=alert_id)

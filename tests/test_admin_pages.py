@@ -4,7 +4,14 @@ import pytest
 from django.contrib import admin
 from django.urls import reverse
 
-from surveys.models import Assignment, InstrumentVersion, Item, Participant, Response
+from surveys.models import (
+    Assignment,
+    InstrumentVersion,
+    Item,
+    Participant,
+    Response,
+    SafetyAlert,
+)
 
 
 @pytest.fixture
@@ -37,9 +44,10 @@ def test_every_admin_list_and_add_page_opens_with_demo_data(superuser_client):
         changelist = reverse(f"admin:{opts.app_label}_{opts.model_name}_changelist")
         assert superuser_client.get(changelist).status_code == 200, changelist
         add = reverse(f"admin:{opts.app_label}_{opts.model_name}_add")
-        # Assignments come from enrolment, responses from submission and instrument content
-        # from a dictionary import: never by hand.
-        expected = 403 if model in (Assignment, Response, Item, InstrumentVersion) else 200
+        # Assignments come from enrolment, responses from submission, instrument content
+        # from a dictionary import and safety alerts from answers: never by hand.
+        by_hand = (Assignment, Response, Item, InstrumentVersion, SafetyAlert)
+        expected = 403 if model in by_hand else 200
         assert superuser_client.get(add).status_code == expected, add
     for model in (Participant, Assignment, Response):
         obj = model.objects.first()

@@ -244,6 +244,8 @@ CRAVING = _slider(
     _t("No urge at all", "Nada de ganas"),
     _t("The strongest urge I can imagine", "Las ganas más fuertes que me puedo imaginar"),
 )
+# The top of the scale shows crisis resources and alerts the study team (surveys/safety.py).
+CRAVING.options["alert"] = "[craving] >= 10"
 
 MAT_STATUS = ItemSpec(
     "mat_status",
@@ -532,12 +534,15 @@ FOLLOWUP: list[ItemSpec] = [
         400,
         branching="[any_use_since_last] = '1'",
     ),
-    _yesno(
+    ItemSpec(
         "overdose",
+        "yesno",
         _t(
             "Since your last survey, have you had an overdose?",
             "Desde su última encuesta, ¿ha tenido una sobredosis?",
         ),
+        required=True,
+        options={"alert": "[overdose] = '1'"},
     ),
     _slider(
         "cohesion",

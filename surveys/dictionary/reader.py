@@ -2,6 +2,7 @@
 
 import csv
 import io
+import re
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -53,6 +54,8 @@ from surveys.dictionary.common import (
 from surveys.instruments import instrument_items_set, items_validate, version_items_as_dicts
 from surveys.models import Instrument, InstrumentVersion, Language, Study
 from surveys.validators import validate_variable_name
+
+ALERT_TAG = re.compile(r'@ALERT="([^"]*)"')
 
 # --- Import -------------------------------------------------------------------------------
 
@@ -352,6 +355,12 @@ def _row_item(values: dict[str, str], *, add: Callable[[str, str], None], langua
         "identifier": _flag(values, IDENTIFIER, add, variable),
         "annotation": values[ANNOTATION],
     }
+    # @ALERT="expression" in the annotation: an answer that shows crisis resources and alerts
+    # the study team (surveys/safety.py); checked below like branching logic.
+    alert = ALERT_TAG.search(item["annotation"])
+    if alert:
+        options["alert"] = alert.group(1)
+        item["annotation"] = ALERT_TAG.sub("", item["annotation"]).strip()
     if not values[LABEL]:
         add(LABEL, f"{variable}: the field label is empty")
 
@@ -554,8 +563,12 @@ def _logic_errors(
     for row in rows:
         variable = row.item["variable"]
         own = form_kinds[row.form]
-        for field, column in (("branching", BRANCHING), ("calculation", CHOICES)):
-            text = row.item[field]
+        checked = (
+            ("branching", BRANCHING, row.item["branching"]),
+            ("calculation", CHOICES, row.item["calculation"]),
+            ("alert", ANNOTATION, row.item["options"].get("alert", "")),
+        )
+        for _field, column, text in checked:
             if not text:
                 continue
             try:

@@ -128,7 +128,11 @@ def _item_row(item: Item, *, form: str, language: str) -> list[str]:
         QUESTION_NUMBER: options.get("question_number", ""),
         MATRIX_GROUP: item.matrix_group,
         MATRIX_RANKING: _yes(options.get("matrix_ranking")),
-        ANNOTATION: item.annotation,
+        ANNOTATION: " ".join(
+            part
+            for part in (item.annotation, options.get("alert") and f'@ALERT="{options["alert"]}"')
+            if part
+        ),
     }
     return [str(row[column] or "") for column in COLUMNS]
 

@@ -4,6 +4,7 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
+from api.views import SubmitOutputSerializer
 from surveys.models import Response, StaffRole
 
 ANSWERS = {
@@ -60,6 +61,11 @@ def test_submit_answers_201_then_200_on_replay(client, coordinator_a, open_month
     assert replay.status_code == 200
     assert replay.json() == first.json()
     assert Response.objects.count() == 1
+    # The reply is built without the serializer; it must say what the schema says.
+    stored = Response.objects.select_related("instrument", "instrument_version").get()
+    assert first.json() == SubmitOutputSerializer(stored).data
+    assert first.json()["client_id"] == body["client_id"]
+    assert first.json()["submitted_at"].endswith("Z")
 
 
 def test_bad_input_answers_400_with_one_error_per_field(client, coordinator_a, open_month1):

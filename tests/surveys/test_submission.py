@@ -395,3 +395,25 @@ def test_an_instrument_without_questions_is_a_conflict_not_a_crash(study, month1
     with pytest.raises(SubmissionConflict) as excinfo:
         submit(month1, empty, {})
     assert excinfo.value.code == "instrument_not_ready"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_submissions_work_again_after_the_database_connection_is_replaced(
+    site_a, enrol, followup_answers
+):
+    # On PostgreSQL the submission's statements are prepared once per connection; a new
+    # connection (a restart, CONN_MAX_AGE) must prepare them afresh, not fail.
+    attended, _ = followup_answers
+    first, second = (
+        enrol(
+            site=site_a, code=code, enrolled_on=ENROLLED, now=datetime(2026, 1, 15, tzinfo=UTC)
+        ).assignments.get(wave__slug="m1")
+        for code in ("NYC-1", "NYC-2")
+    )
+    instrument = Instrument.objects.get(slug="followup", study=first.participant.study)
+    assert not submit(first, instrument, attended).replayed
+    connection.close()
+    assert not submit(second, instrument, attended).replayed
+    second.refresh_from_db()
+    assert second.status == Assignment.Status.COMPLETED
+    assert Response.objects.count() == 2

@@ -1,0 +1,71 @@
+"""The participant's own API, used by the phone pages (``survey.js`` and the service worker):
+the staff endpoints' draft and submit, authenticated by the participant session a personal
+link starts (never a staff login) and scoped to that participant's own assignments; anything
+else answers 404.
+"""
+
+from django.contrib.auth.models import AnonymousUser
+from django.http import Http404
+from drf_spectacular.extensions import OpenApiAuthenticationExtension
+from rest_framework.authentication import SessionAuthentication
+from rest_framework.exceptions import NotAuthenticated
+from rest_framework.permissions import BasePermission
+from rest_framework.request import Request
+
+from api.views import ResponseDraftSaveApi, ResponseSubmitApi
+from surveys.models import Assignment
+from surveys.participant_views import SESSION_KEY
+from surveys.selectors import participant_entry_scope
+
+
+class ParticipantSessionAuthentication(SessionAuthentication):
+    """``request.auth`` is the session's participant id; CSRF is enforced as for staff."""
+
+    def authenticate(self, request: Request):
+        participant_id = request._request.session.get(SESSION_KEY)
+        if not participant_id:
+            return None
+        self.enforce_csrf(request)
+        return (AnonymousUser(), int(participant_id))
+
+    def authenticate_header(self, request: Request) -> str:
+        return "ParticipantSession"
+
+
+class ParticipantSessionScheme(OpenApiAuthenticationExtension):
+    target_class = ParticipantSessionAuthentication
+    name = "participantSession"
+
+    def get_security_definition(self, auto_schema):
+        return {"type": "apiKey", "in": "cookie", "name": "sessionid"}
+
+
+class IsParticipant(BasePermission):
+    def has_permission(self, request, view) -> bool:
+        if request.auth is None:
+            raise NotAuthenticated("Open your personal link first.")
+        return True
+
+
+class ParticipantScope:
+    authentication_classes = [ParticipantSessionAuthentication]
+    permission_classes = [IsParticipant]
+
+    def scope(self, request: Request, assignment_id: int, instrument_slug: str):
+        scope = participant_entry_scope(
+            participant_id=request.auth,
+            assignment_id=assignment_id,
+            instrument_slug=instrument_slug,
+        )
+        if scope is None:  # whatever the reason: a guessed URL learns nothing
+            raise Http404("No such survey.")
+        return Assignment(pk=scope.assignment_id), scope.instrument
+
+
+class ParticipantDraftSaveApi(ParticipantScope, ResponseDraftSaveApi):
+    """Save the participant's answers so far and where they are."""
+
+
+class ParticipantSubmitApi(ParticipantScope, ResponseSubmitApi):
+    """Send the participant's final answers; a replay (an offline phone sending again)
+    answers 200 with the response stored the first time."""

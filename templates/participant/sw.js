@@ -1,0 +1,80 @@
+/* Service worker of the participant pages: the survey opens offline once visited, and answers
+   sent while offline wait in IndexedDB ("outbox") until the connection returns. */
+"use strict";
+var CACHE = "participant-{{ version }}";
+var ASSETS = {{ assets_json|safe }};
+
+self.addEventListener("install", function (event) {
+  event.waitUntil(caches.open(CACHE).then(function (cache) {
+    return cache.addAll(ASSETS);
+  }).then(function () { return self.skipWaiting(); }));
+});
+
+self.addEventListener("activate", function (event) {
+  event.waitUntil(caches.keys().then(function (keys) {
+    return Promise.all(keys.filter(function (key) {
+      return key.indexOf("participant-") === 0 && key !== CACHE;
+    }).map(function (key) { return caches.delete(key); }));
+  }).then(function () { return self.clients.claim(); }));
+});
+
+function cacheable(url) {
+  return url.pathname === "/p/" || url.pathname.indexOf("/p/s/") === 0;
+}
+
+self.addEventListener("fetch", function (event) {
+  var request = event.request;
+  if (request.method !== "GET") return;
+  var url = new URL(request.url);
+  if (url.origin !== self.location.origin) return;
+  if (ASSETS.indexOf(url.pathname) >= 0) {
+    event.respondWith(caches.match(request).then(function (hit) {
+      return hit || fetch(request);
+    }));
+    return;
+  }
+  if (request.mode === "navigate" && cacheable(url)) {
+    // The network first (the page must be current); the last copy when offline.
+    event.respondWith(fetch(request).then(function (response) {
+      if (response.ok && !response.redirected) {
+        var copy = response.clone();
+        caches.open(CACHE).then(function (cache) { cache.put(request, copy); });
+      }
+      return response;
+    }).catch(function () {
+      return caches.match(request).then(function (hit) {
+        return hit || caches.match("/p/");
+      });
+    }));
+  }
+});
+
+importScripts({{ outbox_json|safe }});
+var outbox = self.ParticipantOutbox;
+
+function flush() {
+  return outbox("readonly", function (store) { return store.getAll(); }).then(function (items) {
+    return Promise.all((items || []).map(function (item) {
+      return fetch(item.url, {
+        method: "POST", credentials: "same-origin", body: item.body,
+        headers: { "Content-Type": "application/json", "X-CSRFToken": item.csrf },
+      }).then(function (response) {
+        // Sent (or refused for good, e.g. the window closed): out of the outbox either way.
+        if (response.ok || (response.status >= 400 && response.status < 500 &&
+            response.status !== 408 && response.status !== 429)) {
+          return outbox("readwrite", function (store) { store.delete(item.url); }).then(function () {
+            return self.clients.matchAll().then(function (clients) {
+              clients.forEach(function (client) {
+                client.postMessage({ type: "sent", url: item.url, status: response.status });
+              });
+            });
+          });
+        }
+      });
+    }));
+  });
+}
+
+self.addEventListener("sync", function (event) {
+  if (event.tag === "outbox") event.waitUntil(flush());
+});

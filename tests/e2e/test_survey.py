@@ -1,0 +1,152 @@
+"""A participant on a phone: a full survey with branching, a draft resumed on another phone,
+another participant's URL, the screenshots in docs/."""
+
+from pathlib import Path
+
+import pytest
+from playwright.sync_api import expect
+
+from surveys.links import participant_link_create
+from surveys.models import Response
+
+DOCS = Path(__file__).resolve().parents[2] / "docs"
+
+
+def open_link(page, live_server, participant):
+    _, token = participant_link_create(participant=participant)
+    page.goto(f"{live_server.url}/p/{token}")
+
+
+def answer_screen(page, choices: dict):
+    """Answer every shown question of the current screen: as ``choices`` says, else the first
+    option, 0, or the middle of a slider."""
+    variables = page.locator(".screen:not([hidden]) .q").evaluate_all(
+        "nodes => nodes.map(n => n.dataset.variable)"
+    )
+    for variable in variables:
+        q = page.locator(f"#q-{variable}")
+        if not q.is_visible():  # hidden by an answer just given
+            continue
+        kind = q.get_attribute("data-kind")
+        wanted = choices.get(variable)
+        if kind in ("yesno", "single"):
+            code = wanted or q.locator("input").first.get_attribute("value")
+            q.locator(f"input[value='{code}']").check()
+        elif kind == "multiple":
+            for code in wanted or [q.locator("input").first.get_attribute("value")]:
+                q.locator(f"input[value='{code}']").check()
+        elif kind == "slider":
+            q.locator("input[type=range]").focus()
+            page.keyboard.press("ArrowRight")
+        elif kind in ("integer", "decimal"):
+            q.locator("input").fill(str(wanted if wanted is not None else 0))
+        elif kind == "date":
+            q.locator("input").fill("2026-01-01")
+        else:
+            q.locator("input, textarea").fill(str(wanted or "ok"))
+
+
+def test_a_full_survey_with_branching_on_a_phone(phone, live_server, due_participant):
+    page = phone()
+    open_link(page, live_server, due_participant)
+    page.get_by_role("link", name="Start").first.click()
+    expect(page.locator("#progress-text")).to_contain_text("Question 1 of")
+    DOCS.mkdir(exist_ok=True)
+    page.screenshot(path=str(DOCS / "participant-survey.png"))
+    choices = {"attended_any": "1", "fellowships": ["1"], "mtg_na_inperson": 6, "overdose": "0"}
+    seen = []
+    for _ in range(120):
+        if page.locator("#review").is_visible():
+            break
+        seen += page.locator(".screen:not([hidden]) .q:not([hidden])").evaluate_all(
+            "nodes => nodes.map(n => n.dataset.variable)"
+        )
+        answer_screen(page, choices)
+        page.locator("#next").click()
+    assert page.locator("#review").is_visible()
+    # Branching: NA's meeting questions were asked, Cocaine Anonymous's were not.
+    assert "mtg_na_inperson" in seen and "mtg_ca_inperson" not in seen
+    page.screenshot(path=str(DOCS / "participant-review.png"), full_page=False)
+    page.locator("#send").click()
+    page.wait_for_url("**/done")
+    assert "Thank you" in page.locator("h1").inner_text()
+    page.screenshot(path=str(DOCS / "participant-done.png"))
+    response = Response.objects.get()
+    assert response.status == Response.Status.SUBMITTED
+    assert response.answers["mtg_na_inperson"] == 6
+    assert "mtg_ca_inperson" not in response.answers
+
+
+def test_a_draft_resumes_on_another_phone_at_the_same_place(phone, live_server, due_participant):
+    first = phone()
+    open_link(first, live_server, due_participant)
+    first.get_by_role("link", name="Start").first.click()
+    answer_screen(first, {"attended_any": "0"})
+    first.locator("#next").click()
+    answer_screen(first, {})
+    with first.expect_response(lambda r: r.url.endswith("/draft/") and r.status == 200):
+        first.locator("#next").click()
+    where = first.locator("#progress-text").inner_text()
+    first.context.close()
+
+    second = phone()  # another device: no local copy, only the server's draft
+    open_link(second, live_server, due_participant)
+    second.get_by_role("link", name="Continue").first.click()
+    expect(second.locator("#progress-text")).to_have_text(where)
+    expect(second.locator("#q-attended_any input[value='0']")).to_be_checked()
+
+
+def test_another_participants_survey_answers_404(
+    phone, live_server, due_participant, enrol, site_a
+):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    other = enrol(
+        site=site_a, code="NYC-0043", enrolled_on=timezone.localdate() - timedelta(days=30)
+    )
+    theirs = other.assignments.get(wave__slug="m1")
+    page = phone()
+    open_link(page, live_server, due_participant)
+    reply = page.goto(f"{live_server.url}/p/s/{theirs.pk}/followup/")
+    assert reply.status == 404
+
+
+@pytest.mark.parametrize("path", ["/p/"])
+def test_home_page_screenshot(phone, live_server, due_participant, path):
+    page = phone()
+    open_link(page, live_server, due_participant)
+    assert page.get_by_role("heading", name="Your surveys").is_visible()
+    DOCS.mkdir(exist_ok=True)
+    page.screenshot(path=str(DOCS / "participant-home.png"))
+
+
+def test_a_survey_finished_offline_is_sent_on_reconnect_exactly_once(
+    phone, live_server, due_participant
+):
+    page = phone()
+    open_link(page, live_server, due_participant)
+    page.get_by_role("link", name="Start").first.click()
+    # Hold every draft save in flight, so that their replies land after "Send" (as on a
+    # slow connection): a late "Saved." must not hide that the answers wait on the phone.
+    held = []
+    page.route("**/draft/", lambda route: held.append(route))
+    for _ in range(120):
+        if page.locator("#review").is_visible():
+            break
+        answer_screen(page, {"attended_any": "0", "overdose": "0"})
+        page.locator("#next").click()
+    page.context.set_offline(True)
+    page.locator("#send").click()
+    expect(page.locator("#status")).to_contain_text("saved on this phone")
+    assert held
+    for route in held:
+        route.fulfill(status=200, content_type="application/json", body="{}")
+    page.unroute("**/draft/")
+    page.wait_for_timeout(300)
+    expect(page.locator("#status")).to_contain_text("saved on this phone")
+    assert not Response.objects.filter(status=Response.Status.SUBMITTED).exists()
+    page.context.set_offline(False)
+    page.wait_for_url("**/done", timeout=15000)
+    assert Response.objects.filter(status=Response.Status.SUBMITTED).count() == 1

@@ -1,0 +1,168 @@
+"""The participant's survey without a browser: the no-JavaScript form, the participant API,
+and safety alerts."""
+
+import uuid
+from datetime import timedelta
+
+import pytest
+from django.core import mail
+from django.utils import timezone
+
+from surveys.links import participant_link_create
+from surveys.models import Response, SafetyAlert
+from surveys.safety import safety_alert_email_send
+from tests.api.test_responses_api import ANSWERS
+
+
+@pytest.fixture
+def participant(site_a, enrol):
+    site_a.study.alert_email = "team@example.org"
+    site_a.study.crisis_resources = {"en": "Call the study line: 555-0100."}
+    site_a.study.save()
+    return enrol(
+        site=site_a,
+        code="NYC-0042",
+        enrolled_on=timezone.localdate() - timedelta(days=30),
+        timezone="America/New_York",
+    )
+
+
+@pytest.fixture
+def month1(participant):
+    return participant.assignments.get(wave__slug="m1")
+
+
+@pytest.fixture
+def signed_in(client, participant):
+    _, token = participant_link_create(participant=participant)
+    client.get(f"/p/{token}")
+    return client
+
+
+def api(assignment, action):
+    return f"/api/v1/participant/assignments/{assignment.pk}/responses/followup/{action}/"
+
+
+def test_the_survey_page_lists_every_question_for_a_phone_without_javascript(signed_in, month1):
+    page = signed_in.get(f"/p/s/{month1.pk}/followup/")
+    assert page.status_code == 200
+    html = page.text
+    assert 'name="attended_any"' in html and 'name="craving"' in html
+    assert html.count('class="screen"') > 20  # one question (or matrix) per screen
+
+
+def test_the_form_without_javascript_submits_once_and_shows_the_next_survey(signed_in, month1):
+    form = dict(ANSWERS)
+    form["client_id"] = str(uuid.uuid4())
+    reply = signed_in.post(f"/p/s/{month1.pk}/followup/", form)
+    assert reply.status_code == 302 and reply["Location"].endswith("/done")
+    done = signed_in.get(reply["Location"]).text
+    assert "Thank you" in done and "3 months" in done
+    assert Response.objects.get().status == Response.Status.SUBMITTED
+    again = signed_in.post(f"/p/s/{month1.pk}/followup/", form)
+    assert again.status_code == 302
+    assert Response.objects.count() == 1
+
+
+def test_the_form_without_javascript_shows_errors_per_question(signed_in, month1):
+    reply = signed_in.post(
+        f"/p/s/{month1.pk}/followup/", {"client_id": str(uuid.uuid4()), "craving": "11"}
+    )
+    assert reply.status_code == 400
+    assert 'id="error-summary"' in reply.text
+    assert "Enter a number from 0 to 10." in reply.text
+    assert not Response.objects.exists()
+
+
+def test_the_participant_api_saves_a_draft_with_its_place_then_submits(signed_in, month1):
+    client_id = str(uuid.uuid4())
+    draft = signed_in.put(
+        api(month1, "draft"),
+        {"client_id": client_id, "answers": {"attended_any": 0}, "position": "home_group"},
+        content_type="application/json",
+    )
+    assert draft.status_code == 200, draft.json()
+    assert Response.objects.get().resume_at == "home_group"
+    page = signed_in.get(f"/p/s/{month1.pk}/followup/").text
+    assert '"position": "home_group"' in page and client_id in page
+    sent = signed_in.post(
+        api(month1, "submit"),
+        {"client_id": client_id, "answers": ANSWERS},
+        content_type="application/json",
+    )
+    assert sent.status_code == 201, sent.json()
+    replay = signed_in.post(
+        api(month1, "submit"),
+        {"client_id": client_id, "answers": ANSWERS},
+        content_type="application/json",
+    )
+    assert replay.status_code == 200 and Response.objects.count() == 1
+
+
+def test_the_participant_api_answers_404_for_another_participants_survey(signed_in, site_a, enrol):
+    other = enrol(
+        site=site_a, code="NYC-0043", enrolled_on=timezone.localdate() - timedelta(days=30)
+    ).assignments.get(wave__slug="m1")
+    reply = signed_in.put(
+        api(other, "draft"),
+        {"client_id": str(uuid.uuid4()), "answers": {}},
+        content_type="application/json",
+    )
+    assert reply.status_code == 404
+    assert not Response.objects.exists()
+
+
+def test_the_participant_api_needs_a_participant_session_and_the_csrf_token(
+    client, month1, participant
+):
+    body = {"client_id": str(uuid.uuid4()), "answers": ANSWERS}
+    assert client.post(
+        api(month1, "submit"), body, content_type="application/json"
+    ).status_code in (
+        401,
+        403,
+    )
+    from django.test import Client
+
+    strict = Client(enforce_csrf_checks=True)
+    _, token = participant_link_create(participant=participant)
+    strict.get(f"/p/{token}")
+    refused = strict.post(api(month1, "submit"), body, content_type="application/json")
+    assert refused.status_code == 403
+    assert not Response.objects.exists()
+
+
+def test_an_overdose_answer_raises_one_alert_and_emails_the_team(
+    signed_in, month1, django_capture_on_commit_callbacks
+):
+    client_id = str(uuid.uuid4())
+    with django_capture_on_commit_callbacks(execute=False) as callbacks:
+        for _ in range(2):  # saved twice: still one alert
+            signed_in.put(
+                api(month1, "draft"),
+                {"client_id": client_id, "answers": {"overdose": 1}},
+                content_type="application/json",
+            )
+    alert = SafetyAlert.objects.get()
+    assert alert.variable == "overdose" and alert.answer == "1"
+    assert len(callbacks) == 1
+    assert safety_alert_email_send(alert_id=alert.pk)
+    assert not safety_alert_email_send(alert_id=alert.pk)  # never twice
+    (message,) = mail.outbox
+    assert message.to == ["team@example.org"]
+    assert "NYC-0042" in message.body
+    assert "@" not in message.body.replace("team@example.org", "")  # no contact details
+
+
+def test_the_top_craving_rating_shows_crisis_resources_after_a_no_javascript_submit(
+    signed_in, month1
+):
+    form = {**ANSWERS, "craving": 10, "client_id": str(uuid.uuid4())}
+    done = signed_in.post(f"/p/s/{month1.pk}/followup/", form, follow=True).text
+    assert SafetyAlert.objects.get().variable == "craving"
+    assert "555-0100" in done
+
+
+def test_a_calm_survey_raises_no_alert(signed_in, month1):
+    signed_in.post(f"/p/s/{month1.pk}/followup/", {**ANSWERS, "client_id": str(uuid.uuid4())})
+    assert not SafetyAlert.objects.exists()
