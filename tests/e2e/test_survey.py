@@ -6,44 +6,10 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import expect
 
-from surveys.links import participant_link_create
 from surveys.models import Response
+from tests.e2e.helpers import answer_screen, open_link
 
 DOCS = Path(__file__).resolve().parents[2] / "docs"
-
-
-def open_link(page, live_server, participant):
-    _, token = participant_link_create(participant=participant)
-    page.goto(f"{live_server.url}/p/{token}")
-
-
-def answer_screen(page, choices: dict):
-    """Answer every shown question of the current screen: as ``choices`` says, else the first
-    option, 0, or the middle of a slider."""
-    variables = page.locator(".screen:not([hidden]) .q").evaluate_all(
-        "nodes => nodes.map(n => n.dataset.variable)"
-    )
-    for variable in variables:
-        q = page.locator(f"#q-{variable}")
-        if not q.is_visible():  # hidden by an answer just given
-            continue
-        kind = q.get_attribute("data-kind")
-        wanted = choices.get(variable)
-        if kind in ("yesno", "single"):
-            code = wanted or q.locator("input").first.get_attribute("value")
-            q.locator(f"input[value='{code}']").check()
-        elif kind == "multiple":
-            for code in wanted or [q.locator("input").first.get_attribute("value")]:
-                q.locator(f"input[value='{code}']").check()
-        elif kind == "slider":
-            q.locator("input[type=range]").focus()
-            page.keyboard.press("ArrowRight")
-        elif kind in ("integer", "decimal"):
-            q.locator("input").fill(str(wanted if wanted is not None else 0))
-        elif kind == "date":
-            q.locator("input").fill("2026-01-01")
-        else:
-            q.locator("input, textarea").fill(str(wanted or "ok"))
 
 
 def test_a_full_survey_with_branching_on_a_phone(phone, live_server, due_participant):

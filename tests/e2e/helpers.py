@@ -1,0 +1,37 @@
+"""What the browser tests do on a phone, shared by the modules."""
+
+from surveys.links import participant_link_create
+
+
+def open_link(page, live_server, participant):
+    _, token = participant_link_create(participant=participant)
+    page.goto(f"{live_server.url}/p/{token}")
+
+
+def answer_screen(page, choices: dict):
+    """Answer every shown question of the current screen: as ``choices`` says, else the first
+    option, 0, or the middle of a slider."""
+    variables = page.locator(".screen:not([hidden]) .q").evaluate_all(
+        "nodes => nodes.map(n => n.dataset.variable)"
+    )
+    for variable in variables:
+        q = page.locator(f"#q-{variable}")
+        if not q.is_visible():  # hidden by an answer just given
+            continue
+        kind = q.get_attribute("data-kind")
+        wanted = choices.get(variable)
+        if kind in ("yesno", "single"):
+            code = wanted or q.locator("input").first.get_attribute("value")
+            q.locator(f"input[value='{code}']").check()
+        elif kind == "multiple":
+            for code in wanted or [q.locator("input").first.get_attribute("value")]:
+                q.locator(f"input[value='{code}']").check()
+        elif kind == "slider":
+            q.locator("input[type=range]").focus()
+            page.keyboard.press("ArrowRight")
+        elif kind in ("integer", "decimal"):
+            q.locator("input").fill(str(wanted if wanted is not None else 0))
+        elif kind == "date":
+            q.locator("input").fill("2026-01-01")
+        else:
+            q.locator("input, textarea").fill(str(wanted or "ok"))
