@@ -54,6 +54,8 @@ COPY --from=source /src/ ./
 RUN DJANGO_SECRET_KEY=build-only-dummy-secret-key-never-used-at-run-time-0123456789 \
     DJANGO_ALLOWED_HOSTS=build-only.invalid \
     FIELD_ENCRYPTION_KEYS=ZG9ja2VyLWJ1aWxkLW9ubHktbmV2ZXItZm9yLWRhdGE= \
+    CONTACT_LOOKUP_KEY=build-only-dummy-lookup-key \
+    EMAIL_URL=consolemail:// \
     DATABASE_URL=sqlite:////tmp/build-only.sqlite3 \
     REDIS_URL=redis://build-only.invalid:6379/0 \
     python manage.py collectstatic --noinput \

@@ -6,6 +6,7 @@ else answers 404.
 
 from django.contrib.auth.models import AnonymousUser
 from django.http import Http404
+from django.utils import translation
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from rest_framework.authentication import SessionAuthentication
 from rest_framework.exceptions import NotAuthenticated
@@ -14,7 +15,7 @@ from rest_framework.request import Request
 
 from api.views import ResponseDraftSaveApi, ResponseSubmitApi
 from surveys.models import Assignment
-from surveys.participant_views import SESSION_KEY
+from surveys.participant_views import LANGUAGE_KEY, SESSION_KEY
 from surveys.selectors import participant_entry_scope
 
 
@@ -50,6 +51,12 @@ class IsParticipant(BasePermission):
 class ParticipantScope:
     authentication_classes = [ParticipantSessionAuthentication]
     permission_classes = [IsParticipant]
+
+    def dispatch(self, request, *args, **kwargs):
+        # Error messages in the participant's language (kept in the session by the pages).
+        language = request.session.get(LANGUAGE_KEY) or "en"
+        with translation.override(language):
+            return super().dispatch(request, *args, **kwargs)
 
     def scope(self, request: Request, assignment_id: int, instrument_slug: str):
         scope = participant_entry_scope(

@@ -35,6 +35,7 @@ ENV = {
     "DJANGO_SECRET_KEY": "benchmark-only-secret-key-" + "x" * 40,
     "DJANGO_ALLOWED_HOSTS": "127.0.0.1,localhost",
     "FIELD_ENCRYPTION_KEYS": "YmVuY2htYXJrLW9ubHkta2V5LW5vdC1mb3ItZGF0YSE=",
+    "CONTACT_LOOKUP_KEY": "benchmark-only-lookup-key",
     "EMAIL_URL": "consolemail://",
     "CONN_MAX_AGE": "60",
     "PYTHONPATH": str(ROOT),

@@ -6,6 +6,8 @@ class RecoveryConfig(AppConfig):
     verbose_name = "Recovery research"
 
     def ready(self) -> None:
+        from recovery.diary import register_diary_choices
         from recovery.measures import register_measures
 
         register_measures()
+        register_diary_choices()

@@ -108,13 +108,13 @@ def synthetic_cohort_seed(
         for p in cohort.participants
     ]
     Participant.objects.bulk_create(participants, batch_size=BATCH_SIZE)
-    ParticipantContact.objects.bulk_create(
-        (
-            ParticipantContact(participant=obj, **p.contact)
-            for obj, p in zip(participants, cohort.participants, strict=True)
-        ),
-        batch_size=BATCH_SIZE,
-    )
+    contacts = [
+        ParticipantContact(participant=obj, **p.contact)
+        for obj, p in zip(participants, cohort.participants, strict=True)
+    ]
+    for contact in contacts:
+        contact.lookups_refresh()
+    ParticipantContact.objects.bulk_create(contacts, batch_size=BATCH_SIZE)
 
     assignments: list[Assignment] = []
     pending_responses: list[tuple[Assignment, dict, datetime]] = []

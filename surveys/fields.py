@@ -6,6 +6,8 @@ and old rows re-encrypted later. Ciphertext is randomised, so these columns cann
 ordered on; equality lookups need a separate keyed hash.
 """
 
+import hashlib
+import hmac
 from functools import lru_cache
 
 from cryptography.fernet import Fernet, MultiFernet
@@ -41,3 +43,36 @@ class EncryptedTextField(models.TextField):
         if value in (None, ""):
             return value
         return field_cipher().decrypt(value.encode()).decode()
+
+
+# --- Keyed lookups of encrypted contact details -----------------------------------------------
+# Ciphertext cannot be searched, so each contact row also keeps an HMAC-SHA256 of its normalised
+# e-mail and phone under CONTACT_LOOKUP_KEY: equal inputs give equal digests, and without the key
+# a copy of the database cannot test guesses against them.
+
+PHONE_DIGITS_COMPARED = 9
+
+
+def email_normalise(value: str) -> str:
+    return value.strip().lower()
+
+
+def phone_normalise(value: str) -> str:
+    """The last nine digits: the same number typed with or without its country code, trunk
+    prefix, spaces or dashes (+1 (555) 010-4477, 555 010 4477) compares equal. Nine digits is
+    the shortest mobile number length among the study's countries; '' when fewer digits."""
+    digits = "".join(ch for ch in value if ch.isdigit())
+    return digits[-PHONE_DIGITS_COMPARED:] if len(digits) >= PHONE_DIGITS_COMPARED else ""
+
+
+def contact_lookup(kind: str, value: str) -> str:
+    """The keyed digest of an e-mail address (kind 'email') or phone number (kind 'phone');
+    '' for a blank or unusable value, which matches nothing."""
+    normalised = {"email": email_normalise, "phone": phone_normalise}[kind](value or "")
+    if not normalised:
+        return ""
+    key = settings.CONTACT_LOOKUP_KEY
+    if not key:
+        raise ImproperlyConfigured("CONTACT_LOOKUP_KEY must be set.")
+    message = f"{kind}:{normalised}".encode()
+    return hmac.new(key.encode(), message, hashlib.sha256).hexdigest()

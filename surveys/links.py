@@ -24,7 +24,11 @@ class LinkNotFound(Exception):
 
 class LinkExpired(Exception):
     """A real link that no longer opens anything: expired, revoked, or the participant is no
-    longer taking part (answered with a friendly page offering a new link)."""
+    longer taking part (answered with a friendly page offering a new link, in ``language``)."""
+
+    def __init__(self, language: str = "en"):
+        super().__init__(language)
+        self.language = language
 
 
 def token_hash(token: str) -> str:
@@ -68,7 +72,7 @@ def participant_link_resolve(*, token: str, now: datetime | None = None) -> Part
         or link.expires_at <= now
         or link.participant.status != Participant.Status.ACTIVE
     ):
-        raise LinkExpired
+        raise LinkExpired(link.participant.language)
     ParticipantLink.objects.filter(pk=link.pk).update(last_used_at=now)
     link.last_used_at = now
     return link

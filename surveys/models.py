@@ -14,7 +14,7 @@ from django.core.exceptions import ValidationError
 from django.db import models
 from django.db.models import F, Q
 
-from surveys.fields import EncryptedTextField
+from surveys.fields import EncryptedTextField, contact_lookup
 from surveys.validators import validate_timezone, validate_variable_name
 
 
@@ -106,6 +106,11 @@ class Participant(models.Model):
     preferred_channel = models.CharField(
         max_length=8, choices=Channel.choices, default=Channel.EMAIL
     )
+    # An optional 4–6 digit PIN the participant sets for a shared phone (surveys/access.py):
+    # a password hash, the wrong tries in a row, and until when tries are refused.
+    pin_hash = models.CharField(max_length=128, blank=True, editable=False)
+    pin_failures = models.PositiveSmallIntegerField(default=0, editable=False)
+    pin_locked_until = models.DateTimeField(null=True, blank=True, editable=False)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -190,10 +195,26 @@ class ParticipantContact(models.Model):
         blank=True, help_text="Other ways to reach the participant (family, friends, case worker)."
     )
     locator_notes = EncryptedTextField(blank=True)
+    # Keyed digests of the e-mail and phone (surveys.fields.contact_lookup): how "send me a new
+    # link" finds a participant without decrypting every row. Kept in step by save().
+    email_lookup = models.CharField(max_length=64, blank=True, db_index=True, editable=False)
+    phone_lookup = models.CharField(max_length=64, blank=True, db_index=True, editable=False)
     updated_at = models.DateTimeField(auto_now=True)
 
     def __str__(self) -> str:
         return f"Contact details of {self.participant_id}"
+
+    def save(self, *args, **kwargs):
+        self.lookups_refresh()
+        update_fields = kwargs.get("update_fields")
+        if update_fields is not None:
+            kwargs["update_fields"] = {*update_fields, "email_lookup", "phone_lookup"}
+        super().save(*args, **kwargs)
+
+    def lookups_refresh(self) -> None:
+        """Recompute the digests (save() does; bulk_create callers call it themselves)."""
+        self.email_lookup = contact_lookup("email", self.email)
+        self.phone_lookup = contact_lookup("phone", self.phone)
 
 
 class Instrument(models.Model):
@@ -515,3 +536,32 @@ class SafetyAlert(models.Model):
 
     def __str__(self) -> str:
         return f"{self.participant.code} · {self.variable}"
+
+
+class DiaryEntry(models.Model):
+    """A meeting the participant logged on their home page ("log a meeting").
+
+    ``group`` and ``format`` are codes from the diary choices an app registers with the engine
+    (surveys/diary.py; the recovery battery registers its fellowships and meeting formats).
+    """
+
+    participant = models.ForeignKey(
+        Participant, on_delete=models.CASCADE, related_name="diary_entries"
+    )
+    group = models.CharField(max_length=16)
+    format = models.CharField(max_length=16)
+    occurred_on = models.DateField()
+    # Made by the phone's form: the same entry sent twice (a double tap, a resent form) is
+    # stored once.
+    client_id = models.UUIDField(default=uuid.uuid4, unique=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ("participant_id", "-occurred_on", "-id")
+        verbose_name_plural = "diary entries"
+        indexes = [
+            models.Index(fields=("participant", "occurred_on"), name="diary_participant_date")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.participant_id}: {self.group}/{self.format} on {self.occurred_on}"

@@ -1,6 +1,7 @@
 from django.urls import path
 
-from surveys import participant_views
+from surveys import participant_access, participant_views
+from surveys.participant_diary import diary_delete, diary_log
 
 urlpatterns = [
     path("", participant_views.home, name="participant-home"),
@@ -17,6 +18,12 @@ urlpatterns = [
         participant_views.survey_done,
         name="participant-survey-done",
     ),
+    path("new-link", participant_access.new_link, name="participant-new-link"),
+    path("unlock", participant_access.unlock, name="participant-unlock"),
+    path("pin", participant_access.pin, name="participant-pin"),
+    path("sign-out", participant_access.sign_out, name="participant-sign-out"),
+    path("diary", diary_log, name="participant-diary"),
+    path("diary/<int:entry_id>/delete", diary_delete, name="participant-diary-delete"),
     # Last: anything else after /p/ is a token.
     path("<str:token>", participant_views.link_open, name="participant-link"),
 ]

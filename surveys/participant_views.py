@@ -26,12 +26,21 @@ from surveys.instruments import InstrumentNotReady, version_with_items
 from surveys.links import LinkExpired, LinkNotFound, participant_link_resolve
 from surveys.models import Assignment, Item, Language, Participant, Response, SafetyAlert
 from surveys.safety import crisis_text
-from surveys.screens import ANSWERED, screens_build
-from surveys.selectors import next_assignment, participant_entry_scope, participant_home
+from surveys.screens import ANSWERED, diary_note, screens_build
+from surveys.selectors import (
+    diary_prefill,
+    next_assignment,
+    participant_entry_scope,
+    participant_home,
+)
 from surveys.services import participant_language_set
 from surveys.submission import SubmissionConflict, response_submit
 
 SESSION_KEY = "participant_id"
+# The participant's language, for the participant API's error messages (api/participant.py).
+LANGUAGE_KEY = "participant_language"
+# A link opened for a participant with a PIN, waiting for the PIN (surveys/participant_access.py).
+PIN_PENDING_KEY = "participant_pin_pending"
 
 
 def session_participant(request: HttpRequest) -> Participant:
@@ -53,7 +62,12 @@ def _render(request, participant: Participant, template: str, context: dict, sta
         return render(
             request,
             template,
-            {"participant": participant, "languages": Language.choices, **context},
+            {
+                "participant": participant,
+                "signed_in": request.session.get(SESSION_KEY) == participant.pk,
+                "languages": Language.choices,
+                **context,
+            },
             status=status,
         )
 
@@ -65,21 +79,46 @@ def link_open(request: HttpRequest, token: str) -> HttpResponse:
         link = participant_link_resolve(token=token)
     except LinkNotFound as exc:
         raise Http404 from exc
-    except LinkExpired:
-        return render(request, "participant/link_expired.html", status=410)
+    except LinkExpired as expired:
+        from surveys.participant_access import new_link_page  # that module imports this one
+
+        return new_link_page(request, language=expired.language, expired=True)
     # A new session key on every link: a session made on a shared phone before never carries
     # over to this participant.
-    request.session.cycle_key()
-    request.session[SESSION_KEY] = link.participant_id
+    request.session.flush()
+    if link.participant.pin_hash:
+        # A PIN protects this participant: the session opens only after the PIN screen, and
+        # ends when the browser closes.
+        request.session[PIN_PENDING_KEY] = link.participant_id
+        return redirect("participant-unlock")
+    participant_session_start(request, link.participant)
     return redirect("participant-home")
+
+
+def participant_session_start(request: HttpRequest, participant: Participant) -> None:
+    request.session[SESSION_KEY] = participant.pk
+    request.session[LANGUAGE_KEY] = participant.language
 
 
 @never_cache
 @require_GET
 def home(request: HttpRequest) -> HttpResponse:
     participant = session_participant(request)
-    context = participant_home(participant=participant, now=timezone.now())
-    return _render(request, participant, "participant/home.html", context)
+    return home_page(request, participant)
+
+
+def home_page(
+    request: HttpRequest, participant: Participant, *, diary_form: dict | None = None, status=200
+) -> HttpResponse:
+    """The home page: surveys, and the meeting diary (whose views show it again with a
+    form's errors)."""
+    from surveys.participant_diary import diary_context  # that module imports this one
+
+    now = timezone.now()
+    context = participant_home(participant=participant, now=now)
+    with translation.override(participant.language):
+        context |= diary_context(participant=participant, now=now, form=diary_form)
+    return _render(request, participant, "participant/home.html", context, status=status)
 
 
 @never_cache
@@ -89,6 +128,7 @@ def language_set(request: HttpRequest) -> HttpResponse:
     language = request.POST.get("language", "")
     if language in Language.values:
         participant_language_set(participant=participant, language=language)
+        request.session[LANGUAGE_KEY] = language
     target = request.POST.get("next", "")
     if not target.startswith("/p/"):  # only back to a participant page, never elsewhere
         target = reverse("participant-home")
@@ -209,9 +249,20 @@ def _survey(request, participant: Participant, assignment_id: int, slug: str) ->
             closed = exc.code
             status = 409
     screens = screens_build(items=items, language=participant.language)
+    # The meeting log's counts as starting answers, where the draft has no answer yet (a
+    # draft's answer, or the answers just sent, always win).
+    prefills = (
+        diary_prefill(participant=participant, items=items, now=now)
+        if request.method != "POST" and not closed
+        else {}
+    )
     for screen in screens:
         for question in screen.questions:
             value = answers.get(question.variable)
+            if value is None and question.variable in prefills:
+                prefill = prefills[question.variable]
+                value = prefill.value
+                question.diary_note = diary_note(question.kind, prefill.count, prefill.since)
             question.value = value
             question.chosen = (
                 {str(v) for v in value}

@@ -23,6 +23,7 @@ _ENGINE_MODELS = (
     "assignment",
     "response",
     "staffrole",
+    "diaryentry",
 )
 
 # What every staff role may look at: the study design and the de-identified research data.
@@ -30,7 +31,7 @@ _VIEW_RESEARCH_DATA = {
     f"view_{model}"
     for model in (
         "study", "site", "wave", "waveinstrument", "instrument", "instrumentversion", "item",
-        "participant", "participantstatuschange", "assignment", "response",
+        "participant", "participantstatuschange", "assignment", "response", "diaryentry",
     )
 }  # fmt: skip
 

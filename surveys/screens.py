@@ -7,8 +7,11 @@ time and applies branching live.
 """
 
 from dataclasses import dataclass, field
+from datetime import date
 
+from django.utils.formats import date_format
 from django.utils.translation import gettext as _
+from django.utils.translation import ngettext
 
 from surveys.models import Item
 
@@ -33,6 +36,8 @@ class Question:
     value: object = None
     chosen: set[str] = field(default_factory=set)
     error: str = ""
+    # Said when the starting answer comes from the participant's meeting log.
+    diary_note: str = ""
 
     @property
     def alert(self) -> str:
@@ -91,6 +96,28 @@ class Screen:
     @property
     def first_variable(self) -> str:
         return self.questions[0].variable if self.questions else ""
+
+
+def diary_note(kind: str, count: int, since: date) -> str:
+    """Why a question starts answered from the meeting log, in the active language."""
+    day = date_format(since, "j F")
+    if kind == Item.Kind.MULTIPLE:
+        return _(
+            "The groups chosen are the ones in your meeting log since %(day)s — please check."
+        ) % {"day": day}
+    if kind == Item.Kind.YESNO:
+        text = ngettext(
+            "Your log shows %(n)s meeting since %(day)s, so “Yes” is chosen — please check.",
+            "Your log shows %(n)s meetings since %(day)s, so “Yes” is chosen — please check.",
+            count,
+        )
+    else:
+        text = ngettext(
+            "Your log shows %(n)s meeting since %(day)s — please check this number.",
+            "Your log shows %(n)s meetings since %(day)s — please check this number.",
+            count,
+        )
+    return text % {"n": count, "day": day}
 
 
 def _question(item: Item, language: str) -> Question:

@@ -1,12 +1,26 @@
 """Non-trivial reads, and the one place where a staff member's scope is applied."""
 
+from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from functools import cache
+from zoneinfo import ZoneInfo
 
 from django.db import connection
-from django.db.models import QuerySet
+from django.db.models import Q, QuerySet
+from django.utils import timezone
 
-from surveys import prepared
-from surveys.models import Assignment, Instrument, Participant, Site, StaffRole, Study
+from surveys import diary, prepared
+from surveys.models import (
+    Assignment,
+    DiaryEntry,
+    Instrument,
+    Item,
+    Participant,
+    Site,
+    StaffRole,
+    Study,
+)
 
 ROLE = StaffRole.Role
 
@@ -205,3 +219,148 @@ def next_assignment(*, participant: Participant, now) -> Assignment | None:
         .order_by("opens_at")
         .first()
     )
+
+
+# --- The meeting diary ---------------------------------------------------------------------
+DIARY_RECENT = 10
+
+
+def diary_home(*, participant: Participant, now: datetime, limit: int = DIARY_RECENT) -> dict:
+    """The diary on the home page: the latest entries (newest first), how many there are in
+    all, and how many meetings were logged since the participant's last survey (``since`` is
+    that survey's local date, None before the first one: then every entry counts). A meeting
+    on the day of the last survey counts when it was logged after the survey was sent."""
+    entries = list(participant.diary_entries.order_by("-occurred_on", "-created_at", "-id")[:limit])
+    last = (
+        participant.assignments.filter(completed_at__isnull=False)
+        .order_by("-completed_at")
+        .values_list("completed_at", flat=True)
+        .first()
+    )
+    logged = participant.diary_entries.all()
+    since = None
+    if last is not None:
+        since = diary.local_today(participant.timezone, last)
+        logged = logged.filter(Q(occurred_on__gt=since) | Q(occurred_on=since, created_at__gt=last))
+    return {
+        "entries": entries,
+        "total": participant.diary_entries.count(),
+        "count": logged.count(),
+        "since": since,
+    }
+
+
+@dataclass(frozen=True)
+class DiaryPrefill:
+    """A question's starting answer from the participant's meeting log."""
+
+    value: int | str | list[str]
+    count: int  # meetings counted
+    since: date  # the first day counted (participant's local date)
+
+
+def diary_prefill(
+    *, participant: Participant, items: list[Item], now: datetime
+) -> dict[str, DiaryPrefill]:
+    """Starting answers for the items with ``options["diary"]``, from the meetings logged in
+    each item's ``days`` up to today (the participant's local dates, today included): a count
+    for a number question (of the item's group and format, when it names them), yes for a
+    yes/no question, the groups logged for a multiple choice. Only where the log has a meeting
+    to show; one query."""
+    wanted = [(item, item.options["diary"]) for item in items if (item.options or {}).get("diary")]
+    if not wanted:
+        return {}
+    today = diary.local_today(participant.timezone, now)
+    longest = max(int(option.get("days") or 0) for _, option in wanted)
+    if longest < 1:
+        return {}
+    entries = list(
+        participant.diary_entries.filter(
+            occurred_on__gt=today - timedelta(days=longest), occurred_on__lte=today
+        ).values_list("group", "format", "occurred_on")
+    )
+    prefills: dict[str, DiaryPrefill] = {}
+    for item, option in wanted:
+        days = int(option.get("days") or 0)
+        if days < 1:
+            continue
+        since = today - timedelta(days=days - 1)
+        matching = [
+            group
+            for group, fmt, day in entries
+            if day >= since
+            and option.get("group", group) == group
+            and option.get("format", fmt) == fmt
+        ]
+        if not matching:
+            continue
+        if item.kind in (Item.Kind.INTEGER, Item.Kind.DECIMAL):
+            value: int | str | list[str] = len(matching)
+            if item.max_value and value > float(item.max_value):
+                continue  # not a valid answer: leave the question to the participant
+        elif item.kind == Item.Kind.YESNO:
+            value = "1"
+        elif item.kind == Item.Kind.MULTIPLE:
+            logged = set(matching)
+            value = [c["code"] for c in item.choices or [] if c["code"] in logged]
+            if not value:
+                continue
+        else:
+            continue
+        prefills[item.variable] = DiaryPrefill(value=value, count=len(matching), since=since)
+    return prefills
+
+
+DIARY_TABLE_COLUMNS = (
+    "study_id",
+    "site",
+    "group",
+    "group_label",
+    "format",
+    "format_label",
+    "occurred_day",
+    "logged_day",
+)
+
+
+@cache
+def _zone(name: str) -> ZoneInfo:
+    return ZoneInfo(name)
+
+
+def diary_entries_table(
+    *, study: Study, participants: QuerySet[Participant] | None = None, language: str = "en"
+) -> Iterator[tuple]:
+    """The study's meeting diary as a tidy long table, one row per logged meeting, in the
+    order of ``DIARY_TABLE_COLUMNS``: the participant's pseudonymous study ID, site code,
+    group and format codes with their labels, and, de-identified, the day of the meeting and
+    the day it was logged as days since enrolment (enrolment day = 0; the day logged is the
+    participant's local date). No calendar dates, no contact details. ``participants``
+    narrows it to a staff member's scope (``participants_for_user``)."""
+    entries = DiaryEntry.objects.filter(participant__study=study)
+    if participants is not None:
+        entries = entries.filter(participant__in=participants.values("pk"))
+    rows = entries.order_by(
+        "participant__site__code", "participant__code", "occurred_on", "created_at", "id"
+    ).values_list(
+        "participant__code",
+        "participant__site__code",
+        "participant__enrolled_on",
+        "participant__timezone",
+        "group",
+        "format",
+        "occurred_on",
+        "created_at",
+    )
+    for code, site, enrolled_on, tz, group, fmt, occurred_on, created_at in rows.iterator(2000):
+        logged_on = timezone.localtime(created_at, _zone(tz)).date()
+        yield (
+            code,
+            site,
+            group,
+            diary.group_label(group, language),
+            fmt,
+            diary.format_label(fmt, language),
+            (occurred_on - enrolled_on).days,
+            (logged_on - enrolled_on).days,
+        )

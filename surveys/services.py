@@ -1,16 +1,21 @@
 """Everything that writes to the survey engine's tables."""
 
+import uuid
 from collections.abc import Iterable
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 
 from django.contrib.auth.models import Group
 from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
+from django.utils.formats import date_format
+from django.utils.translation import gettext as _
 
+from surveys import diary
 from surveys.models import (
     ROLE_GROUP_NAMES,
     Assignment,
+    DiaryEntry,
     Participant,
     ParticipantContact,
     ParticipantStatusChange,
@@ -295,3 +300,76 @@ def participant_language_set(*, participant: Participant, language: str) -> None
     """The language the participant reads their pages and messages in."""
     participant.language = language
     participant.save(update_fields=["language"])
+
+
+# --- The meeting diary ---------------------------------------------------------------------
+# How long before enrolment a meeting can still be logged: the follow-ups ask about the past
+# 30 days, so the first survey may count meetings from just before the participant joined.
+DIARY_DAYS_BEFORE_ENROLMENT = 30
+
+
+@transaction.atomic
+def diary_entry_log(
+    *,
+    participant: Participant,
+    group: str,
+    format: str,
+    occurred_on: date,
+    client_id: uuid.UUID,
+    now: datetime | None = None,
+) -> DiaryEntry:
+    """Store a meeting the participant logged on their home page.
+
+    ``group`` and ``format`` must be codes registered with ``surveys.diary``; the day can be
+    neither after today where the participant lives nor more than 30 days before enrolment.
+    Idempotent on ``client_id``: the same form sent twice (a double tap, a resend) stores one
+    entry and returns it. Messages are in the active language (the participant's, in views).
+    """
+    now = now or timezone.now()
+    existing = DiaryEntry.objects.filter(client_id=client_id).first()
+    if existing is not None:
+        if existing.participant_id != participant.pk:
+            # Never another participant's entry, and nothing said about it.
+            raise ValidationError({"client_id": _("This form has expired. Please try again.")})
+        return existing
+    errors: dict[str, str] = {}
+    if not diary.is_group(group):
+        errors["group"] = _("Choose a group from the list.")
+    if not diary.is_format(format):
+        errors["format"] = _("Choose how the meeting took place from the list.")
+    today = diary.local_today(participant.timezone, now)
+    earliest = participant.enrolled_on - timedelta(days=DIARY_DAYS_BEFORE_ENROLMENT)
+    if occurred_on > today:
+        errors["occurred_on"] = _(
+            "This date is in the future. Log a meeting on the day it took place or later."
+        )
+    elif occurred_on < earliest:
+        errors["occurred_on"] = _(
+            "This date is too long ago. Meetings can be logged from %(day)s on."
+        ) % {"day": date_format(earliest, "j F Y")}
+    if errors:
+        raise ValidationError(errors)
+    entry, _created = DiaryEntry.objects.get_or_create(
+        client_id=client_id,
+        defaults={
+            "participant": participant,
+            "group": group,
+            "format": format,
+            "occurred_on": occurred_on,
+        },
+    )
+    if entry.participant_id != participant.pk:  # a race with another participant's same id
+        raise ValidationError({"client_id": _("This form has expired. Please try again.")})
+    return entry
+
+
+@transaction.atomic
+def diary_entry_delete(*, participant: Participant, entry_id: int) -> DiaryEntry | None:
+    """Remove one of the participant's own diary entries (logged by mistake) and return it;
+    None when the participant has no such entry (another's, or already removed)."""
+    entry = (
+        DiaryEntry.objects.select_for_update().filter(pk=entry_id, participant=participant).first()
+    )
+    if entry is not None:
+        entry.delete()
+    return entry

@@ -23,3 +23,13 @@ def safety_alert_email(alert_id: int) -> bool:
     from surveys.safety import safety_alert_email_send  # safety enqueues this task: no cycle
 
     return safety_alert_email_send(alert_id=alert_id)
+
+
+@shared_task(name="surveys.tasks.new_link_send")
+def new_link_send(kind: str, lookup: str) -> int:
+    """Only the keyed digest travels through the broker, never the typed address or number.
+    Not retried: a retry after a partial send would send some people two links; the
+    participant can ask again."""
+    from surveys.access import new_link_send as send  # access enqueues this task: no cycle
+
+    return send(kind=kind, lookup=lookup)

@@ -12,6 +12,8 @@ from decimal import Decimal, InvalidOperation
 from django.core.exceptions import ValidationError
 from django.core.validators import validate_email
 from django.utils import timezone
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy, ngettext
 
 from surveys import logic
 from surveys.models import Item
@@ -22,29 +24,44 @@ NOT_STORED = {Item.Kind.DESCRIPTIVE}
 MAX_MAGNITUDE = Decimal("1e15")
 ISO_DATE = re.compile(r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$")
 TEXT_PATTERNS = {
-    "phone": (re.compile(r"^\+?[0-9 ()\-.]{7,25}$"), "Enter a phone number."),
+    "phone": (re.compile(r"^\+?[0-9 ()\-.]{7,25}$"), gettext_lazy("Enter a phone number.")),
     "phone_australia": (
         re.compile(r"^(\+?61|0)[0-9 ]{8,12}$"),
-        "Enter an Australian phone number.",
+        gettext_lazy("Enter an Australian phone number."),
     ),
-    "zipcode": (re.compile(r"^[0-9]{5}(-[0-9]{4})?$"), "Enter a ZIP code (12345 or 12345-6789)."),
-    "time": (re.compile(r"^([01][0-9]|2[0-3]):[0-5][0-9]$"), "Enter a time as HH:MM."),
+    "zipcode": (
+        re.compile(r"^[0-9]{5}(-[0-9]{4})?$"),
+        gettext_lazy("Enter a ZIP code (12345 or 12345-6789)."),
+    ),
+    "time": (
+        re.compile(r"^([01][0-9]|2[0-3]):[0-5][0-9]$"),
+        gettext_lazy("Enter a time as HH:MM."),
+    ),
     "time_hh_mm_ss": (
         re.compile(r"^([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9]$"),
-        "Enter a time as HH:MM:SS.",
+        gettext_lazy("Enter a time as HH:MM:SS."),
     ),
-    "time_mm_ss": (re.compile(r"^[0-5][0-9]:[0-5][0-9]$"), "Enter a duration as MM:SS."),
-    "ssn": (re.compile(r"^[0-9]{3}-[0-9]{2}-[0-9]{4}$"), "Enter a number as 123-45-6789."),
-    "mrn_10d": (re.compile(r"^[0-9]{10}$"), "Enter a 10-digit number."),
-    "mrn_generic": (re.compile(r"^[A-Za-z0-9\-]{1,30}$"), "Use letters, digits and dashes."),
+    "time_mm_ss": (
+        re.compile(r"^[0-5][0-9]:[0-5][0-9]$"),
+        gettext_lazy("Enter a duration as MM:SS."),
+    ),
+    "ssn": (
+        re.compile(r"^[0-9]{3}-[0-9]{2}-[0-9]{4}$"),
+        gettext_lazy("Enter a number as 123-45-6789."),
+    ),
+    "mrn_10d": (re.compile(r"^[0-9]{10}$"), gettext_lazy("Enter a 10-digit number.")),
+    "mrn_generic": (
+        re.compile(r"^[A-Za-z0-9\-]{1,30}$"),
+        gettext_lazy("Use letters, digits and dashes."),
+    ),
     "postalcode_canada": (
         re.compile(r"^[A-Za-z][0-9][A-Za-z] ?[0-9][A-Za-z][0-9]$"),
-        "Enter a postal code such as K1A 0B1.",
+        gettext_lazy("Enter a postal code such as K1A 0B1."),
     ),
-    "postalcode_australia": (re.compile(r"^[0-9]{4}$"), "Enter a 4-digit postcode."),
-    "postalcode_germany": (re.compile(r"^[0-9]{5}$"), "Enter a 5-digit postcode."),
-    "postalcode_french": (re.compile(r"^[0-9]{5}$"), "Enter a 5-digit postcode."),
-    "alpha_only": (re.compile(r"^[A-Za-zÀ-ÖØ-öø-ÿ]+$"), "Use letters only."),
+    "postalcode_australia": (re.compile(r"^[0-9]{4}$"), gettext_lazy("Enter a 4-digit postcode.")),
+    "postalcode_germany": (re.compile(r"^[0-9]{5}$"), gettext_lazy("Enter a 5-digit postcode.")),
+    "postalcode_french": (re.compile(r"^[0-9]{5}$"), gettext_lazy("Enter a 5-digit postcode.")),
+    "alpha_only": (re.compile(r"^[A-Za-zÀ-ÖØ-öø-ÿ]+$"), gettext_lazy("Use letters only.")),
 }
 
 
@@ -74,7 +91,7 @@ def _bound(text: str) -> Decimal | date | None:
 
 def _number(value, *, whole: bool) -> int | float:
     if isinstance(value, bool):
-        raise _Invalid("Enter a number.")
+        raise _Invalid(_("Enter a number."))
     match = logic.NUMERIC.match(value) if isinstance(value, str) and len(value) < 40 else None
     if isinstance(value, int):
         number = Decimal(value)
@@ -83,14 +100,14 @@ def _number(value, *, whole: bool) -> int | float:
     elif match:
         number = Decimal(match.group(1))
     else:
-        raise _Invalid("Enter a whole number." if whole else "Enter a number.")
+        raise _Invalid(_("Enter a whole number.") if whole else _("Enter a number."))
     if not number.is_finite():
-        raise _Invalid("Enter a number.")
+        raise _Invalid(_("Enter a number."))
     if abs(number) >= MAX_MAGNITUDE:
-        raise _Invalid("Enter a smaller number.")
+        raise _Invalid(_("Enter a smaller number."))
     if whole:
         if number != number.to_integral_value():
-            raise _Invalid("Enter a whole number.")
+            raise _Invalid(_("Enter a whole number."))
         return int(number)
     return int(number) if number == number.to_integral_value() else float(number)
 
@@ -98,11 +115,14 @@ def _number(value, *, whole: bool) -> int | float:
 def _check_range(item: Item, number) -> None:
     low, high = _bound(item.min_value), _bound(item.max_value)
     if low is not None and high is not None and not low <= Decimal(str(number)) <= high:
-        raise _Invalid(f"Enter a number from {item.min_value} to {item.max_value}.")
+        raise _Invalid(
+            _("Enter a number from %(low)s to %(high)s.")
+            % {"low": item.min_value, "high": item.max_value}
+        )
     if low is not None and high is None and Decimal(str(number)) < low:
-        raise _Invalid(f"Enter a number of at least {item.min_value}.")
+        raise _Invalid(_("Enter a number of at least %(low)s.") % {"low": item.min_value})
     if high is not None and low is None and Decimal(str(number)) > high:
-        raise _Invalid(f"Enter a number of at most {item.max_value}.")
+        raise _Invalid(_("Enter a number of at most %(high)s.") % {"high": item.max_value})
 
 
 def _decimals_allowed(item: Item) -> int | None:
@@ -118,7 +138,14 @@ def _clean_value(item: Item, value):
         number = _number(value, whole=kind != Item.Kind.DECIMAL)
         places = _decimals_allowed(item)
         if places is not None and round(number, places) != number:
-            raise _Invalid(f"Use at most {places} decimal place{'s' if places != 1 else ''}.")
+            raise _Invalid(
+                ngettext(
+                    "Use at most %(places)d decimal place.",
+                    "Use at most %(places)d decimal places.",
+                    places,
+                )
+                % {"places": places}
+            )
         _check_range(item, number)
         return number
     if kind == Item.Kind.YESNO:
@@ -126,20 +153,20 @@ def _clean_value(item: Item, value):
             return 1
         if value in (0, "0", False) and not isinstance(value, float):
             return 0
-        raise _Invalid("Answer yes or no.")
+        raise _Invalid(_("Answer yes or no."))
     if kind == Item.Kind.SINGLE:
         code = str(value) if isinstance(value, int | str) and not isinstance(value, bool) else None
         if code not in codes:
-            raise _Invalid("Choose one of the options.")
+            raise _Invalid(_("Choose one of the options."))
         return code
     if kind == Item.Kind.MULTIPLE:
         if not isinstance(value, list):
-            raise _Invalid("Choose from the options (a list).")
+            raise _Invalid(_("Choose from the options (a list)."))
         chosen = [str(v) for v in value if isinstance(v, int | str) and not isinstance(v, bool)]
         if len(chosen) != len(value) or not set(chosen) <= codes:
-            raise _Invalid("Choose only from the options.")
+            raise _Invalid(_("Choose only from the options."))
         if len(set(chosen)) != len(chosen):
-            raise _Invalid("An option is chosen twice.")
+            raise _Invalid(_("An option is chosen twice."))
         order = [str(choice["code"]) for choice in item.choices]
         return sorted(chosen, key=order.index)
     if kind == Item.Kind.DATE:
@@ -152,22 +179,22 @@ def _clean_value(item: Item, value):
         except ValueError:
             day = None
         if day is None:
-            raise _Invalid("Enter a date as YYYY-MM-DD.")
+            raise _Invalid(_("Enter a date as YYYY-MM-DD."))
         low, high = _bound(item.min_value), _bound(item.max_value)
         if isinstance(low, date) and day < low:
-            raise _Invalid(f"Enter a date on or after {low.isoformat()}.")
+            raise _Invalid(_("Enter a date on or after %(day)s.") % {"day": low.isoformat()})
         if isinstance(high, date) and day > high:
-            raise _Invalid(f"Enter a date on or before {high.isoformat()}.")
+            raise _Invalid(_("Enter a date on or before %(day)s.") % {"day": high.isoformat()})
         return day.isoformat()
     if kind in (Item.Kind.TEXT, Item.Kind.NOTES):
         if not isinstance(value, str):
-            raise _Invalid("Enter text.")
+            raise _Invalid(_("Enter text."))
         text = value.strip()
         limit = MAX_TEXT if kind == Item.Kind.TEXT else MAX_NOTES
         if len(text) > limit:
-            raise _Invalid(f"Keep it under {limit} characters.")
+            raise _Invalid(_("Keep it under %(limit)s characters.") % {"limit": limit})
         return _clean_text_validation(item, text)
-    raise _Invalid("This field takes no answer.")
+    raise _Invalid(_("This field takes no answer."))
 
 
 def _clean_text_validation(item: Item, text: str) -> str:
@@ -176,7 +203,7 @@ def _clean_text_validation(item: Item, text: str) -> str:
         try:
             validate_email(text)
         except ValidationError as exc:
-            raise _Invalid("Enter an e-mail address.") from exc
+            raise _Invalid(_("Enter an e-mail address.")) from exc
     elif validation in TEXT_PATTERNS:
         pattern, message = TEXT_PATTERNS[validation]
         if not pattern.match(text):
@@ -185,7 +212,7 @@ def _clean_text_validation(item: Item, text: str) -> str:
         try:
             datetime.fromisoformat(text)
         except ValueError as exc:
-            raise _Invalid("Enter a date and time as YYYY-MM-DD HH:MM.") from exc
+            raise _Invalid(_("Enter a date and time as YYYY-MM-DD HH:MM.")) from exc
     return text
 
 
@@ -197,13 +224,13 @@ def answers_clean(*, items: list[Item], answers: dict, final: bool) -> dict:
     computes calculated fields.
     """
     if not isinstance(answers, dict):
-        raise ValidationError({"answers": ["Answers must be an object of question: answer."]})
+        raise ValidationError({"answers": [_("Answers must be an object of question: answer.")]})
     by_variable = {item.variable: item for item in items}
     errors: dict[str, list[str]] = {}
     cleaned: dict = {}
     for variable in answers:
         if variable not in by_variable:
-            errors[str(variable)] = ["There is no such question in this survey."]
+            errors[str(variable)] = [_("There is no such question in this survey.")]
     for item in items:
         if item.kind in NOT_STORED or item.kind == Item.Kind.CALC:
             continue
@@ -233,7 +260,7 @@ def answers_clean(*, items: list[Item], answers: dict, final: bool) -> dict:
                 and item.kind not in NOT_STORED
                 and item.variable not in errors
             ):
-                errors[item.variable] = ["This question needs an answer."]
+                errors[item.variable] = [_("This question needs an answer.")]
     if errors:
         raise ValidationError(errors)
     return cleaned

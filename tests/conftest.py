@@ -1,3 +1,5 @@
+import uuid
+
 import pytest
 
 from recovery.services import study_create_from_template
@@ -9,6 +11,15 @@ TEST_SITES = [
     ("NYC", "New York site", "America/New_York"),
     ("LDN", "London site", "Europe/London"),
 ]
+
+
+@pytest.fixture(autouse=True)
+def fresh_cache_namespace(settings):
+    """Each test counts attempts (rate limits) in its own cache namespace, also on Redis."""
+    caches = {name: dict(config) for name, config in settings.CACHES.items()}
+    for config in caches.values():
+        config["KEY_PREFIX"] = f"test-{uuid.uuid4().hex}"
+    settings.CACHES = caches
 
 
 @pytest.fixture

@@ -6,6 +6,7 @@ from django.urls import reverse
 
 from surveys.models import (
     Assignment,
+    DiaryEntry,
     InstrumentVersion,
     Item,
     Participant,
@@ -45,8 +46,9 @@ def test_every_admin_list_and_add_page_opens_with_demo_data(superuser_client):
         assert superuser_client.get(changelist).status_code == 200, changelist
         add = reverse(f"admin:{opts.app_label}_{opts.model_name}_add")
         # Assignments come from enrolment, responses from submission, instrument content
-        # from a dictionary import and safety alerts from answers: never by hand.
-        by_hand = (Assignment, Response, Item, InstrumentVersion, SafetyAlert)
+        # from a dictionary import, safety alerts from answers and diary entries from the
+        # participant's phone: never by hand.
+        by_hand = (Assignment, Response, Item, InstrumentVersion, SafetyAlert, DiaryEntry)
         expected = 403 if model in by_hand else 200
         assert superuser_client.get(add).status_code == expected, add
     for model in (Participant, Assignment, Response):

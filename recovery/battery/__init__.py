@@ -167,7 +167,7 @@ class ItemSpec:
 
     def as_item_fields(self, position: int) -> dict:
         options = {
-            key: dict(value) if key in ("left", "right") else value
+            key: dict(value) if isinstance(value, dict) else value
             for key, value in self.options.items()
         }
         return {
@@ -194,8 +194,9 @@ def _bound(value: float | None) -> str:
     return str(int(value)) if float(value).is_integer() else str(value)
 
 
-def _yesno(variable: str, label: Text, branching: str = "") -> ItemSpec:
-    return ItemSpec(variable, "yesno", label, required=True, branching=branching)
+def _yesno(variable: str, label: Text, branching: str = "", diary: dict | None = None) -> ItemSpec:
+    options = {"diary": diary} if diary else {}
+    return ItemSpec(variable, "yesno", label, required=True, branching=branching, options=options)
 
 
 def _slider(
@@ -220,7 +221,12 @@ def _slider(
 
 
 def _count(
-    variable: str, label: Text, high: int, branching: str = "", required: bool = True
+    variable: str,
+    label: Text,
+    high: int,
+    branching: str = "",
+    required: bool = True,
+    diary: dict | None = None,
 ) -> ItemSpec:
     return ItemSpec(
         variable,
@@ -230,6 +236,7 @@ def _count(
         min_value=0,
         max_value=high,
         branching=branching,
+        options={"diary": diary} if diary else {},
     )
 
 
@@ -360,6 +367,13 @@ _MEETING_QUESTION_EN = {
 _FELLOWSHIP_IN_SENTENCE_EN = {"other": "other mutual-help"}
 
 
+# The meeting diary (surveys/diary.py) offers what the participant logged as the starting answer
+# of the attendance items: ``options["diary"]`` names the group and format counted (if any) and
+# how many days before the survey is opened are counted.
+DIARY_DAYS = 30
+CHECKIN_DIARY_DAYS = 7
+
+
 def _attendance_items() -> list[ItemSpec]:
     items = [
         _yesno(
@@ -368,6 +382,7 @@ def _attendance_items() -> list[ItemSpec]:
                 "In the past 30 days, did you go to any mutual-help meetings?",
                 "En los últimos 30 días, ¿fue a alguna reunión de ayuda mutua?",
             ),
+            diary={"days": DIARY_DAYS},
         ),
         ItemSpec(
             "fellowships",
@@ -376,6 +391,7 @@ def _attendance_items() -> list[ItemSpec]:
             [(code, name, FELLOWSHIP_NAMES_ES[stem]) for code, stem, name in FELLOWSHIPS],
             required=True,
             branching="[attended_any] = '1'",
+            options={"diary": {"days": DIARY_DAYS}},
         ),
     ]
     for code, stem, name in FELLOWSHIPS:
@@ -393,6 +409,7 @@ def _attendance_items() -> list[ItemSpec]:
                     ),
                     200,
                     branching=f"[fellowships({code})] = '1'",
+                    diary={"group": code, "format": fmt, "days": DIARY_DAYS},
                 )
             )
     return items
@@ -593,6 +610,7 @@ CHECKIN: list[ItemSpec] = [
                 f"ayuda mutua participó {FORMATS_ES[fmt]}?",
             ),
             50,
+            diary={"format": fmt, "days": CHECKIN_DIARY_DAYS},
         )
         for fmt, fmt_text in FORMATS
     ],

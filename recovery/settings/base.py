@@ -29,6 +29,11 @@ CSRF_TRUSTED_ORIGINS = env.list("DJANGO_CSRF_TRUSTED_ORIGINS", default=[])
 SITE_URL = env("SITE_URL", default="http://127.0.0.1:8000").rstrip("/")
 # How long a personal link works; each new message carries a new one.
 PARTICIPANT_LINK_DAYS = env.int("PARTICIPANT_LINK_DAYS", default=60)
+# Text messages (surveys/sms.py). Production has none until a provider backend is configured.
+SMS_BACKEND = env("SMS_BACKEND", default="surveys.sms.DisabledBackend")
+# Reverse proxies in front of the app that append the client to X-Forwarded-For (rate limits
+# count per client address).
+NUM_PROXIES = env.int("DJANGO_NUM_PROXIES", default=0)
 
 INSTALLED_APPS = [
     "django.contrib.admin",

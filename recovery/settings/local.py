@@ -12,6 +12,10 @@ ALLOWED_HOSTS = env.list("DJANGO_ALLOWED_HOSTS", default=["localhost", "127.0.0.
 FIELD_ENCRYPTION_KEYS = env.list(
     "FIELD_ENCRYPTION_KEYS", default=["bG9jYWwtb25seS1rZXktZG8tbm90LWRlcGxveS0wMDA="]
 )
+# Keys the digests that find a participant by e-mail or phone ("send me a new link").
+CONTACT_LOOKUP_KEY = env("CONTACT_LOOKUP_KEY", default="local-only-lookup-key-do-not-deploy-91f3")
+# Text messages are written as files to var/sms-outbox unless SMS_BACKEND says otherwise.
+SMS_BACKEND = env("SMS_BACKEND", default="surveys.sms.FileBackend")
 # E-mails are written as files to var/outbox unless EMAIL_URL says otherwise.
 if not env("EMAIL_URL", default=""):
     MAILERS = {

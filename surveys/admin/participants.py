@@ -6,6 +6,7 @@ from django import forms
 from django.contrib import admin, messages
 
 from surveys import selectors, services
+from surveys.access import participant_pin_remove
 from surveys.admin.base import RELATED_ONLY, ReadOnlyMixin
 from surveys.links import participant_links_revoke
 from surveys.models import (
@@ -127,14 +128,20 @@ class ParticipantAdmin(admin.ModelAdmin):
     list_select_related = ("study", "site")
     search_fields = ("code",)
     date_hierarchy = "enrolled_on"
-    readonly_fields = ("created_at", "updated_at")
+    readonly_fields = ("pin_state", "created_at", "updated_at")
     inlines = (
         ParticipantContactInline,
         AssignmentInline,
         ParticipantStatusChangeInline,
         ParticipantLinkInline,
     )
-    actions = ("revoke_links",)
+    actions = ("revoke_links", "pin_remove")
+
+    @admin.display(description="PIN")
+    def pin_state(self, obj):
+        if not obj.pk or not obj.pin_hash:
+            return "No PIN"
+        return "PIN set by the participant (remove it with the “Remove PIN” action)"
 
     def get_queryset(self, request):
         return selectors.participants_for_user(user=request.user)
@@ -205,5 +212,24 @@ class ParticipantAdmin(admin.ModelAdmin):
                 request,
                 f"{skipped} participant(s) skipped: only their site's "
                 "coordinators and the PIs revoke links.",
+                messages.WARNING,
+            )
+
+    @admin.action(description="Remove PIN (the participant forgot it)")
+    def pin_remove(self, request, queryset):
+        removed = skipped = 0
+        for participant in queryset:
+            if selectors.participant_editable_by(user=request.user, participant=participant):
+                if participant.pin_hash:
+                    participant_pin_remove(participant=participant)
+                    removed += 1
+            else:
+                skipped += 1
+        self.message_user(request, f"PIN removed for {removed} participant(s).")
+        if skipped:
+            self.message_user(
+                request,
+                f"{skipped} participant(s) skipped: only their site's "
+                "coordinators and the PIs remove PINs.",
                 messages.WARNING,
             )

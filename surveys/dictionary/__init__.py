@@ -28,7 +28,9 @@ file, signature, sql        refused: the app cannot store files or run SQL
 
 Columns with no model field are kept in ``options`` so that a round trip is exact:
 ``alignment`` (Custom Alignment), ``question_number``, ``matrix_ranking`` and ``redcap_choices``
-(a choices cell on a field type that takes none).
+(a choices cell on a field type that takes none). Two action tags in the Field Annotation are
+read into ``options`` too: ``@ALERT="expression"`` (``options["alert"]``, surveys/safety.py) and
+``@DIARY="group=1 format=inperson days=30"`` (``options["diary"]``, the meeting diary's prefill).
 
 A dictionary holds texts in one language (the study's default unless one is given). Importing
 into an existing instrument keeps the other languages of every text that reads as before, and

@@ -56,6 +56,9 @@ from surveys.models import Instrument, InstrumentVersion, Language, Study
 from surveys.validators import validate_variable_name
 
 ALERT_TAG = re.compile(r'@ALERT="([^"]*)"')
+# @DIARY="group=1 format=inperson days=30": the meeting diary's prefill (surveys/diary.py).
+DIARY_TAG = re.compile(r'@DIARY="([^"]*)"')
+DIARY_KEYS = ("group", "format", "days")
 
 # --- Import -------------------------------------------------------------------------------
 
@@ -361,6 +364,10 @@ def _row_item(values: dict[str, str], *, add: Callable[[str, str], None], langua
     if alert:
         options["alert"] = alert.group(1)
         item["annotation"] = ALERT_TAG.sub("", item["annotation"]).strip()
+    diary = DIARY_TAG.search(item["annotation"])
+    if diary:
+        options["diary"] = _diary_option(diary.group(1), add=add, variable=variable)
+        item["annotation"] = DIARY_TAG.sub("", item["annotation"]).strip()
     if not values[LABEL]:
         add(LABEL, f"{variable}: the field label is empty")
 
@@ -456,6 +463,28 @@ def _row_item(values: dict[str, str], *, add: Callable[[str, str], None], langua
         if not values[MATRIX_GROUP]:
             add(MATRIX_RANKING, f"{variable}: matrix ranking needs a matrix group name")
     return item
+
+
+def _diary_option(text: str, *, add: Callable[[str, str], None], variable: str) -> dict:
+    """``group=1 format=inperson days=30`` as {"group": "1", "format": "inperson", "days": 30}."""
+    option: dict = {}
+    for part in text.split():
+        key, _, value = part.partition("=")
+        if key not in DIARY_KEYS or not value or key in option:
+            add(
+                ANNOTATION,
+                f"{variable}: @DIARY takes group=CODE, format=CODE and days=N, not {part!r}",
+            )
+        elif key == "days":
+            if not value.isdigit() or int(value) < 1:
+                add(ANNOTATION, f"{variable}: @DIARY days is a whole number of days, not {value!r}")
+            else:
+                option["days"] = int(value)
+        else:
+            option[key] = value
+    if "days" not in option:
+        add(ANNOTATION, f"{variable}: @DIARY needs days=N (how many days of the log to count)")
+    return option
 
 
 def _flag(

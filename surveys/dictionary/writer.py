@@ -130,11 +130,23 @@ def _item_row(item: Item, *, form: str, language: str) -> list[str]:
         MATRIX_RANKING: _yes(options.get("matrix_ranking")),
         ANNOTATION: " ".join(
             part
-            for part in (item.annotation, options.get("alert") and f'@ALERT="{options["alert"]}"')
+            for part in (
+                item.annotation,
+                options.get("alert") and f'@ALERT="{options["alert"]}"',
+                _diary_tag(options.get("diary")),
+            )
             if part
         ),
     }
     return [str(row[column] or "") for column in COLUMNS]
+
+
+def _diary_tag(diary: dict | None) -> str:
+    """The meeting diary's prefill as an action tag: @DIARY="group=1 format=inperson days=30"."""
+    if not diary:
+        return ""
+    parts = " ".join(f"{key}={diary[key]}" for key in ("group", "format", "days") if key in diary)
+    return f'@DIARY="{parts}"'
 
 
 def _choices_text(choices: list[dict], language: str) -> str:

@@ -1,0 +1,73 @@
+"""The participant's language on a phone: a whole survey in Spanish, switching language, and
+Persian laid out right to left. Screenshots of both in docs/."""
+
+from playwright.sync_api import expect
+
+from surveys.models import Participant, Response
+from tests.e2e.helpers import answer_screen, open_link
+from tests.e2e.test_survey import DOCS
+
+
+def test_a_whole_survey_in_spanish(phone, live_server, due_participant):
+    Participant.objects.filter(pk=due_participant.pk).update(language="es")
+    page = phone()
+    open_link(page, live_server, due_participant)
+    expect(page.get_by_role("heading", level=1)).to_have_text("Sus encuestas")
+    page.get_by_role("link", name="Empezar").first.click()
+    expect(page.locator("#progress-text")).to_contain_text("Pregunta 1 de")
+    # The battery's own wording is Spanish too.
+    expect(page.locator("#q-attended_any legend")).to_contain_text("reunión de ayuda mutua")
+    # A question left unanswered: the error is in Spanish.
+    page.get_by_role("button", name="Siguiente").click()
+    expect(page.locator(".screen:not([hidden]) .error:not([hidden])").first).not_to_be_empty()
+    error = page.locator(".screen:not([hidden]) .error:not([hidden])").first.inner_text()
+    assert "answer" not in error.lower()
+    DOCS.mkdir(exist_ok=True)
+    page.screenshot(path=str(DOCS / "participant-survey-es.png"))
+    for _ in range(120):
+        if page.locator("#review").is_visible():
+            break
+        answer_screen(page, {"attended_any": "0", "overdose": "0"})
+        page.get_by_role("button", name="Siguiente").click()
+    page.get_by_role("button", name="Enviar mis respuestas").click()
+    page.wait_for_url("**/done")
+    expect(page.get_by_role("heading", level=1)).to_have_text(
+        "Gracias — sus respuestas se enviaron"
+    )
+    assert Response.objects.get().status == Response.Status.SUBMITTED
+
+
+def test_the_participant_switches_language_and_it_stays(phone, live_server, due_participant):
+    page = phone()
+    open_link(page, live_server, due_participant)
+    expect(page.get_by_role("heading", level=1)).to_have_text("Your surveys")
+    page.get_by_label("Language").select_option("es")
+    page.get_by_role("button", name="Change").click()
+    expect(page.get_by_role("heading", level=1)).to_have_text("Sus encuestas")
+    due_participant.refresh_from_db()
+    assert due_participant.language == "es"
+    page.reload()
+    expect(page.get_by_role("heading", level=1)).to_have_text("Sus encuestas")
+
+
+def test_persian_pages_run_right_to_left(phone, live_server, due_participant):
+    Participant.objects.filter(pk=due_participant.pk).update(language="fa")
+    page = phone()
+    open_link(page, live_server, due_participant)
+    expect(page.locator("html")).to_have_attribute("dir", "rtl")
+    expect(page.get_by_role("heading", level=1)).to_have_text("پرسشنامه‌های شما")
+    # The card's accent bar is on its inline start: the right-hand side in Persian.
+    card = page.locator(".card").first
+    right = card.evaluate("el => getComputedStyle(el).borderRightWidth")
+    left = card.evaluate("el => getComputedStyle(el).borderLeftWidth")
+    assert right != "0px" and left == "0px"
+    page.screenshot(path=str(DOCS / "participant-home-fa.png"))
+    page.locator(".card a").first.click()
+    expect(page.locator("#progress-text")).to_be_visible()
+    # "Next" sits at the inline end: on the left of "Back" in a right-to-left page.
+    answer_screen(page, {"attended_any": "0"})
+    page.locator("#next").click()
+    back = page.locator("#back").bounding_box()
+    following = page.locator("#next").bounding_box()
+    assert following["x"] < back["x"]
+    page.screenshot(path=str(DOCS / "participant-survey-fa.png"))

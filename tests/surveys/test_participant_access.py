@@ -1,0 +1,325 @@
+"""Getting back in: "send me a new link" (keyed-hash lookup, the same answer either way, rate
+limits, only the digest in the broker) and the optional PIN for a shared phone."""
+
+import re
+from datetime import timedelta
+
+import pytest
+from django.core import mail
+from django.db import connection
+from django.utils import timezone
+
+from surveys import sms
+from surveys.access import PIN_MAX_FAILURES, new_link_send, participant_pin_set
+from surveys.fields import contact_lookup
+from surveys.links import participant_link_create
+from surveys.models import Participant, ParticipantContact, ParticipantLink
+from surveys.participant_views import SESSION_KEY
+
+
+@pytest.fixture(autouse=True)
+def empty_sms_outbox():
+    sms.outbox.clear()
+    yield
+    sms.outbox.clear()
+
+
+@pytest.fixture
+def participant(site_a, enrol):
+    return enrol(
+        site=site_a,
+        code="NYC-0042",
+        enrolled_on=timezone.localdate() - timedelta(days=30),
+        contact={"email": "Dana.R@Example.org", "phone": "+1 (555) 010-4477"},
+    )
+
+
+def ask(client, value, **headers):
+    return client.post("/p/new-link", {"contact": value, "language": "en"}, **headers)
+
+
+def run_queued(callbacks):
+    for callback in callbacks:
+        callback()
+
+
+def links_in(text: str) -> list[str]:
+    return re.findall(r"https?://\S+/p/[A-Za-z0-9_-]{40,}", text)
+
+
+# --- Keyed lookups ----------------------------------------------------------------------------
+
+
+def test_contacts_are_found_by_keyed_digest_whatever_the_typing(participant):
+    row = ParticipantContact.objects.get(participant=participant)
+    assert row.email_lookup == contact_lookup("email", "  dana.r@example.ORG ")
+    for typed in ("555-010-4477", "(555) 010 4477", "001 555 010 4477", "+15550104477"):
+        assert row.phone_lookup == contact_lookup("phone", typed), typed
+    # Neither the digest nor the stored column holds the address or number in clear.
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT email, phone, email_lookup, phone_lookup FROM surveys_participantcontact"
+        )
+        stored = " ".join(cursor.fetchone())
+    assert "example.org" not in stored.lower() and "0104477" not in stored
+
+
+def test_the_digest_depends_on_the_key(settings, participant):
+    before = contact_lookup("email", "dana.r@example.org")
+    settings.CONTACT_LOOKUP_KEY = "another-key"
+    assert contact_lookup("email", "dana.r@example.org") != before
+
+
+def test_editing_a_contact_recomputes_its_digests(participant):
+    row = ParticipantContact.objects.get(participant=participant)
+    row.email = "new@example.org"
+    row.save(update_fields=["email"])
+    row.refresh_from_db()
+    assert row.email_lookup == contact_lookup("email", "new@example.org")
+
+
+# --- Send me a new link -----------------------------------------------------------------------
+
+
+def test_a_matching_email_gets_a_new_working_link_by_email(
+    client, participant, django_capture_on_commit_callbacks
+):
+    with django_capture_on_commit_callbacks() as callbacks:
+        reply = ask(client, "dana.r@example.org")
+    assert reply.status_code == 200
+    assert "Check your messages" in reply.text
+    assert len(callbacks) == 1
+    # The task runs as the worker would (eagerly here); the link in the e-mail opens the home.
+    from surveys.tasks import new_link_send as task
+
+    kind, lookup = "email", contact_lookup("email", "dana.r@example.org")
+    assert task.apply(args=(kind, lookup)).get() == 1
+    assert len(mail.outbox) == 1
+    message = mail.outbox[0]
+    assert message.to == ["Dana.R@Example.org"]
+    [url] = links_in(message.body)
+    path = url.split("://", 1)[1].split("/", 1)[1]
+    assert client.get(f"/{path}").status_code == 302
+    assert client.get("/p/").status_code == 200
+
+
+def test_a_matching_phone_gets_the_link_by_text_message(participant):
+    assert new_link_send(kind="phone", lookup=contact_lookup("phone", "555 010 4477")) == 1
+    [text] = sms.outbox
+    assert text["to"] == "+1 (555) 010-4477"
+    assert links_in(text["body"])
+    assert not mail.outbox
+
+
+def test_without_an_sms_provider_a_phone_request_falls_back_to_email(settings, participant):
+    settings.SMS_BACKEND = "surveys.sms.DisabledBackend"
+    assert new_link_send(kind="phone", lookup=contact_lookup("phone", "5550104477")) == 1
+    assert not sms.outbox
+    assert mail.outbox[0].to == ["Dana.R@Example.org"]
+
+
+def test_the_message_is_in_the_participants_language(participant):
+    Participant.objects.filter(pk=participant.pk).update(language="es")
+    new_link_send(kind="email", lookup=contact_lookup("email", "dana.r@example.org"))
+    assert mail.outbox[0].subject == "Su nuevo enlace para las encuestas"
+
+
+def test_the_answer_is_the_same_whether_or_not_the_contact_matched(
+    client, participant, django_capture_on_commit_callbacks
+):
+    with django_capture_on_commit_callbacks() as known_callbacks:
+        known = ask(client, "dana.r@example.org")
+    with django_capture_on_commit_callbacks() as unknown_callbacks:
+        unknown = ask(client, "nobody@example.org")
+    strip = re.compile(r'name="csrfmiddlewaretoken" value="[^"]+"')
+    assert known.status_code == unknown.status_code == 200
+    assert strip.sub("", known.text) == strip.sub("", unknown.text)
+    # The same work is queued either way; the unknown one finds nobody.
+    assert len(known_callbacks) == len(unknown_callbacks) == 1
+    assert new_link_send(kind="email", lookup=contact_lookup("email", "nobody@example.org")) == 0
+    assert not mail.outbox
+
+
+def test_only_the_digest_goes_through_the_broker(
+    client, participant, django_capture_on_commit_callbacks, monkeypatch
+):
+    from surveys import tasks
+
+    sent = []
+    monkeypatch.setattr(tasks.new_link_send, "delay", lambda *args: sent.append(args))
+    with django_capture_on_commit_callbacks(execute=True):
+        ask(client, "Dana.R@example.org")
+    assert sent == [("email", contact_lookup("email", "dana.r@example.org"))]
+    assert "example" not in repr(sent).lower()
+
+
+def test_inactive_participants_get_no_link(participant):
+    Participant.objects.filter(pk=participant.pk).update(status=Participant.Status.WITHDRAWN)
+    assert new_link_send(kind="email", lookup=contact_lookup("email", "dana.r@example.org")) == 0
+    assert not ParticipantLink.objects.exists()
+
+
+@pytest.mark.parametrize(
+    ("typed", "message"),
+    [
+        ("", "Type the e-mail address or mobile number"),
+        ("dana@", "That e-mail address is not complete"),
+        ("12345", "at least 9 digits"),
+        ("hello there", "Type an e-mail address (with @)"),
+    ],
+)
+def test_unusable_input_gets_a_specific_error_and_sends_nothing(
+    client, participant, typed, message, django_capture_on_commit_callbacks
+):
+    with django_capture_on_commit_callbacks() as callbacks:
+        reply = ask(client, typed)
+    assert reply.status_code == 400
+    assert message in reply.text
+    assert 'aria-invalid="true"' in reply.text
+    assert not callbacks
+
+
+def test_one_contact_is_sent_at_most_three_links_an_hour_with_the_same_answer(
+    client, participant, django_capture_on_commit_callbacks
+):
+    with django_capture_on_commit_callbacks() as callbacks:
+        replies = [ask(client, "dana.r@example.org") for _ in range(5)]
+    assert [reply.status_code for reply in replies] == [200] * 5
+    assert len(callbacks) == 3
+
+
+def test_one_address_is_refused_after_ten_requests_an_hour(client, participant):
+    replies = [ask(client, f"person{n}@example.org") for n in range(11)]
+    assert [reply.status_code for reply in replies[:10]] == [200] * 10
+    assert replies[10].status_code == 429
+    assert "too many requests" in replies[10].text
+
+
+def test_behind_a_proxy_the_limit_counts_the_forwarded_client(settings, client, participant):
+    settings.NUM_PROXIES = 1
+    for n in range(10):
+        ask(client, f"p{n}@example.org", HTTP_X_FORWARDED_FOR="203.0.113.7")
+    assert ask(client, "x@example.org", HTTP_X_FORWARDED_FOR="203.0.113.7").status_code == 429
+    # Another phone behind the same proxy is not blocked.
+    assert ask(client, "x@example.org", HTTP_X_FORWARDED_FOR="198.51.100.2").status_code == 200
+
+
+def test_the_expired_page_offers_the_form_in_the_participants_language(client, participant):
+    Participant.objects.filter(pk=participant.pk).update(language="es")
+    link, token = participant_link_create(participant=participant)
+    ParticipantLink.objects.filter(pk=link.pk).update(expires_at=timezone.now())
+    page = client.get(f"/p/{token}")
+    assert page.status_code == 410
+    assert 'lang="es"' in page.text
+    assert "Envíenme un enlace nuevo" in page.text
+    assert 'name="language" value="es"' in page.text
+
+
+def test_the_new_link_page_is_reachable_without_a_link(client, db):
+    page = client.get("/p/new-link?lang=fa")
+    assert page.status_code == 200
+    assert 'dir="rtl"' in page.text
+
+
+# --- PIN --------------------------------------------------------------------------------------
+
+
+def signed_in(client, participant):
+    _, token = participant_link_create(participant=participant)
+    client.get(f"/p/{token}")
+    return client
+
+
+def test_a_participant_sets_a_pin_and_the_link_then_asks_for_it(client, participant):
+    signed_in(client, participant)
+    saved = client.post("/p/pin", {"pin": "4821", "repeat": "4821"})
+    assert saved.status_code == 302 and saved["Location"] == "/p/?pin=set"
+    participant.refresh_from_db()
+    assert participant.pin_hash and "4821" not in participant.pin_hash
+
+    client.cookies.clear()  # another person on the same phone, later
+    _, token = participant_link_create(participant=participant)
+    opened = client.get(f"/p/{token}")
+    assert opened["Location"] == "/p/unlock"
+    assert client.get("/p/").status_code == 404  # no session before the PIN
+    assert client.post("/p/unlock", {"pin": "1111"}).status_code == 400
+    assert client.get("/p/").status_code == 404
+    unlocked = client.post("/p/unlock", {"pin": "4821"})
+    assert unlocked["Location"] == "/p/"
+    assert client.get("/p/").status_code == 200
+    assert client.session.get_expire_at_browser_close()
+
+
+@pytest.mark.parametrize(
+    ("pin", "repeat", "message"),
+    [
+        ("12", "12", "A PIN is 4 to 6 digits"),
+        ("1234567", "1234567", "A PIN is 4 to 6 digits"),
+        ("12a4", "12a4", "A PIN is 4 to 6 digits"),
+        ("0000", "0000", "not one digit repeated"),
+        ("4821", "4812", "The two PINs are not the same"),
+    ],
+)
+def test_a_bad_pin_is_refused_with_a_reason(client, participant, pin, repeat, message):
+    signed_in(client, participant)
+    reply = client.post("/p/pin", {"pin": pin, "repeat": repeat})
+    assert reply.status_code == 400
+    assert message in reply.text
+    participant.refresh_from_db()
+    assert not participant.pin_hash
+
+
+def test_changing_or_removing_the_pin_needs_the_current_one(client, participant):
+    signed_in(client, participant)
+    participant_pin_set(participant=participant, pin="4821", repeat="4821")
+    wrong = client.post("/p/pin", {"action": "remove", "current": "9999"})
+    assert wrong.status_code == 400 and "not your current PIN" in wrong.text
+    participant.refresh_from_db()
+    assert participant.pin_hash
+    removed = client.post("/p/pin", {"action": "remove", "current": "4821"})
+    assert removed["Location"] == "/p/?pin=removed"
+    participant.refresh_from_db()
+    assert not participant.pin_hash
+
+
+def test_five_wrong_pins_lock_the_pin_screen_even_for_the_right_pin(client, participant):
+    participant_pin_set(participant=participant, pin="4821", repeat="4821")
+    _, token = participant_link_create(participant=participant)
+    client.get(f"/p/{token}")
+    replies = [client.post("/p/unlock", {"pin": "0001"}) for _ in range(PIN_MAX_FAILURES)]
+    assert [r.status_code for r in replies] == [400] * (PIN_MAX_FAILURES - 1) + [429]
+    assert "Too many wrong tries" in replies[-1].text
+    right = client.post("/p/unlock", {"pin": "4821"})
+    assert right.status_code == 429
+    assert client.get("/p/").status_code == 404
+    # After the lock time, the right PIN works again.
+    Participant.objects.filter(pk=participant.pk).update(
+        pin_locked_until=timezone.now() - timedelta(seconds=1)
+    )
+    assert client.post("/p/unlock", {"pin": "4821"})["Location"] == "/p/"
+
+
+def test_the_unlock_page_without_a_pending_link_goes_to_the_new_link_page(client, db):
+    assert client.get("/p/unlock")["Location"] == "/p/new-link"
+
+
+def test_a_coordinator_removes_a_forgotten_pin_in_the_admin(client, participant, coordinator_a):
+    participant_pin_set(participant=participant, pin="4821", repeat="4821")
+    client.force_login(coordinator_a)
+    page = client.get(f"/admin/surveys/participant/{participant.pk}/change/")
+    assert "PIN" in page.text
+    reply = client.post(
+        "/admin/surveys/participant/",
+        {"action": "pin_remove", "_selected_action": [participant.pk]},
+    )
+    assert reply.status_code == 302
+    participant.refresh_from_db()
+    assert not participant.pin_hash
+
+
+def test_signing_out_ends_the_session(client, participant):
+    signed_in(client, participant)
+    out = client.post("/p/sign-out")
+    assert out.status_code == 200 and "You are signed out" in out.text
+    assert SESSION_KEY not in client.session
+    assert client.get("/p/").status_code == 404
