@@ -7,6 +7,7 @@ else answers 404.
 from django.contrib.auth.models import AnonymousUser
 from django.http import Http404
 from django.utils import translation
+from django.utils.translation import gettext as _
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from rest_framework.authentication import SessionAuthentication
 from rest_framework.exceptions import NotAuthenticated
@@ -44,7 +45,7 @@ class ParticipantSessionScheme(OpenApiAuthenticationExtension):
 class IsParticipant(BasePermission):
     def has_permission(self, request, view) -> bool:
         if request.auth is None:
-            raise NotAuthenticated("Open your personal link first.")
+            raise NotAuthenticated(_("Open your personal link first."))
         return True
 
 
@@ -65,7 +66,7 @@ class ParticipantScope:
             instrument_slug=instrument_slug,
         )
         if scope is None:  # whatever the reason: a guessed URL learns nothing
-            raise Http404("No such survey.")
+            raise Http404(_("No such survey."))
         return Assignment(pk=scope.assignment_id), scope.instrument
 
 

@@ -5,7 +5,7 @@ from datetime import UTC, date, datetime, time, timedelta
 from django.db import transaction
 from django.utils import timezone
 
-from recovery.battery import INSTRUMENTS, WAVES
+from recovery.battery import INSTRUMENT_NAMES_ES, INSTRUMENTS, WAVE_NAMES_ES, WAVES
 from recovery.synthetic import SyntheticCohort
 from surveys.models import (
     Assignment,
@@ -46,7 +46,10 @@ def study_create_from_template(
     instruments = {}
     for instrument_slug, (instrument_name, specs) in INSTRUMENTS.items():
         instrument = Instrument.objects.create(
-            study=study, slug=instrument_slug, name=instrument_name
+            study=study,
+            slug=instrument_slug,
+            name=instrument_name,
+            names={"es": INSTRUMENT_NAMES_ES[instrument_slug]},
         )
         version = InstrumentVersion.objects.create(
             instrument=instrument, number=1, note="Built-in battery"
@@ -61,6 +64,7 @@ def study_create_from_template(
             study=study,
             slug=spec.slug,
             name=spec.name,
+            names={"es": WAVE_NAMES_ES[spec.slug]},
             position=position,
             offset_days=spec.offset_days,
             window_before_days=spec.window_before_days,

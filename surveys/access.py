@@ -24,7 +24,7 @@ from django.db.models import F
 from django.utils import timezone, translation
 from django.utils.translation import gettext as _
 
-from surveys.fields import contact_lookup, phone_normalise
+from surveys.fields import ascii_digits, contact_lookup, phone_normalise
 from surveys.links import participant_link_create, participant_link_url
 from surveys.models import Participant, ParticipantContact
 from surveys.sms import SmsUnavailable, sms_send
@@ -63,7 +63,7 @@ def typed_contact_parse(value: str) -> TypedContact:
         if not EMAIL_PATTERN.fullmatch(value):
             raise ValidationError(_("That e-mail address is not complete, e.g. name@example.org."))
         return TypedContact("email", contact_lookup("email", value))
-    if re.fullmatch(r"[0-9+()\-.\s]+", value) and phone_normalise(value):
+    if re.fullmatch(r"[0-9+()\-.\s]+", ascii_digits(value)) and phone_normalise(value):
         return TypedContact("phone", contact_lookup("phone", value))
     raise ValidationError(
         _("Type an e-mail address (with @) or a mobile number with at least 9 digits.")
@@ -140,13 +140,17 @@ class PinLocked(Exception):
         self.until = until
 
 
+def pin_clean(pin: str | None) -> str:
+    return ascii_digits((pin or "").strip())
+
+
 def pin_validate(pin: str, repeat: str) -> str:
-    pin = (pin or "").strip()
+    pin = pin_clean(pin)
     if not PIN_PATTERN.fullmatch(pin):
         raise ValidationError({"pin": _("A PIN is 4 to 6 digits (0–9).")})
     if len(set(pin)) == 1:
         raise ValidationError({"pin": _("Choose a PIN that is not one digit repeated.")})
-    if pin != (repeat or "").strip():
+    if pin != pin_clean(repeat):
         raise ValidationError({"repeat": _("The two PINs are not the same.")})
     return pin
 
@@ -172,7 +176,7 @@ def participant_pin_verify(*, participant: Participant, pin: str, now=None) -> b
     """True for the right PIN. Counts wrong tries under a row lock, so parallel guesses cannot
     slip past the limit; raises PinLocked while tries are refused (after the lock is saved)."""
     now = now or timezone.now()
-    outcome, until = _pin_try(participant.pk, (pin or "").strip(), now)
+    outcome, until = _pin_try(participant.pk, pin_clean(pin), now)
     if outcome == "locked":
         raise PinLocked(until)
     return outcome == "right"

@@ -8,6 +8,7 @@ ordered on; equality lookups need a separate keyed hash.
 
 import hashlib
 import hmac
+import unicodedata
 from functools import lru_cache
 
 from cryptography.fernet import Fernet, MultiFernet
@@ -53,6 +54,11 @@ class EncryptedTextField(models.TextField):
 PHONE_DIGITS_COMPARED = 9
 
 
+def ascii_digits(value: str) -> str:
+    """Digits of any script as 0–9: a Persian or Arabic keyboard types ۴۸۲۱ or ٤٨٢١."""
+    return "".join(str(unicodedata.decimal(ch)) if ch.isdecimal() else ch for ch in value)
+
+
 def email_normalise(value: str) -> str:
     return value.strip().lower()
 
@@ -61,7 +67,7 @@ def phone_normalise(value: str) -> str:
     """The last nine digits: the same number typed with or without its country code, trunk
     prefix, spaces or dashes (+1 (555) 010-4477, 555 010 4477) compares equal. Nine digits is
     the shortest mobile number length among the study's countries; '' when fewer digits."""
-    digits = "".join(ch for ch in value if ch.isdigit())
+    digits = "".join(ch for ch in ascii_digits(value) if "0" <= ch <= "9")
     return digits[-PHONE_DIGITS_COMPARED:] if len(digits) >= PHONE_DIGITS_COMPARED else ""
 
 

@@ -224,6 +224,8 @@ class Instrument(models.Model):
     slug = models.SlugField(max_length=50)
     name = models.CharField(max_length=200)
     description = models.TextField(blank=True)
+    # What participants see in other languages, e.g. {"es": "1 mes"}; ``name`` otherwise.
+    names = models.JSONField(default=dict, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -234,6 +236,9 @@ class Instrument(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+    def name_in(self, language: str) -> str:
+        return (self.names or {}).get(language) or self.name
 
     @property
     def current_version(self) -> "InstrumentVersion | None":
@@ -319,6 +324,8 @@ class Wave(models.Model):
     study = models.ForeignKey(Study, on_delete=models.CASCADE, related_name="waves")
     slug = models.SlugField(max_length=30)
     name = models.CharField(max_length=100)
+    # What participants see in other languages, e.g. {"es": "1 mes"}; ``name`` otherwise.
+    names = models.JSONField(default=dict, blank=True)
     position = models.PositiveSmallIntegerField()
     offset_days = models.PositiveIntegerField(help_text="Days after enrolment the wave is due.")
     window_before_days = models.PositiveIntegerField(default=0)
@@ -345,6 +352,9 @@ class Wave(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+    def name_in(self, language: str) -> str:
+        return (self.names or {}).get(language) or self.name
 
 
 class WaveInstrument(models.Model):

@@ -130,6 +130,11 @@ def unlock(request: HttpRequest) -> HttpResponse:
 def pin(request: HttpRequest) -> HttpResponse:
     """Set, change or remove the PIN. Changing or removing it asks for the current one."""
     participant = session_participant(request)
+    with translation.override(participant.language):
+        return _pin(request, participant)
+
+
+def _pin(request: HttpRequest, participant: Participant) -> HttpResponse:
     errors: dict = {}
     if request.method == "POST":
         action = request.POST.get("action", "set")

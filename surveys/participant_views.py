@@ -339,7 +339,13 @@ def survey_done(request: HttpRequest, assignment_id: int, slug: str) -> HttpResp
 
 @require_GET
 def manifest(request: HttpRequest) -> HttpResponse:
-    """The web app manifest: participants can add their surveys to the home screen."""
+    """The web app manifest: participants can add their surveys to the home screen (named in
+    the language of the session that asks)."""
+    with translation.override(request.session.get(LANGUAGE_KEY) or "en"):
+        return _manifest()
+
+
+def _manifest() -> HttpResponse:
     data = {
         "name": _("Your surveys"),
         "short_name": _("Surveys"),

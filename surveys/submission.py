@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 
 from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
+from django.utils.translation import gettext as _
 
 from surveys import prepared
 from surveys.instruments import (
@@ -251,17 +252,20 @@ def _response_store(
 
 def _check_accepting(assignment: Assignment, now: datetime) -> None:
     if assignment.participant.status != Participant.Status.ACTIVE:
-        raise SubmissionConflict("not_active", "This participant is no longer taking surveys.")
+        raise SubmissionConflict("not_active", _("This participant is no longer taking surveys."))
     if assignment.status == Assignment.Status.CANCELLED:
-        raise SubmissionConflict("cancelled", "This survey was cancelled.")
+        raise SubmissionConflict("cancelled", _("This survey was cancelled."))
     if now < assignment.opens_at:
         raise SubmissionConflict(
-            "not_open_yet", f"This survey opens on {_local_day(assignment, assignment.opens_at)}."
+            "not_open_yet",
+            _("This survey opens on %(day)s.")
+            % {"day": _local_day(assignment, assignment.opens_at)},
         )
     if now >= assignment.closes_at or assignment.status == Assignment.Status.MISSED:
         raise SubmissionConflict(
             "window_closed",
-            f"This survey closed on {_local_day(assignment, assignment.closes_at)}.",
+            _("This survey closed on %(day)s.")
+            % {"day": _local_day(assignment, assignment.closes_at)},
         )
 
 
@@ -309,11 +313,11 @@ def response_draft_save(
     context = _submit_context(assignment.pk, instrument.pk)
     assignment = context.assignment
     if not context.instrument_in_wave:
-        raise SubmissionConflict("wrong_instrument", "This survey is not part of that wave.")
+        raise SubmissionConflict("wrong_instrument", _("This survey is not part of that wave."))
     _check_accepting(assignment, now)
     existing = next((r for r in context.responses if r[2] == instrument.pk), None)
     if existing is not None and existing[3] == Response.Status.SUBMITTED:
-        raise SubmissionConflict("already_submitted", "This survey has already been sent.")
+        raise SubmissionConflict("already_submitted", _("This survey has already been sent."))
     if any(r[1] == client_id and r is not existing for r in context.responses):
         raise SubmissionConflict(*CLIENT_ID_USED)
     version, items = _version_and_items(instrument, existing, context)
@@ -377,10 +381,10 @@ def response_submit(
         )
         return SubmitResult(replay, replayed=True)
     if not context.instrument_in_wave:
-        raise SubmissionConflict("wrong_instrument", "This survey is not part of that wave.")
+        raise SubmissionConflict("wrong_instrument", _("This survey is not part of that wave."))
     existing = by_instrument.get(instrument.pk)
     if existing is not None and existing[3] == Response.Status.SUBMITTED:
-        raise SubmissionConflict("already_submitted", "This survey has already been sent.")
+        raise SubmissionConflict("already_submitted", _("This survey has already been sent."))
     _check_accepting(assignment, now)
     if same_id is not None and same_id is not existing:
         raise SubmissionConflict(*CLIENT_ID_USED)

@@ -629,6 +629,12 @@ INSTRUMENTS: dict[str, tuple[str, list[ItemSpec]]] = {
     "followup": ("Follow-up", FOLLOWUP),
     "checkin": ("Weekly check-in", CHECKIN),
 }
+# Names participants see in Spanish (the Spanish form of each name above).
+INSTRUMENT_NAMES_ES: dict[str, str] = {
+    "baseline": "Encuesta inicial",
+    "followup": "Seguimiento",
+    "checkin": "Seguimiento semanal",
+}
 
 
 @dataclass(frozen=True)
@@ -666,5 +672,13 @@ WAVES: list[WaveSpec] = [
         active=False,
     ),
 ]
+WAVE_NAMES_ES: dict[str, str] = {
+    "baseline": "Encuesta inicial",
+    "m1": "1 mes",
+    "m3": "3 meses",
+    "m6": "6 meses",
+    "m12": "12 meses",
+    "weekly": "Seguimiento semanal",
+}
 # The single (non-recurring) waves: baseline and the dated follow-ups.
 FOLLOW_UP_WAVES: list[WaveSpec] = [wave for wave in WAVES if wave.recurrence_days is None]

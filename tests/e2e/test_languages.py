@@ -13,6 +13,7 @@ def test_a_whole_survey_in_spanish(phone, live_server, due_participant):
     page = phone()
     open_link(page, live_server, due_participant)
     expect(page.get_by_role("heading", level=1)).to_have_text("Sus encuestas")
+    expect(page.locator(".card strong").first).to_have_text("1 mes")  # the wave's own name
     page.get_by_role("link", name="Empezar").first.click()
     expect(page.locator("#progress-text")).to_contain_text("Pregunta 1 de")
     # The battery's own wording is Spanish too.

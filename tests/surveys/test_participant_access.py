@@ -1,6 +1,7 @@
 """Getting back in: "send me a new link" (keyed-hash lookup, the same answer either way, rate
 limits, only the digest in the broker) and the optional PIN for a shared phone."""
 
+import io
 import re
 from datetime import timedelta
 
@@ -323,3 +324,33 @@ def test_signing_out_ends_the_session(client, participant):
     assert out.status_code == 200 and "You are signed out" in out.text
     assert SESSION_KEY not in client.session
     assert client.get("/p/").status_code == 404
+
+
+def test_after_a_key_change_the_refresh_command_makes_lookups_work_again(settings, participant):
+    from django.core.management import call_command
+
+    settings.CONTACT_LOOKUP_KEY = "a-new-key"
+    lookup = contact_lookup("email", "dana.r@example.org")
+    assert new_link_send(kind="email", lookup=lookup) == 0  # digests made under the old key
+    out = io.StringIO()
+    call_command("contact_lookups_refresh", stdout=out)
+    assert "1 contact row" in out.getvalue()
+    assert new_link_send(kind="email", lookup=lookup) == 1
+
+
+def test_persian_digits_work_for_pins_and_phone_numbers(client, participant):
+    signed_in(client, participant)
+    assert client.post("/p/pin", {"pin": "۴۸۲۱", "repeat": "۴۸۲۱"}).status_code == 302
+    client.cookies.clear()
+    _, token = participant_link_create(participant=participant)
+    client.get(f"/p/{token}")
+    assert client.post("/p/unlock", {"pin": "4821"})["Location"] == "/p/"
+    assert contact_lookup("phone", "۵۵۵ ۰۱۰ ۴۴۷۷") == contact_lookup("phone", "555 010 4477")
+
+
+def test_pin_errors_are_in_the_participants_language(client, participant):
+    Participant.objects.filter(pk=participant.pk).update(language="es")
+    signed_in(client, participant)
+    reply = client.post("/p/pin", {"pin": "12", "repeat": "12"})
+    assert reply.status_code == 400
+    assert "A PIN is 4 to 6 digits" not in reply.text

@@ -74,6 +74,28 @@ def test_the_form_without_javascript_shows_errors_per_question(signed_in, month1
     assert not Response.objects.exists()
 
 
+def test_server_errors_are_in_the_participants_language(signed_in, participant, month1):
+    participant.language = "es"
+    participant.save()
+    form = signed_in.post(
+        f"/p/s/{month1.pk}/followup/", {"client_id": str(uuid.uuid4()), "craving": "11"}
+    )
+    assert form.status_code == 400
+    assert "Escriba un número del 0 al 10." in form.text
+    assert "Enter a number" not in form.text
+    # The participant API (survey.js) answers in the language of the session: Spanish after
+    # the participant switches to it on the phone.
+    signed_in.post("/p/language", {"language": "es", "next": "/p/"})
+    reply = signed_in.post(
+        api(month1, "submit"),
+        {"client_id": str(uuid.uuid4()), "answers": {"craving": 11}},
+        content_type="application/json",
+    )
+    assert reply.status_code == 400
+    assert reply.json()["errors"]["craving"] == ["Escriba un número del 0 al 10."]
+    assert reply.json()["errors"]["attended_any"] == ["Esta pregunta necesita una respuesta."]
+
+
 def test_the_participant_api_saves_a_draft_with_its_place_then_submits(signed_in, month1):
     client_id = str(uuid.uuid4())
     draft = signed_in.put(
