@@ -73,6 +73,7 @@ def test_a_pin_keeps_a_shared_phone_private(phone, live_server, reachable_partic
     expect(page.get_by_role("status")).to_contain_text("Your PIN is saved")
     page.get_by_role("button", name="Sign out").click()
     expect(page.get_by_role("heading", level=1)).to_have_text("You are signed out")
+    assert_accessible(page, "signed out")
 
     # Someone else opens the link on the same phone: the PIN screen, and nothing behind it.
     open_link(page, live_server, reachable_participant)

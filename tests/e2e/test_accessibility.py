@@ -87,3 +87,40 @@ def test_spanish_and_persian_pages_have_no_axe_violations(
     assert_accessible(page, f"survey ({language})")
     walk_to_review(page, {"attended_any": "0"}, language, check_every_screen=False)
     assert_accessible(page, f"review ({language})")
+
+
+WIDE_ELEMENTS = """() => [...document.querySelectorAll('main *')]
+  .filter(el => el.getBoundingClientRect().right > document.documentElement.clientWidth + 0.5)
+  .map(el => el.tagName + '#' + el.id + ' ' + (el.textContent || '').slice(0, 40))
+  .join(' | ')"""
+
+
+@pytest.mark.parametrize("language", ["en", "es", "fa"])
+def test_pages_reflow_at_200_percent_zoom_without_sideways_scrolling(
+    browser, live_server, due_participant, language
+):
+    """A 390 px phone zoomed to 200 % lays pages out in 195 CSS pixels: nothing may need
+    scrolling sideways, and every control stays inside the screen."""
+    context = browser.new_context(
+        viewport={"width": 195, "height": 422}, device_scale_factor=4, is_mobile=True
+    )
+    page = context.new_page()
+    overflow = "() => document.documentElement.scrollWidth - document.documentElement.clientWidth"
+    due_participant.language = language
+    due_participant.save()
+    try:
+        open_link(page, live_server, due_participant)
+        assert page.evaluate(overflow) <= 0, "home: " + page.evaluate(WIDE_ELEMENTS)
+        page.locator(".card a").first.click()
+        expect(page.locator("#progress-text")).to_be_visible()
+        for step in range(120):
+            if page.locator("#review").is_visible():
+                break
+            assert page.evaluate(overflow) <= 0, f"survey screen {step + 1}: " + page.evaluate(
+                WIDE_ELEMENTS
+            )
+            answer_screen(page, {"attended_any": "1", "fellowships": ["1"]})
+            page.locator("#next").click()
+        assert page.evaluate(overflow) <= 0, "review"
+    finally:
+        context.close()
