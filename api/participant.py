@@ -15,8 +15,8 @@ from rest_framework.permissions import BasePermission
 from rest_framework.request import Request
 
 from api.views import ResponseDraftSaveApi, ResponseSubmitApi
-from surveys.models import Assignment
-from surveys.participant_views import LANGUAGE_KEY, SESSION_KEY
+from surveys.models import Assignment, Participant
+from surveys.participant_views import EPOCH_KEY, LANGUAGE_KEY, SESSION_KEY
 from surveys.selectors import participant_entry_scope
 
 
@@ -24,10 +24,18 @@ class ParticipantSessionAuthentication(SessionAuthentication):
     """``request.auth`` is the session's participant id; CSRF is enforced as for staff."""
 
     def authenticate(self, request: Request):
-        participant_id = request._request.session.get(SESSION_KEY)
+        session = request._request.session
+        participant_id = session.get(SESSION_KEY)
         if not participant_id:
             return None
         self.enforce_csrf(request)
+        # A session from before a PIN change or a revocation no longer counts.
+        if not Participant.objects.filter(
+            pk=participant_id,
+            status=Participant.Status.ACTIVE,
+            access_epoch=session.get(EPOCH_KEY, -1),
+        ).exists():
+            return None
         return (AnonymousUser(), int(participant_id))
 
     def authenticate_header(self, request: Request) -> str:

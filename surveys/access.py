@@ -11,6 +11,7 @@ The PIN (4–6 digits, for a shared phone) is stored as a password hash. After
 a coordinator can remove a forgotten PIN in the admin.
 """
 
+import logging
 import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -29,6 +30,8 @@ from surveys.links import participant_link_create, participant_link_url
 from surveys.models import Participant, ParticipantContact
 from surveys.sms import SmsUnavailable, sms_send
 
+logger = logging.getLogger(__name__)
+
 # "Send me a new link": tries per client address and per typed contact, per hour.
 NEW_LINK_PER_ADDRESS = 10
 NEW_LINK_PER_CONTACT = 3
@@ -41,6 +44,8 @@ PIN_MAX_FAILURES = 5
 PIN_LOCK_MINUTES = 15
 # PIN tries per client address per hour, across participants (guessing many people's PINs).
 PIN_TRIES_PER_ADDRESS = 30
+
+PIN_FIELDS = ("pin_hash", "pin_failures", "pin_locked_until", "access_epoch")
 
 EMAIL_PATTERN = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
 
@@ -80,7 +85,11 @@ def new_link_request(*, contact: TypedContact) -> None:
 def new_link_send(*, kind: str, lookup: str, now: datetime | None = None) -> int:
     """Send a new personal link to every active participant whose contact digest matches, by
     the channel the participant typed (e-mail, or SMS falling back to e-mail when no SMS
-    provider is set up). Returns how many messages went."""
+    provider is set up). Returns how many messages went.
+
+    A provider's refusal is logged without its text (it names the address) and does not stop
+    the other participants' messages.
+    """
     if kind not in ("email", "phone") or not lookup:
         return 0
     contacts = (
@@ -93,23 +102,31 @@ def new_link_send(*, kind: str, lookup: str, now: datetime | None = None) -> int
     sent = 0
     for contact in contacts:
         participant = contact.participant
-        _link, token = participant_link_create(participant=participant, now=now)
-        url = participant_link_url(token)
-        with translation.override(participant.language):
-            if kind == "phone":
-                try:
-                    sms_send(to=contact.phone, body=_new_link_sms(participant, url))
-                    sent += 1
-                    continue
-                except SmsUnavailable:
-                    if not contact.email:
-                        continue
-            subject, body = _new_link_email(participant, url)
-            send_mail(
-                subject=subject, message=body, from_email=None, recipient_list=[contact.email]
+        try:
+            sent += _new_link_deliver(participant, contact, kind, now)
+        except Exception as exc:  # any provider error; its text may name the address
+            logger.warning(
+                "A new link for participant %s could not be sent (%s).",
+                participant.pk,
+                type(exc).__name__,
             )
-            sent += 1
     return sent
+
+
+def _new_link_deliver(participant, contact, kind: str, now) -> int:
+    _link, token = participant_link_create(participant=participant, now=now)
+    url = participant_link_url(token)
+    with translation.override(participant.language):
+        if kind == "phone":
+            try:
+                sms_send(to=contact.phone, body=_new_link_sms(participant, url))
+                return 1
+            except SmsUnavailable:
+                if not contact.email:
+                    return 0
+        subject, body = _new_link_email(participant, url)
+        send_mail(subject=subject, message=body, from_email=None, recipient_list=[contact.email])
+        return 1
 
 
 def _new_link_sms(participant: Participant, url: str) -> str:
@@ -159,7 +176,8 @@ def participant_pin_set(*, participant: Participant, pin: str, repeat: str) -> P
     participant.pin_hash = make_password(pin_validate(pin, repeat))
     participant.pin_failures = 0
     participant.pin_locked_until = None
-    participant.save(update_fields=["pin_hash", "pin_failures", "pin_locked_until", "updated_at"])
+    participant.access_epoch += 1
+    participant.save(update_fields=[*PIN_FIELDS, "updated_at"])
     return participant
 
 
@@ -168,7 +186,8 @@ def participant_pin_remove(*, participant: Participant) -> Participant:
     participant.pin_hash = ""
     participant.pin_failures = 0
     participant.pin_locked_until = None
-    participant.save(update_fields=["pin_hash", "pin_failures", "pin_locked_until", "updated_at"])
+    participant.access_epoch += 1
+    participant.save(update_fields=[*PIN_FIELDS, "updated_at"])
     return participant
 
 

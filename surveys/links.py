@@ -11,6 +11,7 @@ from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import transaction
+from django.db.models import F
 from django.utils import timezone
 
 from surveys.models import Participant, ParticipantLink
@@ -83,6 +84,8 @@ def participant_links_revoke(
 ) -> int:
     """Stop every working link of a participant (a lost or shared phone); returns how many."""
     now = now or timezone.now()
+    # Sessions those links started end too (the phone may be lost, or shared).
+    Participant.objects.filter(pk=participant.pk).update(access_epoch=F("access_epoch") + 1)
     return ParticipantLink.objects.filter(
         participant=participant, revoked_at__isnull=True, expires_at__gt=now
     ).update(revoked_at=now, revoked_by=revoked_by)

@@ -111,6 +111,9 @@ class Participant(models.Model):
     pin_hash = models.CharField(max_length=128, blank=True, editable=False)
     pin_failures = models.PositiveSmallIntegerField(default=0, editable=False)
     pin_locked_until = models.DateTimeField(null=True, blank=True, editable=False)
+    # Raised when the PIN is set, changed or removed and when links are revoked: participant
+    # sessions started before then stop working (a lost phone, a shared one).
+    access_epoch = models.PositiveIntegerField(default=0, editable=False)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 

@@ -22,6 +22,7 @@ from surveys.access import (
 )
 from surveys.models import Language, Participant
 from surveys.participant_views import (
+    EPOCH_KEY,
     PIN_PENDING_KEY,
     SESSION_KEY,
     _render,
@@ -97,6 +98,10 @@ def unlock(request: HttpRequest) -> HttpResponse:
     participant = _pending_participant(request)
     if participant is None:
         return redirect("participant-new-link")
+    if not participant.pin_hash:  # removed by the study team meanwhile
+        del request.session[PIN_PENDING_KEY]
+        participant_session_start(request, participant)
+        return redirect("participant-home")
     context: dict = {}
     if request.method == "POST":
         if attempt_over_limit(
@@ -145,12 +150,15 @@ def _pin(request: HttpRequest, participant: Participant) -> HttpResponse:
                 raise ValidationError({"current": _wrong_pin(participant)})
             if action == "remove":
                 participant_pin_remove(participant=participant)
+                # This session carries on; every other one of this participant ends.
+                request.session[EPOCH_KEY] = participant.access_epoch
                 return redirect(f"{_home_url()}?pin=removed")
             participant_pin_set(
                 participant=participant,
                 pin=request.POST.get("pin", ""),
                 repeat=request.POST.get("repeat", ""),
             )
+            request.session[EPOCH_KEY] = participant.access_epoch
             request.session.set_expiry(0)
             return redirect(f"{_home_url()}?pin=set")
         except PinLocked:

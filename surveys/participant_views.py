@@ -13,6 +13,7 @@ import uuid
 
 from django.core.exceptions import ValidationError
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
+from django.middleware.csrf import rotate_token
 from django.shortcuts import redirect, render
 from django.template.loader import render_to_string
 from django.templatetags.static import static
@@ -39,15 +40,22 @@ from surveys.submission import SubmissionConflict, response_submit
 SESSION_KEY = "participant_id"
 # The participant's language, for the participant API's error messages (api/participant.py).
 LANGUAGE_KEY = "participant_language"
+# The participant's access_epoch when the session started (see Participant.access_epoch).
+EPOCH_KEY = "participant_epoch"
 # A link opened for a participant with a PIN, waiting for the PIN (surveys/participant_access.py).
 PIN_PENDING_KEY = "participant_pin_pending"
 
 
 def session_participant(request: HttpRequest) -> Participant:
-    """The participant this browser session belongs to, or 404."""
+    """The participant this browser session belongs to, or 404 (also for a session started
+    before the participant's PIN changed or their links were revoked)."""
     participant_id = request.session.get(SESSION_KEY)
     participant = (
-        Participant.objects.filter(pk=participant_id, status=Participant.Status.ACTIVE).first()
+        Participant.objects.filter(
+            pk=participant_id,
+            status=Participant.Status.ACTIVE,
+            access_epoch=request.session.get(EPOCH_KEY, -1),
+        ).first()
         if participant_id
         else None
     )
@@ -59,7 +67,7 @@ def session_participant(request: HttpRequest) -> Participant:
 def _render(request, participant: Participant, template: str, context: dict, status=200):
     """Render in the participant's language and time zone."""
     with translation.override(participant.language), timezone.override(participant.timezone):
-        return render(
+        response = render(
             request,
             template,
             {
@@ -70,6 +78,10 @@ def _render(request, participant: Participant, template: str, context: dict, sta
             },
             status=status,
         )
+    if participant.pin_hash:
+        # A shared phone: the service worker keeps no copy of this page for offline use.
+        response["X-Offline-Copy"] = "no"
+    return response
 
 
 @never_cache
@@ -96,8 +108,10 @@ def link_open(request: HttpRequest, token: str) -> HttpResponse:
 
 
 def participant_session_start(request: HttpRequest, participant: Participant) -> None:
+    rotate_token(request)  # a new CSRF secret too: nothing carries over on a shared phone
     request.session[SESSION_KEY] = participant.pk
     request.session[LANGUAGE_KEY] = participant.language
+    request.session[EPOCH_KEY] = participant.access_epoch
 
 
 @never_cache
@@ -197,6 +211,10 @@ def _survey_strings() -> dict:
         "saved": _("Saved."),
         "saved_here": _("Saved on this phone — will send when you are online."),
         "sending": _("Sending…"),
+        "reopen": _(
+            "Your answers are saved on this phone. To send them, open the link in your "
+            "message again."
+        ),
         "queued": _(
             "Your answers are saved on this phone and will be sent when you are online. "
             "You can close this page."

@@ -24,6 +24,7 @@ _ENGINE_MODELS = (
     "response",
     "staffrole",
     "diaryentry",
+    "safetyalert",
 )
 
 # What every staff role may look at: the study design and the de-identified research data.
@@ -51,6 +52,9 @@ ROLE_PERMISSIONS: dict[str, set[str]] = {
         "add_participantcontact",
         "change_participantcontact",
         "change_assignment",
+        # Safety alerts: the team member on call opens the alert and records the follow-up.
+        "view_safetyalert",
+        "change_safetyalert",
     },
     # Researchers see de-identified data only: no contact details, nothing to change.
     StaffRole.Role.RESEARCHER: set(_VIEW_RESEARCH_DATA),

@@ -25,11 +25,12 @@ def safety_alert_email(alert_id: int) -> bool:
     return safety_alert_email_send(alert_id=alert_id)
 
 
-@shared_task(name="surveys.tasks.new_link_send")
-def new_link_send(kind: str, lookup: str) -> int:
+@shared_task(name="surveys.tasks.new_link_send", ignore_result=True)
+def new_link_send(kind: str, lookup: str) -> None:
     """Only the keyed digest travels through the broker, never the typed address or number.
-    Not retried: a retry after a partial send would send some people two links; the
-    participant can ask again."""
+    No result is kept and none is returned (the worker's log would otherwise show whether a
+    request matched someone). Not retried: a retry after a partial send would send some
+    people two links; the participant can ask again."""
     from surveys.access import new_link_send as send  # access enqueues this task: no cycle
 
-    return send(kind=kind, lookup=lookup)
+    send(kind=kind, lookup=lookup)

@@ -36,7 +36,9 @@ self.addEventListener("fetch", function (event) {
   if (request.mode === "navigate" && cacheable(url)) {
     // The network first (the page must be current); the last copy when offline.
     event.respondWith(fetch(request).then(function (response) {
-      if (response.ok && !response.redirected) {
+      // Pages of a participant with a PIN (a shared phone) are never kept for offline use.
+      if (response.ok && !response.redirected &&
+          response.headers.get("X-Offline-Copy") !== "no") {
         var copy = response.clone();
         caches.open(CACHE).then(function (cache) { cache.put(request, copy); });
       }
@@ -59,13 +61,14 @@ function flush() {
         method: "POST", credentials: "same-origin", body: item.body,
         headers: { "Content-Type": "application/json", "X-CSRFToken": item.csrf },
       }).then(function (response) {
-        // Sent (or refused for good, e.g. the window closed): out of the outbox either way.
-        if (response.ok || (response.status >= 400 && response.status < 500 &&
-            response.status !== 408 && response.status !== 429)) {
+        // Sent, or refused for good (400: invalid; 409: already sent or the window closed):
+        // out of the outbox. Without a session (401, 403, 404: the browser closed on a PIN
+        // phone, or someone else signed in) the answers wait for the participant's link.
+        if (response.ok || response.status === 400 || response.status === 409) {
           return outbox("readwrite", function (store) { store.delete(item.url); }).then(function () {
             return self.clients.matchAll().then(function (clients) {
               clients.forEach(function (client) {
-                client.postMessage({ type: "sent", url: item.url, status: response.status });
+                client.postMessage({ type: response.ok ? "sent" : "refused", url: item.url });
               });
             });
           });

@@ -11,7 +11,7 @@ from playwright.sync_api import expect
 from recovery.celery import app as celery_app
 from surveys.links import participant_link_create
 from surveys.models import ParticipantLink
-from tests.e2e.helpers import open_link
+from tests.e2e.helpers import answer_screen, open_link
 from tests.e2e.test_accessibility import assert_accessible
 from tests.e2e.test_survey import DOCS
 
@@ -88,3 +88,75 @@ def test_a_pin_keeps_a_shared_phone_private(phone, live_server, reachable_partic
     page.get_by_label("PIN (4 to 6 digits)").fill("4821")
     page.get_by_role("button", name="Open my surveys").click()
     expect(page.get_by_role("heading", name="Your surveys")).to_be_visible()
+
+
+def controlled_by_service_worker(page) -> None:
+    """Wait until the page's service worker is active and controls the page."""
+    page.evaluate("navigator.serviceWorker.ready")
+    page.reload()
+    page.wait_for_function("navigator.serviceWorker.controller !== null")
+
+
+def test_after_signing_out_the_phone_shows_nothing_of_the_last_person_offline(
+    phone, live_server, reachable_participant
+):
+    page = phone()
+    open_link(page, live_server, reachable_participant)
+    page.get_by_role("link", name="Start").first.click()
+    expect(page.locator("#progress-text")).to_be_visible()
+    controlled_by_service_worker(page)  # the survey page is now kept for offline use
+    survey_url = page.url
+    page.context.set_offline(True)
+    page.reload()  # the participant's own offline copy works
+    expect(page.locator("#progress-text")).to_be_visible()
+    page.context.set_offline(False)
+    page.goto(f"{live_server.url}/p/")
+    page.get_by_role("button", name="Sign out").click()
+    expect(page.get_by_role("heading", level=1)).to_have_text("You are signed out")
+    page.wait_for_function(
+        """async () => {
+            for (const key of await caches.keys()) {
+                const cache = await caches.open(key);
+                for (const request of await cache.keys())
+                    if (!new URL(request.url).pathname.startsWith('/static/')) return false;
+            }
+            return true;
+        }"""
+    )
+    page.context.set_offline(True)
+    try:
+        page.goto(survey_url)
+        assert page.locator("#progress-text").count() == 0
+    except Exception as exc:  # no copy and no network: the browser's own error page
+        assert "ERR_" in str(exc)
+
+
+def test_answers_sent_after_a_pin_session_ended_wait_for_the_link_and_go_once(
+    phone, live_server, reachable_participant
+):
+    from surveys.access import participant_pin_set
+    from surveys.models import Response
+
+    participant_pin_set(participant=reachable_participant, pin="4821", repeat="4821")
+    page = phone()
+    open_link(page, live_server, reachable_participant)
+    page.get_by_label("PIN (4 to 6 digits)").fill("4821")
+    page.get_by_role("button", name="Open my surveys").click()
+    page.get_by_role("link", name="Start").first.click()
+    for _ in range(120):
+        if page.locator("#review").is_visible():
+            break
+        answer_screen(page, {"attended_any": "0", "overdose": "0"})
+        page.locator("#next").click()
+    # The browser was closed and reopened on a shared phone: the session is gone.
+    page.context.clear_cookies()
+    page.locator("#send").click()
+    expect(page.locator("#status")).to_contain_text("open the link in your message again")
+    assert not Response.objects.filter(status=Response.Status.SUBMITTED).exists()
+    # The participant opens their link again: the waiting answers go, once.
+    open_link(page, live_server, reachable_participant)
+    page.get_by_label("PIN (4 to 6 digits)").fill("4821")
+    page.get_by_role("button", name="Open my surveys").click()
+    page.get_by_role("link", name="Continue").first.click()
+    page.wait_for_url("**/done", timeout=15000)
+    assert Response.objects.filter(status=Response.Status.SUBMITTED).count() == 1

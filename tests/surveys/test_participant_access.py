@@ -94,7 +94,7 @@ def test_a_matching_email_gets_a_new_working_link_by_email(
     from surveys.tasks import new_link_send as task
 
     kind, lookup = "email", contact_lookup("email", "dana.r@example.org")
-    assert task.apply(args=(kind, lookup)).get() == 1
+    assert task.apply(args=(kind, lookup)).get() is None  # no result says whether it matched
     assert len(mail.outbox) == 1
     message = mail.outbox[0]
     assert message.to == ["Dana.R@Example.org"]
@@ -272,7 +272,7 @@ def test_a_bad_pin_is_refused_with_a_reason(client, participant, pin, repeat, me
 
 def test_changing_or_removing_the_pin_needs_the_current_one(client, participant):
     signed_in(client, participant)
-    participant_pin_set(participant=participant, pin="4821", repeat="4821")
+    client.post("/p/pin", {"pin": "4821", "repeat": "4821"})
     wrong = client.post("/p/pin", {"action": "remove", "current": "9999"})
     assert wrong.status_code == 400 and "not your current PIN" in wrong.text
     participant.refresh_from_db()
@@ -354,3 +354,66 @@ def test_pin_errors_are_in_the_participants_language(client, participant):
     reply = client.post("/p/pin", {"pin": "12", "repeat": "12"})
     assert reply.status_code == 400
     assert "A PIN is 4 to 6 digits" not in reply.text
+
+
+def test_setting_a_pin_ends_the_participants_other_sessions(client, participant):
+    from django.test import Client
+
+    other_phone = signed_in(Client(), participant)
+    assert other_phone.get("/p/").status_code == 200
+    signed_in(client, participant)
+    client.post("/p/pin", {"pin": "4821", "repeat": "4821"})
+    assert client.get("/p/").status_code == 200  # the phone that set it carries on
+    assert other_phone.get("/p/").status_code == 404
+    month1 = participant.assignments.get(wave__slug="m1")
+    draft = other_phone.put(
+        f"/api/v1/participant/assignments/{month1.pk}/responses/followup/draft/",
+        {"client_id": "6d3b8f0e-8c1a-4f57-9a51-1e0f5b0c2a11", "answers": {}},
+        content_type="application/json",
+    )
+    assert draft.status_code in (401, 403)
+
+
+def test_revoking_links_ends_the_sessions_they_started(client, participant):
+    from surveys.links import participant_links_revoke
+
+    signed_in(client, participant)
+    participant_links_revoke(participant=participant)
+    assert client.get("/p/").status_code == 404
+
+
+def test_a_pin_removed_by_the_team_lets_the_waiting_phone_in(client, participant):
+    from surveys.access import participant_pin_remove
+
+    participant_pin_set(participant=participant, pin="4821", repeat="4821")
+    _, token = participant_link_create(participant=participant)
+    assert client.get(f"/p/{token}")["Location"] == "/p/unlock"
+    participant_pin_remove(participant=participant)
+    assert client.get("/p/unlock")["Location"] == "/p/"
+    assert client.get("/p/").status_code == 200
+
+
+class RefusingSmsBackend(sms.BaseSmsBackend):
+    """A provider that refuses, naming the number in its error (as real ones do)."""
+
+    def send(self, *, to, body):
+        raise OSError(f"provider refused {to}")
+
+
+def test_a_refused_message_is_logged_without_the_contact_and_others_still_go(
+    settings, site_a, enrol, participant, caplog
+):
+    settings.SMS_BACKEND = "tests.surveys.test_participant_access.RefusingSmsBackend"
+    enrol(
+        site=site_a,
+        code="NYC-0043",
+        enrolled_on=timezone.localdate(),
+        contact={"email": "sam@example.org", "phone": "+1 555 010 4477"},  # a shared phone
+    )
+    Participant.objects.filter(pk=participant.pk).update(language="en")
+    with caplog.at_level("WARNING"):
+        sent = new_link_send(kind="phone", lookup=contact_lookup("phone", "5550104477"))
+    assert sent == 0
+    assert "could not be sent (OSError)" in caplog.text
+    assert "4477" not in caplog.text and "555" not in caplog.text
+    assert len([r for r in caplog.records if "could not be sent" in r.getMessage()]) == 2

@@ -188,3 +188,30 @@ def test_the_top_craving_rating_shows_crisis_resources_after_a_no_javascript_sub
 def test_a_calm_survey_raises_no_alert(signed_in, month1):
     signed_in.post(f"/p/s/{month1.pk}/followup/", {**ANSWERS, "client_id": str(uuid.uuid4())})
     assert not SafetyAlert.objects.exists()
+
+
+def test_the_sites_coordinator_opens_the_alert_from_the_email_and_records_follow_up(
+    client, signed_in, month1, coordinator_a, researcher, staff_user, study, site_b
+):
+    signed_in.put(
+        api(month1, "draft"),
+        {"client_id": str(uuid.uuid4()), "answers": {"overdose": 1}},
+        content_type="application/json",
+    )
+    alert = SafetyAlert.objects.get()
+    page = f"/admin/surveys/safetyalert/{alert.pk}/change/"
+    client.force_login(coordinator_a)
+    assert client.get(page).status_code == 200
+    saved = client.post(page, {"follow_up_note": "Called; safe, linked to the clinic."})
+    assert saved.status_code == 302
+    alert.refresh_from_db()
+    assert alert.acknowledged_by == coordinator_a
+    # Another site's coordinator and researchers do not see it.
+    from surveys.models import StaffRole
+
+    other = staff_user(
+        study=study, role=StaffRole.Role.COORDINATOR, sites=[site_b], username="coord-b"
+    )
+    for user in (other, researcher):
+        client.force_login(user)
+        assert client.get(page).status_code in (302, 403, 404)

@@ -349,6 +349,10 @@
       send.disabled = false;
       if (response.status === 400 && reply.errors) { showServerErrors(reply.errors); return; }
       if (response.status === 409 && reply.code === "already_submitted") { finished(); return; }
+      if ([401, 403, 404].indexOf(response.status) >= 0) {
+        // No session (a PIN phone's browser was closed): keep the answers for the link.
+        return queue(body).then(function () { statusBox.textContent = S.reopen; });
+      }
       statusBox.textContent = reply.detail || S.problems;
       if (response.status >= 500 || response.status === 429) return queue(body);
       return outbox("readwrite", function (store) { store.delete(submitUrl()); }).catch(function () {});
