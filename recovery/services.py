@@ -14,6 +14,7 @@ from surveys.models import (
     Item,
     Participant,
     ParticipantContact,
+    ReminderRule,
     Response,
     Site,
     Study,
@@ -73,6 +74,27 @@ def study_create_from_template(
             is_active=spec.active,
         )
         WaveInstrument.objects.create(wave=wave, instrument=instruments[spec.instrument])
+        if spec.recurrence_days:  # a weekly check-in: the invitation alone
+            ReminderRule.objects.create(
+                study=study, wave=wave, kind=ReminderRule.Kind.INVITATION, position=0
+            )
+    # The study's default for the other waves: the invitation as the window opens, two
+    # reminders three days apart, and a last call two days before it closes, at 18:00.
+    ReminderRule.objects.bulk_create(
+        [
+            ReminderRule(study=study, kind=ReminderRule.Kind.INVITATION, position=0),
+            ReminderRule(
+                study=study, kind=ReminderRule.Kind.EVERY, every_hours=72, times=2, position=1
+            ),
+            ReminderRule(
+                study=study,
+                kind=ReminderRule.Kind.LAST_CALL,
+                days_before_close=2,
+                at_time=time(18, 0),
+                position=2,
+            ),
+        ]
+    )
     return study
 
 

@@ -12,4 +12,6 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("api/v1/", include("api.urls")),
     path("p/", include("surveys.participant_urls")),
+    # Signed calls from providers (Twilio's inbound SMS): no session, no CSRF token.
+    path("hooks/", include("surveys.hooks")),
 ]

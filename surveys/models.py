@@ -6,7 +6,7 @@ analyses and researchers never need to touch it.
 """
 
 import uuid
-from datetime import datetime
+from datetime import datetime, time
 from zoneinfo import ZoneInfo
 
 from django.conf import settings
@@ -51,6 +51,10 @@ class Study(models.Model):
     alert_email = models.EmailField(
         blank=True, help_text="Where alerts about dangerous answers are e-mailed."
     )
+    # No invitation or reminder goes out between these local times of the participant (the
+    # interval may wrap midnight); a message due then waits for the end.
+    quiet_hours_start = models.TimeField(default=time(21, 0))
+    quiet_hours_end = models.TimeField(default=time(9, 0))
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -114,6 +118,10 @@ class Participant(models.Model):
     # Raised when the PIN is set, changed or removed and when links are revoked: participant
     # sessions started before then stop working (a lost phone, a shared one).
     access_epoch = models.PositiveIntegerField(default=0, editable=False)
+    # Opt-outs of invitations and reminders, per channel: the unsubscribe link (e-mail) and a
+    # STOP reply (SMS). The other channel is used while it is not opted out too.
+    email_opt_out_at = models.DateTimeField(null=True, blank=True)
+    sms_opt_out_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -578,3 +586,108 @@ class DiaryEntry(models.Model):
 
     def __str__(self) -> str:
         return f"{self.participant_id}: {self.group}/{self.format} on {self.occurred_on}"
+
+
+class ReminderRule(models.Model):
+    """When a wave's messages go: the invitation as the window opens, then reminders.
+
+    A rule without a wave is the study's default, used by waves that have no rules of their own.
+    Times are the participant's local times; quiet hours move a message to their end.
+    """
+
+    class Kind(models.TextChoices):
+        INVITATION = "invitation", "Invitation when the window opens"
+        EVERY = "every", "Every N hours, up to X times"
+        WEEKDAY = "weekday", "The next given weekday (or any day) at HH:MM"
+        EXACT = "exact", "An exact date and time"
+        LAST_CALL = "last_call", "A last call N days before the window closes"
+
+    study = models.ForeignKey(Study, on_delete=models.CASCADE, related_name="reminder_rules")
+    wave = models.ForeignKey(
+        "Wave", null=True, blank=True, on_delete=models.CASCADE, related_name="reminder_rules"
+    )
+    kind = models.CharField(max_length=16, choices=Kind.choices)
+    position = models.PositiveSmallIntegerField(default=0)
+    every_hours = models.PositiveIntegerField(
+        null=True, blank=True, help_text="Every: hours between reminders (48 = every 2 days)."
+    )
+    times = models.PositiveSmallIntegerField(
+        null=True, blank=True, help_text="Every: how many reminders at most."
+    )
+    weekday = models.PositiveSmallIntegerField(
+        null=True,
+        blank=True,
+        choices=[(0, "Monday"), (1, "Tuesday"), (2, "Wednesday"), (3, "Thursday"),
+                 (4, "Friday"), (5, "Saturday"), (6, "Sunday")],
+        help_text="Weekday: the day; empty = the next day.",
+    )  # fmt: skip
+    at_time = models.TimeField(
+        null=True, blank=True, help_text="Weekday, exact date and last call: the local time."
+    )
+    on_date = models.DateField(null=True, blank=True, help_text="Exact: the local date.")
+    days_before_close = models.PositiveSmallIntegerField(
+        null=True, blank=True, help_text="Last call: days before the window closes."
+    )
+    is_active = models.BooleanField(default=True)
+
+    class Meta:
+        ordering = ("study_id", "wave_id", "position", "id")
+
+    def __str__(self) -> str:
+        return f"{self.get_kind_display()} ({self.wave or 'study default'})"
+
+
+class Message(models.Model):
+    """One planned invitation or reminder: an assignment × sequence × channel, and what became
+    of it. Sequence 0 is the invitation."""
+
+    class Status(models.TextChoices):
+        QUEUED = "queued", "Queued"
+        SENDING = "sending", "Sending"
+        SENT = "sent", "Sent"
+        FAILED = "failed", "Failed"
+        CANCELLED = "cancelled", "Cancelled"
+        SKIPPED = "skipped", "Skipped"
+        REVIEW = "review", "Interrupted: review (may have been sent)"
+
+    class Channel(models.TextChoices):
+        EMAIL = "email", "E-mail"
+        SMS = "sms", "Text message (SMS)"
+
+    assignment = models.ForeignKey("Assignment", on_delete=models.CASCADE, related_name="messages")
+    sequence = models.PositiveSmallIntegerField()
+    channel = models.CharField(max_length=8, choices=Channel.choices)
+    rule = models.ForeignKey(
+        ReminderRule, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    scheduled_at = models.DateTimeField()
+    status = models.CharField(max_length=12, choices=Status.choices, default=Status.QUEUED)
+    reason = models.CharField(max_length=200, blank=True)
+    provider_id = models.CharField(max_length=100, blank=True)
+    attempts = models.PositiveSmallIntegerField(default=0)
+    claimed_at = models.DateTimeField(null=True, blank=True)
+    # Set (and committed) just before the provider is called: a row found in "sending" with
+    # this set may have gone out, so it is never sent again blindly.
+    send_started_at = models.DateTimeField(null=True, blank=True)
+    sent_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ("assignment_id", "sequence")
+        constraints = [
+            models.UniqueConstraint(
+                fields=("assignment", "sequence", "channel"), name="message_once_per_channel"
+            )
+        ]
+        indexes = [
+            models.Index(
+                fields=("scheduled_at",),
+                name="message_due",
+                condition=Q(status="queued"),
+            ),
+            models.Index(fields=("status", "claimed_at"), name="message_status_claimed"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.get_channel_display()} #{self.sequence} for assignment {self.assignment_id}"

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from surveys import participant_access, participant_views
+from surveys import participant_access, participant_views, unsubscribe
 from surveys.participant_diary import diary_delete, diary_log
 
 urlpatterns = [
@@ -24,6 +24,7 @@ urlpatterns = [
     path("sign-out", participant_access.sign_out, name="participant-sign-out"),
     path("diary", diary_log, name="participant-diary"),
     path("diary/<int:entry_id>/delete", diary_delete, name="participant-diary-delete"),
+    path("unsubscribe/<str:token>", unsubscribe.unsubscribe, name="participant-unsubscribe"),
     # Last: anything else after /p/ is a token.
     path("<str:token>", participant_views.link_open, name="participant-link"),
 ]

@@ -25,6 +25,8 @@ _ENGINE_MODELS = (
     "staffrole",
     "diaryentry",
     "safetyalert",
+    "message",
+    "reminderrule",
 )
 
 # What every staff role may look at: the study design and the de-identified research data.
@@ -55,6 +57,9 @@ ROLE_PERMISSIONS: dict[str, set[str]] = {
         # Safety alerts: the team member on call opens the alert and records the follow-up.
         "view_safetyalert",
         "change_safetyalert",
+        # The outbox: coordinators follow their participants' messages and send now.
+        "view_message",
+        "view_reminderrule",
     },
     # Researchers see de-identified data only: no contact details, nothing to change.
     StaffRole.Role.RESEARCHER: set(_VIEW_RESEARCH_DATA),

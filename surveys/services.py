@@ -24,6 +24,7 @@ from surveys.models import (
     Study,
     Wave,
 )
+from surveys.reminders import reminders_plan
 from surveys.scheduling import Window, wave_window
 
 CONTACT_FIELDS = (
@@ -101,6 +102,8 @@ def participant_enrol(
     Assignment.objects.bulk_create(
         assignments_build(participant=participant, waves=participant.study.waves.all(), now=now)
     )
+    if contact is not None:  # the admin saves the contact after this: it plans then
+        reminders_plan(assignments=list(participant.assignments.all()), now=now)
     return participant
 
 
@@ -213,6 +216,15 @@ def recurring_assignments_extend(
                 created += _create_missing(wave, batch)
                 batch = []
         created += _create_missing(wave, batch)
+    if created:
+        reminders_plan(
+            assignments=list(
+                Assignment.objects.filter(
+                    wave__in=waves, messages__isnull=True, status=Assignment.Status.SCHEDULED
+                ).only("pk")
+            ),
+            now=now,
+        )
     return created
 
 

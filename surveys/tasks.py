@@ -2,6 +2,9 @@ from celery import shared_task
 
 from surveys import services
 
+# The dispatcher gives a message at most 5 attempts; the task retries the first four.
+MAX_SEND_RETRIES = 4
+
 
 @shared_task(name="surveys.tasks.assignment_statuses_refresh")
 def assignment_statuses_refresh() -> dict[str, int]:
@@ -34,3 +37,34 @@ def new_link_send(kind: str, lookup: str) -> None:
     from surveys.access import new_link_send as send  # access enqueues this task: no cycle
 
     send(kind=kind, lookup=lookup)
+
+
+@shared_task(name="surveys.tasks.reminders_dispatch")
+def reminders_dispatch() -> dict[str, int]:
+    """The beat entry: one dispatch cycle, the same as ``manage.py dispatch_reminders``."""
+    from dataclasses import asdict
+
+    from surveys.dispatch import reminders_dispatch as dispatch
+
+    result = asdict(dispatch())
+    del result["claimed_ids"]
+    return result
+
+
+@shared_task(
+    name="surveys.tasks.message_send",
+    bind=True,
+    acks_late=True,  # a worker killed mid-task: redelivered, and message_send knows what to do
+    reject_on_worker_lost=True,
+    max_retries=MAX_SEND_RETRIES,
+    ignore_result=True,
+)
+def message_send(self, message_id: int) -> None:
+    from surveys.dispatch import RetryLater
+    from surveys.dispatch import message_send as send
+
+    try:
+        send(message_id=message_id)
+    except RetryLater:
+        # Backoff: 1, 2, 4, 8 minutes (message_send fails the row after its fifth attempt).
+        raise self.retry(countdown=60 * 2**self.request.retries, exc=None) from None

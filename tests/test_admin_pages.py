@@ -9,6 +9,7 @@ from surveys.models import (
     DiaryEntry,
     InstrumentVersion,
     Item,
+    Message,
     Participant,
     Response,
     SafetyAlert,
@@ -48,7 +49,9 @@ def test_every_admin_list_and_add_page_opens_with_demo_data(superuser_client):
         # Assignments come from enrolment, responses from submission, instrument content
         # from a dictionary import, safety alerts from answers and diary entries from the
         # participant's phone: never by hand.
-        by_hand = (Assignment, Response, Item, InstrumentVersion, SafetyAlert, DiaryEntry)
+        by_hand = (
+            Assignment, Response, Item, InstrumentVersion, SafetyAlert, DiaryEntry, Message,
+        )  # fmt: skip
         expected = 403 if model in by_hand else 200
         assert superuser_client.get(add).status_code == expected, add
     for model in (Participant, Assignment, Response):

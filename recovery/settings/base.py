@@ -31,6 +31,12 @@ SITE_URL = env("SITE_URL", default="http://127.0.0.1:8000").rstrip("/")
 PARTICIPANT_LINK_DAYS = env.int("PARTICIPANT_LINK_DAYS", default=60)
 # Text messages (surveys/sms.py). Production has none until a provider backend is configured.
 SMS_BACKEND = env("SMS_BACKEND", default="surveys.sms.DisabledBackend")
+# surveys.sms.TwilioBackend: the account, and a sender number and/or Messaging Service. The auth
+# token also verifies the signature of Twilio's inbound-SMS webhook (/hooks/sms/twilio).
+TWILIO_ACCOUNT_SID = env("TWILIO_ACCOUNT_SID", default="")
+TWILIO_AUTH_TOKEN = env("TWILIO_AUTH_TOKEN", default="")
+TWILIO_FROM_NUMBER = env("TWILIO_FROM_NUMBER", default="")
+TWILIO_MESSAGING_SERVICE_SID = env("TWILIO_MESSAGING_SERVICE_SID", default="")
 # Reverse proxies in front of the app that append the client to X-Forwarded-For (rate limits
 # count per client address).
 NUM_PROXIES = env.int("DJANGO_NUM_PROXIES", default=0)
@@ -145,6 +151,11 @@ CELERY_BEAT_SCHEDULE = {
         "task": "surveys.tasks.assignment_statuses_refresh",
         "schedule": crontab(minute="*/5"),
     },
+    # Sends the invitations and reminders that are due (surveys/dispatch.py).
+    "reminders-dispatch": {
+        "task": "surveys.tasks.reminders_dispatch",
+        "schedule": crontab(minute="*"),
+    },
     # Creates the coming weekly check-ins of studies that have them switched on.
     "recurring-assignments-extend": {
         "task": "surveys.tasks.recurring_assignments_extend",
@@ -239,4 +250,6 @@ LOGGING = {
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": env("DJANGO_LOG_LEVEL", default="INFO")},
+    # The twilio package logs every API request and response header at INFO.
+    "loggers": {"twilio.http_client": {"level": "WARNING"}},
 }

@@ -1,4 +1,12 @@
 """The staff admin. Every list is narrowed by the selectors to what the user's roles allow."""
 
 # Importing the modules registers their ModelAdmins with the admin site.
-from surveys.admin import diary, instruments, participants, records, staff, studies  # noqa: F401
+from surveys.admin import (  # noqa: F401
+    diary,
+    instruments,
+    messages,
+    participants,
+    records,
+    staff,
+    studies,
+)

@@ -16,6 +16,7 @@ from surveys.models import (
     ParticipantLink,
     ParticipantStatusChange,
 )
+from surveys.reminders import reminders_plan
 
 
 class ParticipantContactForm(forms.ModelForm):
@@ -195,6 +196,11 @@ class ParticipantAdmin(admin.ModelAdmin):
                 changed_by=request.user,
                 reason=form.cleaned_data.get("status_reason", ""),
             )
+
+    def save_related(self, request, form, formsets, change):
+        super().save_related(request, form, formsets, change)
+        # Contact details (and so the channel) may be new: plan the messages again.
+        reminders_plan(assignments=list(form.instance.assignments.all()))
 
     @admin.action(description="Revoke personal links (e.g. a lost or shared phone)")
     def revoke_links(self, request, queryset):

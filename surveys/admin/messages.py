@@ -1,0 +1,99 @@
+"""Invitations and reminders for the study team: the study outbox (every message, its status
+and reason), the rules per wave, and "send now" for a participant's open survey."""
+
+from django.contrib import admin, messages
+from django.utils import timezone
+
+from surveys import selectors
+from surveys.admin.base import RELATED_ONLY, ReadOnlyMixin
+from surveys.models import Assignment, Message, ReminderRule
+from surveys.reminders import wave_replan
+
+
+@admin.register(Message)
+class MessageAdmin(ReadOnlyMixin, admin.ModelAdmin):
+    """The study outbox. Rows are planned and moved by the dispatcher, never edited by hand."""
+
+    list_display = (
+        "scheduled_at",
+        "participant",
+        "wave",
+        "sequence",
+        "channel",
+        "status",
+        "reason",
+        "attempts",
+        "sent_at",
+    )
+    list_filter = (
+        "status",
+        "channel",
+        ("assignment__wave", RELATED_ONLY),
+        ("assignment__participant__site", RELATED_ONLY),
+    )
+    list_select_related = ("assignment__participant", "assignment__wave")
+    search_fields = ("assignment__participant__code",)
+    date_hierarchy = "scheduled_at"
+    actions = ("send_now",)
+
+    @admin.display(description="participant", ordering="assignment__participant__code")
+    def participant(self, obj):
+        return obj.assignment.participant.code
+
+    @admin.display(description="wave")
+    def wave(self, obj):
+        return obj.assignment.wave.name
+
+    def get_queryset(self, request):
+        return (
+            super()
+            .get_queryset(request)
+            .filter(assignment__participant__in=selectors.participants_for_user(user=request.user))
+        )
+
+    def get_actions(self, request):
+        actions = super().get_actions(request)
+        if not request.user.has_perm("surveys.change_assignment"):
+            actions.pop("send_now", None)
+        return actions
+
+    @admin.action(description="Send now (queued messages of open surveys)")
+    def send_now(self, request, queryset):
+        """Bring queued messages forward to now: the next cycle (within a minute) sends them,
+        after the usual checks (still open, not completed, not opted out)."""
+        allowed = selectors.participants_for_user(user=request.user)
+        moved = queryset.filter(
+            status=Message.Status.QUEUED,
+            assignment__participant__in=allowed,
+            assignment__status__in=(Assignment.Status.OPEN, Assignment.Status.IN_PROGRESS),
+        ).update(scheduled_at=timezone.now(), updated_at=timezone.now())
+        self.message_user(
+            request,
+            f"{moved} message(s) will go within a minute; others were not queued or their "
+            "survey is not open.",
+            messages.SUCCESS if moved else messages.WARNING,
+        )
+
+
+@admin.register(ReminderRule)
+class ReminderRuleAdmin(admin.ModelAdmin):
+    list_display = ("study", "wave", "position", "kind", "is_active")
+    list_filter = (("study", RELATED_ONLY), "kind", "is_active")
+    list_select_related = ("study", "wave")
+
+    def get_queryset(self, request):
+        return (
+            super()
+            .get_queryset(request)
+            .filter(study__in=selectors.studies_for_user(user=request.user))
+        )
+
+    def save_model(self, request, obj, form, change):
+        super().save_model(request, obj, form, change)
+        replanned = wave_replan(wave=obj.wave, study=obj.study)
+        self.message_user(request, f"{replanned} unsent message(s) planned again.")
+
+    def delete_model(self, request, obj):
+        wave, study = obj.wave, obj.study
+        super().delete_model(request, obj)
+        wave_replan(wave=wave, study=study)

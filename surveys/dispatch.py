@@ -1,0 +1,332 @@
+"""Sending the planned messages: claim due rows, send each once, and never after completion.
+
+One dispatch cycle (``manage.py dispatch_reminders`` and the beat entry run the same function):
+
+1. settle: queued messages whose assignment is completed, cancelled or missed, or whose
+   participant left, become cancelled with the reason (a few set-based UPDATEs);
+2. sweep: rows claimed long ago that never started sending go back to the queue; rows that
+   started sending and never finished become ``review`` (they may have gone out, so they are
+   never resent blindly: a coordinator looks);
+3. claim: due queued rows move to ``sending`` in batches, one UPDATE … RETURNING per batch
+   (on PostgreSQL its sub-select takes the rows with ``FOR UPDATE SKIP LOCKED``, so two
+   dispatchers never claim the same row), and a send task per row is enqueued after commit.
+
+The send task checks everything again under a row lock, records that it is about to call the
+provider (committed), sends, then records the outcome. A transient provider error is retried
+with backoff (at most ``MAX_ATTEMPTS``), a permanent one fails the row with its reason.
+"""
+
+import logging
+import smtplib
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from email.utils import make_msgid
+
+from django.conf import settings
+from django.core.mail import EmailMultiAlternatives
+from django.db import connection, transaction
+from django.template.loader import render_to_string
+from django.urls import reverse
+from django.utils import formats, timezone, translation
+
+from surveys.links import participant_link_create, participant_link_url
+from surveys.models import Assignment, Message, Participant
+from surveys.sms import (
+    SmsPermanentError,
+    SmsTransientError,
+    SmsUnavailable,
+    sms_send,
+)
+from surveys.unsubscribe import unsubscribe_token
+
+logger = logging.getLogger(__name__)
+
+BATCH_SIZE = 1000
+MAX_ATTEMPTS = 5
+# A claimed row whose send never started is requeued after this; one that started is reviewed.
+STALE_AFTER = timedelta(minutes=15)
+ACCEPTING = (Assignment.Status.OPEN, Assignment.Status.IN_PROGRESS, Assignment.Status.SCHEDULED)
+
+
+@dataclass
+class CycleResult:
+    cancelled: int = 0
+    requeued: int = 0
+    to_review: int = 0
+    claimed: int = 0
+    batches: int = 0
+    claimed_ids: list[int] = field(default_factory=list)
+
+
+def messages_settle(*, now: datetime) -> int:
+    """Cancel queued messages that must never go, with the reason."""
+    cancelled = 0
+    for reason, condition in (
+        ("completed", "a.status = 'completed'"),
+        ("survey cancelled", "a.status = 'cancelled'"),
+        ("window closed", "(a.status = 'missed' OR a.closes_at <= %s)"),
+        ("participant no longer active", "p.status <> 'active'"),
+    ):
+        params = [reason, now]
+        if "%s" in condition:
+            params.append(now)
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"""
+                UPDATE surveys_message SET status = 'cancelled', reason = %s, updated_at = %s
+                WHERE status = 'queued' AND assignment_id IN (
+                    SELECT a.id FROM surveys_assignment a
+                    JOIN surveys_participant p ON p.id = a.participant_id
+                    WHERE {condition}
+                )
+                """,  # noqa: S608 - the conditions are the constants above
+                params,
+            )
+            cancelled += cursor.rowcount
+    return cancelled
+
+
+def messages_sweep(*, now: datetime) -> tuple[int, int]:
+    """(requeued, to review) for rows stuck in 'sending'."""
+    stale = Message.objects.filter(status=Message.Status.SENDING, claimed_at__lt=now - STALE_AFTER)
+    requeued = stale.filter(send_started_at__isnull=True).update(
+        status=Message.Status.QUEUED, claimed_at=None, updated_at=now
+    )
+    reviewed = stale.filter(send_started_at__isnull=False).update(
+        status=Message.Status.REVIEW,
+        reason="interrupted while sending: it may have gone out; check before sending again",
+        updated_at=now,
+    )
+    return requeued, reviewed
+
+
+def _claim_batch(*, now: datetime, size: int) -> list[int]:
+    lock = " FOR UPDATE SKIP LOCKED" if connection.vendor == "postgresql" else ""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"""
+            UPDATE surveys_message SET status = 'sending', claimed_at = %s, updated_at = %s
+            WHERE status = 'queued' AND id IN (
+                SELECT id FROM surveys_message
+                WHERE status = 'queued' AND scheduled_at <= %s
+                ORDER BY scheduled_at, id LIMIT %s{lock}
+            )
+            RETURNING id
+            """,  # noqa: S608 - only the constant lock clause is formatted in
+            [now, now, now, size],
+        )
+        return [row[0] for row in cursor.fetchall()]
+
+
+def _enqueue(ids: list[int]) -> None:
+    from surveys.tasks import message_send  # tasks import this module
+
+    with message_send.app.producer_or_acquire() as producer:
+        for message_id in ids:
+            message_send.apply_async((message_id,), producer=producer)
+
+
+def reminders_dispatch(
+    *, now: datetime | None = None, batch_size: int = BATCH_SIZE, enqueue: bool = True
+) -> CycleResult:
+    """One dispatch cycle (see the module's docstring). ``enqueue=False`` claims without
+    enqueueing (the benchmark and tests that send by hand)."""
+    now = now or timezone.now()
+    result = CycleResult()
+    result.cancelled = messages_settle(now=now)
+    result.requeued, result.to_review = messages_sweep(now=now)
+    while True:
+        with transaction.atomic():
+            ids = _claim_batch(now=now, size=batch_size)
+            if ids and enqueue:
+                transaction.on_commit(lambda ids=ids: _enqueue(ids))
+        if not ids:
+            return result
+        result.claimed += len(ids)
+        result.claimed_ids += ids
+        result.batches += 1
+
+
+def reminders_dry_run(*, now: datetime | None = None, limit: int = 500) -> list[Message]:
+    """What the next cycle would send (nothing is claimed)."""
+    now = now or timezone.now()
+    return list(
+        Message.objects.filter(status=Message.Status.QUEUED, scheduled_at__lte=now)
+        .exclude(assignment__status__in=("completed", "cancelled", "missed"))
+        .filter(assignment__participant__status=Participant.Status.ACTIVE)
+        .select_related("assignment__wave", "assignment__participant")
+        .order_by("scheduled_at", "id")[:limit]
+    )
+
+
+# --- Sending one message ----------------------------------------------------------------------
+
+
+class RetryLater(Exception):
+    """The provider said no for now: nothing went out, try again later."""
+
+    def __init__(self, reason: str):
+        super().__init__(reason)
+        self.reason = reason
+
+
+class MaybeSent(RetryLater):
+    """The connection broke after the request may have reached the provider."""
+
+
+def _why_not(message: Message, now: datetime) -> tuple[str, str] | None:
+    """(status, reason) when the message must not go, checked just before sending."""
+    assignment = message.assignment
+    participant = assignment.participant
+    if participant.status != Participant.Status.ACTIVE:
+        return Message.Status.CANCELLED, "participant no longer active"
+    if assignment.status == Assignment.Status.COMPLETED:
+        return Message.Status.CANCELLED, "completed"
+    if assignment.status == Assignment.Status.CANCELLED:
+        return Message.Status.CANCELLED, "survey cancelled"
+    if assignment.status == Assignment.Status.MISSED or now >= assignment.closes_at:
+        return Message.Status.CANCELLED, "window closed"
+    contact = getattr(participant, "contact", None)
+    if message.channel == Message.Channel.EMAIL:
+        if participant.email_opt_out_at:
+            return Message.Status.CANCELLED, "opted out"
+        if not (contact and contact.email):
+            return Message.Status.SKIPPED, "no contact"
+    else:
+        if participant.sms_opt_out_at:
+            return Message.Status.CANCELLED, "opted out"
+        if not (contact and contact.phone):
+            return Message.Status.SKIPPED, "no contact"
+    return None
+
+
+def message_send(*, message_id: int, now: datetime | None = None) -> str:
+    """Send one claimed message, at most once. Returns its status afterwards; raises
+    RetryLater for a transient provider error (the row is ready to be tried again)."""
+    now = now or timezone.now()
+    with transaction.atomic():
+        message = (
+            Message.objects.select_for_update(of=("self",))
+            .select_related("assignment__wave", "assignment__participant__contact")
+            .filter(pk=message_id)
+            .first()
+        )
+        if message is None or message.status != Message.Status.SENDING:
+            return message.status if message else "missing"  # already handled: idempotent
+        if message.send_started_at is not None:
+            # A previous run got as far as the provider and then vanished (a killed worker
+            # redelivered by acks_late): it may have gone out.
+            message.status = Message.Status.REVIEW
+            message.reason = "interrupted while sending: it may have gone out; check before "
+            message.reason += "sending again"
+            message.save(update_fields=["status", "reason", "updated_at"])
+            return message.status
+        refused = _why_not(message, now)
+        if refused:
+            message.status, message.reason = refused
+            message.save(update_fields=["status", "reason", "updated_at"])
+            return message.status
+        message.send_started_at = now
+        message.attempts += 1
+        message.save(update_fields=["send_started_at", "attempts", "updated_at"])
+
+    try:
+        provider_id = _deliver(message, now)
+    except MaybeSent as exc:
+        Message.objects.filter(pk=message.pk).update(
+            status=Message.Status.REVIEW,
+            reason=f"provider error after sending began: {exc.reason}; it may have gone out",
+            updated_at=timezone.now(),
+        )
+        return Message.Status.REVIEW
+    except RetryLater as exc:
+        final = message.attempts >= MAX_ATTEMPTS
+        Message.objects.filter(pk=message.pk).update(
+            status=Message.Status.FAILED if final else Message.Status.SENDING,
+            send_started_at=None,
+            reason=f"provider error: {exc.reason}" + ("" if final else " (will retry)"),
+            updated_at=timezone.now(),
+        )
+        if final:
+            return Message.Status.FAILED
+        raise
+    except SmsPermanentError as exc:
+        Message.objects.filter(pk=message.pk).update(
+            status=Message.Status.FAILED,
+            reason=f"provider error: {exc.reason}",
+            updated_at=timezone.now(),
+        )
+        return Message.Status.FAILED
+    Message.objects.filter(pk=message.pk).update(
+        status=Message.Status.SENT,
+        provider_id=provider_id[:100],
+        sent_at=timezone.now(),
+        reason="",
+        updated_at=timezone.now(),
+    )
+    return Message.Status.SENT
+
+
+def message_texts(message: Message, url: str, unsubscribe_url: str) -> dict:
+    """Subject, text, HTML and SMS of a message in the participant's language."""
+    assignment = message.assignment
+    participant = assignment.participant
+    contact = getattr(participant, "contact", None)
+    with translation.override(participant.language), timezone.override(participant.timezone):
+        language = translation.get_language()
+        context = {
+            "first_name": (contact.first_name if contact else "") or "",
+            "wave": assignment.wave.name_in(language),
+            "due": formats.date_format(timezone.localtime(assignment.due_at), "j F Y"),
+            "closes": formats.date_format(timezone.localtime(assignment.closes_at), "j F Y"),
+            "url": url,
+            "unsubscribe_url": unsubscribe_url,
+            "reminder": message.sequence > 0,
+            "study": participant.study.name,
+        }
+        return {
+            "subject": render_to_string("messages/subject.txt", context).strip(),
+            "text": render_to_string("messages/email.txt", context),
+            "html": render_to_string("messages/email.html", context),
+            "sms": render_to_string("messages/sms.txt", context).strip(),
+        }
+
+
+def _deliver(message: Message, now: datetime) -> str:
+    participant = message.assignment.participant
+    _link, token = participant_link_create(participant=participant, now=now)
+    url = participant_link_url(token)
+    unsubscribe_url = settings.SITE_URL + reverse(
+        "participant-unsubscribe", args=[unsubscribe_token(participant.pk)]
+    )
+    texts = message_texts(message, url, unsubscribe_url)
+    contact = participant.contact
+    if message.channel == Message.Channel.SMS:
+        try:
+            return sms_send(to=contact.phone, body=texts["sms"])
+        except SmsTransientError as exc:
+            if exc.may_have_been_sent:
+                raise MaybeSent(exc.reason) from None
+            raise RetryLater(exc.reason) from None
+        except SmsUnavailable:
+            raise SmsPermanentError("no SMS provider is configured") from None
+    message_id = make_msgid(domain="recovery-study")
+    email = EmailMultiAlternatives(
+        subject=texts["subject"],
+        body=texts["text"],
+        to=[contact.email],
+        headers={
+            "Message-ID": message_id,
+            "List-Unsubscribe": f"<{unsubscribe_url}>",
+            "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
+        },
+    )
+    email.attach_alternative(texts["html"], "text/html")
+    try:
+        email.send()
+    except (smtplib.SMTPRecipientsRefused, smtplib.SMTPSenderRefused) as exc:
+        # The server refused the address for good. The exception's text names the address.
+        raise SmsPermanentError(f"e-mail refused ({type(exc).__name__})") from None
+    except OSError as exc:  # other SMTP and connection errors: the server may be back soon
+        raise RetryLater(type(exc).__name__) from None
+    return message_id

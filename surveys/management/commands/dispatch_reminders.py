@@ -1,0 +1,33 @@
+"""One reminder dispatch cycle: the same service the beat entry runs every minute."""
+
+from django.core.management.base import BaseCommand
+
+from surveys.dispatch import reminders_dispatch, reminders_dry_run
+
+
+class Command(BaseCommand):
+    help = (
+        "Cancel messages that must not go, sweep interrupted sends, claim the due messages and "
+        "queue them for the worker. --dry-run lists what would be sent and changes nothing."
+    )
+
+    def add_arguments(self, parser):
+        parser.add_argument("--dry-run", action="store_true")
+
+    def handle(self, *args, dry_run, **options):
+        if dry_run:
+            due = reminders_dry_run()
+            for message in due:
+                self.stdout.write(
+                    f"{message.scheduled_at:%Y-%m-%d %H:%M} UTC"
+                    f"  {message.get_channel_display():<20}  #{message.sequence}"
+                    f"  {message.assignment.participant.code}"
+                    f"  {message.assignment.wave.name}"
+                )
+            self.stdout.write(f"{len(due)} message(s) would be sent.")
+            return
+        result = reminders_dispatch()
+        self.stdout.write(
+            f"claimed {result.claimed} in {result.batches} batch(es); cancelled "
+            f"{result.cancelled}; requeued {result.requeued}; to review {result.to_review}"
+        )

@@ -1,0 +1,53 @@
+"""Opting out of text messages and back in, by phone number (an inbound STOP or START reply).
+
+The number is matched through the keyed digest of ParticipantContact.phone (never decrypted,
+never logged): everyone enrolled with that number is affected, in every study.
+"""
+
+from datetime import datetime
+
+from django.db import transaction
+
+from surveys.fields import contact_lookup
+from surveys.models import Message, Participant, ParticipantContact
+
+# The reason queued texts carry once cancelled by a STOP reply.
+OPTED_OUT_REASON = "opted out (STOP)"
+
+
+def _participants_with_phone(phone: str):
+    lookup = contact_lookup("phone", phone)
+    if not lookup:
+        # An unusable number has digest "", which is also every contact row without a phone.
+        return Participant.objects.none()
+    return Participant.objects.filter(
+        pk__in=ParticipantContact.objects.filter(phone_lookup=lookup).values("participant_id")
+    )
+
+
+@transaction.atomic
+def sms_opt_out(*, phone: str, now: datetime) -> int:
+    """Stop texts to everyone with this number: mark them opted out (keeping an earlier
+    opt-out's time) and cancel their queued texts. Returns how many participants were newly
+    opted out; their queued texts are cancelled either way."""
+    participants = _participants_with_phone(phone)
+    changed = participants.filter(sms_opt_out_at__isnull=True).update(
+        sms_opt_out_at=now, updated_at=now
+    )
+    Message.objects.filter(
+        assignment__participant__in=participants,
+        channel=Message.Channel.SMS,
+        status=Message.Status.QUEUED,
+    ).update(status=Message.Status.CANCELLED, reason=OPTED_OUT_REASON, updated_at=now)
+    return changed
+
+
+@transaction.atomic
+def sms_opt_in(*, phone: str, now: datetime) -> int:
+    """Resume texts to everyone with this number (a START reply). Texts cancelled by the
+    opt-out stay cancelled. Returns how many participants were opted out before."""
+    return (
+        _participants_with_phone(phone)
+        .filter(sms_opt_out_at__isnull=False)
+        .update(sms_opt_out_at=None, updated_at=now)
+    )

@@ -1,0 +1,246 @@
+"""Planning invitations and reminders: when each message of an assignment goes.
+
+Every time is worked out on the participant's own calendar (their time zone, with its DST
+changes) and then stored in UTC. A local time that does not exist (the hour skipped when clocks
+go forward) moves forward by the length of the gap; a local time that happens twice (when
+clocks go back) is the first of the two. Quiet hours (the study's, e.g. 21:00–09:00) move a
+message to their end, on the participant's clock.
+
+The plan is data: one ``Message`` row per assignment × sequence (0 = the invitation) on the
+participant's channel. Planning again (a rule edited) replaces the rows still queued and never
+touches one that was claimed, sent or settled.
+"""
+
+from dataclasses import dataclass
+from datetime import date, datetime, time, timedelta
+from zoneinfo import ZoneInfo
+
+from django.db import transaction
+from django.db.models import Q
+from django.utils import timezone
+
+from surveys.models import (
+    Assignment,
+    Message,
+    Participant,
+    ParticipantContact,
+    ReminderRule,
+    Study,
+    Wave,
+)
+
+UTC = ZoneInfo("UTC")
+OPEN_STATUSES = (Assignment.Status.SCHEDULED, Assignment.Status.OPEN, Assignment.Status.IN_PROGRESS)
+QUIET_REASON = "deferred for quiet hours"
+
+
+# --- Local time -------------------------------------------------------------------------------
+
+
+def local_moment(day: date, at: time, zone: ZoneInfo) -> datetime:
+    """``day`` at ``at`` on the clock of ``zone``, as an aware UTC datetime.
+
+    A skipped local time (clocks going forward) is moved forward by the length of the gap
+    (02:30 on a night that skips 02:00–03:00 becomes 03:30); a repeated one (clocks going back)
+    is its first occurrence.
+    """
+    return datetime.combine(day, at).replace(tzinfo=zone, fold=0).astimezone(UTC)
+
+
+def _in_quiet(local: time, start: time, end: time) -> bool:
+    if start == end:
+        return False
+    if start < end:
+        return start <= local < end
+    return local >= start or local < end  # wraps midnight
+
+
+def quiet_hours_apply(moment: datetime, zone: ZoneInfo, start: time, end: time) -> datetime:
+    """``moment``, or the end of the quiet hours it falls in (participant's clock)."""
+    local = moment.astimezone(zone)
+    if not _in_quiet(local.time(), start, end):
+        return moment
+    day = local.date()
+    if start > end and local.time() >= start:
+        day += timedelta(days=1)  # late evening: the quiet hours end tomorrow morning
+    return local_moment(day, end, zone)
+
+
+# --- The plan ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Planned:
+    sequence: int
+    scheduled_at: datetime
+    rule: ReminderRule | None
+    deferred: bool  # moved by quiet hours
+
+
+def rules_for(wave: Wave, rules: list[ReminderRule]) -> list[ReminderRule]:
+    """The wave's own active rules, or else the study's defaults."""
+    own = [r for r in rules if r.wave_id == wave.pk and r.is_active]
+    if own:
+        return own
+    return [r for r in rules if r.wave_id is None and r.is_active]
+
+
+def _rule_times(rule: ReminderRule, assignment: Assignment, zone: ZoneInfo) -> list[datetime]:
+    opens, closes = assignment.opens_at, assignment.closes_at
+    kind = ReminderRule.Kind
+    if rule.kind == kind.INVITATION:
+        return [opens]
+    if rule.kind == kind.EVERY:
+        if not rule.every_hours or not rule.times:
+            return []
+        # Hours on the participant's clock: "every 48 hours" from a 10:00 invitation stays at
+        # 10:00 across a DST change.
+        local_open = opens.astimezone(zone)
+        found = []
+        for n in range(1, rule.times + 1):
+            step = local_open.replace(tzinfo=None) + timedelta(hours=rule.every_hours * n)
+            found.append(local_moment(step.date(), step.time(), zone))
+        return found
+    if rule.kind == kind.WEEKDAY:
+        at = rule.at_time or time(10, 0)
+        local_open = opens.astimezone(zone)
+        day = local_open.date() + timedelta(days=1)
+        if rule.weekday is not None:
+            while day.weekday() != rule.weekday:
+                day += timedelta(days=1)
+        return [local_moment(day, at, zone)]
+    if rule.kind == kind.EXACT:
+        if rule.on_date is None:
+            return []
+        return [local_moment(rule.on_date, rule.at_time or time(10, 0), zone)]
+    if rule.kind == kind.LAST_CALL:
+        if rule.days_before_close is None:
+            return []
+        local_close = closes.astimezone(zone)
+        day = local_close.date() - timedelta(days=rule.days_before_close)
+        return [local_moment(day, rule.at_time or local_close.time(), zone)]
+    return []
+
+
+def plan_times(
+    *, assignment: Assignment, study: Study, rules: list[ReminderRule], zone: ZoneInfo
+) -> list[Planned]:
+    """Every message of one assignment in time order, numbered from 0 (the invitation when
+    there is one), each inside the window and outside quiet hours. Two rules landing on the
+    same minute give one message."""
+    moments: dict[datetime, tuple[ReminderRule, bool]] = {}
+    for rule in rules_for(assignment.wave, rules):
+        for raw in _rule_times(rule, assignment, zone):
+            moved = quiet_hours_apply(raw, zone, study.quiet_hours_start, study.quiet_hours_end)
+            moved = max(moved, assignment.opens_at)
+            if moved >= assignment.closes_at:
+                continue
+            key = moved.replace(second=0, microsecond=0)
+            if key not in moments:
+                moments[key] = (rule, moved != raw)
+    return [
+        Planned(sequence, moment, rule, deferred)
+        for sequence, (moment, (rule, deferred)) in enumerate(sorted(moments.items()))
+    ]
+
+
+def channel_for(participant: Participant, contact: ParticipantContact | None) -> tuple[str, str]:
+    """(channel, reason): the preferred channel, else the other one; '' with a reason when
+    neither can be used."""
+    has = {
+        Message.Channel.EMAIL: bool(contact and contact.email) and not participant.email_opt_out_at,
+        Message.Channel.SMS: bool(contact and contact.phone) and not participant.sms_opt_out_at,
+    }
+    preferred = (
+        Message.Channel.SMS
+        if participant.preferred_channel == Participant.Channel.SMS
+        else Message.Channel.EMAIL
+    )
+    other = Message.Channel.EMAIL if preferred == Message.Channel.SMS else Message.Channel.SMS
+    for channel in (preferred, other):
+        if has[channel]:
+            return channel, ""
+    if participant.email_opt_out_at or participant.sms_opt_out_at:
+        return "", "opted out"
+    return "", "no contact"
+
+
+@transaction.atomic
+def reminders_plan(*, assignments, now: datetime | None = None) -> int:
+    """(Re)plan the messages of these assignments; returns how many rows were queued.
+
+    Rows still queued are replaced; rows claimed, sent or settled stay, and nothing planned at
+    or before the last of them is planned again (so an edit never repeats a message). Of the
+    moments already past, only the latest (within a day) is kept: a late plan sends one
+    catch-up message, not a backlog.
+    """
+    now = now or timezone.now()
+    assignments = list(
+        Assignment.objects.filter(pk__in=[a.pk for a in assignments], status__in=OPEN_STATUSES)
+        .select_related("wave", "participant__study", "participant__contact")
+        .order_by("pk")
+    )
+    if not assignments:
+        return 0
+    studies = {a.participant.study_id for a in assignments}
+    rules = list(ReminderRule.objects.filter(study_id__in=studies))
+    Message.objects.filter(assignment__in=assignments, status=Message.Status.QUEUED).delete()
+    settled: dict[int, tuple[int, datetime]] = {}
+    for assignment_id, sequence, scheduled_at in Message.objects.filter(
+        assignment__in=assignments
+    ).values_list("assignment_id", "sequence", "scheduled_at"):
+        last_sequence, last_at = settled.get(assignment_id, (-1, scheduled_at))
+        settled[assignment_id] = (max(last_sequence, sequence), max(last_at, scheduled_at))
+    rows = []
+    for assignment in assignments:
+        participant = assignment.participant
+        if participant.status != Participant.Status.ACTIVE:
+            continue
+        zone = ZoneInfo(participant.timezone)
+        channel, why_not = channel_for(participant, getattr(participant, "contact", None))
+        last_sequence, last_at = settled.get(assignment.pk, (-1, None))
+        planned = [
+            p
+            for p in plan_times(
+                assignment=assignment,
+                study=participant.study,
+                rules=[r for r in rules if r.study_id == participant.study_id],
+                zone=zone,
+            )
+            if last_at is None or p.scheduled_at > last_at
+        ]
+        past = [p for p in planned if p.scheduled_at <= now]
+        planned = [p for p in planned if p.scheduled_at > now]
+        if past and past[-1].scheduled_at > now - timedelta(days=1):
+            planned.insert(0, past[-1])
+        for offset, item in enumerate(planned, start=1):
+            rows.append(
+                Message(
+                    assignment=assignment,
+                    sequence=last_sequence + offset,
+                    channel=channel or preferred_or_email(participant),
+                    rule=item.rule,
+                    scheduled_at=item.scheduled_at,
+                    status=Message.Status.QUEUED if channel else Message.Status.SKIPPED,
+                    reason=why_not or (QUIET_REASON if item.deferred else ""),
+                )
+            )
+    Message.objects.bulk_create(rows, batch_size=2000)
+    return sum(1 for row in rows if row.status == Message.Status.QUEUED)
+
+
+def preferred_or_email(participant: Participant) -> str:
+    return (
+        Message.Channel.SMS
+        if participant.preferred_channel == Participant.Channel.SMS
+        else Message.Channel.EMAIL
+    )
+
+
+def wave_replan(*, wave: Wave | None, study: Study, now: datetime | None = None) -> int:
+    """After a rule changed: re-plan the unsent messages of the wave (every wave of the study
+    for a study default)."""
+    assignments = Assignment.objects.filter(
+        participant__study=study, status__in=OPEN_STATUSES
+    ).filter(Q(wave=wave) if wave is not None else Q())
+    return reminders_plan(assignments=list(assignments.only("pk")), now=now)

@@ -1,0 +1,373 @@
+"""Invitations and reminders: when they are planned (each timing mode, DST, quiet hours), and
+that they are sent once and never after completion, withdrawal or opt-out."""
+
+import threading
+from datetime import UTC, date, datetime, time, timedelta
+from zoneinfo import ZoneInfo
+
+import pytest
+from django.core import mail
+from django.db import connection
+from django.utils import timezone
+
+from surveys import sms
+from surveys.dispatch import message_send, reminders_dispatch
+from surveys.models import Assignment, Message, Participant, ReminderRule, Study, Wave
+from surveys.reminders import local_moment, plan_times, quiet_hours_apply
+from surveys.services import participant_status_change
+
+NY, LONDON, TEHRAN = (ZoneInfo(z) for z in ("America/New_York", "Europe/London", "Asia/Tehran"))
+
+
+def utc(*args) -> datetime:
+    return datetime(*args, tzinfo=UTC)
+
+
+def plan(rules, *, zone, opens, closes, quiet=(time(21), time(9))):
+    """Plan one unsaved assignment of an unsaved wave with these rules."""
+    study = Study(quiet_hours_start=quiet[0], quiet_hours_end=quiet[1])
+    wave = Wave(pk=1, name="1 month")
+    assignment = Assignment(wave=wave, opens_at=opens, closes_at=closes, due_at=opens)
+    for rule in rules:
+        rule.wave_id = 1
+        rule.is_active = True
+    return [
+        p.scheduled_at.astimezone(zone).replace(tzinfo=None)
+        for p in plan_times(assignment=assignment, study=study, rules=rules, zone=zone)
+    ]
+
+
+# --- Local time and quiet hours ------------------------------------------------------------
+
+
+def test_a_skipped_local_time_moves_forward_and_a_repeated_one_is_the_first():
+    # New York springs forward at 02:00 on 8 March 2026; falls back at 02:00 on 1 November.
+    assert local_moment(date(2026, 3, 8), time(2, 30), NY) == utc(2026, 3, 8, 7, 30)
+    assert local_moment(date(2026, 3, 8), time(2, 30), NY).astimezone(NY).hour == 3
+    assert local_moment(date(2026, 11, 1), time(1, 30), NY) == utc(2026, 11, 1, 5, 30)  # EDT
+
+
+def test_quiet_hours_move_a_message_to_their_end_on_the_participants_clock():
+    start, end = time(21), time(9)
+    late = local_moment(date(2026, 6, 1), time(22, 15), LONDON)
+    assert quiet_hours_apply(late, LONDON, start, end) == local_moment(
+        date(2026, 6, 2), time(9), LONDON
+    )
+    early = local_moment(date(2026, 6, 1), time(6, 0), TEHRAN)
+    assert quiet_hours_apply(early, TEHRAN, start, end) == local_moment(
+        date(2026, 6, 1), time(9), TEHRAN
+    )
+    fine = local_moment(date(2026, 6, 1), time(12, 0), NY)
+    assert quiet_hours_apply(fine, NY, start, end) == fine
+
+
+def test_tehran_keeps_one_offset_all_year():
+    # Iran stopped daylight saving in 2022: 09:00 in Tehran is 05:30 UTC in winter and summer.
+    assert local_moment(date(2026, 1, 10), time(9), TEHRAN) == utc(2026, 1, 10, 5, 30)
+    assert local_moment(date(2026, 7, 10), time(9), TEHRAN) == utc(2026, 7, 10, 5, 30)
+
+
+# --- Each timing mode ----------------------------------------------------------------------
+
+
+def test_every_n_hours_keeps_the_local_clock_time_across_a_dst_change():
+    # Invitation Friday 6 March 2026 at 10:00 in New York, then every 48 hours, 3 times:
+    # Sunday 8 March is the spring-forward day, and the reminders stay at 10:00 local.
+    opens = local_moment(date(2026, 3, 6), time(10), NY)
+    times = plan(
+        [
+            ReminderRule(kind=ReminderRule.Kind.INVITATION),
+            ReminderRule(kind=ReminderRule.Kind.EVERY, every_hours=48, times=3),
+        ],
+        zone=NY,
+        opens=opens,
+        closes=opens + timedelta(days=28),
+    )
+    assert times == [datetime(2026, 3, d, 10, 0) for d in (6, 8, 10, 12)]
+
+
+def test_the_next_given_weekday_at_a_local_time_in_london_across_the_autumn_change():
+    # Window opens Thursday 22 October 2026; the clocks go back on Sunday 25 October.
+    opens = local_moment(date(2026, 10, 22), time(10), LONDON)
+    times = plan(
+        [ReminderRule(kind=ReminderRule.Kind.WEEKDAY, weekday=0, at_time=time(18, 30))],
+        zone=LONDON,
+        opens=opens,
+        closes=opens + timedelta(days=28),
+    )
+    assert times == [datetime(2026, 10, 26, 18, 30)]  # Monday, 18:30 GMT (was BST)
+    any_day = plan(
+        [ReminderRule(kind=ReminderRule.Kind.WEEKDAY, weekday=None, at_time=time(12))],
+        zone=LONDON,
+        opens=opens,
+        closes=opens + timedelta(days=28),
+    )
+    assert any_day == [datetime(2026, 10, 23, 12, 0)]
+
+
+def test_an_exact_local_date_and_time_in_tehran():
+    opens = local_moment(date(2026, 5, 1), time(10), TEHRAN)
+    times = plan(
+        [ReminderRule(kind=ReminderRule.Kind.EXACT, on_date=date(2026, 5, 9), at_time=time(11))],
+        zone=TEHRAN,
+        opens=opens,
+        closes=opens + timedelta(days=28),
+    )
+    assert times == [datetime(2026, 5, 9, 11, 0)]
+
+
+def test_a_last_call_days_before_the_window_closes():
+    opens = local_moment(date(2026, 3, 1), time(10), NY)
+    closes = local_moment(date(2026, 3, 29), time(10), NY)
+    times = plan(
+        [ReminderRule(kind=ReminderRule.Kind.LAST_CALL, days_before_close=2, at_time=time(18))],
+        zone=NY,
+        opens=opens,
+        closes=closes,
+    )
+    assert times == [datetime(2026, 3, 27, 18, 0)]
+
+
+def test_quiet_hours_and_the_window_bound_every_plan():
+    opens = local_moment(date(2026, 6, 1), time(20), LONDON)
+    times = plan(
+        [
+            ReminderRule(kind=ReminderRule.Kind.INVITATION),
+            ReminderRule(kind=ReminderRule.Kind.EVERY, every_hours=2, times=2),  # 22:00, 00:00
+            ReminderRule(kind=ReminderRule.Kind.EXACT, on_date=date(2026, 7, 30), at_time=time(10)),
+        ],
+        zone=LONDON,
+        opens=opens,
+        closes=opens + timedelta(days=7),
+    )
+    # 20:00 goes; 22:00 and midnight both wait for 09:00 (one message); 30 July is too late.
+    assert times == [datetime(2026, 6, 1, 20, 0), datetime(2026, 6, 2, 9, 0)]
+
+
+# --- Planning in the database --------------------------------------------------------------
+
+
+@pytest.fixture
+def reachable(site_a, enrol):
+    """A participant whose 1-month window is open now, with e-mail and phone."""
+    return enrol(
+        site=site_a,
+        code="NYC-0042",
+        enrolled_on=timezone.localdate() - timedelta(days=30),
+        timezone="America/New_York",
+        contact={"email": "dana@example.org", "phone": "+1 555 010 4477", "first_name": "Dana"},
+    )
+
+
+def month1_messages(participant):
+    return Message.objects.filter(assignment__participant=participant, assignment__wave__slug="m1")
+
+
+def test_enrolment_plans_the_invitation_and_reminders_of_every_wave(reachable):
+    messages = month1_messages(reachable).order_by("sequence")
+    assert [m.sequence for m in messages] == list(range(messages.count()))
+    assert {m.channel for m in messages} == {Message.Channel.EMAIL}  # the preferred channel
+    for message in messages:
+        local = message.scheduled_at.astimezone(NY).time()
+        assert time(9) <= local < time(21), "quiet hours"
+    # Every wave whose window has not closed has its messages; the baseline (closed) has none.
+    open_waves = set(
+        reachable.assignments.filter(closes_at__gt=timezone.now()).values_list("wave", flat=True)
+    )
+    planned_waves = set(
+        Message.objects.filter(assignment__participant=reachable).values_list(
+            "assignment__wave", flat=True
+        )
+    )
+    assert planned_waves == open_waves and len(open_waves) == 4
+
+
+def test_without_an_email_address_the_texts_go_by_sms(site_a, enrol):
+    participant = enrol(
+        site=site_a, code="NYC-0050", enrolled_on=timezone.localdate(),
+        contact={"phone": "+1 555 010 4478"},
+    )  # fmt: skip
+    assert set(Message.objects.filter(assignment__participant=participant).values_list(
+        "channel", flat=True
+    )) == {Message.Channel.SMS}  # fmt: skip
+
+
+def test_editing_a_rule_replans_only_the_unsent_messages_and_never_repeats_one(reachable):
+    from surveys.reminders import wave_replan
+
+    first = month1_messages(reachable).order_by("sequence").first()
+    Message.objects.filter(pk=first.pk).update(status=Message.Status.SENT)
+    ReminderRule.objects.filter(study=reachable.study, kind=ReminderRule.Kind.EVERY).update(times=4)
+    wave_replan(wave=None, study=reachable.study)
+    after = list(month1_messages(reachable).order_by("sequence"))
+    assert after[0].pk == first.pk and after[0].status == Message.Status.SENT
+    assert all(m.scheduled_at > first.scheduled_at for m in after[1:])
+    assert len({m.sequence for m in after}) == len(after)
+
+
+# --- Dispatch and sending ------------------------------------------------------------------
+
+
+def due(participant, now):
+    """Make the participant's month-1 invitation due now."""
+    invitation = month1_messages(participant).order_by("sequence").first()
+    Message.objects.filter(pk=invitation.pk).update(scheduled_at=now - timedelta(minutes=1))
+    return invitation
+
+
+def test_a_due_invitation_is_sent_once_with_the_link_and_an_unsubscribe_header(client, reachable):
+    now = timezone.now()
+    invitation = due(reachable, now)
+    result = reminders_dispatch(now=now, enqueue=False)
+    assert result.claimed == 1
+    assert message_send(message_id=invitation.pk) == Message.Status.SENT
+    assert message_send(message_id=invitation.pk) == Message.Status.SENT  # a replay: no-op
+    [email] = mail.outbox
+    assert email.to == ["dana@example.org"]
+    assert "Dana" in email.body and "1 month" in email.subject
+    assert email.extra_headers["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+    link = [line for line in email.body.splitlines() if "/p/" in line and "unsubscribe" not in line]
+    path = "/p/" + link[0].split("/p/", 1)[1].strip()
+    assert client.get(path).status_code == 302  # the new personal link works
+    # The one-click unsubscribe (a mail client's POST) stops the other e-mails.
+    unsubscribe = email.extra_headers["List-Unsubscribe"].strip("<>").split("/p/", 1)[1]
+    assert client.get(f"/p/{unsubscribe}").status_code == 200  # a GET changes nothing
+    assert not Participant.objects.get(pk=reachable.pk).email_opt_out_at
+    assert client.post(f"/p/{unsubscribe}").status_code == 200
+    assert Participant.objects.get(pk=reachable.pk).email_opt_out_at
+    assert not Message.objects.filter(
+        assignment__participant=reachable, channel="email", status="queued"
+    ).exists()
+
+
+def test_a_survey_completed_between_claim_and_send_gets_no_message(reachable):
+    now = timezone.now()
+    invitation = due(reachable, now)
+    reminders_dispatch(now=now, enqueue=False)
+    Assignment.objects.filter(pk=invitation.assignment_id).update(
+        status=Assignment.Status.COMPLETED
+    )
+    assert message_send(message_id=invitation.pk) == Message.Status.CANCELLED
+    invitation.refresh_from_db()
+    assert invitation.reason == "completed"
+    assert not mail.outbox
+
+
+def test_completion_withdrawal_and_opt_out_cancel_queued_messages_with_the_reason(
+    site_a, enrol, reachable
+):
+    now = timezone.now()
+    Assignment.objects.filter(participant=reachable, wave__slug="m1").update(
+        status=Assignment.Status.COMPLETED
+    )
+    reminders_dispatch(now=now, enqueue=False)
+    assert set(month1_messages(reachable).values_list("status", "reason")) == {
+        ("cancelled", "completed")
+    }
+    participant_status_change(
+        participant=reachable, status=Participant.Status.WITHDRAWN, reason="asked to stop"
+    )
+    reminders_dispatch(now=now, enqueue=False)
+    assert not Message.objects.filter(assignment__participant=reachable, status="queued").exists()
+
+
+def test_an_sms_opt_out_between_claim_and_send_cancels_the_text(settings, site_a, enrol):
+    participant = enrol(
+        site=site_a, code="NYC-0051", enrolled_on=timezone.localdate() - timedelta(days=30),
+        contact={"phone": "+1 555 010 4479"},
+    )  # fmt: skip
+    now = timezone.now()
+    text = due(participant, now)
+    reminders_dispatch(now=now, enqueue=False)
+    Participant.objects.filter(pk=participant.pk).update(sms_opt_out_at=now)
+    assert message_send(message_id=text.pk) == Message.Status.CANCELLED
+    assert not sms.outbox
+
+
+class FlakySms(sms.BaseSmsBackend):
+    def send(self, *, to, body):
+        raise sms.SmsTransientError("HTTP 503")
+
+
+def test_transient_provider_errors_are_retried_then_fail_after_five_attempts(
+    settings, site_a, enrol
+):
+    from surveys.dispatch import RetryLater
+
+    settings.SMS_BACKEND = "tests.surveys.test_reminders.FlakySms"
+    participant = enrol(
+        site=site_a, code="NYC-0052", enrolled_on=timezone.localdate() - timedelta(days=30),
+        contact={"phone": "+1 555 010 4480"},
+    )  # fmt: skip
+    now = timezone.now()
+    text = due(participant, now)
+    reminders_dispatch(now=now, enqueue=False)
+    for attempt in range(1, 5):
+        with pytest.raises(RetryLater):
+            message_send(message_id=text.pk)
+        text.refresh_from_db()
+        assert (text.status, text.attempts) == (Message.Status.SENDING, attempt)
+    assert message_send(message_id=text.pk) == Message.Status.FAILED
+    text.refresh_from_db()
+    assert text.reason == "provider error: HTTP 503" and text.attempts == 5
+
+
+def test_a_send_interrupted_after_it_began_is_never_resent(reachable):
+    now = timezone.now()
+    invitation = due(reachable, now)
+    reminders_dispatch(now=now, enqueue=False)
+    # A worker marked the send as begun, then was killed; acks_late redelivers the task.
+    Message.objects.filter(pk=invitation.pk).update(send_started_at=now)
+    assert message_send(message_id=invitation.pk) == Message.Status.REVIEW
+    assert not mail.outbox
+
+
+def test_the_sweep_requeues_claims_that_never_started_and_reviews_those_that_did(reachable):
+    now = timezone.now()
+    first, second = month1_messages(reachable).order_by("sequence")[:2]
+    long_ago = now - timedelta(hours=1)
+    Message.objects.filter(pk=first.pk).update(
+        status="sending", claimed_at=long_ago, scheduled_at=now + timedelta(hours=1)
+    )
+    Message.objects.filter(pk=second.pk).update(
+        status="sending", claimed_at=long_ago, send_started_at=long_ago
+    )
+    result = reminders_dispatch(now=now, enqueue=False)
+    assert (result.requeued, result.to_review) == (1, 1)
+    first.refresh_from_db()
+    second.refresh_from_db()
+    assert first.status == "queued" and second.status == "review"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_two_dispatchers_at_once_claim_each_row_once(study, site_a, enrol):
+    if connection.vendor != "postgresql":
+        pytest.skip("row locks need PostgreSQL (CI sets DATABASE_URL)")
+    now = timezone.now()
+    for n in range(40):
+        enrol(
+            site=site_a, code=f"NYC-{n:04d}", enrolled_on=timezone.localdate() - timedelta(days=30),
+            contact={"email": f"p{n}@example.org"},
+        )  # fmt: skip
+    Message.objects.filter(status="queued").update(scheduled_at=now - timedelta(minutes=1))
+    total = Message.objects.filter(status="queued").count()
+    claimed: list[list[int]] = []
+    barrier = threading.Barrier(2)
+
+    def run():
+        from django.db import connections
+
+        barrier.wait()
+        claimed.append(reminders_dispatch(now=now, batch_size=7, enqueue=False).claimed_ids)
+        connections.close_all()
+
+    threads = [threading.Thread(target=run) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    first, second = claimed
+    assert not set(first) & set(second), "a row claimed by both dispatchers"
+    assert len(first) + len(second) == total
+    assert first and second  # both really took part
+    assert Message.objects.filter(status="sending").count() == total
