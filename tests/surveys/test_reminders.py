@@ -371,3 +371,19 @@ def test_two_dispatchers_at_once_claim_each_row_once(study, site_a, enrol):
     assert len(first) + len(second) == total
     assert first and second  # both really took part
     assert Message.objects.filter(status="sending").count() == total
+
+
+def test_messages_are_in_the_participants_language(site_a, enrol):
+    participant = enrol(
+        site=site_a, code="NYC-0060", enrolled_on=timezone.localdate() - timedelta(days=30),
+        language="es", contact={"email": "ana@example.org", "phone": "+1 555 010 4481"},
+    )  # fmt: skip
+    now = timezone.now()
+    invitation = due(participant, now)
+    reminders_dispatch(now=now, enqueue=False)
+    message_send(message_id=invitation.pk)
+    [email] = mail.outbox
+    assert "1 mes" in email.subject and "Su encuesta" in email.subject
+    assert "Por favor, respóndala" in email.body
+    html = email.alternatives[0][0]
+    assert 'lang="es"' in html and "Abrir mi encuesta" in html
