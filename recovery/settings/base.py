@@ -217,7 +217,7 @@ def mailer_from_url(url: str) -> dict:
     return {"BACKEND": backend, "OPTIONS": options}
 
 
-MAILERS = {"default": mailer_from_url(env("EMAIL_URL", default="consolemail://"))}
+MAILERS = {"default": mailer_from_url(env("EMAIL_URL", default="") or "consolemail://")}
 DEFAULT_FROM_EMAIL = env("DEFAULT_FROM_EMAIL", default="study-team@localhost")
 
 # --- REST framework and OpenAPI -------------------------------------------------------------
