@@ -2,10 +2,14 @@
 and reason), the rules per wave, and "send now" for a participant's open survey."""
 
 from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
+from django.template.response import TemplateResponse
+from django.urls import path
 from django.utils import timezone
 
 from surveys import selectors
 from surveys.admin.base import RELATED_ONLY, ReadOnlyMixin
+from surveys.dispatch import reminders_dry_run
 from surveys.models import Assignment, Message, ReminderRule
 from surveys.reminders import wave_replan
 
@@ -51,13 +55,35 @@ class MessageAdmin(ReadOnlyMixin, admin.ModelAdmin):
             .filter(assignment__participant__in=selectors.participants_for_user(user=request.user))
         )
 
-    def get_actions(self, request):
-        actions = super().get_actions(request)
-        if not request.user.has_perm("surveys.change_assignment"):
-            actions.pop("send_now", None)
-        return actions
+    def get_urls(self):
+        return [
+            path(
+                "dry-run/",
+                self.admin_site.admin_view(self.dry_run_view),
+                name="surveys_message_dry_run",
+            ),
+            *super().get_urls(),
+        ]
 
-    @admin.action(description="Send now (queued messages of open surveys)")
+    def dry_run_view(self, request):
+        if not self.has_view_permission(request):
+            raise PermissionDenied
+        now = timezone.now()
+        allowed = set(
+            selectors.participants_for_user(user=request.user).values_list("pk", flat=True)
+        )
+        due = [
+            m
+            for m in reminders_dry_run(now=now, limit=2000)
+            if m.assignment.participant_id in allowed
+        ]
+        context = {**self.admin_site.each_context(request), "messages_due": due, "now": now}
+        return TemplateResponse(request, "admin/surveys/message/dry_run.html", context)
+
+    def has_send_permission(self, request) -> bool:
+        return request.user.has_perm("surveys.change_assignment")
+
+    @admin.action(description="Send now (queued messages of open surveys)", permissions=["send"])
     def send_now(self, request, queryset):
         """Bring queued messages forward to now: the next cycle (within a minute) sends them,
         after the usual checks (still open, not completed, not opted out)."""

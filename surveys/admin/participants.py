@@ -4,6 +4,7 @@ from datetime import timedelta
 
 from django import forms
 from django.contrib import admin, messages
+from django.utils.html import format_html, format_html_join
 
 from surveys import selectors, services
 from surveys.access import participant_pin_remove
@@ -11,6 +12,7 @@ from surveys.admin.base import RELATED_ONLY, ReadOnlyMixin
 from surveys.links import participant_links_revoke
 from surveys.models import (
     Assignment,
+    Message,
     Participant,
     ParticipantContact,
     ParticipantLink,
@@ -129,7 +131,7 @@ class ParticipantAdmin(admin.ModelAdmin):
     list_select_related = ("study", "site")
     search_fields = ("code",)
     date_hierarchy = "enrolled_on"
-    readonly_fields = ("pin_state", "created_at", "updated_at")
+    readonly_fields = ("pin_state", "message_history", "created_at", "updated_at")
     inlines = (
         ParticipantContactInline,
         AssignmentInline,
@@ -137,6 +139,39 @@ class ParticipantAdmin(admin.ModelAdmin):
         ParticipantLinkInline,
     )
     actions = ("revoke_links", "pin_remove")
+
+    @admin.display(description="Invitations and reminders")
+    def message_history(self, obj):
+        if not obj.pk:
+            return "—"
+        rows = (
+            Message.objects.filter(assignment__participant=obj)
+            .select_related("assignment__wave")
+            .order_by("scheduled_at", "id")
+        )
+        if not rows:
+            return "None planned."
+        return format_html(
+            "<table><thead><tr><th>When (UTC)</th><th>Wave</th><th>#</th><th>Channel</th>"
+            "<th>Status</th><th>Reason</th><th>Sent</th></tr></thead><tbody>{}</tbody></table>",
+            format_html_join(
+                "",
+                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td>"
+                "<td>{}</td></tr>",
+                (
+                    (
+                        f"{m.scheduled_at:%Y-%m-%d %H:%M}",
+                        m.assignment.wave.name,
+                        m.sequence,
+                        m.get_channel_display(),
+                        m.get_status_display(),
+                        m.reason,
+                        f"{m.sent_at:%Y-%m-%d %H:%M}" if m.sent_at else "",
+                    )
+                    for m in rows
+                ),
+            ),
+        )
 
     @admin.display(description="PIN")
     def pin_state(self, obj):

@@ -387,3 +387,56 @@ def test_messages_are_in_the_participants_language(site_a, enrol):
     assert "Por favor, respóndala" in email.body
     html = email.alternatives[0][0]
     assert 'lang="es"' in html and "Abrir mi encuesta" in html
+
+
+# --- For coordinators ----------------------------------------------------------------------
+
+
+def test_a_coordinator_sees_the_history_the_outbox_and_the_dry_run_of_their_sites_only(
+    client, reachable, site_b, enrol, coordinator_a
+):
+    other = enrol(
+        site=site_b, code="LDN-0001", enrolled_on=timezone.localdate() - timedelta(days=30),
+        contact={"email": "lee@example.org"},
+    )  # fmt: skip
+    now = timezone.now()
+    due(reachable, now)
+    due(other, now)
+    client.force_login(coordinator_a)
+    page = client.get(f"/admin/surveys/participant/{reachable.pk}/change/").text
+    assert "Invitations and reminders" in page and "Queued" in page
+    outbox = client.get("/admin/surveys/message/").text
+    assert "NYC-0042" in outbox and "LDN-0001" not in outbox
+    dry = client.get("/admin/surveys/message/dry-run/")
+    assert dry.status_code == 200
+    assert "NYC-0042" in dry.text and "LDN-0001" not in dry.text
+    assert "1 message(s)" in dry.text
+    assert Message.objects.filter(status="queued").count() > 2  # the dry run changed nothing
+
+
+def test_send_now_brings_a_queued_message_of_an_open_survey_forward(
+    client, reachable, coordinator_a
+):
+    later = month1_messages(reachable).order_by("-sequence").first()
+    assert later.scheduled_at > timezone.now()
+    client.force_login(coordinator_a)
+    client.post("/admin/surveys/message/", {"action": "send_now", "_selected_action": [later.pk]})
+    later.refresh_from_db()
+    assert later.scheduled_at <= timezone.now()
+    assert later.pk in reminders_dispatch(enqueue=False).claimed_ids
+
+
+def test_saving_a_rule_in_the_admin_replans_the_unsent_messages(client, reachable, staff_user):
+    from surveys.models import StaffRole
+
+    pi = staff_user(study=reachable.study, role=StaffRole.Role.PRINCIPAL_INVESTIGATOR)
+    client.force_login(pi)
+    before = month1_messages(reachable).count()
+    rule = ReminderRule.objects.get(study=reachable.study, kind="last_call")
+    reply = client.post(
+        f"/admin/surveys/reminderrule/{rule.pk}/change/",
+        {"study": reachable.study.pk, "wave": "", "kind": "last_call", "position": 2,
+         "days_before_close": 2, "at_time": "18:00", "is_active": ""},
+    )  # fmt: skip
+    assert reply.status_code == 302, reply.content[:2000]
+    assert month1_messages(reachable).count() == before - 1
