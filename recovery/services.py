@@ -21,6 +21,7 @@ from surveys.models import (
     Wave,
     WaveInstrument,
 )
+from surveys.reminders import reminders_plan
 from surveys.services import assignments_build
 
 BATCH_SIZE = 2000
@@ -177,6 +178,21 @@ def synthetic_cohort_seed(
         )
     Response.objects.bulk_create(responses, batch_size=BATCH_SIZE)
 
+    # Invitations and reminders of the surveys still ahead or open, as enrolment plans them
+    # (the demo's worker then sends them as they fall due).
+    plan_now = timezone.now()
+    ahead = list(
+        Assignment.objects.filter(
+            participant__study=study,
+            status__in=(Assignment.Status.SCHEDULED, Assignment.Status.OPEN),
+            closes_at__gt=plan_now,
+        ).values_list("pk", flat=True)
+    )
+    messages = 0
+    for start in range(0, len(ahead), BATCH_SIZE):
+        chunk = [Assignment(pk=pk) for pk in ahead[start : start + BATCH_SIZE]]
+        messages += reminders_plan(assignments=chunk, now=plan_now)
+
     study.is_synthetic = True
     study.synthetic_params = {**cohort.params, "true_effect": cohort.true_effect}
     study.save(update_fields=["is_synthetic", "synthetic_params", "updated_at"])
@@ -184,6 +200,7 @@ def synthetic_cohort_seed(
         "participants": len(participants),
         "assignments": len(assignments),
         "responses": len(responses),
+        "messages": messages,
     }
 
 
