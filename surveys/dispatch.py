@@ -16,6 +16,7 @@ provider (committed), sends, then records the outcome. A transient provider erro
 with backoff (at most ``MAX_ATTEMPTS``), a permanent one fails the row with its reason.
 """
 
+import contextlib
 import logging
 import smtplib
 from dataclasses import dataclass, field
@@ -23,14 +24,14 @@ from datetime import datetime, timedelta
 from email.utils import make_msgid
 
 from django.conf import settings
-from django.core.mail import EmailMultiAlternatives
+from django.core.mail import EmailMultiAlternatives, mailers
 from django.db import connection, transaction
 from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils import formats, timezone, translation
 
 from surveys.links import participant_link_create, participant_link_url
-from surveys.models import Assignment, Message, Participant
+from surveys.models import Assignment, Message, Participant, ReminderRule
 from surveys.sms import (
     SmsPermanentError,
     SmsTransientError,
@@ -83,6 +84,25 @@ def messages_settle(*, now: datetime) -> int:
                 params,
             )
             cancelled += cursor.rowcount
+    # After an outage several messages of one survey may be overdue at once: only the latest
+    # goes, the older ones are skipped.
+    with connection.cursor() as cursor:
+        cursor.execute(
+            """
+            UPDATE surveys_message SET status = 'skipped',
+                reason = 'overdue; a later message of this survey goes instead', updated_at = %s
+            WHERE status = 'queued' AND scheduled_at <= %s AND EXISTS (
+                SELECT 1 FROM surveys_message later
+                WHERE later.assignment_id = surveys_message.assignment_id
+                  AND later.status = 'queued' AND later.scheduled_at <= %s
+                  AND (later.scheduled_at > surveys_message.scheduled_at
+                       OR (later.scheduled_at = surveys_message.scheduled_at
+                           AND later.id > surveys_message.id))
+            )
+            """,
+            [now, now, now],
+        )
+        cancelled += cursor.rowcount
     return cancelled
 
 
@@ -147,12 +167,17 @@ def reminders_dispatch(
         result.batches += 1
 
 
-def reminders_dry_run(*, now: datetime | None = None, limit: int = 500) -> list[Message]:
-    """What the next cycle would send (nothing is claimed)."""
+def reminders_dry_run(
+    *, now: datetime | None = None, participants=None, limit: int = 2000
+) -> list[Message]:
+    """What the next cycle would send (nothing is claimed), for these participants or all."""
     now = now or timezone.now()
+    rows = Message.objects.filter(status=Message.Status.QUEUED, scheduled_at__lte=now)
+    if participants is not None:
+        rows = rows.filter(assignment__participant__in=participants)
     return list(
-        Message.objects.filter(status=Message.Status.QUEUED, scheduled_at__lte=now)
-        .exclude(assignment__status__in=("completed", "cancelled", "missed"))
+        rows.exclude(assignment__status__in=("completed", "cancelled", "missed"))
+        .filter(assignment__closes_at__gt=now)
         .filter(assignment__participant__status=Participant.Status.ACTIVE)
         .select_related("assignment__wave", "assignment__participant")
         .order_by("scheduled_at", "id")[:limit]
@@ -207,7 +232,7 @@ def message_send(*, message_id: int, now: datetime | None = None) -> str:
     with transaction.atomic():
         message = (
             Message.objects.select_for_update(of=("self",))
-            .select_related("assignment__wave", "assignment__participant__contact")
+            .select_related("assignment__wave", "assignment__participant__contact", "rule")
             .filter(pk=message_id)
             .first()
         )
@@ -281,7 +306,11 @@ def message_texts(message: Message, url: str, unsubscribe_url: str) -> dict:
             "closes": formats.date_format(timezone.localtime(assignment.closes_at), "j F Y"),
             "url": url,
             "unsubscribe_url": unsubscribe_url,
-            "reminder": message.sequence > 0,
+            "reminder": (
+                message.rule.kind != ReminderRule.Kind.INVITATION
+                if message.rule
+                else message.sequence > 0
+            ),
             "study": participant.study.name,
         }
         return {
@@ -322,11 +351,23 @@ def _deliver(message: Message, now: datetime) -> str:
         },
     )
     email.attach_alternative(texts["html"], "text/html")
+    mailer = mailers.default  # a new backend instance
     try:
-        email.send()
+        mailer.open()  # nothing has gone out yet: a failure here is safe to retry
+    except OSError as exc:
+        raise RetryLater(type(exc).__name__) from None
+    try:
+        mailer.send_messages([email])
     except (smtplib.SMTPRecipientsRefused, smtplib.SMTPSenderRefused) as exc:
         # The server refused the address for good. The exception's text names the address.
         raise SmsPermanentError(f"e-mail refused ({type(exc).__name__})") from None
-    except OSError as exc:  # other SMTP and connection errors: the server may be back soon
-        raise RetryLater(type(exc).__name__) from None
+    except ValueError:  # Django refuses a malformed address before sending
+        raise SmsPermanentError("the e-mail address is not valid") from None
+    except OSError as exc:
+        # The message may have been accepted before the connection broke (a lost reply, an
+        # error on QUIT): sending again could deliver it twice.
+        raise MaybeSent(type(exc).__name__) from None
+    finally:
+        with contextlib.suppress(Exception):
+            mailer.close()
     return message_id

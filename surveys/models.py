@@ -11,11 +11,12 @@ from zoneinfo import ZoneInfo
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
+from django.core.validators import validate_email
 from django.db import models
 from django.db.models import F, Q
 
 from surveys.fields import EncryptedTextField, contact_lookup
-from surveys.validators import validate_timezone, validate_variable_name
+from surveys.validators import validate_phone, validate_timezone, validate_variable_name
 
 
 class Language(models.TextChoices):
@@ -200,8 +201,8 @@ class ParticipantContact(models.Model):
     )
     first_name = EncryptedTextField(blank=True)
     last_name = EncryptedTextField(blank=True)
-    email = EncryptedTextField(blank=True)
-    phone = EncryptedTextField(blank=True)
+    email = EncryptedTextField(blank=True, validators=[validate_email])
+    phone = EncryptedTextField(blank=True, validators=[validate_phone])
     alternative_contacts = EncryptedTextField(
         blank=True, help_text="Other ways to reach the participant (family, friends, case worker)."
     )

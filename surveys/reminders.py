@@ -32,6 +32,13 @@ from surveys.models import (
 UTC = ZoneInfo("UTC")
 OPEN_STATUSES = (Assignment.Status.SCHEDULED, Assignment.Status.OPEN, Assignment.Status.IN_PROGRESS)
 QUIET_REASON = "deferred for quiet hours"
+# Messages that went out or may have: nothing is planned again at or before them.
+HANDLED = (
+    Message.Status.SENT,
+    Message.Status.SENDING,
+    Message.Status.REVIEW,
+    Message.Status.FAILED,
+)
 
 
 # --- Local time -------------------------------------------------------------------------------
@@ -132,9 +139,8 @@ def plan_times(
     for rule in rules_for(assignment.wave, rules):
         for raw in _rule_times(rule, assignment, zone):
             moved = quiet_hours_apply(raw, zone, study.quiet_hours_start, study.quiet_hours_end)
-            moved = max(moved, assignment.opens_at)
-            if moved >= assignment.closes_at:
-                continue
+            if moved < assignment.opens_at or moved >= assignment.closes_at:
+                continue  # outside the window (a study default's exact date, say)
             key = moved.replace(second=0, microsecond=0)
             if key not in moments:
                 moments[key] = (rule, moved != raw)
@@ -184,13 +190,26 @@ def reminders_plan(*, assignments, now: datetime | None = None) -> int:
         return 0
     studies = {a.participant.study_id for a in assignments}
     rules = list(ReminderRule.objects.filter(study_id__in=studies))
+    # One re-plan of an assignment at a time (two admin saves at once would plan twice).
+    list(
+        Assignment.objects.select_for_update()
+        .filter(pk__in=[a.pk for a in assignments])
+        .values_list("pk", flat=True)
+    )
     Message.objects.filter(assignment__in=assignments, status=Message.Status.QUEUED).delete()
-    settled: dict[int, tuple[int, datetime]] = {}
-    for assignment_id, sequence, scheduled_at in Message.objects.filter(
+    # New rows are numbered after every row kept (history stays), but only messages that went
+    # or may have gone out block their times: cancelled or skipped ones (a participant back
+    # from lost to follow-up, a contact added later) are planned again.
+    last_sequences: dict[int, int] = {}
+    handled_until: dict[int, datetime] = {}
+    for assignment_id, sequence, scheduled_at, status in Message.objects.filter(
         assignment__in=assignments
-    ).values_list("assignment_id", "sequence", "scheduled_at"):
-        last_sequence, last_at = settled.get(assignment_id, (-1, scheduled_at))
-        settled[assignment_id] = (max(last_sequence, sequence), max(last_at, scheduled_at))
+    ).values_list("assignment_id", "sequence", "scheduled_at", "status"):
+        last_sequences[assignment_id] = max(last_sequences.get(assignment_id, -1), sequence)
+        if status in HANDLED:
+            handled_until[assignment_id] = max(
+                handled_until.get(assignment_id, scheduled_at), scheduled_at
+            )
     rows = []
     for assignment in assignments:
         participant = assignment.participant
@@ -198,7 +217,8 @@ def reminders_plan(*, assignments, now: datetime | None = None) -> int:
             continue
         zone = ZoneInfo(participant.timezone)
         channel, why_not = channel_for(participant, getattr(participant, "contact", None))
-        last_sequence, last_at = settled.get(assignment.pk, (-1, None))
+        last_sequence = last_sequences.get(assignment.pk, -1)
+        last_at = handled_until.get(assignment.pk)
         planned = [
             p
             for p in plan_times(
@@ -212,7 +232,13 @@ def reminders_plan(*, assignments, now: datetime | None = None) -> int:
         past = [p for p in planned if p.scheduled_at <= now]
         planned = [p for p in planned if p.scheduled_at > now]
         if past and past[-1].scheduled_at > now - timedelta(days=1):
-            planned.insert(0, past[-1])
+            # One catch-up message, now or (at night) when the quiet hours end.
+            catch_up = past[-1]
+            at = quiet_hours_apply(
+                now, zone, participant.study.quiet_hours_start, participant.study.quiet_hours_end
+            )
+            if at < assignment.closes_at and (not planned or at < planned[0].scheduled_at):
+                planned.insert(0, Planned(catch_up.sequence, at, catch_up.rule, at != now))
         for offset, item in enumerate(planned, start=1):
             rows.append(
                 Message(

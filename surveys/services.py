@@ -98,7 +98,9 @@ def participant_enrol(
     participant.full_clean()
     participant.save()
     if contact is not None:
-        ParticipantContact.objects.create(participant=participant, **contact)
+        row = ParticipantContact(participant=participant, **contact)
+        row.full_clean(exclude=["participant"])
+        row.save()
     Assignment.objects.bulk_create(
         assignments_build(participant=participant, waves=participant.study.waves.all(), now=now)
     )
@@ -220,7 +222,13 @@ def recurring_assignments_extend(
         reminders_plan(
             assignments=list(
                 Assignment.objects.filter(
-                    wave__in=waves, messages__isnull=True, status=Assignment.Status.SCHEDULED
+                    wave__in=waves,
+                    messages__isnull=True,
+                    status__in=(
+                        Assignment.Status.SCHEDULED,
+                        Assignment.Status.OPEN,
+                        Assignment.Status.IN_PROGRESS,
+                    ),
                 ).only("pk")
             ),
             now=now,

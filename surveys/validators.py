@@ -1,3 +1,4 @@
+import re
 import zoneinfo
 
 from django.core.exceptions import ValidationError
@@ -18,3 +19,12 @@ validate_variable_name = RegexValidator(
     "A variable name starts with a lower-case letter and holds only a-z, 0-9 and _.",
     code="invalid_variable",
 )
+
+
+def validate_phone(value: str) -> None:
+    """A phone number someone can text: digits with the usual separators, at least nine."""
+    from surveys.fields import ascii_digits, phone_normalise
+
+    text = ascii_digits(value or "")
+    if not re.fullmatch(r"\+?[0-9 ()\-.]{7,25}", text.strip()) or not phone_normalise(text):
+        raise ValidationError("Enter a phone number with at least 9 digits, e.g. +1 555 010 4477.")

@@ -69,14 +69,9 @@ class MessageAdmin(ReadOnlyMixin, admin.ModelAdmin):
         if not self.has_view_permission(request):
             raise PermissionDenied
         now = timezone.now()
-        allowed = set(
-            selectors.participants_for_user(user=request.user).values_list("pk", flat=True)
+        due = reminders_dry_run(
+            now=now, participants=selectors.participants_for_user(user=request.user)
         )
-        due = [
-            m
-            for m in reminders_dry_run(now=now, limit=2000)
-            if m.assignment.participant_id in allowed
-        ]
         context = {**self.admin_site.each_context(request), "messages_due": due, "now": now}
         return TemplateResponse(request, "admin/surveys/message/dry_run.html", context)
 
@@ -115,11 +110,22 @@ class ReminderRuleAdmin(admin.ModelAdmin):
         )
 
     def save_model(self, request, obj, form, change):
+        before = (form.initial.get("wave"), form.initial.get("study")) if change else None
         super().save_model(request, obj, form, change)
         replanned = wave_replan(wave=obj.wave, study=obj.study)
+        if before and before[0] != obj.wave_id:
+            # The rule moved from another wave (or the default): plan that one again too.
+            old_wave = obj.study.waves.filter(pk=before[0]).first() if before[0] else None
+            replanned += wave_replan(wave=old_wave, study=obj.study)
         self.message_user(request, f"{replanned} unsent message(s) planned again.")
 
     def delete_model(self, request, obj):
         wave, study = obj.wave, obj.study
         super().delete_model(request, obj)
         wave_replan(wave=wave, study=study)
+
+    def delete_queryset(self, request, queryset):
+        affected = {(rule.wave, rule.study) for rule in queryset.select_related("wave", "study")}
+        super().delete_queryset(request, queryset)
+        for wave, study in affected:
+            wave_replan(wave=wave, study=study)

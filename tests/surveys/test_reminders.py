@@ -383,7 +383,7 @@ def test_messages_are_in_the_participants_language(site_a, enrol):
     reminders_dispatch(now=now, enqueue=False)
     message_send(message_id=invitation.pk)
     [email] = mail.outbox
-    assert "1 mes" in email.subject and "Su encuesta" in email.subject
+    assert "1 mes" in email.subject and "encuesta" in email.subject
     assert "Por favor, respóndala" in email.body
     html = email.alternatives[0][0]
     assert 'lang="es"' in html and "Abrir mi encuesta" in html
@@ -440,3 +440,97 @@ def test_saving_a_rule_in_the_admin_replans_the_unsent_messages(client, reachabl
     )  # fmt: skip
     assert reply.status_code == 302, reply.content[:2000]
     assert month1_messages(reachable).count() == before - 1
+
+
+# --- Review findings -------------------------------------------------------------------------
+
+
+def test_an_evening_enrolment_gets_its_first_message_when_the_quiet_hours_end(site_a, enrol):
+    # 22:30 in New York on 10 June 2026: the baseline window opened today.
+    evening = local_moment(date(2026, 6, 10), time(22, 30), NY)
+    participant = enrol(
+        site=site_a, code="NYC-0070", enrolled_on=date(2026, 6, 10), timezone="America/New_York",
+        contact={"email": "eve@example.org"}, now=evening,
+    )  # fmt: skip
+    first = Message.objects.filter(
+        assignment__participant=participant, assignment__wave__slug="baseline"
+    ).order_by("scheduled_at").first()  # fmt: skip
+    assert first.scheduled_at == local_moment(date(2026, 6, 11), time(9), NY)
+    assert first.reason == "deferred for quiet hours"
+
+
+def test_a_participant_back_from_lost_to_follow_up_is_planned_again(reachable):
+    from surveys.reminders import reminders_plan
+
+    queued = Message.objects.filter(assignment__participant=reachable, status="queued").count()
+    participant_status_change(participant=reachable, status=Participant.Status.LOST_TO_FOLLOW_UP)
+    reminders_dispatch(enqueue=False)
+    assert not Message.objects.filter(assignment__participant=reachable, status="queued").exists()
+    Participant.objects.filter(pk=reachable.pk).update(status=Participant.Status.ACTIVE)
+    assert reminders_plan(assignments=list(reachable.assignments.all())) == queued
+
+
+def test_a_contact_added_after_enrolment_gets_the_messages(client, site_a, enrol, coordinator_a):
+    participant = enrol(
+        site=site_a, code="NYC-0071", enrolled_on=timezone.localdate() - timedelta(days=30)
+    )  # fmt: skip
+    from surveys.models import ParticipantContact
+    from surveys.reminders import reminders_plan
+
+    reminders_plan(assignments=list(participant.assignments.all()))
+    assert set(Message.objects.filter(assignment__participant=participant).values_list(
+        "status", "reason"
+    )) == {("skipped", "no contact")}  # fmt: skip
+    ParticipantContact.objects.create(participant=participant, email="late@example.org")
+    assert reminders_plan(assignments=list(participant.assignments.all())) > 0
+
+
+def test_invalid_contact_details_are_refused_at_enrolment(site_a, enrol):
+    from django.core.exceptions import ValidationError
+
+    for contact in ({"email": "dana@@example.org, x"}, {"phone": "12"}):
+        with pytest.raises(ValidationError):
+            enrol(site=site_a, code="NYC-0072", enrolled_on=timezone.localdate(), contact=contact)
+    assert not Participant.objects.filter(code="NYC-0072").exists()
+
+
+class DisconnectAfterSending:
+    """An SMTP server that takes the message and then drops the connection."""
+
+    def __init__(self, *args, **kwargs):
+        pass
+
+    def open(self):
+        return True
+
+    def close(self):
+        pass
+
+    def send_messages(self, messages):
+        mail.outbox.extend(messages)
+        import smtplib
+
+        raise smtplib.SMTPServerDisconnected("Connection unexpectedly closed")
+
+
+def test_an_email_that_may_have_gone_out_is_reviewed_not_retried(settings, reachable):
+    settings.MAILERS = {
+        "default": {"BACKEND": "tests.surveys.test_reminders.DisconnectAfterSending"}
+    }
+    now = timezone.now()
+    invitation = due(reachable, now)
+    reminders_dispatch(now=now, enqueue=False)
+    assert message_send(message_id=invitation.pk) == Message.Status.REVIEW
+    assert message_send(message_id=invitation.pk) == Message.Status.REVIEW
+    assert len(mail.outbox) == 1
+
+
+def test_after_an_outage_only_the_latest_overdue_message_of_a_survey_goes(reachable):
+    now = timezone.now()
+    first, second = month1_messages(reachable).order_by("sequence")[:2]
+    Message.objects.filter(pk=first.pk).update(scheduled_at=now - timedelta(days=2))
+    Message.objects.filter(pk=second.pk).update(scheduled_at=now - timedelta(hours=1))
+    result = reminders_dispatch(now=now, enqueue=False)
+    assert result.claimed_ids == [second.pk]
+    first.refresh_from_db()
+    assert first.status == "skipped"
