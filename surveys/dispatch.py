@@ -8,7 +8,7 @@ One dispatch cycle (``manage.py dispatch_reminders`` and the beat entry run the 
    started sending and never finished become ``review`` (they may have gone out, so they are
    never resent blindly: a coordinator looks);
 3. claim: due queued rows move to ``sending`` in batches, one UPDATE … RETURNING per batch
-   (on PostgreSQL its sub-select takes the rows with ``FOR UPDATE SKIP LOCKED``, so two
+   (on PostgreSQL the rows are picked in a CTE with ``FOR UPDATE SKIP LOCKED``, so two
    dispatchers never claim the same row), and a send task per row is enqueued after commit.
 
 The send task checks everything again under a row lock, records that it is about to call the
@@ -120,21 +120,47 @@ def messages_sweep(*, now: datetime) -> tuple[int, int]:
     return requeued, reviewed
 
 
-def _claim_batch(*, now: datetime, size: int) -> list[int]:
-    lock = " FOR UPDATE SKIP LOCKED" if connection.vendor == "postgresql" else ""
+HOUSEKEEPING_LOCK = 7_461_001  # an arbitrary key for pg_try_advisory_xact_lock
+
+
+def _housekeeping_lock() -> bool:
+    if connection.vendor != "postgresql":
+        return True  # SQLite runs one writer at a time anyway
     with connection.cursor() as cursor:
-        cursor.execute(
-            f"""
+        cursor.execute("SELECT pg_try_advisory_xact_lock(%s)", [HOUSEKEEPING_LOCK])
+        return bool(cursor.fetchone()[0])
+
+
+def _claim_batch(*, now: datetime, size: int) -> list[int]:
+    if connection.vendor == "postgresql":
+        # The rows are picked once, in a CTE: a LIMIT … SKIP LOCKED sub-select inside
+        # "WHERE id IN (…)" may be run again for each outer row by the planner and would then
+        # claim more than ``size`` rows (found by the two-dispatcher test).
+        sql = """
+            WITH picked AS (
+                SELECT id FROM surveys_message
+                WHERE status = 'queued' AND scheduled_at <= %s
+                ORDER BY scheduled_at, id LIMIT %s
+                FOR UPDATE SKIP LOCKED
+            )
+            UPDATE surveys_message m SET status = 'sending', claimed_at = %s, updated_at = %s
+            FROM picked WHERE m.id = picked.id AND m.status = 'queued'
+            RETURNING m.id
+        """
+        params = [now, size, now, now]
+    else:  # SQLite: one writer at a time, the sub-select runs once
+        sql = """
             UPDATE surveys_message SET status = 'sending', claimed_at = %s, updated_at = %s
             WHERE status = 'queued' AND id IN (
                 SELECT id FROM surveys_message
                 WHERE status = 'queued' AND scheduled_at <= %s
-                ORDER BY scheduled_at, id LIMIT %s{lock}
+                ORDER BY scheduled_at, id LIMIT %s
             )
             RETURNING id
-            """,  # noqa: S608 - only the constant lock clause is formatted in
-            [now, now, now, size],
-        )
+        """
+        params = [now, now, now, size]
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
         return [row[0] for row in cursor.fetchall()]
 
 
@@ -153,8 +179,12 @@ def reminders_dispatch(
     enqueueing (the benchmark and tests that send by hand)."""
     now = now or timezone.now()
     result = CycleResult()
-    result.cancelled = messages_settle(now=now)
-    result.requeued, result.to_review = messages_sweep(now=now)
+    with transaction.atomic():
+        # Settling and sweeping update the same rows in one set-based statement each; two
+        # dispatchers doing it at once could deadlock. One does it, the other goes on to claim.
+        if _housekeeping_lock():
+            result.cancelled = messages_settle(now=now)
+            result.requeued, result.to_review = messages_sweep(now=now)
     while True:
         with transaction.atomic():
             ids = _claim_batch(now=now, size=batch_size)

@@ -349,27 +349,40 @@ def test_two_dispatchers_at_once_claim_each_row_once(study, site_a, enrol):
             site=site_a, code=f"NYC-{n:04d}", enrolled_on=timezone.localdate() - timedelta(days=30),
             contact={"email": f"p{n}@example.org"},
         )  # fmt: skip
-    Message.objects.filter(status="queued").update(scheduled_at=now - timedelta(minutes=1))
-    total = Message.objects.filter(status="queued").count()
-    claimed: list[list[int]] = []
-    barrier = threading.Barrier(2)
+    # One due message per survey (an older overdue one would be skipped by the settle step).
+    Message.objects.filter(status="queued").update(scheduled_at=now + timedelta(days=1))
+    firsts = {}
+    for pk, assignment_id in Message.objects.filter(status="queued").order_by(
+        "sequence"
+    ).values_list("pk", "assignment_id"):  # fmt: skip
+        firsts.setdefault(assignment_id, pk)
+    Message.objects.filter(pk__in=firsts.values()).update(scheduled_at=now - timedelta(minutes=1))
+    total = len(firsts)
+    # Dispatcher A has claimed a batch and not yet committed when dispatcher B runs a whole
+    # cycle: B must skip A's locked rows, claim all the others, and never wait for A.
+    from surveys.dispatch import _claim_batch
 
-    def run():
-        from django.db import connections
+    a_claimed: list[int] = []
+    a_holds, b_done = threading.Event(), threading.Event()
 
-        barrier.wait()
-        claimed.append(reminders_dispatch(now=now, batch_size=7, enqueue=False).claimed_ids)
+    def dispatcher_a():
+        from django.db import connections, transaction
+
+        with transaction.atomic():
+            a_claimed.extend(_claim_batch(now=now, size=total // 2))
+            a_holds.set()
+            b_done.wait(timeout=30)
         connections.close_all()
 
-    threads = [threading.Thread(target=run) for _ in range(2)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    first, second = claimed
-    assert not set(first) & set(second), "a row claimed by both dispatchers"
-    assert len(first) + len(second) == total
-    assert first and second  # both really took part
+    thread = threading.Thread(target=dispatcher_a)
+    thread.start()
+    assert a_holds.wait(timeout=30)
+    b_claimed = reminders_dispatch(now=now, batch_size=7, enqueue=False).claimed_ids
+    b_done.set()
+    thread.join()
+    assert len(a_claimed) == total // 2 and b_claimed
+    assert not set(a_claimed) & set(b_claimed), "a row claimed by both dispatchers"
+    assert sorted(a_claimed + b_claimed) == sorted(firsts.values())
     assert Message.objects.filter(status="sending").count() == total
 
 
