@@ -237,40 +237,42 @@ class ParticipantAdmin(admin.ModelAdmin):
         # Contact details (and so the channel) may be new: plan the messages again.
         reminders_plan(assignments=list(form.instance.assignments.all()))
 
-    @admin.action(description="Revoke personal links (e.g. a lost or shared phone)")
-    def revoke_links(self, request, queryset):
-        revoked = skipped = 0
+    def _on_editable(self, request, queryset, work, *, done: str, verb: str) -> None:
+        """Run ``work(participant) -> count`` on the participants the user may change, and say
+        how many were done and how many skipped."""
+        total = skipped = 0
         for participant in queryset:
             if selectors.participant_editable_by(user=request.user, participant=participant):
-                revoked += participant_links_revoke(
-                    participant=participant, revoked_by=request.user
-                )
+                total += work(participant)
             else:
                 skipped += 1
-        self.message_user(request, f"{revoked} link(s) revoked.")
+        self.message_user(request, done.format(total))
         if skipped:
             self.message_user(
                 request,
-                f"{skipped} participant(s) skipped: only their site's "
-                "coordinators and the PIs revoke links.",
+                f"{skipped} participant(s) skipped: only their site's coordinators and the PIs "
+                f"{verb}.",
                 messages.WARNING,
             )
 
+    @admin.action(description="Revoke personal links (e.g. a lost or shared phone)")
+    def revoke_links(self, request, queryset):
+        self._on_editable(
+            request,
+            queryset,
+            lambda p: participant_links_revoke(participant=p, revoked_by=request.user),
+            done="{} link(s) revoked.",
+            verb="revoke links",
+        )
+
     @admin.action(description="Remove PIN (the participant forgot it)")
     def pin_remove(self, request, queryset):
-        removed = skipped = 0
-        for participant in queryset:
-            if selectors.participant_editable_by(user=request.user, participant=participant):
-                if participant.pin_hash:
-                    participant_pin_remove(participant=participant)
-                    removed += 1
-            else:
-                skipped += 1
-        self.message_user(request, f"PIN removed for {removed} participant(s).")
-        if skipped:
-            self.message_user(
-                request,
-                f"{skipped} participant(s) skipped: only their site's "
-                "coordinators and the PIs remove PINs.",
-                messages.WARNING,
-            )
+        def remove(participant) -> int:
+            if not participant.pin_hash:
+                return 0
+            participant_pin_remove(participant=participant)
+            return 1
+
+        self._on_editable(
+            request, queryset, remove, done="PIN removed for {} participant(s).", verb="remove PINs"
+        )
