@@ -84,6 +84,31 @@ def assignments_build(
     ]
 
 
+CODE_DIGITS = 4
+
+
+def participant_code_next(*, site: Site) -> str:
+    """The site's next study ID: its prefix and the next number (NYC-0001, NYC-0002, …).
+
+    The site row is locked, so two enrolments at once never get the same number; a number
+    already taken by hand is passed over. Call inside a transaction.
+    """
+    locked = Site.objects.select_for_update().get(pk=site.pk)
+    number = locked.last_number
+    taken = set(
+        Participant.objects.filter(
+            study_id=locked.study_id, code__startswith=f"{locked.code}-"
+        ).values_list("code", flat=True)
+    )
+    while True:
+        number += 1
+        code = f"{locked.code}-{number:0{CODE_DIGITS}d}"
+        if code not in taken:
+            break
+    Site.objects.filter(pk=locked.pk).update(last_number=number)
+    return code
+
+
 @transaction.atomic
 def participant_enrol(
     *, participant: Participant, contact: dict | None = None, now: datetime | None = None
@@ -95,6 +120,8 @@ def participant_enrol(
     unknown = set(contact or {}) - set(CONTACT_FIELDS)
     if unknown:
         raise ValidationError({"contact": f"Unknown contact fields: {', '.join(sorted(unknown))}."})
+    if not participant.code and participant.site_id:
+        participant.code = participant_code_next(site=participant.site)
     participant.full_clean()
     participant.save()
     if contact is not None:

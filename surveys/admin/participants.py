@@ -109,8 +109,20 @@ class ParticipantForm(forms.ModelForm):
             "preferred_channel",
         )
 
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        if not self.instance.pk and "code" in self.fields:
+            self.fields["code"].required = False
+            self.fields[
+                "code"
+            ].help_text = "Leave empty to give the site's next study ID (e.g. NYC-0043)."
+
     def clean(self):
         cleaned = super().clean()
+        site = cleaned.get("site")
+        if not self.instance.pk and not cleaned.get("code") and site and not self.errors:
+            cleaned["code"] = services.participant_code_next(site=site)
+            self.instance.code = cleaned["code"]
         changed_to = cleaned.get("status")
         if (
             self.instance.pk

@@ -191,3 +191,62 @@ def test_closing_windows_of_withdrawn_participants_are_not_counted_as_missed(sit
     month1 = participant.assignments.get(wave__slug="m1")
     assignment_statuses_refresh(now=month1.closes_at + timedelta(days=1))
     assert not participant.assignments.filter(status=Assignment.Status.MISSED).exists()
+
+
+def test_study_ids_are_given_per_site_in_sequence_skipping_taken_ones(site_a, site_b, enrol):
+    from django.utils import timezone
+
+    first = enrol(site=site_a, code="", enrolled_on=timezone.localdate())
+    enrol(site=site_a, code="NYC-0002", enrolled_on=timezone.localdate())  # typed by hand
+    third = enrol(site=site_a, code="", enrolled_on=timezone.localdate())
+    other = enrol(site=site_b, code="", enrolled_on=timezone.localdate())
+    assert (first.code, third.code, other.code) == ("NYC-0001", "NYC-0003", "LDN-0001")
+
+
+def test_the_admin_gives_the_next_study_id_when_the_field_is_left_empty(
+    client, site_a, coordinator_a
+):
+    from surveys.models import Participant
+
+    client.force_login(coordinator_a)
+    form = client.get("/admin/surveys/participant/add/").text
+    assert "Leave empty to give the site" in form
+    reply = client.post(
+        "/admin/surveys/participant/add/",
+        {
+            "study": site_a.study_id, "site": site_a.pk, "code": "", "status": "active",
+            "enrolled_on": "2026-11-24", "timezone": "America/New_York", "language": "en",
+            "preferred_channel": "email",
+            "contact-TOTAL_FORMS": "1", "contact-INITIAL_FORMS": "0",
+            "contact-MIN_NUM_FORMS": "0", "contact-MAX_NUM_FORMS": "1",
+            "contact-0-email": "new@example.org",
+        },
+    )  # fmt: skip
+    assert reply.status_code == 302, reply.content[:3000]
+    assert Participant.objects.get().code == "NYC-0001"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_two_enrolments_at_once_get_different_study_ids(study, enrol):
+    import threading
+
+    from django.db import connection, connections
+    from django.utils import timezone
+
+    if connection.vendor != "postgresql":
+        pytest.skip("row locks need PostgreSQL (CI sets DATABASE_URL)")
+    site = study.sites.get(code="NYC")
+    codes, barrier = [], threading.Barrier(4)
+
+    def one():
+        connections["default"].ensure_connection()
+        barrier.wait()
+        codes.append(enrol(site=site, code="", enrolled_on=timezone.localdate()).code)
+        connections.close_all()
+
+    threads = [threading.Thread(target=one) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(codes) == ["NYC-0001", "NYC-0002", "NYC-0003", "NYC-0004"]
