@@ -694,3 +694,44 @@ class Message(models.Model):
 
     def __str__(self) -> str:
         return f"{self.get_channel_display()} #{self.sequence} for assignment {self.assignment_id}"
+
+
+class ContactAttempt(models.Model):
+    """A coordinator's attempt to reach a participant (the contact log behind the call list)."""
+
+    class Method(models.TextChoices):
+        CALL = "call", "Phone call"
+        TEXT = "text", "Text message"
+        EMAIL = "email", "E-mail"
+        IN_PERSON = "in_person", "In person"
+
+    class Outcome(models.TextChoices):
+        REACHED = "reached", "Reached"
+        COMPLETED = "completed", "Reached, survey completed"
+        LEFT_MESSAGE = "left_message", "Left a message"
+        NO_ANSWER = "no_answer", "No answer"
+        WRONG_NUMBER = "wrong_number", "Wrong number or address"
+
+    participant = models.ForeignKey(
+        Participant, on_delete=models.CASCADE, related_name="contact_attempts"
+    )
+    assignment = models.ForeignKey(
+        "Assignment", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    method = models.CharField(max_length=12, choices=Method.choices)
+    outcome = models.CharField(max_length=16, choices=Outcome.choices)
+    # Free text may hold identifying details: it is never exported by default.
+    note = models.TextField(blank=True)
+    attempted_at = models.DateTimeField()
+    by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+"
+    )
+
+    class Meta:
+        ordering = ("participant_id", "-attempted_at")
+        indexes = [
+            models.Index(fields=("participant", "attempted_at"), name="contact_attempt_latest")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.get_method_display()} to {self.participant_id}: {self.get_outcome_display()}"

@@ -27,6 +27,7 @@ _ENGINE_MODELS = (
     "safetyalert",
     "message",
     "reminderrule",
+    "contactattempt",
 )
 
 # What every staff role may look at: the study design and the de-identified research data.
@@ -60,6 +61,9 @@ ROLE_PERMISSIONS: dict[str, set[str]] = {
         # The outbox: coordinators follow their participants' messages and send now.
         "view_message",
         "view_reminderrule",
+        # The contact log: coordinators record their attempts to reach people.
+        "view_contactattempt",
+        "add_contactattempt",
     },
     # Researchers see de-identified data only: no contact details, nothing to change.
     StaffRole.Role.RESEARCHER: set(_VIEW_RESEARCH_DATA),

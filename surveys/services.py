@@ -15,6 +15,7 @@ from surveys import diary
 from surveys.models import (
     ROLE_GROUP_NAMES,
     Assignment,
+    ContactAttempt,
     DiaryEntry,
     Participant,
     ParticipantContact,
@@ -420,3 +421,30 @@ def diary_entry_delete(*, participant: Participant, entry_id: int) -> DiaryEntry
     if entry is not None:
         entry.delete()
     return entry
+
+
+def contact_attempt_log(
+    *,
+    participant: Participant,
+    method: str,
+    outcome: str,
+    by,
+    note: str = "",
+    assignment: Assignment | None = None,
+    now: datetime | None = None,
+) -> ContactAttempt:
+    """Record one attempt to reach a participant (validated as a whole; nothing half-saved)."""
+    if assignment is not None and assignment.participant_id != participant.pk:
+        raise ValidationError({"assignment": "That survey belongs to another participant."})
+    attempt = ContactAttempt(
+        participant=participant,
+        assignment=assignment,
+        method=method,
+        outcome=outcome,
+        note=note.strip(),
+        attempted_at=now or timezone.now(),
+        by=by,
+    )
+    attempt.full_clean()
+    attempt.save()
+    return attempt

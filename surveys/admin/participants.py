@@ -4,6 +4,7 @@ from datetime import timedelta
 
 from django import forms
 from django.contrib import admin, messages
+from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 
 from surveys import selectors, services
@@ -12,6 +13,7 @@ from surveys.admin.base import RELATED_ONLY, ReadOnlyMixin
 from surveys.links import participant_links_revoke
 from surveys.models import (
     Assignment,
+    ContactAttempt,
     Message,
     Participant,
     ParticipantContact,
@@ -49,6 +51,28 @@ class ParticipantContactInline(admin.StackedInline):
     can_delete = False
     extra = 1
     max_num = 1
+
+
+class ContactAttemptInline(admin.TabularInline):
+    """The contact log: coordinators add an attempt here (who and when are filled in)."""
+
+    model = ContactAttempt
+    extra = 1
+    fields = ("attempted_at", "method", "outcome", "assignment", "note", "by")
+    readonly_fields = ("by",)
+    can_delete = False
+    ordering = ("-attempted_at",)
+
+    def get_formset(self, request, obj=None, **kwargs):
+        formset = super().get_formset(request, obj, **kwargs)
+        form = formset.form
+        form.base_fields["attempted_at"].initial = timezone.now
+        if obj is not None:
+            form.base_fields["assignment"].queryset = obj.assignments.select_related("wave")
+        return formset
+
+    def has_change_permission(self, request, obj=None):
+        return False  # the log is kept as written
 
 
 class AssignmentInline(ReadOnlyMixin, admin.TabularInline):
@@ -146,6 +170,7 @@ class ParticipantAdmin(admin.ModelAdmin):
     readonly_fields = ("pin_state", "message_history", "created_at", "updated_at")
     inlines = (
         ParticipantContactInline,
+        ContactAttemptInline,
         AssignmentInline,
         ParticipantStatusChangeInline,
         ParticipantLinkInline,
@@ -243,6 +268,14 @@ class ParticipantAdmin(admin.ModelAdmin):
                 changed_by=request.user,
                 reason=form.cleaned_data.get("status_reason", ""),
             )
+
+    def save_formset(self, request, form, formset, change):
+        if formset.model is ContactAttempt:
+            for attempt in formset.save(commit=False):
+                attempt.by = request.user
+                attempt.save()
+            return
+        super().save_formset(request, form, formset, change)
 
     def save_related(self, request, form, formsets, change):
         super().save_related(request, form, formsets, change)

@@ -93,6 +93,10 @@ def test_withdrawing_in_the_admin_goes_through_the_service(client, coordinator_a
         "links-INITIAL_FORMS": "0",
         "links-MIN_NUM_FORMS": "0",
         "links-MAX_NUM_FORMS": "1000",
+        "contact_attempts-TOTAL_FORMS": "0",
+        "contact_attempts-INITIAL_FORMS": "0",
+        "contact_attempts-MIN_NUM_FORMS": "0",
+        "contact_attempts-MAX_NUM_FORMS": "1000",
     }
     without_reason = client.post(url, form)
     assert without_reason.status_code == 200
