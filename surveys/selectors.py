@@ -7,12 +7,14 @@ from functools import cache
 from zoneinfo import ZoneInfo
 
 from django.db import connection
-from django.db.models import Q, QuerySet
+from django.db.models import Count, OuterRef, Q, QuerySet, Subquery
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from surveys import diary, prepared
 from surveys.models import (
     Assignment,
+    ContactAttempt,
     DiaryEntry,
     Instrument,
     Item,
@@ -364,3 +366,44 @@ def diary_entries_table(
             (occurred_on - enrolled_on).days,
             (logged_on - enrolled_on).days,
         )
+
+
+# --- The call list ----------------------------------------------------------------------------
+
+CLOSING_SOON_DAYS = 7
+
+
+def call_list(*, user, now=None, soon_days: int = CLOSING_SOON_DAYS):
+    """Open surveys not done that are overdue or closing within ``soon_days``, for the user's
+    sites: most urgent first (closing soonest, then most earlier misses). Each row carries the
+    participant's earlier misses and last contact attempt; a fixed number of queries whatever
+    the number of participants."""
+    now = now or timezone.now()
+    latest_attempt = ContactAttempt.objects.filter(participant=OuterRef("participant")).order_by(
+        "-attempted_at"
+    )
+    misses = (
+        Assignment.objects.filter(
+            participant=OuterRef("participant"), status=Assignment.Status.MISSED
+        )
+        .values("participant")
+        .annotate(n=Count("pk"))
+        .values("n")
+    )
+    return (
+        Assignment.objects.filter(
+            participant__in=participants_for_user(user=user),
+            participant__status=Participant.Status.ACTIVE,
+            status__in=(Assignment.Status.OPEN, Assignment.Status.IN_PROGRESS),
+            closes_at__gt=now,
+        )
+        .filter(Q(due_at__lte=now) | Q(closes_at__lte=now + timedelta(days=soon_days)))
+        .select_related("wave", "participant__site", "participant__study")
+        .annotate(
+            earlier_misses=Coalesce(Subquery(misses), 0),
+            last_attempt_at=Subquery(latest_attempt.values("attempted_at")[:1]),
+            last_attempt_method=Subquery(latest_attempt.values("method")[:1]),
+            last_attempt_outcome=Subquery(latest_attempt.values("outcome")[:1]),
+        )
+        .order_by("closes_at", "-earlier_misses", "participant__code")
+    )

@@ -17,6 +17,7 @@ from surveys.models import (
     Assignment,
     ContactAttempt,
     DiaryEntry,
+    Message,
     Participant,
     ParticipantContact,
     ParticipantStatusChange,
@@ -448,3 +449,21 @@ def contact_attempt_log(
     attempt.full_clean()
     attempt.save()
     return attempt
+
+
+def assignment_send_now(*, assignment: Assignment, now: datetime | None = None) -> int:
+    """Bring the next queued message of an open survey forward to now (the dispatcher sends it
+    within a minute, after its usual checks). Returns 1, or 0 when none is queued."""
+    now = now or timezone.now()
+    if assignment.status not in (Assignment.Status.OPEN, Assignment.Status.IN_PROGRESS):
+        return 0
+    following = (
+        Message.objects.filter(assignment=assignment, status=Message.Status.QUEUED)
+        .order_by("scheduled_at")
+        .first()
+    )
+    if following is None:
+        return 0
+    return Message.objects.filter(pk=following.pk, status=Message.Status.QUEUED).update(
+        scheduled_at=now, updated_at=now
+    )

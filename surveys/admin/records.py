@@ -1,11 +1,17 @@
 """Assignments and responses: read-only records made by enrolment and submission."""
 
-from django.contrib import admin
+from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
+from django.shortcuts import get_object_or_404, redirect
+from django.template.response import TemplateResponse
+from django.urls import path
+from django.utils import timezone
 
-from surveys import selectors
+from surveys import selectors, services
 from surveys.admin.base import RELATED_ONLY, ReadOnlyMixin
 from surveys.models import (
     Assignment,
+    ParticipantContact,
     Response,
     SafetyAlert,
 )
@@ -36,6 +42,60 @@ class AssignmentAdmin(ReadOnlyMixin, admin.ModelAdmin):
             .get_queryset(request)
             .filter(participant__in=selectors.participants_for_user(user=request.user))
         )
+
+    def get_urls(self):
+        return [
+            path(
+                "call-list/",
+                self.admin_site.admin_view(self.call_list_view),
+                name="surveys_assignment_call_list",
+            ),
+            path(
+                "<int:assignment_id>/send-now/",
+                self.admin_site.admin_view(self.send_now_view),
+                name="surveys_assignment_send_now",
+            ),
+            *super().get_urls(),
+        ]
+
+    def call_list_view(self, request):
+        if not self.has_view_permission(request):
+            raise PermissionDenied
+        now = timezone.now()
+        rows = list(selectors.call_list(user=request.user, now=now))
+        studies = {row.participant.study for row in rows}
+        # Phones only for those who may see identifiers (coordinators, PIs), never researchers.
+        show_phone = bool(rows) and all(
+            selectors.user_may_see_identifiers(user=request.user, study=study) for study in studies
+        )
+        if show_phone:
+            contacts = {
+                c.participant_id: c.phone
+                for c in ParticipantContact.objects.filter(
+                    participant__in=[row.participant_id for row in rows]
+                ).only("participant", "phone")
+            }
+            for row in rows:
+                row.phone = contacts.get(row.participant_id, "")
+        context = {
+            **self.admin_site.each_context(request),
+            "rows": rows,
+            "now": now,
+            "soon_days": selectors.CLOSING_SOON_DAYS,
+            "show_phone": show_phone,
+            "can_send": request.user.has_perm("surveys.change_assignment"),
+        }
+        return TemplateResponse(request, "admin/surveys/assignment/call_list.html", context)
+
+    def send_now_view(self, request, assignment_id: int):
+        if request.method != "POST" or not request.user.has_perm("surveys.change_assignment"):
+            raise PermissionDenied
+        assignment = get_object_or_404(self.get_queryset(request), pk=assignment_id)
+        if services.assignment_send_now(assignment=assignment):
+            self.message_user(request, "A reminder goes within a minute.", messages.SUCCESS)
+        else:
+            self.message_user(request, "No reminder is waiting for this survey.", messages.WARNING)
+        return redirect("admin:surveys_assignment_call_list")
 
 
 @admin.register(Response)

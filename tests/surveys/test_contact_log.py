@@ -113,3 +113,96 @@ def test_an_attempt_saved_in_the_admin_records_the_coordinator(client, participa
         "no_answer",
         "Rang twice.",
     )
+
+
+# --- The call list -----------------------------------------------------------------------------
+
+
+def overdue(participant, *, days_left=3):
+    """Make the participant's month-1 survey overdue, closing in ``days_left`` days."""
+    from surveys.models import Assignment
+
+    now = timezone.now()
+    Assignment.objects.filter(participant=participant, wave__slug="m1").update(
+        status="open",
+        opens_at=now - timedelta(days=2),
+        due_at=now - timedelta(days=1),
+        closes_at=now + timedelta(days=days_left),
+    )
+
+
+def test_the_call_list_puts_the_most_urgent_first_with_the_last_attempt(
+    client, site_a, enrol, participant, coordinator_a
+):
+    later = enrol(
+        site=site_a, code="NYC-0050", enrolled_on=timezone.localdate() - timedelta(days=30),
+        contact={"phone": "+1 555 010 4499"},
+    )  # fmt: skip
+    overdue(participant, days_left=5)
+    overdue(later, days_left=2)
+    contact_attempt_log(participant=participant, method="call", outcome="no_answer", by=None)
+    client.force_login(coordinator_a)
+    page = client.get("/admin/surveys/assignment/call-list/").text
+    assert page.index("NYC-0050") < page.index("NYC-0042")  # closes sooner
+    assert "call, no_answer" in page
+    assert "+1 555 010 4477" in page  # coordinators see the phone
+
+
+def test_the_call_list_is_scoped_to_the_sites_and_researchers_see_no_phone(
+    client, participant, staff_user, study, site_b, researcher
+):
+    from surveys.models import StaffRole
+
+    overdue(participant)
+    other = staff_user(study=study, role=StaffRole.Role.COORDINATOR, sites=[site_b], username="b")
+    client.force_login(other)
+    assert "NYC-0042" not in client.get("/admin/surveys/assignment/call-list/").text
+    client.force_login(researcher)
+    page = client.get("/admin/surveys/assignment/call-list/")
+    assert "NYC-0042" in page.text and "555" not in page.text
+
+
+def test_the_call_list_costs_the_same_queries_for_few_or_many(site_a, enrol, coordinator_a):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from surveys.selectors import call_list
+
+    def count() -> int:
+        with CaptureQueriesContext(connection) as queries:
+            rows = list(call_list(user=coordinator_a))
+            [(r.wave.name, r.participant.site.code, r.last_attempt_at) for r in rows]
+        return len(queries), len(rows)
+
+    for n in range(3):
+        overdue(enrol(site=site_a, code=f"NYC-1{n:03d}", enrolled_on=timezone.localdate()))
+    few = count()
+    for n in range(3, 15):
+        overdue(enrol(site=site_a, code=f"NYC-1{n:03d}", enrolled_on=timezone.localdate()))
+    many = count()
+    assert (few[1], many[1]) == (3, 15) and few[0] == many[0]
+
+
+def test_send_now_from_the_call_list_brings_the_next_reminder_forward(
+    client, participant, coordinator_a
+):
+    from surveys.models import Message
+
+    participant.contact.email = "dana@example.org"
+    participant.contact.save()
+    from surveys.reminders import reminders_plan
+
+    overdue(participant)
+    reminders_plan(assignments=list(participant.assignments.all()))
+    month1 = participant.assignments.get(wave__slug="m1")
+    client.force_login(coordinator_a)
+    reply = client.post(f"/admin/surveys/assignment/{month1.pk}/send-now/")
+    assert reply.status_code == 302
+    assert Message.objects.filter(
+        assignment=month1, status="queued", scheduled_at__lte=timezone.now()
+    ).exists()
+
+
+def test_the_call_list_is_linked_from_the_assignments_list(client, coordinator_a, participant):
+    client.force_login(coordinator_a)
+    assert "/admin/surveys/assignment/call-list/" in client.get("/admin/surveys/assignment/").text
