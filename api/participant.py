@@ -4,6 +4,8 @@ link starts (never a staff login) and scoped to that participant's own assignmen
 else answers 404.
 """
 
+from dataclasses import dataclass
+
 from django.contrib.auth.models import AnonymousUser
 from django.http import Http404
 from django.utils import translation
@@ -15,13 +17,19 @@ from rest_framework.permissions import BasePermission
 from rest_framework.request import Request
 
 from api.views import ResponseDraftSaveApi, ResponseSubmitApi
-from surveys.models import Assignment, Participant
+from surveys.models import Assignment
 from surveys.participant_views import EPOCH_KEY, LANGUAGE_KEY, SESSION_KEY
 from surveys.selectors import participant_entry_scope
 
 
+@dataclass(frozen=True)
+class ParticipantSession:
+    participant_id: int
+    access_epoch: int  # checked with the scope, in the same query (see ParticipantScope)
+
+
 class ParticipantSessionAuthentication(SessionAuthentication):
-    """``request.auth`` is the session's participant id; CSRF is enforced as for staff."""
+    """``request.auth`` is the session's ParticipantSession; CSRF is enforced as for staff."""
 
     def authenticate(self, request: Request):
         session = request._request.session
@@ -29,14 +37,10 @@ class ParticipantSessionAuthentication(SessionAuthentication):
         if not participant_id:
             return None
         self.enforce_csrf(request)
-        # A session from before a PIN change or a revocation no longer counts.
-        if not Participant.objects.filter(
-            pk=participant_id,
-            status=Participant.Status.ACTIVE,
-            access_epoch=session.get(EPOCH_KEY, -1),
-        ).exists():
-            return None
-        return (AnonymousUser(), int(participant_id))
+        return (
+            AnonymousUser(),
+            ParticipantSession(int(participant_id), session.get(EPOCH_KEY, -1)),
+        )
 
     def authenticate_header(self, request: Request) -> str:
         return "ParticipantSession"
@@ -68,8 +72,11 @@ class ParticipantScope:
             return super().dispatch(request, *args, **kwargs)
 
     def scope(self, request: Request, assignment_id: int, instrument_slug: str):
+        # One query: the survey is this participant's, they are active, and the session
+        # started after their last PIN change or revocation.
         scope = participant_entry_scope(
-            participant_id=request.auth,
+            participant_id=request.auth.participant_id,
+            access_epoch=request.auth.access_epoch,
             assignment_id=assignment_id,
             instrument_slug=instrument_slug,
         )

@@ -153,7 +153,10 @@ def _survey_context(request, participant: Participant, assignment_id: int, slug:
     """The assignment, instrument, version, items and any response, if they are this
     participant's; else 404."""
     scope = participant_entry_scope(
-        participant_id=participant.pk, assignment_id=assignment_id, instrument_slug=slug
+        participant_id=participant.pk,
+        access_epoch=participant.access_epoch,
+        assignment_id=assignment_id,
+        instrument_slug=slug,
     )
     if scope is None:
         raise Http404
