@@ -46,7 +46,7 @@ BATCH_SIZE = 1000
 MAX_ATTEMPTS = 5
 # A claimed row whose send never started is requeued after this; one that started is reviewed.
 STALE_AFTER = timedelta(minutes=15)
-ACCEPTING = (Assignment.Status.OPEN, Assignment.Status.IN_PROGRESS, Assignment.Status.SCHEDULED)
+INTERRUPTED = "interrupted while sending: it may have gone out; check before sending again"
 
 
 @dataclass
@@ -114,7 +114,7 @@ def messages_sweep(*, now: datetime) -> tuple[int, int]:
     )
     reviewed = stale.filter(send_started_at__isnull=False).update(
         status=Message.Status.REVIEW,
-        reason="interrupted while sending: it may have gone out; check before sending again",
+        reason=INTERRUPTED,
         updated_at=now,
     )
     return requeued, reviewed
@@ -272,8 +272,7 @@ def message_send(*, message_id: int, now: datetime | None = None) -> str:
             # A previous run got as far as the provider and then vanished (a killed worker
             # redelivered by acks_late): it may have gone out.
             message.status = Message.Status.REVIEW
-            message.reason = "interrupted while sending: it may have gone out; check before "
-            message.reason += "sending again"
+            message.reason = INTERRUPTED
             message.save(update_fields=["status", "reason", "updated_at"])
             return message.status
         refused = _why_not(message, now)

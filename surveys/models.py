@@ -653,9 +653,7 @@ class Message(models.Model):
         SKIPPED = "skipped", "Skipped"
         REVIEW = "review", "Interrupted: review (may have been sent)"
 
-    class Channel(models.TextChoices):
-        EMAIL = "email", "E-mail"
-        SMS = "sms", "Text message (SMS)"
+    Channel = Participant.Channel  # the same two channels as a participant's preference
 
     assignment = models.ForeignKey("Assignment", on_delete=models.CASCADE, related_name="messages")
     sequence = models.PositiveSmallIntegerField()

@@ -4,7 +4,9 @@ and signing out on a shared phone. Services in surveys/access.py."""
 from django.core.exceptions import ValidationError
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
+from django.urls import reverse
 from django.utils import formats, timezone, translation
+from django.utils.translation import gettext as _
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_http_methods, require_POST
 
@@ -147,12 +149,12 @@ def _pin(request: HttpRequest, participant: Participant) -> HttpResponse:
             if participant.pin_hash and not participant_pin_verify(
                 participant=participant, pin=request.POST.get("current")
             ):
-                raise ValidationError({"current": _wrong_pin(participant)})
+                raise ValidationError({"current": _("That is not your current PIN.")})
             if action == "remove":
                 participant_pin_remove(participant=participant)
                 # This session carries on; every other one of this participant ends.
                 request.session[EPOCH_KEY] = participant.access_epoch
-                return redirect(f"{_home_url()}?pin=removed")
+                return redirect(f"{reverse('participant-home')}?pin=removed")
             participant_pin_set(
                 participant=participant,
                 pin=request.POST.get("pin", ""),
@@ -160,9 +162,9 @@ def _pin(request: HttpRequest, participant: Participant) -> HttpResponse:
             )
             request.session[EPOCH_KEY] = participant.access_epoch
             request.session.set_expiry(0)
-            return redirect(f"{_home_url()}?pin=set")
+            return redirect(f"{reverse('participant-home')}?pin=set")
         except PinLocked:
-            errors = {"current": _locked_message(participant)}
+            errors = {"current": _("Too many wrong tries. Please try again in 15 minutes.")}
         except ValidationError as exc:
             errors = {field: messages[0] for field, messages in exc.message_dict.items()}
     return _render(
@@ -172,22 +174,6 @@ def _pin(request: HttpRequest, participant: Participant) -> HttpResponse:
         {"errors": errors},
         status=400 if errors else 200,
     )
-
-
-def _locked_message(participant: Participant) -> str:
-    with translation.override(participant.language):
-        return translation.gettext("Too many wrong tries. Please try again in 15 minutes.")
-
-
-def _wrong_pin(participant: Participant) -> str:
-    with translation.override(participant.language):
-        return translation.gettext("That is not your current PIN.")
-
-
-def _home_url() -> str:
-    from django.urls import reverse
-
-    return reverse("participant-home")
 
 
 @never_cache

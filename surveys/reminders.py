@@ -157,11 +157,7 @@ def channel_for(participant: Participant, contact: ParticipantContact | None) ->
         Message.Channel.EMAIL: bool(contact and contact.email) and not participant.email_opt_out_at,
         Message.Channel.SMS: bool(contact and contact.phone) and not participant.sms_opt_out_at,
     }
-    preferred = (
-        Message.Channel.SMS
-        if participant.preferred_channel == Participant.Channel.SMS
-        else Message.Channel.EMAIL
-    )
+    preferred = participant.preferred_channel
     other = Message.Channel.EMAIL if preferred == Message.Channel.SMS else Message.Channel.SMS
     for channel in (preferred, other):
         if has[channel]:
@@ -244,7 +240,7 @@ def reminders_plan(*, assignments, now: datetime | None = None) -> int:
                 Message(
                     assignment=assignment,
                     sequence=last_sequence + offset,
-                    channel=channel or preferred_or_email(participant),
+                    channel=channel or participant.preferred_channel,
                     rule=item.rule,
                     scheduled_at=item.scheduled_at,
                     status=Message.Status.QUEUED if channel else Message.Status.SKIPPED,
@@ -253,14 +249,6 @@ def reminders_plan(*, assignments, now: datetime | None = None) -> int:
             )
     Message.objects.bulk_create(rows, batch_size=2000)
     return sum(1 for row in rows if row.status == Message.Status.QUEUED)
-
-
-def preferred_or_email(participant: Participant) -> str:
-    return (
-        Message.Channel.SMS
-        if participant.preferred_channel == Participant.Channel.SMS
-        else Message.Channel.EMAIL
-    )
 
 
 def wave_replan(*, wave: Wave | None, study: Study, now: datetime | None = None) -> int:

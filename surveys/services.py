@@ -451,19 +451,21 @@ def contact_attempt_log(
     return attempt
 
 
-def assignment_send_now(*, assignment: Assignment, now: datetime | None = None) -> int:
-    """Bring the next queued message of an open survey forward to now (the dispatcher sends it
-    within a minute, after its usual checks). Returns 1, or 0 when none is queued."""
+def messages_send_now(*, messages, now: datetime | None = None) -> int:
+    """Bring these messages forward to now where they are still queued and their survey is
+    open: the dispatcher sends them within a minute, after its usual checks."""
     now = now or timezone.now()
-    if assignment.status not in (Assignment.Status.OPEN, Assignment.Status.IN_PROGRESS):
-        return 0
+    return messages.filter(
+        status=Message.Status.QUEUED,
+        assignment__status__in=(Assignment.Status.OPEN, Assignment.Status.IN_PROGRESS),
+    ).update(scheduled_at=now, updated_at=now)
+
+
+def assignment_send_now(*, assignment: Assignment, now: datetime | None = None) -> int:
+    """Send the next queued message of an open survey now; 1, or 0 when none is waiting."""
     following = (
         Message.objects.filter(assignment=assignment, status=Message.Status.QUEUED)
         .order_by("scheduled_at")
-        .first()
+        .values_list("pk", flat=True)[:1]
     )
-    if following is None:
-        return 0
-    return Message.objects.filter(pk=following.pk, status=Message.Status.QUEUED).update(
-        scheduled_at=now, updated_at=now
-    )
+    return messages_send_now(messages=Message.objects.filter(pk__in=list(following)), now=now)

@@ -7,10 +7,10 @@ from django.template.response import TemplateResponse
 from django.urls import path
 from django.utils import timezone
 
-from surveys import selectors
+from surveys import selectors, services
 from surveys.admin.base import RELATED_ONLY, ReadOnlyMixin
 from surveys.dispatch import reminders_dry_run
-from surveys.models import Assignment, Message, ReminderRule
+from surveys.models import Message, ReminderRule
 from surveys.reminders import wave_replan
 
 
@@ -82,12 +82,11 @@ class MessageAdmin(ReadOnlyMixin, admin.ModelAdmin):
     def send_now(self, request, queryset):
         """Bring queued messages forward to now: the next cycle (within a minute) sends them,
         after the usual checks (still open, not completed, not opted out)."""
-        allowed = selectors.participants_for_user(user=request.user)
-        moved = queryset.filter(
-            status=Message.Status.QUEUED,
-            assignment__participant__in=allowed,
-            assignment__status__in=(Assignment.Status.OPEN, Assignment.Status.IN_PROGRESS),
-        ).update(scheduled_at=timezone.now(), updated_at=timezone.now())
+        moved = services.messages_send_now(
+            messages=queryset.filter(
+                assignment__participant__in=selectors.participants_for_user(user=request.user)
+            )
+        )
         self.message_user(
             request,
             f"{moved} message(s) will go within a minute; others were not queued or their "
