@@ -6,9 +6,11 @@ from django.db import transaction
 from django.utils import timezone
 
 from recovery.battery import INSTRUMENT_NAMES_ES, INSTRUMENTS, WAVE_NAMES_ES, WAVES
+from recovery.battery.consent import CONSENT_TEMPLATE_DATE, CONSENT_TEXTS, CONSENT_VERSION
 from recovery.synthetic import SyntheticCohort
 from surveys.models import (
     Assignment,
+    ConsentVersion,
     Instrument,
     InstrumentVersion,
     Item,
@@ -95,6 +97,14 @@ def study_create_from_template(
                 position=2,
             ),
         ]
+    )
+    # The template's text, dated as the template was written; a study adds the version its
+    # ethics board approved, which becomes current.
+    ConsentVersion.objects.create(
+        study=study,
+        version=CONSENT_VERSION,
+        approved_on=CONSENT_TEMPLATE_DATE,
+        texts=CONSENT_TEXTS,
     )
     return study
 

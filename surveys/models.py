@@ -125,6 +125,12 @@ class Participant(models.Model):
     # STOP reply (SMS). The other channel is used while it is not opted out too.
     email_opt_out_at = models.DateTimeField(null=True, blank=True)
     sms_opt_out_at = models.DateTimeField(null=True, blank=True)
+    # Enrolled to give consent on their own phone (surveys/consent.py): their link opens the
+    # consent text until they agree; no survey is shown before.
+    consent_pending = models.BooleanField(default=False, editable=False)
+    # When identifiers were erased after a withdrawal (surveys/consent.py): the contact
+    # details, typed consent names and free-text notes are gone; answers stay, de-identified.
+    identifiers_erased_at = models.DateTimeField(null=True, blank=True, editable=False)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -733,3 +739,143 @@ class ContactAttempt(models.Model):
 
     def __str__(self) -> str:
         return f"{self.get_method_display()} to {self.participant_id}: {self.get_outcome_display()}"
+
+
+class ConsentVersion(models.Model):
+    """An approved version of a study's consent text, in each language participants read."""
+
+    study = models.ForeignKey(Study, on_delete=models.CASCADE, related_name="consent_versions")
+    version = models.CharField(
+        max_length=20, help_text="As the ethics board approved it: 1.0, 2.1…"
+    )
+    approved_on = models.DateField(help_text="The date of approval; the newest is current.")
+    texts = models.JSONField(
+        default=dict,
+        help_text='The consent text by language: {"en": "…", "es": "…"}. Paragraphs are '
+        "separated by blank lines.",
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ("study_id", "-approved_on", "-id")
+        constraints = [
+            models.UniqueConstraint(fields=("study", "version"), name="consent_version_unique")
+        ]
+
+    def __str__(self) -> str:
+        return f"version {self.version} ({self.approved_on:%Y-%m-%d})"
+
+    def clean(self) -> None:
+        if not isinstance(self.texts, dict) or not any(
+            isinstance(text, str) and text.strip() for text in self.texts.values()
+        ):
+            raise ValidationError({"texts": "Give the consent text in at least one language."})
+        unknown = set(self.texts) - set(Language.values)
+        if unknown:
+            raise ValidationError({"texts": f"Unknown language(s): {', '.join(sorted(unknown))}."})
+
+    def text_in(self, language: str) -> tuple[str, str]:
+        """(language, text): the participant's language, else the study's, else any."""
+        for lang in (language, self.study.default_language, *self.texts):
+            text = self.texts.get(lang)
+            if isinstance(text, str) and text.strip():
+                return lang, text
+        return language, ""
+
+
+class Consent(models.Model):
+    """A participant's consent: to which version, how, when and who obtained it.
+
+    Kept as written (no change or delete; ``save`` refuses an update). Identifier erasure
+    after a withdrawal is the one exception, through its service, and blanks the typed name.
+    """
+
+    class Method(models.TextChoices):
+        WRITTEN = "written", "Signed on paper"
+        VERBAL = "verbal", "Verbal, documented by staff"
+        ELECTRONIC = "electronic", "E-consent on the participant's phone"
+
+    participant = models.ForeignKey(Participant, on_delete=models.PROTECT, related_name="consents")
+    version = models.ForeignKey(ConsentVersion, on_delete=models.PROTECT, related_name="consents")
+    method = models.CharField(max_length=12, choices=Method.choices)
+    consented_on = models.DateField()
+    obtained_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        help_text="The staff member who obtained it (empty for e-consent).",
+    )
+    # E-consent: what the participant read (in which language), the name they typed and the
+    # moment they agreed. The text is kept as shown, so a later version changes nothing here.
+    language = models.CharField(max_length=8, choices=Language.choices, blank=True)
+    text = models.TextField(blank=True)
+    text_sha256 = models.CharField(max_length=64, blank=True)
+    typed_name = EncryptedTextField(blank=True)
+    agreed_at = models.DateTimeField(null=True, blank=True)
+    recorded_at = models.DateTimeField()
+    recorded_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+
+    class Meta:
+        ordering = ("participant_id", "recorded_at")
+
+    def __str__(self) -> str:
+        return f"Consent of {self.participant_id} to {self.version} ({self.get_method_display()})"
+
+    def save(self, *args, **kwargs):
+        if not self._state.adding:
+            raise ValidationError("A consent record is kept as written and cannot be changed.")
+        super().save(*args, **kwargs)
+
+    def delete(self, *args, **kwargs):
+        raise ValidationError("A consent record is kept as written and cannot be deleted.")
+
+
+class AuditEvent(models.Model):
+    """Append-only: who did what to which record, when and from where.
+
+    Written by ``surveys.audit.audit_log``; never changed or deleted (``save`` refuses an update).
+    """
+
+    class Action(models.TextChoices):
+        RESPONSE_VIEW = "response_view", "Opened a response"
+        CONSENT_VIEW = "consent_view", "Opened a consent record"
+        IDENTIFIERS_ERASE = "identifiers_erase", "Erased a participant's identifiers"
+        PARTICIPANT_IMPORT = "participant_import", "Imported participants from a file"
+        STATUS_CHANGE = "status_change", "Changed a participant's status"
+
+    at = models.DateTimeField(db_index=True)
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    username = models.CharField(max_length=150, blank=True)
+    action = models.CharField(max_length=32, choices=Action.choices)
+    study = models.ForeignKey(
+        Study, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    participant = models.ForeignKey(
+        Participant, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    object_type = models.CharField(max_length=50, blank=True)
+    object_id = models.CharField(max_length=50, blank=True)
+    # Never an identifier value: codes, counts, field names.
+    details = models.JSONField(default=dict, blank=True)
+    ip = models.GenericIPAddressField(null=True, blank=True)
+
+    class Meta:
+        ordering = ("-at", "-id")
+        indexes = [models.Index(fields=("participant", "at"), name="audit_participant_at")]
+
+    def __str__(self) -> str:
+        return f"{self.at:%Y-%m-%d %H:%M} {self.username or '—'}: {self.get_action_display()}"
+
+    def save(self, *args, **kwargs):
+        if not self._state.adding:
+            raise ValidationError("The audit log is append-only.")
+        super().save(*args, **kwargs)
+
+    def delete(self, *args, **kwargs):
+        raise ValidationError("The audit log is append-only.")

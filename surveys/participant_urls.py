@@ -1,6 +1,6 @@
 from django.urls import path
 
-from surveys import participant_access, participant_views, unsubscribe
+from surveys import participant_access, participant_consent, participant_views, unsubscribe
 from surveys.participant_diary import diary_delete, diary_log
 
 urlpatterns = [
@@ -18,6 +18,8 @@ urlpatterns = [
         participant_views.survey_done,
         name="participant-survey-done",
     ),
+    path("consent", participant_consent.consent, name="participant-consent"),
+    path("consent/copy", participant_consent.consent_copy, name="participant-consent-copy"),
     path("new-link", participant_access.new_link, name="participant-new-link"),
     path("unlock", participant_access.unlock, name="participant-unlock"),
     path("pin", participant_access.pin, name="participant-pin"),

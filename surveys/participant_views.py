@@ -46,9 +46,11 @@ EPOCH_KEY = "participant_epoch"
 PIN_PENDING_KEY = "participant_pin_pending"
 
 
-def session_participant(request: HttpRequest) -> Participant:
+def session_participant(request: HttpRequest, *, consent_pending_ok: bool = False) -> Participant:
     """The participant this browser session belongs to, or 404 (also for a session started
-    before the participant's PIN changed or their links were revoked)."""
+    before the participant's PIN changed or their links were revoked, and, on every page but
+    home, consent and language, for one who has not yet given the consent they were enrolled
+    to give on their phone)."""
     participant_id = request.session.get(SESSION_KEY)
     participant = (
         Participant.objects.filter(
@@ -59,7 +61,7 @@ def session_participant(request: HttpRequest) -> Participant:
         if participant_id
         else None
     )
-    if participant is None:
+    if participant is None or (participant.consent_pending and not consent_pending_ok):
         raise Http404
     return participant
 
@@ -117,7 +119,9 @@ def participant_session_start(request: HttpRequest, participant: Participant) ->
 @never_cache
 @require_GET
 def home(request: HttpRequest) -> HttpResponse:
-    participant = session_participant(request)
+    participant = session_participant(request, consent_pending_ok=True)
+    if participant.consent_pending:
+        return redirect("participant-consent")
     return home_page(request, participant)
 
 
@@ -138,7 +142,7 @@ def home_page(
 @never_cache
 @require_POST
 def language_set(request: HttpRequest) -> HttpResponse:
-    participant = session_participant(request)
+    participant = session_participant(request, consent_pending_ok=True)
     language = request.POST.get("language", "")
     if language in Language.values:
         participant_language_set(participant=participant, language=language)

@@ -28,6 +28,9 @@ _ENGINE_MODELS = (
     "message",
     "reminderrule",
     "contactattempt",
+    "consentversion",
+    "consent",
+    "auditevent",
 )
 
 # What every staff role may look at: the study design and the de-identified research data.
@@ -36,6 +39,7 @@ _VIEW_RESEARCH_DATA = {
     for model in (
         "study", "site", "wave", "waveinstrument", "instrument", "instrumentversion", "item",
         "participant", "participantstatuschange", "assignment", "response", "diaryentry",
+        "consentversion",
     )
 }  # fmt: skip
 
@@ -64,6 +68,9 @@ ROLE_PERMISSIONS: dict[str, set[str]] = {
         # The contact log: coordinators record their attempts to reach people.
         "view_contactattempt",
         "add_contactattempt",
+        # Consent records (who consented to which text, how): coordinators record them at
+        # enrolment and print copies.
+        "view_consent",
     },
     # Researchers see de-identified data only: no contact details, nothing to change.
     StaffRole.Role.RESEARCHER: set(_VIEW_RESEARCH_DATA),

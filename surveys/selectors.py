@@ -150,19 +150,19 @@ def participant_entry_scope(
     *, participant_id: int, access_epoch: int, assignment_id: int, instrument_slug: str
 ) -> ParticipantScope | None:
     """The assignment and the wave's instrument named ``instrument_slug``, if both belong to
-    this (active) participant and the session is still good (``access_epoch``, see
+    this (active, consented) participant and the session is still good (``access_epoch``, see
     Participant.access_epoch); else None, which callers answer with 404 whatever the reason,
     so that a guessed or another participant's URL tells nothing."""
     with connection.cursor() as cursor:
         prepared.execute(
             cursor,
-            "surveys_participant_scope_epoch",
+            "surveys_participant_scope_consented",
             "SELECT ins.id, ins.name, ins.study_id FROM surveys_assignment a "
             "JOIN surveys_participant p ON p.id = a.participant_id "
             "JOIN surveys_waveinstrument wi ON wi.wave_id = a.wave_id "
             "JOIN surveys_instrument ins ON ins.id = wi.instrument_id AND ins.slug = %s "
             "WHERE a.id = %s AND a.participant_id = %s AND p.status = %s "
-            "AND p.access_epoch = %s",
+            "AND p.access_epoch = %s AND NOT p.consent_pending",
             [
                 instrument_slug,
                 assignment_id,

@@ -12,6 +12,12 @@ from django.utils.formats import date_format
 from django.utils.translation import gettext as _
 
 from surveys import diary
+from surveys.consent import (
+    ConsentInput,
+    consent_record,
+    consent_validate,
+    participant_identifiers_erase,
+)
 from surveys.models import (
     ROLE_GROUP_NAMES,
     Assignment,
@@ -113,19 +119,38 @@ def participant_code_next(*, site: Site) -> str:
 
 @transaction.atomic
 def participant_enrol(
-    *, participant: Participant, contact: dict | None = None, now: datetime | None = None
+    *,
+    participant: Participant,
+    contact: dict | None = None,
+    consent: ConsentInput | None = None,
+    enrolled_by=None,
+    now: datetime | None = None,
 ) -> Participant:
-    """Save a new participant, their contact details (when given) and their assignments.
+    """Save a new participant, their consent, their contact details (when given) and their
+    assignments, and plan their invitations.
 
     ``contact=None`` leaves the contact row to the caller (the admin's inline form saves it).
+    ``consent`` is required of staff (the admin, the API and the import pass it); e-consent
+    leaves the participant waiting to consent on their phone.
     """
     unknown = set(contact or {}) - set(CONTACT_FIELDS)
     if unknown:
         raise ValidationError({"contact": f"Unknown contact fields: {', '.join(sorted(unknown))}."})
+    if consent is not None:
+        consent = consent_validate(
+            study=participant.study, consent=consent, today=timezone.localdate()
+        )
     if not participant.code and participant.site_id:
         participant.code = participant_code_next(site=participant.site)
     participant.full_clean()
     participant.save()
+    if consent is not None:
+        consent_record(
+            participant=participant,
+            consent=consent,
+            recorded_by=enrolled_by,
+            now=now or timezone.now(),
+        )
     if contact is not None:
         row = ParticipantContact(participant=participant, **contact)
         row.full_clean(exclude=["participant"])
@@ -315,13 +340,19 @@ def participant_status_change(
     status: str,
     reason: str = "",
     changed_by=None,
+    erase_identifiers: bool = False,
+    request=None,
     now: datetime | None = None,
 ) -> Participant:
-    """Move a participant to ``status``, record who did it and why, and cancel every
-    unanswered assignment when they are no longer followed (withdrawn, deceased, completed)."""
+    """Move a participant to ``status``, record who did it and why, and, when they are no
+    longer followed (withdrawn, deceased, completed), cancel every unanswered assignment and
+    every message not yet sent: all contact stops at once. A withdrawal may erase identifiers
+    (as the participant's consent allows), keeping the de-identified answers."""
     now = now or timezone.now()
     if status not in Participant.Status.values:
         raise ValidationError({"status": f"Unknown status {status!r}."})
+    if erase_identifiers and status != Participant.Status.WITHDRAWN:
+        raise ValidationError({"erase_identifiers": "Identifiers are erased only on withdrawal."})
     locked = Participant.objects.select_for_update().get(pk=participant.pk)
     if locked.status == status:
         return locked
@@ -341,6 +372,13 @@ def participant_status_change(
         locked.assignments.filter(status__in=UNANSWERED).update(
             status=Assignment.Status.CANCELLED, status_changed_at=now
         )
+        Message.objects.filter(assignment__participant=locked, status=Message.Status.QUEUED).update(
+            status=Message.Status.CANCELLED,
+            reason=f"participant {locked.get_status_display().lower()}",
+            updated_at=now,
+        )
+    if erase_identifiers:
+        participant_identifiers_erase(participant=locked, by=changed_by, request=request, now=now)
     participant.status = status
     return locked
 

@@ -40,10 +40,10 @@ def site_b(study):
 
 @pytest.fixture
 def enrol():
-    def _enrol(*, site, contact=None, now=None, **fields):
+    def _enrol(*, site, contact=None, consent=None, now=None, **fields):
         fields.setdefault("study", site.study)
         participant = ParticipantFactory.build(site=site, **fields)
-        return participant_enrol(participant=participant, contact=contact, now=now)
+        return participant_enrol(participant=participant, contact=contact, consent=consent, now=now)
 
     return _enrol
 

@@ -6,6 +6,8 @@ from django.urls import reverse
 
 from surveys.models import (
     Assignment,
+    AuditEvent,
+    Consent,
     DiaryEntry,
     InstrumentVersion,
     Item,
@@ -52,6 +54,7 @@ def test_every_admin_list_and_add_page_opens_with_demo_data(superuser_client):
         # participant's phone: never by hand.
         by_hand = (
             Assignment, Response, Item, InstrumentVersion, SafetyAlert, DiaryEntry, Message,
+            Consent, AuditEvent,
         )  # fmt: skip
         expected = 403 if model in by_hand else 200
         assert superuser_client.get(add).status_code == expected, add
@@ -75,6 +78,8 @@ def test_enrolling_in_the_admin_creates_assignments_and_encrypted_contact(
             "timezone": "America/New_York",
             "language": "es",
             "preferred_channel": "sms",
+            "consent_method": "verbal",
+            "consent_date": "2026-11-01",
             "contact-TOTAL_FORMS": "1",
             "contact-INITIAL_FORMS": "0",
             "contact-MIN_NUM_FORMS": "0",

@@ -2,6 +2,7 @@
 
 # Importing the modules registers their ModelAdmins with the admin site.
 from surveys.admin import (  # noqa: F401
+    consent,
     diary,
     instruments,
     messages,

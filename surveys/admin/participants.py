@@ -4,23 +4,33 @@ from datetime import timedelta
 
 from django import forms
 from django.contrib import admin, messages
+from django.contrib.auth import get_user_model
+from django.core.exceptions import ValidationError
+from django.urls import reverse
 from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 
 from surveys import selectors, services
 from surveys.access import participant_pin_remove
 from surveys.admin.base import RELATED_ONLY, ReadOnlyMixin
+from surveys.admin.imports import participant_import_urls
+from surveys.consent import ConsentInput, consent_validate
 from surveys.links import participant_links_revoke
 from surveys.models import (
     Assignment,
+    Consent,
+    ConsentVersion,
     ContactAttempt,
     Message,
     Participant,
     ParticipantContact,
     ParticipantLink,
     ParticipantStatusChange,
+    Study,
 )
 from surveys.reminders import reminders_plan
+
+CONSENT_FIELDS = ("consent_method", "consent_version", "consent_date", "consent_obtained_by")
 
 
 class ParticipantContactForm(forms.ModelForm):
@@ -95,6 +105,21 @@ class AssignmentInline(ReadOnlyMixin, admin.TabularInline):
         )
 
 
+class ConsentInline(ReadOnlyMixin, admin.TabularInline):
+    """Kept as written; the printable copy opens from here (and is audited)."""
+
+    model = Consent
+    extra = 0
+    fields = ("version", "method", "consented_on", "obtained_by", "agreed_at", "printable")
+    readonly_fields = fields
+
+    @admin.display(description="copy")
+    def printable(self, obj: Consent) -> str:
+        return format_html(
+            '<a href="{}">Printable copy</a>', reverse("admin:surveys_consent_print", args=[obj.pk])
+        )
+
+
 class ParticipantStatusChangeInline(ReadOnlyMixin, admin.TabularInline):
     model = ParticipantStatusChange
     extra = 0
@@ -119,6 +144,37 @@ class ParticipantForm(forms.ModelForm):
         label="Reason for a status change",
         help_text="Required when withdrawing. Kept in the participant's status history.",
     )
+    erase_identifiers = forms.BooleanField(
+        required=False,
+        label="On withdrawal, also erase identifiers",
+        help_text="When the participant asks for it and their consent allows: the contact and "
+        "locator details, the typed consent name, notes of contact attempts and answers marked "
+        "as identifiers are erased for good; de-identified answers are kept. Audited.",
+    )
+    # Enrolment only: how the participant consented (surveys/consent.py).
+    consent_method = forms.ChoiceField(
+        label="Consent",
+        choices=[("", "---------"), *Consent.Method.choices],
+        help_text="E-consent: the participant reads the consent text on their phone, types "
+        "their name and agrees before the first survey.",
+    )
+    consent_version = forms.ModelChoiceField(
+        queryset=ConsentVersion.objects.none(),
+        required=False,
+        help_text="Empty: the study's current version.",
+    )
+    consent_date = forms.DateField(
+        required=False,
+        label="Date of consent",
+        help_text="Signed on paper or verbal consent: the date it was given.",
+        widget=forms.DateInput(attrs={"type": "date"}),
+    )
+    consent_obtained_by = forms.ModelChoiceField(
+        queryset=get_user_model().objects.none(),
+        required=False,
+        label="Consent obtained by",
+        help_text="Signed on paper or verbal consent. Empty: you.",
+    )
 
     class Meta:
         model = Participant
@@ -133,8 +189,24 @@ class ParticipantForm(forms.ModelForm):
             "preferred_channel",
         )
 
-    def __init__(self, *args, **kwargs):
+    def __init__(self, *args, user=None, **kwargs):
         super().__init__(*args, **kwargs)
+        self.user = user
+        if self.instance.pk:
+            for name in CONSENT_FIELDS:
+                self.fields.pop(name, None)
+        else:
+            self.fields.pop("erase_identifiers", None)
+            studies = selectors.studies_for_user(user=user) if user else Study.objects.none()
+            self.fields["consent_version"].queryset = ConsentVersion.objects.filter(
+                study__in=studies
+            ).select_related("study")
+            self.fields["consent_obtained_by"].queryset = (
+                get_user_model()
+                .objects.filter(study_roles__study__in=studies)
+                .distinct()
+                .order_by("username")
+            )
         if not self.instance.pk and "code" in self.fields:
             self.fields["code"].required = False
             self.fields[
@@ -143,10 +215,8 @@ class ParticipantForm(forms.ModelForm):
 
     def clean(self):
         cleaned = super().clean()
-        site = cleaned.get("site")
-        if not self.instance.pk and not cleaned.get("code") and site and not self.errors:
-            cleaned["code"] = services.participant_code_next(site=site)
-            self.instance.code = cleaned["code"]
+        # An empty study ID is given by participant_enrol once everything is valid, so that
+        # a form sent back with errors uses up no number.
         changed_to = cleaned.get("status")
         if (
             self.instance.pk
@@ -156,6 +226,25 @@ class ParticipantForm(forms.ModelForm):
             and not cleaned.get("status_reason", "").strip()
         ):
             self.add_error("status_reason", "Say why the participant withdrew.")
+        if cleaned.get("erase_identifiers") and changed_to != Participant.Status.WITHDRAWN:
+            self.add_error(
+                "erase_identifiers", "Identifiers are erased only when the participant withdraws."
+            )
+        if not self.instance.pk and cleaned.get("study") and "consent_method" in cleaned:
+            try:
+                self.consent = consent_validate(
+                    study=cleaned["study"],
+                    consent=ConsentInput(
+                        method=cleaned["consent_method"],
+                        version=cleaned.get("consent_version"),
+                        consented_on=cleaned.get("consent_date"),
+                        obtained_by=cleaned.get("consent_obtained_by") or self.user,
+                    ),
+                    today=timezone.localdate(),
+                )
+            except ValidationError as exc:
+                for field, errors in exc.message_dict.items():
+                    self.add_error(field if field in self.fields else None, errors)
         return cleaned
 
 
@@ -167,9 +256,17 @@ class ParticipantAdmin(admin.ModelAdmin):
     list_select_related = ("study", "site")
     search_fields = ("code",)
     date_hierarchy = "enrolled_on"
-    readonly_fields = ("pin_state", "message_history", "created_at", "updated_at")
+    readonly_fields = (
+        "consent_state",
+        "pin_state",
+        "message_history",
+        "identifiers_erased_at",
+        "created_at",
+        "updated_at",
+    )
     inlines = (
         ParticipantContactInline,
+        ConsentInline,
         ContactAttemptInline,
         AssignmentInline,
         ParticipantStatusChangeInline,
@@ -210,6 +307,12 @@ class ParticipantAdmin(admin.ModelAdmin):
             ),
         )
 
+    @admin.display(description="Consent")
+    def consent_state(self, obj):
+        if obj.pk and obj.consent_pending:
+            return "Waiting for e-consent on the participant's phone: no survey opens before."
+        return "Recorded (see below)" if obj.pk else "—"
+
     @admin.display(description="PIN")
     def pin_state(self, obj):
         if not obj.pk or not obj.pin_hash:
@@ -218,6 +321,9 @@ class ParticipantAdmin(admin.ModelAdmin):
 
     def get_queryset(self, request):
         return selectors.participants_for_user(user=request.user)
+
+    def get_urls(self):
+        return [*participant_import_urls(self), *super().get_urls()]
 
     def get_inlines(self, request, obj):
         if obj is None:
@@ -251,9 +357,34 @@ class ParticipantAdmin(admin.ModelAdmin):
             kwargs["queryset"] = selectors.studies_for_user(user=request.user)
         return super().formfield_for_foreignkey(db_field, request, **kwargs)
 
+    def get_form(self, request, obj=None, change=False, **kwargs):
+        form = super().get_form(request, obj, change=change, **kwargs)
+
+        class WithUser(form):
+            def __init__(self, *args, **inner):
+                super().__init__(*args, user=request.user, **inner)
+
+        return WithUser
+
+    def get_fieldsets(self, request, obj=None):
+        fieldsets = super().get_fieldsets(request, obj)
+        if obj is None:
+            main = [f for f in fieldsets[0][1]["fields"] if f not in CONSENT_FIELDS]
+            main = [f for f in main if f not in ("status", "status_reason", "erase_identifiers")]
+            return [
+                (None, {"fields": main}),
+                ("Consent", {"fields": CONSENT_FIELDS}),
+            ]
+        return [
+            (name, {**options, "fields": [f for f in options["fields"] if f not in CONSENT_FIELDS]})
+            for name, options in fieldsets
+        ]
+
     def save_model(self, request, obj, form, change):
         if not change:
-            services.participant_enrol(participant=obj)
+            services.participant_enrol(
+                participant=obj, consent=form.consent, enrolled_by=request.user
+            )
             return
         new_status = obj.status
         if "status" in form.changed_data:
@@ -267,6 +398,8 @@ class ParticipantAdmin(admin.ModelAdmin):
                 status=new_status,
                 changed_by=request.user,
                 reason=form.cleaned_data.get("status_reason", ""),
+                erase_identifiers=form.cleaned_data.get("erase_identifiers", False),
+                request=request,
             )
 
     def save_formset(self, request, form, formset, change):

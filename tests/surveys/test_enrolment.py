@@ -216,7 +216,7 @@ def test_the_admin_gives_the_next_study_id_when_the_field_is_left_empty(
         {
             "study": site_a.study_id, "site": site_a.pk, "code": "", "status": "active",
             "enrolled_on": "2026-11-24", "timezone": "America/New_York", "language": "en",
-            "preferred_channel": "email",
+            "preferred_channel": "email", "consent_method": "electronic",
             "contact-TOTAL_FORMS": "1", "contact-INITIAL_FORMS": "0",
             "contact-MIN_NUM_FORMS": "0", "contact-MAX_NUM_FORMS": "1",
             "contact-0-email": "new@example.org",

@@ -97,6 +97,10 @@ def test_withdrawing_in_the_admin_goes_through_the_service(client, coordinator_a
         "contact_attempts-INITIAL_FORMS": "0",
         "contact_attempts-MIN_NUM_FORMS": "0",
         "contact_attempts-MAX_NUM_FORMS": "1000",
+        "consents-TOTAL_FORMS": "0",
+        "consents-INITIAL_FORMS": "0",
+        "consents-MIN_NUM_FORMS": "0",
+        "consents-MAX_NUM_FORMS": "1000",
     }
     without_reason = client.post(url, form)
     assert without_reason.status_code == 200
