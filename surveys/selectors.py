@@ -14,11 +14,16 @@ from django.utils import timezone
 from surveys import diary, prepared
 from surveys.models import (
     Assignment,
+    AuditEvent,
+    Consent,
     ContactAttempt,
     DiaryEntry,
     Instrument,
     Item,
+    Message,
     Participant,
+    ParticipantStatusChange,
+    Response,
     Site,
     StaffRole,
     Study,
@@ -415,3 +420,137 @@ def call_list(*, user, now=None, soon_days: int = CLOSING_SOON_DAYS):
         )
         .order_by("closes_at", "-earlier_misses", "participant__code")
     )
+
+
+@dataclass(frozen=True)
+class TimelineEvent:
+    at: datetime
+    kind: str  # enrolment, consent, status, survey, response, message, contact, audit
+    title: str
+    detail: str = ""
+    response_id: int | None = None
+
+
+def participant_timeline(
+    *, participant: Participant, show_contact_log: bool
+) -> list[TimelineEvent]:
+    """Everything that happened to one participant, newest first: enrolment and consent, each
+    survey's window and outcome, responses, invitations and reminders, contact attempts (only
+    for those who may see them: their notes are free text) and status changes. A fixed number
+    of queries."""
+    events = [
+        TimelineEvent(
+            participant.created_at, "enrolment", "Enrolled", f"site {participant.site.code}"
+        )
+    ]
+    for consent in Consent.objects.filter(participant=participant).select_related("version"):
+        events.append(
+            TimelineEvent(
+                consent.agreed_at or consent.recorded_at,
+                "consent",
+                f"Consent: {consent.get_method_display()}",
+                f"version {consent.version.version}, given {consent.consented_on:%Y-%m-%d}",
+            )
+        )
+    for change in ParticipantStatusChange.objects.filter(participant=participant).select_related(
+        "changed_by"
+    ):
+        by = change.changed_by.get_username() if change.changed_by else "the system"
+        events.append(
+            TimelineEvent(
+                change.changed_at,
+                "status",
+                f"Status: {change.get_from_status_display()} → {change.get_to_status_display()}",
+                f"by {by}" + (f": {change.reason}" if change.reason else ""),
+            )
+        )
+    assignments = list(participant.assignments.select_related("wave").order_by("opens_at"))
+    for assignment in assignments:
+        name = str(assignment.wave.name)
+        if assignment.wave.recurrence_days:
+            name += f" #{assignment.occurrence + 1}"
+        events.append(
+            TimelineEvent(
+                assignment.opens_at,
+                "survey",
+                f"{name}: window opens",
+                f"due {assignment.due_at:%Y-%m-%d}, closes {assignment.closes_at:%Y-%m-%d}; "
+                f"now {assignment.get_status_display().lower()}",
+            )
+        )
+        if assignment.status == Assignment.Status.MISSED:
+            events.append(
+                TimelineEvent(assignment.closes_at, "survey", f"{name}: missed (window closed)")
+            )
+    for response in (
+        Response.objects.filter(assignment__participant=participant)
+        .select_related("assignment__wave", "instrument")
+        .order_by("started_at")
+    ):
+        submitted = response.status == Response.Status.SUBMITTED
+        events.append(
+            TimelineEvent(
+                response.submitted_at if submitted else response.updated_at,
+                "response",
+                f"{response.assignment.wave.name}: {response.instrument.name} "
+                + ("submitted" if submitted else "draft saved"),
+                response_id=response.pk,
+            )
+        )
+    for message in Message.objects.filter(assignment__participant=participant).select_related(
+        "assignment__wave"
+    ):
+        what = "Invitation" if message.sequence == 0 else f"Reminder {message.sequence}"
+        events.append(
+            TimelineEvent(
+                message.sent_at or message.scheduled_at,
+                "message",
+                f"{what} for {message.assignment.wave.name} by {message.get_channel_display()}",
+                message.get_status_display() + (f": {message.reason}" if message.reason else ""),
+            )
+        )
+    if show_contact_log:
+        for attempt in ContactAttempt.objects.filter(participant=participant).select_related("by"):
+            by = attempt.by.get_username() if attempt.by else ""
+            events.append(
+                TimelineEvent(
+                    attempt.attempted_at,
+                    "contact",
+                    f"{attempt.get_method_display()}: {attempt.get_outcome_display()}",
+                    (f"by {by}" if by else "") + (f" — {attempt.note}" if attempt.note else ""),
+                )
+            )
+    for event in AuditEvent.objects.filter(
+        participant=participant, action=AuditEvent.Action.IDENTIFIERS_ERASE
+    ):
+        events.append(
+            TimelineEvent(event.at, "audit", "Identifiers erased", f"by {event.username or '—'}")
+        )
+    return sorted(events, key=lambda e: e.at, reverse=True)
+
+
+def response_answer_rows(
+    *, response: Response, show_identifiers: bool, language: str = "en"
+) -> list[tuple[str, str, str]]:
+    """(variable, question, answer) for each answered item of the response's version, choice
+    codes with their labels; answers to items marked as identifiers are hidden unless
+    ``show_identifiers`` (researchers never see them)."""
+    rows = []
+    for item in response.instrument_version.items.order_by("position"):
+        if item.variable not in response.answers:
+            continue
+        value = response.answers[item.variable]
+        if item.identifier and not show_identifiers:
+            shown = "(identifier: hidden)"
+        else:
+            labels = {
+                str(choice.get("code")): (choice.get("label") or {}).get(language, "")
+                for choice in item.choices
+            }
+            codes = value if isinstance(value, list) else [value]
+            shown = "; ".join(
+                f"{labels[str(code)]} ({code})" if str(code) in labels else str(code)
+                for code in codes
+            )
+        rows.append((item.variable, item.text(language), shown))
+    return rows

@@ -5,8 +5,10 @@ from datetime import timedelta
 from django import forms
 from django.contrib import admin, messages
 from django.contrib.auth import get_user_model
-from django.core.exceptions import ValidationError
-from django.urls import reverse
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.shortcuts import get_object_or_404
+from django.template.response import TemplateResponse
+from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 
@@ -323,7 +325,33 @@ class ParticipantAdmin(admin.ModelAdmin):
         return selectors.participants_for_user(user=request.user)
 
     def get_urls(self):
-        return [*participant_import_urls(self), *super().get_urls()]
+        return [
+            path(
+                "<int:participant_id>/timeline/",
+                self.admin_site.admin_view(self.timeline_view),
+                name="surveys_participant_timeline",
+            ),
+            *participant_import_urls(self),
+            *super().get_urls(),
+        ]
+
+    def timeline_view(self, request, participant_id: int):
+        """Waves and their outcomes, responses, messages, contact attempts, consent and status
+        changes, newest first, on one page."""
+        if not self.has_view_permission(request):
+            raise PermissionDenied
+        participant = get_object_or_404(self.get_queryset(request), pk=participant_id)
+        may_see = selectors.user_may_see_identifiers(user=request.user, study=participant.study)
+        context = {
+            **self.admin_site.each_context(request),
+            "title": f"Timeline of {participant.code}",
+            "participant": participant,
+            "opts": self.model._meta,
+            "events": selectors.participant_timeline(
+                participant=participant, show_contact_log=may_see
+            ),
+        }
+        return TemplateResponse(request, "admin/surveys/participant/timeline.html", context)
 
     def get_inlines(self, request, obj):
         if obj is None:

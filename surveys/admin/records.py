@@ -1,6 +1,7 @@
 """Assignments and responses: read-only records made by enrolment and submission."""
 
 from django.contrib import admin, messages
+from django.contrib.admin.utils import unquote
 from django.core.exceptions import PermissionDenied
 from django.shortcuts import get_object_or_404, redirect
 from django.template.response import TemplateResponse
@@ -9,8 +10,10 @@ from django.utils import timezone
 
 from surveys import selectors, services
 from surveys.admin.base import RELATED_ONLY, ReadOnlyMixin
+from surveys.audit import audit_log
 from surveys.models import (
     Assignment,
+    AuditEvent,
     ParticipantContact,
     Response,
     SafetyAlert,
@@ -109,6 +112,15 @@ class ResponseAdmin(ReadOnlyMixin, admin.ModelAdmin):
         "instrument_version__instrument",
     )
     search_fields = ("assignment__participant__code",)
+    fields = (
+        "assignment",
+        "instrument",
+        "instrument_version",
+        "status",
+        "started_at",
+        "submitted_at",
+    )
+    readonly_fields = fields
 
     def get_queryset(self, request):
         return (
@@ -116,6 +128,31 @@ class ResponseAdmin(ReadOnlyMixin, admin.ModelAdmin):
             .get_queryset(request)
             .filter(assignment__participant__in=selectors.participants_for_user(user=request.user))
         )
+
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        """The answers, question by question; opening them is audited."""
+        opened = self.get_object(request, unquote(object_id))
+        if opened is None or not self.has_view_permission(request, opened):
+            return super().change_view(request, object_id, form_url, extra_context)
+        may_see = selectors.user_may_see_identifiers(
+            user=request.user, study=opened.assignment.participant.study
+        )
+        extra_context = {
+            **(extra_context or {}),
+            "answer_rows": selectors.response_answer_rows(
+                response=opened, show_identifiers=may_see
+            ),
+        }
+        response = super().change_view(request, object_id, form_url, extra_context)
+        if response.status_code == 200:
+            audit_log(
+                action=AuditEvent.Action.RESPONSE_VIEW,
+                request=request,
+                participant=opened.assignment.participant,
+                obj=opened,
+                details={"instrument": opened.instrument.slug, "status": opened.status},
+            )
+        return response
 
 
 @admin.register(SafetyAlert)
