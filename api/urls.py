@@ -3,6 +3,7 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from rest_framework.permissions import AllowAny
 
 from api.participant import ParticipantDraftSaveApi, ParticipantSubmitApi
+from api.staff import CallListApi, ParticipantEnrolApi
 from api.views import DictionaryApi, ResponseDraftSaveApi, ResponseSubmitApi, StudyListApi
 
 app_name = "api"
@@ -17,6 +18,12 @@ urlpatterns = [
     ),
     path("studies/", StudyListApi.as_view(), name="study-list"),
     path("studies/<slug:study_slug>/dictionary/", DictionaryApi.as_view(), name="dictionary"),
+    path(
+        "studies/<slug:study_slug>/participants/",
+        ParticipantEnrolApi.as_view(),
+        name="participant-enrol",
+    ),
+    path("call-list/", CallListApi.as_view(), name="call-list"),
     path(
         "assignments/<int:assignment_id>/responses/<slug:instrument_slug>/draft/",
         ResponseDraftSaveApi.as_view(),

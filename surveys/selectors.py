@@ -22,6 +22,7 @@ from surveys.models import (
     Item,
     Message,
     Participant,
+    ParticipantContact,
     ParticipantStatusChange,
     Response,
     Site,
@@ -554,3 +555,38 @@ def response_answer_rows(
             )
         rows.append((item.variable, item.text(language), shown))
     return rows
+
+
+def call_list_rows(*, user, now=None) -> list[Assignment]:
+    """The call list as rows, each with ``overdue`` and ``phone``: the participant's phone for
+    a user who may see identifiers in that study (coordinators, PIs), else None (researchers).
+    The queries do not grow with the number of rows."""
+    now = now or timezone.now()
+    rows = list(call_list(user=user, now=now))
+    studies = {row.participant.study for row in rows}
+    shown = {study.pk for study in studies if user_may_see_identifiers(user=user, study=study)}
+    phones = {}
+    if shown:
+        phones = {
+            contact.participant_id: contact.phone
+            for contact in ParticipantContact.objects.filter(
+                participant__in=[r.participant_id for r in rows if r.participant.study_id in shown]
+            ).only("participant", "phone")
+        }
+    for row in rows:
+        row.overdue = row.due_at <= now
+        row.phone = (
+            phones.get(row.participant_id, "") if row.participant.study_id in shown else None
+        )
+    return rows
+
+
+def site_enrolment_allowed(*, user, site: Site) -> bool:
+    """PIs of the site's study and the site's coordinators enrol there; researchers never."""
+    if user.is_superuser:
+        return True
+    return StaffRole.objects.filter(
+        Q(role=ROLE.PRINCIPAL_INVESTIGATOR) | Q(role=ROLE.COORDINATOR, sites=site),
+        user=user,
+        study_id=site.study_id,
+    ).exists()

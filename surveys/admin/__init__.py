@@ -10,4 +10,5 @@ from surveys.admin import (  # noqa: F401
     records,
     staff,
     studies,
+    tokens,
 )

@@ -14,7 +14,6 @@ from surveys.audit import audit_log
 from surveys.models import (
     Assignment,
     AuditEvent,
-    ParticipantContact,
     Response,
     SafetyAlert,
 )
@@ -65,21 +64,8 @@ class AssignmentAdmin(ReadOnlyMixin, admin.ModelAdmin):
         if not self.has_view_permission(request):
             raise PermissionDenied
         now = timezone.now()
-        rows = list(selectors.call_list(user=request.user, now=now))
-        studies = {row.participant.study for row in rows}
-        # Phones only for those who may see identifiers (coordinators, PIs), never researchers.
-        show_phone = bool(rows) and all(
-            selectors.user_may_see_identifiers(user=request.user, study=study) for study in studies
-        )
-        if show_phone:
-            contacts = {
-                c.participant_id: c.phone
-                for c in ParticipantContact.objects.filter(
-                    participant__in=[row.participant_id for row in rows]
-                ).only("participant", "phone")
-            }
-            for row in rows:
-                row.phone = contacts.get(row.participant_id, "")
+        rows = selectors.call_list_rows(user=request.user, now=now)
+        show_phone = any(row.phone is not None for row in rows)
         context = {
             **self.admin_site.each_context(request),
             "rows": rows,

@@ -19,7 +19,9 @@ def test_swagger_ui_assets_are_served_by_the_app(client, db):
 
 
 def test_study_list_needs_a_login(client, db):
-    assert client.get("/api/v1/studies/").status_code == 403
+    reply = client.get("/api/v1/studies/")
+    # 401 with the way to authenticate: a staff API token (or the admin's session).
+    assert reply.status_code == 401 and reply["WWW-Authenticate"].startswith("Bearer")
 
 
 def test_study_list_shows_only_the_users_studies(client, study, staff_user, db):

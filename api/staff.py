@@ -1,0 +1,165 @@
+"""Staff endpoints for coordinators' work: enrolment, the call list and the retention summary.
+Scoped by the same selectors as the admin pages; identifiers only for those who may see them."""
+
+from django.shortcuts import get_object_or_404
+from django.utils import timezone
+from drf_spectacular.utils import extend_schema, extend_schema_serializer
+from rest_framework import serializers, status
+from rest_framework.exceptions import PermissionDenied
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from api.views import ERRORS
+from surveys import selectors
+from surveys.consent import ConsentInput
+from surveys.models import Consent, Language, Participant, StaffRole
+from surveys.services import CONTACT_FIELDS, participant_enrol
+
+
+class ParticipantEnrolApi(APIView):
+    """Enrol a participant at one of your sites, with their consent; the study ID is the
+    site's next unless given. Coordinators (their sites) and principal investigators."""
+
+    @extend_schema_serializer(component_name="EnrolContact")
+    class ContactSerializer(serializers.Serializer):
+        first_name = serializers.CharField(required=False, allow_blank=True, max_length=200)
+        last_name = serializers.CharField(required=False, allow_blank=True, max_length=200)
+        email = serializers.CharField(required=False, allow_blank=True, max_length=254)
+        phone = serializers.CharField(required=False, allow_blank=True, max_length=40)
+        alternative_contacts = serializers.CharField(required=False, allow_blank=True)
+        locator_notes = serializers.CharField(required=False, allow_blank=True)
+
+    @extend_schema_serializer(component_name="EnrolConsent")
+    class ConsentSerializer(serializers.Serializer):
+        method = serializers.ChoiceField(choices=Consent.Method.values)
+        version = serializers.CharField(required=False, help_text="Default: the current one.")
+        date = serializers.DateField(required=False, help_text="Paper or verbal consent.")
+        obtained_by = serializers.CharField(
+            required=False, help_text="A staff username; default: you."
+        )
+
+    @extend_schema_serializer(component_name="Enrolment")
+    class InputSerializer(serializers.Serializer):
+        site = serializers.CharField(help_text="The site's code, e.g. NYC.")
+        study_id = serializers.CharField(required=False, allow_blank=True, max_length=32)
+        enrolled_on = serializers.DateField(required=False)
+        timezone = serializers.CharField(required=False, help_text="Default: the site's.")
+        language = serializers.ChoiceField(choices=Language.values, required=False)
+        preferred_channel = serializers.ChoiceField(
+            choices=Participant.Channel.values, required=False
+        )
+        contact = serializers.DictField(required=False, help_text="See EnrolContact.")
+        consent = serializers.DictField(help_text="See EnrolConsent.")
+
+    @extend_schema_serializer(component_name="Enrolled")
+    class OutputSerializer(serializers.Serializer):
+        study_id = serializers.CharField(source="code")
+        site = serializers.CharField(source="site.code")
+        status = serializers.CharField()
+        enrolled_on = serializers.DateField()
+        consent_pending = serializers.BooleanField()
+        assignments = serializers.IntegerField(source="assignments_count")
+
+    @extend_schema(
+        request=InputSerializer, responses={201: OutputSerializer, 400: ERRORS, 403: None}
+    )
+    def post(self, request: Request, study_slug: str) -> Response:
+        study = get_object_or_404(selectors.studies_for_user(user=request.user), slug=study_slug)
+        data = self.InputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        fields = data.validated_data
+        site = study.sites.filter(code=fields["site"]).first()
+        if site is None:
+            return _errors({"site": [f"The study has no site {fields['site']}."]})
+        if not selectors.site_enrolment_allowed(user=request.user, site=site):
+            raise PermissionDenied("Only the site's coordinators and the PIs enrol participants.")
+        contact = self.ContactSerializer(data=fields.get("contact", {}))
+        consent = self.ConsentSerializer(data=fields["consent"])
+        errors = {}
+        if not contact.is_valid():
+            errors |= {f"contact.{k}": v for k, v in contact.errors.items()}
+        if not consent.is_valid():
+            errors |= {f"consent.{k}": v for k, v in consent.errors.items()}
+        if errors:
+            return _errors(errors)
+        unknown = set(fields.get("contact", {})) - set(CONTACT_FIELDS)
+        if unknown:
+            return _errors({"contact": [f"Unknown fields: {', '.join(sorted(unknown))}."]})
+        given = consent.validated_data
+        version = None
+        if given.get("version"):
+            version = study.consent_versions.filter(version=given["version"]).first()
+            if version is None:
+                return _errors({"consent.version": [f"No consent version {given['version']}."]})
+        obtained_by = request.user
+        if given.get("obtained_by"):
+            obtained_by = (
+                StaffRole.objects.filter(study=study, user__username=given["obtained_by"])
+                .select_related("user")
+                .first()
+            )
+            if obtained_by is None:
+                return _errors(
+                    {"consent.obtained_by": [f"{given['obtained_by']} has no role in the study."]}
+                )
+            obtained_by = obtained_by.user
+        participant = Participant(
+            study=study,
+            site=site,
+            code=fields.get("study_id", ""),
+            enrolled_on=fields.get("enrolled_on") or timezone.localdate(),
+            timezone=fields.get("timezone") or site.timezone,
+            language=fields.get("language") or study.default_language,
+            preferred_channel=fields.get("preferred_channel")
+            or (
+                Participant.Channel.EMAIL
+                if contact.validated_data.get("email")
+                else Participant.Channel.SMS
+            ),
+        )
+        participant = participant_enrol(
+            participant=participant,
+            contact=dict(contact.validated_data),
+            consent=ConsentInput(
+                method=given["method"],
+                version=version,
+                consented_on=given.get("date"),
+                obtained_by=obtained_by,
+            ),
+            enrolled_by=request.user,
+        )
+        participant.assignments_count = participant.assignments.count()
+        return Response(self.OutputSerializer(participant).data, status=status.HTTP_201_CREATED)
+
+
+def _errors(errors: dict) -> Response:
+    return Response({"errors": errors}, status=status.HTTP_400_BAD_REQUEST)
+
+
+class CallListApi(APIView):
+    """Surveys not done that are overdue or closing within 7 days, at your sites, most urgent
+    first. Phones only for coordinators and PIs."""
+
+    @extend_schema_serializer(component_name="CallListRow")
+    class OutputSerializer(serializers.Serializer):
+        study = serializers.CharField(source="participant.study.slug")
+        study_id = serializers.CharField(source="participant.code")
+        site = serializers.CharField(source="participant.site.code")
+        wave = serializers.CharField(source="wave.slug")
+        assignment = serializers.IntegerField(source="pk")
+        status = serializers.CharField()
+        due_at = serializers.DateTimeField()
+        closes_at = serializers.DateTimeField()
+        overdue = serializers.BooleanField()
+        earlier_misses = serializers.IntegerField()
+        last_attempt_at = serializers.DateTimeField(allow_null=True)
+        last_attempt_method = serializers.CharField(allow_null=True)
+        last_attempt_outcome = serializers.CharField(allow_null=True)
+        phone = serializers.CharField(allow_null=True, help_text="Null for researchers.")
+
+    @extend_schema(responses=OutputSerializer(many=True))
+    def get(self, request: Request) -> Response:
+        now = timezone.now()
+        rows = selectors.call_list_rows(user=request.user, now=now)
+        return Response(self.OutputSerializer(rows, many=True).data)

@@ -1,0 +1,85 @@
+"""API tokens: each staff member makes and revokes their own; the key is shown once."""
+
+from django import forms
+from django.contrib import admin, messages
+
+from surveys.models import StaffApiToken
+from surveys.tokens import DEFAULT_DAYS, MAX_DAYS, staff_token_create, staff_token_revoke
+
+
+class StaffApiTokenForm(forms.ModelForm):
+    days = forms.IntegerField(
+        min_value=1,
+        max_value=MAX_DAYS,
+        initial=DEFAULT_DAYS,
+        label="Valid for (days)",
+    )
+
+    class Meta:
+        model = StaffApiToken
+        fields = ("name",)
+
+
+@admin.register(StaffApiToken)
+class StaffApiTokenAdmin(admin.ModelAdmin):
+    form = StaffApiTokenForm
+    list_display = (
+        "name",
+        "user",
+        "prefix",
+        "created_at",
+        "expires_at",
+        "last_used_at",
+        "revoked_at",
+    )
+    list_select_related = ("user",)
+    readonly_fields = ("user", "prefix", "created_at", "expires_at", "last_used_at", "revoked_at")
+    actions = ("revoke",)
+
+    def get_queryset(self, request):
+        queryset = super().get_queryset(request)
+        return queryset if request.user.is_superuser else queryset.filter(user=request.user)
+
+    def get_fields(self, request, obj=None):
+        return (
+            ("name", "days")
+            if obj is None
+            else (*self.readonly_fields[:1], "name", *self.readonly_fields[1:])
+        )
+
+    def has_module_permission(self, request):
+        return request.user.is_active and request.user.is_staff
+
+    def has_view_permission(self, request, obj=None):
+        return request.user.is_active and request.user.is_staff
+
+    def has_add_permission(self, request):
+        return request.user.is_active and request.user.is_staff
+
+    def has_change_permission(self, request, obj=None):
+        return False  # a key is revoked and replaced, never edited
+
+    def has_delete_permission(self, request, obj=None):
+        return False  # kept, revoked, so that its use stays traceable
+
+    def save_model(self, request, obj, form, change):
+        token, key = staff_token_create(
+            user=request.user, name=form.cleaned_data["name"], days=form.cleaned_data["days"]
+        )
+        obj.pk, obj.user, obj.prefix = token.pk, token.user, token.prefix
+        obj.created_at, obj.expires_at = token.created_at, token.expires_at
+        self.message_user(
+            request,
+            f"Your new API key (copy it now: it is not shown again): {key} — send it as the "
+            f"header “Authorization: Bearer <key>”. It expires on {token.expires_at:%Y-%m-%d}.",
+            messages.SUCCESS,
+        )
+
+    def log_addition(self, request, obj, message):
+        return None  # the admin's log would store the object's text; the key is never in it
+
+    @admin.action(description="Revoke the selected tokens")
+    def revoke(self, request, queryset):
+        for token in queryset:
+            staff_token_revoke(token=token)
+        self.message_user(request, f"{queryset.count()} token(s) revoked.")

@@ -1,0 +1,240 @@
+"""The staff API: tokens (hashed, expiring, revocable), enrolment with consent, and the call
+list, each scoped like the admin pages."""
+
+from datetime import timedelta
+
+import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
+
+from surveys.models import (
+    Consent,
+    Message,
+    Participant,
+    ParticipantContact,
+    StaffApiToken,
+)
+from surveys.tokens import staff_token_create, staff_token_revoke
+from tests.surveys.test_contact_log import overdue
+
+
+def bearer(key: str) -> dict:
+    return {"HTTP_AUTHORIZATION": f"Bearer {key}"}
+
+
+@pytest.fixture
+def coordinator_key(coordinator_a):
+    return staff_token_create(user=coordinator_a, name="laptop")[1]
+
+
+# --- Tokens -----------------------------------------------------------------------------------
+
+
+def test_a_token_is_made_in_the_admin_shown_once_and_stored_hashed(client, coordinator_a):
+    client.force_login(coordinator_a)
+    reply = client.post(
+        "/admin/surveys/staffapitoken/add/", {"name": "R on my laptop", "days": "30"}, follow=True
+    )
+    assert reply.status_code == 200
+    text = reply.text
+    assert "copy it now: it is not shown again" in text
+    key = text.split("(copy it now: it is not shown again): ")[1].split(" ")[0]
+    token = StaffApiToken.objects.get()
+    assert token.user == coordinator_a and token.name == "R on my laptop"
+    assert key not in token.key_hash and key.startswith(token.prefix)
+    assert (token.expires_at - token.created_at).days == 30
+    client.logout()
+    assert client.get("/api/v1/studies/", **bearer(key)).status_code == 200
+    # The list of tokens never shows the key again.
+    client.force_login(coordinator_a)
+    assert key not in client.get("/admin/surveys/staffapitoken/").text
+
+
+def test_a_revoked_expired_or_unknown_key_is_refused(client, coordinator_a, coordinator_key):
+    assert client.get("/api/v1/studies/", **bearer(coordinator_key)).status_code == 200
+    assert client.get("/api/v1/studies/", **bearer("not-a-key")).status_code == 401
+    token = StaffApiToken.objects.get()
+    staff_token_revoke(token=token)
+    assert client.get("/api/v1/studies/", **bearer(coordinator_key)).status_code == 401
+    _, old = staff_token_create(
+        user=coordinator_a, name="old", now=timezone.now() - timedelta(days=100), days=30
+    )
+    refused = client.get("/api/v1/studies/", **bearer(old))
+    assert refused.status_code == 401 and "expired" in refused.json()["detail"]
+
+
+def test_a_key_stops_working_when_its_owner_is_deactivated(client, coordinator_a, coordinator_key):
+    coordinator_a.is_active = False
+    coordinator_a.save()
+    assert client.get("/api/v1/studies/", **bearer(coordinator_key)).status_code == 401
+
+
+def test_each_user_sees_only_their_own_tokens(client, coordinator_a, researcher):
+    staff_token_create(user=coordinator_a, name="coordinator's")
+    staff_token_create(user=researcher, name="researcher's")
+    client.force_login(researcher)
+    page = client.get("/admin/surveys/staffapitoken/").text
+    assert "researcher&#x27;s" in page and "coordinator&#x27;s" not in page
+
+
+# --- Enrolment --------------------------------------------------------------------------------
+
+
+ENROL = {
+    "site": "NYC",
+    "language": "es",
+    "contact": {"first_name": "Luz", "phone": "+1 212 555 0142", "email": "luz@example.org"},
+    "consent": {"method": "verbal", "date": "2026-03-02"},
+}
+
+
+def test_a_coordinator_enrols_at_their_site_with_consent(client, study, coordinator_key):
+    reply = client.post(
+        f"/api/v1/studies/{study.slug}/participants/",
+        ENROL,
+        content_type="application/json",
+        **bearer(coordinator_key),
+    )
+    assert reply.status_code == 201, reply.json()
+    body = reply.json()
+    assert body["study_id"] == "NYC-0001" and body["assignments"] == 5
+    assert body["consent_pending"] is False
+    participant = Participant.objects.get(code="NYC-0001")
+    assert participant.language == "es" and participant.timezone == "America/New_York"
+    assert participant.preferred_channel == "email"
+    assert participant.contact.phone == "+1 212 555 0142"
+    consent = participant.consents.get()
+    assert (consent.method, str(consent.consented_on)) == ("verbal", "2026-03-02")
+    assert consent.obtained_by.username == "coordinator-user"
+    assert Message.objects.filter(assignment__participant=participant).exists()
+    # The reply never echoes identifiers.
+    assert "Luz" not in reply.text and "555" not in reply.text
+
+
+def test_e_consent_by_the_api_leaves_the_participant_to_consent_on_the_phone(
+    client, study, coordinator_key
+):
+    body = {**ENROL, "consent": {"method": "electronic"}}
+    reply = client.post(
+        f"/api/v1/studies/{study.slug}/participants/",
+        body,
+        content_type="application/json",
+        **bearer(coordinator_key),
+    )
+    assert reply.status_code == 201 and reply.json()["consent_pending"] is True
+    assert not Consent.objects.exists()
+
+
+@pytest.mark.parametrize(
+    ("change", "field", "message"),
+    [
+        ({"contact": {"email": "not-an-address"}}, "email", "Enter a valid email address."),
+        ({"consent": {"method": "written"}}, "consent_date", "Give the date of consent."),
+        ({"consent": {"method": "sworn"}}, "consent.method", '"sworn" is not a valid choice.'),
+        ({"site": "XXX"}, "site", "The study has no site XXX."),
+        ({"consent": {"method": "verbal", "date": "2026-03-02", "version": "9"}},
+         "consent.version", "No consent version 9."),
+        ({"contact": {"ssn": "1"}}, "contact", "Unknown fields: ssn."),
+    ],
+)  # fmt: skip
+def test_bad_enrolments_get_field_errors_and_save_nothing(
+    client, study, coordinator_key, change, field, message
+):
+    reply = client.post(
+        f"/api/v1/studies/{study.slug}/participants/",
+        {**ENROL, **change},
+        content_type="application/json",
+        **bearer(coordinator_key),
+    )
+    assert reply.status_code == 400
+    assert message in reply.json()["errors"][field]
+    assert not Participant.objects.exists() and not ParticipantContact.objects.exists()
+    assert study.sites.get(code="NYC").last_number == 0
+
+
+def test_nobody_enrols_outside_their_sites(client, study, coordinator_key, researcher):
+    other_site = client.post(
+        f"/api/v1/studies/{study.slug}/participants/",
+        {**ENROL, "site": "LDN"},
+        content_type="application/json",
+        **bearer(coordinator_key),
+    )
+    assert other_site.status_code == 403
+    _, key = staff_token_create(user=researcher, name="r")
+    as_researcher = client.post(
+        f"/api/v1/studies/{study.slug}/participants/",
+        ENROL,
+        content_type="application/json",
+        **bearer(key),
+    )
+    assert as_researcher.status_code == 403
+    assert not Participant.objects.exists()
+
+
+def test_another_studys_slug_is_not_found(client, coordinator_key, db):
+    from recovery.services import study_create_from_template
+
+    other = study_create_from_template(slug="other", name="Other", sites=[("X", "X", "UTC")])
+    reply = client.post(
+        f"/api/v1/studies/{other.slug}/participants/",
+        ENROL,
+        content_type="application/json",
+        **bearer(coordinator_key),
+    )
+    assert reply.status_code == 404
+
+
+# --- Call list --------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def overdue_pair(site_a, site_b, enrol):
+    mine = enrol(
+        site=site_a, code="NYC-0042", enrolled_on=timezone.localdate() - timedelta(days=30),
+        contact={"phone": "+1 555 010 4477"},
+    )  # fmt: skip
+    theirs = enrol(
+        site=site_b, code="LDN-0007", enrolled_on=timezone.localdate() - timedelta(days=30),
+        contact={"phone": "+44 20 7946 0018"},
+    )  # fmt: skip
+    overdue(mine, days_left=2)
+    overdue(theirs, days_left=5)
+    return mine, theirs
+
+
+def test_the_call_list_api_is_scoped_and_shows_phones_only_to_coordinators(
+    client, overdue_pair, coordinator_key, researcher, staff_user, study
+):
+    rows = client.get("/api/v1/call-list/", **bearer(coordinator_key)).json()
+    assert [(r["study_id"], r["wave"], r["phone"], r["overdue"]) for r in rows] == [
+        ("NYC-0042", "m1", "+1 555 010 4477", True)
+    ]
+    _, key = staff_token_create(user=researcher, name="r")
+    rows = client.get("/api/v1/call-list/", **bearer(key)).json()
+    assert [(r["study_id"], r["phone"]) for r in rows] == [("NYC-0042", None), ("LDN-0007", None)]
+    pi = staff_user(study=study, role="pi", username="pi")
+    _, key = staff_token_create(user=pi, name="p")
+    rows = client.get("/api/v1/call-list/", **bearer(key)).json()
+    assert [r["phone"] for r in rows] == ["+1 555 010 4477", "+44 20 7946 0018"]
+
+
+def test_the_call_list_api_costs_the_same_queries_for_few_or_many(
+    client, site_a, enrol, coordinator_key
+):
+    def add(n):
+        for _ in range(n):
+            participant = enrol(
+                site=site_a, enrolled_on=timezone.localdate() - timedelta(days=30),
+                contact={"phone": "+1 555 010 4477"},
+            )  # fmt: skip
+            overdue(participant)
+
+    add(2)
+    client.get("/api/v1/call-list/", **bearer(coordinator_key))  # marks the key as used
+    with CaptureQueriesContext(connection) as few:
+        assert len(client.get("/api/v1/call-list/", **bearer(coordinator_key)).json()) == 2
+    add(12)
+    with CaptureQueriesContext(connection) as many:
+        assert len(client.get("/api/v1/call-list/", **bearer(coordinator_key)).json()) == 14
+    assert len(many) == len(few), [q["sql"][:120] for q in many.captured_queries]
