@@ -10,12 +10,14 @@ from recovery.battery.consent import CONSENT_TEMPLATE_DATE, CONSENT_TEXTS, CONSE
 from recovery.synthetic import SyntheticCohort
 from surveys.models import (
     Assignment,
+    Consent,
     ConsentVersion,
     Instrument,
     InstrumentVersion,
     Item,
     Participant,
     ParticipantContact,
+    ParticipantStatusChange,
     ReminderRule,
     Response,
     Site,
@@ -152,6 +154,22 @@ def synthetic_cohort_seed(
     for contact in contacts:
         contact.lookups_refresh()
     ParticipantContact.objects.bulk_create(contacts, batch_size=BATCH_SIZE)
+    # Each synthetic participant signed the study's current consent on paper at enrolment.
+    version = study.consent_versions.order_by("-approved_on", "-id").first()
+    if version is not None:
+        Consent.objects.bulk_create(
+            (
+                Consent(
+                    participant=obj,
+                    version=version,
+                    method=Consent.Method.WRITTEN,
+                    consented_on=obj.enrolled_on,
+                    recorded_at=now,
+                )
+                for obj in participants
+            ),
+            batch_size=BATCH_SIZE,
+        )
 
     assignments: list[Assignment] = []
     pending_responses: list[tuple[Assignment, dict, datetime]] = []
@@ -212,6 +230,21 @@ def synthetic_cohort_seed(
         "responses": len(responses),
         "messages": messages,
     }
+
+
+@transaction.atomic
+def synthetic_study_delete(*, study: Study) -> None:
+    """Remove a synthetic study and everything in it (a demo rebuild, a test's teardown).
+    Research data is protected from cascades on purpose, so it is removed explicitly; a real
+    study is never removed this way."""
+    if not study.is_synthetic:
+        raise ValueError(f"{study.slug} is not a synthetic study")
+    Response.objects.filter(assignment__participant__study=study).delete()
+    Consent.objects.filter(participant__study=study).delete()
+    ParticipantStatusChange.objects.filter(participant__study=study).delete()
+    Assignment.objects.filter(participant__study=study).delete()
+    Participant.objects.filter(study=study).delete()
+    study.delete()
 
 
 def demo_study_seed(

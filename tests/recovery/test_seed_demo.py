@@ -79,16 +79,28 @@ def test_same_seed_and_date_give_the_same_stored_data_whatever_the_clock(db, mon
     assert str(latest.enrolled_on) <= "2026-03-01"
 
 
-def test_demo_login_prints_a_working_staff_login(db, client, capsys):
+def test_demo_login_prints_working_staff_logins_for_each_role(db, client, capsys):
+    from surveys.models import Consent
+
     call_command("seed_demo", "--participants", "5")
+    assert Consent.objects.filter(participant__study__slug="demo").count() == 5
     call_command("demo_login")
     out = capsys.readouterr().out
-    password = next(
-        line.split(":", 1)[1].strip() for line in out.splitlines() if "password:" in line
-    )
-    assert client.login(username="demo", password=password)
-    assert client.get("/admin/").status_code == 200
-    assert client.get("/admin/surveys/participant/").status_code == 200
+    passwords = {
+        line.split()[0]: line.split("password ")[1].split()[0]
+        for line in out.splitlines()
+        if " password " in line
+    }
+    assert set(passwords) == {"demo", "demo-coordinator", "demo-researcher"}
+    for username, password in passwords.items():
+        assert client.login(username=username, password=password), username
+        assert client.get("/admin/").status_code == 200
+        assert client.get("/admin/surveys/participant/").status_code == 200
+    client.login(username="demo-coordinator", password=passwords["demo-coordinator"])
+    listed = client.get("/admin/surveys/participant/").text
+    codes = Participant.objects.filter(study__slug="demo").values_list("code", "site__code")
+    assert all((code in listed) == (site == "CHI") for code, site in codes), codes
+    client.login(username="demo", password=passwords["demo"])
     link = next(line.rsplit(": ", 1)[1] for line in out.splitlines() if "personal link" in line)
     assert link.startswith("http://127.0.0.1:8000/p/")
     client.logout()

@@ -5,10 +5,10 @@ import pandas as pd
 import pytest
 
 from recovery.battery import FELLOWSHIPS, FORMATS, SUBSTANCES
-from recovery.services import demo_study_seed
+from recovery.services import demo_study_seed, synthetic_study_delete
 from recovery.synthetic import generate_cohort
 from surveys import logic
-from surveys.models import Assignment, Item, Participant, Response
+from surveys.models import Assignment, Item, Response
 
 AS_OF = date(2026, 11, 24)
 
@@ -84,10 +84,7 @@ def seeded(django_db_setup, django_db_blocker):
             slug="effect-check", participants=4000, seed=11, effect=-0.15
         )
         yield study, counts
-        Response.objects.filter(assignment__participant__study=study).delete()
-        Assignment.objects.filter(participant__study=study).delete()
-        Participant.objects.filter(study=study).delete()
-        study.delete()
+        synthetic_study_delete(study=study)
 
 
 @pytest.mark.slow

@@ -21,21 +21,31 @@ class Command(BaseCommand):
         study_obj = Study.objects.filter(slug=study).first()
         if study_obj is None:
             raise CommandError(f"No study '{study}'; run seed_demo first.")
-        password = secrets.token_urlsafe(12)
-        user, _ = get_user_model().objects.get_or_create(username=username)
-        user.is_staff = True
-        user.is_superuser = True
-        user.set_password(password)
-        user.save()
-        staff_role_assign(user=user, study=study_obj, role=StaffRole.Role.PRINCIPAL_INVESTIGATOR)
-        self.stdout.write(
-            self.style.SUCCESS(
-                "Demo staff login (a superuser, and principal investigator of the demo study):"
-            )
-        )
-        self.stdout.write(f"  admin:    {url}/admin/")
-        self.stdout.write(f"  username: {username}")
-        self.stdout.write(f"  password: {password}")
+        site = study_obj.sites.order_by("code").first()
+        logins = [
+            (username, "superuser, principal investigator", StaffRole.Role.PRINCIPAL_INVESTIGATOR),
+            (
+                f"{username}-coordinator",
+                f"coordinator of site {site.code}: enrols, calls, sees contact details",
+                StaffRole.Role.COORDINATOR,
+            ),
+            (
+                f"{username}-researcher",
+                "researcher: every site, de-identified data only",
+                StaffRole.Role.RESEARCHER,
+            ),
+        ]
+        self.stdout.write(self.style.SUCCESS(f"Demo staff logins at {url}/admin/:"))
+        for name, description, role in logins:
+            password = secrets.token_urlsafe(12)
+            user, _ = get_user_model().objects.get_or_create(username=name)
+            user.is_staff = True
+            user.is_superuser = role == StaffRole.Role.PRINCIPAL_INVESTIGATOR
+            user.set_password(password)
+            user.save()
+            sites = [site] if role == StaffRole.Role.COORDINATOR else []
+            staff_role_assign(user=user, study=study_obj, role=role, sites=sites)
+            self.stdout.write(f"  {name:<24} password {password}   ({description})")
         self.stdout.write(f"  health:   {url}/healthz")
         found = demo_participant_link(study=study_obj)
         if found is not None:

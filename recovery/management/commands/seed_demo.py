@@ -5,7 +5,7 @@ from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
 
 from recovery.demo import demo_participant_link
-from recovery.services import demo_study_seed
+from recovery.services import demo_study_seed, synthetic_study_delete
 from recovery.synthetic import DEFAULT_EFFECT, EXACT_EFFECT_LIMIT
 from surveys.models import Study
 
@@ -54,10 +54,12 @@ class Command(BaseCommand):
             return
         if existing and not replace:
             raise CommandError(f"Study '{study}' exists; pass --replace to rebuild it.")
+        if existing and not existing.is_synthetic:
+            raise CommandError(f"Study '{study}' holds real data: it is never replaced.")
         started = time.perf_counter()
         with transaction.atomic():
             if existing:
-                _study_delete(existing)
+                synthetic_study_delete(study=existing)
             created, counts = demo_study_seed(
                 slug=study, participants=participants, seed=seed, effect=effect, as_of=as_of
             )
@@ -83,14 +85,3 @@ class Command(BaseCommand):
                     "so the true effect above differs from the one asked."
                 )
             )
-
-
-def _study_delete(study: Study) -> None:
-    # Participants and responses are protected from cascades on purpose; a demo rebuild
-    # removes them explicitly.
-    from surveys.models import Assignment, Participant, Response
-
-    Response.objects.filter(assignment__participant__study=study).delete()
-    Assignment.objects.filter(participant__study=study).delete()
-    Participant.objects.filter(study=study).delete()
-    study.delete()
