@@ -179,11 +179,19 @@ def reminders_plan(*, assignments, now: datetime | None = None) -> int:
     now = now or timezone.now()
     assignments = list(
         Assignment.objects.filter(pk__in=[a.pk for a in assignments], status__in=OPEN_STATUSES)
-        .select_related("wave", "participant__study", "participant__contact")
+        .select_related("wave", "participant__study")
         .order_by("pk")
     )
     if not assignments:
         return 0
+    # Each participant's contact once, and only the two fields that decide the channel
+    # (decrypting is the cost here, not the query).
+    contacts = {
+        contact.participant_id: contact
+        for contact in ParticipantContact.objects.filter(
+            participant__in={a.participant_id for a in assignments}
+        ).only("participant", "email", "phone")
+    }
     studies = {a.participant.study_id for a in assignments}
     rules = list(ReminderRule.objects.filter(study_id__in=studies))
     # One re-plan of an assignment at a time (two admin saves at once would plan twice).
@@ -212,7 +220,7 @@ def reminders_plan(*, assignments, now: datetime | None = None) -> int:
         if participant.status != Participant.Status.ACTIVE:
             continue
         zone = ZoneInfo(participant.timezone)
-        channel, why_not = channel_for(participant, getattr(participant, "contact", None))
+        channel, why_not = channel_for(participant, contacts.get(participant.pk))
         last_sequence = last_sequences.get(assignment.pk, -1)
         last_at = handled_until.get(assignment.pk)
         planned = [

@@ -103,15 +103,11 @@ def participant_code_next(*, site: Site) -> str:
     """
     locked = Site.objects.select_for_update().get(pk=site.pk)
     number = locked.last_number
-    taken = set(
-        Participant.objects.filter(
-            study_id=locked.study_id, code__startswith=f"{locked.code}-"
-        ).values_list("code", flat=True)
-    )
-    while True:
+    in_study = Participant.objects.filter(study_id=locked.study_id)
+    while True:  # one query, unless numbers ahead were typed by hand
         number += 1
         code = f"{locked.code}-{number:0{CODE_DIGITS}d}"
-        if code not in taken:
+        if not in_study.filter(code=code).exists():
             break
     Site.objects.filter(pk=locked.pk).update(last_number=number)
     return code
@@ -124,6 +120,7 @@ def participant_enrol(
     contact: dict | None = None,
     consent: ConsentInput | None = None,
     enrolled_by=None,
+    plan_reminders: bool = True,
     now: datetime | None = None,
 ) -> Participant:
     """Save a new participant, their consent, their contact details (when given) and their
@@ -158,7 +155,8 @@ def participant_enrol(
     Assignment.objects.bulk_create(
         assignments_build(participant=participant, waves=participant.study.waves.all(), now=now)
     )
-    if contact is not None:  # the admin saves the contact after this: it plans then
+    # The admin saves the contact after this and plans then; a bulk import plans once for all.
+    if contact is not None and plan_reminders:
         reminders_plan(assignments=list(participant.assignments.all()), now=now)
     return participant
 

@@ -79,6 +79,9 @@ class ContactAttemptInline(admin.TabularInline):
         formset = super().get_formset(request, obj, **kwargs)
         form = formset.form
         form.base_fields["attempted_at"].initial = timezone.now
+        # The empty row's time is "now" when shown; compared with that (not with the time of
+        # saving) it stays unchanged, so saving the page for another reason adds no attempt.
+        form.base_fields["attempted_at"].show_hidden_initial = True
         if obj is not None:
             form.base_fields["assignment"].queryset = obj.assignments.select_related("wave")
         return formset

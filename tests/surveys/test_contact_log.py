@@ -115,6 +115,24 @@ def test_an_attempt_saved_in_the_admin_records_the_coordinator(client, participa
     )
 
 
+def test_saving_the_page_later_for_another_reason_adds_no_empty_attempt(
+    client, participant, coordinator_a
+):
+    """The blank row's time was "now" when the page was drawn; a save seconds later is not
+    an attempt missing its method and outcome."""
+    import time
+
+    page = f"/admin/surveys/participant/{participant.pk}/change/"
+    client.force_login(coordinator_a)
+    data = form_fields(client.get(page).text)
+    data.pop("_saveasnew", None)
+    time.sleep(1.1)  # the clock moves on between drawing the page and saving it
+    reply = client.post(page, {**data, "language": "es"})
+    assert reply.status_code == 302, reply.content.decode()[:3000]
+    participant.refresh_from_db()
+    assert participant.language == "es" and not ContactAttempt.objects.exists()
+
+
 # --- The call list -----------------------------------------------------------------------------
 
 
