@@ -3,7 +3,7 @@ Scoped by the same selectors as the admin pages; identifiers only for those who 
 
 from django.shortcuts import get_object_or_404
 from django.utils import timezone
-from drf_spectacular.utils import extend_schema, extend_schema_serializer
+from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_serializer
 from rest_framework import serializers, status
 from rest_framework.exceptions import PermissionDenied
 from rest_framework.request import Request
@@ -11,7 +11,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from api.views import ERRORS
-from surveys import selectors
+from surveys import retention, selectors
 from surveys.consent import ConsentInput
 from surveys.models import Consent, Language, Participant, StaffRole
 from surveys.services import CONTACT_FIELDS, participant_enrol
@@ -163,3 +163,96 @@ class CallListApi(APIView):
         now = timezone.now()
         rows = selectors.call_list_rows(user=request.user, now=now)
         return Response(self.OutputSerializer(rows, many=True).data)
+
+
+class _WaveCountsSerializer(serializers.Serializer):
+    name = serializers.CharField()
+    recurring = serializers.BooleanField()
+    due = serializers.IntegerField()
+    completed = serializers.IntegerField()
+    in_window = serializers.IntegerField()
+    missed = serializers.IntegerField()
+    rate = serializers.FloatField(
+        allow_null=True, help_text="completed ÷ (completed + missed); null before any closed."
+    )
+
+
+class RetentionSummaryApi(APIView):
+    """The retention dashboard's numbers: per wave due, completed, in window, missed and the
+    completion rate; optionally split by a subgroup; time from invitation to completion and
+    the reminder people completed after. Coordinators see their sites only."""
+
+    @extend_schema_serializer(component_name="RetentionSubgroupValue")
+    class SubgroupValueSerializer(serializers.Serializer):
+        code = serializers.CharField()
+        label = serializers.CharField()
+        waves = _WaveCountsSerializer(many=True)
+
+    @extend_schema_serializer(component_name="RetentionSummary")
+    class OutputSerializer(serializers.Serializer):
+        study = serializers.CharField()
+        site = serializers.CharField(allow_null=True)
+        waves = _WaveCountsSerializer(many=True)
+        subgroup = serializers.DictField(allow_null=True)
+        day_edges = serializers.ListField(child=serializers.IntegerField())
+        timing = serializers.ListField(child=serializers.DictField())
+        reminders = serializers.ListField(child=serializers.DictField())
+
+    @extend_schema(
+        parameters=[
+            OpenApiParameter("site", str, description="A site code; default: all yours."),
+            OpenApiParameter("subgroup", str, description="A subgroup name to split by."),
+        ],
+        responses={200: OutputSerializer, 400: ERRORS, 404: None},
+    )
+    def get(self, request: Request, study_slug: str) -> Response:
+        study = get_object_or_404(selectors.studies_for_user(user=request.user), slug=study_slug)
+        site = None
+        if code := request.query_params.get("site"):
+            site = (
+                selectors.sites_for_user(user=request.user).filter(study=study, code=code).first()
+            )
+            if site is None:
+                return _errors({"site": [f"{code} is not one of your sites in this study."]})
+        subgroup = request.query_params.get("subgroup") or None
+        if subgroup is not None and retention.subgroup_get(subgroup) is None:
+            names = ", ".join(s.name for s in retention.subgroups())
+            return _errors({"subgroup": [f"Choose one of: {names}."]})
+        summary = retention.retention_summary(
+            user=request.user, study=study, site=site, subgroup=subgroup
+        )
+        split = None
+        if summary.subgroup is not None:
+            split = {
+                "name": summary.subgroup.subgroup.name,
+                "label": summary.subgroup.subgroup.label,
+                "source": summary.subgroup.source,
+                "values": self.SubgroupValueSerializer(summary.subgroup.values, many=True).data,
+            }
+        return Response(
+            {
+                "study": study.slug,
+                "site": site.code if site else None,
+                "waves": _WaveCountsSerializer(summary.waves, many=True).data,
+                "subgroup": split,
+                "day_edges": list(retention.DAY_EDGES),
+                "timing": [
+                    {
+                        "wave": row.wave_name,
+                        "completed": row.completed,
+                        "without_message": row.without_message,
+                        "buckets": row.buckets,
+                    }
+                    for row in summary.timing
+                ],
+                "reminders": [
+                    {
+                        "wave": row.wave_name,
+                        "completed": row.completed,
+                        "without_message": row.without_message,
+                        "by_reminders": row.by_reminders,
+                    }
+                    for row in summary.reminders
+                ],
+            }
+        )

@@ -3,7 +3,7 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from rest_framework.permissions import AllowAny
 
 from api.participant import ParticipantDraftSaveApi, ParticipantSubmitApi
-from api.staff import CallListApi, ParticipantEnrolApi
+from api.staff import CallListApi, ParticipantEnrolApi, RetentionSummaryApi
 from api.views import DictionaryApi, ResponseDraftSaveApi, ResponseSubmitApi, StudyListApi
 
 app_name = "api"
@@ -22,6 +22,11 @@ urlpatterns = [
         "studies/<slug:study_slug>/participants/",
         ParticipantEnrolApi.as_view(),
         name="participant-enrol",
+    ),
+    path(
+        "studies/<slug:study_slug>/retention/",
+        RetentionSummaryApi.as_view(),
+        name="retention-summary",
     ),
     path("call-list/", CallListApi.as_view(), name="call-list"),
     path(

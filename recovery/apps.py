@@ -8,6 +8,8 @@ class RecoveryConfig(AppConfig):
     def ready(self) -> None:
         from recovery.diary import register_diary_choices
         from recovery.measures import register_measures
+        from recovery.retention import register_retention_subgroups
 
         register_measures()
         register_diary_choices()
+        register_retention_subgroups()

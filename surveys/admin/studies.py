@@ -10,6 +10,7 @@ from django.utils.html import format_html
 
 from surveys import selectors
 from surveys.admin.base import RELATED_ONLY, StudyScopedAdmin
+from surveys.admin.retention import retention_view
 from surveys.dictionary import DictionaryError, dictionary_export, dictionary_import_forms
 from surveys.models import (
     Language,
@@ -57,6 +58,7 @@ class StudyAdmin(admin.ModelAdmin):
         "default_language",
         "default_timezone",
         "is_synthetic",
+        "retention_link",
         "dictionary_links",
     )
     search_fields = ("name", "slug")
@@ -66,6 +68,13 @@ class StudyAdmin(admin.ModelAdmin):
 
     def get_queryset(self, request):
         return selectors.studies_for_user(user=request.user)
+
+    @admin.display(description="retention")
+    def retention_link(self, obj: Study) -> str:
+        return format_html(
+            '<a href="{}">dashboard</a>',
+            reverse("admin:surveys_study_retention", args=[obj.pk]),
+        )
 
     @admin.display(description="data dictionary")
     def dictionary_links(self, obj: Study) -> str:
@@ -79,6 +88,11 @@ class StudyAdmin(admin.ModelAdmin):
         wrap = self.admin_site.admin_view
         return [
             path(
+                "<int:study_id>/retention/",
+                wrap(self.retention_view),
+                name="surveys_study_retention",
+            ),
+            path(
                 "<int:study_id>/dictionary/export/",
                 wrap(self.dictionary_export_view),
                 name="surveys_study_dictionary_export",
@@ -90,6 +104,9 @@ class StudyAdmin(admin.ModelAdmin):
             ),
             *super().get_urls(),
         ]
+
+    def retention_view(self, request, study_id: int):
+        return retention_view(self, request, study_id)
 
     def dictionary_export_view(self, request, study_id: int):
         study = get_object_or_404(selectors.studies_for_user(user=request.user), pk=study_id)

@@ -238,3 +238,30 @@ def test_the_call_list_api_costs_the_same_queries_for_few_or_many(
     with CaptureQueriesContext(connection) as many:
         assert len(client.get("/api/v1/call-list/", **bearer(coordinator_key)).json()) == 14
     assert len(many) == len(few), [q["sql"][:120] for q in many.captured_queries]
+
+
+# --- Retention summary ------------------------------------------------------------------------
+
+
+def test_the_retention_summary_api_counts_only_the_users_sites(
+    client, study, overdue_pair, coordinator_key, researcher
+):
+    from surveys.models import Assignment
+
+    mine, theirs = overdue_pair
+    Assignment.objects.filter(participant=theirs, wave__slug="baseline").update(
+        status="completed", completed_at=timezone.now()
+    )
+    Assignment.objects.filter(participant=mine, wave__slug="baseline").update(status="missed")
+    url = f"/api/v1/studies/{study.slug}/retention/"
+    body = client.get(url, **bearer(coordinator_key)).json()
+    baseline = next(w for w in body["waves"] if w["name"] == "Baseline")
+    assert (baseline["completed"], baseline["missed"], baseline["rate"]) == (0, 1, 0.0)
+    assert client.get(url + "?site=LDN", **bearer(coordinator_key)).status_code == 400
+    _, key = staff_token_create(user=researcher, name="r")
+    body = client.get(url + "?subgroup=gender", **bearer(key)).json()
+    baseline = next(w for w in body["waves"] if w["name"] == "Baseline")
+    assert (baseline["completed"], baseline["missed"], baseline["rate"]) == (1, 1, 0.5)
+    assert body["subgroup"]["name"] == "gender"
+    refused = client.get(url + "?subgroup=shoe_size", **bearer(key))
+    assert refused.status_code == 400 and "gender" in refused.json()["errors"]["subgroup"][0]
