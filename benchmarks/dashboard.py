@@ -75,6 +75,14 @@ WHERE s.slug = ANY(%s) AND a.status IN ('completed', 'missed') AND plan.at < a.c
   AND (a.status = 'missed' OR plan.at < a.completed_at)
   AND NOT EXISTS (SELECT 1 FROM surveys_message m WHERE m.assignment_id = a.id)
 """
+# What message_send keeps on each survey as the messages go (only those before completion
+# were inserted above).
+COUNTERS_SQL = """
+UPDATE surveys_assignment a SET messages_sent = h.n, first_message_at = h.first
+FROM (SELECT assignment_id, COUNT(*) AS n, MIN(sent_at) AS first FROM surveys_message
+      WHERE status = 'sent' GROUP BY assignment_id) h
+WHERE h.assignment_id = a.id
+"""
 
 # (label, user, what, query string)
 SCENARIOS = [
@@ -144,6 +152,7 @@ def seed(args) -> dict:
         with conn.cursor() as cursor:
             cursor.execute(HISTORY_SQL, [list(STUDIES)])
             timings["history_rows"] = cursor.rowcount
+            cursor.execute(COUNTERS_SQL)
             cursor.execute("VACUUM ANALYZE")
         timings["history_s"] = time.perf_counter() - started
         print(

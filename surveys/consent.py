@@ -22,6 +22,7 @@ from surveys.models import (
     Participant,
     ParticipantContact,
     ParticipantLink,
+    ParticipantStatusChange,
     Response,
     SafetyAlert,
     Study,
@@ -158,8 +159,9 @@ def participant_identifiers_erase(
     *, participant: Participant, by=None, request=None, now: datetime | None = None
 ) -> dict[str, int]:
     """Erase everything that identifies the participant, wherever it lives, and keep their
-    de-identified answers: contact and locator details, typed consent names, free-text notes
-    of staff, answers to items marked as identifiers; personal links stop working and no
+    de-identified answers: contact and locator details, typed consent names, free text of
+    staff (contact notes, status reasons, alert follow-ups), answers to items marked as
+    identifiers; personal links stop working and no
     message goes out. Audited. Returns what was erased, as counts."""
     now = now or timezone.now()
     locked = Participant.objects.select_for_update().get(pk=participant.pk)
@@ -171,6 +173,10 @@ def participant_identifiers_erase(
         "contact_notes": ContactAttempt.objects.filter(participant=locked)
         .exclude(note="")
         .update(note=""),
+        # Staff's free text may name people too: status reasons go, the changes stay.
+        "status_reasons": ParticipantStatusChange.objects.filter(participant=locked)
+        .exclude(reason="")
+        .update(reason=""),
         "alert_notes": SafetyAlert.objects.filter(participant=locked)
         .exclude(follow_up_note="")
         .update(follow_up_note=""),

@@ -26,6 +26,8 @@ from email.utils import make_msgid
 from django.conf import settings
 from django.core.mail import EmailMultiAlternatives, mailers
 from django.db import connection, transaction
+from django.db.models import F, Value
+from django.db.models.functions import Coalesce
 from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils import formats, timezone, translation
@@ -311,13 +313,27 @@ def message_send(*, message_id: int, now: datetime | None = None) -> str:
             updated_at=timezone.now(),
         )
         return Message.Status.FAILED
-    Message.objects.filter(pk=message.pk).update(
-        status=Message.Status.SENT,
-        provider_id=provider_id[:100],
-        sent_at=timezone.now(),
-        reason="",
-        updated_at=timezone.now(),
-    )
+    sent_at = timezone.now()
+    with transaction.atomic():
+        marked = (
+            Message.objects.filter(pk=message.pk)
+            .exclude(status=Message.Status.SENT)
+            .update(
+                status=Message.Status.SENT,
+                provider_id=provider_id[:100],
+                sent_at=sent_at,
+                reason="",
+                updated_at=sent_at,
+            )
+        )
+        # Counted once, with the message, for the retention dashboard; one that arrives after
+        # the participant completed (they finished while it was being sent) is not a message
+        # they completed after.
+        if marked:
+            Assignment.objects.filter(pk=message.assignment_id, completed_at=None).update(
+                messages_sent=F("messages_sent") + 1,
+                first_message_at=Coalesce(F("first_message_at"), Value(sent_at)),
+            )
     return Message.Status.SENT
 
 

@@ -391,6 +391,10 @@ class WaveInstrument(models.Model):
     def __str__(self) -> str:
         return f"{self.wave} · {self.instrument}"
 
+    def clean(self) -> None:
+        if self.wave_id and self.instrument_id and self.wave.study_id != self.instrument.study_id:
+            raise ValidationError({"instrument": "The instrument belongs to another study."})
+
 
 class Assignment(models.Model):
     """A participant's occurrence of a wave, with its window in absolute (UTC) time."""
@@ -417,6 +421,12 @@ class Assignment(models.Model):
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.SCHEDULED)
     status_changed_at = models.DateTimeField(null=True, blank=True)
     completed_at = models.DateTimeField(null=True, blank=True)
+    # Kept by surveys.dispatch.message_send as each invitation or reminder goes out (messages
+    # never go after completion): the retention dashboard reads the time from the first
+    # message to completion and the message people completed after from here, not from
+    # every message row.
+    messages_sent = models.PositiveSmallIntegerField(default=0, editable=False)
+    first_message_at = models.DateTimeField(null=True, blank=True, editable=False)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -644,6 +654,10 @@ class ReminderRule(models.Model):
 
     def __str__(self) -> str:
         return f"{self.get_kind_display()} ({self.wave or 'study default'})"
+
+    def clean(self) -> None:
+        if self.wave_id and self.study_id and self.wave.study_id != self.study_id:
+            raise ValidationError({"wave": "The wave belongs to another study."})
 
 
 class Message(models.Model):

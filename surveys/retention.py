@@ -48,20 +48,17 @@ from django.db.models import (
     Exists,
     F,
     IntegerField,
-    Min,
     OuterRef,
     Q,
     Value,
     When,
 )
 from django.db.models.fields.json import KeyTextTransform
-from django.db.models.lookups import LessThanOrEqual
 from django.utils import timezone
 
 from surveys.models import (
     Assignment,
     Item,
-    Message,
     Response,
     Site,
     Study,
@@ -413,51 +410,33 @@ def retention_summary(
 def _timing_and_reminders(
     *, scope: _Scope, waves: list[WaveCounts]
 ) -> tuple[list[TimingRow], list[ReminderRow], int]:
-    """One query: per completed survey that had a message before completion, how many were
-    sent before it and the day bucket of the first; then counted per wave, bucket and number
-    of messages. The per-survey step is a sub-select that the outer query groups again (the ORM
-    has no grouping over a grouped query), so only grouped rows leave the database.
-
-    Messages are counted as rows: ``reminders_plan`` gives every message of an assignment its
-    own sequence on one channel, so the rows sent are the messages the participant got (a
-    skipped or failed one, which keeps its sequence, is not counted)."""
+    """One query over the completed surveys in scope, grouped by wave, day bucket (from the
+    first message sent to completion) and the number of messages sent
+    (``Assignment.messages_sent``, kept by the dispatcher: messages never go after completion,
+    so these are the messages the participant had before completing; a skipped or failed one
+    is not counted)."""
     if scope.empty:
         return [], [], 0
-    first_sent = Min("sent_at")
-    done = Min("assignment__completed_at")  # one value per survey: the aggregate just picks it
     bucket = Case(
         *(
-            When(LessThanOrEqual(done, first_sent + timedelta(days=days)), then=Value(index))
-            for index, days in enumerate(DAY_EDGES)
+            When(completed_at__lte=F("first_message_at") + timedelta(days=days), then=Value(i))
+            for i, days in enumerate(DAY_EDGES)
         ),
         default=Value(len(DAY_EDGES)),
         output_field=IntegerField(),
     )
-    per_survey = (
-        Message.objects.filter(
-            scope.messages,
-            status=Message.Status.SENT,
-            sent_at__lt=F("assignment__completed_at"),
-            assignment__status=STATUS.COMPLETED,
+    grouped = (
+        Assignment.objects.filter(
+            scope.assignments,
+            status=STATUS.COMPLETED,
+            messages_sent__gt=0,
+            first_message_at__lt=F("completed_at"),
         )
-        .values("assignment_id")
-        .annotate(wave=Min("assignment__wave_id"), messages=Count("pk"), bucket=bucket)
-        .values("wave", "messages", "bucket")
+        .annotate(bucket=bucket)
+        .values_list("wave_id", "bucket", "messages_sent")
+        .annotate(n=Count("pk"))
         .order_by()
     )
-    inner_sql, params = per_survey.query.get_compiler(using=per_survey.db).as_sql()
-    connection = connections[per_survey.db]
-    qn = connection.ops.quote_name
-    # Only quoted column names of our own and the ORM's compiled SQL go into the text; every
-    # value is a parameter.
-    statement = (
-        f"SELECT per_survey.{qn('wave')}, per_survey.{qn('bucket')}, "  # noqa: S608
-        f"per_survey.{qn('messages')}, COUNT(*) FROM ({inner_sql}) per_survey "
-        "GROUP BY 1, 2, 3"
-    )
-    with connection.cursor() as cursor:
-        cursor.execute(statement, params)
-        grouped = cursor.fetchall()
 
     buckets: dict[int, list[int]] = defaultdict(lambda: [0] * (len(DAY_EDGES) + 1))
     by_reminders: dict[int, dict[int, int]] = defaultdict(lambda: defaultdict(int))

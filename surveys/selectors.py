@@ -433,12 +433,12 @@ class TimelineEvent:
 
 
 def participant_timeline(
-    *, participant: Participant, show_contact_log: bool
+    *, participant: Participant, show_staff_notes: bool
 ) -> list[TimelineEvent]:
     """Everything that happened to one participant, newest first: enrolment and consent, each
-    survey's window and outcome, responses, invitations and reminders, contact attempts (only
-    for those who may see them: their notes are free text) and status changes. A fixed number
-    of queries."""
+    survey's window and outcome, responses, invitations and reminders, contact attempts and
+    the reasons of status changes (both staff's free text: only with ``show_staff_notes``,
+    never for researchers) and status changes. A fixed number of queries."""
     events = [
         TimelineEvent(
             participant.created_at, "enrolment", "Enrolled", f"site {participant.site.code}"
@@ -462,7 +462,7 @@ def participant_timeline(
                 change.changed_at,
                 "status",
                 f"Status: {change.get_from_status_display()} → {change.get_to_status_display()}",
-                f"by {by}" + (f": {change.reason}" if change.reason else ""),
+                f"by {by}" + (f": {change.reason}" if change.reason and show_staff_notes else ""),
             )
         )
     assignments = list(participant.assignments.select_related("wave").order_by("opens_at"))
@@ -510,7 +510,7 @@ def participant_timeline(
                 message.get_status_display() + (f": {message.reason}" if message.reason else ""),
             )
         )
-    if show_contact_log:
+    if show_staff_notes:
         for attempt in ContactAttempt.objects.filter(participant=participant).select_related("by"):
             by = attempt.by.get_username() if attempt.by else ""
             events.append(

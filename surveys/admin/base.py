@@ -38,6 +38,24 @@ class StudyScopedAdmin(admin.ModelAdmin):
         studies = selectors.studies_for_user(user=request.user)
         return super().get_queryset(request).filter(**{f"{self.study_path}__in": studies})
 
+    def _leads(self, request, obj) -> bool:
+        study = obj
+        for part in self.study_path.split("__"):
+            study = getattr(study, part)
+        return selectors.studies_led_by(user=request.user).filter(pk=study.pk).exists()
+
+    def has_change_permission(self, request, obj=None):
+        # Seen by everyone of the study; changed only by its principal investigators (a PI
+        # of one study may be a researcher in another).
+        if obj is not None and not self._leads(request, obj):
+            return False
+        return super().has_change_permission(request, obj)
+
+    def has_delete_permission(self, request, obj=None):
+        if obj is not None and not self._leads(request, obj):
+            return False
+        return super().has_delete_permission(request, obj)
+
     def formfield_for_foreignkey(self, db_field, request, **kwargs):
         # New design objects go only into studies the user leads.
         led = selectors.studies_led_by(user=request.user)

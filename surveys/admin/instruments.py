@@ -6,6 +6,7 @@ from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.html import format_html
 
+from surveys import selectors
 from surveys.admin.base import RELATED_ONLY, ReadOnlyMixin, StudyScopedAdmin
 from surveys.models import (
     Instrument,
@@ -122,6 +123,13 @@ class ItemAdmin(ReadOnlyMixin, StudyScopedAdmin):
 class WaveInstrumentInline(admin.TabularInline):
     model = WaveInstrument
     extra = 0
+
+    def formfield_for_foreignkey(self, db_field, request, **kwargs):
+        if db_field.name == "instrument":
+            kwargs["queryset"] = Instrument.objects.filter(
+                study__in=selectors.studies_led_by(user=request.user)
+            )
+        return super().formfield_for_foreignkey(db_field, request, **kwargs)
 
 
 @admin.register(Wave)

@@ -8,7 +8,7 @@ from django.urls import path
 from django.utils import timezone
 
 from surveys import selectors, services
-from surveys.admin.base import RELATED_ONLY, ReadOnlyMixin
+from surveys.admin.base import RELATED_ONLY, ReadOnlyMixin, StudyScopedAdmin
 from surveys.dispatch import reminders_dry_run
 from surveys.models import Message, ReminderRule
 from surveys.reminders import wave_replan
@@ -96,17 +96,13 @@ class MessageAdmin(ReadOnlyMixin, admin.ModelAdmin):
 
 
 @admin.register(ReminderRule)
-class ReminderRuleAdmin(admin.ModelAdmin):
+class ReminderRuleAdmin(StudyScopedAdmin):
+    """Listed for everyone of the study; written only into studies the user leads (the study
+    and wave choices, and the object's own study)."""
+
     list_display = ("study", "wave", "position", "kind", "is_active")
     list_filter = (("study", RELATED_ONLY), "kind", "is_active")
     list_select_related = ("study", "wave")
-
-    def get_queryset(self, request):
-        return (
-            super()
-            .get_queryset(request)
-            .filter(study__in=selectors.studies_for_user(user=request.user))
-        )
 
     def save_model(self, request, obj, form, change):
         before = (form.initial.get("wave"), form.initial.get("study")) if change else None

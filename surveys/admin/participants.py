@@ -131,6 +131,14 @@ class ParticipantStatusChangeInline(ReadOnlyMixin, admin.TabularInline):
     fields = ("changed_at", "from_status", "to_status", "reason", "changed_by")
     readonly_fields = fields
 
+    def get_fields(self, request, obj=None):
+        # Reasons are staff's free text (they may name people): not for researchers.
+        if obj is not None and not selectors.user_may_see_identifiers(
+            user=request.user, study=obj.study
+        ):
+            return tuple(f for f in self.fields if f != "reason")
+        return self.fields
+
 
 class ParticipantLinkInline(ReadOnlyMixin, admin.TabularInline):
     """When the participant's personal links were made, until when they work, whether they were
@@ -153,8 +161,9 @@ class ParticipantForm(forms.ModelForm):
         required=False,
         label="On withdrawal, also erase identifiers",
         help_text="When the participant asks for it and their consent allows: the contact and "
-        "locator details, the typed consent name, notes of contact attempts and answers marked "
-        "as identifiers are erased for good; de-identified answers are kept. Audited.",
+        "locator details, the typed consent name, staff notes and status reasons (this one "
+        "too) and answers marked as identifiers are erased for good; de-identified answers are "
+        "kept. Audited.",
     )
     # Enrolment only: how the participant consented (surveys/consent.py).
     consent_method = forms.ChoiceField(
@@ -351,7 +360,7 @@ class ParticipantAdmin(admin.ModelAdmin):
             "participant": participant,
             "opts": self.model._meta,
             "events": selectors.participant_timeline(
-                participant=participant, show_contact_log=may_see
+                participant=participant, show_staff_notes=may_see
             ),
         }
         return TemplateResponse(request, "admin/surveys/participant/timeline.html", context)

@@ -25,6 +25,12 @@ class SiteInline(admin.TabularInline):
     extra = 0
     fields = ("code", "name", "timezone")
 
+    def get_queryset(self, request):
+        # A coordinator sees only their own sites, here as everywhere.
+        return (
+            super().get_queryset(request).filter(pk__in=selectors.sites_for_user(user=request.user))
+        )
+
 
 class WaveInline(admin.TabularInline):
     model = Wave

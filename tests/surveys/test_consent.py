@@ -371,9 +371,10 @@ def test_withdrawal_with_erasure_removes_identifiers_everywhere_and_keeps_answer
     with connection.cursor() as cursor:
         cursor.execute("SELECT COUNT(*) FROM surveys_participantcontact")
         assert cursor.fetchone()[0] == 0
-    # The page still opens, with the history.
+    # The page still opens, with the history; staff's free text went with the identifiers.
     after = client.get(url).text
-    assert "Asked to stop and to erase her details" in after
+    assert "Withdrawn" in after and "Asked to stop and to erase her details" not in after
+    assert event.details["status_reasons"] == 1
 
 
 def test_erasing_identifiers_is_only_for_a_withdrawal(followed):

@@ -215,6 +215,36 @@ def due(participant, now):
     return invitation
 
 
+def test_each_message_sent_is_counted_once_on_its_survey(reachable, monkeypatch):
+    """What the retention dashboard reads: how many messages went before completion and when
+    the first went. A message that lands after the participant completed is not counted."""
+    from surveys import dispatch
+
+    now = timezone.now()
+    invitation = due(reachable, now)
+    reminders_dispatch(now=now, enqueue=False)
+    message_send(message_id=invitation.pk)
+    message_send(message_id=invitation.pk)  # a replay counts nothing
+    month1 = invitation.assignment
+    month1.refresh_from_db()
+    sent_at = Message.objects.get(pk=invitation.pk).sent_at
+    assert (month1.messages_sent, month1.first_message_at) == (1, sent_at)
+    # The next one is being sent when the participant submits.
+    reminder = month1_messages(reachable).filter(status="queued").order_by("sequence").first()
+    Message.objects.filter(pk=reminder.pk).update(scheduled_at=now - timedelta(minutes=1))
+    reminders_dispatch(now=now, enqueue=False)
+    deliver = dispatch._deliver
+
+    def completed_meanwhile(message, at):
+        Assignment.objects.filter(pk=month1.pk).update(status="completed", completed_at=at)
+        return deliver(message, at)
+
+    monkeypatch.setattr(dispatch, "_deliver", completed_meanwhile)
+    assert message_send(message_id=reminder.pk) == Message.Status.SENT
+    month1.refresh_from_db()
+    assert (month1.messages_sent, month1.first_message_at) == (1, sent_at)
+
+
 def test_a_due_invitation_is_sent_once_with_the_link_and_an_unsubscribe_header(client, reachable):
     now = timezone.now()
     invitation = due(reachable, now)

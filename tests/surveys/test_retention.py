@@ -133,7 +133,23 @@ def cohort(plant, site_a, site_b):
     # A4, 1 month: the invitation was never sent; A2, 1 month (missed): sent, not counted.
     message(a4_waves["m1"], 0, after_open_days=0, status="queued")
     message(a2_waves["m1"], 0, after_open_days=0)
+    count_as_the_dispatcher_does()
     return {"a1": a1, "a2": a2, "a3": a3, "a4": a4, "b1": b1, "b2": b2}
+
+
+def count_as_the_dispatcher_does():
+    """Assignment.messages_sent and first_message_at as message_send keeps them: the messages
+    sent before the survey was completed (tests/surveys/test_reminders.py checks the
+    dispatcher itself)."""
+    for assignment in Assignment.objects.all():
+        sent = sorted(
+            m.sent_at
+            for m in assignment.messages.filter(status="sent")
+            if assignment.completed_at is None or m.sent_at < assignment.completed_at
+        )
+        assignment.messages_sent = len(sent)
+        assignment.first_message_at = sent[0] if sent else None
+        assignment.save(update_fields=["messages_sent", "first_message_at"])
 
 
 def per_wave(summary):
@@ -364,6 +380,7 @@ def _busy_participant(plant, site, n):
     message(waves["m1"], 0, after_open_days=0)
     message(waves["m1"], 1, after_open_days=0.5)
     complete(waves["m1"], after_open_days=0.6 + n % 20)
+    count_as_the_dispatcher_does()
 
 
 def _queries(function) -> int:

@@ -86,6 +86,9 @@ def test_researchers_see_the_timeline_without_the_contact_log(client, followed, 
     text = timeline(client, followed).text
     assert "Baseline: window opens" in text
     assert "Rang twice" not in text and "Phone call" not in text
+    assert "Status: Active → Lost to follow-up" in text and "No reply in 3 months" not in text
+    change = client.get(reverse("admin:surveys_participant_change", args=[followed.pk])).text
+    assert "Lost to follow-up" in change and "No reply in 3 months" not in change
     assert "kim@example.org" not in text
 
 
