@@ -15,6 +15,7 @@ from surveys.models import (
     Instrument,
     InstrumentVersion,
     Item,
+    Message,
     Participant,
     ParticipantContact,
     ParticipantStatusChange,
@@ -172,6 +173,7 @@ def synthetic_cohort_seed(
         )
 
     assignments: list[Assignment] = []
+    sent_history: list[tuple[Assignment, list[datetime]]] = []
     pending_responses: list[tuple[Assignment, dict, datetime]] = []
     for obj, p in zip(participants, cohort.participants, strict=True):
         for assignment in assignments_build(participant=obj, waves=waves, now=now):
@@ -187,8 +189,32 @@ def synthetic_cohort_seed(
                     assignment.completed_at = submitted
                     assignment.status_changed_at = submitted
                     pending_responses.append((assignment, answers, submitted))
+            history = _messages_already_sent(assignment, now)
+            if history:
+                assignment.messages_sent = len(history)
+                assignment.first_message_at = history[0]
+                sent_history.append((assignment, history))
             assignments.append(assignment)
     Assignment.objects.bulk_create(assignments, batch_size=BATCH_SIZE)
+    # The invitations and reminders the template's rules sent to the surveys already over,
+    # so that the dashboard's "time to completion" and "completed after which
+    # reminder" have a history to show (on the participant's preferred channel).
+    Message.objects.bulk_create(
+        (
+            Message(
+                assignment=assignment,
+                sequence=sequence,
+                channel=assignment.participant.preferred_channel,
+                scheduled_at=at,
+                status=Message.Status.SENT,
+                attempts=1,
+                sent_at=at,
+            )
+            for assignment, history in sent_history
+            for sequence, at in enumerate(history)
+        ),
+        batch_size=BATCH_SIZE,
+    )
 
     responses = []
     for assignment, answers, submitted in pending_responses:
@@ -230,6 +256,26 @@ def synthetic_cohort_seed(
         "responses": len(responses),
         "messages": messages,
     }
+
+
+# The template's rules: the invitation as the window opens, reminders 3 and 6 days later, a last
+# call 2 days before it closes (recovery.services.study_create_from_template).
+REMINDER_DAYS = (0, 3, 6)
+LAST_CALL_DAYS = 2
+
+
+def _messages_already_sent(assignment: Assignment, now: datetime) -> list[datetime]:
+    """The times of the messages a survey that is over got before it was completed (or, if
+    missed, before it closed), as the template's rules would have sent them."""
+    if assignment.status not in (Assignment.Status.COMPLETED, Assignment.Status.MISSED):
+        return []
+    if assignment.wave.recurrence_days:
+        times = [assignment.opens_at]
+    else:
+        times = [assignment.opens_at + timedelta(days=d) for d in REMINDER_DAYS]
+        times.append(assignment.closes_at - timedelta(days=LAST_CALL_DAYS))
+    until = min(assignment.completed_at or assignment.closes_at, now)
+    return sorted(at for at in times if at < until)
 
 
 @transaction.atomic
