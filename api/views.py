@@ -115,6 +115,8 @@ def _assignment_and_instrument(request: Request, assignment_id: int, instrument_
     )
     if scope is None:
         raise Http404("No such survey.")
+    if scope.consent_pending:
+        raise PermissionDenied("The participant has not given consent yet: no answers before.")
     if not scope.may_enter:
         # Researchers can see the participant but never answer for them.
         raise PermissionDenied("Only the study's coordinators and PIs enter answers.")

@@ -97,7 +97,7 @@ def consent_record(
     )
 
 
-def _text_digest(text: str) -> str:
+def text_digest(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
@@ -109,11 +109,13 @@ def econsent_give(
     agreed: bool,
     language: str,
     version_id: int | None = None,
+    text_sha256: str | None = None,
     now: datetime | None = None,
 ) -> Consent:
     """The participant agrees on their phone: the text they read (in their language), the
     name they typed and the moment, kept as written. ``version_id`` is the version the page
-    showed: consent to a text the participant did not see is refused."""
+    showed and ``text_sha256`` the digest of its text: consent to a text the participant did not
+    see is refused."""
     now = now or timezone.now()
     locked = Participant.objects.select_for_update().select_related("study").get(pk=participant.pk)
     if not locked.consent_pending:
@@ -136,6 +138,12 @@ def econsent_give(
     if errors:
         raise ValidationError(errors)
     shown_language, text = version.text_in(language)
+    shown = text_digest(text)
+    if text_sha256 is not None and text_sha256 != shown:
+        # The page's text and the one stored differ (edited meanwhile): agree to it again.
+        raise ValidationError(
+            "The consent text has just been updated. Please read the new text.", code="changed"
+        )
     consent = Consent.objects.create(
         participant=locked,
         version=version,
@@ -143,7 +151,7 @@ def econsent_give(
         consented_on=now.astimezone(ZoneInfo(locked.timezone)).date(),
         language=shown_language,
         text=text,
-        text_sha256=_text_digest(text),
+        text_sha256=shown,
         typed_name=name,
         agreed_at=now,
         recorded_at=now,

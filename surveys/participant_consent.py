@@ -10,9 +10,10 @@ from django.utils.translation import gettext as _
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_http_methods
 
-from surveys.consent import consent_version_current, econsent_give
-from surveys.models import Consent
+from surveys.consent import consent_version_current, econsent_give, text_digest
+from surveys.models import Consent, Participant
 from surveys.participant_views import _render, session_participant
+from surveys.services import participant_status_change
 
 
 def _paragraphs(text: str) -> list[str]:
@@ -42,6 +43,13 @@ def consent(request: HttpRequest) -> HttpResponse:
     declined = False
     with translation.override(participant.language):
         if request.method == "POST" and request.POST.get("action") == "decline":
+            # Recorded, and every invitation and reminder stops at once; the coordinator sees
+            # it in the status history and can enrol them again if they change their mind.
+            participant_status_change(
+                participant=participant,
+                status=Participant.Status.WITHDRAWN,
+                reason="Declined consent on their phone",
+            )
             declined = True
         elif request.method == "POST":
             typed_name = request.POST.get("typed_name", "")
@@ -56,6 +64,7 @@ def consent(request: HttpRequest) -> HttpResponse:
                     agreed=request.POST.get("agree") == "yes",
                     language=participant.language,
                     version_id=version_id,
+                    text_sha256=request.POST.get("text", ""),
                 )
             except ValidationError as exc:
                 messages = _messages()
@@ -72,6 +81,8 @@ def consent(request: HttpRequest) -> HttpResponse:
             else:
                 return redirect(reverse("participant-consent-copy") + "?new=1")
         language, text = version.text_in(participant.language)
+        if declined:
+            participant.status = Participant.Status.WITHDRAWN
         return _render(
             request,
             participant,
@@ -79,6 +90,7 @@ def consent(request: HttpRequest) -> HttpResponse:
             {
                 "version": version,
                 "text_language": language,
+                "text_sha256": text_digest(text),
                 "paragraphs": _paragraphs(text),
                 "errors": errors,
                 "typed_name": typed_name,

@@ -66,6 +66,33 @@ def user_may_see_identifiers(*, user, study: Study) -> bool:
     ).exists()
 
 
+def studies_with_identifiers(*, user) -> QuerySet[Study]:
+    """Studies where the user may see identifiers: PI or coordinator (a user can be a PI in
+    one study and a researcher in another; group permissions alone do not tell)."""
+    if user.is_superuser:
+        return Study.objects.all()
+    return Study.objects.filter(
+        staff_roles__user=user,
+        staff_roles__role__in=(ROLE.PRINCIPAL_INVESTIGATOR, ROLE.COORDINATOR),
+    ).distinct()
+
+
+def participants_with_identifiers(*, user) -> QuerySet[Participant]:
+    """The user's participants whose identifiers they may see (consents, alert follow-ups)."""
+    return participants_for_user(user=user).filter(study__in=studies_with_identifiers(user=user))
+
+
+def sites_for_enrolment(*, user) -> QuerySet[Site]:
+    """Where the user may enrol: every site of the studies they lead, and their own sites as a
+    coordinator; never in a study where they are a researcher."""
+    if user.is_superuser:
+        return Site.objects.all()
+    roles = StaffRole.objects.filter(user=user)
+    led = roles.filter(role=ROLE.PRINCIPAL_INVESTIGATOR).values("study")
+    coordinated = roles.filter(role=ROLE.COORDINATOR).values("sites")
+    return Site.objects.filter(Q(study__in=led) | Q(pk__in=coordinated))
+
+
 def studies_led_by(*, user) -> QuerySet[Study]:
     """Studies where the user is principal investigator (all of them for a superuser)."""
     if user.is_superuser:
@@ -106,6 +133,7 @@ class EntryScope:
     study_id: int
     may_enter: bool
     instrument: Instrument | None  # the study's instrument with the slug asked for, if any
+    consent_pending: bool = False  # the participant has still to consent on their phone
 
 
 def assignment_entry_scope(
@@ -115,14 +143,16 @@ def assignment_entry_scope(
     study's instrument named ``instrument_slug``.
 
     PIs and researchers see the whole study, coordinators their own sites; only PIs and
-    coordinators enter answers. One join query, as this runs on every survey submission
+    coordinators enter answers, and only for a participant who has consented. One join query,
+    as this runs on every survey submission
     (ORM lookups and correlated EXISTS subqueries were measured to cost several times more).
     """
     with connection.cursor() as cursor:
         prepared.execute(
             cursor,
-            "surveys_entry_scope",
-            "SELECT p.study_id, p.site_id, r.role, rs.site_id, ins.id, ins.name "
+            "surveys_entry_scope_consent",
+            "SELECT p.study_id, p.site_id, r.role, rs.site_id, ins.id, ins.name, "
+            "p.consent_pending "
             "FROM surveys_assignment a "
             "JOIN surveys_participant p ON p.id = a.participant_id "
             "LEFT JOIN surveys_instrument ins ON ins.study_id = p.study_id AND ins.slug = %s "
@@ -134,16 +164,21 @@ def assignment_entry_scope(
         rows = cursor.fetchall()
     if not rows:
         return None
-    study_id, participant_site, _, _, instrument_id, instrument_name = rows[0]
+    study_id, participant_site, _, _, instrument_id, instrument_name, pending = rows[0]
     instrument = (
         Instrument(pk=instrument_id, study_id=study_id, slug=instrument_slug, name=instrument_name)
         if instrument_id is not None
         else None
     )
     if user.is_superuser:
-        return EntryScope(assignment_id, study_id, True, instrument)
-    may_see, may_enter = _rights([(row[2], row[3]) for row in rows], participant_site)
-    return EntryScope(assignment_id, study_id, may_enter, instrument) if may_see else None
+        may_see = may_enter = True
+    else:
+        may_see, may_enter = _rights([(row[2], row[3]) for row in rows], participant_site)
+    # No answers before consent: a participant still to consent on their phone is seen, not
+    # entered for.
+    may_enter = may_enter and not pending
+    scope = EntryScope(assignment_id, study_id, may_enter, instrument, bool(pending))
+    return scope if may_see else None
 
 
 @dataclass(frozen=True)
@@ -441,7 +476,10 @@ def participant_timeline(
     never for researchers) and status changes. A fixed number of queries."""
     events = [
         TimelineEvent(
-            participant.created_at, "enrolment", "Enrolled", f"site {participant.site.code}"
+            participant.created_at,
+            "enrolment",
+            "Enrolled",
+            f"site {participant.site.code}, enrolment date {participant.enrolled_on:%Y-%m-%d}",
         )
     ]
     for consent in Consent.objects.filter(participant=participant).select_related("version"):

@@ -2,6 +2,7 @@
 
 from django.contrib import admin
 from django.core.exceptions import PermissionDenied
+from django.db.models import Count
 from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
@@ -10,7 +11,7 @@ from django.utils.html import format_html
 from surveys import selectors
 from surveys.admin.base import RELATED_ONLY, ReadOnlyMixin, StudyScopedAdmin
 from surveys.audit import audit_log
-from surveys.models import AuditEvent, Consent, ConsentVersion
+from surveys.models import AuditEvent, Consent, ConsentVersion, Participant
 
 
 @admin.register(ConsentVersion)
@@ -19,22 +20,33 @@ class ConsentVersionAdmin(StudyScopedAdmin):
     list_filter = (("study", RELATED_ONLY),)
     readonly_fields = ("created_at",)
 
+    def get_queryset(self, request):
+        return super().get_queryset(request).annotate(given=Count("consents"))
+
     @admin.display(description="languages")
     def languages(self, obj: ConsentVersion) -> str:
         return ", ".join(sorted(lang for lang, text in obj.texts.items() if text))
 
     @admin.display(description="consents given")
     def consents_count(self, obj: ConsentVersion) -> int:
-        return obj.consents.count()
+        return obj.given
+
+    @staticmethod
+    def _in_use(obj: ConsentVersion) -> bool:
+        """Agreed to, or the text people enrolled for e-consent may be reading right now."""
+        return (
+            obj.consents.exists()
+            or Participant.objects.filter(study_id=obj.study_id, consent_pending=True).exists()
+        )
 
     def has_change_permission(self, request, obj=None):
-        # A text someone consented to is kept as they read it: a change is a new version.
-        if obj is not None and obj.consents.exists():
+        # A text someone agreed to (or is reading) is kept as is: a change is a new version.
+        if obj is not None and self._in_use(obj):
             return False
         return super().has_change_permission(request, obj)
 
     def has_delete_permission(self, request, obj=None):
-        if obj is not None and obj.consents.exists():
+        if obj is not None and self._in_use(obj):
             return False
         return super().has_delete_permission(request, obj)
 
@@ -73,7 +85,7 @@ class ConsentAdmin(ReadOnlyMixin, admin.ModelAdmin):
         return (
             super()
             .get_queryset(request)
-            .filter(participant__in=selectors.participants_for_user(user=request.user))
+            .filter(participant__in=selectors.participants_with_identifiers(user=request.user))
         )
 
     @admin.display(description="printable copy")

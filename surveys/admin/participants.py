@@ -16,7 +16,7 @@ from surveys import selectors, services
 from surveys.access import participant_pin_remove
 from surveys.admin.base import RELATED_ONLY, ReadOnlyMixin
 from surveys.admin.imports import participant_import_urls
-from surveys.consent import ConsentInput, consent_validate
+from surveys.consent import ConsentInput, consent_validate, participant_identifiers_erase
 from surveys.links import participant_links_revoke
 from surveys.models import (
     Assignment,
@@ -370,6 +370,11 @@ class ParticipantAdmin(admin.ModelAdmin):
             return (ParticipantContactInline,)
         if not selectors.user_may_see_identifiers(user=request.user, study=obj.study):
             return (AssignmentInline, ParticipantStatusChangeInline)
+        if obj.identifiers_erased_at is not None:
+            # Erased at their request: no contact details or notes are taken again.
+            return tuple(
+                i for i in self.inlines if i not in (ParticipantContactInline, ContactAttemptInline)
+            )
         return self.inlines
 
     def get_readonly_fields(self, request, obj=None):
@@ -392,7 +397,9 @@ class ParticipantAdmin(admin.ModelAdmin):
 
     def formfield_for_foreignkey(self, db_field, request, **kwargs):
         if db_field.name == "site":
-            kwargs["queryset"] = selectors.sites_for_user(user=request.user)
+            # Enrolling (or moving someone) needs the right to enrol at the site: a PI of one
+            # study may be a researcher in another.
+            kwargs["queryset"] = selectors.sites_for_enrolment(user=request.user)
         if db_field.name == "study":
             kwargs["queryset"] = selectors.studies_for_user(user=request.user)
         return super().formfield_for_foreignkey(db_field, request, **kwargs)
@@ -438,7 +445,6 @@ class ParticipantAdmin(admin.ModelAdmin):
                 status=new_status,
                 changed_by=request.user,
                 reason=form.cleaned_data.get("status_reason", ""),
-                erase_identifiers=form.cleaned_data.get("erase_identifiers", False),
                 request=request,
             )
 
@@ -452,8 +458,19 @@ class ParticipantAdmin(admin.ModelAdmin):
 
     def save_related(self, request, form, formsets, change):
         super().save_related(request, form, formsets, change)
+        participant = form.instance
+        if (
+            form.cleaned_data.get("erase_identifiers")
+            and participant.status == Participant.Status.WITHDRAWN
+            and participant.identifiers_erased_at is None
+        ):
+            # After the inline forms are saved, so that nothing typed on the same page (a
+            # note of the call in which they asked, an edited address) survives the erasure;
+            # also for someone who withdrew earlier and asks now.
+            participant_identifiers_erase(participant=participant, by=request.user, request=request)
+            return
         # Contact details (and so the channel) may be new: plan the messages again.
-        reminders_plan(assignments=list(form.instance.assignments.all()))
+        reminders_plan(assignments=list(participant.assignments.all()))
 
     def _on_editable(self, request, queryset, work, *, done: str, verb: str) -> None:
         """Run ``work(participant) -> count`` on the participants the user may change, and say

@@ -180,7 +180,7 @@ class SafetyAlertAdmin(admin.ModelAdmin):
         return (
             super()
             .get_queryset(request)
-            .filter(participant__in=selectors.participants_for_user(user=request.user))
+            .filter(participant__in=selectors.participants_with_identifiers(user=request.user))
         )
 
     def save_model(self, request, obj, form, change) -> None:

@@ -1,7 +1,8 @@
 """API tokens: each staff member makes and revokes their own; the key is shown once."""
 
 from django import forms
-from django.contrib import admin, messages
+from django.contrib import admin
+from django.template.response import TemplateResponse
 
 from surveys.models import StaffApiToken
 from surveys.tokens import DEFAULT_DAYS, MAX_DAYS, staff_token_create, staff_token_revoke
@@ -68,12 +69,26 @@ class StaffApiTokenAdmin(admin.ModelAdmin):
         )
         obj.pk, obj.user, obj.prefix = token.pk, token.user, token.prefix
         obj.created_at, obj.expires_at = token.created_at, token.expires_at
-        self.message_user(
+        # Shown on the next page only: never in a message (the messages cookie is signed, not
+        # encrypted) nor anywhere stored.
+        request.staff_api_key = key
+
+    def response_add(self, request, obj, post_url_continue=None):
+        key = getattr(request, "staff_api_key", None)
+        if key is None:
+            return super().response_add(request, obj, post_url_continue)
+        response = TemplateResponse(
             request,
-            f"Your new API key (copy it now: it is not shown again): {key} — send it as the "
-            f"header “Authorization: Bearer <key>”. It expires on {token.expires_at:%Y-%m-%d}.",
-            messages.SUCCESS,
+            "admin/surveys/staffapitoken/created.html",
+            {
+                **self.admin_site.each_context(request),
+                "title": "Your new API key",
+                "opts": self.model._meta,
+                "token": obj,
+                "key": key,
+            },
         )
+        return response
 
     def log_addition(self, request, obj, message):
         return None  # the admin's log would store the object's text; the key is never in it

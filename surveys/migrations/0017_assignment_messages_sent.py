@@ -2,20 +2,24 @@
 
 from django.db import migrations, models
 
-# Portable SQL (PostgreSQL and SQLite): the counts of the messages already sent.
+# Portable SQL (PostgreSQL and SQLite): the messages already sent, before completion only (as
+# surveys.dispatch.message_send counts them).
 BACKFILL = """
 UPDATE surveys_assignment SET
   messages_sent = (
     SELECT COUNT(*) FROM surveys_message m
     WHERE m.assignment_id = surveys_assignment.id AND m.status = 'sent'
+    AND (surveys_assignment.completed_at IS NULL OR m.sent_at < surveys_assignment.completed_at)
   ),
   first_message_at = (
     SELECT MIN(m.sent_at) FROM surveys_message m
     WHERE m.assignment_id = surveys_assignment.id AND m.status = 'sent'
+    AND (surveys_assignment.completed_at IS NULL OR m.sent_at < surveys_assignment.completed_at)
   )
 WHERE EXISTS (
   SELECT 1 FROM surveys_message m
   WHERE m.assignment_id = surveys_assignment.id AND m.status = 'sent'
+    AND (surveys_assignment.completed_at IS NULL OR m.sent_at < surveys_assignment.completed_at)
 )
 """
 

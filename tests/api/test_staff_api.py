@@ -34,12 +34,13 @@ def coordinator_key(coordinator_a):
 def test_a_token_is_made_in_the_admin_shown_once_and_stored_hashed(client, coordinator_a):
     client.force_login(coordinator_a)
     reply = client.post(
-        "/admin/surveys/staffapitoken/add/", {"name": "R on my laptop", "days": "30"}, follow=True
+        "/admin/surveys/staffapitoken/add/", {"name": "R on my laptop", "days": "30"}
     )
-    assert reply.status_code == 200
+    assert reply.status_code == 200 and "no-store" in reply["Cache-Control"]
     text = reply.text
-    assert "copy it now: it is not shown again" in text
-    key = text.split("(copy it now: it is not shown again): ")[1].split(" ")[0]
+    assert "Copy it now: it is not shown again." in text
+    key = text.split('id="api-key" type="text" readonly value="')[1].split('"')[0]
+    assert key not in reply.cookies.output()  # never in the messages cookie
     token = StaffApiToken.objects.get()
     assert token.user == coordinator_a and token.name == "R on my laptop"
     assert key not in token.key_hash and key.startswith(token.prefix)

@@ -9,7 +9,7 @@ from django.db import connection
 from django.urls import reverse
 from django.utils import timezone
 
-from surveys.consent import ConsentInput, econsent_give
+from surveys.consent import ConsentInput, econsent_give, text_digest
 from surveys.links import participant_link_create
 from surveys.models import (
     AuditEvent,
@@ -181,7 +181,12 @@ def test_e_consent_is_kept_as_read_with_the_typed_name_encrypted(phone, econsent
     version = ConsentVersion.objects.get()
     reply = phone.post(
         "/p/consent",
-        {"version": version.pk, "typed_name": "  Rosa   Quintero ", "agree": "yes"},
+        {
+            "version": version.pk,
+            "text": text_digest(version.texts["en"]),
+            "typed_name": "  Rosa   Quintero ",
+            "agree": "yes",
+        },
     )
     assert reply.status_code == 302 and reply["Location"] == "/p/consent/copy?new=1"
     consent = Consent.objects.get()
@@ -213,7 +218,10 @@ def test_e_consent_is_read_and_kept_in_the_participants_language(site_a, enrol, 
     page = client.get("/p/consent").text
     assert "Este estudio acompaña" in page and "Escriba su nombre para firmar" in page
     version = ConsentVersion.objects.get()
-    client.post("/p/consent", {"version": version.pk, "typed_name": "Ana", "agree": "yes"})
+    shown = text_digest(version.texts["es"])
+    client.post(
+        "/p/consent", {"version": version.pk, "text": shown, "typed_name": "Ana", "agree": "yes"}
+    )
     assert Consent.objects.get().language == "es"
     assert Consent.objects.get().text.startswith("Este estudio acompaña")
 
@@ -383,3 +391,121 @@ def test_erasing_identifiers_is_only_for_a_withdrawal(followed):
             participant=followed, status="lost", reason="x", erase_identifiers=True
         )
     assert ParticipantContact.objects.filter(participant=followed).exists()
+
+
+def _change_form(participant, **fields):
+    form = {
+        "site": participant.site_id, "code": participant.code, "status": "withdrawn",
+        "language": "en", "preferred_channel": "email",
+        "contact-TOTAL_FORMS": "1", "contact-INITIAL_FORMS": "1",
+        "contact-MIN_NUM_FORMS": "0", "contact-MAX_NUM_FORMS": "1",
+        "contact-0-participant": participant.pk, "contact-0-email": CONTACT["email"],
+        "contact-0-first_name": "Rosa", "contact-0-last_name": "Quintero",
+        "contact-0-phone": "+12125550199", "contact-0-locator_notes": "Sister Ana: 555-0101",
+    }  # fmt: skip
+    for prefix in ("assignments", "status_changes", "links", "contact_attempts", "consents"):
+        form |= {
+            f"{prefix}-TOTAL_FORMS": "0",
+            f"{prefix}-INITIAL_FORMS": "0",
+            f"{prefix}-MIN_NUM_FORMS": "0",
+            f"{prefix}-MAX_NUM_FORMS": "1000",
+        }
+    return form | fields
+
+
+def test_nothing_typed_on_the_page_of_the_erasure_survives_it(client, followed, coordinator_a):
+    """The call in which she asked is logged, and her address edited, on the same save that
+    erases: the inline forms are saved first, then erased."""
+    client.force_login(coordinator_a)
+    url = reverse("admin:surveys_participant_change", args=[followed.pk])
+    form = _change_form(
+        followed,
+        status_reason="Asked by phone to stop and erase",
+        erase_identifiers="on",
+        **{
+            "contact-0-locator_notes": "Moved to 12 Elm St",
+            "contact_attempts-TOTAL_FORMS": "1",
+            "contact_attempts-0-method": "call",
+            "contact_attempts-0-outcome": "reached",
+            "contact_attempts-0-note": "Rosa called from her mother's phone",
+            "contact_attempts-0-attempted_at_0": "2026-11-20",
+            "contact_attempts-0-attempted_at_1": "10:00:00",
+        },
+    )
+    reply = client.post(url, form)
+    assert reply.status_code == 302, reply.text[:3000]
+    assert not ParticipantContact.objects.filter(participant=followed).exists()
+    assert set(ContactAttempt.objects.values_list("note", flat=True)) == {""}
+    assert ContactAttempt.objects.count() == 2  # the call is kept, without its note
+    # The erased person's page takes no contact details or notes again.
+    page = client.get(url).text
+    assert 'name="contact-0-email"' not in page and "contact_attempts-TOTAL_FORMS" not in page
+
+
+def test_identifiers_are_erased_for_someone_who_withdrew_earlier(client, followed, coordinator_a):
+    participant_status_change(
+        participant=followed, status="withdrawn", reason="Stopped", changed_by=coordinator_a
+    )
+    client.force_login(coordinator_a)
+    url = reverse("admin:surveys_participant_change", args=[followed.pk])
+    reply = client.post(url, _change_form(followed, erase_identifiers="on"))
+    assert reply.status_code == 302, reply.text[:3000]
+    followed.refresh_from_db()
+    assert followed.identifiers_erased_at is not None
+    assert not ParticipantContact.objects.filter(participant=followed).exists()
+    assert AuditEvent.objects.filter(action="identifiers_erase", participant=followed).count() == 1
+
+
+def test_declining_withdraws_and_stops_every_message(phone, econsent_participant):
+    assert Message.objects.filter(
+        assignment__participant=econsent_participant, status="queued"
+    ).exists()
+    phone.post("/p/consent", {"action": "decline"})
+    econsent_participant.refresh_from_db()
+    assert econsent_participant.status == "withdrawn"
+    change = econsent_participant.status_changes.get()
+    assert change.reason == "Declined consent on their phone"
+    assert not Message.objects.filter(
+        assignment__participant=econsent_participant, status="queued"
+    ).exists()
+
+
+def test_a_text_edited_while_someone_reads_it_is_not_agreed_to(phone, econsent_participant):
+    version = ConsentVersion.objects.get()
+    page = phone.get("/p/consent").text
+    digest = page.split('name="text" value="')[1].split('"')[0]
+    # The admin refuses the edit while someone waits to consent; a change by other means:
+    ConsentVersion.objects.filter(pk=version.pk).update(texts={"en": "Another text."})
+    reply = phone.post(
+        "/p/consent",
+        {"version": version.pk, "text": digest, "typed_name": "Rosa", "agree": "yes"},
+    )
+    assert reply.status_code == 400 and "Another text." in reply.text
+    assert not Consent.objects.exists()
+
+
+def test_a_consent_text_being_read_cannot_be_edited_in_the_admin(
+    client, econsent_participant, staff_user, site_a
+):
+    pi = staff_user(study=site_a.study, role="pi", username="the-pi")
+    client.force_login(pi)
+    version = ConsentVersion.objects.get()
+    url = reverse("admin:surveys_consentversion_change", args=[version.pk])
+    client.post(url, {"study": site_a.study_id, "version": "1.0", "approved_on": "2025-01-01",
+                      "texts": '{"en": "Edited."}'})  # fmt: skip
+    version.refresh_from_db()
+    assert version.texts["en"].startswith("This study follows people")
+
+
+def test_no_answers_are_entered_by_staff_before_consent(
+    client, econsent_participant, coordinator_a
+):
+    client.force_login(coordinator_a)
+    baseline = econsent_participant.assignments.get(wave__slug="baseline")
+    reply = client.put(
+        f"/api/v1/assignments/{baseline.pk}/responses/baseline/draft/",
+        {"client_id": "6f1c1f9e-3f5e-4f4e-9a36-1d2b9b0c7e12", "answers": {}},
+        content_type="application/json",
+    )
+    assert reply.status_code == 403 and "not given consent" in reply.json()["detail"]
+    assert not Response.objects.exists()

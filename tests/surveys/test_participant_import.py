@@ -626,3 +626,17 @@ def test_someone_who_enrols_in_two_studies_chooses_the_study(client, study, pi, 
     assert "into Second study" in preview.text and "BOS-0001" in preview.text
     client.post(reverse(CONFIRM_URL), {"payload": payload_of(preview)})
     assert Participant.objects.get().study == other
+
+
+def test_the_same_file_confirmed_twice_is_saved_once(study, pi):
+    """A double click on Confirm, or the confirmation sent again later: the second finds the
+    file imported (checked under a lock on the study) and saves nothing."""
+    data = csv_bytes([ROSA, JAMAL])
+    assert participants_import(study=study, user=pi, file_bytes=data, commit=True).committed
+    again = participants_import(study=study, user=pi, file_bytes=data, commit=True)
+    assert not again.committed
+    assert [problem.message for problem in again.errors] == [
+        "This very file was imported into the study already (each file is imported once): "
+        "nothing was saved again."
+    ]
+    assert Participant.objects.filter(study=study).count() == 2

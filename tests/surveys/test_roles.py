@@ -82,3 +82,41 @@ def test_coordinator_sees_contact_details_of_their_own_participant(
     page = client.get(reverse("admin:surveys_participant_change", args=[participant.pk]))
     assert page.status_code == 200
     assert "lee@example.org" in page.text
+
+
+def test_a_pi_of_one_study_who_is_a_researcher_in_another_gets_no_identifiers_there(
+    client, study, site_a, enrol, staff_user
+):
+    """Group permissions come from the user's strongest role anywhere; the selectors decide
+    per study."""
+    from recovery.services import study_create_from_template
+    from surveys.consent import ConsentInput, econsent_give
+    from surveys.models import Participant, SafetyAlert
+
+    own = study_create_from_template(slug="own", name="Own study", sites=[("OWN", "O", "UTC")])
+    user = staff_user(study=own, role="pi", username="mixed")
+    staff_role_assign(user=user, study=study, role="researcher")
+    there = enrol(site=site_a, consent=ConsentInput(method="electronic"))
+    econsent_give(participant=there, typed_name="Rosa Quintero", agreed=True, language="en")
+    SafetyAlert.objects.create(
+        study=study, participant=there, assignment=there.assignments.first(), variable="x",
+        question="q", answer="a", created_at=there.created_at, follow_up_note="Called Rosa's aunt",
+    )  # fmt: skip
+    client.force_login(user)
+    add = client.get("/admin/surveys/participant/add/").text
+    assert str(site_a) not in add  # no site of the study where they only read
+    reply = client.post(
+        "/admin/surveys/participant/add/",
+        {
+            "study": study.pk, "site": site_a.pk, "enrolled_on": "2026-11-01",
+            "timezone": "UTC", "language": "en", "preferred_channel": "email",
+            "consent_method": "electronic",
+            "contact-TOTAL_FORMS": "1", "contact-INITIAL_FORMS": "0",
+            "contact-MIN_NUM_FORMS": "0", "contact-MAX_NUM_FORMS": "1",
+            "contact-0-email": "someone@example.org",
+        },
+    )  # fmt: skip
+    assert reply.status_code == 200 and Participant.objects.filter(study=study).count() == 1
+    assert there.code not in client.get("/admin/surveys/consent/").text
+    alerts = client.get("/admin/surveys/safetyalert/").text
+    assert there.code not in alerts and "aunt" not in alerts
