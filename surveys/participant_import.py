@@ -180,6 +180,7 @@ class ImportResult:
     assignments: int = 0
     invitations: int = 0
     planned: list = field(default_factory=list, repr=False)  # the checked rows, to enrol
+    foreign_matches: list = field(default_factory=list, repr=False)
 
     @property
     def ok(self) -> bool:
@@ -399,6 +400,8 @@ class _Context:
     enrolled_phones: dict[str, Participant]
     zones: dict[str, str]  # lower-case IANA name → its spelling
     zone_checks: dict[str, list[str]] = field(default_factory=dict)  # problems by zone
+    # Participants of other sites whose e-mail or phone a line of the file has.
+    foreign_matches: list[Participant] = field(default_factory=list)
 
 
 @dataclass
@@ -546,6 +549,8 @@ def _row_check(
         other = enrolled.get(contact_lookup(column, values[column]))
         if other is not None:
             known = other.site.code.upper() in ctx.mine
+            if not known:
+                ctx.foreign_matches.append(other)
             error(
                 column,
                 f"A participant of this study already has this {what}"
@@ -721,6 +726,17 @@ def participants_import(
                         "file_sha256": digest,
                     },
                 )
+    for other in result.foreign_matches:
+        # Telling a coordinator that someone of another site is in the study is itself a
+        # disclosure: each one is on the record of the participant concerned (outside the
+        # preview's rolled-back transaction).
+        audit_log(
+            action=AuditEvent.Action.PARTICIPANT_IMPORT,
+            user=user,
+            request=request,
+            participant=other,
+            details={"refused_line": "already enrolled at another site", "preview": not commit},
+        )
     if not result.committed:
         result.rows = [replace(row, participant_id=None) for row in result.rows]
     result.errors.sort(key=_problem_order)
@@ -737,6 +753,7 @@ def _checked(*, study: Study, user, sites, csv_file, result: ImportResult) -> bo
         result.errors.extend(problems)
         if row is not None:
             result.planned.append(row)
+    result.foreign_matches = ctx.foreign_matches
     return not result.errors
 
 

@@ -640,3 +640,21 @@ def test_the_same_file_confirmed_twice_is_saved_once(study, pi):
         "nothing was saved again."
     ]
     assert Participant.objects.filter(study=study).count() == 2
+
+
+def test_a_coordinator_told_someone_is_enrolled_at_another_site_is_on_that_persons_record(
+    study, site_b, coordinator_a, enrol
+):
+    """The preview says "(at another site)" without the study ID; saying even that much is a
+    disclosure, so it is audited on the other participant, also for a preview."""
+    other = enrol(site=site_b, code="LDN-0003", contact={"email": "rosa.m@example.org"})
+    result = participants_import(
+        study=study, user=coordinator_a, file_bytes=csv_bytes([ROSA]), commit=False
+    )
+    assert [str(p) for p in result.errors] == [
+        "line 2, email: A participant of this study already has this e-mail address "
+        "(at another site)."
+    ]
+    event = AuditEvent.objects.get(participant=other)
+    assert event.user == coordinator_a and event.details["preview"] is True
+    assert "rosa" not in str(event.details).lower()
