@@ -226,6 +226,28 @@ class ParticipantForm(forms.ModelForm):
             self.fields[
                 "code"
             ].help_text = "Leave empty to give the site's next study ID (e.g. NYC-0043)."
+        if not self.instance.pk:
+            # What a coordinator would otherwise type each time: today, the site's time zone,
+            # and their study when they have one.
+            if "enrolled_on" in self.fields:
+                self.fields["enrolled_on"].initial = timezone.localdate
+            if "timezone" in self.fields:
+                self.fields["timezone"].required = False
+                self.fields["timezone"].initial = ""
+                self.fields[
+                    "timezone"
+                ].help_text = "IANA name, e.g. America/Chicago. Empty: the site's time zone."
+            if "study" in self.fields:
+                studies = list(self.fields["study"].queryset[:2])
+                if len(studies) == 1:
+                    self.fields["study"].initial = studies[0].pk
+
+    def clean_timezone(self):
+        value = self.cleaned_data.get("timezone", "")
+        site = self.cleaned_data.get("site")
+        if not value and not self.instance.pk:
+            return site.timezone if site else "UTC"
+        return value
 
     def clean(self):
         cleaned = super().clean()
@@ -416,8 +438,9 @@ class ParticipantAdmin(admin.ModelAdmin):
     def get_fieldsets(self, request, obj=None):
         fieldsets = super().get_fieldsets(request, obj)
         if obj is None:
-            main = [f for f in fieldsets[0][1]["fields"] if f not in CONSENT_FIELDS]
-            main = [f for f in main if f not in ("status", "status_reason", "erase_identifiers")]
+            left_out = {*CONSENT_FIELDS, *self.readonly_fields, "status", "status_reason"}
+            left_out.add("erase_identifiers")
+            main = [f for f in fieldsets[0][1]["fields"] if f not in left_out]
             return [
                 (None, {"fields": main}),
                 ("Consent", {"fields": CONSENT_FIELDS}),

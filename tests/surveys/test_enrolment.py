@@ -250,3 +250,30 @@ def test_two_enrolments_at_once_get_different_study_ids(study, enrol):
     for thread in threads:
         thread.join()
     assert sorted(codes) == ["NYC-0001", "NYC-0002", "NYC-0003", "NYC-0004"]
+
+
+def test_the_admin_enrolment_form_fills_in_today_the_site_time_zone_and_the_study(
+    client, site_a, coordinator_a
+):
+    from django.utils import timezone
+
+    from surveys.models import Participant
+
+    client.force_login(coordinator_a)
+    page = client.get("/admin/surveys/participant/add/").text
+    assert f'value="{timezone.localdate():%Y-%m-%d}"' in page
+    assert f'<option value="{site_a.study_id}" selected>' in page
+    assert "PIN" not in page and "Identifiers erased" not in page  # nothing to show yet
+    reply = client.post(
+        "/admin/surveys/participant/add/",
+        {
+            "study": site_a.study_id, "site": site_a.pk, "code": "", "timezone": "",
+            "enrolled_on": str(timezone.localdate()), "language": "en",
+            "preferred_channel": "email", "consent_method": "electronic",
+            "contact-TOTAL_FORMS": "1", "contact-INITIAL_FORMS": "0",
+            "contact-MIN_NUM_FORMS": "0", "contact-MAX_NUM_FORMS": "1",
+            "contact-0-email": "new@example.org",
+        },
+    )  # fmt: skip
+    assert reply.status_code == 302, reply.text[:3000]
+    assert Participant.objects.get().timezone == site_a.timezone == "America/New_York"
