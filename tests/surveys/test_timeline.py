@@ -104,14 +104,20 @@ def test_the_timeline_takes_the_same_queries_however_long_the_history(
     client.force_login(coordinator_a)
     with CaptureQueriesContext(connection) as short:
         timeline(client, followed)
-    for _ in range(20):
+    month3 = followed.assignments.get(wave__slug="m3")
+    for n in range(20):
         ContactAttempt.objects.create(
             participant=followed, method="text", outcome="no_answer",
             attempted_at=timezone.now(), by=coordinator_a,
         )  # fmt: skip
+        Message.objects.create(
+            assignment=month3, sequence=50 + n, channel="sms", scheduled_at=timezone.now(),
+            status="sent", sent_at=timezone.now(),
+        )  # fmt: skip
     with CaptureQueriesContext(connection) as long:
         page = timeline(client, followed)
     assert page.text.count("Text message: No answer") == 20
+    assert page.text.count("for 3 months by Text message (SMS)") == 20
     assert len(long) == len(short)
 
 
