@@ -115,3 +115,23 @@ def test_participant_page_shows_windows_in_the_participants_own_dates(
     page = superuser_client.get(reverse("admin:surveys_participant_change", args=[participant.pk]))
     assert "24 Jun 2026 to 29 Jul 2026, due 01 Jul 2026 (Asia/Tehran)" in page.text
     assert "NYC-0200 · 1 month" in page.text
+
+
+def test_the_admin_home_leads_each_role_to_its_follow_up_pages(
+    client, study, coordinator_a, researcher
+):
+    client.force_login(coordinator_a)
+    home = client.get(reverse("admin:index")).text
+    assert "Follow-up work" in home
+    for url in (
+        reverse("admin:surveys_assignment_call_list"),
+        reverse("admin:surveys_study_retention", args=[study.pk]),
+        reverse("admin:surveys_participant_add"),
+        reverse("admin:surveys_participant_import"),
+    ):
+        assert f'href="{url}"' in home, url
+    client.force_login(researcher)
+    home = client.get(reverse("admin:index")).text
+    assert reverse("admin:surveys_study_retention", args=[study.pk]) in home
+    assert reverse("admin:surveys_participant_import") not in home
+    assert reverse("admin:surveys_participant_add") not in home

@@ -1,0 +1,42 @@
+"""The admin index's "Follow-up work" box: the pages coordinators and researchers use most."""
+
+from django import template
+from django.urls import reverse
+
+from surveys import selectors
+
+register = template.Library()
+
+
+@register.inclusion_tag("admin/surveys/_follow_up_tools.html", takes_context=True)
+def follow_up_tools(context) -> dict:
+    request = context["request"]
+    user = request.user
+    links: list[tuple[str, str, str]] = []
+    if user.has_perm("surveys.view_assignment"):
+        links.append(
+            (
+                "Call list",
+                reverse("admin:surveys_assignment_call_list"),
+                "overdue and closing surveys, most urgent first",
+            )
+        )
+    for study in selectors.studies_for_user(user=user).only("pk", "name"):
+        links.append(
+            (
+                f"Retention: {study.name}",
+                reverse("admin:surveys_study_retention", args=[study.pk]),
+                "by wave, site and subgroup",
+            )
+        )
+    if (
+        user.has_perm("surveys.add_participant")
+        and selectors.sites_for_enrolment(user=user).exists()
+    ):
+        links.append(
+            ("Enrol a participant", reverse("admin:surveys_participant_add"), "with consent")
+        )
+        links.append(
+            ("Import participants", reverse("admin:surveys_participant_import"), "from a CSV file")
+        )
+    return {"links": links}
