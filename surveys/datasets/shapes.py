@@ -1,0 +1,73 @@
+"""The wide shape: one row per participant, pivoted from the long frame (never rebuilt).
+
+Columns: ``pid``, ``site``, the baseline covariates once, then for each wave in the study's
+order (and each occurrence of a recurring wave) the long frame's row columns and variables
+suffixed ``_<wave>`` (``_<wave>_<occurrence>`` for a recurring wave; a hyphen in a wave's slug
+becomes an underscore). A variable appears for a wave only when one of that wave's instruments
+has it. A participant without a row for a wave has empty cells there (no assignment: e.g.
+enrolled after the wave was added, or a recurring occurrence not reached).
+"""
+
+import pandas as pd
+
+from surveys.datasets.builder import ID_COLUMNS
+
+_KEYS = ("wave", "occurrence")
+
+
+def wave_suffix(wave: str, occurrence: int, *, recurring: bool) -> str:
+    wave = wave.replace("-", "_")
+    return f"{wave}_{occurrence}" if recurring else wave
+
+
+def dataset_wide(long_df: pd.DataFrame) -> pd.DataFrame:
+    """``long_df`` (from ``dataset_long``) with one row per participant."""
+    meta = long_df.attrs.get("columns", {})
+    info = long_df.attrs.get("dataset", {})
+    covariates = info.get("covariates")
+    if covariates is None:
+        covariates = [c for c in long_df.columns if c.endswith("_bl")]
+    recurring = set(info.get("recurring_waves", ()))
+    if not info:  # a frame without its metadata: a wave with a second occurrence recurs
+        recurring = set(long_df.loc[long_df["occurrence"] > 0, "wave"])
+    wave_order = {slug: n for n, slug in enumerate(info.get("waves", ()))}
+    wave_instruments = info.get("wave_instruments")
+    per_row = [c for c in long_df.columns if c not in (*ID_COLUMNS, *_KEYS, *covariates)]
+
+    people = (
+        long_df[[*ID_COLUMNS, *covariates]].drop_duplicates("pid").set_index("pid").sort_index()
+    )
+    pieces = [people]
+    columns_meta = {name: dict(meta.get(name, {}), name=name) for name in people.columns}
+    columns_meta["pid"] = dict(meta.get("pid", {}), name="pid")
+    groups = long_df[list(_KEYS)].drop_duplicates()
+    groups = sorted(
+        groups.itertuples(index=False),
+        key=lambda g: (wave_order.get(g.wave, len(wave_order)), str(g.wave), int(g.occurrence)),
+    )
+    for wave, occurrence in groups:
+        suffix = wave_suffix(wave, int(occurrence), recurring=wave in recurring)
+        rows = long_df[(long_df["wave"] == wave) & (long_df["occurrence"] == occurrence)]
+        if wave_instruments is not None and meta:
+            asked = set(wave_instruments.get(wave, ()))
+            names = [
+                c
+                for c in per_row
+                if meta[c]["role"] not in ("item", "derived", "version")
+                or set(meta[c]["sources"]) & asked
+            ]
+        else:  # without metadata: a variable no row of the wave has is not the wave's
+            names = [c for c in per_row if rows[c].notna().any()]
+        piece = rows.set_index("pid")[names]
+        piece.columns = [f"{name}_{suffix}" for name in names]
+        pieces.append(piece)
+        for name in names:
+            columns_meta[f"{name}_{suffix}"] = dict(
+                meta.get(name, {}), name=f"{name}_{suffix}", wave=suffix
+            )
+    wide = pd.concat(pieces, axis=1).reindex(people.index)
+    wide.index.name = "pid"
+    wide = wide.reset_index()
+    wide.attrs["columns"] = {name: columns_meta[name] for name in wide.columns}
+    wide.attrs["dataset"] = {**info, "shape": "wide"}
+    return wide
