@@ -860,6 +860,7 @@ class AuditEvent(models.Model):
         IDENTIFIERS_ERASE = "identifiers_erase", "Erased a participant's identifiers"
         PARTICIPANT_IMPORT = "participant_import", "Imported participants from a file"
         STATUS_CHANGE = "status_change", "Changed a participant's status"
+        DATASET_EXPORT = "dataset_export", "Exported a dataset"
 
     at = models.DateTimeField(db_index=True)
     user = models.ForeignKey(

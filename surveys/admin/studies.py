@@ -10,6 +10,7 @@ from django.utils.html import format_html
 
 from surveys import selectors
 from surveys.admin.base import RELATED_ONLY, StudyScopedAdmin
+from surveys.admin.exports import export_view
 from surveys.admin.retention import retention_view
 from surveys.dictionary import DictionaryError, dictionary_export, dictionary_import_forms
 from surveys.models import (
@@ -75,11 +76,12 @@ class StudyAdmin(admin.ModelAdmin):
     def get_queryset(self, request):
         return selectors.studies_for_user(user=request.user)
 
-    @admin.display(description="retention")
+    @admin.display(description="retention and data")
     def retention_link(self, obj: Study) -> str:
         return format_html(
-            '<a href="{}">dashboard</a>',
+            '<a href="{}">dashboard</a> · <a href="{}">export</a>',
             reverse("admin:surveys_study_retention", args=[obj.pk]),
+            reverse("admin:surveys_study_export", args=[obj.pk]),
         )
 
     @admin.display(description="data dictionary")
@@ -99,6 +101,11 @@ class StudyAdmin(admin.ModelAdmin):
                 name="surveys_study_retention",
             ),
             path(
+                "<int:study_id>/export/",
+                wrap(self.export_view),
+                name="surveys_study_export",
+            ),
+            path(
                 "<int:study_id>/dictionary/export/",
                 wrap(self.dictionary_export_view),
                 name="surveys_study_dictionary_export",
@@ -113,6 +120,9 @@ class StudyAdmin(admin.ModelAdmin):
 
     def retention_view(self, request, study_id: int):
         return retention_view(self, request, study_id)
+
+    def export_view(self, request, study_id: int):
+        return export_view(self, request, study_id)
 
     def dictionary_export_view(self, request, study_id: int):
         study = get_object_or_404(selectors.studies_for_user(user=request.user), pk=study_id)

@@ -29,6 +29,13 @@ def follow_up_tools(context) -> dict:
                 "by wave, site and subgroup",
             )
         )
+        links.append(
+            (
+                f"Export data: {study.name}",
+                reverse("admin:surveys_study_export", args=[study.pk]),
+                "long or wide CSV, de-identified, with a codebook",
+            )
+        )
     if (
         user.has_perm("surveys.add_participant")
         and selectors.sites_for_enrolment(user=user).exists()
