@@ -344,23 +344,9 @@ def test_withdrawal_with_erasure_removes_identifiers_everywhere_and_keeps_answer
     url = reverse("admin:surveys_participant_change", args=[followed.pk])
     page = client.get(url).text
     assert "On withdrawal, also erase identifiers" in page
-    form = {
-        "site": followed.site_id, "code": followed.code, "status": "withdrawn",
-        "status_reason": "Asked to stop and to erase her details", "erase_identifiers": "on",
-        "language": "en", "preferred_channel": "email",
-        "contact-TOTAL_FORMS": "1", "contact-INITIAL_FORMS": "1",
-        "contact-MIN_NUM_FORMS": "0", "contact-MAX_NUM_FORMS": "1",
-        "contact-0-participant": followed.pk, "contact-0-email": CONTACT["email"],
-        "contact-0-first_name": "Rosa", "contact-0-last_name": "Quintero",
-        "contact-0-phone": "+12125550199", "contact-0-locator_notes": "Sister Ana: 555-0101",
-    }  # fmt: skip
-    for prefix in ("assignments", "status_changes", "links", "contact_attempts", "consents"):
-        form |= {
-            f"{prefix}-TOTAL_FORMS": "0",
-            f"{prefix}-INITIAL_FORMS": "0",
-            f"{prefix}-MIN_NUM_FORMS": "0",
-            f"{prefix}-MAX_NUM_FORMS": "1000",
-        }
+    form = _change_form(
+        followed, status_reason="Asked to stop and to erase her details", erase_identifiers="on"
+    )
     reply = client.post(url, form)
     assert reply.status_code == 302, reply.text[:3000]
     followed.refresh_from_db()
