@@ -3,14 +3,17 @@ see, filtered, written as CSV a block at a time, and audited (who, when, filters
 format, rows, identified or not). The admin page and ``manage.py export_dataset`` both call
 ``dataset_export``.
 
-Only de-identified exports exist so far (pseudonymous IDs, no identifier items, no free text,
-days instead of dates); the identified export for principal investigators, the other formats
-and background exports are the next pieces of issue 7.
+Formats: CSV (streamed as it is written), Excel, SPSS, Stata and Parquet (written to a private
+temporary file, then streamed). Only de-identified exports exist so far (pseudonymous IDs, no
+identifier items, no free text, days instead of dates); the identified export for principal
+investigators and background exports are the next pieces of issue 7.
 """
 
+import tempfile
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from datetime import date
+from pathlib import Path
 
 from django.core.exceptions import ValidationError
 from django.utils import timezone
@@ -18,10 +21,12 @@ from django.utils import timezone
 from surveys import selectors
 from surveys.audit import audit_log
 from surveys.datasets import codebook, csv_rows, dataset_diary, dataset_long, dataset_wide
+from surveys.datasets.formats import FORMATS as FILE_FORMATS
+from surveys.datasets.formats import write_dataset
 from surveys.models import AuditEvent, Participant, Study
 
 SHAPES = ("long", "wide", "diary", "codebook")
-FORMATS = ("csv",)
+FORMATS = tuple(FILE_FORMATS)
 
 
 @dataclass(frozen=True)
@@ -41,9 +46,7 @@ class ExportSpec:
         if self.shape not in SHAPES:
             errors["shape"] = f"Choose one of: {', '.join(SHAPES)}."
         if self.format not in FORMATS:
-            errors["format"] = (
-                f"Only {', '.join(FORMATS)} so far (XLSX, SPSS, Stata and Parquet are coming)."
-            )
+            errors["format"] = f"Choose one of: {', '.join(FORMATS)}."
         unknown = set(self.sites) - set(study.sites.values_list("code", flat=True))
         if unknown:
             errors["sites"] = f"Not sites of this study: {', '.join(sorted(unknown))}."
@@ -63,8 +66,22 @@ class ExportSpec:
 class Export:
     filename: str
     rows: int
-    chunks: Iterator[str]
+    chunks: Iterator[str] | Iterator[bytes]
     content_type: str = "text/csv; charset=utf-8"
+
+
+FILE_CHUNK = 64 * 1024
+
+
+def _file_chunks(frame, fmt: str, study: Study) -> Iterator[bytes]:
+    """Write the file to a private temporary file, then give it out in blocks and remove it
+    (the statistics packages' formats need a file, not a stream)."""
+    with tempfile.TemporaryDirectory(prefix="export-") as folder:
+        path = Path(folder) / f"dataset.{fmt}"
+        write_dataset(frame, path, fmt, study=study)
+        with path.open("rb") as handle:
+            while block := handle.read(FILE_CHUNK):
+                yield block
 
 
 def export_participants(*, user, study: Study, spec: ExportSpec):
@@ -117,8 +134,15 @@ def dataset_export(*, user, study: Study, spec: ExportSpec, request=None) -> Exp
         details=details,
     )
     stamp = timezone.localdate().isoformat()
+    content_type, extension = FILE_FORMATS[spec.format]
+    chunks = (
+        csv_rows(frame, labels=spec.labels)
+        if spec.format == "csv"
+        else _file_chunks(frame, spec.format, study)
+    )
     return Export(
-        filename=f"{study.slug}_{spec.shape}_{stamp}.{spec.format}",
+        filename=f"{study.slug}_{spec.shape}_{stamp}.{extension}",
         rows=len(frame),
-        chunks=csv_rows(frame, labels=spec.labels),
+        chunks=chunks,
+        content_type=content_type,
     )

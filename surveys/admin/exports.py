@@ -21,6 +21,16 @@ SHAPE_CHOICES = [
 
 class ExportForm(forms.Form):
     shape = forms.ChoiceField(choices=SHAPE_CHOICES, widget=forms.RadioSelect, initial="long")
+    format = forms.ChoiceField(
+        choices=[
+            ("csv", "CSV"),
+            ("xlsx", "Excel (.xlsx, with a codebook sheet)"),
+            ("sav", "SPSS (.sav, with variable and value labels)"),
+            ("dta", "Stata (.dta, with variable and value labels)"),
+            ("parquet", "Parquet (for Python, R arrow, DuckDB)"),
+        ],
+        initial="csv",
+    )
     labels = forms.BooleanField(
         required=False, label="Write value labels instead of codes (e.g. “Yes” for 1)"
     )
@@ -60,6 +70,7 @@ def export_view(model_admin, request, study_id: int):
         data = form.cleaned_data
         spec = ExportSpec(
             shape=data["shape"],
+            format=data["format"],
             labels=data["labels"],
             sites=tuple(data["sites"]),
             waves=tuple(data["waves"]),

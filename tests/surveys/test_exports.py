@@ -38,7 +38,7 @@ def test_a_researcher_downloads_the_long_dataset_without_identifiers(
     client.force_login(researcher)
     page = client.get(reverse("admin:surveys_study_export", args=[study.pk]))
     assert page.status_code == 200 and "pseudonymous ID" in page.text
-    reply, body = download(client, study, shape="long")
+    reply, body = download(client, study, shape="long", format="csv")
     assert reply.status_code == 200 and reply["Content-Type"].startswith("text/csv")
     assert reply["Content-Disposition"].startswith(f'attachment; filename="{study.slug}_long_')
     frame = pd.read_csv(io.BytesIO(body))
@@ -58,7 +58,7 @@ def test_a_researcher_downloads_the_long_dataset_without_identifiers(
 
 def test_a_coordinator_exports_only_their_sites(client, study, people, coordinator_a):
     client.force_login(coordinator_a)
-    _, body = download(client, study, shape="wide")
+    _, body = download(client, study, shape="wide", format="csv")
     frame = pd.read_csv(io.BytesIO(body))
     assert list(frame["site"]) == ["NYC"]
     page = client.get(reverse("admin:surveys_study_export", args=[study.pk])).text
@@ -68,7 +68,9 @@ def test_a_coordinator_exports_only_their_sites(client, study, people, coordinat
 def test_filters_narrow_the_rows_and_are_audited(client, study, people, researcher):
     participant_status_change(participant=people[1], status="withdrawn", reason="x")
     client.force_login(researcher)
-    _, body = download(client, study, shape="long", waves=["baseline", "m1"], statuses=["active"])
+    _, body = download(
+        client, study, shape="long", format="csv", waves=["baseline", "m1"], statuses=["active"]
+    )
     frame = pd.read_csv(io.BytesIO(body))
     assert sorted(frame["wave"]) == ["baseline", "m1"] and set(frame["site"]) == {"NYC"}
     details = AuditEvent.objects.get(action="dataset_export").details
@@ -78,7 +80,12 @@ def test_filters_narrow_the_rows_and_are_audited(client, study, people, research
 def test_a_bad_choice_gets_a_clear_error_and_nothing_is_exported(client, study, researcher):
     client.force_login(researcher)
     reply, _ = download(
-        client, study, shape="long", enrolled_from="2026-05-01", enrolled_to="2026-01-01"
+        client,
+        study,
+        shape="long",
+        format="csv",
+        enrolled_from="2026-05-01",
+        enrolled_to="2026-01-01",
     )
     assert reply.status_code == 200
     assert "The end of the enrolment range is before its start." in reply.content.decode()
@@ -104,7 +111,74 @@ def test_manage_py_export_dataset_writes_the_file_and_is_audited(study, people, 
     assert len(frame) == 2 and "pid" in frame.columns
     event = AuditEvent.objects.get(action="dataset_export")
     assert event.user is None and event.details["by"] == "manage.py"
-    with pytest.raises(CommandError, match="not built yet"):
-        call_command("export_dataset", "--study", study.slug, "--format", "sav", "--out", "x")
     with pytest.raises(CommandError, match="No study"):
         call_command("export_dataset", "--study", "nope", "--out", str(out))
+
+
+def _answered(people):
+    """A completed baseline for the NYC participant, with a choice and a count."""
+    from surveys.models import Response
+
+    person = people[0]
+    baseline = person.assignments.get(wave__slug="baseline")
+    version = baseline.wave.instruments.get().versions.get()
+    Response.objects.create(
+        assignment=baseline, instrument=version.instrument, instrument_version=version,
+        answers={"gender": "2", "age": 34}, status="submitted",
+        started_at=baseline.opens_at, submitted_at=baseline.opens_at,
+    )  # fmt: skip
+    baseline.status, baseline.completed_at = "completed", baseline.opens_at
+    baseline.save(update_fields=["status", "completed_at"])
+
+
+@pytest.mark.parametrize("fmt", ["xlsx", "sav", "dta", "parquet"])
+def test_every_format_reads_back_with_the_same_values_labels_and_rows(study, people, tmp_path, fmt):
+    import pyarrow.parquet as pq
+    import pyreadstat
+
+    _answered(people)
+    csv = tmp_path / "long.csv"
+    call_command("export_dataset", "--study", study.slug, "--out", str(csv))
+    expected = pd.read_csv(csv)
+    out = tmp_path / f"long.{fmt}"
+    call_command("export_dataset", "--study", study.slug, "--format", fmt, "--out", str(out))
+    if fmt == "xlsx":
+        data = pd.read_excel(out, sheet_name="data")
+        book = pd.read_excel(out, sheet_name="codebook")
+        assert "gender" in set(book["name"]) and "pid" in set(book["name"])
+    elif fmt == "parquet":
+        data = pd.read_parquet(out)
+        schema = pq.read_schema(out)
+        assert str(schema.field("site").type).startswith("dictionary")  # a category
+        assert str(schema.field("age").type) == "int64"  # nullable integers stay integers
+    else:
+        if fmt == "sav":  # missing codes declared as such: read them as values here
+            data, info = pyreadstat.read_sav(str(out), user_missing=True)
+        else:
+            data, info = pyreadstat.read_dta(str(out))
+        labels = dict(zip(info.column_names, info.column_labels, strict=True))
+        assert labels["age"] and labels["gender"]
+        gender_labels = info.variable_value_labels["gender"]
+        assert gender_labels[2] and gender_labels[-99].startswith("Wave missed")
+        if fmt == "sav":
+            assert info.missing_ranges["gender"] == [{"lo": -99.0, "hi": -94.0}]
+    assert len(data) == len(expected) == 10
+    assert list(data["pid"]) == list(expected["pid"])
+    row = data[(data["wave"] == "baseline") & (data["site"] == "NYC")].iloc[0]
+    want = expected[(expected["wave"] == "baseline") & (expected["site"] == "NYC")].iloc[0]
+    assert float(row["age"]) == float(want["age"]) == 34
+    assert float(row["gender"]) == float(want["gender"]) == 2
+    body = out.read_bytes().lower()
+    for contact in CONTACTS.values():
+        for value in contact.values():
+            assert value.lower().encode() not in body
+    for code in CONTACTS:
+        assert code.lower().encode() not in body
+
+
+def test_the_admin_offers_every_format(client, study, people, researcher):
+    client.force_login(researcher)
+    reply, body = download(client, study, shape="wide", format="sav")
+    assert reply.status_code == 200 and reply["Content-Type"] == "application/x-spss-sav"
+    assert reply["Content-Disposition"].endswith('.sav"')
+    assert body[:4] == b"$FL2"  # an SPSS system file

@@ -1,0 +1,134 @@
+"""Dataset files for statistics packages: Excel (data and codebook sheets), SPSS ``.sav`` and
+Stata ``.dta`` with variable and value labels (pyreadstat), and Parquet with its own types
+(pyarrow): categories for the row's site, wave and status, nullable integers elsewhere.
+
+Missing codes stay numbers in every file (−99 … −94, see ``codes.MISSING_CODES``), labelled as
+values; SPSS also declares them user-missing, so its statistics leave them out.
+"""
+
+import hashlib
+from pathlib import Path
+
+import pandas as pd
+import pyreadstat
+
+from surveys.datasets.builder import DECIMAL, INTEGER
+from surveys.datasets.codes import MISSING_CODES
+from surveys.datasets.writers import codebook
+
+FORMATS = {
+    "csv": ("text/csv; charset=utf-8", "csv"),
+    "xlsx": ("application/vnd.openxmlformats-officedocument.spreadsheetml.sheet", "xlsx"),
+    "sav": ("application/x-spss-sav", "sav"),
+    "dta": ("application/x-stata-dta", "dta"),
+    "parquet": ("application/vnd.apache.parquet", "parquet"),
+}
+STATA_NAME, STATA_LABEL = 32, 80
+CATEGORIES = ("site", "wave", "status")
+_LOWEST_CODE, _HIGHEST_CODE = min(MISSING_CODES), max(MISSING_CODES)
+
+
+def write_dataset(df: pd.DataFrame, path: Path, fmt: str, *, study=None) -> None:
+    """Write ``df`` (a frame of ``surveys.datasets``, with its column metadata) to ``path``."""
+    if fmt == "xlsx":
+        _xlsx(df, path, study)
+    elif fmt == "parquet":
+        _parquet(df).to_parquet(path, engine="pyarrow", index=False)
+    elif fmt in ("sav", "dta"):
+        _stats_package(df, path, fmt)
+    else:
+        raise ValueError(f"no file writer for {fmt!r}")
+
+
+def _meta(df: pd.DataFrame) -> dict[str, dict]:
+    return df.attrs.get("columns", {})
+
+
+def _xlsx(df: pd.DataFrame, path: Path, study) -> None:
+    book = codebook(study, df) if df.attrs.get("columns") else None
+    with pd.ExcelWriter(path, engine="openpyxl") as writer:
+        df.to_excel(writer, sheet_name="data", index=False)
+        if book is not None:
+            book.to_excel(writer, sheet_name="codebook", index=False)
+
+
+def _parquet(df: pd.DataFrame) -> pd.DataFrame:
+    typed = df.copy()
+    for name in CATEGORIES:
+        if name in typed.columns:
+            typed[name] = typed[name].astype("category")
+    return typed
+
+
+def _value_labels(info: dict) -> dict[float, str]:
+    labels: dict[float, str] = {}
+    for value, label in (info.get("values") or {}).items():
+        try:
+            labels[float(value)] = label
+        except ValueError:
+            continue  # a text code: no numeric label (text columns keep their text)
+    if info.get("missing_codes"):
+        labels.update({float(code): label for code, label in MISSING_CODES.items()})
+    return labels
+
+
+def _stata_name(name: str, taken: set[str]) -> str:
+    """Stata allows 32 characters: a longer name keeps its start and a short digest."""
+    if len(name) <= STATA_NAME:
+        return name
+    short = f"{name[: STATA_NAME - 5]}_{hashlib.sha1(name.encode()).hexdigest()[:4]}"  # noqa: S324
+    while short in taken:
+        short = short[:-1] + "x"
+    return short
+
+
+def _stats_package(df: pd.DataFrame, path: Path, fmt: str) -> None:
+    meta = _meta(df)
+    columns: dict[str, pd.Series] = {}
+    names: dict[str, str] = {}
+    taken: set[str] = set()
+    for column in df.columns:
+        name = _stata_name(column, taken) if fmt == "dta" else column
+        taken.add(name)
+        names[column] = name
+        dtype = meta.get(column, {}).get("dtype")
+        series = df[column]
+        if dtype in (INTEGER, DECIMAL) or pd.api.types.is_numeric_dtype(series.dtype):
+            columns[name] = series.astype("Float64").astype("float64")  # NaN for empty cells
+        else:
+            columns[name] = series.astype("string").astype(object).where(series.notna(), "")
+    out = pd.DataFrame(columns, index=df.index)
+    column_labels = []
+    value_labels: dict[str, dict[float, str]] = {}
+    missing: dict[str, list[dict]] = {}
+    for column, name in names.items():
+        info = meta.get(column, {})
+        label = info.get("label", "")
+        if name != column:
+            label = f"{column}: {label}"
+        column_labels.append(label[:STATA_LABEL] if fmt == "dta" else label)
+        if out[name].dtype == "float64":
+            labels = _value_labels(info)
+            if labels:
+                value_labels[name] = labels
+            if info.get("missing_codes"):
+                missing[name] = [{"lo": _LOWEST_CODE, "hi": _HIGHEST_CODE}]
+    if fmt == "sav":
+        pyreadstat.write_sav(
+            out,
+            str(path),
+            column_labels=column_labels,
+            variable_value_labels=value_labels,
+            missing_ranges=missing,
+        )
+    else:
+        pyreadstat.write_dta(
+            out,
+            str(path),
+            column_labels=column_labels,
+            variable_value_labels={
+                name: {int(k): v for k, v in labels.items() if float(k).is_integer()}
+                for name, labels in value_labels.items()
+            },
+            version=15,
+        )
