@@ -4,9 +4,10 @@ format, rows, identified or not). The admin page and ``manage.py export_dataset`
 ``dataset_export``.
 
 Formats: CSV (streamed as it is written), Excel, SPSS, Stata and Parquet (written to a private
-temporary file, then streamed). Only de-identified exports exist so far (pseudonymous IDs, no
-identifier items, no free text, days instead of dates); the identified export for principal
-investigators and background exports are the next pieces of issue 7.
+temporary file, then streamed). De-identified by default (pseudonymous IDs, no identifier items,
+no free text, days instead of dates); an identified export (study IDs, identifier items, free
+text; never contact details) is for principal investigators, with a typed reason, and is audited
+as such. Background exports are the next piece of issue 7.
 """
 
 import tempfile
@@ -20,7 +21,14 @@ from django.utils import timezone
 
 from surveys import selectors
 from surveys.audit import audit_log
-from surveys.datasets import codebook, csv_rows, dataset_diary, dataset_long, dataset_wide
+from surveys.datasets import (
+    codebook,
+    csv_rows,
+    dataset_diary,
+    dataset_long,
+    dataset_wide,
+    pseudonymous_id,
+)
 from surveys.datasets.formats import FORMATS as FILE_FORMATS
 from surveys.datasets.formats import write_dataset
 from surveys.models import AuditEvent, Participant, Study
@@ -40,6 +48,10 @@ class ExportSpec:
     enrolled_from: date | None = None
     enrolled_to: date | None = None
     covariates: tuple[str, ...] = field(default_factory=tuple)
+    # Principal investigators only, with a typed reason: the study ID beside pid, answers to
+    # items marked as identifiers and free text. Never contact details.
+    identified: bool = False
+    reason: str = ""
 
     def validate(self, *, study: Study) -> None:
         errors = {}
@@ -101,29 +113,61 @@ def export_participants(*, user, study: Study, spec: ExportSpec):
     return people
 
 
+MIN_REASON = 10
+
+
+def _study_ids_add(frame, *, study: Study, people) -> None:
+    """The study ID beside each pid (identified exports only)."""
+    codes = {
+        pseudonymous_id(study_id=study.pk, participant_id=pk): code
+        for pk, code in people.values_list("pk", "code")
+    }
+    frame.insert(1, "study_id", frame["pid"].map(codes).astype("string"))
+    frame.attrs.setdefault("columns", {})["study_id"] = {
+        "name": "study_id",
+        "label": "Study ID (identified export)",
+        "dtype": "string",
+        "role": "id",
+    }
+
+
 def dataset_export(*, user, study: Study, spec: ExportSpec, request=None) -> Export:
     """Build the dataset the spec asks for and audit it; the CSV text comes from
     ``Export.chunks``. ``user=None`` is ``manage.py`` (the whole study, audited as such)."""
     if user is not None and not selectors.studies_for_user(user=user).filter(pk=study.pk).exists():
         raise ValidationError("You have no role in this study.")
     spec.validate(study=study)
+    if spec.identified:
+        if user is None or not selectors.studies_led_by(user=user).filter(pk=study.pk).exists():
+            raise ValidationError(
+                {"identified": "Only the study's principal investigators export identified data."}
+            )
+        if len(spec.reason.strip()) < MIN_REASON:
+            raise ValidationError({"reason": "Say why identified data is needed (a sentence)."})
     people = export_participants(user=user, study=study, spec=spec)
     waves = list(spec.waves) or None
     if spec.shape == "diary":
         frame = dataset_diary(study=study, participants=people)
     else:
         frame = dataset_long(
-            study=study, participants=people, waves=waves, covariates=spec.covariates
+            study=study,
+            participants=people,
+            waves=waves,
+            covariates=spec.covariates,
+            include_identifiers=spec.identified,
+            include_free_text=spec.identified,
         )
         if spec.shape == "wide":
             frame = dataset_wide(frame)
         elif spec.shape == "codebook":
             frame = codebook(study, frame)
+    if spec.identified and "pid" in frame.columns:
+        _study_ids_add(frame, study=study, people=people)
     details = {
         **{k: (v.isoformat() if isinstance(v, date) else v) for k, v in asdict(spec).items()},
         "rows": len(frame),
         "columns": len(frame.columns),
-        "identified": False,
+        "identified": spec.identified,
         "by": "manage.py" if user is None else "",
     }
     audit_log(
@@ -140,8 +184,9 @@ def dataset_export(*, user, study: Study, spec: ExportSpec, request=None) -> Exp
         if spec.format == "csv"
         else _file_chunks(frame, spec.format, study)
     )
+    marked = "_IDENTIFIED" if spec.identified else ""
     return Export(
-        filename=f"{study.slug}_{spec.shape}_{stamp}.{extension}",
+        filename=f"{study.slug}_{spec.shape}{marked}_{stamp}.{extension}",
         rows=len(frame),
         chunks=chunks,
         content_type=content_type,

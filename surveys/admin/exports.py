@@ -54,8 +54,22 @@ class ExportForm(forms.Form):
         required=False, widget=forms.DateInput(attrs={"type": "date"}), label="Enrolled up to"
     )
 
-    def __init__(self, *args, study, sites, **kwargs):
+    identified = forms.BooleanField(
+        required=False,
+        label="Identified export (principal investigators)",
+        help_text="Adds study IDs, answers marked as identifiers and free text; never contact "
+        "details. Audited with your reason.",
+    )
+    reason = forms.CharField(
+        required=False,
+        widget=forms.Textarea(attrs={"rows": 2}),
+        label="Why identified data is needed",
+    )
+
+    def __init__(self, *args, study, sites, leads: bool, **kwargs):
         super().__init__(*args, **kwargs)
+        if not leads:
+            del self.fields["identified"], self.fields["reason"]
         self.fields["sites"].choices = [(s.code, str(s)) for s in sites]
         self.fields["waves"].choices = [
             (w.slug, w.name) for w in study.waves.order_by("position", "pk")
@@ -65,7 +79,8 @@ class ExportForm(forms.Form):
 def export_view(model_admin, request, study_id: int):
     study = get_object_or_404(selectors.studies_for_user(user=request.user), pk=study_id)
     sites = selectors.sites_for_user(user=request.user).filter(study=study)
-    form = ExportForm(request.POST or None, study=study, sites=sites)
+    leads = selectors.studies_led_by(user=request.user).filter(pk=study.pk).exists()
+    form = ExportForm(request.POST or None, study=study, sites=sites, leads=leads)
     if request.method == "POST" and form.is_valid():
         data = form.cleaned_data
         spec = ExportSpec(
@@ -77,6 +92,8 @@ def export_view(model_admin, request, study_id: int):
             statuses=tuple(data["statuses"]),
             enrolled_from=data["enrolled_from"],
             enrolled_to=data["enrolled_to"],
+            identified=data.get("identified", False),
+            reason=data.get("reason", ""),
         )
         try:
             export = dataset_export(user=request.user, study=study, spec=spec, request=request)

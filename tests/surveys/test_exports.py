@@ -182,3 +182,32 @@ def test_the_admin_offers_every_format(client, study, people, researcher):
     assert reply.status_code == 200 and reply["Content-Type"] == "application/x-spss-sav"
     assert reply["Content-Disposition"].endswith('.sav"')
     assert body[:4] == b"$FL2"  # an SPSS system file
+
+
+def test_only_a_pi_with_a_reason_exports_identified_data(
+    client, study, people, researcher, staff_user
+):
+    pi = staff_user(study=study, role="pi", username="the-pi")
+    client.force_login(researcher)
+    page = client.get(reverse("admin:surveys_study_export", args=[study.pk])).text
+    assert "Identified export" not in page
+    reply, body = download(client, study, shape="long", format="csv", identified="on")
+    frame = pd.read_csv(io.BytesIO(body))
+    assert "study_id" not in frame.columns  # the field is not there for a researcher
+    client.force_login(pi)
+    reply, _ = download(client, study, shape="long", format="csv", identified="on", reason="x")
+    assert "Say why identified data is needed" in reply.content.decode()
+    reason = "Linking to the clinic's records for the 12-month follow-up, approved by the IRB."
+    reply, body = download(
+        client, study, shape="wide", format="csv", identified="on", reason=reason
+    )
+    assert "_IDENTIFIED_" in reply["Content-Disposition"]
+    frame = pd.read_csv(io.BytesIO(body))
+    assert sorted(frame["study_id"]) == ["LDN-0001", "NYC-0001"]
+    text = body.decode().lower()
+    for contact in CONTACTS.values():  # never contact details, even identified
+        for value in contact.values():
+            assert value.lower() not in text
+    event = AuditEvent.objects.filter(action="dataset_export").latest("at")
+    assert event.user == pi and event.details["identified"] is True
+    assert event.details["reason"] == reason
