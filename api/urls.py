@@ -3,7 +3,7 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from rest_framework.permissions import AllowAny
 
 from api.participant import ParticipantDraftSaveApi, ParticipantSubmitApi
-from api.staff import CallListApi, ParticipantEnrolApi, RetentionSummaryApi
+from api.staff import CallListApi, DatasetExportApi, ParticipantEnrolApi, RetentionSummaryApi
 from api.views import DictionaryApi, ResponseDraftSaveApi, ResponseSubmitApi, StudyListApi
 
 app_name = "api"
@@ -27,6 +27,11 @@ urlpatterns = [
         "studies/<slug:study_slug>/retention/",
         RetentionSummaryApi.as_view(),
         name="retention-summary",
+    ),
+    path(
+        "studies/<slug:study_slug>/export/",
+        DatasetExportApi.as_view(),
+        name="dataset-export",
     ),
     path("call-list/", CallListApi.as_view(), name="call-list"),
     path(

@@ -231,6 +231,9 @@ REST_FRAMEWORK = {
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
     "EXCEPTION_HANDLER": "api.exceptions.api_exception_handler",
+    # ``?format=`` is the dataset export's file format (csv, xlsx, sav, dta, parquet), not DRF's
+    # renderer override: the API answers JSON, or the file asked for.
+    "URL_FORMAT_OVERRIDE": None,
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "Recovery study API",

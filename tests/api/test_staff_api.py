@@ -266,3 +266,35 @@ def test_the_retention_summary_api_counts_only_the_users_sites(
     assert body["subgroup"]["name"] == "gender"
     refused = client.get(url + "?subgroup=shoe_size", **bearer(key))
     assert refused.status_code == 400 and "gender" in refused.json()["errors"]["subgroup"][0]
+
+
+# --- Dataset export ---------------------------------------------------------------------------
+
+
+def test_the_dataset_export_api_streams_the_same_scoped_audited_file(
+    client, study, overdue_pair, coordinator_key, researcher
+):
+    import io
+
+    import pandas as pd
+
+    from surveys.models import AuditEvent
+
+    url = f"/api/v1/studies/{study.slug}/export/"
+    reply = client.get(url + "?shape=wide&site=NYC", **bearer(coordinator_key))
+    assert reply.status_code == 200 and reply["Content-Type"].startswith("text/csv")
+    frame = pd.read_csv(io.BytesIO(b"".join(reply.streaming_content)))
+    assert list(frame["site"]) == ["NYC"] and "study_id" not in frame.columns
+    # A coordinator asking for another site's rows gets none of them.
+    other = client.get(url + "?shape=wide&site=LDN", **bearer(coordinator_key))
+    assert pd.read_csv(io.BytesIO(b"".join(other.streaming_content))).empty
+    _, key = staff_token_create(user=researcher, name="r")
+    refused = client.get(url + "?identified=true&reason=because+I+want+it", **bearer(key))
+    assert refused.status_code == 400 and "principal investigators" in str(refused.json())
+    bad = client.get(url + "?format=docx", **bearer(key))
+    assert bad.status_code == 400 and "format" in bad.json()["errors"]
+    parquet = client.get(url + "?format=parquet", **bearer(key))
+    assert parquet["Content-Type"] == "application/vnd.apache.parquet"
+    assert pd.read_parquet(io.BytesIO(b"".join(parquet.streaming_content))).shape[0] == 10
+    assert AuditEvent.objects.filter(action="dataset_export").count() == 3
+    assert client.get("/api/v1/studies/nope/export/", **bearer(key)).status_code == 404
