@@ -24,6 +24,10 @@ def dataset_wide(long_df: pd.DataFrame) -> pd.DataFrame:
     """``long_df`` (from ``dataset_long``) with one row per participant."""
     meta = long_df.attrs.get("columns", {})
     info = long_df.attrs.get("dataset", {})
+    # Worked on without its attrs: pandas deep-copies a frame's attrs into every frame and
+    # column derived from it (the metadata of every column, each time).
+    long_df = long_df.copy(deep=False)
+    long_df.attrs = {}
     covariates = info.get("covariates")
     if covariates is None:
         covariates = [c for c in long_df.columns if c.endswith("_bl")]

@@ -1,0 +1,173 @@
+"""Benchmark: the wide CSV export of 10,000 participants × 5 waves against PostgreSQL ``COPY``
+of the same responses, and the export's peak memory (DESIGN.md budget: ≤ 3 × COPY; memory flat).
+
+A fresh PostgreSQL database of its own (``recovery_bench_export``), ``migrate``, then
+``seed_demo --participants N --seed 1`` as a user would run it. Each measurement runs in a new
+process (``django.setup()``):
+
+- **COPY**: ``COPY (SELECT r.id, r.assignment_id, r.instrument_id, r.answers::text … FROM
+  surveys_response r JOIN surveys_assignment a … WHERE study) TO STDOUT WITH CSV`` through
+  psycopg2's ``copy_expert`` into a null sink: the database's own fastest way to hand out the
+  same responses, raw JSON and all.
+- **export**: ``surveys.exports.dataset_export(user=None, shape="wide", format="csv")``, every
+  chunk consumed (written to a null sink), as ``manage.py export_dataset`` does; the audit
+  event included. The child's peak resident memory (``ru_maxrss``) is reported, and the same
+  for 1/4 of the participants, to show how memory grows with N.
+
+    .venv/bin/python benchmarks/export.py [--participants 10000] [--runs 3] [--keep]
+"""
+
+import argparse
+import json
+import os
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+DB_NAME = "recovery_bench_export"
+DB_URL = f"postgres://postgres@127.0.0.1:5432/{DB_NAME}"
+STUDY = "bench"
+ENV = {
+    **{k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL")},
+    "DJANGO_SETTINGS_MODULE": "recovery.settings.local",
+    "DJANGO_READ_DOT_ENV_FILE": "false",
+    "DATABASE_URL": DB_URL,
+    "PYTHONPATH": str(ROOT),
+}
+COPY_SQL = """
+COPY (
+    SELECT r.id, r.assignment_id, r.instrument_id, r.instrument_version_id, r.status,
+           r.submitted_at, r.answers::text
+    FROM surveys_response r
+    JOIN surveys_assignment a ON a.id = r.assignment_id
+    JOIN surveys_participant p ON p.id = a.participant_id
+    JOIN surveys_study s ON s.id = p.study_id
+    WHERE s.slug = '{study}'
+) TO STDOUT WITH CSV HEADER
+"""
+
+
+class Sink:
+    def __init__(self):
+        self.bytes = 0
+
+    def write(self, data):
+        self.bytes += len(data)
+        return len(data)
+
+
+def child(mode: str, study: str) -> dict:
+    import django
+
+    django.setup()
+    from django.db import connection
+
+    from surveys.exports import ExportSpec, dataset_export
+    from surveys.models import Study
+
+    sink = Sink()
+    started = time.perf_counter()
+    if mode == "copy":
+        with connection.cursor() as cursor:
+            cursor.cursor.copy_expert(COPY_SQL.format(study=study), sink)
+        rows = None
+    else:
+        export = dataset_export(
+            user=None, study=Study.objects.get(slug=study), spec=ExportSpec(shape="wide")
+        )
+        for chunk in export.chunks:
+            sink.write(chunk.encode())
+        rows = export.rows
+    seconds = time.perf_counter() - started
+    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return {"seconds": seconds, "bytes": sink.bytes, "rows": rows, "peak_mb": peak_mb}
+
+
+def run_child(mode: str, study: str) -> dict:
+    done = subprocess.run(
+        [sys.executable, __file__, "--child", json.dumps([mode, study])],
+        cwd=ROOT,
+        env=ENV,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def manage(*args: str) -> str:
+    done = subprocess.run(
+        [sys.executable, "manage.py", *args], cwd=ROOT, env=ENV, capture_output=True, text=True
+    )
+    if done.returncode:
+        raise SystemExit(done.stderr)
+    return done.stdout
+
+
+def psql(*args: str) -> None:
+    subprocess.run(["psql", "-h", "127.0.0.1", "-U", "postgres", "-q", *args], check=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--participants", type=int, default=10_000)
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--keep", action="store_true")
+    parser.add_argument("--child")
+    args = parser.parse_args()
+    if args.child:
+        print(json.dumps(child(*json.loads(args.child))))
+        return
+    psql("-c", f"DROP DATABASE IF EXISTS {DB_NAME}")
+    psql("-c", f"CREATE DATABASE {DB_NAME}")
+    try:
+        manage("migrate", "-v0")
+        quarter = "bench-quarter"
+        for slug, n in ((STUDY, args.participants), (quarter, args.participants // 4)):
+            started = time.perf_counter()
+            manage("seed_demo", "--participants", str(n), "--seed", "1", "--study", slug)
+            print(f"seeded {slug}: {n} participants in {time.perf_counter() - started:.0f} s")
+        psql("-d", DB_NAME, "-c", "VACUUM ANALYZE")
+        results = {"copy": [], "export": []}
+        for _ in range(args.runs):  # alternate, so that drift affects both alike
+            for mode in ("copy", "export"):
+                results[mode].append(run_child(mode, STUDY))
+        small = run_child("export", quarter)
+        copy_s = statistics.median(r["seconds"] for r in results["copy"])
+        export_s = statistics.median(r["seconds"] for r in results["export"])
+        last = results["export"][-1]
+        print(
+            f"\n{args.participants:,} participants × 5 waves, median of {args.runs} "
+            f"(python {platform.python_version()}, {os.cpu_count()} CPUs)\n"
+        )
+        print("| what | median | all runs (s) | output | peak memory |")
+        print("| --- | ---: | --- | ---: | ---: |")
+        for mode, label in (("copy", "PostgreSQL COPY of the responses"), ("export", "wide CSV")):
+            runs = ", ".join(f"{r['seconds']:.2f}" for r in results[mode])
+            out = results[mode][-1]
+            print(
+                f"| {label} | {statistics.median(r['seconds'] for r in results[mode]):.2f} s "
+                f"| {runs} | {out['bytes'] / 1e6:.1f} MB | {out['peak_mb']:.0f} MB |"
+            )
+        print(
+            f"| wide CSV, {args.participants // 4:,} participants | {small['seconds']:.2f} s | "
+            f"| {small['bytes'] / 1e6:.1f} MB | {small['peak_mb']:.0f} MB |"
+        )
+        ratio = export_s / copy_s
+        print(
+            f"\nratio export / COPY: {ratio:.2f} (budget ≤ 3); rows {last['rows']:,}; "
+            f"peak memory {small['peak_mb']:.0f} MB at {args.participants // 4:,} and "
+            f"{last['peak_mb']:.0f} MB at {args.participants:,} participants"
+        )
+    finally:
+        if not args.keep:
+            psql("-c", f"DROP DATABASE IF EXISTS {DB_NAME}")
+
+
+if __name__ == "__main__":
+    main()
