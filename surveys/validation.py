@@ -69,7 +69,8 @@ class _Invalid(Exception):
     pass
 
 
-def _blank(value) -> bool:
+def answer_blank(value) -> bool:
+    """An answer that is no answer (the dataset's "shown but not answered" uses this too)."""
     return (
         value is None
         or value == ""
@@ -235,7 +236,7 @@ def answers_clean(*, items: list[Item], answers: dict, final: bool) -> dict:
         if item.kind in NOT_STORED or item.kind == Item.Kind.CALC:
             continue
         value = answers.get(item.variable)
-        if _blank(value):
+        if answer_blank(value):
             continue
         try:
             cleaned[item.variable] = _clean_value(item, value)

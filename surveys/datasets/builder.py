@@ -55,6 +55,7 @@ from surveys.models import (
     Wave,
     WaveInstrument,
 )
+from surveys.validation import answer_blank
 
 ID_COLUMNS = ("pid", "site")
 ROW_COLUMNS = (
@@ -423,15 +424,6 @@ def _value(item: Item, value, dtype: str, enrolled_on: date):
     return float(value)
 
 
-def _blank(value) -> bool:
-    return (
-        value is None
-        or value == ""
-        or value == []
-        or (isinstance(value, str) and not value.strip())
-    )
-
-
 def _fill_response(
     plan: _Plan,
     data: list[list],
@@ -448,7 +440,7 @@ def _fill_response(
     data[plan.version_column[instrument_id]][row] = version_number
     for item, target in plan.ops.get(version_id, ()):
         value = answers.get(item.variable)
-        if _blank(value):
+        if answer_blank(value):
             code = codes.NOT_SHOWN if not logic.shows(item.branching, answers) else None
             code = code if code is not None else codes.NOT_ANSWERED
             if isinstance(target, list):
