@@ -173,6 +173,12 @@ def participant_identifiers_erase(
     message goes out. Audited. Returns what was erased, as counts."""
     now = now or timezone.now()
     locked = Participant.objects.select_for_update().get(pk=participant.pk)
+    if locked.status != Participant.Status.WITHDRAWN:
+        raise ValidationError(
+            {"erase_identifiers": "Identifiers are erased only for a withdrawn participant."}
+        )
+    if locked.identifiers_erased_at is not None:
+        return {}  # done already: nothing left to erase, nothing to record again
     counts = {
         "contact_details": ParticipantContact.objects.filter(participant=locked).delete()[0],
         "consent_names": Consent.objects.filter(participant=locked)

@@ -755,6 +755,22 @@ class ContactAttempt(models.Model):
         return f"{self.get_method_display()} to {self.participant_id}: {self.get_outcome_display()}"
 
 
+class WrittenOnce(models.Model):
+    """Rows kept as written: ``save`` refuses an update and ``delete`` refuses. (A queryset's
+    update or delete bypasses this on purpose: the erasure service's one exception.)"""
+
+    class Meta:
+        abstract = True
+
+    def save(self, *args, **kwargs):
+        if not self._state.adding:
+            raise ValidationError(f"A {self._meta.verbose_name} is kept as written.")
+        super().save(*args, **kwargs)
+
+    def delete(self, *args, **kwargs):
+        raise ValidationError(f"A {self._meta.verbose_name} is kept as written.")
+
+
 class ConsentVersion(models.Model):
     """An approved version of a study's consent text, in each language participants read."""
 
@@ -797,11 +813,11 @@ class ConsentVersion(models.Model):
         return language, ""
 
 
-class Consent(models.Model):
+class Consent(WrittenOnce):
     """A participant's consent: to which version, how, when and who obtained it.
 
-    Kept as written (no change or delete; ``save`` refuses an update). Identifier erasure
-    after a withdrawal is the one exception, through its service, and blanks the typed name.
+    Kept as written (``WrittenOnce``). Identifier erasure after a withdrawal is the one
+    exception, through its service, and blanks the typed name.
     """
 
     class Method(models.TextChoices):
@@ -839,19 +855,11 @@ class Consent(models.Model):
     def __str__(self) -> str:
         return f"Consent of {self.participant_id} to {self.version} ({self.get_method_display()})"
 
-    def save(self, *args, **kwargs):
-        if not self._state.adding:
-            raise ValidationError("A consent record is kept as written and cannot be changed.")
-        super().save(*args, **kwargs)
 
-    def delete(self, *args, **kwargs):
-        raise ValidationError("A consent record is kept as written and cannot be deleted.")
-
-
-class AuditEvent(models.Model):
+class AuditEvent(WrittenOnce):
     """Append-only: who did what to which record, when and from where.
 
-    Written by ``surveys.audit.audit_log``; never changed or deleted (``save`` refuses an update).
+    Written by ``surveys.audit.audit_log``; never changed or deleted (``WrittenOnce``).
     """
 
     class Action(models.TextChoices):
@@ -886,14 +894,6 @@ class AuditEvent(models.Model):
 
     def __str__(self) -> str:
         return f"{self.at:%Y-%m-%d %H:%M} {self.username or '—'}: {self.get_action_display()}"
-
-    def save(self, *args, **kwargs):
-        if not self._state.adding:
-            raise ValidationError("The audit log is append-only.")
-        super().save(*args, **kwargs)
-
-    def delete(self, *args, **kwargs):
-        raise ValidationError("The audit log is append-only.")
 
 
 class StaffApiToken(models.Model):

@@ -16,7 +16,6 @@ from surveys.consent import (
     ConsentInput,
     consent_record,
     consent_validate,
-    participant_identifiers_erase,
 )
 from surveys.models import (
     ROLE_GROUP_NAMES,
@@ -338,19 +337,15 @@ def participant_status_change(
     status: str,
     reason: str = "",
     changed_by=None,
-    erase_identifiers: bool = False,
-    request=None,
     now: datetime | None = None,
 ) -> Participant:
     """Move a participant to ``status``, record who did it and why, and, when they are no
     longer followed (withdrawn, deceased, completed), cancel every unanswered assignment and
-    every message not yet sent: all contact stops at once. A withdrawal may erase identifiers
-    (as the participant's consent allows), keeping the de-identified answers."""
+    every message not yet sent: all contact stops at once. Erasing a withdrawn participant's
+    identifiers is its own service (``surveys.consent.participant_identifiers_erase``)."""
     now = now or timezone.now()
     if status not in Participant.Status.values:
         raise ValidationError({"status": f"Unknown status {status!r}."})
-    if erase_identifiers and status != Participant.Status.WITHDRAWN:
-        raise ValidationError({"erase_identifiers": "Identifiers are erased only on withdrawal."})
     locked = Participant.objects.select_for_update().get(pk=participant.pk)
     if locked.status == status:
         return locked
@@ -375,8 +370,6 @@ def participant_status_change(
             reason=f"participant {locked.get_status_display().lower()}",
             updated_at=now,
         )
-    if erase_identifiers:
-        participant_identifiers_erase(participant=locked, by=changed_by, request=request, now=now)
     participant.status = status
     return locked
 

@@ -468,7 +468,6 @@ class ParticipantAdmin(admin.ModelAdmin):
                 status=new_status,
                 changed_by=request.user,
                 reason=form.cleaned_data.get("status_reason", ""),
-                request=request,
             )
 
     def save_formset(self, request, form, formset, change):
@@ -482,11 +481,7 @@ class ParticipantAdmin(admin.ModelAdmin):
     def save_related(self, request, form, formsets, change):
         super().save_related(request, form, formsets, change)
         participant = form.instance
-        if (
-            form.cleaned_data.get("erase_identifiers")
-            and participant.status == Participant.Status.WITHDRAWN
-            and participant.identifiers_erased_at is None
-        ):
+        if form.cleaned_data.get("erase_identifiers"):
             # After the inline forms are saved, so that nothing typed on the same page (a
             # note of the call in which they asked, an edited address) survives the erasure;
             # also for someone who withdrew earlier and asks now.

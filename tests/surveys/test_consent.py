@@ -9,7 +9,12 @@ from django.db import connection
 from django.urls import reverse
 from django.utils import timezone
 
-from surveys.consent import ConsentInput, econsent_give, text_digest
+from surveys.consent import (
+    ConsentInput,
+    econsent_give,
+    participant_identifiers_erase,
+    text_digest,
+)
 from surveys.links import participant_link_create
 from surveys.models import (
     AuditEvent,
@@ -372,10 +377,9 @@ def test_withdrawal_with_erasure_removes_identifiers_everywhere_and_keeps_answer
 
 
 def test_erasing_identifiers_is_only_for_a_withdrawal(followed):
+    participant_status_change(participant=followed, status="lost", reason="x")
     with pytest.raises(ValidationError):
-        participant_status_change(
-            participant=followed, status="lost", reason="x", erase_identifiers=True
-        )
+        participant_identifiers_erase(participant=followed)
     assert ParticipantContact.objects.filter(participant=followed).exists()
 
 
