@@ -40,9 +40,11 @@ import tempfile
 import time
 from pathlib import Path
 
+import pgdb  # benchmarks/pgdb.py: these scripts run as benchmarks/<name>.py
+
 ROOT = Path(__file__).resolve().parent.parent
 DB_NAME = "recovery_bench_dashboard"
-DB_URL = f"postgres://postgres@127.0.0.1:5432/{DB_NAME}"
+DB_URL = pgdb.database_url(DB_NAME)
 BUDGET_MS = 500.0
 STUDIES = ("bench-small", "bench")
 ENV = {
@@ -106,33 +108,11 @@ SCENARIOS = [
 
 
 def manage(*args: str) -> str:
-    done = subprocess.run(
-        [sys.executable, "manage.py", *args], cwd=ROOT, env=ENV, capture_output=True, text=True
-    )
-    if done.returncode != 0:
-        raise SystemExit(f"manage.py {args[0]} failed:\n{done.stderr[-3000:]}")
-    return done.stdout
+    return pgdb.manage(*args, env=ENV)
 
 
 def pg():
-    import psycopg2
-
-    conn = psycopg2.connect(host="127.0.0.1", port=5432, user="postgres", dbname=DB_NAME)
-    conn.autocommit = True
-    return conn
-
-
-def database_create() -> None:
-    subprocess.run(
-        ["dropdb", "-h", "127.0.0.1", "-U", "postgres", "--if-exists", DB_NAME], check=True
-    )
-    subprocess.run(["createdb", "-h", "127.0.0.1", "-U", "postgres", DB_NAME], check=True)
-
-
-def database_drop() -> None:
-    subprocess.run(
-        ["dropdb", "-h", "127.0.0.1", "-U", "postgres", "--if-exists", DB_NAME], check=True
-    )
+    return pgdb.connect(DB_NAME)
 
 
 def seed(args) -> dict:
@@ -344,14 +324,14 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         ENV["VAR_DIR"] = tmp
         if not args.reuse:
-            database_create()
+            pgdb.database_create(DB_NAME)
         try:
             ok = run(args)
         finally:
             if args.keep or args.reuse:
                 print(f"kept database {DB_NAME} (dropdb -h 127.0.0.1 -U postgres {DB_NAME})")
             else:
-                database_drop()
+                pgdb.database_drop(DB_NAME)
     if not ok:
         sys.exit(1)
 

@@ -35,9 +35,11 @@ import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import pgdb  # benchmarks/pgdb.py: these scripts run as benchmarks/<name>.py
+
 ROOT = Path(__file__).resolve().parent.parent
 DB_NAME = "recovery_bench_dispatch"
-DB_URL = f"postgres://postgres@127.0.0.1:5432/{DB_NAME}"
+DB_URL = pgdb.database_url(DB_NAME)
 REDIS_DB = 9
 REDIS_URL = f"redis://127.0.0.1:6379/{REDIS_DB}"
 BUDGET_S = 60.0
@@ -55,21 +57,8 @@ ENV = {
 # --- Set-up (the parent process) ------------------------------------------------------------
 
 
-def manage(*args: str, env: dict) -> str:
-    done = subprocess.run(
-        [sys.executable, "manage.py", *args], cwd=ROOT, env=env, capture_output=True, text=True
-    )
-    if done.returncode != 0:
-        raise SystemExit(f"manage.py {args[0]} failed:\n{done.stderr[-3000:]}")
-    return done.stdout
-
-
 def pg():
-    import psycopg2
-
-    conn = psycopg2.connect(host="127.0.0.1", port=5432, user="postgres", dbname=DB_NAME)
-    conn.autocommit = True
-    return conn
+    return pgdb.connect(DB_NAME)
 
 
 def sql(conn, statement: str, params=None) -> list[tuple]:
@@ -82,19 +71,6 @@ def redis_client():
     import redis
 
     return redis.Redis.from_url(REDIS_URL)
-
-
-def database_create() -> None:
-    subprocess.run(
-        ["dropdb", "-h", "127.0.0.1", "-U", "postgres", "--if-exists", DB_NAME], check=True
-    )
-    subprocess.run(["createdb", "-h", "127.0.0.1", "-U", "postgres", DB_NAME], check=True)
-
-
-def database_drop() -> None:
-    subprocess.run(
-        ["dropdb", "-h", "127.0.0.1", "-U", "postgres", "--if-exists", DB_NAME], check=True
-    )
 
 
 def snapshot(conn, due: int, cancellable_share: float) -> dict:
@@ -461,7 +437,7 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as tmp:
         ENV["VAR_DIR"] = tmp  # the local settings' runtime folders (outbox, beat file)
-        database_create()
+        pgdb.database_create(DB_NAME)
         client = redis_client()
         client.flushdb()
         try:
@@ -471,17 +447,17 @@ def main() -> None:
             if args.keep:
                 print(f"kept database {DB_NAME} (dropdb -h 127.0.0.1 -U postgres {DB_NAME})")
             else:
-                database_drop()
+                pgdb.database_drop(DB_NAME)
     if not ok:
         sys.exit(1)
 
 
 def run(args, tmp: str) -> bool:
     started = time.perf_counter()
-    manage("migrate", "-v0", env=ENV)
+    pgdb.manage("migrate", "-v0", env=ENV)
     print(f"migrate: {time.perf_counter() - started:.1f} s", flush=True)
     started = time.perf_counter()
-    out = manage(
+    out = pgdb.manage(
         "seed_demo",
         "--participants",
         str(args.participants),

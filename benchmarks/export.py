@@ -28,9 +28,11 @@ import sys
 import time
 from pathlib import Path
 
+import pgdb  # benchmarks/pgdb.py: these scripts run as benchmarks/<name>.py
+
 ROOT = Path(__file__).resolve().parent.parent
 DB_NAME = "recovery_bench_export"
-DB_URL = f"postgres://postgres@127.0.0.1:5432/{DB_NAME}"
+DB_URL = pgdb.database_url(DB_NAME)
 STUDY = "bench"
 ENV = {
     **{k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL")},
@@ -101,16 +103,7 @@ def run_child(mode: str, study: str) -> dict:
 
 
 def manage(*args: str) -> str:
-    done = subprocess.run(
-        [sys.executable, "manage.py", *args], cwd=ROOT, env=ENV, capture_output=True, text=True
-    )
-    if done.returncode:
-        raise SystemExit(done.stderr)
-    return done.stdout
-
-
-def psql(*args: str) -> None:
-    subprocess.run(["psql", "-h", "127.0.0.1", "-U", "postgres", "-q", *args], check=True)
+    return pgdb.manage(*args, env=ENV)
 
 
 def main() -> None:
@@ -123,8 +116,7 @@ def main() -> None:
     if args.child:
         print(json.dumps(child(*json.loads(args.child))))
         return
-    psql("-c", f"DROP DATABASE IF EXISTS {DB_NAME}")
-    psql("-c", f"CREATE DATABASE {DB_NAME}")
+    pgdb.database_create(DB_NAME)
     try:
         manage("migrate", "-v0")
         quarter = "bench-quarter"
@@ -132,7 +124,7 @@ def main() -> None:
             started = time.perf_counter()
             manage("seed_demo", "--participants", str(n), "--seed", "1", "--study", slug)
             print(f"seeded {slug}: {n} participants in {time.perf_counter() - started:.0f} s")
-        psql("-d", DB_NAME, "-c", "VACUUM ANALYZE")
+        pgdb.connect(DB_NAME).cursor().execute("VACUUM ANALYZE")
         results = {"copy": [], "export": []}
         for _ in range(args.runs):  # alternate, so that drift affects both alike
             for mode in ("copy", "export"):
@@ -166,7 +158,7 @@ def main() -> None:
         )
     finally:
         if not args.keep:
-            psql("-c", f"DROP DATABASE IF EXISTS {DB_NAME}")
+            pgdb.database_drop(DB_NAME)
 
 
 if __name__ == "__main__":
