@@ -59,10 +59,12 @@ RUN DJANGO_SECRET_KEY=build-only-dummy-secret-key-never-used-at-run-time-0123456
     DATABASE_URL=sqlite:////tmp/build-only.sqlite3 \
     REDIS_URL=redis://build-only.invalid:6379/0 \
     python manage.py collectstatic --noinput \
-    && mkdir -p "$VAR_DIR" \
-    && chown app:app "$VAR_DIR"
+    && mkdir -p "$VAR_DIR/exports" \
+    && chown app:app "$VAR_DIR" "$VAR_DIR/exports" \
+    && chmod 0700 "$VAR_DIR/exports"
 
-# The only writable folder: VAR_DIR (beat keeps its schedule file there; compose mounts a volume).
+# The only writable folder: VAR_DIR (beat keeps its schedule file there, the worker writes
+# background exports to VAR_DIR/exports; compose mounts volumes on both).
 USER 10001:10001
 
 EXPOSE 8000

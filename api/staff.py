@@ -1,21 +1,28 @@
-"""Staff endpoints for coordinators' work: enrolment, the call list and the retention summary.
-Scoped by the same selectors as the admin pages; identifiers only for those who may see them."""
+"""Staff endpoints for coordinators' work: enrolment, the call list and the retention summary,
+and researchers' dataset exports (streamed, or as background jobs when large). Scoped by the
+same selectors as the admin pages; identifiers only for those who may see them."""
 
-from django.http import StreamingHttpResponse
+from django.http import FileResponse, StreamingHttpResponse
 from django.shortcuts import get_object_or_404
+from django.urls import reverse
 from django.utils import timezone
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_serializer
+from drf_spectacular.utils import (
+    OpenApiParameter,
+    extend_schema,
+    extend_schema_serializer,
+    inline_serializer,
+)
 from rest_framework import serializers, status
 from rest_framework.exceptions import PermissionDenied
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from api.views import ERRORS
+from api.views import CONFLICT, ERRORS
 from surveys import exports, retention, selectors
 from surveys.consent import ConsentInput
-from surveys.models import Consent, Language, Participant, StaffRole
+from surveys.models import Consent, DatasetExportJob, Language, Participant, StaffRole
 from surveys.services import CONTACT_FIELDS, participant_enrol
 
 
@@ -260,9 +267,43 @@ class RetentionSummaryApi(APIView):
         )
 
 
+@extend_schema_serializer(component_name="DatasetExportJob")
+class DatasetExportJobSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    study = serializers.CharField(source="study.slug")
+    status = serializers.ChoiceField(choices=DatasetExportJob.Status.choices)
+    progress = serializers.IntegerField(help_text="Per cent done, 0–100.")
+    message = serializers.CharField(help_text="Why it failed; empty otherwise.")
+    filename = serializers.CharField(help_text="The download's file name, once known.")
+    rows = serializers.IntegerField(allow_null=True)
+    size = serializers.IntegerField(allow_null=True, help_text="Bytes.")
+    created_at = serializers.DateTimeField()
+    finished_at = serializers.DateTimeField(allow_null=True)
+    expires_at = serializers.DateTimeField(
+        allow_null=True, help_text="The file is deleted then; downloads answer 410."
+    )
+    url = serializers.SerializerMethodField(help_text="This job's status.")
+    download_url = serializers.SerializerMethodField(help_text="Null until the file is ready.")
+
+    def get_url(self, job) -> str:
+        return self.context["request"].build_absolute_uri(reverse("api:export-job", args=[job.pk]))
+
+    def get_download_url(self, job) -> str | None:
+        if job.status != DatasetExportJob.Status.DONE or exports.export_job_expired(job):
+            return None
+        return self.context["request"].build_absolute_uri(
+            reverse("api:export-job-download", args=[job.pk])
+        )
+
+
+GONE = inline_serializer("Gone", {"detail": serializers.CharField()})
+
+
 class DatasetExportApi(APIView):
     """The study's dataset, as the admin's Export data page gives it: de-identified unless a
-    principal investigator asks for an identified export with a reason; audited."""
+    principal investigator asks for an identified export with a reason; audited. A scope of
+    EXPORT_BACKGROUND_PARTICIPANTS people or more is not streamed: the answer is 202 with a
+    background job; poll its ``url`` and download the file from its ``download_url``."""
 
     @extend_schema_serializer(component_name="DatasetExportQuery")
     class InputSerializer(serializers.Serializer):
@@ -282,6 +323,7 @@ class DatasetExportApi(APIView):
         responses={
             (200, "text/csv"): OpenApiTypes.BINARY,
             (200, "application/octet-stream"): OpenApiTypes.BINARY,
+            202: DatasetExportJobSerializer,
             400: ERRORS,
             404: None,
         },
@@ -309,10 +351,65 @@ class DatasetExportApi(APIView):
             identified=given["identified"],
             reason=given["reason"],
         )
+        people = exports.export_participants(user=request.user, study=study, spec=spec)
+        if exports.export_should_run_in_background(people.count()):
+            job = exports.export_job_start(
+                user=request.user, study=study, spec=spec, request=request._request
+            )
+            data = DatasetExportJobSerializer(job, context={"request": request}).data
+            return Response(
+                data,
+                status=status.HTTP_202_ACCEPTED,
+                headers={"Location": data["url"], "Cache-Control": "no-store"},
+            )
         export = exports.dataset_export(
             user=request.user, study=study, spec=spec, request=request._request
         )
         response = StreamingHttpResponse(export.chunks, content_type=export.content_type)
         response["Content-Disposition"] = f'attachment; filename="{export.filename}"'
+        response["Cache-Control"] = "no-store"
+        return response
+
+
+class DatasetExportJobDetailApi(APIView):
+    """A background export's status and progress. Only its creator sees it (404 otherwise)."""
+
+    @extend_schema(responses={200: DatasetExportJobSerializer, 404: None})
+    def get(self, request: Request, job_id: int) -> Response:
+        job = get_object_or_404(exports.export_jobs_for_user(user=request.user), pk=job_id)
+        data = DatasetExportJobSerializer(job, context={"request": request}).data
+        return Response(data, headers={"Cache-Control": "no-store"})
+
+
+class DatasetExportJobDownloadApi(APIView):
+    """A background export's file, for its creator alone (404 for anyone else), once ready
+    (409 before) and until it expires (410 after); every download is audited."""
+
+    @extend_schema(
+        responses={
+            (200, "application/octet-stream"): OpenApiTypes.BINARY,
+            404: None,
+            409: CONFLICT,
+            410: GONE,
+        },
+    )
+    def get(self, request: Request, job_id: int):
+        job = get_object_or_404(exports.export_jobs_for_user(user=request.user), pk=job_id)
+        try:
+            handle = exports.export_job_download(
+                user=request.user, job=job, request=request._request
+            )
+        except exports.ExportNotReady as exc:
+            return Response(
+                {"code": "not_ready", "detail": str(exc)}, status=status.HTTP_409_CONFLICT
+            )
+        except exports.ExportGone as exc:
+            return Response({"detail": str(exc)}, status=status.HTTP_410_GONE)
+        response = FileResponse(
+            handle,
+            as_attachment=True,
+            filename=job.filename,
+            content_type=exports.export_job_content_type(job),
+        )
         response["Cache-Control"] = "no-store"
         return response

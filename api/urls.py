@@ -3,7 +3,14 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from rest_framework.permissions import AllowAny
 
 from api.participant import ParticipantDraftSaveApi, ParticipantSubmitApi
-from api.staff import CallListApi, DatasetExportApi, ParticipantEnrolApi, RetentionSummaryApi
+from api.staff import (
+    CallListApi,
+    DatasetExportApi,
+    DatasetExportJobDetailApi,
+    DatasetExportJobDownloadApi,
+    ParticipantEnrolApi,
+    RetentionSummaryApi,
+)
 from api.views import DictionaryApi, ResponseDraftSaveApi, ResponseSubmitApi, StudyListApi
 
 app_name = "api"
@@ -32,6 +39,12 @@ urlpatterns = [
         "studies/<slug:study_slug>/export/",
         DatasetExportApi.as_view(),
         name="dataset-export",
+    ),
+    path("export-jobs/<int:job_id>/", DatasetExportJobDetailApi.as_view(), name="export-job"),
+    path(
+        "export-jobs/<int:job_id>/download/",
+        DatasetExportJobDownloadApi.as_view(),
+        name="export-job-download",
     ),
     path("call-list/", CallListApi.as_view(), name="call-list"),
     path(

@@ -1,12 +1,16 @@
-"""Derived measures of the built-in battery, computed from one follow-up response's answers.
+"""Derived measures of the built-in battery, computed from follow-up responses' answers (an
+answers frame: one row per response, see ``surveys.derived``).
 
 Registered with the survey engine at start-up (``RecoveryConfig.ready``); exports, the dataset
 builder and the analyses all compute them through ``surveys.derived``. Each docstring and
 ``formula`` is the definition researchers see in the codebook.
 """
 
+import numpy as np
+import pandas as pd
+
 from recovery.battery import FELLOWSHIPS, FORMATS, SUBSTANCES
-from surveys.derived import DerivedMeasure, register
+from surveys.derived import DerivedMeasure, number, register, text, yes
 
 FOLLOWUP = ("followup",)
 MEETING_VARIABLES = [f"mtg_{stem}_{fmt}" for _, stem, _ in FELLOWSHIPS for fmt, _ in FORMATS]
@@ -15,117 +19,105 @@ WEEKLY_MEETINGS = 4  # at least one meeting a week over the past 30 days
 DAYS_VARIABLES = [f"days_{stem}" for _, stem, _ in SUBSTANCES]
 
 
-def _number(answers: dict, variable: str) -> float | None:
-    value = answers.get(variable)
-    if value is None or value == "" or isinstance(value, list | dict | bool):
-        return None
-    try:
-        return float(value)
-    except (TypeError, ValueError):
-        return None
+def _total(frame: pd.DataFrame, variables: list[str]) -> pd.Series:
+    """The sum of the variables, a blank counting 0."""
+    found = [number(frame, v).to_numpy() for v in variables]
+    total = np.nansum(np.vstack(found), axis=0) if found else np.zeros(len(frame))
+    return pd.Series(total, index=frame.index)
 
 
-def _yes(answers: dict, variable: str) -> bool | None:
-    value = _number(answers, variable)
-    return None if value is None else value == 1
-
-
-def meetings_total(answers: dict) -> int | None:
+def meetings_total(frame: pd.DataFrame) -> pd.Series:
     """Meetings in the past 30 days, all fellowships and formats. 0 if none attended; blank if
     the attendance question was not answered."""
-    attended = _yes(answers, "attended_any")
-    if attended is None:
-        return None
-    if not attended:
-        return 0
-    return int(sum(_number(answers, v) or 0 for v in MEETING_VARIABLES))
+    attended = yes(frame, "attended_any")
+    total = _total(frame, MEETING_VARIABLES).where(attended == 1, 0.0)
+    return total.where(attended.notna()).floordiv(1)
 
 
-def meetings_online_share(answers: dict) -> float | None:
+def meetings_online_share(frame: pd.DataFrame) -> pd.Series:
     """Share of the past 30 days' meetings that were online (video/phone/chat or 24-hour);
     blank when there were none."""
-    total = meetings_total(answers)
-    if not total:
-        return None
-    online = sum(
-        _number(answers, f"mtg_{stem}_{fmt}") or 0
-        for _, stem, _ in FELLOWSHIPS
-        for fmt in ONLINE_FORMATS
+    total = meetings_total(frame)
+    online = _total(
+        frame, [f"mtg_{stem}_{fmt}" for _, stem, _ in FELLOWSHIPS for fmt in ONLINE_FORMATS]
     )
-    return online / total
+    return (online / total).where(total > 0)
 
 
-def involvement_index(answers: dict) -> int | None:
+def _all_answered(parts: list[pd.Series], total: pd.Series) -> pd.Series:
+    answered = total.notna()
+    for part in parts:
+        answered &= part.notna()
+    return answered
+
+
+def involvement_index(frame: pd.DataFrame) -> pd.Series:
     """0–5: home group + sponsor or close friend in the group + service work + time with members
     outside meetings + at least weekly attendance (≥ 4 meetings in the past 30 days)."""
-    total = meetings_total(answers)
+    total = meetings_total(frame)
     parts = [
-        _yes(answers, v)
+        yes(frame, v)
         for v in ("home_group", "has_sponsor", "service_work", "member_contact_outside")
     ]
-    if total is None or any(p is None for p in parts):
-        return None
-    return int(sum(bool(p) for p in parts) + (total >= WEEKLY_MEETINGS))
+    index = sum(parts) + (total >= WEEKLY_MEETINGS).astype("float64")
+    return index.where(_all_answered(parts, total))
 
 
-def high_involvement(answers: dict) -> int | None:
+def high_involvement(frame: pd.DataFrame) -> pd.Series:
     """1 when home group AND sponsor AND ≥ 1 meeting a week (≥ 4 in the past 30 days) AND
     service work; else 0."""
-    total = meetings_total(answers)
-    parts = [_yes(answers, v) for v in ("home_group", "has_sponsor", "service_work")]
-    if total is None or any(p is None for p in parts):
-        return None
-    return int(all(parts) and total >= WEEKLY_MEETINGS)
+    total = meetings_total(frame)
+    parts = [yes(frame, v) for v in ("home_group", "has_sponsor", "service_work")]
+    high = total >= WEEKLY_MEETINGS
+    for part in parts:
+        high &= part == 1
+    return high.astype("float64").where(_all_answered(parts, total))
 
 
-def days_used(answers: dict) -> int | None:
+def days_used(frame: pd.DataFrame) -> pd.Series:
     """Days of any drug use in the past 30 days: the largest of the per-substance day counts
     (a lower bound: days with different substances may not overlap)."""
-    days = [_number(answers, v) for v in DAYS_VARIABLES]
-    if any(d is None for d in days):
-        return None
-    return int(max(days))
+    days = pd.concat([number(frame, v) for v in DAYS_VARIABLES], axis=1)
+    return days.max(axis=1).floordiv(1).where(days.notna().all(axis=1))
 
 
-def any_use(answers: dict) -> int | None:
+def any_use(frame: pd.DataFrame) -> pd.Series:
     """1 when any drug was used in the past 30 days (days_used > 0), else 0."""
-    days = days_used(answers)
-    return None if days is None else int(days > 0)
+    days = days_used(frame)
+    return (days > 0).astype("float64").where(days.notna())
 
 
-def craving(answers: dict) -> int | None:
+def craving(frame: pd.DataFrame) -> pd.Series:
     """Strongest urge to use in the past week, 0 (none) to 10."""
-    value = _number(answers, "craving")
-    return None if value is None else int(value)
+    return number(frame, "craving").floordiv(1)
 
 
-def lapse_relapse(answers: dict) -> str | None:
+def lapse_relapse(frame: pd.DataFrame) -> pd.Series:
     """From the longest run of use since the last survey: none (no use), lapse (≤ 7 days),
     between (8–13 days), relapse (≥ 14 days)."""
-    used = _yes(answers, "any_use_since_last")
-    if used is None:
-        return None
-    if not used:
-        return "none"
-    run = _number(answers, "longest_use_run_days")
-    if run is None:
-        return None
-    return "lapse" if run <= 7 else "relapse" if run >= 14 else "between"
+    used = yes(frame, "any_use_since_last")
+    run = number(frame, "longest_use_run_days")
+    found = np.select(
+        [used == 0, (used == 1) & (run <= 7), (used == 1) & (run >= 14), (used == 1) & run.notna()],
+        ["none", "lapse", "relapse", "between"],
+        default=None,
+    )
+    return pd.Series(found, index=frame.index, dtype=object)
 
 
-def mat_mhg_class(answers: dict) -> str | None:
+def mat_mhg_class(frame: pd.DataFrame) -> pd.Series:
     """Medication for addiction treatment × mutual-help attendance in the past 30 days:
     both / medication only / MHG only / neither."""
-    mat = answers.get("mat_status")
-    attended = _yes(answers, "attended_any")
-    if mat in (None, "") or attended is None:
-        return None
-    on_mat = str(mat) != "0"
-    if on_mat and attended:
-        return "both"
-    if on_mat:
-        return "medication_only"
-    return "mhg_only" if attended else "neither"
+    mat = text(frame, "mat_status")
+    attended = yes(frame, "attended_any")
+    on_mat = mat != "0"
+    known = mat.notna() & attended.notna()
+    found = np.select(
+        [known & on_mat & (attended == 1), known & on_mat, known & (attended == 1), known],
+        ["both", "medication_only", "mhg_only", "neither"],
+        default=None,
+    )
+    return pd.Series(found, index=frame.index, dtype=object)
 
 
 MEASURES = [

@@ -7,16 +7,33 @@ Formats: CSV (streamed as it is written), Excel, SPSS, Stata and Parquet (writte
 temporary file, then streamed). De-identified by default (pseudonymous IDs, no identifier items,
 no free text, days instead of dates); an identified export (study IDs, identifier items, free
 text; never contact details) is for principal investigators, with a typed reason, and is audited
-as such. Background exports are the next piece of issue 7.
+as such.
+
+Background exports: a scope of ``settings.EXPORT_BACKGROUND_PARTICIPANTS`` people or more is not
+streamed but queued (``export_job_start``) as a ``DatasetExportJob``; a Celery task runs
+``export_job_run``, which writes the same ``dataset_export`` to a private file under
+``settings.EXPORT_ROOT`` and records its progress. Only the job's creator downloads the file
+(``export_job_download``, audited), until it expires (``export_jobs_expire``).
 """
 
+import logging
+import os
+import re
+import secrets
 import tempfile
-from collections.abc import Iterator
-from dataclasses import asdict, dataclass, field
-from datetime import date
+import traceback
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import asdict, dataclass, field, fields
+from datetime import date, timedelta
 from pathlib import Path
+from typing import BinaryIO
 
+from celery.exceptions import SoftTimeLimitExceeded
+from django.conf import settings
 from django.core.exceptions import ValidationError
+from django.db import transaction
+from django.db.models import Q, QuerySet
+from django.http import Http404
 from django.utils import timezone
 
 from surveys import selectors
@@ -29,12 +46,19 @@ from surveys.datasets import (
     dataset_wide,
     pseudonymous_id,
 )
+from surveys.datasets.builder import Dataset
 from surveys.datasets.formats import FORMATS as FILE_FORMATS
 from surveys.datasets.formats import write_dataset
-from surveys.models import AuditEvent, Participant, Study
+from surveys.models import AuditEvent, DatasetExportJob, Participant, Study
+
+logger = logging.getLogger(__name__)
 
 SHAPES = ("long", "wide", "diary", "codebook")
 FORMATS = tuple(FILE_FORMATS)
+# A page of the codebook for reading in a browser; the other shapes are data, not documents.
+HTML_SHAPES = ("codebook",)
+
+Progress = Callable[[int], None]
 
 
 @dataclass(frozen=True)
@@ -57,7 +81,12 @@ class ExportSpec:
         errors = {}
         if self.shape not in SHAPES:
             errors["shape"] = f"Choose one of: {', '.join(SHAPES)}."
-        if self.format not in FORMATS:
+        if self.format == "html" and self.shape not in HTML_SHAPES:
+            errors["format"] = (
+                "HTML is for the codebook only: choose the codebook, or another format "
+                "for the data."
+            )
+        elif self.format not in FORMATS:
             errors["format"] = f"Choose one of: {', '.join(FORMATS)}."
         unknown = set(self.sites) - set(study.sites.values_list("code", flat=True))
         if unknown:
@@ -73,6 +102,35 @@ class ExportSpec:
         if errors:
             raise ValidationError(errors)
 
+    def to_dict(self) -> dict:
+        """JSON-ready: tuples as lists, dates as ISO text (a job's ``spec``, the audit log)."""
+        return {
+            key: value.isoformat()
+            if isinstance(value, date)
+            else list(value)
+            if isinstance(value, tuple)
+            else value
+            for key, value in asdict(self).items()
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "ExportSpec":
+        """The spec ``to_dict`` gave (a job's, stored). Unknown options are refused rather than
+        dropped: an export must never quietly differ from the one asked for."""
+        unknown = set(data) - {f.name for f in fields(cls)}
+        if unknown:
+            raise ValidationError(
+                {"spec": f"Unknown export options: {', '.join(sorted(unknown))}."}
+            )
+        values = dict(data)
+        for name in ("sites", "waves", "statuses", "covariates"):
+            if name in values:
+                values[name] = tuple(values[name] or ())
+        for name in ("enrolled_from", "enrolled_to"):
+            if values.get(name):
+                values[name] = date.fromisoformat(values[name])
+        return cls(**values)
+
 
 @dataclass
 class Export:
@@ -85,15 +143,36 @@ class Export:
 FILE_CHUNK = 64 * 1024
 
 
-def _file_chunks(frame, fmt: str, study: Study) -> Iterator[bytes]:
+# Progress of an export as a background job: the dataset built, then its file written.
+BUILT, FILE_WRITTEN, LAST = 10, 90, 99
+
+
+def _file_chunks(frame, fmt: str, study: Study, progress: Progress | None) -> Iterator[bytes]:
     """Write the file to a private temporary file, then give it out in blocks and remove it
     (the statistics packages' formats need a file, not a stream)."""
     with tempfile.TemporaryDirectory(prefix="export-") as folder:
         path = Path(folder) / f"dataset.{fmt}"
         write_dataset(frame, path, fmt, study=study)
+        size, given = path.stat().st_size or 1, 0
+        if progress is not None:
+            progress(FILE_WRITTEN)
         with path.open("rb") as handle:
             while block := handle.read(FILE_CHUNK):
                 yield block
+                given += len(block)
+                if progress is not None:
+                    progress(FILE_WRITTEN + (LAST - FILE_WRITTEN) * given // size)
+
+
+def _csv_progress(chunks: Iterable[str], *, rows: int, progress: Progress) -> Iterator[str]:
+    """The CSV blocks, reporting the share of rows written so far (lines counted; a line
+    break inside a quoted answer only makes the estimate run ahead, never past ``LAST``)."""
+    lines = -1  # the header
+    for chunk in chunks:
+        yield chunk
+        lines += chunk.count("\n")
+        done = min(max(lines, 0), rows) / rows if rows else 1
+        progress(BUILT + int((LAST - BUILT) * done))
 
 
 def export_participants(*, user, study: Study, spec: ExportSpec):
@@ -116,13 +195,17 @@ def export_participants(*, user, study: Study, spec: ExportSpec):
 MIN_REASON = 10
 
 
-def _study_ids_add(frame, *, study: Study, people) -> None:
-    """The study ID beside each pid (identified exports only)."""
-    codes = {
+def _study_ids(*, study: Study, people) -> dict[str, str]:
+    """pid -> study ID, for identified exports."""
+    return {
         pseudonymous_id(study_id=study.pk, participant_id=pk): code
         for pk, code in people.values_list("pk", "code")
     }
-    frame.insert(1, "study_id", frame["pid"].map(codes).astype("string"))
+
+
+def _study_ids_add(frame, ids: dict[str, str]) -> None:
+    """The study ID beside each pid (identified exports only)."""
+    frame.insert(1, "study_id", frame["pid"].map(ids).astype("string"))
     frame.attrs.setdefault("columns", {})["study_id"] = {
         "name": "study_id",
         "label": "Study ID (identified export)",
@@ -131,9 +214,12 @@ def _study_ids_add(frame, *, study: Study, people) -> None:
     }
 
 
-def dataset_export(*, user, study: Study, spec: ExportSpec, request=None) -> Export:
-    """Build the dataset the spec asks for and audit it; the CSV text comes from
-    ``Export.chunks``. ``user=None`` is ``manage.py`` (the whole study, audited as such)."""
+def export_check(*, user, study: Study, spec: ExportSpec) -> None:
+    """Whether ``user`` may make this export: a role in the study, a valid spec, and for an
+    identified export a principal investigator with a reason. Raises ``ValidationError``.
+    The one check of a streamed export and of a background job (when queued and when run)."""
+    if user is not None and not user.is_active:
+        raise ValidationError("This staff account is deactivated.")
     if user is not None and not selectors.studies_for_user(user=user).filter(pk=study.pk).exists():
         raise ValidationError("You have no role in this study.")
     spec.validate(study=study)
@@ -144,32 +230,65 @@ def dataset_export(*, user, study: Study, spec: ExportSpec, request=None) -> Exp
             )
         if len(spec.reason.strip()) < MIN_REASON:
             raise ValidationError({"reason": "Say why identified data is needed (a sentence)."})
+
+
+def dataset_export(
+    *,
+    user,
+    study: Study,
+    spec: ExportSpec,
+    request=None,
+    progress: Progress | None = None,
+) -> Export:
+    """Build the dataset the spec asks for and audit it; the CSV text comes from
+    ``Export.chunks``. ``user=None`` is ``manage.py`` (the whole study, audited as such).
+    ``progress`` (a background job's) hears per cent done: ``BUILT`` once the dataset is
+    built, then up to ``LAST`` as ``chunks`` are consumed."""
+    export_check(user=user, study=study, spec=spec)
     people = export_participants(user=user, study=study, spec=spec)
-    waves = list(spec.waves) or None
-    if spec.shape == "diary":
-        frame = dataset_diary(study=study, participants=people)
+    ids = _study_ids(study=study, people=people) if spec.identified else None
+    options = {
+        "study": study,
+        "participants": people,
+        "waves": list(spec.waves) or None,
+        "covariates": spec.covariates,
+        "include_identifiers": spec.identified,
+        "include_free_text": spec.identified,
+    }
+    if spec.format == "csv" and spec.shape in ("long", "wide"):
+        # Streamed a batch of participants at a time: memory stays flat however big the study.
+        dataset = Dataset(**options)
+        rows = dataset.row_count(wide=spec.shape == "wide")
+        columns = None
+        chunks = _batched_csv(dataset, spec=spec, ids=ids, progress=progress)
     else:
-        frame = dataset_long(
-            study=study,
-            participants=people,
-            waves=waves,
-            covariates=spec.covariates,
-            include_identifiers=spec.identified,
-            include_free_text=spec.identified,
-        )
-        if spec.shape == "wide":
-            frame = dataset_wide(frame)
-        elif spec.shape == "codebook":
-            frame = codebook(study, frame)
-    if spec.identified and "pid" in frame.columns:
-        _study_ids_add(frame, study=study, people=people)
+        if spec.shape == "diary":
+            frame = dataset_diary(study=study, participants=people)
+        else:
+            frame = dataset_long(**options)
+            if spec.shape == "wide":
+                frame = dataset_wide(frame)
+            elif spec.shape == "codebook":
+                frame = codebook(study, frame)
+        if ids is not None and "pid" in frame.columns:
+            _study_ids_add(frame, ids)
+        if progress is not None:
+            progress(BUILT)
+        rows, columns = len(frame), len(frame.columns)
+        if spec.format == "csv":
+            chunks = csv_rows(frame, labels=spec.labels)
+            if progress is not None:
+                chunks = _csv_progress(chunks, rows=len(frame), progress=progress)
+        else:
+            chunks = _file_chunks(frame, spec.format, study, progress)
     details = {
-        **{k: (v.isoformat() if isinstance(v, date) else v) for k, v in asdict(spec).items()},
-        "rows": len(frame),
-        "columns": len(frame.columns),
+        **spec.to_dict(),
+        "rows": rows,
         "identified": spec.identified,
         "by": "manage.py" if user is None else "",
     }
+    if columns is not None:
+        details["columns"] = columns
     audit_log(
         action=AuditEvent.Action.DATASET_EXPORT,
         user=user,
@@ -179,15 +298,293 @@ def dataset_export(*, user, study: Study, spec: ExportSpec, request=None) -> Exp
     )
     stamp = timezone.localdate().isoformat()
     content_type, extension = FILE_FORMATS[spec.format]
-    chunks = (
-        csv_rows(frame, labels=spec.labels)
-        if spec.format == "csv"
-        else _file_chunks(frame, spec.format, study)
-    )
     marked = "_IDENTIFIED" if spec.identified else ""
     return Export(
         filename=f"{study.slug}_{spec.shape}{marked}_{stamp}.{extension}",
-        rows=len(frame),
+        rows=rows,
         chunks=chunks,
         content_type=content_type,
     )
+
+
+def _batched_csv(
+    dataset: Dataset, *, spec: ExportSpec, ids: dict | None, progress: Progress | None
+) -> Iterator[str]:
+    """The long or wide CSV, one batch of participants at a time: the header line once, then
+    each batch's lines. The wide columns are fixed up front (every wave and occurrence anyone
+    in scope has), so every batch has the same ones."""
+
+    def heard(done: int, total: int) -> None:
+        if progress is not None:
+            progress(BUILT + (LAST - BUILT) * done // max(total, 1))
+
+    if progress is not None:
+        progress(BUILT)  # planned; the rows are built batch by batch as they are written
+    header = True
+    for batch in dataset.batches(progress=heard):
+        frame = dataset.with_attrs(batch)
+        if spec.shape == "wide":
+            frame = dataset_wide(frame)
+        if ids is not None:
+            _study_ids_add(frame, ids)
+        yield from csv_rows(frame, labels=spec.labels, header=header)
+        header = False
+
+
+# --- Background exports ---------------------------------------------------------------------
+
+JobStatus = DatasetExportJob.Status
+# The name a job's file is stored under (random; made by export_job_run, never by a user).
+_STORED_NAME = re.compile(r"^[A-Za-z0-9_-]{20,64}\.[a-z0-9]{1,8}$")
+
+
+class ExportNotReady(Exception):
+    """The job has no file (yet): queued, running or failed."""
+
+
+class ExportGone(Exception):
+    """The job's file was deleted: its download window is over."""
+
+
+def export_should_run_in_background(people_count: int) -> bool:
+    return people_count >= settings.EXPORT_BACKGROUND_PARTICIPANTS
+
+
+def export_jobs_for_user(*, user) -> QuerySet[DatasetExportJob]:
+    """The jobs ``user`` made, in studies where they still have a role: a job is its
+    creator's alone (not even the study's other staff or a superuser see its file)."""
+    return DatasetExportJob.objects.filter(
+        created_by=user, study__in=selectors.studies_for_user(user=user)
+    ).select_related("study")
+
+
+def export_root() -> Path:
+    """``settings.EXPORT_ROOT``, made if it is not there yet, and private (0700)."""
+    root = Path(settings.EXPORT_ROOT)
+    root.mkdir(mode=0o700, parents=True, exist_ok=True)
+    if root.stat().st_mode & 0o077:
+        try:
+            root.chmod(0o700)
+        except PermissionError:  # a folder mounted by someone else: its files are still 0600
+            logger.warning("EXPORT_ROOT %s is readable by others; make it 0700", root)
+    return root
+
+
+def _stored_file(job: DatasetExportJob) -> Path | None:
+    if not job.path or not _STORED_NAME.match(job.path):
+        return None
+    return Path(settings.EXPORT_ROOT) / job.path
+
+
+def _remove_file(job: DatasetExportJob) -> None:
+    path = _stored_file(job)
+    if path is not None:
+        path.unlink(missing_ok=True)
+
+
+@transaction.atomic
+def export_job_start(*, user, study: Study, spec: ExportSpec, request=None) -> DatasetExportJob:
+    """Check the export as ``dataset_export`` would, record it as a queued job and queue the
+    task after commit with the job's id alone (no participant data goes through the broker).
+    The export is audited when it runs; ``request`` is accepted for symmetry with
+    ``dataset_export`` (a worker has none)."""
+    if user is None:
+        raise ValidationError("A background export belongs to a staff member.")
+    export_check(user=user, study=study, spec=spec)
+    job = DatasetExportJob.objects.create(
+        study=study, created_by=user, created_at=timezone.now(), spec=spec.to_dict()
+    )
+    from surveys.tasks import export_job_run as task  # tasks call this module: no cycle
+
+    transaction.on_commit(lambda pk=job.pk: task.delay(pk))
+    return job
+
+
+class _JobProgress:
+    """Writes a running job's per cent done, only when it moves (at most 100 updates)."""
+
+    def __init__(self, job_id: int):
+        self.job_id, self.last = job_id, 0
+
+    def __call__(self, percent: int) -> None:
+        percent = max(0, min(int(percent), LAST))
+        if percent > self.last:
+            self.last = percent
+            DatasetExportJob.objects.filter(pk=self.job_id, status=JobStatus.RUNNING).update(
+                progress=percent
+            )
+
+
+def _write_private(path: Path, chunks: Iterable[str] | Iterable[bytes]) -> int:
+    """Write the chunks to a new file only its owner reads (0600); its size in bytes."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
+    with os.fdopen(os.open(path, flags, 0o600), "wb") as handle:
+        for chunk in chunks:
+            handle.write(chunk.encode("utf-8") if isinstance(chunk, str) else chunk)
+    return path.stat().st_size
+
+
+def _failure_message(exc: BaseException) -> str:
+    """What the user reads: never a traceback, never a value from the data."""
+    if isinstance(exc, ValidationError):
+        return " ".join(exc.messages)
+    if isinstance(exc, SoftTimeLimitExceeded):
+        return (
+            "The export took longer than the worker's time limit and was stopped. Narrow it "
+            "(fewer sites, waves or participants), or ask the administrator to raise "
+            "CELERY_TASK_SOFT_TIME_LIMIT."
+        )
+    if isinstance(exc, OSError):
+        return (
+            "The export could not be written on the server "
+            f"({exc.strerror or 'a file system error'}). Try again later, or tell the "
+            "administrator if it happens again."
+        )
+    return (
+        f"The export failed because of an error in the application ({type(exc).__name__}). "
+        "It was logged without any data; try again, or tell the administrator if it "
+        "happens again."
+    )
+
+
+def export_job_run(*, job_id: int) -> DatasetExportJob | None:
+    """The task's service: run a queued job's export as its creator (``dataset_export``
+    checks their rights again and writes the audit event, once), write it to a private file
+    and record the progress. Any error: the job fails with a readable message and no file.
+    A job that is not queued (run already, or running) is left alone: None."""
+    claimed = DatasetExportJob.objects.filter(pk=job_id, status=JobStatus.QUEUED).update(
+        status=JobStatus.RUNNING, progress=0, started_at=timezone.now()
+    )
+    if not claimed:
+        return None
+    job = DatasetExportJob.objects.select_related("study", "created_by").get(pk=job_id)
+    try:
+        spec = ExportSpec.from_dict(job.spec)
+        export = dataset_export(
+            user=job.created_by, study=job.study, spec=spec, progress=_JobProgress(job.pk)
+        )
+        extension = FILE_FORMATS.get(spec.format, (None, spec.format))[1]
+        # Recorded before the file exists, so that nothing on disk is ever unaccounted for.
+        job.path = f"{secrets.token_urlsafe(32)}.{extension}"
+        job.filename = export.filename
+        job.save(update_fields=["path", "filename"])
+        size = _write_private(export_root() / job.path, export.chunks)
+    except Exception as exc:  # every failure ends the job, with a message the user can read
+        _remove_file(job)
+        if not isinstance(exc, ValidationError):
+            # The frames only (file, line, code), not the message: it could quote the data.
+            logger.error(
+                "Dataset export job %s failed with %s at:\n%s",
+                job.pk,
+                type(exc).__name__,
+                "".join(traceback.format_tb(exc.__traceback__)),
+            )
+        DatasetExportJob.objects.filter(pk=job.pk).update(
+            status=JobStatus.FAILED,
+            message=_failure_message(exc),
+            path="",
+            finished_at=timezone.now(),
+        )
+        job.refresh_from_db()
+        return job
+    finished = timezone.now()
+    job.status, job.progress, job.size, job.rows = JobStatus.DONE, 100, size, export.rows
+    job.finished_at = finished
+    job.expires_at = finished + timedelta(hours=settings.EXPORT_DOWNLOAD_HOURS)
+    job.save(update_fields=["status", "progress", "size", "rows", "finished_at", "expires_at"])
+    return job
+
+
+def export_job_expired(job: DatasetExportJob, *, now=None) -> bool:
+    now = now or timezone.now()
+    return job.status == JobStatus.EXPIRED or (
+        job.status == JobStatus.DONE and job.expires_at is not None and job.expires_at <= now
+    )
+
+
+def export_job_download(*, user, job: DatasetExportJob, request=None) -> BinaryIO:
+    """The job's file, open for reading, for its creator; the download is audited. Raises
+    ``ExportGone`` after the download window, ``ExportNotReady`` before the file exists."""
+    if job.created_by_id != user.pk:  # callers look jobs up with export_jobs_for_user
+        raise Http404("No such export.")
+    hours = settings.EXPORT_DOWNLOAD_HOURS
+    if export_job_expired(job):
+        raise ExportGone(
+            f"This export has expired: its file is deleted {hours} hours after it is made, "
+            "like every background export's. Start the export again to get a new file."
+        )
+    if job.status != JobStatus.DONE:
+        raise ExportNotReady(f"This export is {job.get_status_display().lower()}, not ready.")
+    path = _stored_file(job)
+    try:
+        if path is None:
+            raise FileNotFoundError
+        handle = path.open("rb")
+    except FileNotFoundError:
+        raise ExportGone(
+            "The file of this export is no longer on the server. Start the export again to "
+            "get a new file."
+        ) from None
+    spec = job.spec
+    audit_log(
+        action=AuditEvent.Action.EXPORT_DOWNLOAD,
+        user=user,
+        request=request,
+        study=job.study,
+        obj=job,
+        details={
+            "job": job.pk,
+            "shape": spec.get("shape"),
+            "format": spec.get("format"),
+            "rows": job.rows,
+            "identified": bool(spec.get("identified")),
+        },
+    )
+    return handle
+
+
+def export_job_content_type(job: DatasetExportJob) -> str:
+    return FILE_FORMATS.get(job.spec.get("format"), ("application/octet-stream",))[0]
+
+
+def export_jobs_expire(*, now=None) -> dict[str, int]:
+    """The beat's sweep: delete the files of jobs past their download window and mark them
+    expired; fail jobs a worker never finished (stopped, killed at the hard time limit) or
+    never started; delete any file under EXPORT_ROOT that no job accounts for."""
+    now = now or timezone.now()
+    counts = {"expired": 0, "stalled": 0, "orphans": 0}
+    for job in DatasetExportJob.objects.filter(status=JobStatus.DONE, expires_at__lte=now):
+        _remove_file(job)
+        counts["expired"] += DatasetExportJob.objects.filter(
+            pk=job.pk, status=JobStatus.DONE
+        ).update(status=JobStatus.EXPIRED, path="")
+    window = timedelta(hours=settings.EXPORT_DOWNLOAD_HOURS)
+    # A running job past the hard time limit (and a minute) was killed with its worker.
+    killed = now - timedelta(seconds=settings.CELERY_TASK_TIME_LIMIT + 60)
+    stalled = DatasetExportJob.objects.filter(
+        Q(status=JobStatus.RUNNING, started_at__lt=killed)
+        | Q(status=JobStatus.QUEUED, created_at__lt=now - window)
+    )
+    for job in stalled:
+        _remove_file(job)
+        counts["stalled"] += DatasetExportJob.objects.filter(pk=job.pk, status=job.status).update(
+            status=JobStatus.FAILED,
+            path="",
+            finished_at=now,
+            message=(
+                "The export stopped before it finished (its worker was stopped or ran out of "
+                "time). Start it again."
+                if job.status == JobStatus.RUNNING
+                else "No worker picked the export up. Start it again, or tell the "
+                "administrator that the Celery worker is not running."
+            ),
+        )
+    root = Path(settings.EXPORT_ROOT)
+    if root.is_dir():
+        known = set(DatasetExportJob.objects.exclude(path="").values_list("path", flat=True))
+        old = (now - window).timestamp()
+        for path in root.iterdir():
+            if path.is_file() and path.name not in known and path.stat().st_mtime < old:
+                path.unlink(missing_ok=True)
+                counts["orphans"] += 1
+    return counts

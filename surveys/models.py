@@ -869,6 +869,7 @@ class AuditEvent(WrittenOnce):
         PARTICIPANT_IMPORT = "participant_import", "Imported participants from a file"
         STATUS_CHANGE = "status_change", "Changed a participant's status"
         DATASET_EXPORT = "dataset_export", "Exported a dataset"
+        EXPORT_DOWNLOAD = "export_download", "Downloaded a background export"
 
     at = models.DateTimeField(db_index=True)
     user = models.ForeignKey(
@@ -917,3 +918,50 @@ class StaffApiToken(models.Model):
 
     def __str__(self) -> str:
         return f"{self.name} ({self.prefix}…)"
+
+
+class DatasetExportJob(models.Model):
+    """A dataset export run in the background (``surveys.exports.export_job_run``) because its
+    participant scope is large. The file lives under ``settings.EXPORT_ROOT`` (never MEDIA or
+    STATIC) under a random name; only its creator downloads it, until ``expires_at``."""
+
+    class Status(models.TextChoices):
+        QUEUED = "queued", "Queued"
+        RUNNING = "running", "Running"
+        DONE = "done", "Ready to download"
+        FAILED = "failed", "Failed"
+        EXPIRED = "expired", "Expired"
+
+    study = models.ForeignKey(Study, on_delete=models.CASCADE, related_name="export_jobs")
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="export_jobs"
+    )
+    created_at = models.DateTimeField()
+    # The ExportSpec as a dict (``ExportSpec.to_dict``): dates as ISO text.
+    spec = models.JSONField(default=dict)
+    status = models.CharField(max_length=8, choices=Status.choices, default=Status.QUEUED)
+    progress = models.PositiveSmallIntegerField(default=0, help_text="Per cent, 0–100.")
+    # Why it failed, for the user: never a traceback, never participant data.
+    message = models.TextField(blank=True)
+    filename = models.CharField(max_length=200, blank=True, help_text="The download's name.")
+    # Relative to settings.EXPORT_ROOT; random. Never shown on a page or in a URL.
+    path = models.CharField(max_length=100, blank=True, editable=False)
+    size = models.PositiveBigIntegerField(null=True, blank=True, help_text="Bytes.")
+    rows = models.PositiveIntegerField(null=True, blank=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    expires_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ("-created_at", "-id")
+        verbose_name = "dataset export job"
+        indexes = [
+            models.Index(fields=("created_by", "study", "created_at"), name="export_job_owner"),
+            models.Index(fields=("status", "expires_at"), name="export_job_status"),
+        ]
+        constraints = [
+            models.CheckConstraint(condition=Q(progress__lte=100), name="export_job_progress")
+        ]
+
+    def __str__(self) -> str:
+        return f"Export {self.pk} of {self.study}: {self.get_status_display()}"

@@ -420,13 +420,16 @@ def diary_entries_table(
 # --- The call list ----------------------------------------------------------------------------
 
 CLOSING_SOON_DAYS = 7
+# A survey is overdue once its due day is over (``due_at`` is the due day's local midnight): a
+# baseline due on the day of enrolment is not overdue on that day.
+DUE_DAY = timedelta(days=1)
 
 
 def call_list(*, user, now=None, soon_days: int = CLOSING_SOON_DAYS):
-    """Open surveys not done that are overdue or closing within ``soon_days``, for the user's
-    sites: most urgent first (closing soonest, then most earlier misses). Each row carries the
-    participant's earlier misses and last contact attempt; a fixed number of queries whatever
-    the number of participants."""
+    """Open surveys not done that are overdue (past their due day) or closing within
+    ``soon_days``, for the user's sites: most urgent first (closing soonest, then most earlier
+    misses). Each row carries the participant's earlier misses and last contact attempt; a
+    fixed number of queries whatever the number of participants."""
     now = now or timezone.now()
     latest_attempt = ContactAttempt.objects.filter(participant=OuterRef("participant")).order_by(
         "-attempted_at"
@@ -446,7 +449,7 @@ def call_list(*, user, now=None, soon_days: int = CLOSING_SOON_DAYS):
             status__in=(Assignment.Status.OPEN, Assignment.Status.IN_PROGRESS),
             closes_at__gt=now,
         )
-        .filter(Q(due_at__lte=now) | Q(closes_at__lte=now + timedelta(days=soon_days)))
+        .filter(Q(due_at__lte=now - DUE_DAY) | Q(closes_at__lte=now + timedelta(days=soon_days)))
         .select_related("wave", "participant__site", "participant__study")
         .annotate(
             earlier_misses=Coalesce(Subquery(misses), 0),
@@ -612,7 +615,7 @@ def call_list_rows(*, user, now=None) -> list[Assignment]:
             ).only("participant", "phone")
         }
     for row in rows:
-        row.overdue = row.due_at <= now
+        row.overdue = row.due_at <= now - DUE_DAY
         row.phone = (
             phones.get(row.participant_id, "") if row.participant.study_id in shown else None
         )

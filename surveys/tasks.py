@@ -68,3 +68,21 @@ def message_send(self, message_id: int) -> None:
     except RetryLater:
         # Backoff: 1, 2, 4, 8 minutes (message_send fails the row after its fifth attempt).
         raise self.retry(countdown=60 * 2**self.request.retries, exc=None) from None
+
+
+@shared_task(name="surveys.tasks.export_job_run", ignore_result=True)
+def export_job_run(job_id: int) -> None:
+    """Only the job's id travels through the broker. Not retried: the service fails the job
+    with its reason, and a second delivery of the same id is a no-op (the job is no longer
+    queued)."""
+    from surveys.exports import export_job_run as run  # exports enqueues this task: no cycle
+
+    run(job_id=job_id)
+
+
+@shared_task(name="surveys.tasks.export_jobs_expire")
+def export_jobs_expire() -> dict[str, int]:
+    """The beat entry: delete the files of background exports past their download window."""
+    from surveys.exports import export_jobs_expire as expire
+
+    return expire()

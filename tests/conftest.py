@@ -22,6 +22,14 @@ def fresh_cache_namespace(settings):
     settings.CACHES = caches
 
 
+@pytest.fixture(autouse=True)
+def private_export_root(settings, tmp_path_factory):
+    """Background exports write their files to a folder of each test's own, never var/."""
+    # Not made yet: the code that writes the first file makes it (private).
+    settings.EXPORT_ROOT = tmp_path_factory.mktemp("exports") / "private"
+    return settings.EXPORT_ROOT
+
+
 @pytest.fixture
 def study(db):
     """A study made from the built-in template: battery instruments and five waves."""

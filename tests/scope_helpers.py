@@ -3,6 +3,7 @@ study full of greppable identifiers, walks over every admin and API URL, a whole
 snapshot to prove that a refused request changed nothing, and an HTML form reader."""
 
 import re
+import secrets
 from dataclasses import dataclass, field
 from datetime import timedelta
 from html.parser import HTMLParser
@@ -17,12 +18,14 @@ from recovery.services import study_create_from_template
 from surveys.access import participant_pin_set
 from surveys.audit import audit_log
 from surveys.consent import ConsentInput, econsent_give
+from surveys.exports import ExportSpec, export_root
 from surveys.links import participant_link_create
 from surveys.models import (
     Assignment,
     AuditEvent,
     Consent,
     ContactAttempt,
+    DatasetExportJob,
     DiaryEntry,
     Item,
     Message,
@@ -256,6 +259,20 @@ def _person(tag: str, site: Site, coordinator, now) -> Person:
     )
 
 
+def _export_job(user, study: Study, now) -> DatasetExportJob:
+    """A finished background export of ``user``'s, with a file (a header only: the matrix
+    checks who may open it, the export tests check what is in it)."""
+    name = f"{secrets.token_urlsafe(32)}.csv"
+    content = b"pid,site,wave\r\n"
+    (export_root() / name).write_bytes(content)
+    return DatasetExportJob.objects.create(
+        study=study, created_by=user, created_at=now, spec=ExportSpec().to_dict(),
+        status=DatasetExportJob.Status.DONE, progress=100, filename=f"{study.slug}_long.csv",
+        path=name, size=len(content), rows=0, started_at=now, finished_at=now,
+        expires_at=now + timedelta(hours=24),
+    )  # fmt: skip
+
+
 def world_build() -> World:
     """Two sites of the template study (NYC = A, LDN = B) and a faraway study, each participant
     with everything that has an admin page; staff of every role, each with an API key."""
@@ -303,6 +320,7 @@ def world_build() -> World:
     )  # fmt: skip
     for user in (pi, coordinator_a, coordinator_b, researcher, pi_faraway):
         world.tokens[user.username] = staff_token_create(user=user, name=f"{user.username} R")[1]
+        _export_job(user, faraway if user is pi_faraway else study, now)
     return world
 
 

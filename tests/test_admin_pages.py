@@ -8,6 +8,7 @@ from surveys.models import (
     Assignment,
     AuditEvent,
     Consent,
+    DatasetExportJob,
     DiaryEntry,
     InstrumentVersion,
     Item,
@@ -50,11 +51,11 @@ def test_every_admin_list_and_add_page_opens_with_demo_data(superuser_client):
         assert superuser_client.get(changelist).status_code == 200, changelist
         add = reverse(f"admin:{opts.app_label}_{opts.model_name}_add")
         # Assignments come from enrolment, responses from submission, instrument content
-        # from a dictionary import, safety alerts from answers and diary entries from the
-        # participant's phone: never by hand.
+        # from a dictionary import, safety alerts from answers, diary entries from the
+        # participant's phone and export jobs from the Export data page: never by hand.
         by_hand = (
             Assignment, Response, Item, InstrumentVersion, SafetyAlert, DiaryEntry, Message,
-            Consent, AuditEvent,
+            Consent, AuditEvent, DatasetExportJob,
         )  # fmt: skip
         expected = 403 if model in by_hand else 200
         assert superuser_client.get(add).status_code == expected, add

@@ -1,60 +1,20 @@
 """A task's round trip through a real broker and a real ``celery worker`` process."""
 
-import os
-import subprocess
-import sys
 import uuid
 from datetime import timedelta
-from pathlib import Path
 
 import pytest
-from celery import Celery
-from django.db import connection
 from django.utils import timezone
 
 from surveys.models import Assignment
-
-ROOT = Path(__file__).resolve().parent.parent
-REDIS_URL = os.environ.get("REDIS_URL", "")
-
-
-def _database_url() -> str:
-    s = connection.settings_dict
-    if connection.vendor == "sqlite":
-        return f"sqlite:///{s['NAME']}"
-    auth = s["USER"] + (f":{s['PASSWORD']}" if s["PASSWORD"] else "")
-    return f"postgres://{auth}@{s['HOST'] or '127.0.0.1'}:{s['PORT'] or 5432}/{s['NAME']}"
-
-
-def _broker(kind: str, var_dir: Path) -> tuple[dict, Celery]:
-    """Environment for the worker and a client app that talks to the same broker."""
-    if kind == "redis":
-        env = {"REDIS_URL": REDIS_URL}
-        client = Celery("client", broker=REDIS_URL, backend=REDIS_URL)
-    else:
-        env = {"REDIS_URL": ""}
-        folder = var_dir / "broker"
-        for sub in (folder / "queue", folder / "control", var_dir / "celery-results"):
-            sub.mkdir(parents=True, exist_ok=True)
-        client = Celery(
-            "client", broker="filesystem://", backend=f"file://{var_dir / 'celery-results'}"
-        )
-        client.conf.broker_transport_options = {
-            "data_folder_in": str(folder / "queue"),
-            "data_folder_out": str(folder / "queue"),
-            "control_folder": str(folder / "control"),
-        }
-    client.conf.accept_content = ["json"]
-    client.conf.task_serializer = "json"
-    client.conf.result_serializer = "json"
-    return env, client
+from tests.celery_helpers import REDIS_URL, broker, worker_env, worker_start
 
 
 @pytest.mark.slow
 @pytest.mark.django_db(transaction=True)
-@pytest.mark.parametrize("broker", ["redis", "filesystem"])
-def test_a_task_runs_in_a_real_worker_and_changes_the_database(broker, tmp_path, site_a, enrol):
-    if broker == "redis" and not REDIS_URL:
+@pytest.mark.parametrize("kind", ["redis", "filesystem"])
+def test_a_task_runs_in_a_real_worker_and_changes_the_database(kind, tmp_path, site_a, enrol):
+    if kind == "redis" and not REDIS_URL:
         pytest.skip("REDIS_URL is not set (CI sets it)")
     today = timezone.localdate()
     participant = enrol(
@@ -64,39 +24,8 @@ def test_a_task_runs_in_a_real_worker_and_changes_the_database(broker, tmp_path,
     assert month1.status == Assignment.Status.SCHEDULED
 
     queue = f"test-{uuid.uuid4().hex[:8]}"
-    broker_env, client = _broker(broker, tmp_path)
-    env = {
-        **os.environ,
-        **broker_env,
-        "DJANGO_SETTINGS_MODULE": "recovery.settings.local",
-        "DATABASE_URL": _database_url(),
-        "VAR_DIR": str(tmp_path),
-        "DJANGO_READ_DOT_ENV_FILE": "false",
-    }
-    worker = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "celery",
-            "-A",
-            "recovery",
-            "worker",
-            "--pool=solo",
-            "--loglevel=INFO",
-            "-Q",
-            queue,
-            "--without-mingle",
-            "--without-gossip",
-            "--without-heartbeat",
-            "-n",
-            f"{queue}@%h",
-        ],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
+    broker_env, client = broker(kind, tmp_path)
+    worker = worker_start(queues=queue, env=worker_env(tmp_path, **broker_env))
     try:
         result = client.send_task("surveys.tasks.assignment_statuses_refresh", queue=queue)
         counts = result.get(timeout=90)

@@ -2,8 +2,6 @@
 invitation sent → reminder sent → survey completed → no more messages."""
 
 import os
-import subprocess
-import sys
 import time as clock
 import uuid
 from datetime import timedelta
@@ -16,7 +14,7 @@ from django.utils import timezone
 from surveys.models import Assignment, Message
 from surveys.submission import response_submit
 from tests.api.test_responses_api import ANSWERS
-from tests.test_celery_worker import ROOT, _database_url
+from tests.celery_helpers import worker_env, worker_start
 
 REDIS_URL = os.environ.get("REDIS_URL", "")
 # A Redis database of its own: this worker sees no other test's tasks.
@@ -68,20 +66,9 @@ def test_reminders_flow_through_a_real_worker_and_stop_at_completion(tmp_path, s
     queue = f"test-{uuid.uuid4().hex[:8]}"
     client = Celery("client", broker=broker, backend=broker)
     client.conf.accept_content = ["json"]
-    env = {
-        **{k: v for k, v in os.environ.items() if k != "EMAIL_URL"},
-        "REDIS_URL": broker,
-        "DJANGO_SETTINGS_MODULE": "recovery.settings.local",
-        "DATABASE_URL": _database_url(),
-        "VAR_DIR": str(tmp_path),
-        "DJANGO_READ_DOT_ENV_FILE": "false",
-    }
-    worker = subprocess.Popen(
-        [sys.executable, "-m", "celery", "-A", "recovery", "worker", "--pool=solo",
-         "--loglevel=INFO", "-Q", f"{queue},celery", "--without-mingle", "--without-gossip",
-         "--without-heartbeat", "-n", f"{queue}@%h"],
-        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-    )  # fmt: skip
+    env = worker_env(tmp_path, REDIS_URL=broker)
+    env.pop("EMAIL_URL", None)
+    worker = worker_start(queues=f"{queue},celery", env=env)
     outbox = tmp_path / "outbox"
 
     def run(task):

@@ -36,6 +36,7 @@ from surveys import participant_urls
 from surveys.models import (
     Assignment,
     ContactAttempt,
+    DatasetExportJob,
     DiaryEntry,
     InstrumentVersion,
     Message,
@@ -104,6 +105,9 @@ SCOPE: dict[str, Scope] = {
     "surveys.ReminderRule": Scope(study="study"),
     # A staff member's own things.
     "surveys.StaffApiToken": Scope(user="user"),
+    # A background export: its creator's alone, within a study (not even the study's other
+    # staff open it).
+    "surveys.DatasetExportJob": Scope(study="study", user="created_by"),
     "auth.User": Scope(user="pk"),
     "auth.Group": Scope(),
 }
@@ -143,6 +147,7 @@ PARAM_MODELS = {
     "version_id": InstrumentVersion,
     "entry_id": DiaryEntry,
     "study_slug": Study,
+    "job_id": DatasetExportJob,
 }
 # Parameters that are not ids: a value to use, or None to skip the route (and why).
 PARAM_VALUES = {
@@ -221,6 +226,8 @@ def own_rows(model, viewer: Viewer):
         query = _in(scope.user, [viewer.user])
     else:
         return model.objects.none()
+    if scope.user:  # a staff member's own things in their study: theirs only
+        query &= _in(scope.user, [viewer.user])
     return model.objects.filter(query).distinct().order_by("pk")
 
 
@@ -418,6 +425,8 @@ def picked_own(model, viewer: Viewer) -> list:
         groups = [_in(scope.user, [viewer.user])]
     else:
         groups = []
+    if scope.user:  # a staff member's own things in their study: theirs only
+        groups = [group & _in(scope.user, [viewer.user]) for group in groups]
     rows = [model.objects.filter(group).order_by("pk").first() for group in groups]
     return [row for row in dict.fromkeys(rows) if row is not None]
 

@@ -40,6 +40,12 @@ TWILIO_MESSAGING_SERVICE_SID = env("TWILIO_MESSAGING_SERVICE_SID", default="")
 # Reverse proxies in front of the app that append the client to X-Forwarded-For (rate limits
 # count per client address).
 NUM_PROXIES = env.int("DJANGO_NUM_PROXIES", default=0)
+# Dataset exports of at least this many participants run in the background (a Celery task)
+# and are downloaded later from a private folder, never served as static or media files.
+EXPORT_BACKGROUND_PARTICIPANTS = env.int("EXPORT_BACKGROUND_PARTICIPANTS", default=2000)
+EXPORT_ROOT = Path(env("EXPORT_ROOT", default=str(VAR_DIR / "exports")))
+# Hours a finished background export can be downloaded before its file is deleted.
+EXPORT_DOWNLOAD_HOURS = env.int("EXPORT_DOWNLOAD_HOURS", default=24)
 
 INSTALLED_APPS = [
     "django.contrib.admin",
@@ -160,6 +166,11 @@ CELERY_BEAT_SCHEDULE = {
     "recurring-assignments-extend": {
         "task": "surveys.tasks.recurring_assignments_extend",
         "schedule": crontab(minute=17),
+    },
+    # Deletes the files of background exports past their download window.
+    "export-jobs-expire": {
+        "task": "surveys.tasks.export_jobs_expire",
+        "schedule": crontab(minute="*/15"),
     },
 }
 

@@ -4,6 +4,7 @@
 from surveys.admin import (  # noqa: F401
     consent,
     diary,
+    exports,
     instruments,
     messages,
     participants,

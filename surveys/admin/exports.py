@@ -1,15 +1,35 @@
 """The dataset export page of a study (``StudyAdmin.get_urls``): choose the shape, codes or
-labels and the filters; the CSV streams back, and the export is written to the audit log."""
+labels and the filters; the file streams back, and the export is written to the audit log.
+
+A large export (``export_should_run_in_background``) is queued instead: the page of its job
+shows the progress, refreshing itself (no JavaScript), and a Download button once the file is
+ready. Only the job's creator opens that page and downloads the file, until it expires."""
 
 from django import forms
+from django.contrib import admin
 from django.core.exceptions import ValidationError
-from django.http import StreamingHttpResponse
-from django.shortcuts import get_object_or_404
+from django.http import FileResponse, StreamingHttpResponse
+from django.shortcuts import get_object_or_404, redirect
 from django.template.response import TemplateResponse
+from django.urls import reverse
+from django.utils.html import format_html
 
 from surveys import selectors
-from surveys.exports import ExportSpec, dataset_export
-from surveys.models import Participant
+from surveys.exports import (
+    ExportGone,
+    ExportNotReady,
+    ExportSpec,
+    dataset_export,
+    export_job_content_type,
+    export_job_download,
+    export_job_start,
+    export_jobs_for_user,
+    export_participants,
+    export_should_run_in_background,
+)
+from surveys.models import DatasetExportJob, Participant
+
+RECENT_JOBS = 10
 
 SHAPE_CHOICES = [
     ("long", "Long: one row per participant and wave"),
@@ -28,6 +48,7 @@ class ExportForm(forms.Form):
             ("sav", "SPSS (.sav, with variable and value labels)"),
             ("dta", "Stata (.dta, with variable and value labels)"),
             ("parquet", "Parquet (for Python, R arrow, DuckDB)"),
+            ("html", "HTML (codebook only)"),
         ],
         initial="csv",
     )
@@ -76,26 +97,33 @@ class ExportForm(forms.Form):
         ]
 
 
+def _spec(data: dict) -> ExportSpec:
+    return ExportSpec(
+        shape=data["shape"],
+        format=data["format"],
+        labels=data["labels"],
+        sites=tuple(data["sites"]),
+        waves=tuple(data["waves"]),
+        statuses=tuple(data["statuses"]),
+        enrolled_from=data["enrolled_from"],
+        enrolled_to=data["enrolled_to"],
+        identified=data.get("identified", False),
+        reason=data.get("reason", ""),
+    )
+
+
 def export_view(model_admin, request, study_id: int):
     study = get_object_or_404(selectors.studies_for_user(user=request.user), pk=study_id)
     sites = selectors.sites_for_user(user=request.user).filter(study=study)
     leads = selectors.studies_led_by(user=request.user).filter(pk=study.pk).exists()
     form = ExportForm(request.POST or None, study=study, sites=sites, leads=leads)
     if request.method == "POST" and form.is_valid():
-        data = form.cleaned_data
-        spec = ExportSpec(
-            shape=data["shape"],
-            format=data["format"],
-            labels=data["labels"],
-            sites=tuple(data["sites"]),
-            waves=tuple(data["waves"]),
-            statuses=tuple(data["statuses"]),
-            enrolled_from=data["enrolled_from"],
-            enrolled_to=data["enrolled_to"],
-            identified=data.get("identified", False),
-            reason=data.get("reason", ""),
-        )
+        spec = _spec(form.cleaned_data)
+        people = export_participants(user=request.user, study=study, spec=spec)
         try:
+            if export_should_run_in_background(people.count()):
+                job = export_job_start(user=request.user, study=study, spec=spec, request=request)
+                return redirect("admin:surveys_study_export_job", job_id=job.pk)
             export = dataset_export(user=request.user, study=study, spec=spec, request=request)
         except ValidationError as exc:
             for name, messages in exc.message_dict.items():
@@ -105,11 +133,134 @@ def export_view(model_admin, request, study_id: int):
             response["Content-Disposition"] = f'attachment; filename="{export.filename}"'
             response["Cache-Control"] = "no-store"
             return response
+    jobs = export_jobs_for_user(user=request.user).filter(study=study)[:RECENT_JOBS]
     context = {
         **model_admin.admin_site.each_context(request),
         "title": f"Export data: {study.name}",
         "study": study,
         "form": form,
+        "jobs": jobs,
         "opts": model_admin.model._meta,
     }
     return TemplateResponse(request, "admin/surveys/study/export.html", context)
+
+
+def _job_context(model_admin, request, job: DatasetExportJob) -> dict:
+    return {
+        **model_admin.admin_site.each_context(request),
+        "title": f"Export {job.pk}: {job.study.name}",
+        "study": job.study,
+        "job": job,
+        "spec": job.spec,
+        "opts": model_admin.model._meta,
+    }
+
+
+def export_job_view(model_admin, request, job_id: int):
+    """A background export's status; the page reloads itself every 2 s until it ends."""
+    job = get_object_or_404(export_jobs_for_user(user=request.user), pk=job_id)
+    context = _job_context(model_admin, request, job)
+    context["refresh"] = job.status in (
+        DatasetExportJob.Status.QUEUED,
+        DatasetExportJob.Status.RUNNING,
+    )
+    response = TemplateResponse(request, "admin/surveys/study/export_job.html", context)
+    response["Cache-Control"] = "no-store"
+    return response
+
+
+def export_download_view(model_admin, request, job_id: int):
+    """The job's file, for its creator alone (404 for anyone else), while it lasts (410)."""
+    job = get_object_or_404(export_jobs_for_user(user=request.user), pk=job_id)
+    try:
+        handle = export_job_download(user=request.user, job=job, request=request)
+    except ExportNotReady:
+        return redirect("admin:surveys_study_export_job", job_id=job.pk)
+    except ExportGone as exc:
+        context = _job_context(model_admin, request, job) | {"gone": str(exc)}
+        response = TemplateResponse(
+            request, "admin/surveys/study/export_gone.html", context, status=410
+        )
+        response["Cache-Control"] = "no-store"
+        return response
+    response = FileResponse(
+        handle,
+        as_attachment=True,
+        filename=job.filename,
+        content_type=export_job_content_type(job),
+    )
+    response["Cache-Control"] = "no-store"
+    return response
+
+
+@admin.register(DatasetExportJob)
+class DatasetExportJobAdmin(admin.ModelAdmin):
+    """Your background exports (a superuser sees everyone's, without their files): read-only,
+    made by the Export data page and the API, deleted by nobody (their files expire)."""
+
+    list_display = (
+        "created_at",
+        "study",
+        "what",
+        "status",
+        "progress_percent",
+        "rows",
+        "expires_at",
+        "page_link",
+    )
+    list_select_related = ("study", "created_by")
+    list_filter = ("status",)
+    fields = (
+        "study",
+        "created_by",
+        "what",
+        "status",
+        "progress_percent",
+        "message",
+        "filename",
+        "rows",
+        "size",
+        "created_at",
+        "started_at",
+        "finished_at",
+        "expires_at",
+        "page_link",
+    )
+    readonly_fields = fields
+
+    def get_queryset(self, request):
+        queryset = super().get_queryset(request)
+        if request.user.is_superuser:
+            return queryset
+        return queryset.filter(pk__in=export_jobs_for_user(user=request.user).values("pk"))
+
+    def has_module_permission(self, request):
+        return request.user.is_active and request.user.is_staff
+
+    def has_view_permission(self, request, obj=None):
+        return request.user.is_active and request.user.is_staff
+
+    def has_add_permission(self, request):
+        return False  # made by the Export data page and the API
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False  # files expire; the rows stay, as a record of what was exported
+
+    @admin.display(description="export")
+    def what(self, obj: DatasetExportJob) -> str:
+        spec = obj.spec
+        identified = ", identified" if spec.get("identified") else ""
+        return f"{spec.get('shape', '?')}, {spec.get('format', '?')}{identified}"
+
+    @admin.display(description="progress")
+    def progress_percent(self, obj: DatasetExportJob) -> str:
+        return f"{obj.progress} %"
+
+    @admin.display(description="page")
+    def page_link(self, obj: DatasetExportJob) -> str:
+        return format_html(
+            '<a href="{}">open</a>', reverse("admin:surveys_study_export_job", args=[obj.pk])
+        )

@@ -10,7 +10,7 @@ from django.utils.html import format_html
 
 from surveys import selectors
 from surveys.admin.base import RELATED_ONLY, StudyScopedAdmin
-from surveys.admin.exports import export_view
+from surveys.admin.exports import export_download_view, export_job_view, export_view
 from surveys.admin.retention import retention_view
 from surveys.dictionary import DictionaryError, dictionary_export, dictionary_import_forms
 from surveys.models import (
@@ -105,6 +105,18 @@ class StudyAdmin(admin.ModelAdmin):
                 wrap(self.export_view),
                 name="surveys_study_export",
             ),
+            # A background export's page and file, named by the job alone (it knows its study;
+            # only its creator opens either).
+            path(
+                "exports/<int:job_id>/",
+                wrap(self.export_job_view),
+                name="surveys_study_export_job",
+            ),
+            path(
+                "exports/<int:job_id>/download/",
+                wrap(self.export_download_view),
+                name="surveys_study_export_download",
+            ),
             path(
                 "<int:study_id>/dictionary/export/",
                 wrap(self.dictionary_export_view),
@@ -123,6 +135,12 @@ class StudyAdmin(admin.ModelAdmin):
 
     def export_view(self, request, study_id: int):
         return export_view(self, request, study_id)
+
+    def export_job_view(self, request, job_id: int):
+        return export_job_view(self, request, job_id)
+
+    def export_download_view(self, request, job_id: int):
+        return export_download_view(self, request, job_id)
 
     def dictionary_export_view(self, request, study_id: int):
         study = get_object_or_404(selectors.studies_for_user(user=request.user), pk=study_id)

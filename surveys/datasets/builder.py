@@ -19,7 +19,7 @@ this column order:
    Single choices with whole-number codes are numbers; a variable shared by two instruments
    (``craving`` at baseline and follow-up) is one column.
 3. The derived measures registered for the instruments (``surveys.derived``), computed from
-   each submitted response's answers by the same functions the analyses use. A measure named
+   the submitted responses' answers by the same functions the analyses use. A measure named
    like an item variable is ``<name>_derived``.
 4. Baseline covariates, if asked for: ``<column>_bl``, the baseline row's value repeated on every
    row of the participant (the baseline wave is the study's first single wave, by due day).
@@ -27,441 +27,61 @@ this column order:
 Cells without a value carry a missing code (``surveys.datasets.codes``). Only submitted
 responses give values: a draft left in a closed window is a missed wave.
 
-A fixed number of queries whatever the number of participants (six, plus the caller's
-``participants`` subquery folded into them). Each frame carries the columns' metadata in
-``frame.attrs["columns"]`` (label, type, value labels, source instruments and versions,
-formulas), which the CSV writer and the codebook read.
+How it runs: participants are taken in batches (in ``pid`` order, so the batches' rows follow
+each other in the dataset's order), and each batch is built column by column, never cell by
+cell in Python: answers come out of the database one variable per column
+(``surveys.datasets.tables``), an item's branching is evaluated once per distinct combination
+of the answers it reads, and derived measures are computed on whole columns. ``dataset_batches``
+hands the batches out one at a time (an export streams them, holding one batch in memory);
+``dataset_long`` is their concatenation. The number of queries depends on the number of
+batches and instruments, never on the number of responses.
+
+Each frame carries the columns' metadata in ``frame.attrs["columns"]`` (label, type, value
+labels, source instruments and versions, formulas), which the writers and the codebook read.
 """
 
-from collections.abc import Iterable
-from dataclasses import asdict, dataclass, field
-from datetime import date
-from functools import cache
-from zoneinfo import ZoneInfo
+import json
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import asdict
 
+import numpy as np
 import pandas as pd
 from django.db.models import QuerySet
 
-from surveys import derived, logic
+from surveys import logic
 from surveys.datasets import codes
 from surveys.datasets.pid import pseudonymous_id
-from surveys.models import (
-    Assignment,
-    Instrument,
-    Item,
-    Participant,
-    Response,
-    Study,
-    Wave,
-    WaveInstrument,
+from surveys.datasets.plan import (
+    BASELINE_SUFFIX,
+    DECIMAL,
+    ID_COLUMNS,
+    INTEGER,
+    ROW_COLUMNS,
+    STRING,
+    Column,
+    Plan,
+    Structure,
+    select,
 )
-from surveys.validation import answer_blank
+from surveys.datasets.tables import answers_frame, query_frame
+from surveys.derived import number
+from surveys.models import Assignment, Item, Participant, Response, Study
 
-ID_COLUMNS = ("pid", "site")
-ROW_COLUMNS = (
-    "wave",
-    "occurrence",
-    "status",
-    "days_since_enrolment",
-    "days_since_window_opened",
-)
-FREE_TEXT_KINDS = {Item.Kind.TEXT, Item.Kind.NOTES}
-EXPANDED = "___"  # <variable>___<code>
-BASELINE_SUFFIX = "_bl"
+BATCH_PARTICIPANTS = 2000
 
-# Column types, as pandas extension dtypes (nullable, so that empty cells stay empty).
-INTEGER, DECIMAL, STRING = "Int64", "Float64", "string"
-_WIDTH = {INTEGER: 0, DECIMAL: 1, STRING: 2}
-
-
-@dataclass
-class Column:
-    """What a dataset column is: the codebook's row for it."""
-
-    name: str
-    label: str
-    dtype: str  # INTEGER, DECIMAL or STRING
-    role: str  # id, row, version, item, derived, covariate
-    variable: str = ""  # the item variable or derived measure it comes from
-    item_kind: str = ""  # the item's kind, or "derived:<kind>"
-    choice: str = ""  # the choice code of an expanded multiple-choice column
-    values: dict[str, str] = field(default_factory=dict)  # value (as text) -> label
-    # instrument slug -> version numbers holding the variable
-    sources: dict[str, list[int]] = field(default_factory=dict)
-    formula: str = ""  # a derived measure's formula, a calculated item's calculation
-    branching: str = ""
-    min_value: str = ""
-    max_value: str = ""
-    missing_codes: bool = False  # whether the cells may hold codes.MISSING_CODES
-    wave: str = ""  # wide shape: the wave (and occurrence) of the column
-
-
-def _label(texts: dict, language: str) -> str:
-    return (texts or {}).get(language) or (texts or {}).get("en") or ""
-
-
-def _is_whole(text: str) -> bool:
-    return text.lstrip("-").isdigit()
-
-
-@cache
-def _zone(name: str) -> ZoneInfo:
-    return ZoneInfo(name)
-
-
-@dataclass
-class _Structure:
-    """The study's design, read in three queries: waves, their instruments, every item."""
-
-    study: Study
-    waves: list[Wave]
-    wave_instruments: dict[int, list[Instrument]]
-    # instrument id -> [(version id, version number, [items in position order])], newest first
-    versions: dict[int, list[tuple[int, int, list[Item]]]]
-
-    @classmethod
-    def load(cls, study: Study) -> "_Structure":
-        waves = list(Wave.objects.filter(study=study).order_by("position", "id"))
-        wave_instruments: dict[int, list[Instrument]] = {wave.pk: [] for wave in waves}
-        for link in (
-            WaveInstrument.objects.filter(wave__study=study)
-            .select_related("instrument")
-            .order_by("wave_id", "position", "id")
-        ):
-            wave_instruments[link.wave_id].append(link.instrument)
-        versions: dict[int, list[tuple[int, int, list[Item]]]] = {}
-        by_version: dict[int, tuple[int, int, list[Item]]] = {}
-        for item in (
-            Item.objects.filter(version__instrument__study=study)
-            .select_related("version")
-            .order_by("version__instrument_id", "-version__number", "position")
-        ):
-            entry = by_version.get(item.version_id)
-            if entry is None:
-                entry = by_version[item.version_id] = (item.version_id, item.version.number, [])
-                versions.setdefault(item.version.instrument_id, []).append(entry)
-            entry[2].append(item)
-        return cls(study, waves, wave_instruments, versions)
-
-    def baseline_wave(self) -> Wave | None:
-        single = [wave for wave in self.waves if not wave.recurrence_days]
-        return min(single, key=lambda w: (w.offset_days, w.position)) if single else None
-
-
-def _select(objects: list, wanted: Iterable | None, what: str) -> list:
-    """``objects`` named in ``wanted`` (slugs or the objects themselves), in design order."""
-    if wanted is None:
-        return list(objects)
-    keys = {w.slug if hasattr(w, "slug") else str(w) for w in wanted}
-    chosen = [obj for obj in objects if obj.slug in keys]
-    unknown = keys - {obj.slug for obj in chosen}
-    if unknown:
-        raise ValueError(f"unknown {what}: {', '.join(sorted(unknown))}")
-    return chosen
-
-
-class _Plan:
-    """The frame's columns, and how each response's answers fill them."""
-
-    def __init__(
-        self,
-        *,
-        structure: _Structure,
-        waves: list[Wave],
-        instruments: list[Instrument],
-        include_identifiers: bool,
-        include_free_text: bool,
-        language: str,
-    ):
-        self.language = language
-        self.include_identifiers = include_identifiers
-        self.include_free_text = include_free_text
-        self.columns: list[Column] = []
-        self.index: dict[str, int] = {}
-        wanted = {instrument.pk for instrument in instruments}
-        self.wave_instruments = {
-            wave.pk: [i for i in structure.wave_instruments[wave.pk] if i.pk in wanted]
-            for wave in waves
-        }
-        ordered: dict[int, Instrument] = {}
-        for wave in waves:
-            for instrument in self.wave_instruments[wave.pk]:
-                ordered.setdefault(instrument.pk, instrument)
-        self.instruments = list(ordered.values())
-        self.versions = {i.pk: structure.versions.get(i.pk, []) for i in self.instruments}
-
-        for name in (*ID_COLUMNS, *ROW_COLUMNS):
-            dtype = INTEGER if name in ("occurrence",) or name.startswith("days") else STRING
-            self._add(Column(name=name, label=_ROW_LABELS[name], dtype=dtype, role="id"))
-        self.columns[self.index["status"]].values = dict(codes.ROW_STATUS_LABELS)
-        for name in ID_COLUMNS:
-            self.columns[self.index[name]].role = "id"
-        for name in ROW_COLUMNS:
-            self.columns[self.index[name]].role = "row"
-        one_each = all(len(found) <= 1 for found in self.wave_instruments.values())
-        self.version_column: dict[int, int] = {}
-        for instrument in self.instruments:
-            name = "instrument_version" if one_each else f"instrument_version_{_safe(instrument)}"
-            if name not in self.index:
-                self._add(
-                    Column(
-                        name=name,
-                        label="Version of the instrument answered"
-                        + ("" if one_each else f" ({instrument.slug})"),
-                        dtype=INTEGER,
-                        role="version",
-                    )
-                )
-            self.version_column[instrument.pk] = self.index[name]
-            self.columns[self.index[name]].sources.setdefault(instrument.slug, [])
-
-        # instrument id -> the columns its answers fill (codes go there when not submitted)
-        self.instrument_columns: dict[int, list[int]] = {i.pk: [] for i in self.instruments}
-        # version id -> [(item, target)]: target is a column index, or for a multiple choice
-        # a list of (column index, code)
-        self.ops: dict[int, list[tuple[Item, object]]] = {}
-        self.item_columns: dict[str, list[int]] = {}  # variable -> its column(s)
-        for instrument in self.instruments:
-            self._plan_items(instrument)
-        self.derived: dict[int, list[tuple[derived.DerivedMeasure, int]]] = {}
-        for instrument in self.instruments:
-            self._plan_derived(instrument)
-        self._check_waves()
-
-    def _add(self, column: Column) -> int:
-        self.index[column.name] = len(self.columns)
-        self.columns.append(column)
-        return self.index[column.name]
-
-    def _exported(self, item: Item) -> bool:
-        if item.kind == Item.Kind.DESCRIPTIVE:
-            return False
-        if item.identifier and not self.include_identifiers:
-            return False
-        return item.kind not in FREE_TEXT_KINDS or self.include_free_text
-
-    def _plan_items(self, instrument: Instrument) -> None:
-        for version_id, number, items in self.versions[instrument.pk]:
-            ops = self.ops.setdefault(version_id, [])
-            for item in items:
-                if not self._exported(item):
-                    continue
-                if item.kind == Item.Kind.MULTIPLE:
-                    targets = []
-                    for choice in item.choices:
-                        code = str(choice.get("code"))
-                        column = self._item_column(
-                            instrument,
-                            number,
-                            item,
-                            name=f"{item.variable}{EXPANDED}{code}",
-                            label=f"{item.text(self.language)}: "
-                            f"{_label(choice.get('label'), self.language)}",
-                            dtype=INTEGER,
-                            choice=code,
-                        )
-                        targets.append((column, code))
-                    ops.append((item, targets))
-                else:
-                    ops.append(
-                        (
-                            item,
-                            self._item_column(
-                                instrument,
-                                number,
-                                item,
-                                name=item.variable,
-                                label=item.text(self.language),
-                                dtype=_item_dtype(item),
-                            ),
-                        )
-                    )
-
-    def _item_column(
-        self,
-        instrument: Instrument,
-        number: int,
-        item: Item,
-        *,
-        name: str,
-        label: str,
-        dtype: str,
-        choice: str = "",
-    ) -> int:
-        index = self.index.get(name)
-        if index is None:
-            values = {}
-            if item.kind == Item.Kind.SINGLE:
-                values = {
-                    str(c.get("code")): _label(c.get("label"), self.language) for c in item.choices
-                }
-            elif item.kind == Item.Kind.YESNO:
-                values = {"1": "Yes", "0": "No"}
-            elif choice:
-                values = {"1": "Checked", "0": "Unchecked"}
-            index = self._add(
-                Column(
-                    name=name,
-                    label=label,
-                    dtype=dtype,
-                    role="item",
-                    variable=item.variable,
-                    item_kind=item.kind,
-                    choice=choice,
-                    values=values,
-                    formula=item.calculation,
-                    branching=item.branching,
-                    min_value=item.min_value,
-                    max_value=item.max_value,
-                    missing_codes=True,
-                )
-            )
-            self.item_columns.setdefault(item.variable, []).append(index)
-        column = self.columns[index]
-        if column.role != "item":
-            raise ValueError(f"item variable {name!r} is also a dataset column of its own")
-        if _WIDTH[dtype] > _WIDTH[column.dtype]:
-            column.dtype = dtype
-        if item.kind == Item.Kind.SINGLE:
-            for c in item.choices:
-                column.values.setdefault(str(c.get("code")), _label(c.get("label"), self.language))
-        found = column.sources.setdefault(instrument.slug, [])
-        if number not in found:
-            found.append(number)
-            found.sort()
-        if index not in self.instrument_columns[instrument.pk]:
-            self.instrument_columns[instrument.pk].append(index)
-        return index
-
-    def _plan_derived(self, instrument: Instrument) -> None:
-        planned = self.derived.setdefault(instrument.pk, [])
-        for measure in derived.measures(instrument.slug):
-            name = measure.name
-            if name in self.index and self.columns[self.index[name]].role != "derived":
-                name = f"{measure.name}_derived"
-            index = self.index.get(name)
-            if index is None:
-                index = self._add(
-                    Column(
-                        name=name,
-                        label=measure.label,
-                        dtype=_DERIVED_DTYPES.get(measure.kind, STRING),
-                        role="derived",
-                        variable=measure.name,
-                        item_kind=f"derived:{measure.kind}",
-                        values=dict(measure.choices)
-                        if measure.choices
-                        else ({"1": "Yes", "0": "No"} if measure.kind == "binary" else {}),
-                        formula=measure.formula,
-                        missing_codes=True,
-                    )
-                )
-            column = self.columns[index]
-            column.sources.setdefault(instrument.slug, [])
-            planned.append((measure, index))
-            if index not in self.instrument_columns[instrument.pk]:
-                self.instrument_columns[instrument.pk].append(index)
-
-    def _check_waves(self) -> None:
-        for instruments in self.wave_instruments.values():
-            seen: dict[int, str] = {}
-            for instrument in instruments:
-                for index in self.instrument_columns[instrument.pk]:
-                    column = self.columns[index]
-                    if column.role == "item" and index in seen:
-                        raise ValueError(
-                            f"instruments {seen[index]!r} and {instrument.slug!r} of one wave "
-                            f"both have the variable {column.variable!r}: rename one of them"
-                        )
-                    seen[index] = instrument.slug
-
-
-_ROW_LABELS = {
-    "pid": "Pseudonymous participant ID (stable within this study)",
-    "site": "Site code",
-    "wave": "Wave",
-    "occurrence": "Occurrence of a recurring wave (0 = first; 0 for a single wave)",
-    "status": "Status of the wave",
-    "days_since_enrolment": "Days from enrolment to the opening of the wave's window",
-    "days_since_window_opened": "Days from the opening of the window to completion",
-}
-_DERIVED_DTYPES = {"integer": INTEGER, "binary": INTEGER, "decimal": DECIMAL, "category": STRING}
-
-
-def _safe(instrument: Instrument) -> str:
-    return instrument.slug.replace("-", "_")
-
-
-def _item_dtype(item: Item) -> str:
-    kind = item.kind
-    if kind in (Item.Kind.INTEGER, Item.Kind.YESNO, Item.Kind.SLIDER, Item.Kind.DATE):
-        return INTEGER
-    if kind in (Item.Kind.DECIMAL, Item.Kind.CALC):
-        return DECIMAL
-    if kind == Item.Kind.SINGLE:
-        whole = all(_is_whole(str(c.get("code"))) for c in item.choices)
-        return INTEGER if whole and item.choices else STRING
-    return STRING
-
-
-def _code(value: int, dtype: str):
-    return str(value) if dtype == STRING else value
-
-
-def _value(item: Item, value, dtype: str, enrolled_on: date):
-    """A stored answer as the dataset holds it."""
-    if item.kind == Item.Kind.DATE:
-        return (date.fromisoformat(str(value)) - enrolled_on).days
-    if dtype == STRING:
-        return str(value)
-    if dtype == INTEGER:
-        if isinstance(value, bool):
-            return int(value)
-        if isinstance(value, int):
-            return value
-        number = float(value)
-        return int(number) if number.is_integer() else number  # a float widens the column
-    return float(value)
-
-
-def _fill_response(
-    plan: _Plan,
-    data: list[list],
-    row: int,
-    instrument_id: int,
-    version_id: int,
-    version_number: int,
-    answers: dict,
-    enrolled_on: date,
-) -> None:
-    columns = plan.columns
-    for index in plan.instrument_columns[instrument_id]:
-        data[index][row] = None  # a variable this version does not have stays empty
-    data[plan.version_column[instrument_id]][row] = version_number
-    for item, target in plan.ops.get(version_id, ()):
-        value = answers.get(item.variable)
-        if answer_blank(value):
-            code = codes.NOT_SHOWN if not logic.shows(item.branching, answers) else None
-            code = code if code is not None else codes.NOT_ANSWERED
-            if isinstance(target, list):
-                for index, _choice in target:
-                    data[index][row] = code
-            else:
-                data[target][row] = _code(code, columns[target].dtype)
-        elif isinstance(target, list):
-            chosen = {str(v) for v in value} if isinstance(value, list) else {str(value)}
-            for index, choice in target:
-                data[index][row] = int(choice in chosen)
-        else:
-            data[target][row] = _value(item, value, columns[target].dtype, enrolled_on)
-    for measure, index in plan.derived.get(instrument_id, ()):
-        result = measure.compute(answers)
-        if result is None:
-            data[index][row] = None
-        elif isinstance(result, bool):
-            data[index][row] = int(result)
-        else:
-            data[index][row] = str(result) if columns[index].dtype == STRING else result
+__all__ = [
+    "BASELINE_SUFFIX",
+    "BATCH_PARTICIPANTS",
+    "DECIMAL",
+    "ID_COLUMNS",
+    "INTEGER",
+    "ROW_COLUMNS",
+    "STRING",
+    "Column",
+    "dataset_batches",
+    "dataset_long",
+    "participants_in",
+]
 
 
 def participants_in(study: Study, participants: QuerySet[Participant] | None):
@@ -470,6 +90,537 @@ def participants_in(study: Study, participants: QuerySet[Participant] | None):
     if participants is not None:
         found = found.filter(pk__in=participants.values("pk"))
     return found
+
+
+class Dataset:
+    """A long dataset about to be built: its plan, its participants, and its metadata."""
+
+    def __init__(
+        self,
+        *,
+        study: Study,
+        participants: QuerySet[Participant] | None = None,
+        waves: Iterable | None = None,
+        instruments: Iterable | None = None,
+        covariates: Iterable[str] = (),
+        include_free_text: bool = False,
+        include_identifiers: bool = False,
+        language: str = "en",
+    ):
+        self.study = study
+        self.covariates = list(covariates)
+        structure = Structure.load(study)
+        self.structure = structure
+        self.scope = participants_in(study, participants)
+        selected_waves = select(structure.waves, waves, "waves")
+        baseline = structure.baseline_wave() if self.covariates else None
+        if self.covariates and baseline is None:
+            raise ValueError("the study has no baseline wave to take covariates from")
+        self.baseline = baseline
+        fetched = {wave.pk for wave in selected_waves} | ({baseline.pk} if baseline else set())
+        # (wave, occurrence) pairs anyone in scope has: the wide shape's column groups
+        present = set(
+            Assignment.objects.filter(participant__in=self.scope.values("pk"), wave_id__in=fetched)
+            .values_list("wave_id", "occurrence")
+            .distinct()
+        )
+        if waves is None:  # a switched-off wave counts only if someone has it
+            with_rows = {wave_id for wave_id, _ in present}
+            selected_waves = [w for w in selected_waves if w.is_active or w.pk in with_rows]
+        all_instruments = {
+            i.pk: i for wave in structure.waves for i in structure.wave_instruments[wave.pk]
+        }
+        selected_instruments = select(list(all_instruments.values()), instruments, "instruments")
+        planned_waves = list(selected_waves)
+        planned_instruments = list(selected_instruments)
+        if baseline is not None:
+            if baseline not in planned_waves:
+                planned_waves.append(baseline)
+            for instrument in structure.wave_instruments[baseline.pk]:
+                if instrument not in planned_instruments:
+                    planned_instruments.append(instrument)
+        self.plan = plan = Plan(
+            structure=structure,
+            waves=planned_waves,
+            instruments=planned_instruments,
+            include_identifiers=include_identifiers,
+            include_free_text=include_free_text,
+            language=language,
+        )
+        if instruments is not None:  # a wave without any of the instruments has no rows
+            selected_waves = [w for w in selected_waves if plan.wave_instruments[w.pk]]
+        self.selected_waves = selected_waves
+        self.fetched_waves = {w.pk for w in planned_waves if plan.wave_instruments[w.pk]}
+        wanted = {i.slug for i in selected_instruments}
+        self.keep = [
+            c
+            for c in plan.columns
+            if c.role not in ("item", "derived", "version") or set(c.sources) & wanted
+        ]
+        self.covariate_columns = self._covariate_columns() if self.covariates else []
+        wave_slug = {w.pk: w.slug for w in structure.waves}
+        returned = {w.pk for w in selected_waves}
+        self.groups = sorted(
+            ((wave_slug[w], o) for w, o in present if w in returned),
+            key=lambda g: (self.wave_position[g[0]], g[1]),
+        )
+        self.meta = {
+            "shape": "long",
+            "study": study.slug,
+            "waves": [w.slug for w in selected_waves],
+            "recurring_waves": [w.slug for w in selected_waves if w.recurrence_days],
+            "wave_instruments": {
+                w.slug: [i.slug for i in plan.wave_instruments[w.pk] if i.slug in wanted]
+                for w in selected_waves
+            },
+            "covariates": [c.name for c in self.covariate_columns],
+            "groups": [list(g) for g in self.groups],
+        }
+        self.columns_meta = {c.name: asdict(c) for c in self.columns}
+
+    @property
+    def wave_position(self) -> dict[str, tuple[int, int]]:
+        return {w.slug: (w.position, w.pk) for w in self.structure.waves}
+
+    @property
+    def columns(self) -> list[Column]:
+        """The columns of the returned frame, in order."""
+        keep = list(self.keep)
+        if not self.covariate_columns:
+            return keep
+        return [*keep, *self.covariate_columns]
+
+    def _covariate_columns(self) -> list[Column]:
+        plan = self.plan
+        self.covariate_sources: list[int] = []
+        for name in self.covariates:
+            if name in plan.item_columns:
+                found = plan.item_columns[name]
+            elif name in plan.index and plan.columns[plan.index[name]].role in ("item", "derived"):
+                found = [plan.index[name]]
+            else:
+                raise ValueError(f"unknown covariate {name!r}: not an item or a derived measure")
+            self.covariate_sources += [i for i in found if i not in self.covariate_sources]
+        added = []
+        for index in self.covariate_sources:
+            column = plan.columns[index]
+            name = f"{column.name}{BASELINE_SUFFIX}"
+            if name in plan.index:
+                raise ValueError(f"the covariate column {name!r} is already a column")
+            added.append(
+                Column(
+                    **{
+                        **asdict(column),
+                        "name": name,
+                        "label": f"{column.label} (baseline)",
+                        "role": "covariate",
+                    }
+                )
+            )
+        return added
+
+    def row_count(self, *, wide: bool = False) -> int:
+        """How many rows the long dataset (or, ``wide``, the wide one) has: counted by the
+        database before any row is built."""
+        returned = [w.pk for w in self.selected_waves if w.pk in self.fetched_waves]
+        found = Assignment.objects.filter(
+            participant__in=self.scope.values("pk"), wave_id__in=returned
+        )
+        if wide:
+            return found.values("participant_id").distinct().count()
+        return found.count()
+
+    # --- Batches -------------------------------------------------------------------------
+
+    def people(self) -> pd.DataFrame:
+        """Every participant in scope, in pid order: pk, pid, site, enrolment day, time zone."""
+        rows = [
+            (pk, pseudonymous_id(study_id=self.study.pk, participant_id=pk), site, day, tz)
+            for pk, site, day, tz in self.scope.values_list(
+                "pk", "site__code", "enrolled_on", "timezone"
+            )
+        ]
+        people = pd.DataFrame(rows, columns=["pk", "pid", "site", "enrolled_on", "timezone"])
+        people["enrolled_on"] = pd.to_datetime(people["enrolled_on"])
+        return people.sort_values("pid", kind="stable").reset_index(drop=True)
+
+    def batches(
+        self,
+        *,
+        batch_size: int = BATCH_PARTICIPANTS,
+        progress: Callable[[int, int], None] | None = None,
+    ) -> Iterator[pd.DataFrame]:
+        """The dataset's rows, a batch of participants at a time (without ``attrs``)."""
+        people = self.people()
+        total = len(people)
+        for start in range(0, max(total, 1), batch_size):
+            batch = people.iloc[start : start + batch_size]
+            frame = _BatchBuilder(self, batch).frame()
+            if progress is not None:
+                progress(min(start + batch_size, total), total)
+            yield frame
+
+    def with_attrs(self, frame: pd.DataFrame) -> pd.DataFrame:
+        frame.attrs["columns"] = self.columns_meta
+        frame.attrs["dataset"] = dict(self.meta)
+        return frame
+
+
+class _BatchBuilder:
+    """One batch of participants' rows, filled column by column."""
+
+    def __init__(self, dataset: Dataset, people: pd.DataFrame):
+        self.dataset = dataset
+        self.plan = dataset.plan
+        self.people = people.set_index("pk")
+
+    def frame(self) -> pd.DataFrame:
+        dataset, plan = self.dataset, self.plan
+        rows = self._assignments()
+        n = len(rows)
+        self.n = n
+        self.data: list[np.ndarray] = [
+            np.full(n, None, dtype=object) if c.dtype == STRING else np.full(n, np.nan)
+            for c in plan.columns
+        ]
+        if n:
+            self._row_columns(rows)
+            self._codes(rows)
+            for instrument in plan.instruments:
+                self._responses(instrument, rows)
+        frame = pd.DataFrame(
+            {
+                c.name: _typed(self.data[plan.index[c.name]], c.dtype)
+                for c in dataset.keep
+                if c.name in plan.index
+            }
+        )
+        if dataset.covariate_columns:
+            frame = self._with_covariates(frame, rows)
+        returned = {wave.slug for wave in dataset.selected_waves}
+        if n and not frame["wave"].isin(returned).all():
+            frame = frame[frame["wave"].isin(returned)].reset_index(drop=True)
+        return frame
+
+    def _assignments(self) -> pd.DataFrame:
+        dataset = self.dataset
+        queryset = Assignment.objects.filter(
+            participant_id__in=list(self.people.index), wave_id__in=dataset.fetched_waves
+        ).values_list(
+            "pk", "participant_id", "wave_id", "occurrence", "status", "opens_at", "completed_at"
+        )
+        rows = query_frame(
+            queryset,
+            ["pk", "participant", "wave", "occurrence", "status", "opens_at", "completed_at"],
+            text={"status", "opens_at", "completed_at"},
+        )
+        rows["pid"] = rows["participant"].map(self.people["pid"])
+        position = {w.pk: (w.position, w.pk) for w in dataset.structure.waves}
+        rows["_order"] = rows["wave"].map(lambda w: position[w])
+        rows = rows.sort_values(["pid", "_order", "occurrence"], kind="stable")
+        return rows.drop(columns="_order").reset_index(drop=True)
+
+    def _set(self, name: str, values) -> None:
+        self.data[self.plan.index[name]] = np.asarray(values, dtype=object)
+
+    def _row_columns(self, rows: pd.DataFrame) -> None:
+        people, plan = self.people, self.plan
+        wave_slug = {w.pk: w.slug for w in self.dataset.structure.waves}
+        self._set("pid", rows["pid"])
+        self._set("site", rows["participant"].map(people["site"]))
+        self._set("wave", rows["wave"].map(wave_slug))
+        self.data[plan.index["occurrence"]] = rows["occurrence"].to_numpy(dtype=float)
+        self._set("status", rows["status"].map(codes.ROW_STATUSES))
+        enrolled = rows["participant"].map(people["enrolled_on"])
+        zones = rows["participant"].map(people["timezone"])
+        opened = _local_days(rows["opens_at"], zones)
+        completed = _local_days(rows["completed_at"], zones)
+        self.data[plan.index["days_since_enrolment"]] = (opened - enrolled).dt.days.to_numpy(
+            dtype=float, na_value=np.nan
+        )
+        done = rows["status"] == Assignment.Status.COMPLETED
+        days = (completed - opened).dt.days.where(done)
+        self.data[plan.index["days_since_window_opened"]] = days.to_numpy(
+            dtype=float, na_value=np.nan
+        )
+        self.enrolled = enrolled
+
+    def _codes(self, rows: pd.DataFrame) -> None:
+        """Every item and derived cell of a row's instruments starts as its status's code."""
+        plan = self.plan
+        status_code = rows["status"].map(codes.STATUS_CODES).to_numpy(dtype=float)
+        for wave_id, instruments in plan.wave_instruments.items():
+            mask = (rows["wave"] == wave_id).to_numpy()
+            if not mask.any():
+                continue
+            for instrument in instruments:
+                for index in plan.instrument_columns[instrument.pk]:
+                    if plan.columns[index].dtype == STRING:
+                        self.data[index][mask] = [str(int(c)) for c in status_code[mask]]
+                    else:
+                        self.data[index][mask] = status_code[mask]
+
+    def _responses(self, instrument, rows: pd.DataFrame) -> None:
+        plan = self.plan
+        waves = [w for w, found in plan.wave_instruments.items() if instrument in found]
+        if not waves:
+            return
+        variables = plan.variables[instrument.pk]
+        answers = answers_frame(
+            Response.objects.filter(
+                assignment__participant_id__in=list(self.people.index),
+                assignment__wave_id__in=waves,
+                instrument_id=instrument.pk,
+                status=Response.Status.SUBMITTED,
+            ).order_by("pk"),
+            ["assignment_id", "instrument_version_id"],
+            variables,
+            text=plan.text_variables,
+        )
+        row_of = pd.Index(rows["pk"]).get_indexer(answers["assignment_id"])
+        answers = answers[row_of >= 0]
+        row_of = row_of[row_of >= 0]
+        if not len(answers):
+            return
+        answers = answers.reset_index(drop=True)
+        columns = plan.instrument_columns[instrument.pk]
+        for index in columns:  # a variable the answered version does not have stays empty
+            self.data[index][row_of] = None if plan.columns[index].dtype == STRING else np.nan
+        numbers = dict(plan.version_numbers)
+        versions = answers["instrument_version_id"].to_numpy()
+        self.data[plan.version_column[instrument.pk]][row_of] = [
+            numbers.get(v, np.nan) for v in versions
+        ]
+        enrolled = self.enrolled.to_numpy()[row_of]
+        for version_id in pd.unique(versions):
+            mine = versions == version_id
+            self._fill_version(version_id, answers[mine], row_of[mine], enrolled[mine])
+        self._fill_derived(instrument, answers, row_of)
+
+    def _fill_version(
+        self, version_id: int, answers: pd.DataFrame, rows: np.ndarray, enrolled: np.ndarray
+    ) -> None:
+        plan = self.plan
+        answers = answers.reset_index(drop=True)
+        shown_cache: dict[str, np.ndarray] = {}
+        for item, target in plan.ops.get(version_id, ()):
+            raw = answers[item.variable] if item.variable in answers else _empty(len(answers))
+            blank = _blank(raw).to_numpy()
+            if blank.any():
+                if item.branching.strip():
+                    if item.branching not in shown_cache:
+                        shown_cache[item.branching] = self._shows(item.branching, answers)
+                    shown = shown_cache[item.branching]
+                    code = np.where(shown, codes.NOT_ANSWERED, codes.NOT_SHOWN).astype(float)
+                else:
+                    code = np.full(len(answers), float(codes.NOT_ANSWERED))
+            if isinstance(target, list):  # a multiple choice: one 0/1 column per choice
+                chosen = [_choice_set(v) for v in raw.tolist()]
+                for index, choice in target:
+                    column = np.array([float(choice in c) if c else 0.0 for c in chosen])
+                    self._put(index, rows, np.where(blank, code, column) if blank.any() else column)
+                continue
+            dtype = plan.columns[target].dtype
+            if item.kind == Item.Kind.DATE:
+                days = pd.to_datetime(raw, format="%Y-%m-%d", errors="coerce")
+                values = (days - pd.to_datetime(enrolled)).dt.days.to_numpy(
+                    dtype=float, na_value=np.nan
+                )
+                if dtype == STRING:
+                    values = _whole_text(values)
+            elif dtype == STRING:
+                values = _text_values(raw)
+            else:
+                values = (
+                    number(answers, item.variable).to_numpy()
+                    if item.variable in answers
+                    else (np.full(len(answers), np.nan))
+                )
+            if blank.any():
+                if dtype == STRING:
+                    values = np.where(blank, _whole_text(code), values)
+                else:
+                    values = np.where(blank, code, values)
+            self._put(target, rows, values)
+
+    def _put(self, index: int, rows: np.ndarray, values) -> None:
+        self.data[index][rows] = values
+
+    def _shows(self, expression: str, answers: pd.DataFrame) -> np.ndarray:
+        """Whether an item with this branching is shown, for every response: evaluated once per
+        distinct combination of the answers the expression reads (with ``surveys.logic``, the
+        same evaluation as the survey pages)."""
+        names = list(
+            dict.fromkeys(name for name, _, _ in logic.fields_used(logic.parse(expression)))
+        )
+        if not names:
+            return np.full(len(answers), logic.shows(expression, {}))
+        factorized = []
+        for name in names:
+            column = answers[name] if name in answers else _empty(len(answers))
+            if column.dtype.kind not in "biuf":
+                column = column.astype(object)
+            found, uniques = pd.factorize(column, use_na_sentinel=True)
+            factorized.append((name, found, list(uniques)))
+        # One whole number per row for its combination of answers (NaN is code -1).
+        key, size = np.zeros(len(answers), dtype=np.int64), 1
+        for _, found, uniques in factorized:
+            key = key * (len(uniques) + 1) + (found + 1)
+            size *= len(uniques) + 1
+        if size < 2**62:
+            unique_keys, inverse = np.unique(key, return_inverse=True)
+            combos = []
+            for value in unique_keys.tolist():
+                combo = []
+                for _, _, uniques in reversed(factorized):
+                    value, code = divmod(value, len(uniques) + 1)
+                    combo.append(code - 1)
+                combos.append(combo[::-1])
+        else:  # too many distinct answers for one number: compare the rows of codes
+            keys = np.stack([found for _, found, _ in factorized], axis=1)
+            combos, inverse = np.unique(keys, axis=0, return_inverse=True)
+        results = np.empty(len(combos), dtype=bool)
+        multiple = self.plan.multiple_variables
+        for n, combo in enumerate(combos):
+            values = {}
+            for (name, _, uniques), code in zip(factorized, combo, strict=True):
+                if code < 0:
+                    continue
+                value = uniques[code]
+                values[name] = _choice_list(value) if name in multiple else _logic_value(value)
+            results[n] = logic.shows(expression, values)
+        return results[inverse.reshape(-1)]
+
+    def _fill_derived(self, instrument, answers: pd.DataFrame, rows: np.ndarray) -> None:
+        plan = self.plan
+        for measure, index in plan.derived.get(instrument.pk, ()):
+            values = measure.compute(answers)
+            if plan.columns[index].dtype == STRING:
+                values = (
+                    values.astype(object)
+                    .where(values.notna(), None)
+                    .map(lambda v: v if v is None else str(v))
+                )
+                self._put(index, rows, values.to_numpy(dtype=object))
+            else:
+                self._put(index, rows, values.astype("float64").to_numpy())
+
+    def _with_covariates(self, frame: pd.DataFrame, rows: pd.DataFrame) -> pd.DataFrame:
+        dataset, plan = self.dataset, self.plan
+        baseline = dataset.baseline
+        sources = [plan.columns[i] for i in dataset.covariate_sources]
+        base_rows = (rows["wave"] == baseline.pk) & (rows["occurrence"] == 0)
+        base = pd.DataFrame(
+            {
+                f"{c.name}{BASELINE_SUFFIX}": _typed(
+                    self.data[plan.index[c.name]][base_rows.to_numpy()], c.dtype
+                )
+                for c in sources
+            }
+        )
+        base.index = rows.loc[base_rows, "pid"].to_numpy()
+        base = base[~base.index.duplicated(keep="first")]
+        joined = frame.join(base, on="pid")
+        for column in dataset.covariate_columns:  # a participant without a baseline row
+            joined[column.name] = _typed(joined[column.name].to_numpy(dtype=object), column.dtype)
+        return joined
+
+
+def _empty(n: int) -> pd.Series:
+    return pd.Series([None] * n, dtype=object)
+
+
+def _blank(raw: pd.Series) -> pd.Series:
+    """``surveys.validation.answer_blank`` for a whole column: no value, empty or blank text,
+    an empty choice list."""
+    if raw.dtype.kind in "biuf":
+        return raw.isna()
+    text = raw.astype(object)
+    stripped = text.map(lambda v: v.strip() if isinstance(v, str) else v)
+    return text.isna() | stripped.isin(["", "[]"])
+
+
+def _choice_set(value) -> set[str] | None:
+    chosen = _choice_list(value)
+    return None if chosen is None else {str(v) for v in chosen}
+
+
+def _choice_list(value):
+    """A multiple choice's answer (JSON text of a list) as a list; other text as one choice."""
+    if value is None or (isinstance(value, float) and np.isnan(value)):
+        return None
+    if isinstance(value, list):
+        return value
+    try:
+        found = json.loads(value) if isinstance(value, str) else value
+    except ValueError:
+        return [value]
+    return found if isinstance(found, list) else [found]
+
+
+def _logic_value(value):
+    """A cell as the survey pages' logic reads an answer: whole floats as ints."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+
+
+def _text_values(raw: pd.Series) -> np.ndarray:
+    """Answers of a text column as text: numbers as written (whole ones without ".0")."""
+    out = raw.astype(object).to_numpy()
+    return np.array(
+        [
+            None
+            if v is None or (isinstance(v, float) and np.isnan(v))
+            else (str(int(v)) if isinstance(v, float) and v.is_integer() else str(v))
+            for v in out
+        ],
+        dtype=object,
+    )
+
+
+def _whole_text(values: np.ndarray) -> np.ndarray:
+    return np.array(
+        [None if np.isnan(v) else str(int(v)) for v in values.astype(float)], dtype=object
+    )
+
+
+def _local_days(stamps: pd.Series, zones: pd.Series) -> pd.Series:
+    """Each UTC time's calendar day in its participant's time zone (midnight, naive)."""
+    parsed = pd.to_datetime(stamps, utc=True, format="ISO8601")
+    days = pd.Series(pd.NaT, index=stamps.index, dtype="datetime64[ns]")
+    for zone in pd.unique(zones):
+        mask = (zones == zone).to_numpy()
+        local = parsed[mask].dt.tz_convert(zone).dt.tz_localize(None).dt.normalize()
+        days[mask] = local.astype("datetime64[ns]")
+    return days
+
+
+def _typed(values: np.ndarray, dtype: str):
+    """A filled column as its nullable pandas type (a whole-number column holding a fraction
+    becomes decimal rather than losing it)."""
+    if dtype == STRING:
+        return pd.array(values, dtype="string")
+    numbers = np.asarray(values, dtype=float)
+    if dtype == INTEGER:
+        finite = numbers[~np.isnan(numbers)]
+        if np.all(finite == np.floor(finite)):
+            return pd.array(numbers, dtype="Int64")
+    return pd.array(numbers, dtype="Float64")
+
+
+def dataset_batches(
+    *,
+    batch_size: int = BATCH_PARTICIPANTS,
+    progress: Callable[[int, int], None] | None = None,
+    **options,
+) -> tuple[Dataset, Iterator[pd.DataFrame]]:
+    """The dataset (its plan and metadata) and its rows a batch of participants at a time, for
+    writers that stream. ``options`` are ``dataset_long``'s."""
+    dataset = Dataset(**options)
+    return dataset, dataset.batches(batch_size=batch_size, progress=progress)
 
 
 def dataset_long(
@@ -482,6 +633,7 @@ def dataset_long(
     include_free_text: bool = False,
     include_identifiers: bool = False,
     language: str = "en",
+    batch_size: int = BATCH_PARTICIPANTS,
 ) -> pd.DataFrame:
     """The study's long dataset (see the module docstring for its columns and codes).
 
@@ -490,173 +642,16 @@ def dataset_long(
     ``covariates`` are variables (item variables or column names) whose baseline values are
     repeated on every row as ``<column>_bl``.
     """
-    covariates = list(covariates)
-    structure = _Structure.load(study)
-    people = {
-        pk: (pseudonymous_id(study_id=study.pk, participant_id=pk), site, enrolled_on, tz)
-        for pk, site, enrolled_on, tz in participants_in(study, participants).values_list(
-            "pk", "site__code", "enrolled_on", "timezone"
-        )
-    }
-    wave_by_id = {wave.pk: wave for wave in structure.waves}
-    selected_waves = _select(structure.waves, waves, "waves")
-    baseline = structure.baseline_wave() if covariates else None
-    if covariates and baseline is None:
-        raise ValueError("the study has no baseline wave to take covariates from")
-    fetched = {wave.pk for wave in selected_waves} | ({baseline.pk} if baseline else set())
-
-    scope = participants_in(study, participants).values("pk")
-    assignments = list(
-        Assignment.objects.filter(participant__in=scope, wave_id__in=fetched).values_list(
-            "pk", "participant_id", "wave_id", "occurrence", "status", "opens_at", "completed_at"
-        )
-    )
-    if waves is None:  # a switched-off wave counts only if someone has it
-        present = {a[2] for a in assignments}
-        selected_waves = [w for w in selected_waves if w.is_active or w.pk in present]
-    all_instruments = {
-        i.pk: i for wave in structure.waves for i in structure.wave_instruments[wave.pk]
-    }
-    selected_instruments = _select(list(all_instruments.values()), instruments, "instruments")
-    planned_waves = list(selected_waves)
-    planned_instruments = list(selected_instruments)
-    if baseline is not None:
-        if baseline not in planned_waves:
-            planned_waves.append(baseline)
-        for instrument in structure.wave_instruments[baseline.pk]:
-            if instrument not in planned_instruments:
-                planned_instruments.append(instrument)
-    plan = _Plan(
-        structure=structure,
-        waves=planned_waves,
-        instruments=planned_instruments,
-        include_identifiers=include_identifiers,
+    dataset = Dataset(
+        study=study,
+        participants=participants,
+        waves=waves,
+        instruments=instruments,
+        covariates=covariates,
         include_free_text=include_free_text,
+        include_identifiers=include_identifiers,
         language=language,
     )
-    if instruments is not None:  # a wave without any of the instruments has no rows
-        selected_waves = [w for w in selected_waves if plan.wave_instruments[w.pk]]
-    position = {wave.pk: wave.position for wave in structure.waves}
-    assignments = [a for a in assignments if a[2] in plan.wave_instruments]
-    assignments.sort(key=lambda a: (people[a[1]][0], position[a[2]], a[3]))
-
-    n = len(assignments)
-    data: list[list] = [[None] * n for _ in plan.columns]
-    row_of: dict[int, int] = {}
-    col = plan.index
-    for row, (pk, participant_id, wave_id, occurrence, status, opens_at, completed_at) in enumerate(
-        assignments
-    ):
-        pid, site, enrolled_on, tz = people[participant_id]
-        zone = _zone(tz)
-        opened_on = opens_at.astimezone(zone).date()
-        row_of[pk] = row
-        data[col["pid"]][row] = pid
-        data[col["site"]][row] = site
-        data[col["wave"]][row] = wave_by_id[wave_id].slug
-        data[col["occurrence"]][row] = occurrence
-        data[col["status"]][row] = codes.ROW_STATUSES[status]
-        data[col["days_since_enrolment"]][row] = (opened_on - enrolled_on).days
-        if status == Assignment.Status.COMPLETED and completed_at is not None:
-            days = (completed_at.astimezone(zone).date() - opened_on).days
-            data[col["days_since_window_opened"]][row] = days
-        code = codes.STATUS_CODES[status]
-        for instrument in plan.wave_instruments[wave_id]:
-            for index in plan.instrument_columns[instrument.pk]:
-                data[index][row] = _code(code, plan.columns[index].dtype)
-
-    wave_of = {pk: wave_id for pk, _, wave_id, *_ in assignments}
-    participant_of = {pk: participant_id for pk, participant_id, *_ in assignments}
-    instrument_ids = {i.pk for i in plan.instruments}
-    responses = Response.objects.filter(
-        assignment__participant__in=scope,
-        assignment__wave_id__in=list(plan.wave_instruments),
-        instrument_id__in=instrument_ids,
-        status=Response.Status.SUBMITTED,
-    ).values_list(
-        "assignment_id",
-        "instrument_id",
-        "instrument_version_id",
-        "instrument_version__number",
-        "answers",
-    )
-    in_wave = {wave_id: {i.pk for i in found} for wave_id, found in plan.wave_instruments.items()}
-    for assignment_id, instrument_id, version_id, number, answers in responses.iterator(2000):
-        row = row_of.get(assignment_id)
-        if row is None or instrument_id not in in_wave[wave_of[assignment_id]]:
-            continue
-        enrolled_on = people[participant_of[assignment_id]][2]
-        _fill_response(
-            plan, data, row, instrument_id, version_id, number, answers or {}, enrolled_on
-        )
-
-    frame = pd.DataFrame(
-        {c.name: pd.array(data[i], dtype=c.dtype) for i, c in enumerate(plan.columns)}
-    )
-    columns = list(plan.columns)
-
-    if covariates:
-        frame, covariate_columns = _with_covariates(frame, plan, baseline, covariates)
-        columns += covariate_columns
-    # Drop what was read only for the covariates: baseline rows and columns not asked for.
-    wanted_instruments = {i.slug for i in selected_instruments}
-    keep = [
-        c
-        for c in columns
-        if c.role not in ("item", "derived", "version") or set(c.sources) & wanted_instruments
-    ]
-    frame = frame[[c.name for c in keep]]
-    returned = {wave.slug for wave in selected_waves}
-    if set(frame["wave"].unique()) - returned:
-        frame = frame[frame["wave"].isin(returned)].reset_index(drop=True)
-    frame.attrs["columns"] = {c.name: asdict(c) for c in keep}
-    frame.attrs["dataset"] = {
-        "shape": "long",
-        "study": study.slug,
-        "waves": [w.slug for w in selected_waves],
-        "recurring_waves": [w.slug for w in selected_waves if w.recurrence_days],
-        "wave_instruments": {
-            w.slug: [i.slug for i in plan.wave_instruments[w.pk] if i.slug in wanted_instruments]
-            for w in selected_waves
-        },
-        "covariates": [c.name for c in keep if c.role == "covariate"],
-    }
-    return frame
-
-
-def _with_covariates(
-    frame: pd.DataFrame, plan: _Plan, baseline: Wave, covariates: list[str]
-) -> tuple[pd.DataFrame, list[Column]]:
-    sources: list[int] = []
-    for name in covariates:
-        if name in plan.item_columns:
-            found = plan.item_columns[name]
-        elif name in plan.index and plan.columns[plan.index[name]].role in ("item", "derived"):
-            found = [plan.index[name]]
-        else:
-            raise ValueError(f"unknown covariate {name!r}: not an item or a derived measure")
-        sources += [i for i in found if i not in sources]
-    names = [plan.columns[i].name for i in sources]
-    base = frame.loc[(frame["wave"] == baseline.slug) & (frame["occurrence"] == 0)]
-    base = base.set_index("pid")[names]
-    base.columns = [f"{name}{BASELINE_SUFFIX}" for name in names]
-    added = []
-    for index in sources:
-        column = plan.columns[index]
-        name = f"{column.name}{BASELINE_SUFFIX}"
-        if name in plan.index:
-            raise ValueError(f"the covariate column {name!r} is already a column")
-        added.append(
-            Column(
-                **{
-                    **asdict(column),
-                    "name": name,
-                    "label": f"{column.label} (baseline)",
-                    "role": "covariate",
-                }
-            )
-        )
-    joined = frame.join(base, on="pid")
-    for column in added:  # a participant without a baseline row keeps empty cells
-        joined[column.name] = joined[column.name].astype(column.dtype)
-    return joined, added
+    frames = list(dataset.batches(batch_size=batch_size))
+    frame = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
+    return dataset.with_attrs(frame)

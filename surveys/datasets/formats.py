@@ -4,6 +4,10 @@ Stata ``.dta`` with variable and value labels (pyreadstat), and Parquet with its
 
 Missing codes stay numbers in every file (−99 … −94, see ``codes.MISSING_CODES``), labelled as
 values; SPSS also declares them user-missing, so its statistics leave them out.
+
+Every text cell of an Excel file goes through ``cells.formula_safe`` (openpyxl would store a text
+starting with "=" as a formula). The codebook also comes as one HTML page (``"html"``,
+``codebook_html``), for reading and printing.
 """
 
 import hashlib
@@ -13,6 +17,8 @@ import pandas as pd
 import pyreadstat
 
 from surveys.datasets.builder import DECIMAL, INTEGER
+from surveys.datasets.cells import formula_safe
+from surveys.datasets.codebook_html import codebook_html
 from surveys.datasets.codes import MISSING_CODES
 from surveys.datasets.writers import codebook
 
@@ -22,6 +28,7 @@ FORMATS = {
     "sav": ("application/x-spss-sav", "sav"),
     "dta": ("application/x-stata-dta", "dta"),
     "parquet": ("application/vnd.apache.parquet", "parquet"),
+    "html": ("text/html; charset=utf-8", "html"),
 }
 STATA_NAME, STATA_LABEL = 32, 80
 CATEGORIES = ("site", "wave", "status")
@@ -36,6 +43,8 @@ def write_dataset(df: pd.DataFrame, path: Path, fmt: str, *, study=None) -> None
         _parquet(df).to_parquet(path, engine="pyarrow", index=False)
     elif fmt in ("sav", "dta"):
         _stats_package(df, path, fmt)
+    elif fmt == "html":
+        _html(df, path, study)
     else:
         raise ValueError(f"no file writer for {fmt!r}")
 
@@ -47,9 +56,40 @@ def _meta(df: pd.DataFrame) -> dict[str, dict]:
 def _xlsx(df: pd.DataFrame, path: Path, study) -> None:
     book = codebook(study, df) if df.attrs.get("columns") else None
     with pd.ExcelWriter(path, engine="openpyxl") as writer:
-        df.to_excel(writer, sheet_name="data", index=False)
+        _formula_safe_frame(df).to_excel(writer, sheet_name="data", index=False)
         if book is not None:
-            book.to_excel(writer, sheet_name="codebook", index=False)
+            _formula_safe_frame(book).to_excel(writer, sheet_name="codebook", index=False)
+
+
+def _formula_safe_cell(value):
+    return formula_safe(value) if isinstance(value, str) else value
+
+
+def _formula_safe_frame(df: pd.DataFrame) -> pd.DataFrame:
+    """A shallow copy of ``df`` whose text cells and headers cannot run as formulas."""
+    safe = df.copy(deep=False)
+    safe.attrs = {}  # not copied into every column (see writers.csv_rows)
+    for position in range(safe.shape[1]):
+        series = safe.iloc[:, position]
+        dtype = series.dtype
+        if not (
+            pd.api.types.is_numeric_dtype(dtype)
+            or pd.api.types.is_bool_dtype(dtype)
+            or pd.api.types.is_datetime64_any_dtype(dtype)
+        ):
+            safe.isetitem(position, series.map(_formula_safe_cell))
+    safe.columns = [_formula_safe_cell(name) for name in safe.columns]
+    return safe
+
+
+def _html(df: pd.DataFrame, path: Path, study) -> None:
+    info = df.attrs.get("dataset", {})
+    if info.get("shape") != "codebook":
+        raise ValueError("the HTML format is for the codebook")
+    name = getattr(study, "name", "") or info.get("study", "")
+    title = f"Codebook: {name}" if name else "Codebook"
+    page = codebook_html(df, title=title, missing_codes=MISSING_CODES)
+    Path(path).write_text(page, encoding="utf-8")
 
 
 def _parquet(df: pd.DataFrame) -> pd.DataFrame:

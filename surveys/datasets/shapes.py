@@ -44,11 +44,14 @@ def dataset_wide(long_df: pd.DataFrame) -> pd.DataFrame:
     pieces = [people]
     columns_meta = {name: dict(meta.get(name, {}), name=name) for name in people.columns}
     columns_meta["pid"] = dict(meta.get("pid", {}), name="pid")
-    groups = long_df[list(_KEYS)].drop_duplicates()
-    groups = sorted(
-        groups.itertuples(index=False),
-        key=lambda g: (wave_order.get(g.wave, len(wave_order)), str(g.wave), int(g.occurrence)),
-    )
+    if info.get("groups") is not None:  # every (wave, occurrence) anyone in scope has
+        groups = [tuple(g) for g in info["groups"]]
+    else:
+        found = long_df[list(_KEYS)].drop_duplicates().itertuples(index=False)
+        groups = sorted(
+            ((g.wave, int(g.occurrence)) for g in found),
+            key=lambda g: (wave_order.get(g[0], len(wave_order)), str(g[0]), g[1]),
+        )
     for wave, occurrence in groups:
         suffix = wave_suffix(wave, int(occurrence), recurring=wave in recurring)
         rows = long_df[(long_df["wave"] == wave) & (long_df["occurrence"] == occurrence)]

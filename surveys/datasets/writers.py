@@ -1,9 +1,11 @@
-"""Writers of dataset frames: a streamed CSV, and the codebook.
+"""Writers of dataset frames: CSV written a block of rows at a time, and the codebook.
 
-``csv_rows`` yields text a few hundred lines at a time, so a ``StreamingHttpResponse`` (or a file
-written chunk by chunk) never holds the whole file as text. Cells are written as codes by
-default; ``labels=True`` writes each value's label (choices, yes/no, statuses, and the missing
-codes' labels) where it has one.
+``csv_rows`` yields the header line, then the text of a few thousand lines at a time, so a
+``StreamingHttpResponse`` (or a file written chunk by chunk) never holds the whole file as text.
+The lines are written by Arrow's CSV writer (C++; text cells in double quotes, empty cells
+empty, whole numbers without ".0"). Cells are codes by default; ``labels=True`` writes each
+value's label (choices, yes/no, statuses, and the missing codes' labels) where it has one.
+Text that a spreadsheet would run as a formula gets a leading quote (``cells.formula_safe``).
 """
 
 import csv
@@ -11,57 +13,83 @@ import io
 from collections.abc import Iterator
 
 import pandas as pd
+import pyarrow as pa
+import pyarrow.csv as pa_csv
 
+from surveys.datasets.cells import FORMULA_STARTS, formula_safe
 from surveys.datasets.codes import MISSING_CODES
 
-CHUNK_ROWS = 500
+CHUNK_ROWS = 5000
+_OPTIONS = pa_csv.WriteOptions(include_header=False, quoting_style="needed", eol="\r\n")
 
 
-def _cell(value) -> str:
-    """One cell's text: empty for a missing value, whole numbers without ".0" (codes such as
-    -99 too), other numbers in Python's shortest exact form, text as it is."""
-    if value is None or value is pd.NA or (isinstance(value, float) and value != value):
-        return ""
-    if isinstance(value, float):
-        return str(int(value)) if value.is_integer() else repr(value)
-    return str(value)
+def _labelled(series: pd.Series, meta: dict) -> pd.Series:
+    """A column with each value's label in place of the value, where it has one."""
+    mapping = dict(meta.get("values") or {})
+    if meta.get("missing_codes"):
+        mapping.update({str(code): label for code, label in MISSING_CODES.items()})
+    if not mapping:
+        return series
+    if series.dtype.kind == "f" or str(series.dtype) == "Float64":
+        whole = series.dropna()
+        if (whole == whole.round()).all():
+            series = series.astype("Int64")
+    text = series.astype("string")
+    return text.map(lambda v: mapping.get(v, v), na_action="ignore").astype("string")
 
 
-def _as_text(series: pd.Series, meta: dict, labels: bool) -> list[str]:
-    """A whole column as the text of its cells, in plain Python over the column's values
-    (measured: pandas' per-column string conversions cost far more on wide frames)."""
-    texts = [_cell(value) for value in series.tolist()]
-    if labels:
-        mapping = dict(meta.get("values") or {})
-        if meta.get("missing_codes"):
-            mapping.update({str(code): label for code, label in MISSING_CODES.items()})
-        if mapping:
-            texts = [mapping.get(text, text) for text in texts]
-    return texts
+def _guarded(series: pd.Series) -> pd.Series:
+    """A text column with a quote before each cell a spreadsheet would run as a formula."""
+    risky = series.str.startswith(FORMULA_STARTS).fillna(False)
+    if not risky.any():
+        return series
+    series = series.copy()
+    series[risky] = series[risky].map(formula_safe)
+    return series
+
+
+def header_line(names) -> str:
+    buffer = io.StringIO()
+    csv.writer(buffer, lineterminator="\r\n").writerow(names)
+    return buffer.getvalue()
+
+
+def csv_lines(df: pd.DataFrame, *, labels: bool = False, meta: dict | None = None) -> str:
+    """The frame's rows as CSV lines (no header)."""
+    meta = df.attrs.get("columns", {}) if meta is None else meta
+    plain = df.copy(deep=False)
+    plain.attrs = {}  # pandas deep-copies attrs into every column it hands out
+    changed = {}
+    for name, dtype in plain.dtypes.items():
+        series = None
+        if labels and (meta.get(name, {}).get("values") or meta.get(name, {}).get("missing_codes")):
+            series = _labelled(plain[name], meta[name])
+            dtype = series.dtype
+        if pd.api.types.is_object_dtype(dtype) or isinstance(dtype, pd.StringDtype):
+            text = (plain[name] if series is None else series).astype("string")
+            guarded = _guarded(text)
+            series = guarded if guarded is not text or series is not None else None
+        if series is not None:
+            changed[name] = series
+    if changed:
+        plain = plain.assign(**changed)
+    table = pa.Table.from_pandas(plain, preserve_index=False)
+    buffer = io.BytesIO()
+    pa_csv.write_csv(table, buffer, write_options=_OPTIONS)
+    return buffer.getvalue().decode("utf-8")
 
 
 def csv_rows(
-    df: pd.DataFrame, *, labels: bool = False, chunk_rows: int = CHUNK_ROWS
+    df: pd.DataFrame, *, labels: bool = False, chunk_rows: int = CHUNK_ROWS, header: bool = True
 ) -> Iterator[str]:
     """The frame as CSV text: the header line, then blocks of whole lines."""
     meta = df.attrs.get("columns", {})
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\r\n")
-    writer.writerow(df.columns)
-    yield buffer.getvalue()
-    # Each column is turned into text once (pandas, vectorised); the lines are then written a
-    # block at a time. items() rather than df[name]: a wide frame has hundreds of columns.
-    # Without its attrs: pandas deep-copies a frame's attrs (here, every column's metadata) into
-    # each column it hands out, which made this loop quadratic in the number of columns.
+    if header:
+        yield header_line(df.columns)
     plain = df.copy(deep=False)
     plain.attrs = {}
-    columns = [_as_text(series, meta.get(name, {}), labels) for name, series in plain.items()]
-    for start in range(0, len(df), chunk_rows):
-        buffer = io.StringIO()
-        writer = csv.writer(buffer, lineterminator="\r\n")
-        block = (column[start : start + chunk_rows] for column in columns)
-        writer.writerows(zip(*block, strict=True))
-        yield buffer.getvalue()
+    for start in range(0, len(plain), chunk_rows):
+        yield csv_lines(plain.iloc[start : start + chunk_rows], labels=labels, meta=meta)
 
 
 CODEBOOK_COLUMNS = (

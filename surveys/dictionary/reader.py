@@ -12,6 +12,7 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 
 from surveys import logic
+from surveys.datasets.cells import formula_unquote
 from surveys.dictionary.common import (
     ALIGNMENT,
     ALIGNMENTS,
@@ -261,6 +262,7 @@ def _parse(text: str, *, language: str) -> dict[str, list[_Row]]:
             continue
         cells = [cell.replace("\r\n", "\n").strip() for cell in raw[: len(COLUMNS)]]
         values = dict(zip(COLUMNS, cells + [""] * (len(COLUMNS) - len(cells)), strict=True))
+        values = _formula_unguard(values)
 
         form = values[FORM]
         if not form:
@@ -316,6 +318,16 @@ def _parse(text: str, *, language: str) -> dict[str, list[_Row]]:
     if errors:
         raise DictionaryError(errors)
     return forms
+
+
+def _formula_unguard(values: dict[str, str]) -> dict[str, str]:
+    """The cells without the quote the exporter puts before a text a spreadsheet would run as a
+    formula (``surveys/dictionary/writer.py``); logic never gets one."""
+    as_written = {BRANCHING, CHOICES} if values[FIELD_TYPE].lower() == "calc" else {BRANCHING}
+    return {
+        column: text if column in as_written else formula_unquote(text)
+        for column, text in values.items()
+    }
 
 
 def _row_item(values: dict[str, str], *, add: Callable[[str, str], None], language: str):

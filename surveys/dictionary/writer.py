@@ -1,9 +1,21 @@
-"""Writing a study's instruments as a REDCap data dictionary."""
+"""Writing a study's instruments as a REDCap data dictionary.
 
+Texts that a spreadsheet would run as a formula get a quote in front (``surveys.datasets.cells``,
+CWE-1236): people open and edit dictionaries in Excel. The importer takes it off again, so an
+exported dictionary re-imports to the same items. Left as REDCap writes them, so that REDCap
+still reads them: branching logic and calculations (their grammar, ``surveys/logic.py``, has
+fields, numbers, quoted text and round/sum/if, so nothing that can call out), a choice list
+whose first code is a number (``-1, Refused | ...``: a number then a comma is no formula), and
+a field annotation that starts with an action tag (``@HIDDEN``), unless it holds a ``|`` (how a
+formula starts another program, DDE).
+"""
+
+import re
 from collections import defaultdict
 
 from django.db.models import F, Min
 
+from surveys.datasets.cells import NUMBER, formula_quote
 from surveys.dictionary.common import (
     ALIGNMENT,
     ANNOTATION,
@@ -29,6 +41,9 @@ from surveys.dictionary.common import (
     _in,
 )
 from surveys.models import InstrumentVersion, Item, Study
+
+ACTION_TAG = re.compile(r"@[A-Z][A-Z0-9_-]*(?=$|[\s=(])")
+CHOICE_LIST_TYPES = ("radio", "dropdown", "checkbox")
 
 # --- Export -------------------------------------------------------------------------------
 
@@ -138,7 +153,21 @@ def _item_row(item: Item, *, form: str, language: str) -> list[str]:
             if part
         ),
     }
-    return [str(row[column] or "") for column in COLUMNS]
+    return [_formula_guard(column, str(row[column] or ""), field_type) for column in COLUMNS]
+
+
+def _formula_guard(column: str, text: str, field_type: str) -> str:
+    """The cell as written to the file: see the module's docstring for what is left as it is
+    (the importer's ``_formula_unguard`` takes the quote off every cell but logic)."""
+    if column == BRANCHING or (column == CHOICES and field_type == "calc"):
+        return text
+    if column == CHOICES and field_type in CHOICE_LIST_TYPES:
+        first_code = text.partition(",")[0].strip()
+        if NUMBER.fullmatch(first_code):
+            return text
+    if column == ANNOTATION and ACTION_TAG.match(text) and "|" not in text:
+        return text
+    return formula_quote(text)
 
 
 def _diary_tag(diary: dict | None) -> str:

@@ -180,6 +180,21 @@ def test_the_call_list_is_scoped_to_the_sites_and_researchers_see_no_phone(
     assert "NYC-0042" in page.text and "555" not in page.text
 
 
+def test_a_survey_is_overdue_only_once_its_due_day_is_over(site_a, enrol, coordinator_a):
+    from surveys.selectors import call_list_rows
+
+    person = enrol(site=site_a, code="NYC-0077", enrolled_on=timezone.localdate())
+    baseline = person.assignments.get(wave__slug="baseline")
+    baseline.status = "open"
+    baseline.save(update_fields=["status"])
+    during = baseline.due_at + timedelta(hours=20)  # late on the due day, in New York
+    after = baseline.due_at + timedelta(hours=25)
+    assert baseline.closes_at > after + timedelta(days=7)  # not closing soon either
+    assert call_list_rows(user=coordinator_a, now=during) == []
+    (row,) = call_list_rows(user=coordinator_a, now=after)
+    assert row.wave.slug == "baseline" and row.overdue
+
+
 def test_the_call_list_costs_the_same_queries_for_few_or_many(site_a, enrol, coordinator_a):
     from django.db import connection
     from django.test.utils import CaptureQueriesContext
