@@ -315,6 +315,12 @@ class DatasetExportApi(APIView):
         status = serializers.ListField(child=serializers.CharField(), required=False)
         enrolled_from = serializers.DateField(required=False)
         enrolled_to = serializers.DateField(required=False)
+        dates = serializers.ChoiceField(
+            choices=exports.DATES,
+            default="days",
+            help_text="days: days since enrolment only; shifted: also calendar dates, each "
+            "participant's moved back by a keyed offset of 0-364 days.",
+        )
         identified = serializers.BooleanField(default=False)
         reason = serializers.CharField(required=False, default="")
 
@@ -348,6 +354,7 @@ class DatasetExportApi(APIView):
             statuses=tuple(given.get("status", ())),
             enrolled_from=given.get("enrolled_from"),
             enrolled_to=given.get("enrolled_to"),
+            dates=given["dates"],
             identified=given["identified"],
             reason=given["reason"],
         )

@@ -44,16 +44,17 @@ from surveys.datasets import (
     dataset_diary,
     dataset_long,
     dataset_wide,
-    pseudonymous_id,
 )
 from surveys.datasets.builder import Dataset
 from surveys.datasets.formats import FORMATS as FILE_FORMATS
 from surveys.datasets.formats import write_dataset
+from surveys.datasets.pid import export_pid
 from surveys.models import AuditEvent, DatasetExportJob, Participant, Study
 
 logger = logging.getLogger(__name__)
 
 SHAPES = ("long", "wide", "diary", "codebook")
+DATES = ("days", "shifted")
 FORMATS = tuple(FILE_FORMATS)
 # A page of the codebook for reading in a browser; the other shapes are data, not documents.
 HTML_SHAPES = ("codebook",)
@@ -72,6 +73,9 @@ class ExportSpec:
     enrolled_from: date | None = None
     enrolled_to: date | None = None
     covariates: tuple[str, ...] = field(default_factory=tuple)
+    # "days": intervals only (days since enrolment); "shifted": calendar dates as well, each
+    # participant's moved back by one keyed offset of 0-364 days (intervals hold).
+    dates: str = "days"
     # Principal investigators only, with a typed reason: the study ID beside pid, answers to
     # items marked as identifiers and free text. Never contact details.
     identified: bool = False
@@ -94,6 +98,8 @@ class ExportSpec:
         unknown = set(self.waves) - set(study.waves.values_list("slug", flat=True))
         if unknown:
             errors["waves"] = f"Not waves of this study: {', '.join(sorted(unknown))}."
+        if self.dates not in DATES:
+            errors["dates"] = f"Choose one of: {', '.join(DATES)}."
         unknown = set(self.statuses) - set(Participant.Status.values)
         if unknown:
             errors["statuses"] = f"Unknown statuses: {', '.join(sorted(unknown))}."
@@ -198,7 +204,7 @@ MIN_REASON = 10
 def _study_ids(*, study: Study, people) -> dict[str, str]:
     """pid -> study ID, for identified exports."""
     return {
-        pseudonymous_id(study_id=study.pk, participant_id=pk): code
+        export_pid(study, participant_id=pk, code=code): code
         for pk, code in people.values_list("pk", "code")
     }
 
@@ -254,6 +260,7 @@ def dataset_export(
         "covariates": spec.covariates,
         "include_identifiers": spec.identified,
         "include_free_text": spec.identified,
+        "date_shift": spec.dates == "shifted",
     }
     if spec.format == "csv" and spec.shape in ("long", "wide"):
         # Streamed a batch of participants at a time: memory stays flat however big the study.
@@ -263,7 +270,9 @@ def dataset_export(
         chunks = _batched_csv(dataset, spec=spec, ids=ids, progress=progress)
     else:
         if spec.shape == "diary":
-            frame = dataset_diary(study=study, participants=people)
+            frame = dataset_diary(
+                study=study, participants=people, date_shift=spec.dates == "shifted"
+            )
         else:
             frame = dataset_long(**options)
             if spec.shape == "wide":

@@ -39,8 +39,22 @@ class Study(models.Model):
     default_timezone = models.CharField(
         max_length=64, default="UTC", validators=[validate_timezone]
     )
+
     # Synthetic cohorts record how they were made (seed, planted effect) so analyses can be
     # checked against the truth.
+    class ExportId(models.TextChoices):
+        PSEUDONYM = "pseudonym", "A pseudonymous ID (a keyed hash, stable within the study)"
+        STUDY_ID = "study_id", "The study ID"
+
+    export_id = models.CharField(
+        "participant ID in datasets",
+        max_length=16,
+        choices=ExportId.choices,
+        default=ExportId.PSEUDONYM,
+        help_text="What the pid column of every dataset export holds. The study ID is what "
+        "staff see and write on paper: choose it only when the research team may link "
+        "datasets to people.",
+    )
     is_synthetic = models.BooleanField(default=False)
     synthetic_params = models.JSONField(default=dict, blank=True)
     crisis_resources = models.JSONField(

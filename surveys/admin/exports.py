@@ -75,6 +75,19 @@ class ExportForm(forms.Form):
         required=False, widget=forms.DateInput(attrs={"type": "date"}), label="Enrolled up to"
     )
 
+    dates = forms.ChoiceField(
+        required=False,
+        choices=[
+            ("days", "Days since enrolment only"),
+            ("shifted", "Also calendar dates, shifted per participant (0–364 days back)"),
+        ],
+        initial="days",
+        widget=forms.RadioSelect,
+        label="Dates",
+        help_text="A shifted date keeps the intervals of one participant's dates, not the "
+        "real days.",
+    )
+
     identified = forms.BooleanField(
         required=False,
         label="Identified export (principal investigators)",
@@ -107,6 +120,7 @@ def _spec(data: dict) -> ExportSpec:
         statuses=tuple(data["statuses"]),
         enrolled_from=data["enrolled_from"],
         enrolled_to=data["enrolled_to"],
+        dates=data["dates"] or "days",
         identified=data.get("identified", False),
         reason=data.get("reason", ""),
     )

@@ -50,7 +50,7 @@ from django.db.models import QuerySet
 
 from surveys import logic
 from surveys.datasets import codes
-from surveys.datasets.pid import pseudonymous_id
+from surveys.datasets.pid import date_offset, export_pid
 from surveys.datasets.plan import (
     BASELINE_SUFFIX,
     DECIMAL,
@@ -106,6 +106,7 @@ class Dataset:
         include_free_text: bool = False,
         include_identifiers: bool = False,
         language: str = "en",
+        date_shift: bool = False,
     ):
         self.study = study
         self.covariates = list(covariates)
@@ -146,7 +147,10 @@ class Dataset:
             include_identifiers=include_identifiers,
             include_free_text=include_free_text,
             language=language,
+            date_shift=date_shift,
         )
+        if study.export_id == Study.ExportId.STUDY_ID:
+            plan.columns[plan.index["pid"]].label = "Study ID (the study's setting for datasets)"
         if instruments is not None:  # a wave without any of the instruments has no rows
             selected_waves = [w for w in selected_waves if plan.wave_instruments[w.pk]]
         self.selected_waves = selected_waves
@@ -233,24 +237,37 @@ class Dataset:
     # --- Batches -------------------------------------------------------------------------
 
     def people(self) -> pd.DataFrame:
-        """Every participant in scope, in pid order: pk, pid, site, enrolment day, time zone."""
+        """Every participant in scope, in pid order: pk, pid, site, enrolment day, time zone,
+        and the date shift (days) of a date-shifted export."""
+        study = self.study
         rows = [
-            (pk, pseudonymous_id(study_id=self.study.pk, participant_id=pk), site, day, tz)
-            for pk, site, day, tz in self.scope.values_list(
-                "pk", "site__code", "enrolled_on", "timezone"
+            (
+                pk,
+                export_pid(study, participant_id=pk, code=code),
+                site,
+                day,
+                tz,
+                date_offset(study_id=study.pk, participant_id=pk) if self.plan.date_shift else 0,
+            )
+            for pk, code, site, day, tz in self.scope.values_list(
+                "pk", "code", "site__code", "enrolled_on", "timezone"
             )
         ]
-        people = pd.DataFrame(rows, columns=["pk", "pid", "site", "enrolled_on", "timezone"])
+        people = pd.DataFrame(
+            rows, columns=["pk", "pid", "site", "enrolled_on", "timezone", "offset"]
+        )
         people["enrolled_on"] = pd.to_datetime(people["enrolled_on"])
         return people.sort_values("pid", kind="stable").reset_index(drop=True)
 
     def batches(
         self,
         *,
-        batch_size: int = BATCH_PARTICIPANTS,
+        batch_size: int | None = None,
         progress: Callable[[int, int], None] | None = None,
     ) -> Iterator[pd.DataFrame]:
-        """The dataset's rows, a batch of participants at a time (without ``attrs``)."""
+        """The dataset's rows, a batch of participants at a time (without ``attrs``);
+        ``BATCH_PARTICIPANTS`` at a time unless ``batch_size`` says otherwise."""
+        batch_size = batch_size or BATCH_PARTICIPANTS
         people = self.people()
         total = len(people)
         for start in range(0, max(total, 1), batch_size):
@@ -344,6 +361,11 @@ class _BatchBuilder:
             dtype=float, na_value=np.nan
         )
         self.enrolled = enrolled
+        self.offsets = pd.to_timedelta(rows["participant"].map(people["offset"]), unit="D")
+        if plan.date_shift:
+            self._set("enrolled_on", _iso(enrolled - self.offsets))
+            self._set("window_opened_on", _iso(opened - self.offsets))
+            self._set("completed_on", _iso((completed - self.offsets).where(done)))
 
     def _codes(self, rows: pd.DataFrame) -> None:
         """Every item and derived cell of a row's instruments starts as its status's code."""
@@ -392,13 +414,21 @@ class _BatchBuilder:
             numbers.get(v, np.nan) for v in versions
         ]
         enrolled = self.enrolled.to_numpy()[row_of]
+        offsets = self.offsets.to_numpy()[row_of]
         for version_id in pd.unique(versions):
             mine = versions == version_id
-            self._fill_version(version_id, answers[mine], row_of[mine], enrolled[mine])
+            self._fill_version(
+                version_id, answers[mine], row_of[mine], enrolled[mine], offsets[mine]
+            )
         self._fill_derived(instrument, answers, row_of)
 
     def _fill_version(
-        self, version_id: int, answers: pd.DataFrame, rows: np.ndarray, enrolled: np.ndarray
+        self,
+        version_id: int,
+        answers: pd.DataFrame,
+        rows: np.ndarray,
+        enrolled: np.ndarray,
+        offsets: np.ndarray,
     ) -> None:
         plan = self.plan
         answers = answers.reset_index(drop=True)
@@ -423,11 +453,14 @@ class _BatchBuilder:
             dtype = plan.columns[target].dtype
             if item.kind == Item.Kind.DATE:
                 days = pd.to_datetime(raw, format="%Y-%m-%d", errors="coerce")
-                values = (days - pd.to_datetime(enrolled)).dt.days.to_numpy(
-                    dtype=float, na_value=np.nan
-                )
-                if dtype == STRING:
-                    values = _whole_text(values)
+                if plan.date_shift:  # the date, moved back by the participant's offset
+                    values = _iso(days - offsets).to_numpy(dtype=object)
+                else:
+                    values = (days - pd.to_datetime(enrolled)).dt.days.to_numpy(
+                        dtype=float, na_value=np.nan
+                    )
+                    if dtype == STRING:
+                        values = _whole_text(values)
             elif dtype == STRING:
                 values = _text_values(raw)
             else:
@@ -587,6 +620,12 @@ def _whole_text(values: np.ndarray) -> np.ndarray:
     )
 
 
+def _iso(days: pd.Series) -> pd.Series:
+    """Days as ISO text (None for none)."""
+    text = days.dt.strftime("%Y-%m-%d")
+    return text.astype(object).where(days.notna(), None)
+
+
 def _local_days(stamps: pd.Series, zones: pd.Series) -> pd.Series:
     """Each UTC time's calendar day in its participant's time zone (midnight, naive)."""
     parsed = pd.to_datetime(stamps, utc=True, format="ISO8601")
@@ -613,7 +652,7 @@ def _typed(values: np.ndarray, dtype: str):
 
 def dataset_batches(
     *,
-    batch_size: int = BATCH_PARTICIPANTS,
+    batch_size: int | None = None,
     progress: Callable[[int, int], None] | None = None,
     **options,
 ) -> tuple[Dataset, Iterator[pd.DataFrame]]:
@@ -633,14 +672,17 @@ def dataset_long(
     include_free_text: bool = False,
     include_identifiers: bool = False,
     language: str = "en",
-    batch_size: int = BATCH_PARTICIPANTS,
+    date_shift: bool = False,
+    batch_size: int | None = None,
 ) -> pd.DataFrame:
     """The study's long dataset (see the module docstring for its columns and codes).
 
     ``participants`` is the caller's scope (already filtered to what the user may see);
     ``waves`` and ``instruments`` are slugs (or objects) to keep, in the study's order;
     ``covariates`` are variables (item variables or column names) whose baseline values are
-    repeated on every row as ``<column>_bl``.
+    repeated on every row as ``<column>_bl``; ``date_shift`` adds calendar dates
+    (``enrolled_on``, ``window_opened_on``, ``completed_on``, and date answers instead of days
+    since enrolment), each participant's moved back by one keyed offset of 0-364 days.
     """
     dataset = Dataset(
         study=study,
@@ -651,6 +693,7 @@ def dataset_long(
         include_free_text=include_free_text,
         include_identifiers=include_identifiers,
         language=language,
+        date_shift=date_shift,
     )
     frames = list(dataset.batches(batch_size=batch_size))
     frame = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]

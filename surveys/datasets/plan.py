@@ -12,6 +12,9 @@ from surveys.datasets import codes
 from surveys.models import Instrument, Item, Study, Wave, WaveInstrument
 
 ID_COLUMNS = ("pid", "site")
+# Date-shifted exports: calendar dates, each participant's moved back by its own offset.
+SHIFTED_ID_COLUMNS = ("enrolled_on",)
+SHIFTED_ROW_COLUMNS = ("window_opened_on", "completed_on")
 ROW_COLUMNS = (
     "wave",
     "occurrence",
@@ -122,8 +125,10 @@ class Plan:
         include_identifiers: bool,
         include_free_text: bool,
         language: str,
+        date_shift: bool = False,
     ):
         self.language = language
+        self.date_shift = date_shift
         self.include_identifiers = include_identifiers
         self.include_free_text = include_free_text
         self.columns: list[Column] = []
@@ -145,14 +150,12 @@ class Plan:
             for version_id, number, _items in found
         }
 
-        for name in (*ID_COLUMNS, *ROW_COLUMNS):
+        for name in ID_COLUMNS + (SHIFTED_ID_COLUMNS if date_shift else ()):
+            self._add(Column(name=name, label=_ROW_LABELS[name], dtype=STRING, role="id"))
+        for name in ROW_COLUMNS + (SHIFTED_ROW_COLUMNS if date_shift else ()):
             dtype = INTEGER if name in ("occurrence",) or name.startswith("days") else STRING
-            self._add(Column(name=name, label=_ROW_LABELS[name], dtype=dtype, role="id"))
+            self._add(Column(name=name, label=_ROW_LABELS[name], dtype=dtype, role="row"))
         self.columns[self.index["status"]].values = dict(codes.ROW_STATUS_LABELS)
-        for name in ID_COLUMNS:
-            self.columns[self.index[name]].role = "id"
-        for name in ROW_COLUMNS:
-            self.columns[self.index[name]].role = "row"
         one_each = all(len(found) <= 1 for found in self.wave_instruments.values())
         self.version_column: dict[int, int] = {}
         for instrument in self.instruments:
@@ -205,6 +208,10 @@ class Plan:
         self.columns.append(column)
         return self.index[column.name]
 
+    def _shifted(self, item: Item) -> bool:
+        """A date answer written as a shifted date (else as days since enrolment)."""
+        return self.date_shift and item.kind == Item.Kind.DATE
+
     def _exported(self, item: Item) -> bool:
         if item.kind == Item.Kind.DESCRIPTIVE:
             return False
@@ -243,8 +250,9 @@ class Plan:
                                 number,
                                 item,
                                 name=item.variable,
-                                label=item.text(self.language),
-                                dtype=_item_dtype(item),
+                                label=item.text(self.language)
+                                + (" (date-shifted)" if self._shifted(item) else ""),
+                                dtype=STRING if self._shifted(item) else _item_dtype(item),
                             ),
                         )
                     )
@@ -356,6 +364,9 @@ _ROW_LABELS = {
     "status": "Status of the wave",
     "days_since_enrolment": "Days from enrolment to the opening of the wave's window",
     "days_since_window_opened": "Days from the opening of the window to completion",
+    "enrolled_on": "Day of enrolment (date-shifted: moved back by the participant's offset)",
+    "window_opened_on": "Day the wave's window opened (date-shifted)",
+    "completed_on": "Day the wave was completed (date-shifted)",
 }
 _DERIVED_DTYPES = {"integer": INTEGER, "binary": INTEGER, "decimal": DECIMAL, "category": STRING}
 

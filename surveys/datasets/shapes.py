@@ -10,7 +10,7 @@ enrolled after the wave was added, or a recurring occurrence not reached).
 
 import pandas as pd
 
-from surveys.datasets.builder import ID_COLUMNS
+from surveys.datasets.plan import ID_COLUMNS, SHIFTED_ID_COLUMNS
 
 _KEYS = ("wave", "occurrence")
 
@@ -36,11 +36,10 @@ def dataset_wide(long_df: pd.DataFrame) -> pd.DataFrame:
         recurring = set(long_df.loc[long_df["occurrence"] > 0, "wave"])
     wave_order = {slug: n for n, slug in enumerate(info.get("waves", ()))}
     wave_instruments = info.get("wave_instruments")
-    per_row = [c for c in long_df.columns if c not in (*ID_COLUMNS, *_KEYS, *covariates)]
+    ids = [c for c in long_df.columns if c in (*ID_COLUMNS, *SHIFTED_ID_COLUMNS)]
+    per_row = [c for c in long_df.columns if c not in (*ids, *_KEYS, *covariates)]
 
-    people = (
-        long_df[[*ID_COLUMNS, *covariates]].drop_duplicates("pid").set_index("pid").sort_index()
-    )
+    people = long_df[[*ids, *covariates]].drop_duplicates("pid").set_index("pid").sort_index()
     pieces = [people]
     columns_meta = {name: dict(meta.get(name, {}), name=name) for name in people.columns}
     columns_meta["pid"] = dict(meta.get("pid", {}), name="pid")

@@ -3,7 +3,7 @@ from pathlib import Path
 from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
 
-from surveys.exports import FORMATS, SHAPES, ExportSpec, dataset_export
+from surveys.exports import DATES, FORMATS, SHAPES, ExportSpec, dataset_export
 from surveys.models import Study
 
 
@@ -21,13 +21,25 @@ class Command(BaseCommand):
         parser.add_argument("--labels", action="store_true", help="Value labels, not codes.")
         parser.add_argument("--site", action="append", default=[], help="A site code (repeat).")
         parser.add_argument("--wave", action="append", default=[], help="A wave slug (repeat).")
+        parser.add_argument(
+            "--dates",
+            choices=DATES,
+            default="days",
+            help="days: days since enrolment only; shifted: also calendar dates, each "
+            "participant's moved back by a keyed offset of 0-364 days.",
+        )
 
-    def handle(self, *args, study, shape, format, out, labels, site, wave, **options):
+    def handle(self, *args, study, shape, format, out, labels, site, wave, dates, **options):
         found = Study.objects.filter(slug=study).first()
         if found is None:
             raise CommandError(f"No study '{study}'.")
         spec = ExportSpec(
-            shape=shape, format=format, labels=labels, sites=tuple(site), waves=tuple(wave)
+            shape=shape,
+            format=format,
+            labels=labels,
+            sites=tuple(site),
+            waves=tuple(wave),
+            dates=dates,
         )
         try:
             export = dataset_export(user=None, study=found, spec=spec)
