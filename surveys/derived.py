@@ -79,9 +79,17 @@ def answers_frame(records: list[dict]) -> pd.DataFrame:
 _BOOLEAN_TEXT = {"true": 1.0, "false": 0.0}
 
 
+def _number_like(value):
+    if isinstance(value, bool):
+        return float(value)
+    if isinstance(value, str):
+        return _BOOLEAN_TEXT.get(value, value)
+    return None if isinstance(value, list | dict) else value
+
+
 def number(frame: pd.DataFrame, variable: str) -> pd.Series:
-    """The variable as float64: NaN for blank, text that is not a number, choice lists and
-    booleans' absence; JSON true/false count as 1/0 (the way yes/no answers may be stored)."""
+    """The variable as float64: NaN for blank, text that is not a number and choice lists;
+    booleans (JSON true/false, as text or not) count as 1/0, however the column was read."""
     if variable not in frame.columns:
         return pd.Series(np.nan, index=frame.index, dtype="float64")
     column = frame[variable]
@@ -90,8 +98,7 @@ def number(frame: pd.DataFrame, variable: str) -> pd.Series:
     if isinstance(column.dtype, pd.BooleanDtype | pd.Int64Dtype | pd.Float64Dtype):
         return column.astype("Float64").to_numpy(dtype="float64", na_value=np.nan)
     text = column.astype(object).where(column.notna(), None)
-    text = text.map(lambda v: _BOOLEAN_TEXT.get(v, v) if isinstance(v, str) else v)
-    text = text.map(lambda v: None if isinstance(v, list | dict | bool) else v)
+    text = text.map(_number_like)
     return pd.to_numeric(text, errors="coerce").astype("float64")
 
 

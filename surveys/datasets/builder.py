@@ -154,7 +154,11 @@ class Dataset:
         if instruments is not None:  # a wave without any of the instruments has no rows
             selected_waves = [w for w in selected_waves if plan.wave_instruments[w.pk]]
         self.selected_waves = selected_waves
-        self.fetched_waves = {w.pk for w in planned_waves if plan.wave_instruments[w.pk]}
+        # a wave without any of the chosen instruments has no rows; without an instrument
+        # filter every wave has its rows (its status), questions or not
+        self.fetched_waves = {
+            w.pk for w in planned_waves if instruments is None or plan.wave_instruments[w.pk]
+        }
         wanted = {i.slug for i in selected_instruments}
         self.keep = [
             c
@@ -324,18 +328,37 @@ class _BatchBuilder:
         queryset = Assignment.objects.filter(
             participant_id__in=list(self.people.index), wave_id__in=dataset.fetched_waves
         ).values_list(
-            "pk", "participant_id", "wave_id", "occurrence", "status", "opens_at", "completed_at"
+            "pk",
+            "participant_id",
+            "wave_id",
+            "occurrence",
+            "status",
+            "opens_at",
+            "completed_at",
+            "due_at",
         )
         rows = query_frame(
             queryset,
-            ["pk", "participant", "wave", "occurrence", "status", "opens_at", "completed_at"],
-            text={"status", "opens_at", "completed_at"},
+            [
+                "pk",
+                "participant",
+                "wave",
+                "occurrence",
+                "status",
+                "opens_at",
+                "completed_at",
+                "due_at",
+            ],
+            text={"status", "opens_at", "completed_at", "due_at"},
         )
+        rows["due_at"] = pd.to_datetime(rows["due_at"], utc=True, format="ISO8601")
         rows["pid"] = rows["participant"].map(self.people["pid"])
-        position = {w.pk: (w.position, w.pk) for w in dataset.structure.waves}
-        rows["_order"] = rows["wave"].map(lambda w: position[w])
-        rows = rows.sort_values(["pid", "_order", "occurrence"], kind="stable")
-        return rows.drop(columns="_order").reset_index(drop=True)
+        position = {w.pk: w.position for w in dataset.structure.waves}
+        rows["_order"] = rows["wave"].map(position)
+        # the dataset's order: pid, the waves' order (two waves at one position: the one due
+        # first), the occurrence
+        rows = rows.sort_values(["pid", "_order", "occurrence", "due_at", "pk"], kind="stable")
+        return rows.drop(columns=["_order", "due_at"]).reset_index(drop=True)
 
     def _set(self, name: str, values) -> None:
         self.data[self.plan.index[name]] = np.asarray(values, dtype=object)
@@ -435,7 +458,7 @@ class _BatchBuilder:
         shown_cache: dict[str, np.ndarray] = {}
         for item, target in plan.ops.get(version_id, ()):
             raw = answers[item.variable] if item.variable in answers else _empty(len(answers))
-            blank = _blank(raw).to_numpy()
+            blank = _blank(raw, choices=item.kind == Item.Kind.MULTIPLE).to_numpy()
             if blank.any():
                 if item.branching.strip():
                     if item.branching not in shown_cache:
@@ -551,11 +574,13 @@ class _BatchBuilder:
                 for c in sources
             }
         )
-        base.index = rows.loc[base_rows, "pid"].to_numpy()
+        base.index = pd.Index(rows.loc[base_rows, "pid"].to_numpy(), dtype="string")
         base = base[~base.index.duplicated(keep="first")]
         joined = frame.join(base, on="pid")
         for column in dataset.covariate_columns:  # a participant without a baseline row
-            joined[column.name] = _typed(joined[column.name].to_numpy(dtype=object), column.dtype)
+            joined[column.name] = _typed(
+                joined[column.name].to_numpy(dtype=object, na_value=None), column.dtype
+            )
         return joined
 
 
@@ -563,14 +588,14 @@ def _empty(n: int) -> pd.Series:
     return pd.Series([None] * n, dtype=object)
 
 
-def _blank(raw: pd.Series) -> pd.Series:
+def _blank(raw: pd.Series, *, choices: bool = False) -> pd.Series:
     """``surveys.validation.answer_blank`` for a whole column: no value, empty or blank text,
-    an empty choice list."""
+    and for a multiple choice (``choices``) an empty list."""
     if raw.dtype.kind in "biuf":
         return raw.isna()
     text = raw.astype(object)
     stripped = text.map(lambda v: v.strip() if isinstance(v, str) else v)
-    return text.isna() | stripped.isin(["", "[]"])
+    return text.isna() | stripped.isin(["", "[]"] if choices else [""])
 
 
 def _choice_set(value) -> set[str] | None:

@@ -91,11 +91,11 @@ def answers_frame(
     """Responses as a frame: the ``keys`` columns of the queryset's model (e.g.
     ``assignment_id``), then one column per answer variable (``->>`` on PostgreSQL; the same
     text from the stored JSON elsewhere)."""
-    from django.db.models.fields.json import KT
+    from django.db.models.fields.json import KeyTextTransform
 
     names = [*keys, *variables]
     if connection.vendor == "postgresql":
-        values = queryset.values_list(*keys, *(KT(f"answers__{v}") for v in variables))
+        values = queryset.values_list(*keys, *(KeyTextTransform(v, "answers") for v in variables))
         return _read(_copy(values), names, set(text))
     rows = (
         [*row[:-1], *(answer_text((row[-1] or {}).get(v)) for v in variables)]

@@ -23,6 +23,15 @@ CHUNK_ROWS = 5000
 _OPTIONS = pa_csv.WriteOptions(include_header=False, quoting_style="needed", eol="\r\n")
 
 
+def _text(value) -> str | None:
+    """A cell as text: whole numbers without ".0" (so -99.0 is the code -99), None if empty."""
+    if value is None or value is pd.NA or (isinstance(value, float) and value != value):
+        return None
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
+
+
 def _labelled(series: pd.Series, meta: dict) -> pd.Series:
     """A column with each value's label in place of the value, where it has one."""
     mapping = dict(meta.get("values") or {})
@@ -30,12 +39,9 @@ def _labelled(series: pd.Series, meta: dict) -> pd.Series:
         mapping.update({str(code): label for code, label in MISSING_CODES.items()})
     if not mapping:
         return series
-    if series.dtype.kind == "f" or str(series.dtype) == "Float64":
-        whole = series.dropna()
-        if (whole == whole.round()).all():
-            series = series.astype("Int64")
-    text = series.astype("string")
-    return text.map(lambda v: mapping.get(v, v), na_action="ignore").astype("string")
+    texts = (_text(value) for value in series.astype(object).tolist())
+    labelled = [None if text is None else mapping.get(text, text) for text in texts]
+    return pd.Series(labelled, index=series.index, dtype="string")
 
 
 def _guarded(series: pd.Series) -> pd.Series:

