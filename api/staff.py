@@ -15,6 +15,7 @@ from drf_spectacular.utils import (
 )
 from rest_framework import serializers, status
 from rest_framework.exceptions import PermissionDenied
+from rest_framework.negotiation import BaseContentNegotiation
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -388,13 +389,28 @@ class DatasetExportJobDetailApi(APIView):
         return Response(data, headers={"Cache-Control": "no-store"})
 
 
+class _AnyAccept(BaseContentNegotiation):
+    """A file endpoint answers with the file's own type whatever the client accepts (its
+    errors are JSON)."""
+
+    def select_parser(self, request, parsers):
+        return parsers[0] if parsers else None
+
+    def select_renderer(self, request, renderers, format_suffix=None):
+        return renderers[0], renderers[0].media_type
+
+
 class DatasetExportJobDownloadApi(APIView):
     """A background export's file, for its creator alone (404 for anyone else), once ready
-    (409 before) and until it expires (410 after); every download is audited."""
+    (409 before) and until it expires or its creator's rights stop covering it (410, code
+    ``gone``); a failed job answers 410 with code ``failed`` and its message. Every download
+    (GET) is audited."""
+
+    content_negotiation_class = _AnyAccept
 
     @extend_schema(
         responses={
-            (200, "application/octet-stream"): OpenApiTypes.BINARY,
+            **{(200, media): OpenApiTypes.BINARY for media in exports.FILE_MEDIA_TYPES},
             404: None,
             409: CONFLICT,
             410: GONE,
@@ -410,8 +426,10 @@ class DatasetExportJobDownloadApi(APIView):
             return Response(
                 {"code": "not_ready", "detail": str(exc)}, status=status.HTTP_409_CONFLICT
             )
+        except exports.ExportFailed as exc:  # never ready: not a 409 to retry on
+            return Response({"code": "failed", "detail": str(exc)}, status=status.HTTP_410_GONE)
         except exports.ExportGone as exc:
-            return Response({"detail": str(exc)}, status=status.HTTP_410_GONE)
+            return Response({"code": "gone", "detail": str(exc)}, status=status.HTTP_410_GONE)
         response = FileResponse(
             handle,
             as_attachment=True,

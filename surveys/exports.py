@@ -20,6 +20,7 @@ import logging
 import os
 import re
 import secrets
+import shutil
 import tempfile
 import traceback
 from collections.abc import Callable, Iterable, Iterator
@@ -30,7 +31,7 @@ from typing import BinaryIO
 
 from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
-from django.core.exceptions import ValidationError
+from django.core.exceptions import NON_FIELD_ERRORS, ValidationError
 from django.db import transaction
 from django.db.models import Q, QuerySet
 from django.http import Http404
@@ -56,6 +57,8 @@ logger = logging.getLogger(__name__)
 SHAPES = ("long", "wide", "diary", "codebook")
 DATES = ("days", "shifted")
 FORMATS = tuple(FILE_FORMATS)
+# What a finished job's file may be served as.
+FILE_MEDIA_TYPES = tuple(dict.fromkeys(media for media, _ in FILE_FORMATS.values()))
 # A page of the codebook for reading in a browser; the other shapes are data, not documents.
 HTML_SHAPES = ("codebook",)
 
@@ -147,6 +150,7 @@ class Export:
 
 
 FILE_CHUNK = 64 * 1024
+TEMP_PREFIX = "export-"
 
 
 # Progress of an export as a background job: the dataset built, then its file written.
@@ -156,7 +160,9 @@ BUILT, FILE_WRITTEN, LAST = 10, 90, 99
 def _file_chunks(frame, fmt: str, study: Study, progress: Progress | None) -> Iterator[bytes]:
     """Write the file to a private temporary file, then give it out in blocks and remove it
     (the statistics packages' formats need a file, not a stream)."""
-    with tempfile.TemporaryDirectory(prefix="export-") as folder:
+    # Under EXPORT_ROOT (private), never the system's temporary folder: a worker killed here
+    # leaves the folder where the sweep finds it.
+    with tempfile.TemporaryDirectory(prefix=TEMP_PREFIX, dir=export_root()) as folder:
         path = Path(folder) / f"dataset.{fmt}"
         write_dataset(frame, path, fmt, study=study)
         size, given = path.stat().st_size or 1, 0
@@ -245,6 +251,7 @@ def dataset_export(
     spec: ExportSpec,
     request=None,
     progress: Progress | None = None,
+    job_id: int | None = None,
 ) -> Export:
     """Build the dataset the spec asks for and audit it; the CSV text comes from
     ``Export.chunks``. ``user=None`` is ``manage.py`` (the whole study, audited as such).
@@ -296,6 +303,8 @@ def dataset_export(
         "identified": spec.identified,
         "by": "manage.py" if user is None else "",
     }
+    if job_id is not None:
+        details["job"] = job_id  # links the export to its downloads
     if columns is not None:
         details["columns"] = columns
     audit_log(
@@ -352,7 +361,12 @@ class ExportNotReady(Exception):
 
 
 class ExportGone(Exception):
-    """The job's file was deleted: its download window is over."""
+    """The job's file was deleted (its download window is over), or is no longer its
+    creator's to download (their rights changed)."""
+
+
+class ExportFailed(Exception):
+    """The job failed: there is no file, and there will be none."""
 
 
 def export_should_run_in_background(people_count: int) -> bool:
@@ -400,6 +414,16 @@ def export_job_start(*, user, study: Study, spec: ExportSpec, request=None) -> D
     if user is None:
         raise ValidationError("A background export belongs to a staff member.")
     export_check(user=user, study=study, spec=spec)
+    busy = DatasetExportJob.objects.filter(
+        created_by=user, study=study, status__in=(JobStatus.QUEUED, JobStatus.RUNNING)
+    )
+    if busy.exists():
+        raise ValidationError(
+            {
+                NON_FIELD_ERRORS: "One of your exports of this study is still being prepared: "
+                "wait for it to finish (its page shows the progress) before starting another."
+            }
+        )
     job = DatasetExportJob.objects.create(
         study=study, created_by=user, created_at=timezone.now(), spec=spec.to_dict()
     )
@@ -469,8 +493,14 @@ def export_job_run(*, job_id: int) -> DatasetExportJob | None:
     job = DatasetExportJob.objects.select_related("study", "created_by").get(pk=job_id)
     try:
         spec = ExportSpec.from_dict(job.spec)
+        job.scope_sites = _visible_sites(user=job.created_by, study=job.study)
+        job.save(update_fields=["scope_sites"])
         export = dataset_export(
-            user=job.created_by, study=job.study, spec=spec, progress=_JobProgress(job.pk)
+            user=job.created_by,
+            study=job.study,
+            spec=spec,
+            progress=_JobProgress(job.pk),
+            job_id=job.pk,
         )
         extension = FILE_FORMATS.get(spec.format, (None, spec.format))[1]
         # Recorded before the file exists, so that nothing on disk is ever unaccounted for.
@@ -511,11 +541,34 @@ def export_job_expired(job: DatasetExportJob, *, now=None) -> bool:
     )
 
 
+def _visible_sites(*, user, study: Study) -> list[str]:
+    return sorted(
+        selectors.sites_for_user(user=user).filter(study=study).values_list("code", flat=True)
+    )
+
+
 def export_job_download(*, user, job: DatasetExportJob, request=None) -> BinaryIO:
-    """The job's file, open for reading, for its creator; the download is audited. Raises
-    ``ExportGone`` after the download window, ``ExportNotReady`` before the file exists."""
+    """The job's file, open for reading, for its creator while they may still make the same
+    export (their role, and every site the file holds); the download is audited (a GET's,
+    not a HEAD's). Raises ``ExportGone`` after the download window or once the creator's
+    rights no longer cover the file, ``ExportNotReady`` before the file exists, ``ExportFailed``
+    for a job that failed."""
     if job.created_by_id != user.pk:  # callers look jobs up with export_jobs_for_user
         raise Http404("No such export.")
+    if job.status == JobStatus.FAILED:
+        raise ExportFailed(job.message or "This export failed. Start it again.")
+    try:
+        export_check(user=user, study=job.study, spec=ExportSpec.from_dict(job.spec))
+    except ValidationError:
+        raise ExportGone(
+            "Your role in this study no longer allows this export, so its file is not yours "
+            "to download any more."
+        ) from None
+    if set(job.scope_sites) - set(_visible_sites(user=user, study=job.study)):
+        raise ExportGone(
+            "This file holds rows of sites you no longer see, so it is not yours to download "
+            "any more. Start the export again."
+        )
     hours = settings.EXPORT_DOWNLOAD_HOURS
     if export_job_expired(job):
         raise ExportGone(
@@ -535,6 +588,8 @@ def export_job_download(*, user, job: DatasetExportJob, request=None) -> BinaryI
             "get a new file."
         ) from None
     spec = job.spec
+    if request is not None and request.method == "HEAD":
+        return handle  # headers only: nothing leaves, nothing to audit
     audit_log(
         action=AuditEvent.Action.EXPORT_DOWNLOAD,
         user=user,
@@ -592,8 +647,16 @@ def export_jobs_expire(*, now=None) -> dict[str, int]:
     if root.is_dir():
         known = set(DatasetExportJob.objects.exclude(path="").values_list("path", flat=True))
         old = (now - window).timestamp()
+        # a file write takes at most the task's time limit: older working folders are a
+        # killed worker's
+        stale = (now - timedelta(seconds=settings.CELERY_TASK_TIME_LIMIT + 60)).timestamp()
         for path in root.iterdir():
             if path.is_file() and path.name not in known and path.stat().st_mtime < old:
                 path.unlink(missing_ok=True)
+                counts["orphans"] += 1
+            elif (
+                path.is_dir() and path.name.startswith(TEMP_PREFIX) and path.stat().st_mtime < stale
+            ):
+                shutil.rmtree(path, ignore_errors=True)
                 counts["orphans"] += 1
     return counts

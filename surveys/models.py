@@ -966,6 +966,10 @@ class DatasetExportJob(models.Model):
     finished_at = models.DateTimeField(null=True, blank=True)
     expires_at = models.DateTimeField(null=True, blank=True)
 
+    # The site codes the creator could see when the file was made: the file holds those
+    # sites' rows, so it is refused once the creator may no longer see all of them.
+    scope_sites = models.JSONField(default=list, blank=True)
+
     class Meta:
         ordering = ("-created_at", "-id")
         verbose_name = "dataset export job"

@@ -16,6 +16,7 @@ from django.utils.html import format_html
 
 from surveys import selectors
 from surveys.exports import (
+    ExportFailed,
     ExportGone,
     ExportNotReady,
     ExportSpec,
@@ -188,7 +189,7 @@ def export_download_view(model_admin, request, job_id: int):
     job = get_object_or_404(export_jobs_for_user(user=request.user), pk=job_id)
     try:
         handle = export_job_download(user=request.user, job=job, request=request)
-    except ExportNotReady:
+    except (ExportNotReady, ExportFailed):  # the job's page says why
         return redirect("admin:surveys_study_export_job", job_id=job.pk)
     except ExportGone as exc:
         context = _job_context(model_admin, request, job) | {"gone": str(exc)}

@@ -42,7 +42,67 @@ from surveys.dictionary.common import (
 )
 from surveys.models import InstrumentVersion, Item, Study
 
-ACTION_TAG = re.compile(r"@[A-Z][A-Z0-9_-]*(?=$|[\s=(])")
+ACTION_TAG = re.compile(r"@([A-Z][A-Z0-9_-]*)(?=$|[\s=(])")
+# REDCap's action tags (the names, as its documentation lists them) and our own @ALERT and
+# @DIARY, which an annotation may start with unquoted. Any other "@NAME(" could be a
+# spreadsheet function (@WEBSERVICE, @HYPERLINK) and is quoted like every formula-like text.
+REDCAP_ACTION_TAGS = frozenset(
+    [
+        "ALERT",
+        "APPUSERNAME-APP",
+        "BARCODE-APP",
+        "CALCDATE",
+        "CALCTEXT",
+        "CHARLIMIT",
+        "DEFAULT",
+        "DIARY",
+        "DOWNLOAD-COUNT",
+        "FORCE-MINMAX",
+        "HIDDEN",
+        "HIDDEN-APP",
+        "HIDDEN-FORM",
+        "HIDDEN-PDF",
+        "HIDDEN-SURVEY",
+        "HIDEBUTTON",
+        "HIDECHOICE",
+        "IF",
+        "INLINE",
+        "INLINE-PREVIEW",
+        "LANGUAGE-CURRENT-FORM",
+        "LANGUAGE-CURRENT-SURVEY",
+        "LANGUAGE-FORCE",
+        "LANGUAGE-FORCE-FORM",
+        "LANGUAGE-FORCE-SURVEY",
+        "LANGUAGE-SET",
+        "LATITUDE",
+        "LONGITUDE",
+        "MAXCHECKED",
+        "MAXCHOICE",
+        "MAXCHOICE-SURVEY-COMPLETE",
+        "NOMISSING",
+        "NONEOFTHEABOVE",
+        "NOW",
+        "NOW-SERVER",
+        "NOW-UTC",
+        "PASSWORDMASK",
+        "PLACEHOLDER",
+        "PREFILL",
+        "READONLY",
+        "READONLY-APP",
+        "READONLY-FORM",
+        "READONLY-SURVEY",
+        "RANDOMORDER",
+        "RICHTEXT",
+        "SETVALUE",
+        "SHOWCHOICE",
+        "SYNC-APP",
+        "TODAY",
+        "TODAY-SERVER",
+        "TODAY-UTC",
+        "USERNAME",
+        "WORDLIMIT",
+    ]
+)
 CHOICE_LIST_TYPES = ("radio", "dropdown", "checkbox")
 
 # --- Export -------------------------------------------------------------------------------
@@ -165,7 +225,8 @@ def _formula_guard(column: str, text: str, field_type: str) -> str:
         first_code = text.partition(",")[0].strip()
         if NUMBER.fullmatch(first_code):
             return text
-    if column == ANNOTATION and ACTION_TAG.match(text) and "|" not in text:
+    tag = ACTION_TAG.match(text) if column == ANNOTATION else None
+    if tag and tag.group(1) in REDCAP_ACTION_TAGS and "|" not in text:
         return text
     return formula_quote(text)
 

