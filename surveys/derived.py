@@ -49,8 +49,9 @@ def measures(instrument: str | None = None) -> list[DerivedMeasure]:
 # --- Reading answers frames -----------------------------------------------------------------
 
 
-def _cell_text(value) -> str | None:
-    """An answer as the text a JSON ``->>`` would give: lists as JSON, booleans as true/false."""
+def answer_text(value) -> str | None:
+    """A stored answer as the text PostgreSQL's ``->>`` gives for it: lists as JSON, booleans
+    as true/false, None for none (the dataset builder reads answers as this text)."""
     if value is None:
         return None
     if isinstance(value, bool):
@@ -65,7 +66,7 @@ def answers_frame(records: list[dict]) -> pd.DataFrame:
     the column is a number, text otherwise (choice lists as JSON text)."""
     names = list(dict.fromkeys(name for record in records for name in record))
     frame = pd.DataFrame(
-        {name: [_cell_text(r.get(name)) for r in records] for name in names},
+        {name: [answer_text(r.get(name)) for r in records] for name in names},
         index=pd.RangeIndex(len(records)),
         dtype=object,
     )

@@ -8,28 +8,18 @@ through one parser and give the same frame.
 
 Answers are read per variable with ``answers ->> 'variable'`` (``KT``): the text of the value,
 a choice list as JSON text, ``true``/``false`` for booleans, nothing for a missing key or JSON
-null. ``answer_text`` gives the same text for a value already in Python.
+null. ``surveys.derived.answer_text`` gives the same text for a value already in Python.
 """
 
 import csv
 import io
-import json
 
 import pandas as pd
 from django.core.exceptions import EmptyResultSet
 from django.db import connection
 from django.db.models import QuerySet
 
-
-def answer_text(value) -> str | None:
-    """A stored answer as the text PostgreSQL's ``->>`` gives for it."""
-    if value is None:
-        return None
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, list | dict):
-        return json.dumps(value)
-    return str(value)
+from surveys.derived import answer_text
 
 
 def _read(buffer: io.StringIO, names: list[str], text: set[str]) -> pd.DataFrame:

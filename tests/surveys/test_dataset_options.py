@@ -27,15 +27,21 @@ from tests.surveys.test_datasets import (  # noqa: F401 - fixtures
 )
 
 
+def baseline_item_add(study, item: dict) -> None:
+    """One more question at the end of the baseline (before anyone answered it)."""
+    baseline = Instrument.objects.get(study=study, slug="baseline")
+    items = [*version_items_as_dicts(baseline.current_version), item]
+    for position, found in enumerate(items, start=1):
+        found["position"] = position
+    instrument_items_set(instrument=baseline, items=items)
+
+
 @pytest.fixture
 def dated(design, site_a, site_b, enrol):  # noqa: F811
     """The test study with a date question at baseline; two people answer it."""
-    baseline = Instrument.objects.get(study=design, slug="baseline")
-    last_use = {"variable": "last_use_day", "kind": "date", "label": {"en": "Day of last use"}}
-    items = [*version_items_as_dicts(baseline.current_version), last_use]
-    for position, item in enumerate(items, start=1):
-        item["position"] = position
-    instrument_items_set(instrument=baseline, items=items)
+    baseline_item_add(
+        design, {"variable": "last_use_day", "kind": "date", "label": {"en": "Day of last use"}}
+    )
     ana = enrol(site=site_a, enrolled_on=ENROLLED, now=ENROLMENT)
     ben = enrol(site=site_b, enrolled_on=ENROLLED + timedelta(days=3), now=ENROLMENT)
     submit(ana, "baseline", "baseline", {**BASELINE_ANSWERS, "last_use_day": "2026-01-10"},
@@ -213,12 +219,9 @@ def test_text_that_looks_like_an_empty_list_is_an_answer(design, site_a, enrol):
 
 
 def test_a_variable_with_a_double_underscore_is_read(design, site_a, enrol):  # noqa: F811
-    baseline = Instrument.objects.get(study=design, slug="baseline")
-    extra = {"variable": "pets__count", "kind": "integer", "label": {"en": "Pets"}}
-    items = [*version_items_as_dicts(baseline.current_version), extra]
-    for position, item in enumerate(items, start=1):
-        item["position"] = position
-    instrument_items_set(instrument=baseline, items=items)
+    baseline_item_add(
+        design, {"variable": "pets__count", "kind": "integer", "label": {"en": "Pets"}}
+    )
     person = enrol(site=site_a, enrolled_on=ENROLLED, now=ENROLMENT)
     submit(person, "baseline", "baseline", {**BASELINE_ANSWERS, "pets__count": 2}, BASELINE_DAY)
     assert row(dataset_long(study=design), person, "baseline")["pets__count"] == 2
