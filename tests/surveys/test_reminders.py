@@ -149,11 +149,14 @@ def test_quiet_hours_and_the_window_bound_every_plan():
 
 @pytest.fixture
 def reachable(site_a, enrol):
-    """A participant whose 1-month window is open now, with e-mail and phone."""
+    """A participant whose 1-month window is open now, with e-mail and phone. The window opens
+    23 days after enrolment, here at New York's last midnight, so its invitation is due today
+    whatever the date and hour the tests run at (enrolled 30 days ago, the invitation and
+    reminders would be days old, and only one within the last day is caught up)."""
     return enrol(
         site=site_a,
         code="NYC-0042",
-        enrolled_on=timezone.localdate() - timedelta(days=30),
+        enrolled_on=timezone.localdate(timezone=NY) - timedelta(days=23),
         timezone="America/New_York",
         contact={"email": "dana@example.org", "phone": "+1 555 010 4477", "first_name": "Dana"},
     )
