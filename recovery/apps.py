@@ -13,3 +13,13 @@ class RecoveryConfig(AppConfig):
         register_measures()
         register_diary_choices()
         register_retention_subgroups()
+
+        from surveys.study_links import StudyLink, register_study_link
+
+        register_study_link(
+            StudyLink(
+                label="Analyses",
+                url_name="admin:recovery_analysisrun_study",
+                note="involvement versus outcomes: matched, lagged and trajectory estimates",
+            )
+        )

@@ -884,6 +884,7 @@ class AuditEvent(WrittenOnce):
         STATUS_CHANGE = "status_change", "Changed a participant's status"
         DATASET_EXPORT = "dataset_export", "Exported a dataset"
         EXPORT_DOWNLOAD = "export_download", "Downloaded a background export"
+        ANALYSIS_RUN = "analysis_run", "Ran analyses on a dataset"
 
     at = models.DateTimeField(db_index=True)
     user = models.ForeignKey(

@@ -46,6 +46,11 @@ EXPORT_BACKGROUND_PARTICIPANTS = env.int("EXPORT_BACKGROUND_PARTICIPANTS", defau
 EXPORT_ROOT = Path(env("EXPORT_ROOT", default=str(VAR_DIR / "exports")))
 # Hours a finished background export can be downloaded before its file is deleted.
 EXPORT_DOWNLOAD_HOURS = env.int("EXPORT_DOWNLOAD_HOURS", default=24)
+# Analyses of at least this many participants run as a Celery task (with progress) instead of
+# in the request.
+ANALYSIS_BACKGROUND_PARTICIPANTS = env.int("ANALYSIS_BACKGROUND_PARTICIPANTS", default=2000)
+# The application's commit, recorded with every analysis run (an image has no .git folder).
+APP_COMMIT = env("APP_COMMIT", default="")
 
 INSTALLED_APPS = [
     "django.contrib.admin",

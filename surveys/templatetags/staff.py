@@ -4,6 +4,7 @@ from django import template
 from django.urls import reverse
 
 from surveys import selectors
+from surveys.study_links import study_links
 
 register = template.Library()
 
@@ -36,6 +37,10 @@ def follow_up_tools(context) -> dict:
                 "long or wide CSV, de-identified, with a codebook",
             )
         )
+        for link in study_links():
+            links.append(
+                (f"{link.label}: {study.name}", reverse(link.url_name, args=[study.pk]), link.note)
+            )
     if (
         user.has_perm("surveys.add_participant")
         and selectors.sites_for_enrolment(user=user).exists()
@@ -47,3 +52,9 @@ def follow_up_tools(context) -> dict:
             ("Import participants", reverse("admin:surveys_participant_import"), "from a CSV file")
         )
     return {"links": links}
+
+
+@register.simple_tag
+def study_tool_links(study) -> list[tuple[str, str]]:
+    """(label, url) of the pages other apps add to a study, for its page's tool bar."""
+    return [(link.label, reverse(link.url_name, args=[study.pk])) for link in study_links()]

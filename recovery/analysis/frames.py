@@ -1,0 +1,164 @@
+"""The analysis frame: the dataset builder's long frame made ready for models.
+
+The dataset builder (``surveys.datasets.dataset_long``) keeps *why* a value is absent as a
+negative missing code (-99 wave missed, -98 not yet due, ...). Models need plain numbers and
+NaN. :func:`analysis_frame` turns the long frame (one row per participant × wave) into:
+
+* ``pid``, ``site``, ``wave`` as text; ``wave_index`` (0, 1, 2, ... in the study's wave order,
+  the order of ``waves``) and ``months`` (days since enrolment / 30.4375, the wave's time);
+* ``completed``: 1.0 if the wave was completed, 0.0 if it was missed or cancelled, NaN while it is
+  not yet due or its window is open (not yet known), for retention;
+* every other column: numbers as float64 and text as object, each missing code replaced by NaN.
+
+Nothing here imports Django: the missing codes are passed in (the Django side passes
+``surveys.datasets.MISSING_CODES``), so the package also runs on an exported CSV.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+
+import numpy as np
+import pandas as pd
+
+from .errors import AnalysisError
+
+DAYS_PER_MONTH = 30.4375
+# The dataset builder's codes (surveys.datasets.codes), the default for a frame read from an
+# exported file.
+DEFAULT_MISSING_CODES = (-99, -98, -97, -96, -95, -94)
+TEXT_COLUMNS = ("pid", "site", "wave", "status")
+REQUIRED_COLUMNS = ("pid", "wave")
+
+
+def analysis_frame(
+    long_df: pd.DataFrame,
+    *,
+    waves: Sequence[str] | None = None,
+    missing_codes: Iterable[int] = DEFAULT_MISSING_CODES,
+) -> pd.DataFrame:
+    """The long frame with missing codes as NaN, numbers as float64, ``wave_index``,
+    ``months`` and ``completed`` added. ``waves`` gives the wave order (default: the order in
+    which waves first appear); rows of other waves are dropped."""
+    missing = [c for c in REQUIRED_COLUMNS if c not in long_df.columns]
+    if missing:
+        raise AnalysisError(
+            f"The data has no {' or '.join(repr(c) for c in missing)} column: analyses need one "
+            "row per participant and wave, as the long dataset export gives.",
+            code="unknown_column",
+        )
+    codes = {float(c) for c in missing_codes}
+    code_texts = {str(int(c)) for c in codes}
+    order = list(waves) if waves is not None else list(pd.unique(long_df["wave"].astype(str)))
+    wave_text = long_df["wave"].astype(str)
+    keep = wave_text.isin(order).to_numpy()
+
+    out: dict[str, pd.Series | np.ndarray] = {}
+    for name in long_df.columns:
+        series = long_df[name][keep]
+        if name in TEXT_COLUMNS:
+            out[name] = series.astype(object).where(series.notna(), None).to_numpy()
+        elif pd.api.types.is_bool_dtype(series) or pd.api.types.is_numeric_dtype(series):
+            values = _floats(series)
+            if codes:
+                values[np.isin(values, list(codes))] = np.nan
+            out[name] = values
+        else:
+            text = series.astype(object).to_numpy()
+            blank = pd.isna(text) | np.isin(text.astype(str), list(code_texts))
+            text = text.copy()
+            text[blank] = np.nan
+            out[name] = text
+    frame = pd.DataFrame(out, index=pd.RangeIndex(int(keep.sum())))
+    position = {wave: i for i, wave in enumerate(order)}
+    frame["wave_index"] = frame["wave"].map(position).astype("int64")
+    if "days_since_enrolment" in frame.columns:
+        frame["months"] = frame["days_since_enrolment"] / DAYS_PER_MONTH
+    if "status" in frame.columns:
+        status = frame["status"]
+        frame["completed"] = np.select(
+            [status == "completed", status.isin(["missed", "cancelled"])], [1.0, 0.0], np.nan
+        )
+    return frame.sort_values(["pid", "wave_index"], kind="stable").reset_index(drop=True)
+
+
+def _floats(series: pd.Series) -> np.ndarray:
+    return series.to_numpy(dtype="float64", na_value=np.nan).copy()
+
+
+def indicators(frame: pd.DataFrame, column: str, *, prefix: str | None = None) -> pd.DataFrame:
+    """0/1 indicator columns for each value of a categorical ``column`` but the most common
+    (the reference), NaN where the value is missing: a category as covariates."""
+    values = frame[column]
+    counts = values.dropna().value_counts()
+    if counts.empty:
+        raise AnalysisError(f"The column {column!r} has no values.", code="constant_covariate")
+    name = prefix or column
+    out = {}
+    for value in sorted(counts.index[1:], key=str):
+        label = str(int(value)) if isinstance(value, float) and value.is_integer() else str(value)
+        out[f"{name}_{label}"] = np.where(values.isna(), np.nan, (values == value).astype(float))
+    return pd.DataFrame(out, index=frame.index)
+
+
+def one_row_per_participant(
+    frame: pd.DataFrame, columns: dict[str, tuple[str, str]]
+) -> pd.DataFrame:
+    """A participant-level frame: for each output name, ``(wave, column)`` picks that wave's value
+    of the column. Participants without the wave get NaN. Indexed by ``pid``."""
+    pids = pd.Index(pd.unique(frame["pid"]), name="pid")
+    out = pd.DataFrame(index=pids)
+    for name, (wave, column) in columns.items():
+        rows = frame.loc[frame["wave"] == wave, ["pid", column]].drop_duplicates("pid")
+        out[name] = rows.set_index("pid")[column].reindex(pids)
+    return out
+
+
+def exposure_outcome_frame(
+    frame: pd.DataFrame,
+    *,
+    exposure: str,
+    outcome: str,
+    exposure_waves: Sequence[str],
+    outcome_wave: str,
+    covariates: Sequence[str] = (),
+) -> pd.DataFrame:
+    """One row per participant for a matched comparison (Costello et al. 2021): the exposure
+    over ``exposure_waves`` (its largest value at those waves, so a 0/1 exposure is 1 when it
+    was 1 at any of them; NaN when none of them was answered), the outcome at
+    ``outcome_wave`` and the covariates (baseline columns: the participant's first value).
+    Indexed by ``pid``; the exposure and outcome keep their column names."""
+    for name in (exposure, outcome, *covariates):
+        if name not in frame.columns:
+            raise AnalysisError(
+                f"The data has no column {name!r}. Check the spelling, or choose another variable.",
+                code="unknown_column",
+            )
+    known_waves = set(frame["wave"].dropna())
+    for wave in (*exposure_waves, outcome_wave):
+        if wave not in known_waves:
+            raise AnalysisError(
+                f"The data has no wave {wave!r}; the waves are "
+                f"{', '.join(repr(w) for w in pd.unique(frame['wave']))}.",
+                code="unknown_wave",
+            )
+    if not exposure_waves:
+        raise AnalysisError("Choose at least one wave for the exposure.", code="invalid_parameter")
+    position = frame.groupby("wave", sort=False)["wave_index"].first()
+    if position[outcome_wave] <= max(position[w] for w in exposure_waves):
+        raise AnalysisError(
+            f"The outcome's wave ({outcome_wave}) must come after every exposure wave "
+            f"({', '.join(exposure_waves)}): an outcome measured before or with the exposure "
+            "cannot show its effect.",
+            code="invalid_parameter",
+        )
+    pids = pd.Index(pd.unique(frame["pid"]), name="pid")
+    exposed = frame.loc[frame["wave"].isin(list(exposure_waves)), ["pid", exposure]]
+    out = pd.DataFrame(index=pids)
+    out[exposure] = exposed.groupby("pid", sort=False)[exposure].max().reindex(pids)
+    later = frame.loc[frame["wave"] == outcome_wave, ["pid", outcome]].drop_duplicates("pid")
+    out[outcome] = later.set_index("pid")[outcome].reindex(pids)
+    if covariates:
+        first = frame.groupby("pid", sort=False)[list(covariates)].first()
+        out = out.join(first)
+    return out

@@ -1,0 +1,10 @@
+from celery import shared_task
+
+
+@shared_task(name="recovery.tasks.analysis_run", ignore_result=True)
+def analysis_run(run_id: int) -> None:
+    """Only the run's id travels through the broker. Not retried: the service fails the run with
+    its reason, and a second delivery of the same id is a no-op (the run is no longer queued)."""
+    from recovery.analyses import analysis_run_execute  # analyses enqueues this task: no cycle
+
+    analysis_run_execute(run_id=run_id)
