@@ -34,11 +34,10 @@ from surveys import selectors
 RECENT_RUNS = 10
 
 FAMILY_LABELS = {
-    "auto": "Automatic: binomial for a 0/1 outcome, negative binomial for a count",
+    "auto": "Automatic: binomial for a 0/1 outcome, negative binomial otherwise",
     "binomial": "Binomial (odds ratio)",
     "poisson": "Poisson (rate ratio)",
     "negative_binomial": "Negative binomial (rate ratio)",
-    "gaussian": "Gaussian (difference in means)",
 }
 PS_LABELS = {
     "logistic": "Logistic regression",
@@ -94,6 +93,20 @@ class AnalysisForm(forms.Form):
     seed = forms.IntegerField(
         min_value=0, max_value=2**31 - 1, help_text="Fixes the matching order and tie-breaks."
     )
+
+    FIELDSETS = (
+        ("What to run", ("analyses", "exposure", "outcome", "covariates")),
+        ("Which data", ("sites", "waves")),
+        (
+            "Propensity-score matching",
+            ("exposure_waves", "outcome_wave", "ps_model", "caliper", "ratio", "replace", "seed"),
+        ),
+        ("Lagged GEE", ("family",)),
+    )
+
+    def fieldsets(self):
+        """(title, bound fields) in the page's order."""
+        return [(title, [self[name] for name in names]) for title, names in self.FIELDSETS]
 
     def __init__(self, *args, study, sites, variables, **kwargs):
         super().__init__(*args, **kwargs)

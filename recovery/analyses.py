@@ -40,6 +40,13 @@ logger = logging.getLogger(__name__)
 
 Status = AnalysisRun.Status
 NUMERIC_KINDS = {"integer", "decimal", "yesno", "slider", "single"}
+# Meeting formats as charts and tables name them.
+FORMAT_LABELS = {
+    "inperson": "In person",
+    "online": "Online (video, phone, chat)",
+    "online24": "Online, 24-hour",
+    "hybrid": "Hybrid",
+}
 # Baseline items offered as covariates by default, when the study has them.
 DEFAULT_COVARIATES = ("age", "baseline_days_used", "readiness", "justice_involved", "prior_mhg")
 
@@ -93,7 +100,9 @@ def study_variables(*, study: Study) -> StudyVariables:
     """Read off the dataset's plan (no participant data is read)."""
     empty = dataset_long(study=study, participants=Participant.objects.none())
     columns = empty.attrs["columns"]
-    waves = list(study.waves.order_by("position", "pk").values_list("slug", "name"))
+    waves = list(
+        study.waves.filter(is_active=True).order_by("position", "pk").values_list("slug", "name")
+    )
     wave_instruments = empty.attrs["dataset"]["wave_instruments"]
     first = waves[0][0] if waves else ""
     baseline_instruments = set(wave_instruments.get(first, []))
@@ -128,7 +137,7 @@ def default_spec(*, study: Study, variables: StudyVariables | None = None) -> An
     variables = variables or study_variables(study=study)
     offered = {name for name, _ in variables.covariates}
     slugs = [slug for slug, _ in variables.waves]
-    offsets = dict(study.waves.values_list("slug", "offset_days"))
+    offsets = dict(study.waves.filter(is_active=True).values_list("slug", "offset_days"))
     early = [s for s in slugs[1:] if 0 < (offsets.get(s) or 0) <= 100]
     return AnalysisSpec(
         covariates=tuple(c for c in DEFAULT_COVARIATES if c in offered),
@@ -259,12 +268,15 @@ def _git_commit() -> str:
 
 
 def analysis_runs_for_user(*, user) -> QuerySet[AnalysisRun]:
-    """Runs of the user's studies whose data the user may see whole: every site a run read
-    must be one of the user's (a coordinator does not see a run over other sites)."""
+    """The user's own runs, in studies where they still have a role and over sites they may all
+    still see (a run's results describe the sites it read; a role lost or narrowed hides
+    them). Like background exports, a run is its creator's: a colleague re-runs it from its
+    parameters (the report names them) rather than reading another's results. A superuser
+    sees every run, ``manage.py``'s included."""
     runs = AnalysisRun.objects.select_related("study", "created_by")
     if user.is_superuser:
         return runs
-    runs = runs.filter(study__in=selectors.studies_for_user(user=user))
+    runs = runs.filter(created_by=user, study__in=selectors.studies_for_user(user=user))
     visible: dict[int, set[str]] = {}
     for study_id, code in selectors.sites_for_user(user=user).values_list("study_id", "code"):
         visible.setdefault(study_id, set()).add(code)
@@ -450,7 +462,11 @@ def analysis_run_execute(*, run_id: int, request=None) -> AnalysisRun | None:
 
 
 def _labels(variables: StudyVariables) -> dict[str, str]:
-    labels = dict(variables.exposures)
+    from recovery.battery import FELLOWSHIPS
+
+    labels = {stem: label for _, stem, label in FELLOWSHIPS}
+    labels.update(FORMAT_LABELS)
+    labels.update(dict(variables.exposures))
     labels.update({f"{name}_bl": f"{label} (baseline)" for name, label in variables.covariates})
     labels.update(dict(variables.waves))
     return labels

@@ -15,6 +15,7 @@ from django.urls import URLPattern, URLResolver
 from django.utils import timezone
 
 from recovery.services import study_create_from_template
+from surveys import selectors
 from surveys.access import participant_pin_set
 from surveys.audit import audit_log
 from surveys.consent import ConsentInput, econsent_give
@@ -273,6 +274,22 @@ def _export_job(user, study: Study, now) -> DatasetExportJob:
     )  # fmt: skip
 
 
+def _analysis_run(user, study: Study, now):
+    """A finished analysis run of ``user``'s over every site they see (no results: the matrix
+    checks who may open it, the analysis tests check what is in it)."""
+    from recovery.models import AnalysisRun
+
+    sites = sorted(
+        selectors.sites_for_user(user=user).filter(study=study).values_list("code", flat=True)
+    )
+    return AnalysisRun.objects.create(
+        study=study, created_by=user, created_at=now, analysis="descriptives",
+        parameters={"analyses": ["descriptives"]}, status=AnalysisRun.Status.DONE,
+        progress=100, scope_sites=sites, participants=0, rows=0, started_at=now,
+        finished_at=now, results={"sections": []},
+    )  # fmt: skip
+
+
 def world_build() -> World:
     """Two sites of the template study (NYC = A, LDN = B) and a faraway study, each participant
     with everything that has an admin page; staff of every role, each with an API key."""
@@ -321,6 +338,7 @@ def world_build() -> World:
     for user in (pi, coordinator_a, coordinator_b, researcher, pi_faraway):
         world.tokens[user.username] = staff_token_create(user=user, name=f"{user.username} R")[1]
         _export_job(user, faraway if user is pi_faraway else study, now)
+        _analysis_run(user, faraway if user is pi_faraway else study, now)
     return world
 
 

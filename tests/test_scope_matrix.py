@@ -32,6 +32,7 @@ from django.urls import NoReverseMatch, reverse
 from django.utils import timezone
 
 from api import urls as api_urls
+from recovery.models import AnalysisRun
 from surveys import participant_urls
 from surveys.models import (
     Assignment,
@@ -108,6 +109,8 @@ SCOPE: dict[str, Scope] = {
     # A background export: its creator's alone, within a study (not even the study's other
     # staff open it).
     "surveys.DatasetExportJob": Scope(study="study", user="created_by"),
+    # An analysis run: its creator's alone, like a background export.
+    "recovery.AnalysisRun": Scope(study="study", user="created_by"),
     "auth.User": Scope(user="pk"),
     "auth.Group": Scope(),
 }
@@ -148,6 +151,7 @@ PARAM_MODELS = {
     "entry_id": DiaryEntry,
     "study_slug": Study,
     "job_id": DatasetExportJob,
+    "run_id": AnalysisRun,
 }
 # Parameters that are not ids: a value to use, or None to skip the route (and why).
 PARAM_VALUES = {

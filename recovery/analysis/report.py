@@ -98,6 +98,8 @@ def section_html(section: dict[str, Any]) -> str:
     for name, svg in section.get("charts", {}).items():
         parts.append(f'<figure data-chart="{escape(name)}">{svg}</figure>')
     for name, table in section.get("tables", {}).items():
+        if name.endswith("_detail"):  # in the CSV and JSON only
+            continue
         parts.append(f"<h3>{escape(name.replace('_', ' ').capitalize())}</h3>")
         parts.append(table_html(table))
     parts.append("</section>")

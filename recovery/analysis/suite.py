@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from . import charts
+from . import charts, descriptives, dose_response, longitudinal, online
 from .errors import AnalysisError
 from .frames import exposure_outcome_frame, indicators
 from .matching import PS_MODELS, common_support, estimate_att
@@ -32,7 +32,7 @@ ANALYSES: dict[str, str] = {
     "matching": "Propensity-score matching: exposure in the early waves, outcome later",
     "online": "Online versus in-person attendance",
 }
-FAMILIES = ("auto", "binomial", "poisson", "negative_binomial", "gaussian")
+FAMILIES = ("auto", *longitudinal.FAMILIES)
 __all__ = ("ANALYSES", "FAMILIES", "PS_MODELS", "Section", "SuiteRequest", "run_suite", "to_json")
 
 
@@ -238,8 +238,302 @@ def _matching(section: Section, frame: pd.DataFrame, request: SuiteRequest, cova
     section.notes.extend(result.notes)
 
 
+def _descriptives(section: Section, frame: pd.DataFrame, request: SuiteRequest, covariates):
+    waves = _wave_labels(frame, request)
+    attendance = descriptives.attendance_by_wave(frame)
+    involvement = descriptives.involvement_by_wave(frame)
+    classes = descriptives.mat_mhg_by_wave(frame)
+    retention = descriptives.retention_by_wave(frame)
+    for table in (attendance,):
+        for column in ("fellowship", "format"):
+            table[column] = table[column].map(lambda v: "all" if v == "all" else request.label(v))
+    section.tables["retention"] = retention
+    section.tables["attendance_by_fellowship"] = _by_wave(
+        attendance[attendance["format"] == "all"], "fellowship", waves
+    )
+    section.tables["attendance_by_format"] = _by_wave(
+        attendance[attendance["fellowship"] == "all"], "format", waves
+    )
+    # Every fellowship × format: in the CSV and JSON, too long for a page.
+    section.tables["attendance_detail"] = attendance
+    section.tables["involvement"] = involvement
+    section.tables["mat_mhg"] = classes
+    section.summary = {
+        "participants": int(frame["pid"].nunique()),
+        "rows": len(frame),
+        "waves": [request.label(w) for w in pd.unique(frame["wave"])],
+    }
+    section.charts["retention"] = charts.line_plot(
+        retention,
+        x="wave",
+        y="rate",
+        ci_low="ci_low",
+        ci_high="ci_high",
+        xlabel="Wave",
+        ylabel="Completed of those due",
+        title="Retention by wave (95 % Wilson CI)",
+        x_ticks_labels=waves,
+        percent=True,
+    )
+    by_fellowship = attendance[
+        (attendance["format"] == "all") & (attendance["fellowship"] != "all")
+    ]
+    if not by_fellowship.empty:
+        # The fellowships people go to most, so the chart stays readable; the table has all.
+        top = (
+            by_fellowship.groupby("fellowship")["mean"]
+            .mean()
+            .sort_values(ascending=False)
+            .index[:5]
+        )
+        shown = by_fellowship[by_fellowship["fellowship"].isin(top)]
+        section.charts["attendance_fellowship"] = charts.line_plot(
+            shown,
+            x="wave",
+            y="mean",
+            group="fellowship",
+            xlabel="Wave",
+            ylabel="Meetings in the past 30 days (mean)",
+            title="Attendance by fellowship (the five most attended)",
+            x_ticks_labels=waves,
+        )
+    by_format = attendance[(attendance["fellowship"] == "all") & (attendance["format"] != "all")]
+    if not by_format.empty:
+        section.charts["attendance_format"] = charts.bar_plot(
+            by_format.assign(wave=by_format["wave"].map(waves)),
+            x="wave",
+            y="mean",
+            group="format",
+            xlabel="Wave",
+            ylabel="Meetings in the past 30 days (mean)",
+            title="Attendance by format: in person, online, 24-hour online, hybrid",
+        )
+    section.charts["involvement"] = charts.line_plot(
+        involvement,
+        x="wave",
+        y="mean",
+        ci_low="ci_low",
+        ci_high="ci_high",
+        xlabel="Wave",
+        ylabel="Involvement index (0–5), mean",
+        title="Mutual-help involvement by wave (95 % CI)",
+        x_ticks_labels=waves,
+    )
+    shares = classes.melt(
+        id_vars=["wave"],
+        value_vars=[f"share_{c}" for c in ("both", "medication_only", "mhg_only", "neither")],
+        var_name="class",
+        value_name="share",
+    )
+    shares["class"] = shares["class"].str.removeprefix("share_").map(_MAT_MHG_LABELS)
+    section.charts["mat_mhg"] = charts.bar_plot(
+        shares.assign(wave=shares["wave"].map(waves)),
+        x="wave",
+        y="share",
+        group="class",
+        xlabel="Wave",
+        ylabel="Share of those who answered",
+        title="Medication for addiction treatment and mutual-help attendance",
+        percent=True,
+        stacked=True,
+    )
+
+
+def _by_wave(table: pd.DataFrame, row: str, waves: dict[str, str]) -> pd.DataFrame:
+    """One row per fellowship (or format), two columns per wave: the mean number of meetings
+    and the share with any."""
+    wide = table.pivot(index=row, columns="wave", values=["mean", "share_any"])
+    order = [w for w in waves if w in wide.columns.get_level_values(1)]
+    columns = [(stat, w) for w in order for stat in ("mean", "share_any")]
+    out = wide[columns]
+    out.columns = [f"{waves[w]}: {'mean' if s == 'mean' else 'any'}" for s, w in columns]
+    first = list(dict.fromkeys(table[row]))
+    return out.reindex(first).reset_index()
+
+
+_MAT_MHG_LABELS = {
+    "both": "Both",
+    "medication_only": "Medication only",
+    "mhg_only": "Mutual-help only",
+    "neither": "Neither",
+}
+
+
+def _wave_labels(frame: pd.DataFrame, request: SuiteRequest) -> dict[str, str]:
+    return {w: request.label(w) for w in pd.unique(frame["wave"])}
+
+
+def _dose_response(section: Section, frame: pd.DataFrame, request: SuiteRequest, covariates):
+    outcomes = tuple(
+        o for o in (request.outcome, "any_use", "days_used", request.craving) if o in frame
+    )
+    result = dose_response.dose_response(
+        frame, exposure="meetings_total", outcomes=tuple(dict.fromkeys(outcomes))
+    )
+    section.summary = result.summary()
+    section.tables["by_band"] = result.table
+    section.tables["trend"] = result.trend
+    section.notes.extend(result.notes)
+    for outcome in dict.fromkeys(outcomes):
+        rows = result.table[result.table["outcome"] == outcome]
+        binary = bool(rows["ci_method"].eq("Wilson").all())
+        section.charts[f"band_{outcome}"] = charts.line_plot(
+            rows,
+            x="band",
+            y="mean",
+            ci_low="ci_low",
+            ci_high="ci_high",
+            xlabel="Meetings in the past 30 days",
+            ylabel=("Share with " if binary else "Mean ") + request.label(outcome),
+            title=f"{request.label(outcome)} by attendance (same wave, 95 % CI)",
+            percent=binary,
+        )
+
+
+def _online(section: Section, frame: pd.DataFrame, request: SuiteRequest, covariates):
+    outcomes = tuple(
+        dict.fromkeys(
+            o for o in (request.outcome, "any_use", "days_used", request.craving) if o in frame
+        )
+    )
+    result = online.online_vs_inperson(frame, outcomes=outcomes, covariates=tuple(covariates))
+    section.summary = result.summary()
+    section.tables["by_online_share"] = result.table
+    section.tables["comparison"] = result.comparison
+    section.notes.extend(result.notes)
+    rows = result.table[result.table["outcome"] == outcomes[0]]
+    binary = bool(rows["ci_method"].eq("Wilson").all())
+    section.charts["groups"] = charts.bar_plot(
+        rows,
+        x="group",
+        y="mean",
+        ci_low="ci_low",
+        ci_high="ci_high",
+        xlabel="Share of meetings attended online",
+        ylabel=("Share with " if binary else "Mean ") + request.label(outcomes[0]),
+        title=f"{request.label(outcomes[0])} by online attendance (95 % CI)",
+        percent=binary,
+    )
+    forest = []
+    for row in result.comparison.itertuples(index=False):
+        for kind in ("naive", "adjusted"):
+            forest.append(
+                {
+                    "label": f"{request.label(row.outcome)}: {kind}",
+                    "estimate": getattr(row, f"{kind}_coef"),
+                    "ci_low": getattr(row, f"{kind}_coef") - 1.959964 * getattr(row, f"{kind}_se"),
+                    "ci_high": getattr(row, f"{kind}_coef") + 1.959964 * getattr(row, f"{kind}_se"),
+                }
+            )
+    section.charts["comparison"] = charts.estimate_plot(
+        pd.DataFrame(forest),
+        reference=0.0,
+        xlabel="Coefficient of a +100 % online share (log odds for yes/no outcomes)",
+        title="Online share: naive and adjusted for meetings attended",
+    )
+
+
+def _family(frame: pd.DataFrame, request: SuiteRequest) -> str:
+    """``auto``: binomial for a 0/1 outcome, negative binomial (over-dispersed counts) else."""
+    if request.family != "auto":
+        return request.family
+    values = frame[request.outcome].dropna() if request.outcome in frame else pd.Series()
+    return "binomial" if values.isin([0, 1]).all() else "negative_binomial"
+
+
+def _lagged_gee(section: Section, frame: pd.DataFrame, request: SuiteRequest, covariates):
+    family = _family(frame, request)
+    # Exposure waves: those where the exposure is measured and a later wave follows (a
+    # follow-up measure is not asked at baseline).
+    measured = (
+        frame.loc[frame[request.exposure].notna(), "wave_index"]
+        if (request.exposure in frame)
+        else pd.Series(dtype=int)
+    )
+    last = int(frame["wave_index"].max())
+    waves = sorted(int(w) for w in pd.unique(measured) if w < last)
+    result = longitudinal.lagged_gee(
+        frame,
+        exposure=request.exposure,
+        outcome=request.outcome,
+        covariates=tuple(covariates),
+        family=family,
+        waves=waves or None,
+    )
+    section.summary = result.summary()
+    section.tables["coefficients"] = result.coefficients
+    section.notes.extend(result.notes)
+    label = request.label(request.exposure)
+    section.charts["estimates"] = charts.estimate_plot(
+        pd.DataFrame(
+            [
+                {
+                    "label": "Naive (exposure only)",
+                    "estimate": result.naive_ratio,
+                    "ci_low": result.naive_ci_low,
+                    "ci_high": result.naive_ci_high,
+                },
+                {
+                    "label": "Adjusted (covariates, wave)",
+                    "estimate": result.ratio,
+                    "ci_low": result.ci_low,
+                    "ci_high": result.ci_high,
+                },
+            ]
+        ),
+        log_scale=True,
+        xlabel=f"{result.ratio_name.capitalize()} of {request.label(request.outcome)} at the "
+        f"next wave per unit of {label}",
+        title=f"{label} at one wave → {request.label(request.outcome)} at the next",
+    )
+
+
+def _mixed_model(section: Section, frame: pd.DataFrame, request: SuiteRequest, covariates):
+    exposure = request.exposure
+    data = frame
+    if request.exposure_waves:
+        # The participant's exposure in the early waves (its largest value there), on every
+        # row: trajectories of those who were and were not involved early, baseline included.
+        early = frame.loc[frame["wave"].isin(list(request.exposure_waves)), ["pid", exposure]]
+        level = early.groupby("pid")[exposure].max()
+        exposure = f"{request.exposure}_early"
+        data = frame.assign(**{exposure: frame["pid"].map(level)})
+        section.notes.append(
+            f"Exposure: {request.label(request.exposure)} at "
+            f"{', '.join(request.label(w) for w in request.exposure_waves)} (the largest "
+            "value there), the same on every row of a participant."
+        )
+    result = longitudinal.craving_trajectory(
+        data,
+        outcome=request.craving,
+        exposure=exposure,
+        time="months",
+        covariates=tuple(covariates),
+    )
+    section.summary = result.summary()
+    section.tables["fixed_effects"] = result.fixed_effects
+    section.tables["trajectories"] = result.trajectories
+    section.notes.extend(result.notes)
+    section.charts["trajectories"] = charts.trajectory_plot(
+        result.trajectories,
+        time="time",
+        y="predicted",
+        group="level",
+        ci_low="ci_low",
+        ci_high="ci_high",
+        xlabel="Months since enrolment",
+        ylabel=f"{request.label(request.craving)}, predicted mean",
+        title=f"{request.label(request.craving)} over time by {request.label(request.exposure)}",
+    )
+
+
 _RUNNERS: dict[str, Callable[[Section, pd.DataFrame, SuiteRequest, list[str]], None]] = {
+    "descriptives": _descriptives,
+    "dose_response": _dose_response,
+    "lagged_gee": _lagged_gee,
+    "mixed_model": _mixed_model,
     "matching": _matching,
+    "online": _online,
 }
 
 

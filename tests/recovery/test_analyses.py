@@ -1,0 +1,306 @@
+"""The Analyses page, its runs and ``manage.py run_analyses``, on a seeded synthetic study."""
+
+import io
+import json
+from datetime import date
+
+import numpy as np
+import pandas as pd
+import pytest
+from django.core.management import CommandError, call_command
+from django.urls import reverse
+
+from recovery.analyses import AnalysisSpec, analysis_data, analysis_run_start, frame_hash
+from recovery.analysis.frames import exposure_outcome_frame
+from recovery.models import AnalysisRun
+from recovery.services import demo_study_seed
+from recovery.synthetic import generate_cohort
+from recovery.tasks import analysis_run as analysis_run_task
+from surveys.datasets import pseudonymous_id
+from surveys.models import AuditEvent, Participant, ParticipantContact, Response, StaffRole
+from surveys.services import staff_role_assign
+from tests.factories import UserFactory
+
+AS_OF = date(2026, 11, 24)
+EFFECT = -0.15
+SEED = 3
+COVARIATES = ["age", "baseline_days_used", "readiness", "justice_involved", "prior_mhg"]
+
+
+@pytest.fixture
+def cohort_study(db):
+    study, _ = demo_study_seed(
+        slug="cohort", participants=400, seed=SEED, effect=EFFECT, as_of=AS_OF
+    )
+    return study
+
+
+def _staff(study, role, sites=(), username=None):
+    user = UserFactory(username=username or f"{role}-{study.slug}")
+    staff_role_assign(user=user, study=study, role=role, sites=list(sites))
+    return user
+
+
+@pytest.fixture
+def analyst(cohort_study):
+    return _staff(cohort_study, StaffRole.Role.RESEARCHER)
+
+
+def _form(study, **changes) -> dict:
+    data = {
+        "analyses": [
+            "descriptives",
+            "dose_response",
+            "lagged_gee",
+            "mixed_model",
+            "matching",
+            "online",
+        ],
+        "exposure": "high_involvement",
+        "outcome": "any_use",
+        "covariates": COVARIATES,
+        "exposure_waves": ["m1", "m3"],
+        "outcome_wave": "m12",
+        "family": "auto",
+        "ps_model": "logistic",
+        "caliper": "0.2",
+        "ratio": "1",
+        "seed": "0",
+    }
+    data.update(changes)
+    return data
+
+
+def _run(client, study, **changes):
+    reply = client.post(
+        reverse("admin:recovery_analysisrun_study", args=[study.pk]), _form(study, **changes)
+    )
+    return reply
+
+
+def _identifiers(study) -> list[str]:
+    values = []
+    for contact in ParticipantContact.objects.filter(participant__study=study):
+        for field in ("first_name", "email", "phone"):
+            value = getattr(contact, field, "")
+            if value:
+                values.append(value)
+    values += list(Participant.objects.filter(study=study).values_list("code", flat=True))
+    return values
+
+
+def test_a_researcher_runs_every_analysis_and_downloads_the_report(client, cohort_study, analyst):
+    client.force_login(analyst)
+    page = client.get(reverse("admin:recovery_analysisrun_study", args=[cohort_study.pk]))
+    assert page.status_code == 200 and "naive" in page.text
+    reply = _run(client, cohort_study)
+    assert reply.status_code == 302, reply.content[:2000]
+    run = AnalysisRun.objects.get()
+    assert reply["Location"] == reverse("admin:recovery_analysisrun_results", args=[run.pk])
+    assert run.status == "done" and run.created_by == analyst
+    assert run.participants == 400 and run.rows == 400 * 5
+    assert len(run.data_hash) == 64 and "statsmodels" in run.code_version
+    assert run.parameters["exposure"] == "high_involvement"
+    assert run.scope_sites == ["CHI", "LAX", "NYC"]
+    errors = {s["key"]: s["error"] for s in run.results["sections"] if s["error"]}
+    assert errors == {}
+    page = client.get(reply["Location"])
+    assert page.status_code == 200
+    for title in ("Propensity-score matching", "Lagged GEE", "Mixed model", "Dose–response"):
+        assert title in page.text
+    assert page.text.count("<svg") >= 5
+
+    report = client.get(reverse("admin:recovery_analysisrun_report", args=[run.pk]))
+    assert report.status_code == 200
+    assert report["Content-Disposition"].endswith('.html"')
+    html = report.content.decode()
+    assert html.startswith("<!DOCTYPE html>") and "<script" not in html
+    assert "src=" not in html and "http://" not in html.replace("http://www.w3.org", "")
+    assert run.data_hash in html and "Matched estimate (ATT)" in html
+    for value in _identifiers(cohort_study):
+        assert value not in html
+
+    numbers = client.get(reverse("admin:recovery_analysisrun_csv", args=[run.pk]))
+    table = pd.read_csv(io.BytesIO(numbers.content))
+    att = table[(table.section == "matching") & (table.table == "summary")]
+    att = att.set_index("column")["value"]
+    summary = next(s for s in run.results["sections"] if s["key"] == "matching")["summary"]
+    assert float(att["att"]) == pytest.approx(summary["att"])
+    payload = json.loads(
+        client.get(reverse("admin:recovery_analysisrun_json", args=[run.pk])).content
+    )
+    assert payload["run"]["Data (SHA-256 of the analysis frame)"] == run.data_hash
+    event = AuditEvent.objects.get(action="analysis_run")
+    assert event.user == analyst and event.details["participants"] == 400
+    assert event.details["data_hash"] == run.data_hash
+
+
+def test_the_same_data_gives_the_same_hash_and_a_change_another(cohort_study):
+    people = Participant.objects.filter(study=cohort_study)
+    spec = AnalysisSpec(covariates=("age",))
+    _, digest = analysis_data(study=cohort_study, people=people, spec=spec)
+    again, digest_again = analysis_data(study=cohort_study, people=people, spec=spec)
+    assert digest == digest_again == frame_hash(again)
+    _, digest_fewer = analysis_data(
+        study=cohort_study, people=people.exclude(pk=people.first().pk), spec=spec
+    )
+    assert digest_fewer != digest
+
+
+def test_the_analysis_frame_carries_the_cohort_as_it_was_drawn(cohort_study):
+    """The data path (responses → dataset builder → analysis frame) gives the matching the same
+    exposure, outcome and covariates the generator drew: what the validation relies on."""
+    people = Participant.objects.filter(study=cohort_study)
+    spec = AnalysisSpec(covariates=tuple(COVARIATES))
+    frame, _ = analysis_data(study=cohort_study, people=people, spec=spec)
+    data = exposure_outcome_frame(
+        frame,
+        exposure="high_involvement",
+        outcome="any_use",
+        exposure_waves=("m1", "m3"),
+        outcome_wave="m12",
+        covariates=[f"{c}_bl" for c in COVARIATES],
+    )
+    cohort = generate_cohort(participants=400, seed=SEED, effect=EFFECT, as_of=AS_OF)
+    index = {p.code: p.index for p in cohort.participants}
+    checked = 0
+    for participant in people:
+        pid = pseudonymous_id(study_id=cohort_study.pk, participant_id=participant.pk)
+        i = index[participant.code]
+        row = data.loc[pid]
+        # Answers of a wave not yet due by AS_OF are not stored: NaN, never another value.
+        if not np.isnan(row["high_involvement"]):
+            assert (i, "m1") in cohort.answers or (i, "m3") in cohort.answers
+            assert row["high_involvement"] == cohort.truth["treated"][i]
+        if not np.isnan(row["any_use"]):
+            assert (i, "m12") in cohort.answers
+            assert row["any_use"] == cohort.truth["y12"][i]
+            checked += 1
+        assert row["readiness_bl"] == cohort.answers[(i, "baseline")]["readiness"]
+    assert checked > 100
+
+
+def test_a_coordinator_analyses_only_their_site_and_a_run_is_its_creators(client, cohort_study):
+    nyc = cohort_study.sites.get(code="NYC")
+    chi = cohort_study.sites.get(code="CHI")
+    coord_nyc = _staff(cohort_study, StaffRole.Role.COORDINATOR, [nyc], "coord-nyc")
+    coord_chi = _staff(cohort_study, StaffRole.Role.COORDINATOR, [chi], "coord-chi")
+    researcher = _staff(cohort_study, StaffRole.Role.RESEARCHER)
+    client.force_login(coord_nyc)
+    assert _run(client, cohort_study, analyses=["descriptives"]).status_code == 302
+    run = AnalysisRun.objects.get()
+    assert run.scope_sites == ["NYC"]
+    assert run.participants == Participant.objects.filter(site=nyc).count()
+    results = reverse("admin:recovery_analysisrun_results", args=[run.pk])
+    assert client.get(results).status_code == 200
+    for other in (coord_chi, researcher):
+        client.force_login(other)
+        for name in ("results", "report", "csv", "json"):
+            url = reverse(f"admin:recovery_analysisrun_{name}", args=[run.pk])
+            assert client.get(url).status_code == 404
+    # A coordinator moved to another site no longer reads the run over the old one.
+    staff_role_assign(
+        user=coord_nyc, study=cohort_study, role=StaffRole.Role.COORDINATOR, sites=[chi]
+    )
+    client.force_login(coord_nyc)
+    assert client.get(results).status_code == 404
+
+
+def test_nobody_outside_the_study_runs_or_reads_its_analyses(client, cohort_study, analyst):
+    outsider = UserFactory(username="outsider", is_staff=True)
+    client.force_login(analyst)
+    _run(client, cohort_study, analyses=["descriptives"])
+    run = AnalysisRun.objects.get()
+    client.force_login(outsider)
+    assert (
+        client.get(reverse("admin:recovery_analysisrun_study", args=[cohort_study.pk])).status_code
+        == 404
+    )
+    assert (
+        client.get(reverse("admin:recovery_analysisrun_results", args=[run.pk])).status_code == 404
+    )
+
+
+def test_bad_choices_get_clear_errors_and_no_run(client, cohort_study, analyst):
+    client.force_login(analyst)
+    reply = _run(client, cohort_study, exposure="no_such_thing", outcome_wave="m1")
+    assert reply.status_code == 200
+    assert "Select a valid choice" in reply.text
+    assert not AnalysisRun.objects.exists()
+    reply = _run(client, cohort_study, exposure_waves=["m6"], outcome_wave="m3")
+    assert reply.status_code == 200
+    assert "must come after the exposure" in reply.text
+    assert not AnalysisRun.objects.exists()
+
+
+def test_an_analysis_the_data_cannot_support_says_why_and_the_others_still_run(
+    client, cohort_study, analyst
+):
+    """Everyone went to a meeting in the first month: the matching has no one to compare them
+    with and says so; the descriptives still run."""
+    month1 = list(
+        Response.objects.filter(
+            assignment__participant__study=cohort_study, assignment__wave__slug="m1"
+        )
+    )
+    for response in month1:
+        response.answers["attended_any"] = 1
+    Response.objects.bulk_update(month1, ["answers"])
+    client.force_login(analyst)
+    reply = _run(
+        client,
+        cohort_study,
+        analyses=["descriptives", "matching"],
+        exposure="attended_any",
+        exposure_waves=["m1"],
+    )
+    run = AnalysisRun.objects.get()
+    sections = {s["key"]: s for s in run.results["sections"]}
+    assert sections["descriptives"]["error"] == ""
+    assert sections["matching"]["error_code"] == "no_exposure_variation"
+    assert "attended_any = 1" in sections["matching"]["error"]
+    page = client.get(reply["Location"])
+    assert "Not run: No variation in the exposure" in page.text
+    assert "Traceback" not in page.text
+
+
+def test_a_big_run_goes_to_the_worker_and_runs_once(
+    settings, cohort_study, analyst, django_capture_on_commit_callbacks
+):
+    settings.ANALYSIS_BACKGROUND_PARTICIPANTS = 100
+    with django_capture_on_commit_callbacks(execute=False) as callbacks:
+        run = analysis_run_start(
+            user=analyst, study=cohort_study, spec=AnalysisSpec(analyses=("descriptives",))
+        )
+    assert run.status == "queued" and len(callbacks) == 1
+    analysis_run_task.run(run.pk)  # what the worker runs with the id alone
+    run.refresh_from_db()
+    assert run.status == "done" and run.progress == 100 and run.results["sections"]
+    analysis_run_task.run(run.pk)  # a second delivery is a no-op
+    assert AuditEvent.objects.filter(action="analysis_run").count() == 1
+
+
+def test_manage_py_run_analyses_writes_the_report_and_the_numbers(cohort_study, tmp_path):
+    call_command(
+        "run_analyses",
+        "--study",
+        cohort_study.slug,
+        "--out",
+        str(tmp_path),
+        "--analysis",
+        "matching",
+        "--analysis",
+        "descriptives",
+    )
+    run = AnalysisRun.objects.get()
+    assert run.created_by is None and run.status == "done"
+    html = (tmp_path / "report.html").read_text()
+    assert "Naive" in html and "<svg" in html
+    numbers = pd.read_csv(tmp_path / "results.csv")
+    assert set(numbers["section"]) == {"descriptives", "matching"}
+    stored = json.loads((tmp_path / "results.json").read_text())
+    assert stored["sections"][1]["summary"]["att"] == pytest.approx(
+        run.results["sections"][1]["summary"]["att"]
+    )
+    with pytest.raises(CommandError, match="No study"):
+        call_command("run_analyses", "--study", "nope", "--out", str(tmp_path))
