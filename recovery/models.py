@@ -30,7 +30,7 @@ class AnalysisRun(models.Model):
         help_text="Empty for a run of manage.py run_analyses.",
     )
     created_at = models.DateTimeField()
-    analysis = models.CharField(max_length=20)
+    analysis = models.CharField(max_length=200, help_text="The analyses run, comma-separated.")
     # The AnalysisSpec as a dict (recovery.analyses.AnalysisSpec.to_dict).
     parameters = models.JSONField(default=dict)
     status = models.CharField(max_length=8, choices=Status.choices, default=Status.QUEUED)

@@ -20,7 +20,7 @@ class Migration(migrations.Migration):
             fields=[
                 ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
                 ('created_at', models.DateTimeField()),
-                ('analysis', models.CharField(max_length=20)),
+                ('analysis', models.CharField(help_text='The analyses run, comma-separated.', max_length=200)),
                 ('parameters', models.JSONField(default=dict)),
                 ('status', models.CharField(choices=[('queued', 'Queued'), ('running', 'Running'), ('done', 'Done'), ('failed', 'Failed')], default='queued', max_length=8)),
                 ('progress', models.PositiveSmallIntegerField(default=0, help_text='Per cent, 0–100.')),
