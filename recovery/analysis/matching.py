@@ -37,8 +37,10 @@ Austin's recommendations for propensity-score matching:
 * **IPW-ATT**, a second estimator on the whole analysis sample (no caliper): weight 1 for the
   exposed and ps/(1 − ps) for the unexposed (normalised to sum to the number exposed); the
   difference of weighted means, i.e. a weighted least-squares regression of the outcome on the
-  exposure, with an HC1 robust (sandwich) standard error. The propensity is treated as known,
-  which is the usual, slightly conservative choice; no bootstrap, so it is fast and exact.
+  exposure, with an HC1 robust (sandwich) standard error. The propensity is treated as known
+  (no bootstrap, so it is fast and exact): for the ATT that can make the interval a little too
+  wide or too narrow (Reifeis & Hudgens 2022); on the synthetic cohorts it was about 2 % wider
+  than a sandwich that accounts for the estimated score and covered 38 of 40 seeds.
 * **Naive**: the unadjusted difference in mean outcome, exposed − unexposed, with a Welch
   t-interval.
 * **Balance**: the standardized mean difference of each covariate, (mean exposed − mean
@@ -177,13 +179,19 @@ def estimate_att(
     result. See the module docstring for the methods and the intervals.
     """
     covariates = _check_request(df, treatment, outcome, covariates, ps_model, caliper, ratio)
+    # Python numbers in the result, so that summary() stays JSON (np.int64 is not).
+    ratio = int(ratio)
+    if isinstance(seed, np.integer):
+        seed = int(seed)
     data, n_dropped = _analysis_frame(df, treatment, outcome, covariates)
 
-    t = data[treatment].to_numpy(dtype=int)
+    # Checked as numbers before the cast to int, which would truncate 0.5 to 0.
+    exposure = data[treatment].to_numpy(dtype=float)
     y = data[outcome].to_numpy(dtype=float)
     x = data[covariates].to_numpy(dtype=float)
     outcome_is_binary = bool(np.isin(y, (0.0, 1.0)).all())
-    _check_data(t, y, x, treatment, outcome, covariates)
+    _check_data(exposure, y, x, treatment, outcome, covariates)
+    t = exposure.astype(int)
 
     ps = _propensity(t, x, ps_model, treatment, covariates, seed)
     logit = np.log(ps / (1 - ps))
