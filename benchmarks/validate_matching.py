@@ -32,7 +32,8 @@ summary per effect: coverage count, mean ATT bias, mean naive bias and how many 
 intervals miss the effect.
 
     .venv/bin/python benchmarks/validate_matching.py [--source db|generator]
-        [--participants 2000] [--seeds 20] [--effects -0.15 -0.05] [--ps-model logistic]
+        [--participants 2000] [--seeds 20] [--first-seed 1] [--effects -0.15 -0.05]
+        [--ps-model logistic]
         [--ratio 1] [--replace]
 """
 
@@ -208,6 +209,7 @@ def main() -> int:
     parser.add_argument("--participants", type=int, default=2000)
     parser.add_argument("--keep", action="store_true", help="Keep the database (db source).")
     parser.add_argument("--seeds", type=int, default=20)
+    parser.add_argument("--first-seed", type=int, default=1, help="Seeds first..first+seeds-1.")
     parser.add_argument("--effects", type=float, nargs="+", default=[-0.15, -0.05])
     parser.add_argument(
         "--ps-model", default="logistic", choices=["logistic", "random_forest", "gradient_boosting"]
@@ -222,7 +224,7 @@ def main() -> int:
     tables = [
         validate(
             effect=effect,
-            seeds=range(1, args.seeds + 1),
+            seeds=range(args.first_seed, args.first_seed + args.seeds),
             participants=args.participants,
             source=args.source,
             ps_model=args.ps_model,

@@ -86,19 +86,47 @@ def _floats(series: pd.Series) -> np.ndarray:
     return series.to_numpy(dtype="float64", na_value=np.nan).copy()
 
 
-def indicators(frame: pd.DataFrame, column: str, *, prefix: str | None = None) -> pd.DataFrame:
+# A category held by fewer participants than this is pooled with the other rare ones: an
+# indicator of a handful of people separates the groups of a propensity model or a GEE by itself.
+MIN_CATEGORY_PARTICIPANTS = 10
+
+
+def indicators(
+    frame: pd.DataFrame,
+    column: str,
+    *,
+    prefix: str | None = None,
+    min_participants: int = MIN_CATEGORY_PARTICIPANTS,
+) -> pd.DataFrame:
     """0/1 indicator columns for each value of a categorical ``column`` but the most common
-    (the reference), NaN where the value is missing: a category as covariates."""
+    (the reference), NaN where the value is missing: a category as covariates. Values held by
+    fewer than ``min_participants`` participants (counted by ``pid`` when the frame has it)
+    share one ``<column>_other`` indicator; ``attrs["pooled"]`` lists them."""
     values = frame[column]
-    counts = values.dropna().value_counts()
+    if "pid" in frame.columns:
+        counts = frame.loc[values.notna(), ["pid", column]].drop_duplicates()[column].value_counts()
+    else:
+        counts = values.dropna().value_counts()
     if counts.empty:
         raise AnalysisError(f"The column {column!r} has no values.", code="constant_covariate")
     name = prefix or column
+    reference = counts.index[0]
+    rare = [v for v in counts.index[1:] if counts[v] < min_participants]
     out = {}
-    for value in sorted(counts.index[1:], key=str):
-        label = str(int(value)) if isinstance(value, float) and value.is_integer() else str(value)
-        out[f"{name}_{label}"] = np.where(values.isna(), np.nan, (values == value).astype(float))
-    return pd.DataFrame(out, index=frame.index)
+    for value in sorted((v for v in counts.index[1:] if v not in rare), key=str):
+        out[f"{name}_{_label(value)}"] = np.where(
+            values.isna(), np.nan, (values == value).astype(float)
+        )
+    if rare:
+        out[f"{name}_other"] = np.where(values.isna(), np.nan, values.isin(rare).astype(float))
+    result = pd.DataFrame(out, index=frame.index)
+    result.attrs["pooled"] = [_label(v) for v in sorted(rare, key=str)]
+    result.attrs["reference"] = _label(reference)
+    return result
+
+
+def _label(value) -> str:
+    return str(int(value)) if isinstance(value, float) and value.is_integer() else str(value)
 
 
 def one_row_per_participant(

@@ -21,7 +21,7 @@ import pandas as pd
 
 from . import charts, descriptives, dose_response, longitudinal, online
 from .errors import AnalysisError
-from .frames import exposure_outcome_frame, indicators
+from .frames import MIN_CATEGORY_PARTICIPANTS, exposure_outcome_frame, indicators
 from .matching import PS_MODELS, common_support, estimate_att
 
 ANALYSES: dict[str, str] = {
@@ -33,6 +33,8 @@ ANALYSES: dict[str, str] = {
     "online": "Online versus in-person attendance",
 }
 FAMILIES = ("auto", *longitudinal.FAMILIES)
+# The sections that adjust for the chosen covariates.
+_ADJUSTED = ("lagged_gee", "mixed_model", "matching", "online")
 __all__ = ("ANALYSES", "FAMILIES", "PS_MODELS", "Section", "SuiteRequest", "run_suite", "to_json")
 
 
@@ -83,11 +85,13 @@ def run_suite(
             f"Unknown analysis {', '.join(map(repr, unknown))}; choose from {', '.join(ANALYSES)}.",
             code="invalid_parameter",
         )
-    frame, covariates = _with_indicators(frame, request)
+    frame, covariates, covariate_notes = _with_indicators(frame, request)
     wanted = [key for key in ANALYSES if key in request.analyses]
     sections = []
     for done, key in enumerate(wanted):
         section = Section(key=key, title=ANALYSES[key])
+        if key in _ADJUSTED:
+            section.notes.extend(covariate_notes)
         try:
             _RUNNERS[key](section, frame, request, covariates)
         except AnalysisError as exc:
@@ -98,10 +102,14 @@ def run_suite(
     return sections
 
 
-def _with_indicators(frame: pd.DataFrame, request: SuiteRequest) -> tuple[pd.DataFrame, list[str]]:
+def _with_indicators(
+    frame: pd.DataFrame, request: SuiteRequest
+) -> tuple[pd.DataFrame, list[str], list[str]]:
     """Categorical covariates become 0/1 indicator columns (the most common value is the
-    reference); the others are used as they are."""
+    reference, rare values pooled); the others are used as they are. Also the notes that say
+    so."""
     covariates: list[str] = []
+    notes: list[str] = []
     extra = []
     for name in request.covariates:
         if name not in frame.columns:
@@ -113,11 +121,21 @@ def _with_indicators(frame: pd.DataFrame, request: SuiteRequest) -> tuple[pd.Dat
             dummies = indicators(frame, name)
             extra.append(dummies)
             covariates.extend(dummies.columns)
+            notes.append(
+                f"{request.label(name)}: indicators against the most common answer "
+                f"({dummies.attrs['reference']})"
+                + (
+                    f"; answers of fewer than {MIN_CATEGORY_PARTICIPANTS} participants "
+                    f"({', '.join(dummies.attrs['pooled'])}) pooled as {name}_other."
+                    if dummies.attrs["pooled"]
+                    else "."
+                )
+            )
         else:
             covariates.append(name)
     if extra:
         frame = pd.concat([frame, *extra], axis=1)
-    return frame, covariates
+    return frame, covariates, notes
 
 
 # --- Sections ------------------------------------------------------------------------------
