@@ -4,6 +4,7 @@ import pytest
 from django.contrib import admin
 from django.urls import reverse
 
+from recovery.models import AnalysisRun
 from surveys.models import (
     Assignment,
     AuditEvent,
@@ -52,10 +53,11 @@ def test_every_admin_list_and_add_page_opens_with_demo_data(superuser_client):
         add = reverse(f"admin:{opts.app_label}_{opts.model_name}_add")
         # Assignments come from enrolment, responses from submission, instrument content
         # from a dictionary import, safety alerts from answers, diary entries from the
-        # participant's phone and export jobs from the Export data page: never by hand.
+        # participant's phone, export jobs from the Export data page and analysis runs from
+        # the Analyses page: never by hand.
         by_hand = (
             Assignment, Response, Item, InstrumentVersion, SafetyAlert, DiaryEntry, Message,
-            Consent, AuditEvent, DatasetExportJob,
+            Consent, AuditEvent, DatasetExportJob, AnalysisRun,
         )  # fmt: skip
         expected = 403 if model in by_hand else 200
         assert superuser_client.get(add).status_code == expected, add

@@ -17,17 +17,18 @@ from typing import Any
 # Summary fields shown first, with their labels; the rest follow under their own names.
 _KEY_FIGURES = {
     "att": "Matched estimate (ATT)",
+    "ratio": "Adjusted ratio",
+    "ratio_name": "Scale",
     "ci_low": "95 % CI, low",
     "ci_high": "95 % CI, high",
     "ci_method": "Interval",
     "naive": "Naive difference",
+    "naive_ratio": "Naive ratio",
     "ipw_att": "IPW estimate (ATT)",
     "odds_ratio": "Matched odds ratio",
     "n_treated": "Exposed",
     "n_matched_treated": "Exposed, matched",
     "n_unmatched_treated": "Exposed, unmatched",
-    "ratio": "Ratio",
-    "ratio_name": "Scale",
     "n_participants": "Participants",
     "n_observations": "Observations",
 }

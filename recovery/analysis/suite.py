@@ -502,7 +502,7 @@ def _lagged_gee(section: Section, frame: pd.DataFrame, request: SuiteRequest, co
         log_scale=True,
         xlabel=f"{result.ratio_name.capitalize()} of {request.label(request.outcome)} at the "
         f"next wave per unit of {label}",
-        title=f"{label} at one wave → {request.label(request.outcome)} at the next",
+        title="Exposure at one wave, outcome at the next",
     )
 
 
@@ -530,7 +530,8 @@ def _mixed_model(section: Section, frame: pd.DataFrame, request: SuiteRequest, c
     )
     section.summary = result.summary()
     section.tables["fixed_effects"] = result.fixed_effects
-    section.tables["trajectories"] = result.trajectories
+    # Predicted means on a fine time grid: in the CSV and JSON, drawn on the page.
+    section.tables["trajectories_detail"] = result.trajectories
     section.notes.extend(result.notes)
     section.charts["trajectories"] = charts.trajectory_plot(
         result.trajectories,
