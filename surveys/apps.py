@@ -7,6 +7,8 @@ class SurveysConfig(AppConfig):
     verbose_name = "Surveys"
 
     def ready(self) -> None:
+        from surveys.audit import sign_in_auditing_connect
         from surveys.roles import role_groups_ensure
 
         post_migrate.connect(role_groups_ensure, sender=self)
+        sign_in_auditing_connect()

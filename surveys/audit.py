@@ -39,3 +39,42 @@ def audit_log(
     )
     event.save()
     return event
+
+
+# --- Sign-ins (connected in SurveysConfig.ready) ---------------------------------------------
+
+
+def _signed_in(sender, request, user, **kwargs) -> None:
+    audit_log(action=AuditEvent.Action.LOGIN, user=user, request=request)
+
+
+def _signed_out(sender, request, user, **kwargs) -> None:
+    if user is not None:
+        audit_log(action=AuditEvent.Action.LOGOUT, user=user, request=request)
+
+
+def _sign_in_failed(sender, credentials, request=None, **kwargs) -> None:
+    """The account tried, when it exists; a name that matches no account is not kept (it may be
+    a password typed into the wrong box), only that there was one."""
+    from django.contrib.auth import get_user_model
+
+    User = get_user_model()
+    typed = str(credentials.get(User.USERNAME_FIELD, "") or "")[:150]
+    user = User._default_manager.filter(**{User.USERNAME_FIELD: typed}).first() if typed else None
+    event = AuditEvent(
+        at=timezone.now(),
+        user=user,
+        username=user.get_username() if user is not None else "",
+        action=AuditEvent.Action.LOGIN_FAILED,
+        details={} if user is not None else {"unknown_account": True},
+        ip=(client_ip(request) or None) if request is not None else None,
+    )
+    event.save()
+
+
+def sign_in_auditing_connect() -> None:
+    from django.contrib.auth.signals import user_logged_in, user_logged_out, user_login_failed
+
+    user_logged_in.connect(_signed_in, dispatch_uid="surveys.audit.signed_in")
+    user_logged_out.connect(_signed_out, dispatch_uid="surveys.audit.signed_out")
+    user_login_failed.connect(_sign_in_failed, dispatch_uid="surveys.audit.sign_in_failed")

@@ -885,6 +885,9 @@ class AuditEvent(WrittenOnce):
         DATASET_EXPORT = "dataset_export", "Exported a dataset"
         EXPORT_DOWNLOAD = "export_download", "Downloaded a background export"
         ANALYSIS_RUN = "analysis_run", "Ran analyses on a dataset"
+        LOGIN = "login", "Signed in"
+        LOGIN_FAILED = "login_failed", "Failed to sign in"
+        LOGOUT = "logout", "Signed out"
 
     at = models.DateTimeField(db_index=True)
     user = models.ForeignKey(

@@ -2,7 +2,7 @@
 
 from django.contrib import admin
 from django.core.exceptions import PermissionDenied
-from django.db.models import Count
+from django.db.models import Count, Q
 from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
@@ -11,7 +11,7 @@ from django.utils.html import format_html
 from surveys import selectors
 from surveys.admin.base import RELATED_ONLY, ReadOnlyMixin, StudyScopedAdmin
 from surveys.audit import audit_log
-from surveys.models import AuditEvent, Consent, ConsentVersion, Participant
+from surveys.models import AuditEvent, Consent, ConsentVersion, Participant, StaffRole
 
 
 @admin.register(ConsentVersion)
@@ -165,8 +165,10 @@ class AuditEventAdmin(ReadOnlyMixin, admin.ModelAdmin):
     )
 
     def get_queryset(self, request):
-        return (
-            super()
-            .get_queryset(request)
-            .filter(study__in=selectors.studies_led_by(user=request.user))
-        )
+        events = super().get_queryset(request)
+        if request.user.is_superuser:
+            return events
+        led = selectors.studies_led_by(user=request.user)
+        # Sign-ins belong to no study: a PI sees those of their studies' staff.
+        staff = StaffRole.objects.filter(study__in=led).values("user")
+        return events.filter(Q(study__in=led) | Q(study__isnull=True, user__in=staff))
