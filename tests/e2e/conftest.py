@@ -26,8 +26,28 @@ def browser():
         browser.close()
 
 
+def csp_watch(page, refused: list[str]) -> None:
+    """Keep every message in which the browser says the Content-Security-Policy refused
+    something (an inline script, a script or style from elsewhere, eval)."""
+
+    def heard(message) -> None:
+        if "Content Security Policy" in message.text:
+            refused.append(f"{page.url}: {message.text}")
+
+    page.on("console", heard)
+
+
 @pytest.fixture
-def phone(browser):
+def csp_refusals():
+    """What the Content-Security-Policy refused in the test's pages: nothing, or the test fails
+    (every browser test checks the policy against what the pages really load)."""
+    refused: list[str] = []
+    yield refused
+    assert not refused, "\n".join(refused)
+
+
+@pytest.fixture
+def phone(browser, csp_refusals):
     """A new phone: its own cookies and storage."""
     contexts = []
 
@@ -36,7 +56,9 @@ def phone(browser):
             viewport={"width": 390, "height": 844}, is_mobile=True, has_touch=True
         )
         contexts.append(context)
-        return context.new_page()
+        page = context.new_page()
+        csp_watch(page, csp_refusals)
+        return page
 
     yield _make
     for context in contexts:

@@ -11,19 +11,22 @@ from django.utils import timezone
 from playwright.sync_api import expect
 
 from surveys.models import ContactAttempt, Message, Participant, ParticipantStatusChange
+from tests.e2e.conftest import csp_watch
 
 PASSWORD = "a-long-test-password-9"
 NAME, EMAIL, PHONE = "Inés Calderón", "ines.calderon@example.org", "+1 212 555 0187"
 
 
 @pytest.fixture
-def laptop(browser):
+def laptop(browser, csp_refusals):
     contexts = []
 
     def _make():
         context = browser.new_context(viewport={"width": 1366, "height": 900})
         contexts.append(context)
-        return context.new_page()
+        page = context.new_page()
+        csp_watch(page, csp_refusals)
+        return page
 
     yield _make
     for context in contexts:

@@ -1,0 +1,25 @@
+"use strict";
+/* Nothing of the last person's pages stays on this phone: the service worker's copies and the
+   answers kept while typing. (Answers waiting to be sent stay in the outbox, unreadable here.) */
+(function () {
+  try {
+    for (var i = localStorage.length - 1; i >= 0; i--) {
+      var key = localStorage.key(i);
+      if (key && key.indexOf("survey:") === 0) localStorage.removeItem(key);
+    }
+  } catch (e) { /* storage unavailable */ }
+  if (window.caches) {
+    caches.keys().then(function (keys) {
+      keys.forEach(function (key) {
+        if (key.indexOf("participant-") !== 0) return;
+        caches.open(key).then(function (cache) {
+          cache.keys().then(function (requests) {
+            requests.forEach(function (request) {
+              if (new URL(request.url).pathname.indexOf("/static/") !== 0) cache.delete(request);
+            });
+          });
+        });
+      });
+    });
+  }
+})();
