@@ -12,3 +12,9 @@ class SurveysConfig(AppConfig):
 
         post_migrate.connect(role_groups_ensure, sender=self)
         sign_in_auditing_connect()
+
+        from django.contrib import admin
+
+        from surveys.signin import LockoutAuthenticationForm
+
+        admin.site.login_form = LockoutAuthenticationForm

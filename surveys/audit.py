@@ -58,16 +58,23 @@ def _sign_in_failed(sender, credentials, request=None, **kwargs) -> None:
     a password typed into the wrong box), only that there was one."""
     from django.contrib.auth import get_user_model
 
+    from surveys.signin import signin_failure_record, signin_locked
+
     User = get_user_model()
     typed = str(credentials.get(User.USERNAME_FIELD, "") or "")[:150]
     user = User._default_manager.filter(**{User.USERNAME_FIELD: typed}).first() if typed else None
+    ip = client_ip(request) if request is not None else ""
+    details = {} if user is not None else {"unknown_account": True}
+    if signin_locked(username=typed, ip=ip):
+        details["locked"] = True  # refused without the password being tried
+    signin_failure_record(username=typed, ip=ip)
     event = AuditEvent(
         at=timezone.now(),
         user=user,
         username=user.get_username() if user is not None else "",
         action=AuditEvent.Action.LOGIN_FAILED,
-        details={} if user is not None else {"unknown_account": True},
-        ip=(client_ip(request) or None) if request is not None else None,
+        details=details,
+        ip=ip or None,
     )
     event.save()
 

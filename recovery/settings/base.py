@@ -205,6 +205,13 @@ CELERY_BEAT_SCHEDULE = {
 # can be rotated). Set in local.py (development default) and production.py (required).
 
 # --- Auth -----------------------------------------------------------------------------------
+# Staff sign-ins go through a backend that refuses a locked account or address
+# (surveys/signin.py): so many failures within the window lock it for the rest of the window.
+AUTHENTICATION_BACKENDS = ["surveys.signin.LockoutModelBackend"]
+SIGNIN_FAILURES_PER_ACCOUNT = env.int("SIGNIN_FAILURES_PER_ACCOUNT", default=5)
+SIGNIN_FAILURES_PER_ADDRESS = env.int("SIGNIN_FAILURES_PER_ADDRESS", default=20)
+SIGNIN_LOCK_MINUTES = env.int("SIGNIN_LOCK_MINUTES", default=15)
+
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
     {
