@@ -1,7 +1,8 @@
 from django.urls import path
-from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
+from drf_spectacular.views import SpectacularAPIView
 from rest_framework.permissions import AllowAny
 
+from api.docs import ApiDocsView
 from api.participant import ParticipantDraftSaveApi, ParticipantSubmitApi
 from api.staff import (
     CallListApi,
@@ -22,7 +23,7 @@ urlpatterns = [
         "docs/",
         # The split view serves its start-up script as a file (?script): no inline script, so
         # the Content-Security-Policy needs no exception for it.
-        SpectacularSwaggerSplitView.as_view(url_name="api:schema", permission_classes=[AllowAny]),
+        ApiDocsView.as_view(url_name="api:schema", permission_classes=[AllowAny]),
         name="docs",
     ),
     path("studies/", StudyListApi.as_view(), name="study-list"),

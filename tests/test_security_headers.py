@@ -54,3 +54,9 @@ def test_the_api_docs_start_up_script_is_a_file(client, db):
     assert not INLINE_SCRIPT.search(page)
     script = client.get("/api/v1/docs/?script")
     assert script.status_code == 200 and "SwaggerUIBundle" in script.content.decode()
+
+
+def test_the_api_docs_page_does_not_echo_its_query_string(client, db):
+    page = client.get("/api/v1/docs/?study_id=NYC-0042&lang=en").content.decode()
+    assert "NYC-0042" not in page
+    assert "/api/v1/docs/?" in page and "script" in page
