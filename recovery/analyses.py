@@ -16,6 +16,7 @@ import hashlib
 import logging
 import traceback
 from dataclasses import asdict, dataclass, field, fields
+from datetime import timedelta
 from pathlib import Path
 
 import numpy as np
@@ -175,10 +176,12 @@ def analysis_check(*, study: Study, spec: AnalysisSpec, variables: StudyVariable
             )
         if spec.outcome_wave not in slugs:
             errors["outcome_wave"] = ["Matching needs the wave at which the outcome is measured."]
-        elif spec.exposure_waves and slugs.index(spec.outcome_wave) <= max(
-            slugs.index(w) for w in spec.exposure_waves if w in slugs
-        ):
-            errors["outcome_wave"] = ["The outcome's wave must come after the exposure's waves."]
+        else:
+            known = [slugs.index(w) for w in spec.exposure_waves if w in slugs]
+            if known and slugs.index(spec.outcome_wave) <= max(known):
+                errors["outcome_wave"] = [
+                    "The outcome's wave must come after the exposure's waves."
+                ]
     if spec.family not in suite.FAMILIES:
         errors["family"] = [f"Choose one of {', '.join(suite.FAMILIES)}."]
     if spec.ps_model not in suite.PS_MODELS:
@@ -292,7 +295,6 @@ def analysis_should_run_in_background(people_count: int) -> bool:
     return people_count >= settings.ANALYSIS_BACKGROUND_PARTICIPANTS
 
 
-@transaction.atomic
 def analysis_run_start(
     *,
     user,
@@ -301,43 +303,92 @@ def analysis_run_start(
     request=None,
     background: bool | None = None,
 ) -> AnalysisRun:
-    """Check the request, record the run and run it: at once for a small scope, as a Celery
-    task (after commit, with the run's id alone) for a big one or when ``background``."""
-    variables = study_variables(study=study)
-    analysis_check(study=study, spec=spec, variables=variables)
-    people = analysis_participants(user=user, study=study, spec=spec)
-    count = people.count()
-    if count == 0:
-        raise ValidationError(
-            {NON_FIELD_ERRORS: "There are no participants to analyse in your scope."}
-        )
-    if background is None:
-        background = analysis_should_run_in_background(count)
-    if background and user is not None:
-        busy = AnalysisRun.objects.filter(
-            created_by=user, study=study, status__in=(Status.QUEUED, Status.RUNNING)
-        )
-        if busy.exists():
+    """Check the request, record the run and run it: at once for a small scope (outside the
+    transaction that recorded it, so a failure is kept), as a Celery task (after commit, with
+    the run's id alone) for a big one or when ``background``. ``user=None`` is
+    ``manage.py``: the whole study."""
+    with transaction.atomic():
+        variables = study_variables(study=study)
+        analysis_check(study=study, spec=spec, variables=variables)
+        people = analysis_participants(user=user, study=study, spec=spec)
+        count = people.count()
+        if count == 0:
             raise ValidationError(
-                {
-                    NON_FIELD_ERRORS: "One of your analyses of this study is still running: "
-                    "wait for it to finish (its page shows the progress)."
-                }
+                {NON_FIELD_ERRORS: "There are no participants to analyse in your scope."}
             )
-    run = AnalysisRun.objects.create(
-        study=study,
-        created_by=user,
-        created_at=timezone.now(),
-        analysis=",".join(spec.analyses),
-        parameters=spec.to_dict(),
-        scope_sites=_scope_sites(user=user, study=study, spec=spec),
-    )
+        if background is None:
+            background = analysis_should_run_in_background(count)
+        if background and user is not None:
+            analysis_runs_sweep()  # a run whose worker died does not block its maker
+            busy = AnalysisRun.objects.filter(
+                created_by=user, study=study, status__in=(Status.QUEUED, Status.RUNNING)
+            )
+            if busy.exists():
+                raise ValidationError(
+                    {
+                        NON_FIELD_ERRORS: "One of your analyses of this study is still "
+                        "running: wait for it to finish (its page shows the progress)."
+                    }
+                )
+        run = AnalysisRun.objects.create(
+            study=study,
+            created_by=user,
+            from_command=user is None,
+            created_at=timezone.now(),
+            analysis=",".join(spec.analyses),
+            parameters=spec.to_dict(),
+            scope_sites=_scope_sites(user=user, study=study, spec=spec),
+        )
+        if background:
+            transaction.on_commit(lambda pk=run.pk: _enqueue(pk), robust=True)
     if background:
-        from recovery.tasks import analysis_run as task  # tasks call this module: no cycle
-
-        transaction.on_commit(lambda pk=run.pk: task.delay(pk))
         return run
     return analysis_run_execute(run_id=run.pk, request=request) or run
+
+
+def _enqueue(run_id: int) -> None:
+    """Queue the task; if the broker cannot take it, the run fails at once with a reason
+    instead of waiting for a worker that will never hear of it."""
+    from recovery.tasks import analysis_run as task  # tasks call this module: no cycle
+
+    try:
+        task.delay(run_id)
+    except Exception as exc:
+        logger.error("Analysis run %s could not be queued: %s", run_id, type(exc).__name__)
+        AnalysisRun.objects.filter(pk=run_id, status=Status.QUEUED).update(
+            status=Status.FAILED,
+            message="The analyses could not be handed to the background worker (the queue "
+            "did not answer). Try again in a few minutes.",
+            finished_at=timezone.now(),
+        )
+        raise
+
+
+# A queued run never picked up, or a running one past the worker's hard time limit, has no
+# worker any more: the sweep fails it (beat runs it; a new background start runs it too).
+QUEUED_STALE_MINUTES = 60
+
+
+def analysis_runs_sweep(*, now=None) -> dict[str, int]:
+    now = now or timezone.now()
+    running_limit = settings.CELERY_TASK_TIME_LIMIT + 60
+    stopped = AnalysisRun.objects.filter(
+        status=Status.RUNNING, started_at__lt=now - timedelta(seconds=running_limit)
+    ).update(
+        status=Status.FAILED,
+        message="The analyses stopped before they finished (the background worker was "
+        "stopped or ran out of time). Try again, or choose fewer analyses or sites.",
+        finished_at=now,
+    )
+    never = AnalysisRun.objects.filter(
+        status=Status.QUEUED, created_at__lt=now - timedelta(minutes=QUEUED_STALE_MINUTES)
+    ).update(
+        status=Status.FAILED,
+        message="No background worker picked the analyses up within an hour. Try again, or "
+        "tell the administrator that the worker may be down.",
+        finished_at=now,
+    )
+    return {"stopped": stopped, "never_started": never}
 
 
 class _Progress:
@@ -384,12 +435,26 @@ def analysis_run_execute(*, run_id: int, request=None) -> AnalysisRun | None:
     run = AnalysisRun.objects.select_related("study", "created_by").get(pk=run_id)
     progress = _Progress(run.pk)
     try:
+        creator = run.created_by
+        if not run.from_command and (
+            creator is None or not creator.is_active or not creator.is_staff
+        ):
+            raise ValidationError(
+                "The person who started these analyses can no longer run them (their "
+                "account was removed or switched off)."
+            )
         spec = AnalysisSpec.from_dict(run.parameters)
         variables = study_variables(study=run.study)
         analysis_check(study=run.study, spec=spec, variables=variables)
         people = analysis_participants(user=run.created_by, study=run.study, spec=spec)
         run.scope_sites = _scope_sites(user=run.created_by, study=run.study, spec=spec)
-        frame, digest = analysis_data(study=run.study, people=people, spec=spec)
+        if not people.exists():
+            raise ValidationError(
+                "There are no participants to analyse in your scope any more (your sites or "
+                "role changed since the analyses were started)."
+            )
+        with transaction.atomic():  # a database error rolls back to here, not further
+            frame, digest = analysis_data(study=run.study, people=people, spec=spec)
         progress(10)
         request_ = suite.SuiteRequest(
             analyses=spec.analyses,
@@ -423,6 +488,14 @@ def analysis_run_execute(*, run_id: int, request=None) -> AnalysisRun | None:
             status=Status.FAILED, message=_failure_message(exc), finished_at=timezone.now()
         )
         run.refresh_from_db()
+        audit_log(
+            action=AuditEvent.Action.ANALYSIS_RUN,
+            user=run.created_by,
+            request=request,
+            study=run.study,
+            obj=run,
+            details={"analyses": run.parameters.get("analyses", []), "status": "failed"},
+        )
         return run
     run.status, run.progress = Status.DONE, 100
     run.data_hash = digest
@@ -452,6 +525,7 @@ def analysis_run_execute(*, run_id: int, request=None) -> AnalysisRun | None:
         obj=run,
         details={
             "analyses": list(spec.analyses),
+            "status": "done",
             "sites": run.scope_sites,
             "participants": run.participants,
             "rows": run.rows,

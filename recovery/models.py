@@ -29,6 +29,8 @@ class AnalysisRun(models.Model):
         related_name="analysis_runs",
         help_text="Empty for a run of manage.py run_analyses.",
     )
+    # Started by manage.py run_analyses (the whole study), not by a staff member's page.
+    from_command = models.BooleanField(default=False)
     created_at = models.DateTimeField()
     analysis = models.CharField(max_length=200, help_text="The analyses run, comma-separated.")
     # The AnalysisSpec as a dict (recovery.analyses.AnalysisSpec.to_dict).

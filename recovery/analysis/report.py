@@ -139,16 +139,18 @@ def results_csv(results: dict[str, Any]) -> str:
     for section in results.get("sections", []):
         key = section["key"]
         if section.get("error"):
-            writer.writerow([key, "error", 0, section.get("error_code", ""), section["error"]])
+            row = [key, "error", 0, section.get("error_code", ""), section["error"]]
+            writer.writerow([_csv_value(v) for v in row])
             continue
         for name, value in section.get("summary", {}).items():
             if isinstance(value, list):
                 value = "; ".join(map(str, value))
-            writer.writerow([key, "summary", 0, name, _csv_value(value)])
+            writer.writerow([_csv_value(v) for v in (key, "summary", 0, name, value)])
         for name, table in section.get("tables", {}).items():
             for i, row in enumerate(table["rows"]):
                 for column, value in zip(table["columns"], row, strict=True):
-                    writer.writerow([key, name, i, column, _csv_value(value)])
+                    # Column names can carry wave names, which study designers write.
+                    writer.writerow([_csv_value(v) for v in (key, name, i, column, value)])
     return out.getvalue()
 
 

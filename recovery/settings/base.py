@@ -194,6 +194,10 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": crontab(minute=17),
     },
     # Deletes the files of background exports past their download window.
+    "analysis-runs-sweep": {
+        "task": "recovery.tasks.analysis_runs_sweep",
+        "schedule": crontab(minute="*/15"),
+    },
     "export-jobs-expire": {
         "task": "surveys.tasks.export_jobs_expire",
         "schedule": crontab(minute="*/15"),

@@ -375,3 +375,99 @@ def test_the_lagged_gee_and_the_mixed_model_equal_statsmodels_on_the_studys_own_
     assert mixed.interaction_coef == pytest.approx(
         fit.params["months:high_early"], rel=1e-3, abs=1e-4
     )
+
+
+# --- Runs whose worker is gone, makers who are gone, bad input at the command line ----------
+
+
+def test_a_run_whose_worker_died_is_failed_by_the_sweep_and_no_longer_blocks(
+    settings, cohort_study, analyst, django_capture_on_commit_callbacks
+):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from recovery.analyses import analysis_runs_sweep
+
+    settings.ANALYSIS_BACKGROUND_PARTICIPANTS = 100
+    spec = AnalysisSpec(analyses=("descriptives",))
+    with django_capture_on_commit_callbacks(execute=False):
+        stuck = analysis_run_start(user=analyst, study=cohort_study, spec=spec)
+    long_ago = timezone.now() - timedelta(seconds=settings.CELERY_TASK_TIME_LIMIT + 120)
+    AnalysisRun.objects.filter(pk=stuck.pk).update(status="running", started_at=long_ago)
+    with django_capture_on_commit_callbacks(execute=False):
+        fresh = analysis_run_start(user=analyst, study=cohort_study, spec=spec)  # not blocked
+    stuck.refresh_from_db()
+    assert stuck.status == "failed" and "stopped before they finished" in stuck.message
+    assert fresh.status == "queued"
+    AnalysisRun.objects.filter(pk=fresh.pk).update(created_at=timezone.now() - timedelta(hours=2))
+    assert analysis_runs_sweep() == {"stopped": 0, "never_started": 1}
+    fresh.refresh_from_db()
+    assert fresh.status == "failed" and "No background worker" in fresh.message
+
+
+def test_a_run_the_queue_refused_fails_at_once(
+    settings, monkeypatch, cohort_study, analyst, django_capture_on_commit_callbacks
+):
+    from recovery import tasks
+
+    def refused(*args, **kwargs):
+        raise ConnectionError("broker down")
+
+    settings.ANALYSIS_BACKGROUND_PARTICIPANTS = 100
+    monkeypatch.setattr(tasks.analysis_run, "delay", refused)
+    with django_capture_on_commit_callbacks(execute=True):
+        run = analysis_run_start(
+            user=analyst, study=cohort_study, spec=AnalysisSpec(analyses=("descriptives",))
+        )
+    run.refresh_from_db()
+    assert run.status == "failed" and "could not be handed" in run.message
+
+
+def test_a_queued_run_of_someone_switched_off_does_not_run(
+    settings, cohort_study, analyst, django_capture_on_commit_callbacks
+):
+    settings.ANALYSIS_BACKGROUND_PARTICIPANTS = 100
+    with django_capture_on_commit_callbacks(execute=False):
+        run = analysis_run_start(
+            user=analyst, study=cohort_study, spec=AnalysisSpec(analyses=("descriptives",))
+        )
+    analyst.is_active = False
+    analyst.save(update_fields=["is_active"])
+    analysis_run_task.run(run.pk)
+    run.refresh_from_db()
+    assert run.status == "failed" and "can no longer run them" in run.message
+    assert run.results == {}
+    event = AuditEvent.objects.get(action="analysis_run")
+    assert event.details["status"] == "failed"
+
+
+def test_a_wave_typed_wrong_at_the_command_line_is_a_plain_error(cohort_study, tmp_path):
+    with pytest.raises(CommandError, match="No such wave"):
+        call_command(
+            "run_analyses", "--study", cohort_study.slug, "--out", str(tmp_path),
+            "--exposure-wave", "m2",
+        )  # fmt: skip
+    assert not AnalysisRun.objects.exists()
+
+
+def test_the_numbers_csv_quotes_every_cell_a_spreadsheet_would_run():
+    from recovery.analysis.report import results_csv
+
+    results = {
+        "sections": [
+            {
+                "key": "descriptives",
+                "summary": {"waves": ["=cmd|' /C calc'!A0"]},
+                "tables": {
+                    "by_wave": {"columns": ["=HYPERLINK(1): mean"], "rows": [[-0.5], ["@x"]]}
+                },
+                "error": "",
+            }
+        ]
+    }
+    table = pd.read_csv(io.StringIO(results_csv(results)), dtype=str)
+    assert table.loc[0, "value"].startswith("'=cmd")
+    assert table.loc[1, "column"].startswith("'=HYPERLINK")
+    assert table.loc[1, "value"] == "-0.5"  # a number stays a number
+    assert table.loc[2, "value"] == "'@x"
