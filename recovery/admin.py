@@ -184,13 +184,13 @@ class AnalysisRunAdmin(admin.ModelAdmin):
     """Saved runs, read-only: made by the Analyses page, ``manage.py run_analyses`` and their
     tasks; kept as the record of what was run on which data."""
 
-    list_display = ("created_at", "study", "analysis", "status", "participants", "page_link")
+    list_display = ("created_at", "study", "analyses_run", "status", "participants", "page_link")
     list_select_related = ("study", "created_by")
     list_filter = ("status",)
     fields = (
         "study",
         "created_by",
-        "analysis",
+        "analyses_run",
         "parameters",
         "status",
         "progress",
@@ -225,6 +225,10 @@ class AnalysisRunAdmin(admin.ModelAdmin):
 
     def has_delete_permission(self, request, obj=None):
         return False
+
+    @admin.display(description="analyses")
+    def analyses_run(self, obj: AnalysisRun) -> str:
+        return ", ".join(obj.analyses)
 
     @admin.display(description="results")
     def page_link(self, obj: AnalysisRun) -> str:

@@ -335,7 +335,6 @@ def analysis_run_start(
             created_by=user,
             from_command=user is None,
             created_at=timezone.now(),
-            analysis=",".join(spec.analyses),
             parameters=spec.to_dict(),
             scope_sites=_scope_sites(user=user, study=study, spec=spec),
         )

@@ -32,7 +32,6 @@ class AnalysisRun(models.Model):
     # Started by manage.py run_analyses (the whole study), not by a staff member's page.
     from_command = models.BooleanField(default=False)
     created_at = models.DateTimeField()
-    analysis = models.CharField(max_length=200, help_text="The analyses run, comma-separated.")
     # The AnalysisSpec as a dict (recovery.analyses.AnalysisSpec.to_dict).
     parameters = models.JSONField(default=dict)
     status = models.CharField(max_length=8, choices=Status.choices, default=Status.QUEUED)
@@ -61,4 +60,9 @@ class AnalysisRun(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"Analysis {self.pk} of {self.study}: {self.analysis} ({self.get_status_display()})"
+        return f"Analysis {self.pk} of {self.study} ({self.get_status_display()})"
+
+    @property
+    def analyses(self) -> list[str]:
+        """The analyses the run was asked for (from its parameters)."""
+        return list(self.parameters.get("analyses", []))

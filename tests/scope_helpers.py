@@ -283,7 +283,7 @@ def _analysis_run(user, study: Study, now):
         selectors.sites_for_user(user=user).filter(study=study).values_list("code", flat=True)
     )
     return AnalysisRun.objects.create(
-        study=study, created_by=user, created_at=now, analysis="descriptives",
+        study=study, created_by=user, created_at=now,
         parameters={"analyses": ["descriptives"]}, status=AnalysisRun.Status.DONE,
         progress=100, scope_sites=sites, participants=0, rows=0, started_at=now,
         finished_at=now, results={"sections": []},

@@ -31,7 +31,6 @@ def test_a_queued_run_is_done_by_a_real_worker_with_its_id_alone(kind, tmp_path)
         study=study,
         created_by=user,
         created_at=study.created_at,
-        analysis="descriptives,dose_response",
         parameters=spec.to_dict(),
     )
     queue = f"test-{uuid.uuid4().hex[:8]}"
