@@ -17,6 +17,7 @@ from surveys.models import (
     Consent,
     ConsentVersion,
     ContactAttempt,
+    DatasetLine,
     Item,
     Message,
     Participant,
@@ -215,6 +216,8 @@ def participant_identifiers_erase(
             erased_answers += len(response.answers) - len(kept)
             Response.objects.filter(pk=response.pk).update(answers=kept)
     counts["identifier_answers"] = erased_answers
+    # Kept CSV lines of exports (surveys.datasets.linecache) are built afresh if ever needed.
+    counts["dataset_lines"] = DatasetLine.objects.filter(participant=locked).delete()[0]
     locked.identifiers_erased_at = now
     locked.pin_hash = ""
     locked.access_epoch += 1

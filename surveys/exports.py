@@ -46,10 +46,12 @@ from surveys.datasets import (
     dataset_long,
     dataset_wide,
 )
+from surveys.datasets import linecache
 from surveys.datasets.builder import Dataset
 from surveys.datasets.formats import FORMATS as FILE_FORMATS
 from surveys.datasets.formats import write_dataset
 from surveys.datasets.pid import export_pid
+from surveys.datasets.writers import csv_lines, header_line
 from surveys.models import AuditEvent, DatasetExportJob, Participant, Study
 
 logger = logging.getLogger(__name__)
@@ -338,6 +340,9 @@ def _batched_csv(
 
     if progress is not None:
         progress(BUILT)  # planned; the rows are built batch by batch as they are written
+    if ids is None and settings.EXPORT_LINE_CACHE:  # de-identified: reuse unchanged lines
+        yield from _kept_csv(dataset, spec=spec, progress=heard)
+        return
     header = True
     for batch in dataset.batches(progress=heard):
         frame = dataset.with_attrs(batch)
@@ -347,6 +352,25 @@ def _batched_csv(
             _study_ids_add(frame, ids)
         yield from csv_rows(frame, labels=spec.labels, header=header)
         header = False
+
+
+def _kept_csv(dataset: Dataset, *, spec: ExportSpec, progress) -> Iterator[str]:
+    """``_batched_csv`` through the kept lines (``surveys.datasets.linecache``): the lines of
+    participants whose data changed are built and kept, then everyone's are read back in
+    order. The same text as building them all."""
+
+    def lines_of(batch) -> tuple[str, list[str]]:
+        frame = dataset.with_attrs(batch)
+        if spec.shape == "wide":
+            frame = dataset_wide(frame)
+        return csv_lines(frame, labels=spec.labels), frame["pid"].tolist()
+
+    empty = dataset.with_attrs(dataset.empty_frame())
+    yield header_line((dataset_wide(empty) if spec.shape == "wide" else empty).columns)
+    plan = linecache.plan_for(dataset, shape=spec.shape, labels=spec.labels)
+    stale = linecache.stale_participants(dataset, plan)
+    linecache.refresh(dataset, plan, stale, lines_of=lines_of, progress=progress)
+    yield from linecache.kept_lines(dataset, plan)
 
 
 # --- Background exports ---------------------------------------------------------------------

@@ -987,3 +987,41 @@ class DatasetExportJob(models.Model):
 
     def __str__(self) -> str:
         return f"Export {self.pk} of {self.study}: {self.get_status_display()}"
+
+
+class DatasetLinePlan(models.Model):
+    """One way of writing a study's CSV lines (``surveys.datasets.linecache``): the dataset's
+    columns and options, the study's design and the code that writes them, as one key. Its
+    lines are reused while the key holds; a plan unused for a while is deleted with them."""
+
+    study = models.ForeignKey(Study, on_delete=models.CASCADE, related_name="+")
+    key = models.CharField(max_length=64, unique=True)
+    created_at = models.DateTimeField()
+    used_at = models.DateTimeField()
+
+    class Meta:
+        indexes = [models.Index(fields=("used_at",), name="line_plan_used")]
+
+    def __str__(self) -> str:
+        return f"CSV line plan {self.key[:12]} of {self.study}"
+
+
+class DatasetLine(models.Model):
+    """A participant's CSV lines under one plan (their one wide line, or their long rows), and
+    the key of the data they were written from: used only while the participant's data still
+    gives that key. De-identified exports only; deleted when identifiers are erased."""
+
+    plan = models.ForeignKey(DatasetLinePlan, on_delete=models.CASCADE, related_name="lines")
+    participant = models.ForeignKey(Participant, on_delete=models.CASCADE, related_name="+")
+    source_key = models.CharField(max_length=32)
+    sort_key = models.CharField(max_length=64)  # the pid: the dataset's order
+    lines = models.TextField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=("plan", "participant"), name="dataset_line_once")
+        ]
+        indexes = [models.Index(fields=("plan", "sort_key"), name="dataset_line_order")]
+
+    def __str__(self) -> str:
+        return f"CSV lines of participant {self.participant_id}"

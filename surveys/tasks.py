@@ -82,7 +82,9 @@ def export_job_run(job_id: int) -> None:
 
 @shared_task(name="surveys.tasks.export_jobs_expire")
 def export_jobs_expire() -> dict[str, int]:
-    """The beat entry: delete the files of background exports past their download window."""
+    """The beat entry: delete the files of background exports past their download window,
+    and the kept CSV lines of plans no export has used for a while."""
+    from surveys.datasets.linecache import plans_expire
     from surveys.exports import export_jobs_expire as expire
 
-    return expire()
+    return {**expire(), "line_plans": plans_expire()}

@@ -47,6 +47,9 @@ EXPORT_BACKGROUND_PARTICIPANTS = env.int("EXPORT_BACKGROUND_PARTICIPANTS", defau
 EXPORT_ROOT = Path(env("EXPORT_ROOT", default=str(VAR_DIR / "exports")))
 # Hours a finished background export can be downloaded before its file is deleted.
 EXPORT_DOWNLOAD_HOURS = env.int("EXPORT_DOWNLOAD_HOURS", default=24)
+# De-identified CSV exports keep each participant's lines and write again only those whose
+# data changed (surveys.datasets.linecache); off: every export builds every line.
+EXPORT_LINE_CACHE = env.bool("EXPORT_LINE_CACHE", default=True)
 # Analyses of at least this many participants run as a Celery task (with progress) instead of
 # in the request.
 ANALYSIS_BACKGROUND_PARTICIPANTS = env.int("ANALYSIS_BACKGROUND_PARTICIPANTS", default=2000)

@@ -240,10 +240,12 @@ class Dataset:
 
     # --- Batches -------------------------------------------------------------------------
 
-    def people(self) -> pd.DataFrame:
-        """Every participant in scope, in pid order: pk, pid, site, enrolment day, time zone,
-        and the date shift (days) of a date-shifted export."""
+    def people(self, *, only: Iterable[int] | None = None) -> pd.DataFrame:
+        """Every participant in scope (or those of them whose pk is in ``only``), in pid
+        order: pk, pid, site, enrolment day, time zone, and the date shift (days) of a
+        date-shifted export."""
         study = self.study
+        scope = self.scope if only is None else self.scope.filter(pk__in=list(only))
         rows = [
             (
                 pk,
@@ -253,7 +255,7 @@ class Dataset:
                 tz,
                 date_offset(study_id=study.pk, participant_id=pk) if self.plan.date_shift else 0,
             )
-            for pk, code, site, day, tz in self.scope.values_list(
+            for pk, code, site, day, tz in scope.values_list(
                 "pk", "code", "site__code", "enrolled_on", "timezone"
             )
         ]
@@ -271,15 +273,26 @@ class Dataset:
     ) -> Iterator[pd.DataFrame]:
         """The dataset's rows, a batch of participants at a time (without ``attrs``);
         ``BATCH_PARTICIPANTS`` at a time unless ``batch_size`` says otherwise."""
-        batch_size = batch_size or BATCH_PARTICIPANTS
+        batch_size = batch_size or self.batch_size
         people = self.people()
         total = len(people)
         for start in range(0, max(total, 1), batch_size):
-            batch = people.iloc[start : start + batch_size]
-            frame = _BatchBuilder(self, batch).frame()
+            frame = self.batch_frame(people.iloc[start : start + batch_size])
             if progress is not None:
                 progress(min(start + batch_size, total), total)
             yield frame
+
+    @property
+    def batch_size(self) -> int:
+        return BATCH_PARTICIPANTS
+
+    def batch_frame(self, people: pd.DataFrame) -> pd.DataFrame:
+        """The rows of these participants (rows of ``people()``), without ``attrs``."""
+        return _BatchBuilder(self, people).frame()
+
+    def empty_frame(self) -> pd.DataFrame:
+        """The dataset with no rows: its columns, typed."""
+        return self.batch_frame(self.people(only=()))
 
     def with_attrs(self, frame: pd.DataFrame) -> pd.DataFrame:
         frame.attrs["columns"] = self.columns_meta

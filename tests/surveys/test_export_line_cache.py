@@ -1,0 +1,272 @@
+"""Kept CSV lines (``surveys.datasets.linecache``): a repeated de-identified export writes again
+only the participants whose data changed, and every export is byte for byte the one the
+builder alone writes (``EXPORT_LINE_CACHE = False``), whatever changed in between."""
+
+import io
+from datetime import timedelta
+
+import pandas as pd
+import pytest
+from django.utils import timezone
+
+from surveys.consent import participant_identifiers_erase
+from surveys.datasets import linecache
+from surveys.datasets.builder import Dataset
+from surveys.exports import ExportSpec, dataset_export, export_participants
+from surveys.instruments import instrument_items_set, version_items_as_dicts
+from surveys.models import (
+    Assignment,
+    DatasetLine,
+    DatasetLinePlan,
+    Instrument,
+    Participant,
+    Response,
+    Site,
+    StaffRole,
+)
+from surveys.services import participant_status_change
+from tests.surveys.test_dataset_options import baseline_item_add
+from tests.surveys.test_datasets import (  # noqa: F401 - fixtures
+    BASELINE_ANSWERS,
+    BASELINE_DAY,
+    ENROLLED,
+    ENROLMENT,
+    MONTH1_DAY,
+    cohort,
+    design,
+    followup_answers,
+    submit,
+)
+
+SPECS = [
+    {"shape": "wide"},
+    {"shape": "long"},
+    {"shape": "wide", "labels": True},
+    {"shape": "long", "labels": True, "dates": "shifted"},
+]
+
+
+def export_text(study, *, user=None, **spec) -> str:
+    export = dataset_export(user=user, study=study, spec=ExportSpec(**spec))
+    return "".join(export.chunks)
+
+
+@pytest.fixture
+def built_afresh(settings):
+    """The same export with nothing kept: what the builder alone writes."""
+
+    def _text(study, **options) -> str:
+        settings.EXPORT_LINE_CACHE = False
+        try:
+            return export_text(study, **options)
+        finally:
+            settings.EXPORT_LINE_CACHE = True
+
+    return _text
+
+
+def stale(study, *, user=None, **spec) -> set[int]:
+    """Who the next export would write again (the others' lines are read back)."""
+    spec = ExportSpec(**spec)
+    dataset = Dataset(
+        study=study,
+        participants=export_participants(user=user, study=study, spec=spec),
+        date_shift=spec.dates == "shifted",
+    )
+    plan = linecache.plan_for(dataset, shape=spec.shape, labels=spec.labels)
+    return set(linecache.stale_participants(dataset, plan))
+
+
+@pytest.mark.parametrize("spec", SPECS, ids=lambda s: "-".join(str(v) for v in s.values()))
+def test_a_repeated_export_reuses_the_lines_and_is_the_same_text(cohort, built_afresh, spec):
+    ana, ben = cohort
+    study = ana.study
+    expected = built_afresh(study, **spec)
+    assert stale(study, **spec) == {ana.pk, ben.pk}  # nothing kept yet
+    assert export_text(study, **spec) == expected
+    assert DatasetLine.objects.filter(participant__in=[ana, ben]).count() == 2
+    assert stale(study, **spec) == set()  # the next export writes nobody again
+    assert export_text(study, **spec) == expected
+    frame = pd.read_csv(io.StringIO(expected))
+    assert frame["pid"].nunique() == 2 and len(frame) == (2 if spec["shape"] == "wide" else 10)
+
+
+def test_the_kept_lines_are_what_a_repeated_export_sends(cohort):
+    """Reuse is real: a kept line (changed here behind the app's back) is sent as kept until
+    the participant's data changes, then it is written again from the data."""
+    ana, _ = cohort
+    first = export_text(ana.study, shape="wide")
+    line = DatasetLine.objects.get(participant=ana)
+    DatasetLine.objects.filter(pk=line.pk).update(lines=line.lines.replace(",-98", ",-42"))
+    assert ",-42" in export_text(ana.study, shape="wide")
+    submit(ana, "m3", "followup", followup_answers(craving=7), MONTH1_DAY + timedelta(days=60))
+    again = export_text(ana.study, shape="wide")
+    assert ",-42" not in again and again != first
+
+
+def _edit_answer(ana, ben):
+    response = Response.objects.get(assignment__participant=ana, assignment__wave__slug="m1")
+    response.answers = {**response.answers, "craving": 9}
+    response.save()
+    return ana
+
+
+def _new_submission(ana, ben):
+    submit(ben, "m3", "followup", followup_answers(craving=2), MONTH1_DAY + timedelta(days=60))
+    return ben
+
+
+def _window_closed(ana, ben):
+    ana.assignments.filter(wave__slug="m6").update(status=Assignment.Status.MISSED)
+    return ana
+
+
+def _site_renamed(ana, ben):
+    Site.objects.filter(pk=ben.site_id).update(code="LON")
+    return ben
+
+
+def _moved_time_zone(ana, ben):
+    Participant.objects.filter(pk=ana.pk).update(timezone="Pacific/Auckland")
+    return ana
+
+
+def _enrolment_corrected(ana, ben):
+    Participant.objects.filter(pk=ben.pk).update(enrolled_on=ENROLLED - timedelta(days=5))
+    return ben
+
+
+def _withdrawn(ana, ben):
+    participant_status_change(participant=ben, status="withdrawn", reason="moved away")
+    return ben
+
+
+def _erased_identifier_answer(ana, ben):
+    # a bulk update (no save): the answers' own hash must notice it
+    response = Response.objects.get(assignment__participant=ana, assignment__wave__slug="m1")
+    Response.objects.filter(pk=response.pk).update(answers={**response.answers, "craving": 1})
+    return ana
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        _edit_answer,
+        _new_submission,
+        _window_closed,
+        _site_renamed,
+        _moved_time_zone,
+        _enrolment_corrected,
+        _withdrawn,
+        _erased_identifier_answer,
+    ],
+    ids=lambda f: f.__name__.strip("_"),
+)
+@pytest.mark.parametrize("shape", ["wide", "long"])
+def test_a_change_writes_again_only_the_participant_it_touches(
+    cohort, built_afresh, change, shape
+):
+    ana, ben = cohort
+    study = ana.study
+    before = export_text(study, shape=shape)
+    touched = change(ana, ben)
+    assert stale(study, shape=shape) == {touched.pk}
+    after = export_text(study, shape=shape)
+    assert after != before  # the export shows the change
+    assert after == built_afresh(study, shape=shape)
+    assert stale(study, shape=shape) == set()
+
+
+def test_a_new_participant_appears_in_the_next_export(cohort, built_afresh, site_a, enrol):
+    ana, ben = cohort
+    export_text(ana.study, shape="wide")
+    cal = enrol(site=site_a, enrolled_on=ENROLLED, now=ENROLMENT)
+    assert stale(ana.study, shape="wide") == {cal.pk}
+    text = export_text(ana.study, shape="wide")
+    assert len(pd.read_csv(io.StringIO(text))) == 3
+    assert text == built_afresh(ana.study, shape="wide")
+
+
+def test_a_change_of_design_or_options_writes_every_line_again(cohort, built_afresh, settings):
+    ana, ben = cohort
+    study = ana.study
+    export_text(study, shape="wide")
+    plans = DatasetLinePlan.objects.count()
+    baseline_item_add(study, {"variable": "pets", "kind": "integer", "label": {"en": "Pets?"}})
+    assert stale(study, shape="wide") == {ana.pk, ben.pk}
+    text = export_text(study, shape="wide")
+    assert "pets_baseline" in text.splitlines()[0]
+    assert text == built_afresh(study, shape="wide")
+    study.export_id = "study_id"
+    study.save()
+    assert stale(study, shape="wide") == {ana.pk, ben.pk}
+    assert export_text(study, shape="wide") == built_afresh(study, shape="wide")
+    settings.SECRET_KEY = "another-secret-key-" + "x" * 40  # pids and date shifts change
+    study.export_id = "pseudonym"
+    study.save()
+    assert stale(study, shape="wide") == {ana.pk, ben.pk}
+    assert export_text(study, shape="wide") == built_afresh(study, shape="wide")
+    assert DatasetLinePlan.objects.count() == plans + 3
+
+
+def test_a_line_break_in_a_label_is_kept_whole(cohort, built_afresh, monkeypatch):
+    ana, _ = cohort
+    split = []  # whether each batch's text could be split by lines
+    whole = linecache._blocks
+    monkeypatch.setattr(linecache, "_blocks", lambda *a: split.append(whole(*a)) or split[-1])
+    followup = Instrument.objects.get(study=ana.study, slug="followup")
+    items = version_items_as_dicts(followup.current_version)
+    for item in items:
+        for choice in item.get("choices") or ():
+            choice["label"] = {**choice["label"], "en": choice["label"]["en"] + "\r\n(2)"}
+    instrument_items_set(instrument=followup, items=items)
+    expected = built_afresh(ana.study, shape="long", labels=True)
+    assert "\r\n(2)" in expected  # the cell really holds a line break
+    assert export_text(ana.study, shape="long", labels=True) == expected
+    assert split == [None]  # written a participant at a time
+    assert export_text(ana.study, shape="long", labels=True) == expected
+
+
+def test_a_coordinator_gets_only_their_sites_from_lines_a_researcher_left(
+    cohort, built_afresh, researcher, coordinator_a
+):
+    ana, ben = cohort
+    export_text(ana.study, user=researcher, shape="long")  # keeps both people's lines
+    text = export_text(ana.study, user=coordinator_a, shape="long")
+    assert set(pd.read_csv(io.StringIO(text))["site"]) == {"NYC"}
+    assert text == built_afresh(ana.study, user=coordinator_a, shape="long")
+
+
+def test_an_identified_export_keeps_nothing(cohort, staff_user):
+    ana, _ = cohort
+    pi = staff_user(study=ana.study, role=StaffRole.Role.PRINCIPAL_INVESTIGATOR)
+    text = export_text(ana.study, user=pi, shape="wide", identified=True, reason="Linking files.")
+    assert ana.code in text
+    assert not DatasetLine.objects.exists() and not DatasetLinePlan.objects.exists()
+
+
+def test_erasing_identifiers_deletes_the_participants_kept_lines(cohort, built_afresh):
+    ana, ben = cohort
+    export_text(ana.study, shape="wide")
+    export_text(ana.study, shape="long")
+    assert DatasetLine.objects.filter(participant=ben).count() == 2
+    participant_status_change(participant=ben, status="withdrawn", reason="asked to")
+    counts = participant_identifiers_erase(participant=ben)
+    assert counts["dataset_lines"] == 2
+    assert not DatasetLine.objects.filter(participant=ben).exists()
+    assert DatasetLine.objects.filter(participant=ana).count() == 2
+    assert export_text(ana.study, shape="wide") == built_afresh(ana.study, shape="wide")
+
+
+def test_plans_no_export_used_for_two_weeks_go_with_their_lines(cohort):
+    ana, _ = cohort
+    export_text(ana.study, shape="wide")
+    export_text(ana.study, shape="long")
+    now = timezone.now()
+    DatasetLinePlan.objects.filter(key__in=DatasetLinePlan.objects.values("key")[:1]).update(
+        used_at=now - timedelta(days=linecache.PLAN_UNUSED_DAYS, hours=1)
+    )
+    assert linecache.plans_expire(now=now) == 1
+    assert DatasetLinePlan.objects.count() == 1 and DatasetLine.objects.count() == 2
+    export_text(ana.study, shape="wide")  # whichever went is made again
+    assert DatasetLinePlan.objects.count() == 2
