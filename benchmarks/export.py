@@ -11,13 +11,21 @@ process (``django.setup()``):
   same responses, raw JSON and all.
 - **export**: ``surveys.exports.dataset_export(user=None, shape="wide", format="csv")``, every
   chunk consumed (written to a null sink), as ``manage.py export_dataset`` does; the audit
-  event included. The child's peak resident memory (``ru_maxrss``) is reported, and the same
-  for 1/4 of the participants, to show how memory grows with N.
+  event included. Four ways:
+  - ``repeat``: the export again, nothing changed since the last one (every participant's
+    kept lines are read back, ``surveys.datasets.linecache``);
+  - ``changed``: one participant in 20 has an answer changed since the last export (their
+    lines are written again);
+  - ``cold``: nothing kept (the first export of a plan: every line is built, and kept);
+  - ``off``: ``EXPORT_LINE_CACHE=false``, every line built and nothing kept (the builder alone).
+  The child's peak resident memory (``ru_maxrss``) is reported, and the same for 1/4 of the
+  participants, to show how memory grows with N.
 
     .venv/bin/python benchmarks/export.py [--participants 10000] [--runs 3] [--keep]
 """
 
 import argparse
+import hashlib
 import json
 import os
 import platform
@@ -57,10 +65,47 @@ COPY (
 class Sink:
     def __init__(self):
         self.bytes = 0
+        self.digest = hashlib.sha256()
 
     def write(self, data):
         self.bytes += len(data)
+        self.digest.update(data)
         return len(data)
+
+
+CHANGED_SHARE = 0.05
+
+
+def prepare(mode: str, study: str) -> None:
+    """Before the clock starts: nothing kept (``cold``), or one participant in 20 with an
+    answer changed since the last export (``changed``)."""
+    from django.db import connection
+
+    from surveys.models import DatasetLine, DatasetLinePlan
+
+    if mode == "cold":
+        DatasetLine.objects.all().delete()
+        DatasetLinePlan.objects.all().delete()
+    elif mode == "changed":
+        with connection.cursor() as cursor:
+            cursor.execute(
+                """
+                UPDATE surveys_response r
+                SET answers = r.answers || jsonb_build_object('craving', (random() * 10)::int),
+                    updated_at = now()
+                WHERE r.id IN (
+                    SELECT DISTINCT ON (a.participant_id) r2.id
+                    FROM surveys_response r2
+                    JOIN surveys_assignment a ON a.id = r2.assignment_id
+                    JOIN surveys_participant p ON p.id = a.participant_id
+                    JOIN surveys_study s ON s.id = p.study_id
+                    WHERE s.slug = %s AND r2.status = 'submitted' AND r2.answers ? 'craving'
+                      AND random() < %s
+                    ORDER BY a.participant_id, r2.id
+                )
+                """,
+                [study, CHANGED_SHARE],
+            )
 
 
 def child(mode: str, study: str) -> dict:
@@ -72,6 +117,7 @@ def child(mode: str, study: str) -> dict:
     from surveys.exports import ExportSpec, dataset_export
     from surveys.models import Study
 
+    prepare(mode, study)
     sink = Sink()
     started = time.perf_counter()
     if mode == "copy":
@@ -87,14 +133,21 @@ def child(mode: str, study: str) -> dict:
         rows = export.rows
     seconds = time.perf_counter() - started
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    return {"seconds": seconds, "bytes": sink.bytes, "rows": rows, "peak_mb": peak_mb}
+    return {
+        "seconds": seconds,
+        "bytes": sink.bytes,
+        "sha256": sink.digest.hexdigest(),
+        "rows": rows,
+        "peak_mb": peak_mb,
+    }
 
 
 def run_child(mode: str, study: str) -> dict:
+    env = {**ENV, "EXPORT_LINE_CACHE": "false" if mode == "off" else "true"}
     done = subprocess.run(
         [sys.executable, __file__, "--child", json.dumps([mode, study])],
         cwd=ROOT,
-        env=ENV,
+        env=env,
         capture_output=True,
         text=True,
         check=True,
@@ -125,37 +178,48 @@ def main() -> None:
             manage("seed_demo", "--participants", str(n), "--seed", "1", "--study", slug)
             print(f"seeded {slug}: {n} participants in {time.perf_counter() - started:.0f} s")
         pgdb.connect(DB_NAME).cursor().execute("VACUUM ANALYZE")
-        results = {"copy": [], "export": []}
-        for _ in range(args.runs):  # alternate, so that drift affects both alike
-            for mode in ("copy", "export"):
+        modes = ("copy", "cold", "repeat", "changed", "off")
+        results = {mode: [] for mode in modes}
+        for _ in range(args.runs):  # in turn, so that drift affects all alike
+            for mode in modes:
                 results[mode].append(run_child(mode, STUDY))
-        small = run_child("export", quarter)
-        copy_s = statistics.median(r["seconds"] for r in results["copy"])
-        export_s = statistics.median(r["seconds"] for r in results["export"])
-        last = results["export"][-1]
+        run_child("cold", quarter)
+        small = run_child("repeat", quarter)
+        median = {m: statistics.median(r["seconds"] for r in results[m]) for m in modes}
         print(
             f"\n{args.participants:,} participants × 5 waves, median of {args.runs} "
             f"(python {platform.python_version()}, {os.cpu_count()} CPUs)\n"
         )
-        print("| what | median | all runs (s) | output | peak memory |")
-        print("| --- | ---: | --- | ---: | ---: |")
-        for mode, label in (("copy", "PostgreSQL COPY of the responses"), ("export", "wide CSV")):
+        print("| what | median | × COPY | all runs (s) | output | peak memory |")
+        print("| --- | ---: | ---: | --- | ---: | ---: |")
+        labels = {
+            "copy": "PostgreSQL COPY of the responses",
+            "repeat": "wide CSV, repeated export (nothing changed)",
+            "changed": f"wide CSV, {CHANGED_SHARE:.0%} of participants changed",
+            "cold": "wide CSV, first export (nothing kept yet)",
+            "off": "wide CSV, line cache off (builder alone)",
+        }
+        for mode in ("copy", "repeat", "changed", "cold", "off"):
             runs = ", ".join(f"{r['seconds']:.2f}" for r in results[mode])
             out = results[mode][-1]
             print(
-                f"| {label} | {statistics.median(r['seconds'] for r in results[mode]):.2f} s "
+                f"| {labels[mode]} | {median[mode]:.2f} s | {median[mode] / median['copy']:.1f} "
                 f"| {runs} | {out['bytes'] / 1e6:.1f} MB | {out['peak_mb']:.0f} MB |"
             )
         print(
-            f"| wide CSV, {args.participants // 4:,} participants | {small['seconds']:.2f} s | "
-            f"| {small['bytes'] / 1e6:.1f} MB | {small['peak_mb']:.0f} MB |"
+            f"| wide CSV, repeated, {args.participants // 4:,} participants | "
+            f"{small['seconds']:.2f} s | | | {small['bytes'] / 1e6:.1f} MB | "
+            f"{small['peak_mb']:.0f} MB |"
         )
-        ratio = export_s / copy_s
-        print(
-            f"\nratio export / COPY: {ratio:.2f} (budget ≤ 3); rows {last['rows']:,}; "
-            f"peak memory {small['peak_mb']:.0f} MB at {args.participants // 4:,} and "
-            f"{last['peak_mb']:.0f} MB at {args.participants:,} participants"
+        rows = {r["rows"] for m in modes if m != "copy" for r in results[m]}
+        # the same file whichever way it was made: within a round, the first export and its
+        # repeat (nothing changed between), and the export after the change and the builder's
+        same = all(
+            results["cold"][n]["sha256"] == results["repeat"][n]["sha256"]
+            and results["changed"][n]["sha256"] == results["off"][n]["sha256"]
+            for n in range(args.runs)
         )
+        print(f"\nrows {rows}; the same bytes as the builder alone: {same}")
     finally:
         if not args.keep:
             pgdb.database_drop(DB_NAME)

@@ -9,6 +9,9 @@ no free text, days instead of dates); an identified export (study IDs, identifie
 text; never contact details) is for principal investigators, with a typed reason, and is audited
 as such.
 
+A de-identified long or wide CSV goes through the kept lines (``surveys.datasets.linecache``):
+only participants whose data changed since the last export of the same plan are built again.
+
 Background exports: a scope of ``settings.EXPORT_BACKGROUND_PARTICIPANTS`` people or more is not
 streamed but queued (``export_job_start``) as a ``DatasetExportJob``; a Celery task runs
 ``export_job_run``, which writes the same ``dataset_export`` to a private file under

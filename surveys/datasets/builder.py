@@ -68,6 +68,7 @@ from surveys.derived import number
 from surveys.models import Assignment, Item, Participant, Response, Study
 
 BATCH_PARTICIPANTS = 2000
+_PICK_IN_SQL = 5000  # Dataset.people(only=…): up to this many ids go into the query
 
 __all__ = [
     "BASELINE_SUFFIX",
@@ -245,7 +246,10 @@ class Dataset:
         order: pk, pid, site, enrolment day, time zone, and the date shift (days) of a
         date-shifted export."""
         study = self.study
-        scope = self.scope if only is None else self.scope.filter(pk__in=list(only))
+        only = None if only is None else set(only)
+        # a long list of ids is picked out here rather than sent to the database
+        few = only is not None and len(only) <= _PICK_IN_SQL
+        scope = self.scope.filter(pk__in=list(only)) if few else self.scope
         rows = [
             (
                 pk,
@@ -262,6 +266,8 @@ class Dataset:
         people = pd.DataFrame(
             rows, columns=["pk", "pid", "site", "enrolled_on", "timezone", "offset"]
         )
+        if only is not None and not few:
+            people = people[people["pk"].isin(list(only))].copy()
         people["enrolled_on"] = pd.to_datetime(people["enrolled_on"])
         return people.sort_values("pid", kind="stable").reset_index(drop=True)
 

@@ -138,34 +138,37 @@ def plan_key(dataset, *, shape: str, labels: bool) -> str:
 
 # --- Source keys ------------------------------------------------------------------------------
 
-# PostgreSQL: one 64-bit hash per row (the answers hashed as jsonb, not as text: printing 50,000
-# answer sets as text would cost as much as the rest of the export), combined per participant
-# with XOR (rows carry their ids, so no two rows of a participant are alike and cancel out).
-# jsonb hashes equal values alike: an answer rewritten from 1 to 1.0 without saving the response
-# (which moves ``updated_at``) would go unnoticed; the export would still read it as 1.
+# PostgreSQL (14 or later): one 64-bit hash per row, of its values as they are
+# (``hash_record_extended``; the answers hashed as jsonb, not printed as text: printing 50,000
+# answer sets would cost as much as the rest of the export), combined per participant with XOR
+# (rows carry their ids, so no two rows of a participant are alike and cancel out). jsonb hashes
+# equal values alike: an answer rewritten from 1 to 1.0 by a bulk update (a saved response
+# moves ``updated_at``) would go unnoticed, and the export would read it as 1 either way.
 _PG_KEYS = """
 WITH people AS (
-    SELECT p.id, hashtextextended(concat_ws(',', p.code, s.code, p.enrolled_on, p.timezone), 0) AS k
+    SELECT p.id, hash_record_extended(ROW(p.code, s.code, p.enrolled_on, p.timezone), 0) AS k
     FROM surveys_participant p JOIN surveys_site s ON s.id = p.site_id
     WHERE p.id IN ({scope})
 ), assigned AS (
     SELECT a.participant_id,
-           bit_xor(hashtextextended(concat_ws(',', a.id, a.wave_id, a.occurrence, a.status,
-               coalesce(extract(epoch FROM a.opens_at)::text, '-'),
-               coalesce(extract(epoch FROM a.completed_at)::text, '-'),
-               coalesce(extract(epoch FROM a.due_at)::text, '-')), 0)) AS k
+           bit_xor(hash_record_extended(ROW(a.id, a.wave_id, a.occurrence, a.status,
+                                            a.opens_at, a.completed_at, a.due_at), 0)) AS k
     FROM surveys_assignment a
     WHERE a.participant_id IN (SELECT id FROM people) AND a.wave_id = ANY(%s)
     GROUP BY a.participant_id
 ), answered AS (
-    SELECT a.participant_id,
-           bit_xor(jsonb_hash_extended(r.answers, r.id)
-               # hashtextextended(concat_ws(',', r.id, r.assignment_id, r.instrument_id,
-                   r.instrument_version_id, extract(epoch FROM r.updated_at)), 1)) AS k
-    FROM surveys_response r JOIN surveys_assignment a ON a.id = r.assignment_id
-    WHERE a.participant_id IN (SELECT id FROM people) AND a.wave_id = ANY(%s)
-      AND r.status = %s
-    GROUP BY a.participant_id
+    SELECT participant_id, bit_xor(k) AS k
+    FROM (  -- each row's hash first (OFFSET 0: not merged), so no answers travel further
+        SELECT a.participant_id,
+               hash_record_extended(ROW(r.id, r.assignment_id, r.instrument_id,
+                                        r.instrument_version_id, r.updated_at,
+                                        jsonb_hash_extended(r.answers, 0)), 0) AS k
+        FROM surveys_response r JOIN surveys_assignment a ON a.id = r.assignment_id
+        WHERE a.participant_id IN (SELECT id FROM people) AND a.wave_id = ANY(%s)
+          AND r.status = %s
+        OFFSET 0
+    ) hashed
+    GROUP BY participant_id
 ), keyed AS (
     SELECT people.id,
            md5(concat_ws(':', people.k, coalesce(assigned.k, 0), coalesce(answered.k, 0))) AS k
@@ -183,7 +186,9 @@ WHERE kept.source_key IS DISTINCT FROM keyed.k
 def _stale_postgresql(dataset, plan: DatasetLinePlan, waves: list[int]) -> dict[int, str]:
     scope_sql, scope_params = dataset.scope.values("pk").query.sql_with_params()
     params = [*scope_params, waves, waves, Response.Status.SUBMITTED, plan.pk]
-    with connection.cursor() as cursor:
+    with transaction.atomic(), connection.cursor() as cursor:
+        # Compiling this query with LLVM would take longer than running it.
+        cursor.execute("SET LOCAL jit = off")
         cursor.execute(_PG_KEYS.format(scope=scope_sql), params)
         return dict(cursor.fetchall())
 
@@ -196,7 +201,7 @@ def _stale_python(dataset, plan: DatasetLinePlan, waves: list[int]) -> dict[int,
     ):
         digests[pk] = hashlib.md5(repr(person).encode())
     for participant, *row in (
-        Assignment.objects.filter(participant_id__in=list(digests), wave_id__in=waves)
+        Assignment.objects.filter(participant_id__in=dataset.scope.values("pk"), wave_id__in=waves)
         .order_by("pk")
         .values_list(
             "participant_id",
@@ -212,7 +217,7 @@ def _stale_python(dataset, plan: DatasetLinePlan, waves: list[int]) -> dict[int,
         digests[participant].update(b"a" + repr(row).encode())
     for participant, *row in (
         Response.objects.filter(
-            assignment__participant_id__in=list(digests),
+            assignment__participant_id__in=dataset.scope.values("pk"),
             assignment__wave_id__in=waves,
             status=Response.Status.SUBMITTED,
         )
@@ -230,7 +235,7 @@ def _stale_python(dataset, plan: DatasetLinePlan, waves: list[int]) -> dict[int,
         digests[participant].update(b"r" + repr(row).encode())
     keys = {pk: digest.hexdigest() for pk, digest in digests.items()}
     kept = dict(
-        DatasetLine.objects.filter(plan=plan, participant_id__in=list(keys)).values_list(
+        DatasetLine.objects.filter(plan=plan, participant__in=dataset.scope.values("pk")).values_list(
             "participant_id", "source_key"
         )
     )

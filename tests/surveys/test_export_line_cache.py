@@ -270,3 +270,16 @@ def test_plans_no_export_used_for_two_weeks_go_with_their_lines(cohort):
     assert DatasetLinePlan.objects.count() == 1 and DatasetLine.objects.count() == 2
     export_text(ana.study, shape="wide")  # whichever went is made again
     assert DatasetLinePlan.objects.count() == 2
+
+
+def test_many_changed_participants_are_picked_out_without_a_long_id_list(
+    cohort, built_afresh, monkeypatch
+):
+    from surveys.datasets import builder
+
+    monkeypatch.setattr(builder, "_PICK_IN_SQL", 0)  # as if thousands had changed
+    ana, ben = cohort
+    export_text(ana.study, shape="long")
+    _edit_answer(ana, ben)
+    assert export_text(ana.study, shape="long") == built_afresh(ana.study, shape="long")
+    assert stale(ana.study, shape="long") == set()
