@@ -48,8 +48,8 @@ from surveys.datasets import (
     dataset_diary,
     dataset_long,
     dataset_wide,
+    linecache,
 )
-from surveys.datasets import linecache
 from surveys.datasets.builder import Dataset
 from surveys.datasets.formats import FORMATS as FILE_FORMATS
 from surveys.datasets.formats import write_dataset

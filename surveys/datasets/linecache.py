@@ -118,7 +118,9 @@ def plan_key(dataset, *, shape: str, labels: bool) -> str:
     payload = {
         "format": FORMAT,
         "code": code_fingerprint(),
-        "secret": salted_hmac("surveys.datasets.linecache", "secret", algorithm="sha256").hexdigest(),
+        "secret": salted_hmac(
+            "surveys.datasets.linecache", "secret", algorithm="sha256"
+        ).hexdigest(),
         "study": [dataset.study.pk, dataset.study.export_id],
         "shape": shape,
         "labels": labels,
@@ -199,7 +201,7 @@ def _stale_python(dataset, plan: DatasetLinePlan, waves: list[int]) -> dict[int,
     for pk, *person in dataset.scope.order_by("pk").values_list(
         "pk", "code", "site__code", "enrolled_on", "timezone"
     ):
-        digests[pk] = hashlib.md5(repr(person).encode())
+        digests[pk] = hashlib.md5(repr(person).encode(), usedforsecurity=False)
     for participant, *row in (
         Assignment.objects.filter(participant_id__in=dataset.scope.values("pk"), wave_id__in=waves)
         .order_by("pk")
@@ -235,9 +237,9 @@ def _stale_python(dataset, plan: DatasetLinePlan, waves: list[int]) -> dict[int,
         digests[participant].update(b"r" + repr(row).encode())
     keys = {pk: digest.hexdigest() for pk, digest in digests.items()}
     kept = dict(
-        DatasetLine.objects.filter(plan=plan, participant__in=dataset.scope.values("pk")).values_list(
-            "participant_id", "source_key"
-        )
+        DatasetLine.objects.filter(
+            plan=plan, participant__in=dataset.scope.values("pk")
+        ).values_list("participant_id", "source_key")
     )
     return {pk: key for pk, key in keys.items() if kept.get(pk) != key}
 
@@ -365,6 +367,8 @@ def plans_expire(*, now=None) -> int:
     """Delete plans (and their lines) no export has used for ``PLAN_UNUSED_DAYS``."""
     now = now or timezone.now()
     cutoff = now - timedelta(days=PLAN_UNUSED_DAYS)
-    return DatasetLinePlan.objects.filter(used_at__lt=cutoff).delete()[1].get(
-        DatasetLinePlan._meta.label, 0
+    return (
+        DatasetLinePlan.objects.filter(used_at__lt=cutoff)
+        .delete()[1]
+        .get(DatasetLinePlan._meta.label, 0)
     )

@@ -78,7 +78,7 @@ def stale(study, *, user=None, **spec) -> set[int]:
 
 
 @pytest.mark.parametrize("spec", SPECS, ids=lambda s: "-".join(str(v) for v in s.values()))
-def test_a_repeated_export_reuses_the_lines_and_is_the_same_text(cohort, built_afresh, spec):
+def test_a_repeated_export_reuses_the_lines_and_is_the_same_text(cohort, built_afresh, spec):  # noqa: F811
     ana, ben = cohort
     study = ana.study
     expected = built_afresh(study, **spec)
@@ -91,7 +91,7 @@ def test_a_repeated_export_reuses_the_lines_and_is_the_same_text(cohort, built_a
     assert frame["pid"].nunique() == 2 and len(frame) == (2 if spec["shape"] == "wide" else 10)
 
 
-def test_the_kept_lines_are_what_a_repeated_export_sends(cohort):
+def test_the_kept_lines_are_what_a_repeated_export_sends(cohort):  # noqa: F811
     """Reuse is real: a kept line (changed here behind the app's back) is sent as kept until
     the participant's data changes, then it is written again from the data."""
     ana, _ = cohort
@@ -163,9 +163,7 @@ def _erased_identifier_answer(ana, ben):
     ids=lambda f: f.__name__.strip("_"),
 )
 @pytest.mark.parametrize("shape", ["wide", "long"])
-def test_a_change_writes_again_only_the_participant_it_touches(
-    cohort, built_afresh, change, shape
-):
+def test_a_change_writes_again_only_the_participant_it_touches(cohort, built_afresh, change, shape):  # noqa: F811
     ana, ben = cohort
     study = ana.study
     before = export_text(study, shape=shape)
@@ -177,8 +175,8 @@ def test_a_change_writes_again_only_the_participant_it_touches(
     assert stale(study, shape=shape) == set()
 
 
-def test_a_new_participant_appears_in_the_next_export(cohort, built_afresh, site_a, enrol):
-    ana, ben = cohort
+def test_a_new_participant_appears_in_the_next_export(cohort, built_afresh, site_a, enrol):  # noqa: F811
+    ana, _ = cohort
     export_text(ana.study, shape="wide")
     cal = enrol(site=site_a, enrolled_on=ENROLLED, now=ENROLMENT)
     assert stale(ana.study, shape="wide") == {cal.pk}
@@ -187,7 +185,7 @@ def test_a_new_participant_appears_in_the_next_export(cohort, built_afresh, site
     assert text == built_afresh(ana.study, shape="wide")
 
 
-def test_a_change_of_design_or_options_writes_every_line_again(cohort, built_afresh, settings):
+def test_a_change_of_design_or_options_writes_every_line_again(cohort, built_afresh, settings):  # noqa: F811
     ana, ben = cohort
     study = ana.study
     export_text(study, shape="wide")
@@ -209,7 +207,7 @@ def test_a_change_of_design_or_options_writes_every_line_again(cohort, built_afr
     assert DatasetLinePlan.objects.count() == plans + 3
 
 
-def test_a_line_break_in_a_label_is_kept_whole(cohort, built_afresh, monkeypatch):
+def test_a_line_break_in_a_label_is_kept_whole(cohort, built_afresh, monkeypatch):  # noqa: F811
     ana, _ = cohort
     split = []  # whether each batch's text could be split by lines
     whole = linecache._blocks
@@ -228,16 +226,19 @@ def test_a_line_break_in_a_label_is_kept_whole(cohort, built_afresh, monkeypatch
 
 
 def test_a_coordinator_gets_only_their_sites_from_lines_a_researcher_left(
-    cohort, built_afresh, researcher, coordinator_a
+    cohort,  # noqa: F811
+    built_afresh,
+    researcher,
+    coordinator_a,
 ):
-    ana, ben = cohort
+    ana, _ = cohort
     export_text(ana.study, user=researcher, shape="long")  # keeps both people's lines
     text = export_text(ana.study, user=coordinator_a, shape="long")
     assert set(pd.read_csv(io.StringIO(text))["site"]) == {"NYC"}
     assert text == built_afresh(ana.study, user=coordinator_a, shape="long")
 
 
-def test_an_identified_export_keeps_nothing(cohort, staff_user):
+def test_an_identified_export_keeps_nothing(cohort, staff_user):  # noqa: F811
     ana, _ = cohort
     pi = staff_user(study=ana.study, role=StaffRole.Role.PRINCIPAL_INVESTIGATOR)
     text = export_text(ana.study, user=pi, shape="wide", identified=True, reason="Linking files.")
@@ -245,7 +246,7 @@ def test_an_identified_export_keeps_nothing(cohort, staff_user):
     assert not DatasetLine.objects.exists() and not DatasetLinePlan.objects.exists()
 
 
-def test_erasing_identifiers_deletes_the_participants_kept_lines(cohort, built_afresh):
+def test_erasing_identifiers_deletes_the_participants_kept_lines(cohort, built_afresh):  # noqa: F811
     ana, ben = cohort
     export_text(ana.study, shape="wide")
     export_text(ana.study, shape="long")
@@ -258,22 +259,27 @@ def test_erasing_identifiers_deletes_the_participants_kept_lines(cohort, built_a
     assert export_text(ana.study, shape="wide") == built_afresh(ana.study, shape="wide")
 
 
-def test_plans_no_export_used_for_two_weeks_go_with_their_lines(cohort):
+def test_plans_no_export_used_for_two_weeks_go_with_their_lines(cohort):  # noqa: F811
     ana, _ = cohort
     export_text(ana.study, shape="wide")
+    wide = DatasetLinePlan.objects.get()
     export_text(ana.study, shape="long")
     now = timezone.now()
-    DatasetLinePlan.objects.filter(key__in=DatasetLinePlan.objects.values("key")[:1]).update(
+    DatasetLinePlan.objects.filter(pk=wide.pk).update(
         used_at=now - timedelta(days=linecache.PLAN_UNUSED_DAYS, hours=1)
     )
     assert linecache.plans_expire(now=now) == 1
+    assert not DatasetLinePlan.objects.filter(pk=wide.pk).exists()
     assert DatasetLinePlan.objects.count() == 1 and DatasetLine.objects.count() == 2
-    export_text(ana.study, shape="wide")  # whichever went is made again
-    assert DatasetLinePlan.objects.count() == 2
+    export_text(ana.study, shape="wide")  # made again, the same key
+    assert DatasetLinePlan.objects.filter(key=wide.key).exists()
+    assert DatasetLine.objects.count() == 4
 
 
 def test_many_changed_participants_are_picked_out_without_a_long_id_list(
-    cohort, built_afresh, monkeypatch
+    cohort,  # noqa: F811
+    built_afresh,
+    monkeypatch,
 ):
     from surveys.datasets import builder
 
