@@ -50,7 +50,9 @@ def _signed_in(sender, request, user, **kwargs) -> None:
 
 def _signed_out(sender, request, user, **kwargs) -> None:
     if user is not None:
-        audit_log(action=AuditEvent.Action.LOGOUT, user=user, request=request)
+        expired = getattr(request, "session_expired", "") if request is not None else ""
+        details = {"expired": expired} if expired else None  # signed out by the session's end
+        audit_log(action=AuditEvent.Action.LOGOUT, user=user, request=request, details=details)
 
 
 def _sign_in_failed(sender, credentials, request=None, **kwargs) -> None:
@@ -85,3 +87,6 @@ def sign_in_auditing_connect() -> None:
     user_logged_in.connect(_signed_in, dispatch_uid="surveys.audit.signed_in")
     user_logged_out.connect(_signed_out, dispatch_uid="surveys.audit.signed_out")
     user_login_failed.connect(_sign_in_failed, dispatch_uid="surveys.audit.sign_in_failed")
+    from surveys.signin import session_started
+
+    user_logged_in.connect(session_started, dispatch_uid="surveys.signin.session_started")

@@ -7,11 +7,16 @@ Failures are counted by the ``user_login_failed`` signal (``surveys.audit``), wh
 authentication path sends; the refusal sits in the authentication backend
 (``LockoutModelBackend``), so no sign-in path escapes it, and the admin's sign-in form says in
 words why it refused.
+
+Staff sessions expire (``StaffSessionExpiryMiddleware``): after ``STAFF_SESSION_IDLE_MINUTES``
+without a request, and ``STAFF_SESSION_MAX_HOURS`` after sign-in.
 """
 
 import hashlib
+import time
 
 from django.conf import settings
+from django.contrib.auth import logout
 from django.contrib.admin.forms import AdminAuthenticationForm
 from django.contrib.auth.backends import ModelBackend
 from django.core.cache import cache
@@ -87,3 +92,55 @@ class LockoutAuthenticationForm(AdminAuthenticationForm):
                     code="locked",
                 ) from None
             raise
+
+
+# --- Staff session expiry ---------------------------------------------------------------------
+
+SIGNED_IN_AT = "staff_signed_in_at"
+SEEN_AT = "staff_seen_at"
+_SEEN_EVERY = 60  # seconds: the session is written at most once a minute for being used
+
+
+def session_started(sender, request, user, **kwargs) -> None:
+    """``user_logged_in``: the session's clocks start at sign-in."""
+    if request is not None and hasattr(request, "session"):
+        now = int(time.time())
+        request.session[SIGNED_IN_AT] = now
+        request.session[SEEN_AT] = now
+
+
+def session_expired(session, *, now: int | None = None) -> str:
+    """Why a signed-in staff session is over ("idle", "too long"), or "" while it is not."""
+    now = int(time.time()) if now is None else now
+    seen = session.get(SEEN_AT)
+    started = session.get(SIGNED_IN_AT)
+    if seen is not None and now - seen > settings.STAFF_SESSION_IDLE_MINUTES * 60:
+        return "idle"
+    if started is not None and now - started > settings.STAFF_SESSION_MAX_HOURS * 3600:
+        return "too long"
+    return ""
+
+
+class StaffSessionExpiryMiddleware:
+    """A staff session ends after ``STAFF_SESSION_IDLE_MINUTES`` without a request, and
+    ``STAFF_SESSION_MAX_HOURS`` after sign-in however busy: the user is signed out (audited as
+    a sign-out, with the reason) and the page asks them to sign in again. Participants' sessions
+    are not staff sessions and are left alone."""
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        user = getattr(request, "user", None)
+        if user is not None and user.is_authenticated:
+            now = int(time.time())
+            session = request.session
+            if SIGNED_IN_AT not in session:  # signed in before this rule existed
+                session[SIGNED_IN_AT] = now
+            reason = session_expired(session, now=now)
+            if reason:
+                request.session_expired = reason
+                logout(request)  # request.user is now anonymous: the view asks for sign-in
+            elif now - session.get(SEEN_AT, 0) >= _SEEN_EVERY:
+                session[SEEN_AT] = now
+        return self.get_response(request)
