@@ -16,8 +16,8 @@ import hashlib
 import time
 
 from django.conf import settings
-from django.contrib.auth import logout
 from django.contrib.admin.forms import AdminAuthenticationForm
+from django.contrib.auth import logout
 from django.contrib.auth.backends import ModelBackend
 from django.core.cache import cache
 from django.core.exceptions import PermissionDenied, ValidationError
