@@ -18,3 +18,7 @@ class SurveysConfig(AppConfig):
         from surveys.signin import LockoutAuthenticationForm
 
         admin.site.login_form = LockoutAuthenticationForm
+
+        from surveys.fingerprint import software_fingerprint
+
+        software_fingerprint()  # of the code as loaded now, not as a later deploy leaves it

@@ -39,6 +39,8 @@ def test_every_engine_model_is_registered():
             "ContactAttempt",
         ):
             continue  # shown inline on the participant and the wave
+        if model.__name__ in ("DatasetLinePlan", "DatasetLine"):
+            continue  # the export line cache: bytes rebuilt from responses, nothing to edit
         assert admin.site.is_registered(model), model.__name__
 
 

@@ -6,10 +6,10 @@ changed, so each participant's lines are kept (``DatasetLine``) under two keys:
 - the **plan key** (``DatasetLinePlan``): everything that shapes every participant's lines —
   the dataset's columns and their metadata (which follow from the study's design and the
   export's options), the study's design itself, the shape, codes or labels, the participant ID
-  setting, a fingerprint of the secret key (pids and date shifts are keyed by it), and a
-  fingerprint of the code that writes the lines (the dataset package, the derived measures'
-  modules, the branching logic). Any of these changing gives a new plan, whose lines are all
-  written afresh.
+  setting, a fingerprint of the secret key (pids and date shifts are keyed by it), and the
+  fingerprint of the software (``surveys.fingerprint``: the project's code and the versions of
+  Python, pandas, NumPy, pyarrow and the time zone data, as the process started with them). Any
+  of these changing gives a new plan, whose lines are all written afresh.
 - the **source key** of each participant: a digest of everything of theirs the builder reads —
   their study ID, site code, enrolment day and time zone; every assignment of the dataset's
   waves (wave, occurrence, status, window and due times, completion); every submitted
@@ -29,13 +29,9 @@ their lines (``plans_expire``, from the export sweep).
 """
 
 import hashlib
-import importlib
 import json
-import pkgutil
-import sys
 from collections.abc import Callable, Iterator
 from datetime import timedelta
-from functools import lru_cache
 
 import pandas as pd
 from django.db import IntegrityError, connection, transaction
@@ -43,7 +39,7 @@ from django.db.models.functions import Collate
 from django.utils import timezone
 from django.utils.crypto import salted_hmac
 
-from surveys import derived
+from surveys.fingerprint import software_fingerprint
 from surveys.models import (
     Assignment,
     DatasetLine,
@@ -53,42 +49,11 @@ from surveys.models import (
 )
 
 # Bump when the way lines are kept changes (what a key covers, how lines are split).
-FORMAT = 1
+FORMAT = 2
 PLAN_UNUSED_DAYS = 14
 WRITE_BATCH = 500
 READ_CHUNK = 2000
 _EOL = "\r\n"
-
-# Modules whose code decides what a line holds; the derived measures' modules are added.
-_CODE_MODULES = ("surveys.derived", "surveys.logic", "surveys.validation")
-_CODE_PACKAGES = ("surveys.datasets",)
-
-
-@lru_cache(maxsize=8)
-def _code_fingerprint(modules: tuple[str, ...]) -> str:
-    digest = hashlib.sha256()
-    for name in modules:
-        module = sys.modules.get(name) or importlib.import_module(name)
-        path = getattr(module, "__file__", None)
-        digest.update(name.encode())
-        if path:
-            with open(path, "rb") as source:
-                digest.update(source.read())
-    return digest.hexdigest()
-
-
-def code_fingerprint() -> str:
-    """A digest of the source of every module that shapes a CSV line."""
-    names = set(_CODE_MODULES)
-    for package_name in _CODE_PACKAGES:
-        package = importlib.import_module(package_name)
-        names.add(package_name)
-        names.update(
-            f"{package_name}.{info.name}" for info in pkgutil.iter_modules(package.__path__)
-        )
-    names.update(measure.compute.__module__ for measure in derived.measures())
-    return _code_fingerprint(tuple(sorted(names)))
-
 
 def _fields(obj) -> dict:
     return {f.attname: getattr(obj, f.attname) for f in obj._meta.concrete_fields}
@@ -117,7 +82,7 @@ def plan_key(dataset, *, shape: str, labels: bool) -> str:
     plan = dataset.plan
     payload = {
         "format": FORMAT,
-        "code": code_fingerprint(),
+        "software": software_fingerprint(),
         "secret": salted_hmac(
             "surveys.datasets.linecache", "secret", algorithm="sha256"
         ).hexdigest(),
@@ -141,11 +106,11 @@ def plan_key(dataset, *, shape: str, labels: bool) -> str:
 # --- Source keys ------------------------------------------------------------------------------
 
 # PostgreSQL (14 or later): one 64-bit hash per row, of its values as they are
-# (``hash_record_extended``; the answers hashed as jsonb, not printed as text: printing 50,000
-# answer sets would cost as much as the rest of the export), combined per participant with XOR
-# (rows carry their ids, so no two rows of a participant are alike and cancel out). jsonb hashes
-# equal values alike: an answer rewritten from 1 to 1.0 by a bulk update (a saved response
-# moves ``updated_at``) would go unnoticed, and the export would read it as 1 either way.
+# (``hash_record_extended``), combined per participant with XOR (rows carry their ids, so no two
+# rows of a participant are alike and cancel out). Answers are hashed as their jsonb text, not
+# by ``jsonb_hash_extended``: that one hashes equal numbers alike, and an answer rewritten from
+# 1 to 1.0 (by hand, or by a bulk update that leaves ``updated_at``) reads as another value
+# ("[1.0]" is not "[1]" in a multiple-choice cell).
 _PG_KEYS = """
 WITH people AS (
     SELECT p.id, hash_record_extended(ROW(p.code, s.code, p.enrolled_on, p.timezone), 0) AS k
@@ -164,7 +129,7 @@ WITH people AS (
         SELECT a.participant_id,
                hash_record_extended(ROW(r.id, r.assignment_id, r.instrument_id,
                                         r.instrument_version_id, r.updated_at,
-                                        jsonb_hash_extended(r.answers, 0)), 0) AS k
+                                        hashtextextended(r.answers::text, 0)), 0) AS k
         FROM surveys_response r JOIN surveys_assignment a ON a.id = r.assignment_id
         WHERE a.participant_id IN (SELECT id FROM people) AND a.wave_id = ANY(%s)
           AND r.status = %s
@@ -216,7 +181,8 @@ def _stale_python(dataset, plan: DatasetLinePlan, waves: list[int]) -> dict[int,
             "due_at",
         )
     ):
-        digests[participant].update(b"a" + repr(row).encode())
+        if participant in digests:  # not someone enrolled since the first query
+            digests[participant].update(b"a" + repr(row).encode())
     for participant, *row in (
         Response.objects.filter(
             assignment__participant_id__in=dataset.scope.values("pk"),
@@ -233,8 +199,9 @@ def _stale_python(dataset, plan: DatasetLinePlan, waves: list[int]) -> dict[int,
             "answers",
         )
     ):
-        row[-1] = json.dumps(row[-1], sort_keys=True)
-        digests[participant].update(b"r" + repr(row).encode())
+        if participant in digests:
+            row[-1] = json.dumps(row[-1], sort_keys=True)
+            digests[participant].update(b"r" + repr(row).encode())
     keys = {pk: digest.hexdigest() for pk, digest in digests.items()}
     kept = dict(
         DatasetLine.objects.filter(
