@@ -55,6 +55,7 @@ WRITE_BATCH = 500
 READ_CHUNK = 2000
 _EOL = "\r\n"
 
+
 def _fields(obj) -> dict:
     return {f.attname: getattr(obj, f.attname) for f in obj._meta.concrete_fields}
 
