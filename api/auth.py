@@ -1,10 +1,13 @@
-"""Staff API tokens: ``Authorization: Bearer <key>`` (surveys/tokens.py)."""
+"""Staff API tokens: ``Authorization: Bearer <key>`` (surveys/tokens.py), each limited to
+its scopes (``TokenScope``)."""
 
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from rest_framework.authentication import BaseAuthentication, get_authorization_header
 from rest_framework.exceptions import AuthenticationFailed
+from rest_framework.permissions import SAFE_METHODS, BasePermission
 
-from surveys.tokens import staff_token_user
+from surveys.models import StaffApiToken
+from surveys.tokens import staff_token_find
 
 
 class StaffTokenAuthentication(BaseAuthentication):
@@ -20,10 +23,10 @@ class StaffTokenAuthentication(BaseAuthentication):
             key = parts[1].decode("ascii")
         except UnicodeDecodeError as exc:
             raise AuthenticationFailed("The key is not valid.") from exc
-        user = staff_token_user(key=key)
-        if user is None:
+        token = staff_token_find(key=key)
+        if token is None:
             raise AuthenticationFailed("The key is unknown, expired or revoked.")
-        return (user, None)
+        return (token.user, token)
 
     def authenticate_header(self, request) -> str:
         return 'Bearer realm="api"'
@@ -35,3 +38,30 @@ class StaffTokenScheme(OpenApiAuthenticationExtension):
 
     def get_security_definition(self, auto_schema):
         return {"type": "http", "scheme": "bearer"}
+
+
+class TokenScope(BasePermission):
+    """A request made with an API token needs the view's scope among the token's: the view's
+    ``api_scope`` (a scope, or a dict of method to scope), else ``read`` to read and
+    ``write`` to change. Sessions (the browser) are not limited by scopes."""
+
+    def has_permission(self, request, view) -> bool:
+        token = request.auth
+        if not isinstance(token, StaffApiToken):
+            return True
+        needed = view_api_scope(view, request.method)
+        if needed in token.scope_set:
+            return True
+        self.message = (
+            f"This API token lacks the '{needed}' scope; make a token with it (admin: API tokens)."
+        )
+        return False
+
+
+def view_api_scope(view, method: str) -> str:
+    declared = getattr(view, "api_scope", None)
+    if isinstance(declared, dict):
+        declared = declared.get(method.upper())
+    if declared:
+        return declared
+    return "read" if method.upper() in SAFE_METHODS else "write"

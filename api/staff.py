@@ -22,6 +22,7 @@ from rest_framework.views import APIView
 
 from api.views import CONFLICT, ERRORS
 from surveys import exports, retention, selectors
+from surveys.audit import phones_shown_audit
 from surveys.consent import ConsentInput
 from surveys.models import Consent, DatasetExportJob, Language, Participant, StaffRole
 from surveys.services import CONTACT_FIELDS, participant_enrol
@@ -151,6 +152,8 @@ class CallListApi(APIView):
     """Surveys not done that are overdue or closing within 7 days, at your sites, most urgent
     first. Phones only for coordinators and PIs."""
 
+    api_scope = "contacts"
+
     @extend_schema_serializer(component_name="CallListRow")
     class OutputSerializer(serializers.Serializer):
         study = serializers.CharField(source="participant.study.slug")
@@ -172,6 +175,7 @@ class CallListApi(APIView):
     def get(self, request: Request) -> Response:
         now = timezone.now()
         rows = selectors.call_list_rows(user=request.user, now=now)
+        phones_shown_audit(request=request, rows=rows, where="call list API")
         return Response(self.OutputSerializer(rows, many=True).data)
 
 
@@ -306,6 +310,8 @@ class DatasetExportApi(APIView):
     EXPORT_BACKGROUND_PARTICIPANTS people or more is not streamed: the answer is 202 with a
     background job; poll its ``url`` and download the file from its ``download_url``."""
 
+    api_scope = "export"
+
     @extend_schema_serializer(component_name="DatasetExportQuery")
     class InputSerializer(serializers.Serializer):
         shape = serializers.ChoiceField(choices=exports.SHAPES, default="long")
@@ -382,6 +388,8 @@ class DatasetExportApi(APIView):
 class DatasetExportJobDetailApi(APIView):
     """A background export's status and progress. Only its creator sees it (404 otherwise)."""
 
+    api_scope = "export"
+
     @extend_schema(responses={200: DatasetExportJobSerializer, 404: None})
     def get(self, request: Request, job_id: int) -> Response:
         job = get_object_or_404(exports.export_jobs_for_user(user=request.user), pk=job_id)
@@ -405,6 +413,8 @@ class DatasetExportJobDownloadApi(APIView):
     (409 before) and until it expires or its creator's rights stop covering it (410, code
     ``gone``); a failed job answers 410 with code ``failed`` and its message. Every download
     (GET) is audited."""
+
+    api_scope = "export"
 
     content_negotiation_class = _AnyAccept
 

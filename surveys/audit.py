@@ -41,6 +41,23 @@ def audit_log(
     return event
 
 
+def phones_shown_audit(*, request: HttpRequest, rows, where: str) -> None:
+    """One ``contact_view`` event per study whose participants' phone numbers a page or an
+    API answer showed (``rows`` have ``participant`` and ``phone``): which participants (by
+    study ID), never the numbers."""
+    shown: dict[Study, list[str]] = {}
+    for row in rows:
+        if row.phone:
+            shown.setdefault(row.participant.study, []).append(row.participant.code)
+    for study, codes in shown.items():
+        audit_log(
+            action=AuditEvent.Action.CONTACT_VIEW,
+            request=request,
+            study=study,
+            details={"where": where, "participants": sorted(set(codes))},
+        )
+
+
 # --- Sign-ins (connected in SurveysConfig.ready) ---------------------------------------------
 
 

@@ -888,6 +888,11 @@ class AuditEvent(WrittenOnce):
         LOGIN = "login", "Signed in"
         LOGIN_FAILED = "login_failed", "Failed to sign in"
         LOGOUT = "logout", "Signed out"
+        ROLE_CHANGE = "role_change", "Gave, changed or removed a staff role"
+        KEYS_ROTATE = "keys_rotate", "Re-encrypted identifiers under a new key"
+        AUDIT_EXPORT = "audit_export", "Downloaded audit events"
+        CONTACT_VIEW = "contact_view", "Saw participants' contact details"
+        CONTACT_CHANGE = "contact_change", "Changed a participant's contact details"
 
     at = models.DateTimeField(db_index=True)
     user = models.ForeignKey(
@@ -929,6 +934,12 @@ class StaffApiToken(models.Model):
     expires_at = models.DateTimeField()
     revoked_at = models.DateTimeField(null=True, blank=True, editable=False)
     last_used_at = models.DateTimeField(null=True, blank=True, editable=False)
+    scopes = models.CharField(
+        max_length=64,
+        default="read",
+        editable=False,
+        help_text="What the key may do, space-separated (surveys.tokens.SCOPES).",
+    )
 
     class Meta:
         ordering = ("user_id", "-created_at")
@@ -936,6 +947,10 @@ class StaffApiToken(models.Model):
 
     def __str__(self) -> str:
         return f"{self.name} ({self.prefix}…)"
+
+    @property
+    def scope_set(self) -> frozenset[str]:
+        return frozenset(self.scopes.split())
 
 
 class DatasetExportJob(models.Model):

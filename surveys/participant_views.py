@@ -11,6 +11,7 @@ import hashlib
 import json
 import uuid
 
+from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.middleware.csrf import rotate_token
@@ -26,6 +27,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from surveys.instruments import InstrumentNotReady, version_with_items
 from surveys.links import LinkExpired, LinkNotFound, participant_link_resolve
 from surveys.models import Assignment, Item, Language, Participant, Response, SafetyAlert
+from surveys.ratelimit import attempt_over_limit, client_ip, over_limit, too_many_requests
 from surveys.safety import crisis_text
 from surveys.screens import ANSWERED, diary_note, screens_build
 from surveys.selectors import (
@@ -89,9 +91,15 @@ def _render(request, participant: Participant, template: str, context: dict, sta
 @never_cache
 @require_GET
 def link_open(request: HttpRequest, token: str) -> HttpResponse:
+    # Someone trying made-up links: after PARTICIPANT_BAD_LINKS_PER_HOUR unknown ones, no link
+    # opens from that address for the hour (a right guess would not tell itself apart).
+    address, limit = client_ip(request), settings.PARTICIPANT_BAD_LINKS_PER_HOUR
+    if over_limit("bad-links", address, limit=limit):
+        return too_many_requests(request)
     try:
         link = participant_link_resolve(token=token)
     except LinkNotFound as exc:
+        attempt_over_limit("bad-links", address, limit=limit, window=3600)
         raise Http404 from exc
     except LinkExpired as expired:
         from surveys.participant_access import new_link_page  # that module imports this one

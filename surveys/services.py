@@ -12,6 +12,7 @@ from django.utils.formats import date_format
 from django.utils.translation import gettext as _
 
 from surveys import diary
+from surveys.audit import audit_log
 from surveys.consent import (
     ConsentInput,
     consent_record,
@@ -20,6 +21,7 @@ from surveys.consent import (
 from surveys.models import (
     ROLE_GROUP_NAMES,
     Assignment,
+    AuditEvent,
     ContactAttempt,
     DiaryEntry,
     Message,
@@ -190,16 +192,42 @@ def assignment_statuses_refresh(*, now: datetime | None = None) -> dict[str, int
 
 
 @transaction.atomic
-def staff_role_assign(*, user, study: Study, role: str, sites: Iterable[Site] = ()) -> StaffRole:
-    """Give ``user`` a role in ``study`` (replacing any earlier one) and the matching group."""
+def staff_role_assign(
+    *, user, study: Study, role: str, sites: Iterable[Site] = (), by=None, request=None
+) -> StaffRole:
+    """Give ``user`` a role in ``study`` (replacing any earlier one) and the matching group.
+    Audited (``by``, or the user of ``request``, gave it), with the role before and after."""
     sites = list(sites)
     staff_role_validate(study=study, role=role, sites=sites)
+    before = StaffRole.objects.filter(user=user, study=study).first()
+    was = _role_state(before) if before is not None else None
     staff_role, _ = StaffRole.objects.update_or_create(
         user=user, study=study, defaults={"role": role}
     )
     staff_role.sites.set(sites if role == StaffRole.Role.COORDINATOR else [])
     staff_groups_sync(user=user)
+    now = _role_state(staff_role)
+    if now != was:
+        _role_change_audit(staff_role, before=was, after=now, by=by, request=request)
     return staff_role
+
+
+def _role_state(staff_role: StaffRole) -> dict:
+    return {
+        "role": staff_role.role,
+        "sites": sorted(staff_role.sites.values_list("code", flat=True)),
+    }
+
+
+def _role_change_audit(staff_role, *, before, after, by, request) -> None:
+    audit_log(
+        action=AuditEvent.Action.ROLE_CHANGE,
+        user=by,
+        request=request,
+        study=staff_role.study,
+        obj=staff_role if after is not None else None,
+        details={"staff": staff_role.user.get_username(), "before": before, "after": after},
+    )
 
 
 def staff_role_validate(*, study: Study, role: str, sites: Iterable[Site]) -> None:
@@ -213,8 +241,10 @@ def staff_role_validate(*, study: Study, role: str, sites: Iterable[Site]) -> No
 
 
 @transaction.atomic
-def staff_role_remove(*, staff_role: StaffRole) -> None:
+def staff_role_remove(*, staff_role: StaffRole, by=None, request=None) -> None:
     user = staff_role.user
+    was = _role_state(staff_role)
+    _role_change_audit(staff_role, before=was, after=None, by=by, request=request)
     staff_role.delete()
     staff_groups_sync(user=user)
 
@@ -337,6 +367,7 @@ def participant_status_change(
     status: str,
     reason: str = "",
     changed_by=None,
+    request=None,
     now: datetime | None = None,
 ) -> Participant:
     """Move a participant to ``status``, record who did it and why, and, when they are no
@@ -358,6 +389,13 @@ def participant_status_change(
         reason=reason.strip(),
         changed_by=changed_by,
         changed_at=now,
+    )
+    audit_log(
+        action=AuditEvent.Action.STATUS_CHANGE,
+        user=changed_by,
+        request=request,
+        participant=locked,
+        details={"from": locked.status, "to": status},  # the reason may name people: not here
     )
     locked.status = status
     locked.save(update_fields=["status", "updated_at"])

@@ -2,8 +2,10 @@
 
 import hashlib
 import secrets
+from collections.abc import Iterable
 from datetime import datetime, timedelta
 
+from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
 
@@ -12,6 +14,15 @@ from surveys.models import StaffApiToken
 TOKEN_BYTES = 32
 DEFAULT_DAYS = 90
 MAX_DAYS = 366
+# What a key may do (``api_scope`` of each API view, api/auth.py); always within what its
+# owner's roles allow.
+SCOPES = {
+    "read": "Read studies, data dictionaries and retention summaries",
+    "contacts": "Read the call list, with participants' phone numbers",
+    "write": "Enrol participants, enter answers, import data dictionaries",
+    "export": "Export datasets and download background exports",
+}
+DEFAULT_SCOPES = ("read",)
 
 
 def token_digest(key: str) -> str:
@@ -20,9 +31,23 @@ def token_digest(key: str) -> str:
 
 @transaction.atomic
 def staff_token_create(
-    *, user, name: str, days: int = DEFAULT_DAYS, now: datetime | None = None
+    *,
+    user,
+    name: str,
+    days: int = DEFAULT_DAYS,
+    scopes: Iterable[str] = DEFAULT_SCOPES,
+    now: datetime | None = None,
 ) -> tuple[StaffApiToken, str]:
-    """A new token for ``user``; returns the row and the key (shown once, never stored)."""
+    """A new token for ``user`` that may do ``scopes``; returns the row and the key (shown
+    once, never stored)."""
+    scopes = sorted(set(scopes))
+    unknown = [scope for scope in scopes if scope not in SCOPES]
+    if unknown or not scopes:
+        raise ValidationError(
+            {"scopes": f"Choose one or more of {', '.join(SCOPES)}; not {', '.join(unknown)}."}
+            if unknown
+            else {"scopes": "Choose at least one scope."}
+        )
     now = now or timezone.now()
     days = max(1, min(days, MAX_DAYS))
     key = secrets.token_urlsafe(TOKEN_BYTES)
@@ -31,6 +56,7 @@ def staff_token_create(
         name=name.strip() or "API token",
         prefix=key[:8],
         key_hash=token_digest(key),
+        scopes=" ".join(scopes),
         created_at=now,
         expires_at=now + timedelta(days=days),
     )
@@ -43,9 +69,9 @@ def staff_token_revoke(*, token: StaffApiToken, now: datetime | None = None) -> 
     )
 
 
-def staff_token_user(*, key: str, now: datetime | None = None):
-    """The active user a key belongs to, or None (unknown, expired or revoked key, inactive
-    user). Marks the token as used, at most once a minute."""
+def staff_token_find(*, key: str, now: datetime | None = None) -> StaffApiToken | None:
+    """The live token of a key (its ``user`` active staff), or None (unknown, expired or
+    revoked key, inactive user). Marks the token as used, at most once a minute."""
     now = now or timezone.now()
     token = (
         StaffApiToken.objects.select_related("user")
@@ -56,4 +82,4 @@ def staff_token_user(*, key: str, now: datetime | None = None):
         return None
     if token.last_used_at is None or now - token.last_used_at > timedelta(minutes=1):
         StaffApiToken.objects.filter(pk=token.pk).update(last_used_at=now)
-    return token.user
+    return token

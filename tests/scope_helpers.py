@@ -45,7 +45,7 @@ from surveys.services import (
     participant_status_change,
     staff_role_assign,
 )
-from surveys.tokens import staff_token_create
+from surveys.tokens import SCOPES, staff_token_create
 from tests.factories import ParticipantFactory, UserFactory
 
 ROLE = StaffRole.Role
@@ -336,7 +336,9 @@ def world_build() -> World:
         pi_faraway=pi_faraway, superuser=superuser, people=people,
     )  # fmt: skip
     for user in (pi, coordinator_a, coordinator_b, researcher, pi_faraway):
-        world.tokens[user.username] = staff_token_create(user=user, name=f"{user.username} R")[1]
+        world.tokens[user.username] = staff_token_create(
+            user=user, name=f"{user.username} R", scopes=SCOPES
+        )[1]
         _export_job(user, faraway if user is pi_faraway else study, now)
         _analysis_run(user, faraway if user is pi_faraway else study, now)
     return world

@@ -75,6 +75,9 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
+    # Floods of the public paths (participants' pages and API, SMS callbacks) stop here, before
+    # a session or the database is touched.
+    "surveys.ratelimit.PublicRateLimitMiddleware",
     # Pages go compressed (static files come precompressed from WhiteNoise, above). Django's
     # gzip adds random padding to each response against BREACH-style attacks on CSRF tokens.
     "django.middleware.gzip.GZipMiddleware",
@@ -219,6 +222,10 @@ AUTHENTICATION_BACKENDS = ["surveys.signin.LockoutModelBackend"]
 SIGNIN_FAILURES_PER_ACCOUNT = env.int("SIGNIN_FAILURES_PER_ACCOUNT", default=5)
 SIGNIN_FAILURES_PER_ADDRESS = env.int("SIGNIN_FAILURES_PER_ADDRESS", default=20)
 SIGNIN_LOCK_MINUTES = env.int("SIGNIN_LOCK_MINUTES", default=15)
+# Requests a minute from one address to the public paths (0: no limit), and unknown personal
+# links an address may try in an hour before every link it opens is refused for that hour.
+PARTICIPANT_REQUESTS_PER_MINUTE = env.int("PARTICIPANT_REQUESTS_PER_MINUTE", default=300)
+PARTICIPANT_BAD_LINKS_PER_HOUR = env.int("PARTICIPANT_BAD_LINKS_PER_HOUR", default=30)
 # Staff sessions end after this long without a request, and this long after sign-in.
 STAFF_SESSION_IDLE_MINUTES = env.int("STAFF_SESSION_IDLE_MINUTES", default=30)
 STAFF_SESSION_MAX_HOURS = env.int("STAFF_SESSION_MAX_HOURS", default=12)
@@ -281,7 +288,10 @@ REST_FRAMEWORK = {
         "api.auth.StaffTokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
-    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_PERMISSION_CLASSES": [
+        "rest_framework.permissions.IsAuthenticated",
+        "api.auth.TokenScope",
+    ],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],

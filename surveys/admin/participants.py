@@ -16,10 +16,12 @@ from surveys import selectors, services
 from surveys.access import participant_pin_remove
 from surveys.admin.base import RELATED_ONLY, ReadOnlyMixin
 from surveys.admin.imports import participant_import_urls
+from surveys.audit import audit_log
 from surveys.consent import ConsentInput, consent_validate, participant_identifiers_erase
 from surveys.links import participant_links_revoke
 from surveys.models import (
     Assignment,
+    AuditEvent,
     Consent,
     ConsentVersion,
     ContactAttempt,
@@ -467,10 +469,40 @@ class ParticipantAdmin(admin.ModelAdmin):
                 participant=obj,
                 status=new_status,
                 changed_by=request.user,
+                request=request,
                 reason=form.cleaned_data.get("status_reason", ""),
             )
 
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        response = super().change_view(request, object_id, form_url, extra_context)
+        participant = getattr(response, "context_data", {}).get("original")
+        if (
+            request.method == "GET"
+            and response.status_code == 200
+            and participant is not None
+            and ParticipantContactInline in self.get_inlines(request, participant)
+        ):
+            audit_log(
+                action=AuditEvent.Action.CONTACT_VIEW,
+                request=request,
+                participant=participant,
+                details={"where": "participant page"},
+            )
+        return response
+
     def save_formset(self, request, form, formset, change):
+        if formset.model is ParticipantContact and change:
+            changed = sorted(
+                {name for f in formset.forms if f.has_changed() for name in f.changed_data}
+            )
+            if changed:
+                # which fields, never their values (the audit log holds no identifier)
+                audit_log(
+                    action=AuditEvent.Action.CONTACT_CHANGE,
+                    request=request,
+                    participant=form.instance,
+                    details={"fields": changed},
+                )
         if formset.model is ContactAttempt:
             for attempt in formset.save(commit=False):
                 attempt.by = request.user

@@ -10,7 +10,7 @@ from django.utils import timezone
 
 from surveys import selectors, services
 from surveys.admin.base import RELATED_ONLY, ReadOnlyMixin
-from surveys.audit import audit_log
+from surveys.audit import audit_log, phones_shown_audit
 from surveys.models import (
     Assignment,
     AuditEvent,
@@ -66,6 +66,7 @@ class AssignmentAdmin(ReadOnlyMixin, admin.ModelAdmin):
         now = timezone.now()
         rows = selectors.call_list_rows(user=request.user, now=now)
         show_phone = any(row.phone is not None for row in rows)
+        phones_shown_audit(request=request, rows=rows, where="call list page")
         context = {
             **self.admin_site.each_context(request),
             "rows": rows,

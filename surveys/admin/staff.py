@@ -69,6 +69,7 @@ class StaffRoleAdmin(admin.ModelAdmin):
             study=form.cleaned_data.get("study", obj.study if change else None),
             role=form.cleaned_data["role"],
             sites=form.cleaned_data.get("sites") or [],
+            request=request,
         )
         obj.pk, obj.created_at = staff_role.pk, staff_role.created_at
 
@@ -77,8 +78,8 @@ class StaffRoleAdmin(admin.ModelAdmin):
         pass
 
     def delete_model(self, request, obj):
-        services.staff_role_remove(staff_role=obj)
+        services.staff_role_remove(staff_role=obj, request=request)
 
     def delete_queryset(self, request, queryset):
         for staff_role in queryset.select_related("user"):
-            services.staff_role_remove(staff_role=staff_role)
+            services.staff_role_remove(staff_role=staff_role, request=request)

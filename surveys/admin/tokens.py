@@ -5,7 +5,14 @@ from django.contrib import admin
 from django.template.response import TemplateResponse
 
 from surveys.models import StaffApiToken
-from surveys.tokens import DEFAULT_DAYS, MAX_DAYS, staff_token_create, staff_token_revoke
+from surveys.tokens import (
+    DEFAULT_DAYS,
+    DEFAULT_SCOPES,
+    MAX_DAYS,
+    SCOPES,
+    staff_token_create,
+    staff_token_revoke,
+)
 
 
 class StaffApiTokenForm(forms.ModelForm):
@@ -14,6 +21,13 @@ class StaffApiTokenForm(forms.ModelForm):
         max_value=MAX_DAYS,
         initial=DEFAULT_DAYS,
         label="Valid for (days)",
+    )
+    scope_choices = forms.MultipleChoiceField(
+        choices=list(SCOPES.items()),
+        initial=list(DEFAULT_SCOPES),
+        widget=forms.CheckboxSelectMultiple,
+        label="It may",
+        help_text="Only what the script needs; never more than your roles allow.",
     )
 
     class Meta:
@@ -28,13 +42,22 @@ class StaffApiTokenAdmin(admin.ModelAdmin):
         "name",
         "user",
         "prefix",
+        "scopes",
         "created_at",
         "expires_at",
         "last_used_at",
         "revoked_at",
     )
     list_select_related = ("user",)
-    readonly_fields = ("user", "prefix", "created_at", "expires_at", "last_used_at", "revoked_at")
+    readonly_fields = (
+        "user",
+        "prefix",
+        "scopes",
+        "created_at",
+        "expires_at",
+        "last_used_at",
+        "revoked_at",
+    )
     actions = ("revoke",)
 
     def get_queryset(self, request):
@@ -43,7 +66,7 @@ class StaffApiTokenAdmin(admin.ModelAdmin):
 
     def get_fields(self, request, obj=None):
         return (
-            ("name", "days")
+            ("name", "days", "scope_choices")
             if obj is None
             else (*self.readonly_fields[:1], "name", *self.readonly_fields[1:])
         )
@@ -65,9 +88,12 @@ class StaffApiTokenAdmin(admin.ModelAdmin):
 
     def save_model(self, request, obj, form, change):
         token, key = staff_token_create(
-            user=request.user, name=form.cleaned_data["name"], days=form.cleaned_data["days"]
+            user=request.user,
+            name=form.cleaned_data["name"],
+            days=form.cleaned_data["days"],
+            scopes=form.cleaned_data["scope_choices"],
         )
-        obj.pk, obj.user, obj.prefix = token.pk, token.user, token.prefix
+        obj.pk, obj.user, obj.prefix, obj.scopes = token.pk, token.user, token.prefix, token.scopes
         obj.created_at, obj.expires_at = token.created_at, token.expires_at
         # Shown on the next page only: never in a message (the messages cookie is signed, not
         # encrypted) nor anywhere stored.

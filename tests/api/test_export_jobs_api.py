@@ -11,7 +11,7 @@ from django.utils import timezone
 from surveys import tasks
 from surveys.exports import ExportSpec, export_job_run, export_job_start
 from surveys.models import AuditEvent, DatasetExportJob
-from surveys.tokens import staff_token_create
+from surveys.tokens import SCOPES, staff_token_create
 
 
 def bearer(key: str) -> dict:
@@ -36,7 +36,7 @@ def sent(monkeypatch):
 
 @pytest.fixture
 def key(researcher):
-    return staff_token_create(user=researcher, name="R")[1]
+    return staff_token_create(user=researcher, name="R", scopes=SCOPES)[1]
 
 
 def body(reply) -> bytes:
@@ -100,12 +100,12 @@ def test_nobody_but_the_creator_sees_or_downloads_a_job(
     job = export_job_start(user=researcher, study=study, spec=ExportSpec())
     export_job_run(job_id=job.pk)
     pi = staff_user(study=study, role="pi", username="the-pi")
-    _, pi_key = staff_token_create(user=pi, name="pi")
+    _, pi_key = staff_token_create(user=pi, name="pi", scopes=SCOPES)
     for path in (f"/api/v1/export-jobs/{job.pk}/", f"/api/v1/export-jobs/{job.pk}/download/"):
         assert client.get(path, **bearer(pi_key)).status_code == 404
         assert client.get(path).status_code in (401, 403)  # no key
     assert not AuditEvent.objects.filter(action="export_download").exists()
-    _, own = staff_token_create(user=researcher, name="r")
+    _, own = staff_token_create(user=researcher, name="r", scopes=SCOPES)
     assert client.get(f"/api/v1/export-jobs/{job.pk}/download/", **bearer(own)).status_code == 200
 
 

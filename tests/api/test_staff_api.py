@@ -4,6 +4,7 @@ list, each scoped like the admin pages."""
 from datetime import timedelta
 
 import pytest
+from django.core.exceptions import ValidationError
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
@@ -15,7 +16,7 @@ from surveys.models import (
     ParticipantContact,
     StaffApiToken,
 )
-from surveys.tokens import staff_token_create, staff_token_revoke
+from surveys.tokens import SCOPES, staff_token_create, staff_token_revoke
 from tests.surveys.test_contact_log import overdue
 
 
@@ -25,7 +26,7 @@ def bearer(key: str) -> dict:
 
 @pytest.fixture
 def coordinator_key(coordinator_a):
-    return staff_token_create(user=coordinator_a, name="laptop")[1]
+    return staff_token_create(user=coordinator_a, name="laptop", scopes=SCOPES)[1]
 
 
 # --- Tokens -----------------------------------------------------------------------------------
@@ -34,7 +35,8 @@ def coordinator_key(coordinator_a):
 def test_a_token_is_made_in_the_admin_shown_once_and_stored_hashed(client, coordinator_a):
     client.force_login(coordinator_a)
     reply = client.post(
-        "/admin/surveys/staffapitoken/add/", {"name": "R on my laptop", "days": "30"}
+        "/admin/surveys/staffapitoken/add/",
+        {"name": "R on my laptop", "days": "30", "scope_choices": ["read", "export"]},
     )
     assert reply.status_code == 200 and "no-store" in reply["Cache-Control"]
     text = reply.text
@@ -45,6 +47,7 @@ def test_a_token_is_made_in_the_admin_shown_once_and_stored_hashed(client, coord
     assert token.user == coordinator_a and token.name == "R on my laptop"
     assert key not in token.key_hash and key.startswith(token.prefix)
     assert (token.expires_at - token.created_at).days == 30
+    assert token.scope_set == {"read", "export"}
     client.logout()
     assert client.get("/api/v1/studies/", **bearer(key)).status_code == 200
     # The list of tokens never shows the key again.
@@ -72,11 +75,63 @@ def test_a_key_stops_working_when_its_owner_is_deactivated(client, coordinator_a
 
 
 def test_each_user_sees_only_their_own_tokens(client, coordinator_a, researcher):
-    staff_token_create(user=coordinator_a, name="coordinator's")
-    staff_token_create(user=researcher, name="researcher's")
+    staff_token_create(user=coordinator_a, name="coordinator's", scopes=SCOPES)
+    staff_token_create(user=researcher, name="researcher's", scopes=SCOPES)
     client.force_login(researcher)
     page = client.get("/admin/surveys/staffapitoken/").text
     assert "researcher&#x27;s" in page and "coordinator&#x27;s" not in page
+
+
+def test_a_token_does_only_what_its_scopes_allow(client, study, coordinator_a):
+    _, reader = staff_token_create(user=coordinator_a, name="dashboard", scopes=["read"])
+    assert client.get("/api/v1/studies/", **bearer(reader)).status_code == 200
+    assert (
+        client.get(f"/api/v1/studies/{study.slug}/retention/", **bearer(reader)).status_code == 200
+    )
+    refused = {
+        "contacts": client.get("/api/v1/call-list/", **bearer(reader)),
+        "export": client.get(f"/api/v1/studies/{study.slug}/export/", **bearer(reader)),
+        "write": client.post(
+            f"/api/v1/studies/{study.slug}/participants/",
+            ENROL,
+            content_type="application/json",
+            **bearer(reader),
+        ),
+    }
+    for scope, reply in refused.items():
+        assert reply.status_code == 403
+        assert f"lacks the '{scope}' scope" in reply.json()["detail"]
+    assert not Participant.objects.exists()  # the refused enrolment saved nothing
+    _, caller = staff_token_create(user=coordinator_a, name="phone bank", scopes=["contacts"])
+    assert client.get("/api/v1/call-list/", **bearer(caller)).status_code == 200
+    assert client.get("/api/v1/studies/", **bearer(caller)).status_code == 403
+    # the browser's session is not limited by any token's scopes
+    client.force_login(coordinator_a)
+    assert client.get("/api/v1/call-list/").status_code == 200
+
+
+def test_a_token_without_a_known_scope_is_not_made(coordinator_a):
+    for scopes, message in (([], "at least one"), (["read", "admin"], "not admin")):
+        with pytest.raises(ValidationError) as excinfo:
+            staff_token_create(user=coordinator_a, name="x", scopes=scopes)
+        assert message in excinfo.value.message_dict["scopes"][0]
+    assert not StaffApiToken.objects.exists()
+
+
+def test_every_api_endpoint_needs_a_known_scope():
+    from django.urls import get_resolver
+
+    from api.auth import view_api_scope
+
+    seen = 0
+    for pattern in get_resolver("api.urls").url_patterns:
+        view = pattern.callback.cls
+        for method in view().allowed_methods:
+            if method in ("OPTIONS", "HEAD"):
+                continue
+            assert view_api_scope(view, method) in SCOPES, (pattern.name, method)
+            seen += 1
+    assert seen >= 12
 
 
 # --- Enrolment --------------------------------------------------------------------------------
@@ -162,7 +217,7 @@ def test_nobody_enrols_outside_their_sites(client, study, coordinator_key, resea
         **bearer(coordinator_key),
     )
     assert other_site.status_code == 403
-    _, key = staff_token_create(user=researcher, name="r")
+    _, key = staff_token_create(user=researcher, name="r", scopes=SCOPES)
     as_researcher = client.post(
         f"/api/v1/studies/{study.slug}/participants/",
         ENROL,
@@ -211,11 +266,11 @@ def test_the_call_list_api_is_scoped_and_shows_phones_only_to_coordinators(
     assert [(r["study_id"], r["wave"], r["phone"], r["overdue"]) for r in rows] == [
         ("NYC-0042", "m1", "+1 555 010 4477", True)
     ]
-    _, key = staff_token_create(user=researcher, name="r")
+    _, key = staff_token_create(user=researcher, name="r", scopes=SCOPES)
     rows = client.get("/api/v1/call-list/", **bearer(key)).json()
     assert [(r["study_id"], r["phone"]) for r in rows] == [("NYC-0042", None), ("LDN-0007", None)]
     pi = staff_user(study=study, role="pi", username="pi")
-    _, key = staff_token_create(user=pi, name="p")
+    _, key = staff_token_create(user=pi, name="p", scopes=SCOPES)
     rows = client.get("/api/v1/call-list/", **bearer(key)).json()
     assert [r["phone"] for r in rows] == ["+1 555 010 4477", "+44 20 7946 0018"]
 
@@ -259,7 +314,7 @@ def test_the_retention_summary_api_counts_only_the_users_sites(
     baseline = next(w for w in body["waves"] if w["name"] == "Baseline")
     assert (baseline["completed"], baseline["missed"], baseline["rate"]) == (0, 1, 0.0)
     assert client.get(url + "?site=LDN", **bearer(coordinator_key)).status_code == 400
-    _, key = staff_token_create(user=researcher, name="r")
+    _, key = staff_token_create(user=researcher, name="r", scopes=SCOPES)
     body = client.get(url + "?subgroup=gender", **bearer(key)).json()
     baseline = next(w for w in body["waves"] if w["name"] == "Baseline")
     assert (baseline["completed"], baseline["missed"], baseline["rate"]) == (1, 1, 0.5)
@@ -288,7 +343,7 @@ def test_the_dataset_export_api_streams_the_same_scoped_audited_file(
     # A coordinator asking for another site's rows gets none of them.
     other = client.get(url + "?shape=wide&site=LDN", **bearer(coordinator_key))
     assert pd.read_csv(io.BytesIO(b"".join(other.streaming_content))).empty
-    _, key = staff_token_create(user=researcher, name="r")
+    _, key = staff_token_create(user=researcher, name="r", scopes=SCOPES)
     refused = client.get(url + "?identified=true&reason=because+I+want+it", **bearer(key))
     assert refused.status_code == 400 and "principal investigators" in str(refused.json())
     bad = client.get(url + "?format=docx", **bearer(key))
