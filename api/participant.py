@@ -64,6 +64,7 @@ class IsParticipant(BasePermission):
 class ParticipantScope:
     authentication_classes = [ParticipantSessionAuthentication]
     permission_classes = [IsParticipant]
+    audit_entries = False  # their own answers: the response is the record
 
     def dispatch(self, request, *args, **kwargs):
         # Error messages in the participant's language (kept in the session by the pages).

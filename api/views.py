@@ -17,6 +17,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from surveys.audit import answers_before, answers_change_audit
 from surveys.dictionary import DictionaryError, dictionary_export, dictionary_import_forms
 from surveys.models import Assignment, Language
 from surveys.selectors import assignment_entry_scope, studies_for_user, studies_led_by
@@ -127,10 +128,24 @@ def _assignment_and_instrument(request: Request, assignment_id: int, instrument_
 
 
 class AnswersEntryApi(APIView):
-    """Staff entering answers; the participant's own API overrides ``scope``."""
+    """Staff entering answers; the participant's own API overrides ``scope`` (and is not
+    audited: the participant's own answers are the record)."""
+
+    audit_entries = True
 
     def scope(self, request: Request, assignment_id: int, instrument_slug: str):
         return _assignment_and_instrument(request, assignment_id, instrument_slug)
+
+    def before(self, assignment, instrument) -> dict | None:
+        if not self.audit_entries:
+            return None
+        return answers_before(assignment_id=assignment.pk, instrument_id=instrument.pk)
+
+    def audit(self, request, response, before: dict | None, *, submitted: bool) -> None:
+        if before is not None:
+            answers_change_audit(
+                request=request, response=response, before=before, submitted=submitted
+            )
 
 
 class ResponseDraftSaveApi(AnswersEntryApi):
@@ -145,9 +160,11 @@ class ResponseDraftSaveApi(AnswersEntryApi):
         data = DraftInputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         assignment, instrument = self.scope(request, assignment_id, instrument_slug)
+        before = self.before(assignment, instrument)
         response = response_draft_save(
             assignment=assignment, instrument=instrument, **data.validated_data
         )
+        self.audit(request, response, before, submitted=False)
         return Response(ResponseOutputSerializer(response).data)
 
 
@@ -168,9 +185,12 @@ class ResponseSubmitApi(AnswersEntryApi):
         data = AnswersInputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         assignment, instrument = self.scope(request, assignment_id, instrument_slug)
+        before = self.before(assignment, instrument)
         result = response_submit(
             assignment=assignment, instrument=instrument, **data.validated_data
         )
+        if not result.replayed:
+            self.audit(request, result.response, before, submitted=True)
         code = status.HTTP_200_OK if result.replayed else status.HTTP_201_CREATED
         return Response(submit_reply(result.response), status=code)
 

@@ -1,10 +1,10 @@
 """The audit log: one append-only row per sensitive act (who, when, what, from where)."""
 
-from django.db.models import Model
+from django.db.models import Model, Q
 from django.http import HttpRequest
 from django.utils import timezone
 
-from surveys.models import AuditEvent, Participant, Study
+from surveys.models import AuditEvent, Item, Participant, Response, Study
 from surveys.ratelimit import client_ip
 
 
@@ -56,6 +56,51 @@ def phones_shown_audit(*, request: HttpRequest, rows, where: str) -> None:
             study=study,
             details={"where": where, "participants": sorted(set(codes))},
         )
+
+
+HIDDEN_ANSWER = "(changed; identifying or free text, not kept here)"
+
+
+def answers_before(*, assignment_id: int, instrument_id: int) -> dict:
+    """The stored answers (draft or submitted) of a survey, before a change."""
+    found = Response.objects.filter(
+        assignment_id=assignment_id, instrument_id=instrument_id
+    ).values_list("answers", flat=True)
+    return dict(found.first() or {})
+
+
+def answers_change_audit(
+    *, request: HttpRequest, response: Response, before: dict, submitted: bool
+) -> AuditEvent | None:
+    """A ``response_change`` event for answers staff entered or changed: each changed item's
+    value before and after; identifier and free-text items only by name (their values would
+    make the log identifying). Nothing when nothing changed and nothing was submitted."""
+    after = response.answers or {}
+    private = set(
+        Item.objects.filter(version__instrument_id=response.instrument_id)
+        .filter(Q(identifier=True) | Q(kind__in=(Item.Kind.TEXT, Item.Kind.NOTES)))
+        .values_list("variable", flat=True)
+    )
+    changed = {}
+    for name in sorted(set(before) | set(after)):
+        if before.get(name) != after.get(name):
+            changed[name] = (
+                HIDDEN_ANSWER
+                if name in private
+                else {"before": before.get(name), "after": after.get(name)}
+            )
+    if not changed and not submitted:
+        return None
+    participant = Participant.objects.select_related("study").get(
+        assignments=response.assignment_id
+    )
+    return audit_log(
+        action=AuditEvent.Action.RESPONSE_CHANGE,
+        request=request,
+        participant=participant,
+        obj=response,
+        details={"submitted": submitted, "changed": changed},
+    )
 
 
 # --- Sign-ins (connected in SurveysConfig.ready) ---------------------------------------------

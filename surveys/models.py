@@ -893,6 +893,7 @@ class AuditEvent(WrittenOnce):
         AUDIT_EXPORT = "audit_export", "Downloaded audit events"
         CONTACT_VIEW = "contact_view", "Saw participants' contact details"
         CONTACT_CHANGE = "contact_change", "Changed a participant's contact details"
+        RESPONSE_CHANGE = "response_change", "Entered or changed answers for a participant"
 
     at = models.DateTimeField(db_index=True)
     user = models.ForeignKey(

@@ -196,3 +196,59 @@ def test_schema_documents_the_submission_errors(client, db):
     assert "/api/v1/assignments/{assignment_id}/responses/{instrument_slug}/submit/" in schema
     for code in ("'201'", "'400'", "'409'"):
         assert code in schema
+
+
+def test_answers_staff_enter_are_audited_with_before_and_after(client, coordinator_a, open_month1):
+    from surveys.audit import HIDDEN_ANSWER
+    from surveys.models import AuditEvent, Item
+
+    # an identifying item's value is named, never copied into the log
+    Item.objects.filter(variable="craving").update(identifier=True)
+    client.force_login(coordinator_a)
+    client_id = str(uuid.uuid4())
+    client.put(
+        url(open_month1, "draft"),
+        {"client_id": client_id, "answers": {"attended_any": 0, "qol_overall": 5, "craving": 2}},
+        content_type="application/json",
+        REMOTE_ADDR="192.0.2.44",
+    )
+    body = {"client_id": client_id, "answers": ANSWERS}
+    assert (
+        client.post(url(open_month1, "submit"), body, content_type="application/json").status_code
+        == 201
+    )
+    client.post(url(open_month1, "submit"), body, content_type="application/json")  # a replay
+    events = list(AuditEvent.objects.filter(action="response_change").order_by("id"))
+    assert len(events) == 2  # the replay changed nothing
+    draft, final = events
+    assert (draft.username, draft.ip, draft.participant.code) == (
+        coordinator_a.username,
+        "192.0.2.44",
+        "NYC-0042",
+    )
+    assert draft.details == {
+        "submitted": False,
+        "changed": {
+            "attended_any": {"before": None, "after": 0},
+            "craving": HIDDEN_ANSWER,
+            "qol_overall": {"before": None, "after": 5},
+        },
+    }
+    assert final.details["submitted"] is True
+    assert final.details["changed"]["qol_overall"] == {"before": 5, "after": 7}
+    assert final.details["changed"]["craving"] == HIDDEN_ANSWER
+    assert "attended_any" not in final.details["changed"]  # 0 before and after
+
+
+def test_a_participants_own_answers_are_not_audit_events(client, open_month1):
+    from surveys.models import AuditEvent
+    from tests.surveys.test_participant_access import signed_in
+
+    signed_in(client, open_month1.participant)
+    reply = client.put(
+        f"/api/v1/participant/assignments/{open_month1.pk}/responses/followup/draft/",
+        {"client_id": str(uuid.uuid4()), "answers": {"craving": 4}},
+        content_type="application/json",
+    )
+    assert reply.status_code == 200
+    assert not AuditEvent.objects.filter(action="response_change").exists()
