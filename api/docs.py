@@ -14,3 +14,66 @@ class ApiDocsView(SpectacularSwaggerSplitView):
     def get(self, request, *args, **kwargs):
         self.url_self = request.path
         return super().get(request, *args, **kwargs)
+
+
+# --- Errors every operation can answer ---------------------------------------------------------
+
+ERROR_SCHEMA = {
+    "type": "object",
+    "properties": {"detail": {"type": "string"}},
+    "required": ["detail"],
+}
+VALIDATION_SCHEMA = {
+    "type": "object",
+    "properties": {
+        "errors": {
+            "type": "object",
+            "additionalProperties": {},
+            "description": "Field name (or non_field) to its messages.",
+        }
+    },
+    "required": ["errors"],
+}
+PARTICIPANT_PREFIX = "/api/v1/participant/"
+
+
+def _json(ref: str, description: str) -> dict:
+    return {
+        "description": description,
+        "content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{ref}"}}},
+    }
+
+
+def error_responses_add(result, generator, request, public):
+    """drf-spectacular postprocessing hook: every operation documents the errors that the
+    authentication, permissions, routing, parsing and rate limits can answer with, in the one
+    shape they have (``{"detail": ...}``; a 400 is ``{"errors": {...}}``, api/exceptions.py).
+    Operations that declare one of these codes themselves keep their own."""
+    schemas = result.setdefault("components", {}).setdefault("schemas", {})
+    schemas.setdefault("Error", ERROR_SCHEMA)
+    schemas.setdefault("Errors", VALIDATION_SCHEMA)
+    for path, operations in result.get("paths", {}).items():
+        participant = path.startswith(PARTICIPANT_PREFIX)
+        for method, operation in operations.items():
+            if method not in ("get", "put", "post", "patch", "delete"):
+                continue
+            responses = operation.setdefault("responses", {})
+            common = {
+                "400": _json("Errors", "Malformed parameters or body."),
+                "403": _json(
+                    "Error",
+                    "Not signed in to a participant session"
+                    if participant
+                    else "Not allowed: the user's roles, or the API token's scopes",
+                ),
+                "404": _json("Error", "No such object, or not one the caller may see."),
+            }
+            if not participant:
+                common["401"] = _json("Error", "No valid API token or session.")
+            if participant:
+                common["429"] = _json("Error", "Too many requests from this address.")
+            if "requestBody" in operation:
+                common["415"] = _json("Error", "The body is not JSON.")
+            for code, response in common.items():
+                responses.setdefault(code, response)
+    return result

@@ -6,6 +6,8 @@
 """
 
 from django.core.exceptions import ValidationError
+from django.http import JsonResponse
+from django.views import defaults as django_defaults
 from rest_framework import status
 from rest_framework.response import Response
 from rest_framework.views import exception_handler
@@ -21,5 +23,47 @@ def api_exception_handler(exc, context):
         return Response({"code": exc.code, "detail": exc.message}, status=status.HTTP_409_CONFLICT)
     response = exception_handler(exc, context)
     if response is not None and response.status_code == 400 and "errors" not in response.data:
-        response.data = {"errors": response.data}
+        response.data = {"errors": flat_errors(response.data)}
     return response
+
+
+def flat_errors(data, prefix: str = "") -> dict[str, list[str]]:
+    """DRF's errors as the one documented shape, field name to a list of messages: a parse
+    error's ``{"detail": "..."}`` becomes ``{"non_field": ["..."]}``, nested fields are named
+    with dots (``answers.craving``), list positions by number."""
+    if isinstance(data, dict):
+        flat: dict[str, list[str]] = {}
+        for key, value in data.items():
+            name = "non_field" if key in ("detail", "non_field_errors") and not prefix else key
+            for field, messages in flat_errors(
+                value, f"{prefix}.{name}" if prefix else name
+            ).items():
+                flat.setdefault(field, []).extend(messages)
+        return flat
+    if isinstance(data, list) and all(not isinstance(v, dict | list) for v in data):
+        return {prefix or "non_field": [str(v) for v in data]}
+    if isinstance(data, list):
+        flat = {}
+        for index, value in enumerate(data):
+            for field, messages in flat_errors(value, f"{prefix}.{index}").items():
+                flat.setdefault(field, []).extend(messages)
+        return flat
+    return {prefix or "non_field": [str(data)]}
+
+
+# --- Errors outside the API's views ----------------------------------------------------------
+# A URL under /api/ that matches no route, or an error before a view runs, would get Django's
+# HTML page; an API client gets the API's JSON shape instead (recovery/urls.py handler404 and
+# handler500).
+
+
+def not_found(request, exception=None):
+    if request.path.startswith("/api/"):
+        return JsonResponse({"detail": "Not found."}, status=404)
+    return django_defaults.page_not_found(request, exception)
+
+
+def server_error(request):
+    if request.path.startswith("/api/"):
+        return JsonResponse({"detail": "Server error."}, status=500)
+    return django_defaults.server_error(request)

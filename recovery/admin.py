@@ -240,27 +240,27 @@ class AnalysisRunAdmin(admin.ModelAdmin):
         wrap = self.admin_site.admin_view
         return [
             path(
-                "study/<int:study_id>/",
+                "study/<id:study_id>/",
                 wrap(self.study_view),
                 name="recovery_analysisrun_study",
             ),
             path(
-                "<int:run_id>/results/",
+                "<id:run_id>/results/",
                 wrap(self.results_view),
                 name="recovery_analysisrun_results",
             ),
             path(
-                "<int:run_id>/report/",
+                "<id:run_id>/report/",
                 wrap(self.report_view),
                 name="recovery_analysisrun_report",
             ),
             path(
-                "<int:run_id>/results.csv",
+                "<id:run_id>/results.csv",
                 wrap(self.csv_view),
                 name="recovery_analysisrun_csv",
             ),
             path(
-                "<int:run_id>/results.json",
+                "<id:run_id>/results.json",
                 wrap(self.json_view),
                 name="recovery_analysisrun_json",
             ),

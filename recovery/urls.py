@@ -15,3 +15,6 @@ urlpatterns = [
     # Signed calls from providers (Twilio's inbound SMS): no session, no CSRF token.
     path("hooks/", include("surveys.hooks")),
 ]
+
+handler404 = "api.exceptions.not_found"
+handler500 = "api.exceptions.server_error"

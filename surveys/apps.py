@@ -7,6 +7,10 @@ class SurveysConfig(AppConfig):
     verbose_name = "Surveys"
 
     def ready(self) -> None:
+        from recovery.converters import converters_register
+
+        converters_register()  # before any URL configuration is read
+
         from surveys.audit import sign_in_auditing_connect
         from surveys.roles import role_groups_ensure
 

@@ -9,12 +9,12 @@ urlpatterns = [
     path("manifest.webmanifest", participant_views.manifest, name="participant-manifest"),
     path("sw.js", participant_views.service_worker, name="participant-sw"),
     path(
-        "s/<int:assignment_id>/<slug:slug>/",
+        "s/<id:assignment_id>/<slug:slug>/",
         participant_views.survey,
         name="participant-survey",
     ),
     path(
-        "s/<int:assignment_id>/<slug:slug>/done",
+        "s/<id:assignment_id>/<slug:slug>/done",
         participant_views.survey_done,
         name="participant-survey-done",
     ),
@@ -25,7 +25,7 @@ urlpatterns = [
     path("pin", participant_access.pin, name="participant-pin"),
     path("sign-out", participant_access.sign_out, name="participant-sign-out"),
     path("diary", diary_log, name="participant-diary"),
-    path("diary/<int:entry_id>/delete", diary_delete, name="participant-diary-delete"),
+    path("diary/<id:entry_id>/delete", diary_delete, name="participant-diary-delete"),
     path("unsubscribe/<str:token>", unsubscribe.unsubscribe, name="participant-unsubscribe"),
     # Last: anything else after /p/ is a token.
     path("<str:token>", participant_views.link_open, name="participant-link"),

@@ -309,6 +309,16 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
+    # Ids in paths: integers of at most 18 digits (recovery/converters.py).
+    "PATH_CONVERTER_OVERRIDES": {
+        "id": {"type": "integer", "minimum": 0, "maximum": 999_999_999_999_999_999}
+    },
+    # Every operation documents the errors authentication, permissions, routing, parsing and
+    # rate limits answer with (api/docs.py).
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "api.docs.error_responses_add",
+    ],
 }
 
 # --- Logging --------------------------------------------------------------------------------

@@ -103,7 +103,7 @@ class ConsentAdmin(ReadOnlyMixin, admin.ModelAdmin):
     def get_urls(self):
         return [
             path(
-                "<int:consent_id>/print/",
+                "<id:consent_id>/print/",
                 self.admin_site.admin_view(self.print_view),
                 name="surveys_consent_print",
             ),

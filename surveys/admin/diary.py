@@ -98,7 +98,7 @@ class DiaryEntryAdmin(ReadOnlyMixin, admin.ModelAdmin):
     def get_urls(self):
         return [
             path(
-                "export/<int:study_id>/",
+                "export/<id:study_id>/",
                 self.admin_site.admin_view(self.export_view),
                 name="surveys_diaryentry_export",
             ),

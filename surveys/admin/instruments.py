@@ -66,7 +66,7 @@ class InstrumentVersionAdmin(ReadOnlyMixin, StudyScopedAdmin):
     def get_urls(self):
         return [
             path(
-                "<int:version_id>/preview/",
+                "<id:version_id>/preview/",
                 self.admin_site.admin_view(self.preview_view),
                 name="surveys_instrumentversion_preview",
             ),

@@ -363,7 +363,7 @@ class ParticipantAdmin(admin.ModelAdmin):
     def get_urls(self):
         return [
             path(
-                "<int:participant_id>/timeline/",
+                "<id:participant_id>/timeline/",
                 self.admin_site.admin_view(self.timeline_view),
                 name="surveys_participant_timeline",
             ),

@@ -53,7 +53,7 @@ class AssignmentAdmin(ReadOnlyMixin, admin.ModelAdmin):
                 name="surveys_assignment_call_list",
             ),
             path(
-                "<int:assignment_id>/send-now/",
+                "<id:assignment_id>/send-now/",
                 self.admin_site.admin_view(self.send_now_view),
                 name="surveys_assignment_send_now",
             ),

@@ -96,34 +96,34 @@ class StudyAdmin(admin.ModelAdmin):
         wrap = self.admin_site.admin_view
         return [
             path(
-                "<int:study_id>/retention/",
+                "<id:study_id>/retention/",
                 wrap(self.retention_view),
                 name="surveys_study_retention",
             ),
             path(
-                "<int:study_id>/export/",
+                "<id:study_id>/export/",
                 wrap(self.export_view),
                 name="surveys_study_export",
             ),
             # A background export's page and file, named by the job alone (it knows its study;
             # only its creator opens either).
             path(
-                "exports/<int:job_id>/",
+                "exports/<id:job_id>/",
                 wrap(self.export_job_view),
                 name="surveys_study_export_job",
             ),
             path(
-                "exports/<int:job_id>/download/",
+                "exports/<id:job_id>/download/",
                 wrap(self.export_download_view),
                 name="surveys_study_export_download",
             ),
             path(
-                "<int:study_id>/dictionary/export/",
+                "<id:study_id>/dictionary/export/",
                 wrap(self.dictionary_export_view),
                 name="surveys_study_dictionary_export",
             ),
             path(
-                "<int:study_id>/dictionary/import/",
+                "<id:study_id>/dictionary/import/",
                 wrap(self.dictionary_import_view),
                 name="surveys_study_dictionary_import",
             ),
