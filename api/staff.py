@@ -20,6 +20,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from api.auth import TokenScope
 from api.views import CONFLICT, ERRORS
 from surveys import exports, retention, selectors
 from surveys.audit import phones_shown_audit
@@ -352,6 +353,9 @@ class DatasetExportApi(APIView):
         data = self.InputSerializer(data=query)
         data.is_valid(raise_exception=True)
         given = data.validated_data
+        if given["identified"]:
+            # identifiers leave in this file: a token needs the contacts scope as well
+            TokenScope.require(request, "contacts")
         spec = exports.ExportSpec(
             shape=given["shape"],
             format=given["format"],

@@ -1,6 +1,8 @@
+import contextlib
 from datetime import UTC
 
 from django.core.exceptions import ValidationError
+from django.db import transaction
 from django.http import Http404, HttpResponse
 from django.shortcuts import get_object_or_404
 from drf_spectacular.types import OpenApiTypes
@@ -137,9 +139,17 @@ class AnswersEntryApi(APIView):
         return _assignment_and_instrument(request, assignment_id, instrument_slug)
 
     def before(self, assignment, instrument) -> dict | None:
+        """The answers before this change, read under the assignment's row lock (taken again,
+        in the same transaction, by the service): no concurrent save comes in between."""
         if not self.audit_entries:
             return None
+        Assignment.objects.select_for_update().filter(pk=assignment.pk).first()
         return answers_before(assignment_id=assignment.pk, instrument_id=instrument.pk)
+
+    def entering(self):
+        """One transaction for the lock, the change and its audit event: never one without
+        the other."""
+        return transaction.atomic() if self.audit_entries else contextlib.nullcontext()
 
     def audit(self, request, response, before: dict | None, *, submitted: bool) -> None:
         if before is not None:
@@ -160,11 +170,12 @@ class ResponseDraftSaveApi(AnswersEntryApi):
         data = DraftInputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         assignment, instrument = self.scope(request, assignment_id, instrument_slug)
-        before = self.before(assignment, instrument)
-        response = response_draft_save(
-            assignment=assignment, instrument=instrument, **data.validated_data
-        )
-        self.audit(request, response, before, submitted=False)
+        with self.entering():
+            before = self.before(assignment, instrument)
+            response = response_draft_save(
+                assignment=assignment, instrument=instrument, **data.validated_data
+            )
+            self.audit(request, response, before, submitted=False)
         return Response(ResponseOutputSerializer(response).data)
 
 
@@ -185,12 +196,13 @@ class ResponseSubmitApi(AnswersEntryApi):
         data = AnswersInputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         assignment, instrument = self.scope(request, assignment_id, instrument_slug)
-        before = self.before(assignment, instrument)
-        result = response_submit(
-            assignment=assignment, instrument=instrument, **data.validated_data
-        )
-        if not result.replayed:
-            self.audit(request, result.response, before, submitted=True)
+        with self.entering():
+            before = self.before(assignment, instrument)
+            result = response_submit(
+                assignment=assignment, instrument=instrument, **data.validated_data
+            )
+            if not result.replayed:
+                self.audit(request, result.response, before, submitted=True)
         code = status.HTTP_200_OK if result.replayed else status.HTTP_201_CREATED
         return Response(submit_reply(result.response), status=code)
 

@@ -58,7 +58,10 @@ def phones_shown_audit(*, request: HttpRequest, rows, where: str) -> None:
         )
 
 
-HIDDEN_ANSWER = "(changed; identifying or free text, not kept here)"
+HIDDEN_ANSWER = "(changed; identifying, free text or a date: not kept here)"
+# Kinds whose values can identify someone whatever the item (a name typed in, a date of birth,
+# a day of an overdose, a value calculated from them): named in the audit log, never copied.
+PRIVATE_KINDS = (Item.Kind.TEXT, Item.Kind.NOTES, Item.Kind.DATE, Item.Kind.CALC)
 
 
 def answers_before(*, assignment_id: int, instrument_id: int) -> dict:
@@ -73,12 +76,13 @@ def answers_change_audit(
     *, request: HttpRequest, response: Response, before: dict, submitted: bool
 ) -> AuditEvent | None:
     """A ``response_change`` event for answers staff entered or changed: each changed item's
-    value before and after; identifier and free-text items only by name (their values would
-    make the log identifying). Nothing when nothing changed and nothing was submitted."""
+    value before and after; identifier items and ``PRIVATE_KINDS`` only by name (their values
+    would make the append-only log identifying, and erasure does not reach it). Nothing when
+    nothing changed and nothing was submitted."""
     after = response.answers or {}
     private = set(
         Item.objects.filter(version__instrument_id=response.instrument_id)
-        .filter(Q(identifier=True) | Q(kind__in=(Item.Kind.TEXT, Item.Kind.NOTES)))
+        .filter(Q(identifier=True) | Q(kind__in=PRIVATE_KINDS))
         .values_list("variable", flat=True)
     )
     changed = {}

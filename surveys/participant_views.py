@@ -27,7 +27,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from surveys.instruments import InstrumentNotReady, version_with_items
 from surveys.links import LinkExpired, LinkNotFound, participant_link_resolve
 from surveys.models import Assignment, Item, Language, Participant, Response, SafetyAlert
-from surveys.ratelimit import attempt_over_limit, client_ip, over_limit, too_many_requests
+from surveys.ratelimit import client_ip, counted_over_limit, too_many_requests
 from surveys.safety import crisis_text
 from surveys.screens import ANSWERED, diary_note, screens_build
 from surveys.selectors import (
@@ -91,15 +91,16 @@ def _render(request, participant: Participant, template: str, context: dict, sta
 @never_cache
 @require_GET
 def link_open(request: HttpRequest, token: str) -> HttpResponse:
-    # Someone trying made-up links: after PARTICIPANT_BAD_LINKS_PER_HOUR unknown ones, no link
-    # opens from that address for the hour (a right guess would not tell itself apart).
-    address, limit = client_ip(request), settings.PARTICIPANT_BAD_LINKS_PER_HOUR
-    if over_limit("bad-links", address, limit=limit):
-        return too_many_requests(request)
     try:
         link = participant_link_resolve(token=token)
     except LinkNotFound as exc:
-        attempt_over_limit("bad-links", address, limit=limit, window=3600)
+        # Someone trying made-up links: after PARTICIPANT_BAD_LINKS_PER_HOUR unknown ones from
+        # one address, the next unknown ones get 429 for the rest of the hour (0: no limit).
+        # Real links from that address still open: people behind a clinic's or a carrier's
+        # address are never locked out by someone else's guessing.
+        limit = settings.PARTICIPANT_BAD_LINKS_PER_HOUR
+        if limit and counted_over_limit("bad-links", client_ip(request), limit=limit, window=3600):
+            return too_many_requests(request, retry_after=3600)
         raise Http404 from exc
     except LinkExpired as expired:
         from surveys.participant_access import new_link_page  # that module imports this one

@@ -3,11 +3,14 @@
 (``PublicRateLimitMiddleware``)."""
 
 import hashlib
+import logging
 
 from django.conf import settings
 from django.core.cache import cache
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
+
+logger = logging.getLogger(__name__)
 
 
 def client_ip(request: HttpRequest) -> str:
@@ -42,17 +45,21 @@ def attempt_over_limit(scope: str, key: str, *, limit: int, window: int) -> bool
     return count > limit
 
 
-def over_limit(scope: str, key: str, *, limit: int) -> bool:
-    """Whether ``key`` already made more than ``limit`` attempts in the current window (counts
-    nothing)."""
-    digest = hashlib.sha256(f"{scope}:{key}".encode()).hexdigest()
-    return (cache.get(f"attempts:{scope}:{digest}") or 0) > limit
-
-
-# Every address anyone can reach without a staff sign-in: participants' pages and API, and the
-# SMS provider's callbacks.
-PUBLIC_PREFIXES = ("/p/", "/api/v1/participant/", "/hooks/")
+# Every address a participant's phone reaches without a staff sign-in: their pages and API. (The
+# SMS provider's callbacks are left out: they are signed, come from the provider's few shared
+# addresses, and a refused STOP would be lost.)
+PUBLIC_PREFIXES = ("/p/", "/api/v1/participant/")
 RETRY_AFTER_SECONDS = 60
+
+
+def counted_over_limit(scope: str, key: str, *, limit: int, window: int) -> bool:
+    """``attempt_over_limit``, failing open: with the cache (Redis) down, the request goes on
+    (logged) rather than every participant page answering 500."""
+    try:
+        return attempt_over_limit(scope, key, limit=limit, window=window)
+    except Exception:
+        logger.warning("rate limit %s not counted: the cache is unreachable", scope)
+        return False
 
 
 class PublicRateLimitMiddleware:
@@ -69,7 +76,7 @@ class PublicRateLimitMiddleware:
         if (
             limit
             and request.path.startswith(PUBLIC_PREFIXES)
-            and attempt_over_limit(
+            and counted_over_limit(
                 "public-requests", client_ip(request), limit=limit, window=RETRY_AFTER_SECONDS
             )
         ):
@@ -77,13 +84,15 @@ class PublicRateLimitMiddleware:
         return self.get_response(request)
 
 
-def too_many_requests(request: HttpRequest) -> HttpResponse:
+def too_many_requests(
+    request: HttpRequest, *, retry_after: int = RETRY_AFTER_SECONDS
+) -> HttpResponse:
     if request.path.startswith("/api/"):
         response = JsonResponse(
-            {"detail": "Too many requests from this address; try again in a minute."},
-            status=429,
+            {"detail": "Too many requests from this address; try again later."}, status=429
         )
     else:
-        response = render(request, "participant/too_many.html", status=429)
-    response["Retry-After"] = str(RETRY_AFTER_SECONDS)
+        minutes = max(1, retry_after // 60)
+        response = render(request, "participant/too_many.html", {"minutes": minutes}, status=429)
+    response["Retry-After"] = str(retry_after)
     return response

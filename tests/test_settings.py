@@ -78,3 +78,26 @@ def test_the_test_suite_runs_on_postgresql_when_ci_sets_database_url(settings):
         "postgresql" if os.environ.get("DATABASE_URL", "").startswith("postgres") else "sqlite3"
     )
     assert settings.DATABASES["default"]["ENGINE"].endswith(expected)
+
+
+def test_personal_link_tokens_never_reach_the_log(client, db, caplog):
+    import logging
+
+    from recovery.logfilters import RedactLinks, redact
+
+    token = "Zx8-secret_Token-9"
+    with caplog.at_level(logging.WARNING, logger="django.request"):
+        assert client.get(f"/p/{token}").status_code == 404
+        assert client.get(f"/p/unsubscribe/{token}").status_code in (404, 400, 410)
+    logged = [r for r in caplog.records if r.name == "django.request"]
+    assert logged, "Django logs a 4xx with its path"
+    for record in logged:
+        RedactLinks().filter(record)
+        assert token not in record.getMessage()
+        assert "/p/[link]" in record.getMessage() or "/p/unsubscribe/[link]" in record.getMessage()
+    # and the app's log handler applies that filter to every record it writes
+    handlers = logging.getLogger().handlers
+    assert any(isinstance(f, RedactLinks) for h in handlers for f in h.filters)
+    # the participant pages' own paths stay readable
+    for path in ("/p/", "/p/new-link", "/p/s/12/followup/", "/p/consent/copy", "/p/diary/3/delete"):
+        assert redact(f"Not Found: {path}") == f"Not Found: {path}"

@@ -75,8 +75,12 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
-    # Floods of the public paths (participants' pages and API, SMS callbacks) stop here, before
-    # a session or the database is touched.
+    # These two only add headers to responses: early, so that every response has them, also
+    # the rate limiter's 429.
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "django.middleware.csp.ContentSecurityPolicyMiddleware",
+    # Floods of the public paths (participants' pages and API) stop here, before a session or
+    # the database is touched.
     "surveys.ratelimit.PublicRateLimitMiddleware",
     # Pages go compressed (static files come precompressed from WhiteNoise, above). Django's
     # gzip adds random padding to each response against BREACH-style attacks on CSRF tokens.
@@ -87,8 +91,6 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "surveys.signin.StaffSessionExpiryMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
-    "django.middleware.clickjacking.XFrameOptionsMiddleware",
-    "django.middleware.csp.ContentSecurityPolicyMiddleware",
 ]
 
 # Content-Security-Policy on every page: scripts only from this site's own files (no inline
@@ -223,7 +225,7 @@ SIGNIN_FAILURES_PER_ACCOUNT = env.int("SIGNIN_FAILURES_PER_ACCOUNT", default=5)
 SIGNIN_FAILURES_PER_ADDRESS = env.int("SIGNIN_FAILURES_PER_ADDRESS", default=20)
 SIGNIN_LOCK_MINUTES = env.int("SIGNIN_LOCK_MINUTES", default=15)
 # Requests a minute from one address to the public paths (0: no limit), and unknown personal
-# links an address may try in an hour before every link it opens is refused for that hour.
+# links an address may try in an hour before further unknown ones get 429 (0: no limit).
 PARTICIPANT_REQUESTS_PER_MINUTE = env.int("PARTICIPANT_REQUESTS_PER_MINUTE", default=300)
 PARTICIPANT_BAD_LINKS_PER_HOUR = env.int("PARTICIPANT_BAD_LINKS_PER_HOUR", default=30)
 # Staff sessions end after this long without a request, and this long after sign-in.
@@ -327,7 +329,15 @@ LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    # Personal-link tokens in logged paths become [link] (recovery/logfilters.py).
+    "filters": {"redact_links": {"()": "recovery.logfilters.RedactLinks"}},
+    "handlers": {
+        "console": {
+            "class": "logging.StreamHandler",
+            "formatter": "plain",
+            "filters": ["redact_links"],
+        }
+    },
     "root": {"handlers": ["console"], "level": env("DJANGO_LOG_LEVEL", default="INFO")},
     # The twilio package logs every API request and response header at INFO.
     "loggers": {"twilio.http_client": {"level": "WARNING"}},

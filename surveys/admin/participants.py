@@ -477,8 +477,7 @@ class ParticipantAdmin(admin.ModelAdmin):
         response = super().change_view(request, object_id, form_url, extra_context)
         participant = getattr(response, "context_data", {}).get("original")
         if (
-            request.method == "GET"
-            and response.status_code == 200
+            response.status_code == 200  # shown: on opening, or again with a form's errors
             and participant is not None
             and ParticipantContactInline in self.get_inlines(request, participant)
         ):

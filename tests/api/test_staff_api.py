@@ -121,17 +121,38 @@ def test_a_token_without_a_known_scope_is_not_made(coordinator_a):
 def test_every_api_endpoint_needs_a_known_scope():
     from django.urls import get_resolver
 
-    from api.auth import view_api_scope
+    from api.auth import StaffTokenAuthentication, TokenScope, view_api_scope
 
     seen = 0
     for pattern in get_resolver("api.urls").url_patterns:
         view = pattern.callback.cls
-        for method in view().allowed_methods:
+        instance = view()
+        public = pattern.name in ("schema", "docs")  # the API's shape, no data: AllowAny
+        tokens = any(isinstance(a, StaffTokenAuthentication) for a in instance.get_authenticators())
+        if tokens and not public:
+            # a view that sets its own permission classes must keep the scope check
+            assert any(isinstance(p, TokenScope) for p in instance.get_permissions()), pattern.name
+        for method in instance.allowed_methods:
             if method in ("OPTIONS", "HEAD"):
                 continue
             assert view_api_scope(view, method) in SCOPES, (pattern.name, method)
             seen += 1
     assert seen >= 12
+
+
+def test_an_identified_export_by_token_needs_the_contacts_scope_too(client, study, staff_user):
+    from surveys.models import StaffRole
+
+    pi = staff_user(study=study, role=StaffRole.Role.PRINCIPAL_INVESTIGATOR, username="pi")
+    _, exporter = staff_token_create(user=pi, name="R", scopes=["export"])
+    url = f"/api/v1/studies/{study.slug}/export/?identified=true&reason=Tracing+for+follow-up"
+    refused = client.get(url, **bearer(exporter))
+    assert refused.status_code == 403 and "'contacts' scope" in refused.json()["detail"]
+    assert (
+        client.get(f"/api/v1/studies/{study.slug}/export/", **bearer(exporter)).status_code == 200
+    )
+    _, both = staff_token_create(user=pi, name="R2", scopes=["export", "contacts"])
+    assert client.get(url, **bearer(both)).status_code == 200
 
 
 # --- Enrolment --------------------------------------------------------------------------------

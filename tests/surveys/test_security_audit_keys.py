@@ -255,3 +255,20 @@ def test_a_status_change_is_audited_with_before_and_after(
     assert event.details == {"from": "active", "to": "withdrawn"}
     assert (event.participant, event.username, event.study) == (rosa, coordinator_a.username, study)
     assert "partner" not in json.dumps(event.details)
+
+
+def test_a_value_no_listed_key_reads_is_reported_and_the_rest_still_rotate(site_a, enrol, settings):
+    stray = Fernet.generate_key().decode()
+    settings.FIELD_ENCRYPTION_KEYS = [stray]
+    lost = enrol(site=site_a, contact={"email": "lost@example.org"})
+    settings.FIELD_ENCRYPTION_KEYS = [OLD]
+    rosa = enrol(site=site_a, contact=CONTACT)
+    settings.FIELD_ENCRYPTION_KEYS = [NEW, OLD]  # the stray key is not listed
+    err = io.StringIO()
+    call_command("encryption_keys_rotate", stdout=io.StringIO(), stderr=err)
+    lost_pk = ParticipantContact.objects.filter(participant=lost).values_list("pk", flat=True).get()
+    assert "1 row(s) hold a value no key in FIELD_ENCRYPTION_KEYS reads" in err.getvalue()
+    assert f"pk {lost_pk}" in err.getvalue()
+    assert Fernet(NEW).decrypt(stored(rosa)["email"].encode()).decode() == CONTACT["email"]
+    event = AuditEvent.objects.get(action=AuditEvent.Action.KEYS_ROTATE)
+    assert event.details["unreadable"] == {"surveys.ParticipantContact": 1}

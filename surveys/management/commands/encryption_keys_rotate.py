@@ -30,12 +30,14 @@ def encrypted_fields() -> list[tuple[type, list[str]]]:
     return found
 
 
-def under_other_keys(model, names: list[str]) -> int:
-    """How many stored values of the model are not encrypted under the first key."""
+def under_other_keys(model, names: list[str]) -> tuple[int, list]:
+    """How many stored values of the model are not encrypted under the first key, and the
+    keys (pk) of rows holding a value no listed key can read."""
     first = Fernet(settings.FIELD_ENCRYPTION_KEYS[0])
+    cipher = field_cipher()
     raw = {f"raw_{name}": Cast(name, TextField()) for name in names}  # the stored token
-    count = 0
-    for row in model.objects.annotate(**raw).values_list(*raw).iterator(BATCH):
+    count, unreadable = 0, []
+    for pk, *row in model.objects.annotate(**raw).values_list("pk", *raw).iterator(BATCH):
         for token in row:
             if not token:
                 continue
@@ -43,27 +45,36 @@ def under_other_keys(model, names: list[str]) -> int:
                 first.decrypt(token.encode())
             except InvalidToken:
                 count += 1
-    return count
+                try:
+                    cipher.decrypt(token.encode())
+                except InvalidToken:
+                    unreadable.append(pk)
+    return count, sorted(set(unreadable))
 
 
-def rotate(model, names: list[str]) -> int:
+def rotate(model, names: list[str]) -> tuple[int, list]:
     """Re-encrypt the model's values under the first key, a batch at a time (each batch in
     its own transaction: a value is always readable, under the old key or the new one).
-    Returns the number of rows rewritten."""
+    Returns the number of rows rewritten and the keys (pk) of rows with a value no listed key
+    reads (left as they are)."""
     cipher = field_cipher()
     raw = {f"raw_{name}": Cast(name, TextField()) for name in names}
-    done = 0
+    done, unreadable = 0, []
     pks = list(model.objects.order_by("pk").values_list("pk", flat=True))
     for start in range(0, len(pks), BATCH):
         chunk = pks[start : start + BATCH]
         with transaction.atomic():
             rows = model.objects.filter(pk__in=chunk).select_for_update()
             for pk, *tokens in rows.annotate(**raw).values_list("pk", *raw):
-                updates = {
-                    name: cipher.rotate(token.encode()).decode()
-                    for name, token in zip(names, tokens, strict=True)
-                    if token
-                }
+                try:
+                    updates = {
+                        name: cipher.rotate(token.encode()).decode()
+                        for name, token in zip(names, tokens, strict=True)
+                        if token
+                    }
+                except InvalidToken:
+                    unreadable.append(pk)
+                    continue
                 if updates:
                     # the tokens go to the column as they are (an expression is not passed
                     # through the field, which would encrypt them again)
@@ -74,7 +85,7 @@ def rotate(model, names: list[str]) -> int:
                         }
                     )
                     done += 1
-    return done
+    return done, unreadable
 
 
 class Command(BaseCommand):
@@ -94,11 +105,14 @@ class Command(BaseCommand):
     def handle(self, *args, check: bool = False, **options):
         found = encrypted_fields()
         if check:
-            total = 0
+            total, lost = 0, {}
             for model, names in found:
-                count = under_other_keys(model, names)
+                count, unreadable = under_other_keys(model, names)
                 total += count
                 self.stdout.write(f"{model._meta.label}: {count} value(s) under another key")
+                if unreadable:
+                    lost[model._meta.label] = unreadable
+            self._unreadable(lost)
             self.stdout.write(
                 "All values are under the first key: the other keys can be dropped."
                 if total == 0
@@ -107,10 +121,24 @@ class Command(BaseCommand):
             if total:
                 raise SystemExit(1)
             return
-        counts = {}
+        counts, lost = {}, {}
         for model, names in found:
-            counts[model._meta.label] = rotate(model, names)
-            self.stdout.write(
-                f"{model._meta.label}: {counts[model._meta.label]} row(s) re-encrypted"
+            label = model._meta.label
+            counts[label], unreadable = rotate(model, names)
+            self.stdout.write(f"{label}: {counts[label]} row(s) re-encrypted")
+            if unreadable:
+                lost[label] = unreadable
+        self._unreadable(lost)
+        audit_log(
+            action=AuditEvent.Action.KEYS_ROTATE,
+            details={"rows": counts, "unreadable": {k: len(v) for k, v in lost.items()}},
+        )
+
+    def _unreadable(self, lost: dict) -> None:
+        for label, pks in lost.items():
+            self.stderr.write(
+                f"{label}: {len(pks)} row(s) hold a value no key in FIELD_ENCRYPTION_KEYS "
+                f"reads (left as they are): pk {', '.join(map(str, pks[:20]))}"
+                + (" …" if len(pks) > 20 else "")
+                + ". Add the key they were written with and run again."
             )
-        audit_log(action=AuditEvent.Action.KEYS_ROTATE, details={"rows": counts})
