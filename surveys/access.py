@@ -79,7 +79,8 @@ def new_link_request(*, contact: TypedContact) -> None:
     """Queue the lookup and sending (after commit). The same work whatever the outcome."""
     from surveys.tasks import new_link_send  # tasks import this module
 
-    transaction.on_commit(lambda: new_link_send.delay(contact.kind, contact.lookup))
+    # robust: with the broker down the page still answers (the participant can ask again)
+    transaction.on_commit(lambda: new_link_send.delay(contact.kind, contact.lookup), robust=True)
 
 
 def new_link_send(*, kind: str, lookup: str, now: datetime | None = None) -> int:

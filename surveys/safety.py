@@ -6,7 +6,7 @@ Which answers count is data: an item's ``options["alert"]`` holds a logic expres
 sets it for an overdose since the last survey and the highest craving rating.
 """
 
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.core.mail import send_mail
@@ -80,35 +80,59 @@ def safety_alerts_raise(
         ).values_list("pk", flat=True)
     )
     for pk in created:
-        transaction.on_commit(lambda pk=pk: safety_alert_email.delay(pk))
+        # robust: with the broker (Redis) down the answers are saved all the same and the page
+        # answers; the alert is e-mailed by the sweep (safety_alerts_sweep) once it is back.
+        transaction.on_commit(lambda pk=pk: safety_alert_email.delay(pk), robust=True)
     return new
 
 
-def safety_alert_email_send(*, alert_id: int) -> bool:
+def safety_alert_email_send(*, alert_id: int, skip_locked: bool = False) -> bool:
     """E-mail one alert to its study's alert address, once. No names or contact details: the
-    team opens the admin (signed in) to see who it is."""
-    alert = SafetyAlert.objects.select_related("study", "participant", "assignment__wave").get(
-        pk=alert_id
-    )
-    if alert.emailed_at is not None or not alert.study.alert_email:
-        return False
-    link = f"{settings.SITE_URL}/admin/surveys/safetyalert/{alert.pk}/change/"
-    send_mail(
-        subject=f"[{alert.study.name}] Safety alert: participant {alert.participant.code}",
-        message=(
-            f"Participant {alert.participant.code} answered in the survey "
-            f"“{alert.assignment.wave.name}”:\n\n"
-            f"  {alert.question}\n  Answer: {alert.answer}\n\n"
-            "They were shown the study's crisis resources at once. Please follow up as your "
-            f"protocol says, and record it here:\n{link}\n"
-        ),
-        from_email=None,
-        recipient_list=[alert.study.alert_email],
-    )
-    # Marked after sending: a failed send is retried by the task; the task is enqueued once
-    # per alert, when the alert is made.
-    SafetyAlert.objects.filter(pk=alert_id).update(emailed_at=timezone.now())
+    team opens the admin (signed in) to see who it is.
+
+    The alert's row is locked while the mail goes out and marked in the same transaction: the
+    task and the sweep can both try it, and only one sends (``skip_locked``: the sweep passes
+    over an alert the task is sending). A failed send leaves it unmarked, for a retry."""
+    with transaction.atomic():
+        alert = (
+            SafetyAlert.objects.select_for_update(skip_locked=skip_locked, of=("self",))
+            .select_related("study", "participant", "assignment__wave")
+            .filter(pk=alert_id)
+            .first()
+        )
+        if alert is None or alert.emailed_at is not None or not alert.study.alert_email:
+            return False
+        link = f"{settings.SITE_URL}/admin/surveys/safetyalert/{alert.pk}/change/"
+        send_mail(
+            subject=f"[{alert.study.name}] Safety alert: participant {alert.participant.code}",
+            message=(
+                f"Participant {alert.participant.code} answered in the survey "
+                f"“{alert.assignment.wave.name}”:\n\n"
+                f"  {alert.question}\n  Answer: {alert.answer}\n\n"
+                "They were shown the study's crisis resources at once. Please follow up as "
+                f"your protocol says, and record it here:\n{link}\n"
+            ),
+            from_email=None,
+            recipient_list=[alert.study.alert_email],
+        )
+        SafetyAlert.objects.filter(pk=alert_id).update(emailed_at=timezone.now())
     return True
+
+
+SWEEP_AFTER = timedelta(minutes=2)
+
+
+def safety_alerts_sweep(*, now: datetime | None = None) -> int:
+    """E-mail every alert still unsent a while after it was made (its task never ran: the
+    broker was down, or the worker died mid-send). Returns how many were sent."""
+    now = now or timezone.now()
+    waiting = SafetyAlert.objects.filter(
+        emailed_at=None, created_at__lte=now - SWEEP_AFTER
+    ).exclude(study__alert_email="")
+    return sum(
+        safety_alert_email_send(alert_id=pk, skip_locked=True)
+        for pk in waiting.order_by("created_at").values_list("pk", flat=True)
+    )
 
 
 def safety_alert_follow_up(*, alert: SafetyAlert, user, note: str) -> SafetyAlert:

@@ -28,6 +28,14 @@ def safety_alert_email(alert_id: int) -> bool:
     return safety_alert_email_send(alert_id=alert_id)
 
 
+@shared_task(name="surveys.tasks.safety_alerts_sweep")
+def safety_alerts_sweep() -> int:
+    """The beat entry: e-mail the safety alerts whose own task never ran."""
+    from surveys.safety import safety_alerts_sweep as sweep  # safety imports this module
+
+    return sweep()
+
+
 @shared_task(name="surveys.tasks.new_link_send", ignore_result=True)
 def new_link_send(kind: str, lookup: str) -> None:
     """Only the keyed digest travels through the broker, never the typed address or number.

@@ -192,6 +192,11 @@ CELERY_BEAT_SCHEDULE = {
         "task": "surveys.tasks.assignment_statuses_refresh",
         "schedule": crontab(minute="*/5"),
     },
+    # E-mails safety alerts whose own task never ran (the broker was down at the time).
+    "safety-alerts-sweep": {
+        "task": "surveys.tasks.safety_alerts_sweep",
+        "schedule": crontab(minute="*/5"),
+    },
     # Sends the invitations and reminders that are due (surveys/dispatch.py).
     "reminders-dispatch": {
         "task": "surveys.tasks.reminders_dispatch",
