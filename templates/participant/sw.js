@@ -18,6 +18,42 @@ self.addEventListener("activate", function (event) {
   }).then(function () { return self.clients.claim(); }));
 });
 
+// Sign-out (signed_out.js posts "signed-out"): every kept page goes. Copies still being written
+// when it comes are waited for and deleted too, and no page is served from the cache until
+// that is done: nothing of the last person shows offline.
+var pending = new Set();
+var forgetting = Promise.resolve();
+
+function pagesForget() {
+  return caches.keys().then(function (keys) {
+    return Promise.all(keys.filter(function (key) {
+      return key.indexOf("participant-") === 0;
+    }).map(function (key) {
+      return caches.open(key).then(function (cache) {
+        return cache.keys().then(function (requests) {
+          return Promise.all(requests.filter(function (request) {
+            return new URL(request.url).pathname.indexOf("/static/") !== 0;
+          }).map(function (request) { return cache.delete(request); }));
+        });
+      });
+    }));
+  });
+}
+
+self.addEventListener("message", function (event) {
+  if (!event.data || event.data.type !== "signed-out") return;
+  forgetting = Promise.all(Array.from(pending)).then(pagesForget, pagesForget);
+  event.waitUntil(forgetting);
+});
+
+function keep(request, copy) {
+  var writing = caches.open(CACHE).then(function (cache) { return cache.put(request, copy); });
+  pending.add(writing);
+  var done = function () { pending.delete(writing); };
+  writing.then(done, done);
+  return writing;
+}
+
 function cacheable(url) {
   return url.pathname === "/p/" || url.pathname.indexOf("/p/s/") === 0;
 }
@@ -39,12 +75,13 @@ self.addEventListener("fetch", function (event) {
       // Pages of a participant with a PIN (a shared phone) are never kept for offline use.
       if (response.ok && !response.redirected &&
           response.headers.get("X-Offline-Copy") !== "no") {
-        var copy = response.clone();
-        caches.open(CACHE).then(function (cache) { cache.put(request, copy); });
+        keep(request, response.clone());
       }
       return response;
     }).catch(function () {
-      return caches.match(request).then(function (hit) {
+      return forgetting.then(function () {
+        return caches.match(request);
+      }).then(function (hit) {
         return hit || caches.match("/p/");
       });
     }));

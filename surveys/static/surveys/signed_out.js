@@ -8,6 +8,11 @@
       if (key && key.indexOf("survey:") === 0) localStorage.removeItem(key);
     }
   } catch (e) { /* storage unavailable */ }
+  // The service worker forgets the kept pages itself, including a copy it is still writing
+  // (a page opened just before signing out); this page does it too, for a worker not in control.
+  if (navigator.serviceWorker && navigator.serviceWorker.controller) {
+    navigator.serviceWorker.controller.postMessage({ type: "signed-out" });
+  }
   if (window.caches) {
     caches.keys().then(function (keys) {
       keys.forEach(function (key) {
