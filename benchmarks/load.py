@@ -24,6 +24,7 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 from pathlib import Path
@@ -47,6 +48,8 @@ ENV = {
     # every simulated phone comes from 127.0.0.1: a limit never reached, the counter still runs
     "PARTICIPANT_REQUESTS_PER_MINUTE": "1000000000",
     "PYTHONPATH": str(ROOT),
+    # pages link their CSS and JS through the manifest of collected static files
+    "DJANGO_STATIC_ROOT": str(Path(tempfile.gettempdir()) / "recovery-bench-load-static"),
 }
 PREPARE = """
 import json
@@ -65,7 +68,7 @@ study = study_create_from_template(slug="load", name="Load", sites=SITES)
 sites = list(study.sites.all())
 waves = list(study.waves.all())
 today = timezone.localdate()
-people = [Participant(study=study, site=sites[i % len(sites)], code=f"L-{i:06d}",
+people = [Participant(study=study, site=sites[i %% len(sites)], code=f"L-{i:06d}",
                       enrolled_on=today - timedelta(days=30), timezone="America/New_York")
           for i in range(%(participants)d)]
 Participant.objects.bulk_create(people, batch_size=5000)
@@ -119,6 +122,7 @@ def manage(*args: str) -> str:
 def prepare(participants: int, coordinators: int) -> dict:
     pgdb.database_create(DB_NAME)
     manage("migrate", "-v0")
+    manage("collectstatic", "--noinput", "-v0")
     script = PREPARE % {"participants": participants, "coordinators": coordinators}
     return json.loads(manage("shell", "--no-imports", "-c", script).strip().splitlines()[-1])
 
@@ -238,7 +242,8 @@ def drive(setup: dict, *, users: int, duration: int, restart_at: float | None) -
     if restart_at is not None:
         gevent.sleep(restart_at)
         restart = {"at_s": round(time.monotonic() - started, 1)}
-        restart["took_s"] = round(gevent.get_hub().threadpool.apply(restart_postgres), 1)
+        # subprocess is gevent-patched: the users go on while the cluster restarts
+        restart["took_s"] = round(restart_postgres(), 1)
         gevent.sleep(max(0, duration - (time.monotonic() - started)))
     else:
         gevent.sleep(duration)
