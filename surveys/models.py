@@ -66,6 +66,11 @@ class Study(models.Model):
     alert_email = models.EmailField(
         blank=True, help_text="Where alerts about dangerous answers are e-mailed."
     )
+    pi_two_factor_required = models.BooleanField(
+        default=False,
+        help_text="Principal investigators of this study must sign in with a code from an "
+        "authenticator app as well as their password.",
+    )
     # No invitation or reminder goes out between these local times of the participant (the
     # interval may wrap midnight); a message due then waits for the end.
     quiet_hours_start = models.TimeField(default=time(21, 0))
@@ -891,6 +896,7 @@ class AuditEvent(WrittenOnce):
         ROLE_CHANGE = "role_change", "Gave, changed or removed a staff role"
         KEYS_ROTATE = "keys_rotate", "Re-encrypted identifiers under a new key"
         AUDIT_EXPORT = "audit_export", "Downloaded audit events"
+        TWO_FACTOR_ON = "two_factor_on", "Turned on two-factor sign-in"
         CONTACT_VIEW = "contact_view", "Saw participants' contact details"
         CONTACT_CHANGE = "contact_change", "Changed a participant's contact details"
         RESPONSE_CHANGE = "response_change", "Entered or changed answers for a participant"
@@ -919,6 +925,25 @@ class AuditEvent(WrittenOnce):
 
     def __str__(self) -> str:
         return f"{self.at:%Y-%m-%d %H:%M} {self.username or '—'}: {self.get_action_display()}"
+
+
+class StaffTwoFactor(models.Model):
+    """A staff member's authenticator app (``surveys.totp``): the shared secret, encrypted at
+    rest; in use once confirmed with a first code. The last step used refuses a code twice."""
+
+    user = models.OneToOneField(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="two_factor"
+    )
+    secret = EncryptedTextField()
+    created_at = models.DateTimeField()
+    confirmed_at = models.DateTimeField(null=True, blank=True)
+    last_step = models.BigIntegerField(default=-1)
+
+    class Meta:
+        verbose_name = "two-factor sign-in"
+
+    def __str__(self) -> str:
+        return f"{self.user} ({'on' if self.confirmed_at else 'being set up'})"
 
 
 class StaffApiToken(models.Model):

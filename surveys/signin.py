@@ -15,6 +15,7 @@ without a request, and ``STAFF_SESSION_MAX_HOURS`` after sign-in.
 import hashlib
 import time
 
+from django import forms
 from django.conf import settings
 from django.contrib.admin.forms import AdminAuthenticationForm
 from django.contrib.auth import logout
@@ -72,16 +73,30 @@ class LockoutModelBackend(ModelBackend):
             raise PermissionDenied("locked")
         user = super().authenticate(request, username=username, password=password, **kwargs)
         if user is not None:
-            signin_success(username=username or "")
+            from surveys.two_factor import two_factor_on  # models are ready by now
+
+            # With two-factor sign-in on, the count starts again only after the right code
+            # (LockoutAuthenticationForm): a right password with wrong codes still locks.
+            if two_factor_on(user) is None:
+                signin_success(username=username or "")
         return user
 
 
 class LockoutAuthenticationForm(AdminAuthenticationForm):
-    """The admin's sign-in form, which says so when the refusal is a lockout."""
+    """The admin's sign-in form, which says so when the refusal is a lockout, and asks for the
+    authenticator app's code of staff who turned on two-factor sign-in."""
+
+    code = forms.CharField(
+        label="Code from your authenticator app",
+        required=False,
+        max_length=12,
+        help_text="Only if you turned on two-factor sign-in.",
+        widget=forms.TextInput(attrs={"autocomplete": "one-time-code", "inputmode": "numeric"}),
+    )
 
     def clean(self):
         try:
-            return super().clean()
+            cleaned = super().clean()
         except ValidationError:
             username = self.cleaned_data.get("username") or ""
             if signin_locked(username=username, ip=client_ip(self.request)):
@@ -92,6 +107,35 @@ class LockoutAuthenticationForm(AdminAuthenticationForm):
                     code="locked",
                 ) from None
             raise
+        self._second_factor_check(self.get_user())
+        return cleaned
+
+    def _second_factor_check(self, user) -> None:
+        """With two-factor sign-in on, the password alone is not enough: a wrong or missing
+        code counts as a failed sign-in (towards the lockout, and audited)."""
+        from surveys.two_factor import two_factor_verify  # models are ready by now
+
+        verified = two_factor_verify(user=user, code=self.cleaned_data.get("code") or "")
+        username = user.get_username()
+        if verified is None:  # not on for this user
+            return
+        if verified:
+            signin_success(username=username)
+            return
+        signin_failure_record(username=username, ip=client_ip(self.request))
+        from surveys.audit import audit_log
+        from surveys.models import AuditEvent
+
+        audit_log(
+            action=AuditEvent.Action.LOGIN_FAILED,
+            user=user,
+            request=self.request,
+            details={"reason": "two-factor code"},
+        )
+        raise ValidationError(
+            "Enter the current 6-digit code from your authenticator app (each code works once).",
+            code="two_factor",
+        )
 
 
 # --- Staff session expiry ---------------------------------------------------------------------

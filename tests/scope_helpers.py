@@ -46,6 +46,7 @@ from surveys.services import (
     staff_role_assign,
 )
 from surveys.tokens import SCOPES, staff_token_create
+from surveys.two_factor import two_factor_start
 from tests.factories import ParticipantFactory, UserFactory
 
 ROLE = StaffRole.Role
@@ -341,6 +342,7 @@ def world_build() -> World:
         )[1]
         _export_job(user, faraway if user is pi_faraway else study, now)
         _analysis_run(user, faraway if user is pi_faraway else study, now)
+        two_factor_start(user=user)  # being set up: each one's own row, not yet in force
     return world
 
 

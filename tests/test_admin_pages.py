@@ -17,6 +17,7 @@ from surveys.models import (
     Participant,
     Response,
     SafetyAlert,
+    StaffTwoFactor,
 )
 
 
@@ -55,11 +56,11 @@ def test_every_admin_list_and_add_page_opens_with_demo_data(superuser_client):
         add = reverse(f"admin:{opts.app_label}_{opts.model_name}_add")
         # Assignments come from enrolment, responses from submission, instrument content
         # from a dictionary import, safety alerts from answers, diary entries from the
-        # participant's phone, export jobs from the Export data page and analysis runs from
-        # the Analyses page: never by hand.
+        # participant's phone, export jobs from the Export data page, analysis runs from the
+        # Analyses page and two-factor sign-ins from their set-up page: never by hand.
         by_hand = (
             Assignment, Response, Item, InstrumentVersion, SafetyAlert, DiaryEntry, Message,
-            Consent, AuditEvent, DatasetExportJob, AnalysisRun,
+            Consent, AuditEvent, DatasetExportJob, AnalysisRun, StaffTwoFactor,
         )  # fmt: skip
         expected = 403 if model in by_hand else 200
         assert superuser_client.get(add).status_code == expected, add

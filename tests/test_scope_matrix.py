@@ -106,6 +106,7 @@ SCOPE: dict[str, Scope] = {
     "surveys.ReminderRule": Scope(study="study"),
     # A staff member's own things.
     "surveys.StaffApiToken": Scope(user="user"),
+    "surveys.StaffTwoFactor": Scope(user="user"),
     # A background export: its creator's alone, within a study (not even the study's other
     # staff open it).
     "surveys.DatasetExportJob": Scope(study="study", user="created_by"),

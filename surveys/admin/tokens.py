@@ -4,7 +4,7 @@ from django import forms
 from django.contrib import admin
 from django.template.response import TemplateResponse
 
-from surveys.models import StaffApiToken
+from surveys.models import StaffApiToken, StaffTwoFactor
 from surveys.tokens import (
     DEFAULT_DAYS,
     DEFAULT_SCOPES,
@@ -124,3 +124,34 @@ class StaffApiTokenAdmin(admin.ModelAdmin):
         for token in queryset:
             staff_token_revoke(token=token)
         self.message_user(request, f"{queryset.count()} token(s) revoked.")
+
+
+@admin.register(StaffTwoFactor)
+class StaffTwoFactorAdmin(admin.ModelAdmin):
+    """Who has two-factor sign-in on. Each staff member turns it on on their own page
+    (/admin/two-factor/); an administrator deletes it for someone who lost their phone. The
+    secret is never shown here."""
+
+    list_display = ("user", "confirmed_at", "created_at")
+    fields = ("user", "confirmed_at", "created_at")
+    readonly_fields = fields
+    list_select_related = ("user",)
+
+    def get_queryset(self, request):
+        queryset = super().get_queryset(request)
+        return queryset if request.user.is_superuser else queryset.filter(user=request.user)
+
+    def has_module_permission(self, request):
+        return request.user.is_active and request.user.is_staff
+
+    def has_view_permission(self, request, obj=None):
+        return request.user.is_active and request.user.is_staff
+
+    def has_add_permission(self, request):
+        return False  # made on the set-up page, with a first code
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return request.user.is_superuser

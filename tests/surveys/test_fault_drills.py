@@ -19,18 +19,22 @@ DEAD_REDIS = "redis://127.0.0.1:1/0"  # port 1: nothing listens, connections are
 
 @pytest.fixture
 def redis_down(settings):
-    """The Celery app publishes to, and the cache talks to, a Redis that is not there."""
-    from recovery.celery import app
+    """The Celery app publishes to, and the cache talks to, a Redis that is not there. (The
+    app the tasks publish through: the project's, or the current one if a test made another.)"""
+    from recovery.celery import app as project_app
+    from surveys.tasks import safety_alert_email
 
-    saved = app.conf.broker_url, app.conf.task_publish_retry
+    apps = {project_app, safety_alert_email.app}
+    saved = {app: (app.conf.broker_url, app.conf.task_publish_retry) for app in apps}
 
-    def reset_pools():
+    def reset_pools(app):
         app.pool.force_close_all()
         app._pool = None
         app.amqp._producer_pool = None
 
-    reset_pools()
-    app.conf.broker_url, app.conf.task_publish_retry = DEAD_REDIS, False
+    for app in apps:
+        reset_pools(app)
+        app.conf.broker_url, app.conf.task_publish_retry = DEAD_REDIS, False
     settings.CACHES = {
         "default": {
             "BACKEND": "django.core.cache.backends.redis.RedisCache",
@@ -38,8 +42,9 @@ def redis_down(settings):
         }
     }
     yield
-    reset_pools()
-    app.conf.broker_url, app.conf.task_publish_retry = saved
+    for app in apps:
+        reset_pools(app)
+        app.conf.broker_url, app.conf.task_publish_retry = saved[app]
 
 
 @pytest.mark.django_db(

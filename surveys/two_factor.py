@@ -1,0 +1,111 @@
+"""Two-factor sign-in for staff: a code from an authenticator app (``surveys.totp``) as well as
+the password. Optional for everyone; required for the principal investigators of a study that
+says so (``Study.pi_two_factor_required``): until they turn it on, every admin page sends them
+to the page that does it (``TwoFactorRequiredMiddleware``)."""
+
+from django.db.models import Exists, OuterRef
+from django.http import HttpRequest
+from django.shortcuts import redirect
+from django.urls import reverse
+from django.utils import timezone
+
+from surveys import totp
+from surveys.audit import audit_log
+from surveys.models import AuditEvent, StaffRole, StaffTwoFactor
+
+ISSUER = "Recovery study"
+
+
+def two_factor_on(user) -> StaffTwoFactor | None:
+    return StaffTwoFactor.objects.filter(user=user, confirmed_at__isnull=False).first()
+
+
+def two_factor_verify(*, user, code: str) -> bool | None:
+    """None when the user has not turned two-factor sign-in on (nothing to check); else whether
+    ``code`` is a current code not used before (using it)."""
+    device = two_factor_on(user)
+    if device is None:
+        return None
+    step = totp.verify(device.secret, code, last_step=device.last_step)
+    if step is None:
+        return False
+    # Only one sign-in can use a step: the update is conditional on the step stored.
+    return bool(
+        StaffTwoFactor.objects.filter(pk=device.pk, last_step__lt=step).update(last_step=step)
+    )
+
+
+def two_factor_required(user) -> bool:
+    """The user leads a study whose principal investigators must use two-factor sign-in."""
+    return StaffRole.objects.filter(
+        user=user, role=StaffRole.Role.PRINCIPAL_INVESTIGATOR, study__pi_two_factor_required=True
+    ).exists()
+
+
+def two_factor_missing(user) -> bool:
+    """Required for the user, and not on yet (one query)."""
+    return (
+        StaffRole.objects.filter(
+            user=user,
+            role=StaffRole.Role.PRINCIPAL_INVESTIGATOR,
+            study__pi_two_factor_required=True,
+        )
+        .annotate(
+            on=Exists(
+                StaffTwoFactor.objects.filter(user=OuterRef("user"), confirmed_at__isnull=False)
+            )
+        )
+        .filter(on=False)
+        .exists()
+    )
+
+
+def two_factor_start(*, user) -> StaffTwoFactor:
+    """The user's authenticator set-up: the one being set up (a new secret if none)."""
+    device, _ = StaffTwoFactor.objects.get_or_create(
+        user=user, defaults={"secret": totp.secret_new(), "created_at": timezone.now()}
+    )
+    return device
+
+
+def two_factor_confirm(*, user, code: str, request: HttpRequest | None = None) -> bool:
+    """Turn two-factor sign-in on with the app's first code; audited."""
+    device = StaffTwoFactor.objects.filter(user=user, confirmed_at__isnull=True).first()
+    if device is None:
+        return False
+    step = totp.verify(device.secret, code)
+    if step is None:
+        return False
+    device.confirmed_at, device.last_step = timezone.now(), step
+    device.save(update_fields=["confirmed_at", "last_step"])
+    audit_log(action=AuditEvent.Action.TWO_FACTOR_ON, user=user, request=request)
+    return True
+
+
+def provisioning_uri(device: StaffTwoFactor) -> str:
+    return totp.provisioning_uri(device.secret, account=device.user.get_username(), issuer=ISSUER)
+
+
+# Pages a principal investigator without two-factor sign-in may still open.
+_OPEN = ("/admin/two-factor/", "/admin/logout/", "/admin/login/", "/admin/jsi18n/")
+
+
+class TwoFactorRequiredMiddleware:
+    """A principal investigator of a study that requires two-factor sign-in, signed in without
+    it, is sent from every admin page to the page that turns it on."""
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        user = getattr(request, "user", None)
+        if (
+            request.path.startswith("/admin/")
+            and not request.path.startswith(_OPEN)
+            and user is not None
+            and user.is_authenticated
+            and user.is_staff
+            and two_factor_missing(user)
+        ):
+            return redirect(reverse("two-factor-setup"))
+        return self.get_response(request)

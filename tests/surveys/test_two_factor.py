@@ -1,0 +1,139 @@
+"""Two-factor sign-in for staff (issue 9): authenticator-app codes (RFC 6238), asked at sign-in
+of those who turned it on, required for principal investigators when their study says so."""
+
+import re
+import time
+
+import pytest
+from django.db import connection
+
+from surveys import totp
+from surveys.models import AuditEvent, StaffRole, StaffTwoFactor
+from surveys.two_factor import two_factor_start
+
+RFC_SECRET = "GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ"  # base32 of ASCII "12345678901234567890"
+
+
+@pytest.mark.parametrize(
+    "unix_time, code",
+    [
+        (59, "94287082"),
+        (1111111109, "07081804"),
+        (1111111111, "14050471"),
+        (1234567890, "89005924"),
+        (2000000000, "69279037"),
+        (20000000000, "65353130"),
+    ],
+)
+def test_codes_are_those_of_rfc_6238(unix_time, code):
+    assert totp.code_at(RFC_SECRET, totp.step_now(unix_time), digits=8) == code
+
+
+def test_a_code_works_a_step_either_side_and_never_twice():
+    secret = totp.secret_new()
+    now = 1_700_000_000.0
+    step = totp.step_now(now)
+    assert totp.verify(secret, totp.code_at(secret, step - 1), now=now) == step - 1
+    assert totp.verify(secret, totp.code_at(secret, step + 1), now=now) == step + 1
+    assert totp.verify(secret, totp.code_at(secret, step - 2), now=now) is None
+    assert totp.verify(secret, totp.code_at(secret, step), now=now, last_step=step) is None
+    assert totp.verify(secret, "12 34", now=now) is None  # too short
+
+
+@pytest.fixture
+def pi(staff_user, study):
+    user = staff_user(study=study, role=StaffRole.Role.PRINCIPAL_INVESTIGATOR, username="pi")
+    user.set_password("a-long-pass-phrase-1")
+    user.save()
+    return user
+
+
+def turned_on(user) -> StaffTwoFactor:
+    device = two_factor_start(user=user)
+    device.confirmed_at = device.created_at
+    device.save()
+    return device
+
+
+def sign_in(client, code: str = ""):
+    return client.post(
+        "/admin/login/?next=/admin/",
+        {"username": "pi", "password": "a-long-pass-phrase-1", "code": code},
+        REMOTE_ADDR="198.51.100.20",
+    )
+
+
+def current_code(device) -> str:
+    return totp.code_at(device.secret, totp.step_now())
+
+
+def test_with_two_factor_on_the_password_alone_is_refused_and_audited(client, pi):
+    device = turned_on(pi)
+    refused = sign_in(client)
+    assert refused.status_code == 200
+    assert "current 6-digit code from your authenticator app" in refused.text
+    assert "_auth_user_id" not in client.session
+    failed = AuditEvent.objects.get(action=AuditEvent.Action.LOGIN_FAILED)
+    assert failed.details == {"reason": "two-factor code"} and failed.username == "pi"
+    code = current_code(device)
+    assert sign_in(client, code).status_code == 302  # in
+    client.logout()
+    again = sign_in(client, code)  # the same code, seen over a shoulder: once only
+    assert again.status_code == 200 and "_auth_user_id" not in client.session
+
+
+def test_wrong_codes_count_towards_the_lockout(client, pi, settings):
+    settings.SIGNIN_FAILURES_PER_ACCOUNT = 3
+    device = turned_on(pi)
+    for _ in range(3):
+        sign_in(client, "000000" if current_code(device) != "000000" else "111111")
+    refused = sign_in(client, current_code(device))  # the right code, too late
+    assert "Too many failed sign-ins" in refused.text
+
+
+def test_the_sign_in_page_has_the_code_box(client, db):
+    page = client.get("/admin/login/")
+    assert 'name="code"' in page.text and 'autocomplete="one-time-code"' in page.text
+
+
+def test_a_pi_of_a_study_that_requires_it_must_turn_it_on_first(client, pi, study):
+    study.pi_two_factor_required = True
+    study.save()
+    assert sign_in(client).status_code == 302  # not on yet: the password signs in…
+    blocked = client.get("/admin/surveys/participant/")
+    assert blocked.status_code == 302 and blocked["Location"] == "/admin/two-factor/"  # …to here
+    page = client.get("/admin/two-factor/")
+    assert "A study you lead requires two-factor sign-in" in page.text
+    key = re.search(r'id="two-factor-key"[^>]*>([A-Z2-7 ]+)<', page.text).group(1)
+    secret = key.replace(" ", "")
+    wrong = client.post("/admin/two-factor/", {"code": "000000"})
+    assert "not the current one" in wrong.text or totp.code_at(secret, totp.step_now()) == "000000"
+    on = client.post("/admin/two-factor/", {"code": totp.code_at(secret, totp.step_now())})
+    assert "Two-factor sign-in is on" in on.text
+    assert client.get("/admin/surveys/participant/").status_code == 200
+    assert AuditEvent.objects.filter(action=AuditEvent.Action.TWO_FACTOR_ON, username="pi").exists()
+    with connection.cursor() as cursor:  # the secret is encrypted at rest
+        cursor.execute("SELECT secret FROM surveys_stafftwofactor")
+        (stored,) = cursor.fetchone()
+    assert secret not in stored and stored.startswith("gAAAA")
+
+
+def test_a_pi_of_a_study_that_does_not_require_it_is_not_stopped(client, pi):
+    sign_in(client)
+    assert client.get("/admin/surveys/participant/").status_code == 200
+
+
+def test_a_coordinator_is_never_stopped_by_the_pi_rule(client, study, coordinator_a):
+    study.pi_two_factor_required = True
+    study.save()
+    client.force_login(coordinator_a)
+    assert client.get("/admin/surveys/participant/").status_code == 200
+
+
+def test_codes_are_checked_against_the_clock_now(pi):
+    device = turned_on(pi)
+    from surveys.two_factor import two_factor_verify
+
+    old = totp.code_at(device.secret, totp.step_now(time.time() - 300))
+    assert two_factor_verify(user=pi, code=old) is False
+    assert two_factor_verify(user=pi, code=current_code(device)) is True
