@@ -897,6 +897,7 @@ class AuditEvent(WrittenOnce):
         KEYS_ROTATE = "keys_rotate", "Re-encrypted identifiers under a new key"
         AUDIT_EXPORT = "audit_export", "Downloaded audit events"
         TWO_FACTOR_ON = "two_factor_on", "Turned on two-factor sign-in"
+        TWO_FACTOR_OFF = "two_factor_off", "Removed someone's two-factor sign-in"
         CONTACT_VIEW = "contact_view", "Saw participants' contact details"
         CONTACT_CHANGE = "contact_change", "Changed a participant's contact details"
         RESPONSE_CHANGE = "response_change", "Entered or changed answers for a participant"

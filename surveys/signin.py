@@ -86,6 +86,13 @@ class LockoutAuthenticationForm(AdminAuthenticationForm):
     """The admin's sign-in form, which says so when the refusal is a lockout, and asks for the
     authenticator app's code of staff who turned on two-factor sign-in."""
 
+    error_messages = {
+        **AdminAuthenticationForm.error_messages,
+        "invalid_login": "Enter a correct username and password for a staff account and, if "
+        "you use two-factor sign-in, the current code of your authenticator app (each code "
+        "works once).",
+    }
+
     code = forms.CharField(
         label="Code from your authenticator app",
         required=False,
@@ -132,10 +139,8 @@ class LockoutAuthenticationForm(AdminAuthenticationForm):
             request=self.request,
             details={"reason": "two-factor code"},
         )
-        raise ValidationError(
-            "Enter the current 6-digit code from your authenticator app (each code works once).",
-            code="two_factor",
-        )
+        # The same words as a wrong password: a password guesser learns nothing from them.
+        raise ValidationError(self.error_messages["invalid_login"], code="invalid_login")
 
 
 # --- Staff session expiry ---------------------------------------------------------------------

@@ -42,7 +42,7 @@ def step_now(now: float | None = None) -> int:
 
 def verify(secret: str, code: str, *, last_step: int = -1, now: float | None = None) -> int | None:
     """The step ``code`` matches (within ``WINDOW``, after ``last_step``), or None."""
-    typed = "".join(ch for ch in str(code or "") if ch.isdigit())
+    typed = "".join(ch for ch in str(code or "") if ch in "0123456789")  # ASCII digits only
     if len(typed) != DIGITS:
         return None
     current = step_now(now)
@@ -54,9 +54,10 @@ def verify(secret: str, code: str, *, last_step: int = -1, now: float | None = N
 
 def provisioning_uri(secret: str, *, account: str, issuer: str) -> str:
     """The otpauth:// address an authenticator app reads (typed in, or from a QR code)."""
-    label = quote(f"{issuer}:{account}")
+    label = f"{quote(issuer, safe='')}:{quote(account, safe='')}"
     query = urlencode(
-        {"secret": secret, "issuer": issuer, "digits": DIGITS, "period": STEP_SECONDS}
+        {"secret": secret, "issuer": issuer, "digits": DIGITS, "period": STEP_SECONDS},
+        quote_via=quote,
     )
     return f"otpauth://totp/{label}?{query}"
 

@@ -3,11 +3,13 @@ the password. Optional for everyone; required for the principal investigators of
 says so (``Study.pi_two_factor_required``): until they turn it on, every admin page sends them
 to the page that does it (``TwoFactorRequiredMiddleware``)."""
 
+from django.db import IntegrityError, transaction
 from django.db.models import Exists, OuterRef
 from django.http import HttpRequest
 from django.shortcuts import redirect
 from django.urls import reverse
 from django.utils import timezone
+from rest_framework.permissions import BasePermission
 
 from surveys import totp
 from surveys.audit import audit_log
@@ -60,11 +62,22 @@ def two_factor_missing(user) -> bool:
     )
 
 
-def two_factor_start(*, user) -> StaffTwoFactor:
-    """The user's authenticator set-up: the one being set up (a new secret if none)."""
-    device, _ = StaffTwoFactor.objects.get_or_create(
-        user=user, defaults={"secret": totp.secret_new(), "created_at": timezone.now()}
-    )
+def two_factor_start(*, user, fresh: bool = False) -> StaffTwoFactor:
+    """The user's authenticator set-up, not yet confirmed. ``fresh``: with a new secret (each
+    time the set-up page is shown, so that a key seen earlier, over a shoulder or in a stolen
+    session, is not the one confirmed later)."""
+    device = StaffTwoFactor.objects.filter(user=user, confirmed_at__isnull=True).first()
+    if device is None:
+        try:
+            with transaction.atomic():
+                return StaffTwoFactor.objects.create(
+                    user=user, secret=totp.secret_new(), created_at=timezone.now()
+                )
+        except IntegrityError:  # made at the same moment (two tabs), or already confirmed
+            device = StaffTwoFactor.objects.get(user=user)
+    if fresh and device.confirmed_at is None:
+        device.secret = totp.secret_new()
+        device.save(update_fields=["secret"])
     return device
 
 
@@ -100,8 +113,8 @@ class TwoFactorRequiredMiddleware:
     def __call__(self, request):
         user = getattr(request, "user", None)
         if (
-            request.path.startswith("/admin/")
-            and not request.path.startswith(_OPEN)
+            request.path_info.startswith("/admin/")
+            and not request.path_info.startswith(_OPEN)
             and user is not None
             and user.is_authenticated
             and user.is_staff
@@ -109,3 +122,17 @@ class TwoFactorRequiredMiddleware:
         ):
             return redirect(reverse("two-factor-setup"))
         return self.get_response(request)
+
+
+class TwoFactorInForce(BasePermission):
+    """The API's side of the same rule (DEFAULT_PERMISSION_CLASSES): a principal investigator
+    who must use two-factor sign-in and has not turned it on gets 403 from every staff
+    endpoint, whether signed in in the browser or with an API token made before."""
+
+    message = "A study you lead requires two-factor sign-in: turn it on first (/admin/two-factor/)."
+
+    def has_permission(self, request, view) -> bool:
+        user = request.user
+        if not (user and user.is_authenticated and user.is_staff):
+            return True
+        return not two_factor_missing(user)

@@ -25,7 +25,7 @@ def two_factor_setup(request: HttpRequest) -> HttpResponse:
     }
     if two_factor_on(user) is not None:
         return TemplateResponse(request, "admin/two_factor.html", {**context, "on": True})
-    device = two_factor_start(user=user)
+    device = two_factor_start(user=user, fresh=request.method != "POST")
     error = ""
     if request.method == "POST":
         if two_factor_confirm(user=user, code=request.POST.get("code", ""), request=request):

@@ -4,7 +4,8 @@ from django import forms
 from django.contrib import admin
 from django.template.response import TemplateResponse
 
-from surveys.models import StaffApiToken, StaffTwoFactor
+from surveys.audit import audit_log
+from surveys.models import AuditEvent, StaffApiToken, StaffTwoFactor
 from surveys.tokens import (
     DEFAULT_DAYS,
     DEFAULT_SCOPES,
@@ -155,3 +156,15 @@ class StaffTwoFactorAdmin(admin.ModelAdmin):
 
     def has_delete_permission(self, request, obj=None):
         return request.user.is_superuser
+
+    def delete_model(self, request, obj):
+        audit_log(
+            action=AuditEvent.Action.TWO_FACTOR_OFF,
+            request=request,
+            details={"staff": obj.user.get_username()},
+        )
+        super().delete_model(request, obj)
+
+    def delete_queryset(self, request, queryset):
+        for device in queryset.select_related("user"):
+            self.delete_model(request, device)

@@ -46,7 +46,7 @@ def test_a_pi_turns_on_two_factor_sign_in_and_then_needs_the_code(
     page.fill("#id_username", "lead")
     page.fill("#id_password", PASSWORD)
     page.click("input[type=submit]")
-    expect(page.locator(".errornote")).to_contain_text("6-digit code")
+    expect(page.locator(".errornote")).to_contain_text("code of your authenticator app")
     page.fill("#id_username", "lead")
     page.fill("#id_password", PASSWORD)
     page.fill("#id_code", totp.code_at(secret, totp.step_now() + 1))  # the next step's code

@@ -39,7 +39,7 @@ def test_five_failures_lock_the_account_even_against_the_right_password(client, 
     user = staff("dana")
     for _ in range(settings.SIGNIN_FAILURES_PER_ACCOUNT - 1):
         reply = _sign_in(client, "dana", "wrong-password-123")
-        assert "Please enter the correct username and password" in reply.text
+        assert "Enter a correct username and password" in reply.text
         assert "Too many failed sign-ins" not in reply.text
     reply = _sign_in(client, "dana", "wrong-password-123")  # the last one says it locked
     assert "Too many failed sign-ins" in reply.text

@@ -63,6 +63,10 @@ def sign_in(client, code: str = ""):
     )
 
 
+def _errors(html: str) -> list[str]:
+    return re.findall(r'<p class="errornote">(.*?)</p>', html, re.S)
+
+
 def current_code(device) -> str:
     return totp.code_at(device.secret, totp.step_now())
 
@@ -71,9 +75,14 @@ def test_with_two_factor_on_the_password_alone_is_refused_and_audited(client, pi
     device = turned_on(pi)
     refused = sign_in(client)
     assert refused.status_code == 200
-    assert "current 6-digit code from your authenticator app" in refused.text
+    # the same words as a wrong password: a guesser cannot tell the password was right
+    assert "the current code of your authenticator app" in refused.text
+    wrong_password = client.post(
+        "/admin/login/", {"username": "pi", "password": "not-it", "code": ""}
+    )
+    assert _errors(wrong_password.text) == _errors(refused.text)
     assert "_auth_user_id" not in client.session
-    failed = AuditEvent.objects.get(action=AuditEvent.Action.LOGIN_FAILED)
+    failed = AuditEvent.objects.filter(action=AuditEvent.Action.LOGIN_FAILED).order_by("id")[0]
     assert failed.details == {"reason": "two-factor code"} and failed.username == "pi"
     code = current_code(device)
     assert sign_in(client, code).status_code == 302  # in
@@ -137,3 +146,55 @@ def test_codes_are_checked_against_the_clock_now(pi):
     old = totp.code_at(device.secret, totp.step_now(time.time() - 300))
     assert two_factor_verify(user=pi, code=old) is False
     assert two_factor_verify(user=pi, code=current_code(device)) is True
+
+
+def test_codes_in_other_digits_are_refused_not_a_crash(pi):
+    device = turned_on(pi)
+    from surveys.two_factor import two_factor_verify
+
+    assert two_factor_verify(user=pi, code="١٢٣٤٥٦") is False  # Arabic-Indic digits
+    assert two_factor_verify(user=pi, code="²²²²²²") is False
+    assert totp.verify(device.secret, "１２３４５６") is None  # full-width
+
+
+def test_a_pi_without_it_gets_403_from_the_api_too(client, pi, study):
+    from surveys.tokens import SCOPES, staff_token_create
+
+    _, key = staff_token_create(user=pi, name="made before the rule", scopes=SCOPES)
+    study.pi_two_factor_required = True
+    study.save()
+    sign_in(client)
+    for reply in (
+        client.get("/api/v1/studies/"),
+        client.get("/api/v1/call-list/"),
+        client.get("/api/v1/studies/", HTTP_AUTHORIZATION=f"Bearer {key}"),
+    ):
+        assert reply.status_code == 403 and "two-factor" in reply.json()["detail"]
+    turned_on(pi)
+    assert client.get("/api/v1/studies/").status_code == 200
+
+
+def test_each_showing_of_the_set_up_page_has_a_new_key(client, pi):
+    sign_in(client)
+    keys = set()
+    for _ in range(2):
+        page = client.get("/admin/two-factor/").text
+        keys.add(re.search(r'id="two-factor-key"[^>]*>([A-Z2-7 ]+)<', page).group(1))
+    assert len(keys) == 2  # a key seen once is not the one confirmed later
+
+
+def test_an_administrator_removing_it_is_audited(client, pi, django_user_model):
+    turned_on(pi)
+    root = django_user_model.objects.create_superuser("root", "root@example.org", "pw-long-123!")
+    client.force_login(root)
+    device = StaffTwoFactor.objects.get(user=pi)
+    reply = client.post(f"/admin/surveys/stafftwofactor/{device.pk}/delete/", {"post": "yes"})
+    assert reply.status_code == 302 and not StaffTwoFactor.objects.exists()
+    event = AuditEvent.objects.get(action=AuditEvent.Action.TWO_FACTOR_OFF)
+    assert event.username == "root" and event.details == {"staff": "pi"}
+
+
+def test_the_set_up_address_is_what_authenticator_apps_read():
+    uri = totp.provisioning_uri("ABCDEFGH", account="ana/lead", issuer="Recovery study")
+    assert uri.startswith("otpauth://totp/Recovery%20study:ana%2Flead?secret=ABCDEFGH&")
+    assert "issuer=Recovery%20study" in uri and "period=30" in uri and "digits=6" in uri
