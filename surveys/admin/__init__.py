@@ -12,4 +12,5 @@ from surveys.admin import (  # noqa: F401
     staff,
     studies,
     tokens,
+    users,
 )

@@ -272,3 +272,32 @@ def test_a_value_no_listed_key_reads_is_reported_and_the_rest_still_rotate(site_
     assert Fernet(NEW).decrypt(stored(rosa)["email"].encode()).decode() == CONTACT["email"]
     event = AuditEvent.objects.get(action=AuditEvent.Action.KEYS_ROTATE)
     assert event.details["unreadable"] == {"surveys.ParticipantContact": 1}
+
+
+def test_making_someone_superuser_or_changing_their_groups_on_djangos_pages_is_audited(
+    client, django_user_model, db
+):
+    from django.contrib.auth.models import Group
+
+    from tests.scope_helpers import body_of, form_data
+
+    root = django_user_model.objects.create_superuser("root", "root@example.org", "pw-long-123!")
+    kim = django_user_model.objects.create_user("kim", password="pw-long-123!")
+    pis = Group.objects.get_or_create(name="Principal investigators")[0]
+    client.force_login(root)
+    page = f"/admin/auth/user/{kim.pk}/change/"
+    data = form_data(body_of(client.get(page)), "user_form")
+    data["is_superuser"], data["is_staff"], data["groups"] = ["on"], ["on"], [str(pis.pk)]
+    reply = client.post(page, data, REMOTE_ADDR="198.51.100.77")
+    assert reply.status_code == 302
+    kim.refresh_from_db()
+    assert kim.is_superuser
+    event = AuditEvent.objects.get(action=AuditEvent.Action.ROLE_CHANGE)
+    assert (event.username, event.ip) == ("root", "198.51.100.77")
+    assert event.details["staff"] == "kim"
+    account = event.details["account"]
+    assert account["is_superuser"] == {"before": False, "after": True}
+    assert account["groups"] == {"before": [], "after": ["Principal investigators"]}
+    # saving the page again without a change adds nothing
+    client.post(page, form_data(body_of(client.get(page)), "user_form"))
+    assert AuditEvent.objects.filter(action=AuditEvent.Action.ROLE_CHANGE).count() == 1
