@@ -18,6 +18,7 @@ from surveys.models import (
     ConsentVersion,
     ContactAttempt,
     DatasetLine,
+    DiaryEntry,
     Item,
     Message,
     Participant,
@@ -225,6 +226,45 @@ def participant_identifiers_erase(
     participant.identifiers_erased_at = now
     audit_log(
         action=AuditEvent.Action.IDENTIFIERS_ERASE,
+        user=by,
+        request=request,
+        participant=locked,
+        obj=locked,
+        details=counts,
+    )
+    return counts
+
+
+@transaction.atomic
+def participant_answers_erase(
+    *, participant: Participant, by=None, request=None, now: datetime | None = None
+) -> dict[str, int]:
+    """At a withdrawn participant's request (where their consent allows it): erase what they
+    answered — every response (drafts and submitted), every meeting-diary entry, the answer
+    copied into a safety alert (the alert itself, and what the team did, stay) and kept export
+    lines. Their assignments stay, so retention counts still show who took part when. Audited.
+    Returns what was erased, as counts."""
+    now = now or timezone.now()
+    locked = Participant.objects.select_for_update().get(pk=participant.pk)
+    if locked.status != Participant.Status.WITHDRAWN:
+        raise ValidationError(
+            {"erase_answers": "Answers are erased only for a withdrawn participant."}
+        )
+    if locked.answers_erased_at is not None:
+        return {}
+    counts = {
+        "responses": Response.objects.filter(assignment__participant=locked).delete()[0],
+        "diary_entries": DiaryEntry.objects.filter(participant=locked).delete()[0],
+        "alert_answers": SafetyAlert.objects.filter(participant=locked)
+        .exclude(answer="")
+        .update(answer=""),
+        "dataset_lines": DatasetLine.objects.filter(participant=locked).delete()[0],
+    }
+    locked.answers_erased_at = now
+    locked.save(update_fields=["answers_erased_at", "updated_at"])
+    participant.answers_erased_at = now
+    audit_log(
+        action=AuditEvent.Action.ANSWERS_ERASE,
         user=by,
         request=request,
         participant=locked,

@@ -150,6 +150,7 @@ class Participant(models.Model):
     # When identifiers were erased after a withdrawal (surveys/consent.py): the contact
     # details, typed consent names and free-text notes are gone; answers stay, de-identified.
     identifiers_erased_at = models.DateTimeField(null=True, blank=True, editable=False)
+    answers_erased_at = models.DateTimeField(null=True, blank=True, editable=False)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -898,6 +899,7 @@ class AuditEvent(WrittenOnce):
         AUDIT_EXPORT = "audit_export", "Downloaded audit events"
         TWO_FACTOR_ON = "two_factor_on", "Turned on two-factor sign-in"
         TWO_FACTOR_OFF = "two_factor_off", "Removed someone's two-factor sign-in"
+        ANSWERS_ERASE = "answers_erase", "Erased a participant's answers"
         CONTACT_VIEW = "contact_view", "Saw participants' contact details"
         CONTACT_CHANGE = "contact_change", "Changed a participant's contact details"
         RESPONSE_CHANGE = "response_change", "Entered or changed answers for a participant"

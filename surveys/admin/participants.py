@@ -17,7 +17,12 @@ from surveys.access import participant_pin_remove
 from surveys.admin.base import RELATED_ONLY, ReadOnlyMixin
 from surveys.admin.imports import participant_import_urls
 from surveys.audit import audit_log
-from surveys.consent import ConsentInput, consent_validate, participant_identifiers_erase
+from surveys.consent import (
+    ConsentInput,
+    consent_validate,
+    participant_answers_erase,
+    participant_identifiers_erase,
+)
 from surveys.links import participant_links_revoke
 from surveys.models import (
     Assignment,
@@ -167,6 +172,14 @@ class ParticipantForm(forms.ModelForm):
         "too) and answers marked as identifiers are erased for good; de-identified answers are "
         "kept. Audited.",
     )
+    erase_answers = forms.BooleanField(
+        required=False,
+        label="On withdrawal, also erase their answers",
+        help_text="Only when the participant asks for it and their consent allows it: every "
+        "survey answer and meeting-diary entry of theirs is deleted for good, and the answer "
+        "copied into a safety alert blanked; the record of which surveys they were sent stays. "
+        "Exports made before keep what they held. Audited.",
+    )
     # Enrolment only: how the participant consented (surveys/consent.py).
     consent_method = forms.ChoiceField(
         label="Consent",
@@ -213,6 +226,7 @@ class ParticipantForm(forms.ModelForm):
                 self.fields.pop(name, None)
         else:
             self.fields.pop("erase_identifiers", None)
+            self.fields.pop("erase_answers", None)
             studies = selectors.studies_for_user(user=user) if user else Study.objects.none()
             self.fields["consent_version"].queryset = ConsentVersion.objects.filter(
                 study__in=studies
@@ -267,6 +281,10 @@ class ParticipantForm(forms.ModelForm):
         if cleaned.get("erase_identifiers") and changed_to != Participant.Status.WITHDRAWN:
             self.add_error(
                 "erase_identifiers", "Identifiers are erased only when the participant withdraws."
+            )
+        if cleaned.get("erase_answers") and changed_to != Participant.Status.WITHDRAWN:
+            self.add_error(
+                "erase_answers", "Answers are erased only when the participant withdraws."
             )
         if not self.instance.pk and cleaned.get("study") and "consent_method" in cleaned:
             try:
@@ -441,7 +459,7 @@ class ParticipantAdmin(admin.ModelAdmin):
         fieldsets = super().get_fieldsets(request, obj)
         if obj is None:
             left_out = {*CONSENT_FIELDS, *self.readonly_fields, "status", "status_reason"}
-            left_out.add("erase_identifiers")
+            left_out.update(("erase_identifiers", "erase_answers"))
             main = [f for f in fieldsets[0][1]["fields"] if f not in left_out]
             return [
                 (None, {"fields": main}),
@@ -512,6 +530,8 @@ class ParticipantAdmin(admin.ModelAdmin):
     def save_related(self, request, form, formsets, change):
         super().save_related(request, form, formsets, change)
         participant = form.instance
+        if form.cleaned_data.get("erase_answers"):
+            participant_answers_erase(participant=participant, by=request.user, request=request)
         if form.cleaned_data.get("erase_identifiers"):
             # After the inline forms are saved, so that nothing typed on the same page (a
             # note of the call in which they asked, an edited address) survives the erasure;

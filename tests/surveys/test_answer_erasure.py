@@ -1,0 +1,82 @@
+"""Erasing a withdrawn participant's answers at their request (issue 9): every response and
+diary entry goes, the answer copied into a safety alert is blanked, exports carry on without
+them, and it is audited."""
+
+import io
+import uuid
+
+import pandas as pd
+import pytest
+from django.core.exceptions import ValidationError
+
+from surveys.consent import participant_answers_erase
+from surveys.exports import ExportSpec, dataset_export
+from surveys.models import AuditEvent, DiaryEntry, Response, SafetyAlert
+from surveys.services import participant_status_change
+from tests.api.test_responses_api import ANSWERS
+from tests.surveys.test_participant_survey import api, month1, participant, signed_in  # noqa: F401
+
+
+@pytest.fixture
+def answered(signed_in, month1, participant):  # noqa: F811
+    body = {"client_id": str(uuid.uuid4()), "answers": {**ANSWERS, "overdose": 1}}
+    assert (
+        signed_in.post(api(month1, "submit"), body, content_type="application/json").status_code
+        == 201
+    )
+    signed_in.post("/p/diary", {"fellowship": "1", "format": "inperson", "day": "today"})
+    return participant
+
+
+def test_a_withdrawn_participants_answers_are_erased_and_audited(answered, coordinator_a):
+    study = answered.study
+    before = pd.read_csv(
+        io.StringIO(
+            "".join(dataset_export(user=None, study=study, spec=ExportSpec(shape="long")).chunks)
+        )
+    )
+    assert (before["craving"] == ANSWERS["craving"]).any()
+    participant_status_change(participant=answered, status="withdrawn", reason="asked to leave")
+    counts = participant_answers_erase(participant=answered, by=coordinator_a)
+    assert counts["responses"] == 1 and counts["alert_answers"] == 1
+    assert not Response.objects.filter(assignment__participant=answered).exists()
+    assert not DiaryEntry.objects.filter(participant=answered).exists()
+    alert = SafetyAlert.objects.get(participant=answered)  # the alert and its handling stay
+    assert alert.answer == ""
+    event = AuditEvent.objects.get(action=AuditEvent.Action.ANSWERS_ERASE)
+    assert event.participant == answered and event.username == coordinator_a.username
+    after = pd.read_csv(
+        io.StringIO(
+            "".join(dataset_export(user=None, study=study, spec=ExportSpec(shape="long")).chunks)
+        )
+    )
+    assert len(after) == len(before)  # the waves are still there…
+    assert not (after["craving"] == ANSWERS["craving"]).any()  # …their answers not
+    assert participant_answers_erase(participant=answered) == {}  # once only
+
+
+def test_answers_of_a_participant_still_in_the_study_are_not_erased(answered):
+    with pytest.raises(ValidationError) as excinfo:
+        participant_answers_erase(participant=answered)
+    assert "erase_answers" in excinfo.value.message_dict
+    assert Response.objects.filter(assignment__participant=answered).exists()
+
+
+def test_a_coordinator_erases_them_on_the_participant_page_when_withdrawing(
+    client, answered, coordinator_a
+):
+    from django.urls import reverse
+
+    from tests.scope_helpers import body_of, form_data
+
+    page = reverse("admin:surveys_participant_change", args=[answered.pk])
+    client.force_login(coordinator_a)
+    data = form_data(body_of(client.get(page)), "participant_form")
+    data["erase_answers"] = ["on"]
+    refused = client.post(page, data)  # still active: refused, nothing erased
+    assert refused.status_code == 200 and "only when the participant withdraws" in refused.text
+    assert Response.objects.filter(assignment__participant=answered).exists()
+    data.update(status=["withdrawn"], status_reason=["Asked us to delete everything"])
+    assert client.post(page, data).status_code == 302
+    assert not Response.objects.filter(assignment__participant=answered).exists()
+    assert AuditEvent.objects.filter(action="answers_erase", participant=answered).exists()
