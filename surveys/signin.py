@@ -128,6 +128,9 @@ class LockoutAuthenticationForm(AdminAuthenticationForm):
             return
         if verified:
             signin_success(username=username)
+            from surveys.two_factor import session_passed
+
+            session_passed(self.request)  # kept through login()'s new session key
             return
         signin_failure_record(username=username, ip=client_ip(self.request))
         from surveys.audit import audit_log

@@ -3,6 +3,7 @@ the password. Optional for everyone; required for the principal investigators of
 says so (``Study.pi_two_factor_required``): until they turn it on, every admin page sends them
 to the page that does it (``TwoFactorRequiredMiddleware``)."""
 
+from django.contrib.auth import logout
 from django.db import IntegrityError, transaction
 from django.db.models import Exists, OuterRef
 from django.http import HttpRequest
@@ -101,26 +102,45 @@ def provisioning_uri(device: StaffTwoFactor) -> str:
 
 # Pages a principal investigator without two-factor sign-in may still open.
 _OPEN = ("/admin/two-factor/", "/admin/logout/", "/admin/login/", "/admin/jsi18n/")
+# In the session of a sign-in that passed the code (or turned two-factor on).
+SESSION_PASSED = "two_factor_passed"
+
+
+def session_passed(request: HttpRequest) -> None:
+    request.session[SESSION_PASSED] = True
 
 
 class TwoFactorRequiredMiddleware:
-    """A principal investigator of a study that requires two-factor sign-in, signed in without
-    it, is sent from every admin page to the page that turns it on."""
+    """Two rules for signed-in staff, on the admin and the API:
+
+    - a session opened with the password alone, for a user who has two-factor sign-in on (it
+      was turned on since, in another browser), ends: signed out (audited, with the reason),
+      the next page asks for the password and the code;
+    - a principal investigator of a study that requires two-factor sign-in, signed in without
+      it, is sent from every admin page to the page that turns it on."""
 
     def __init__(self, get_response):
         self.get_response = get_response
 
     def __call__(self, request):
         user = getattr(request, "user", None)
+        path = request.path_info
         if (
-            request.path_info.startswith("/admin/")
-            and not request.path_info.startswith(_OPEN)
+            path.startswith(("/admin/", "/api/"))
             and user is not None
             and user.is_authenticated
             and user.is_staff
-            and two_factor_missing(user)
+            and not request.session.get(SESSION_PASSED)
         ):
-            return redirect(reverse("two-factor-setup"))
+            if two_factor_on(user) is not None:
+                request.session_expired = "two-factor sign-in turned on"
+                logout(request)
+            elif (
+                path.startswith("/admin/")
+                and not path.startswith(_OPEN)
+                and two_factor_missing(user)
+            ):
+                return redirect(reverse("two-factor-setup"))
         return self.get_response(request)
 
 

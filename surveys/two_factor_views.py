@@ -8,6 +8,7 @@ from django.views.decorators.cache import never_cache
 from surveys import totp
 from surveys.two_factor import (
     provisioning_uri,
+    session_passed,
     two_factor_confirm,
     two_factor_on,
     two_factor_required,
@@ -29,6 +30,7 @@ def two_factor_setup(request: HttpRequest) -> HttpResponse:
     error = ""
     if request.method == "POST":
         if two_factor_confirm(user=user, code=request.POST.get("code", ""), request=request):
+            session_passed(request)  # this session goes on; the user's others end
             return TemplateResponse(
                 request, "admin/two_factor.html", {**context, "on": True, "just_now": True}
             )

@@ -170,8 +170,28 @@ def test_a_pi_without_it_gets_403_from_the_api_too(client, pi, study):
         client.get("/api/v1/studies/", HTTP_AUTHORIZATION=f"Bearer {key}"),
     ):
         assert reply.status_code == 403 and "two-factor" in reply.json()["detail"]
-    turned_on(pi)
+    device = turned_on(pi)
+    # turned on elsewhere: this password-only session ends, and a sign-in with the code works
+    assert client.get("/api/v1/studies/").status_code == 401
+    assert sign_in(client, current_code(device)).status_code == 302
     assert client.get("/api/v1/studies/").status_code == 200
+
+
+def test_turning_it_on_ends_the_users_other_password_only_sessions(client, pi):
+    from django.test import Client
+
+    laptop, phone = client, Client()
+    sign_in(laptop)
+    sign_in(phone)
+    assert laptop.get("/admin/").status_code == 200
+    page = phone.get("/admin/two-factor/").text
+    secret = re.search(r'id="two-factor-key"[^>]*>([A-Z2-7 ]+)<', page).group(1).replace(" ", "")
+    phone.post("/admin/two-factor/", {"code": totp.code_at(secret, totp.step_now())})
+    assert phone.get("/admin/").status_code == 200  # the session that turned it on goes on
+    ended = laptop.get("/admin/")
+    assert ended.status_code == 302 and "/admin/login/" in ended["Location"]
+    event = AuditEvent.objects.filter(action=AuditEvent.Action.LOGOUT).latest("id")
+    assert event.details == {"expired": "two-factor sign-in turned on"}
 
 
 def test_each_showing_of_the_set_up_page_has_a_new_key(client, pi):
