@@ -335,7 +335,14 @@ SPECTACULAR_SETTINGS = {
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
+    "formatters": {
+        "plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
+        "django.server": {
+            "()": "django.utils.log.ServerFormatter",
+            "format": "[{server_time}] {message}",
+            "style": "{",
+        },
+    },
     # Personal-link tokens in logged paths become [link] (recovery/logfilters.py).
     "filters": {"redact_links": {"()": "recovery.logfilters.RedactLinks"}},
     "handlers": {
@@ -343,9 +350,18 @@ LOGGING = {
             "class": "logging.StreamHandler",
             "formatter": "plain",
             "filters": ["redact_links"],
-        }
+        },
+        # The development server's request lines (make demo), with the same filter.
+        "django.server": {
+            "class": "logging.StreamHandler",
+            "formatter": "django.server",
+            "filters": ["redact_links"],
+        },
     },
     "root": {"handlers": ["console"], "level": env("DJANGO_LOG_LEVEL", default="INFO")},
-    # The twilio package logs every API request and response header at INFO.
-    "loggers": {"twilio.http_client": {"level": "WARNING"}},
+    "loggers": {
+        # The twilio package logs every API request and response header at INFO.
+        "twilio.http_client": {"level": "WARNING"},
+        "django.server": {"handlers": ["django.server"], "level": "INFO", "propagate": False},
+    },
 }
