@@ -55,7 +55,7 @@ from surveys.datasets.formats import FORMATS as FILE_FORMATS
 from surveys.datasets.formats import write_dataset
 from surveys.datasets.pid import export_pid
 from surveys.datasets.writers import csv_lines, header_line
-from surveys.models import AuditEvent, DatasetExportJob, Participant, Study
+from surveys.models import AuditEvent, DatasetExportJob, DatasetLinePlan, Participant, Study
 
 logger = logging.getLogger(__name__)
 
@@ -198,6 +198,10 @@ def export_participants(*, user, study: Study, spec: ExportSpec):
         people = Participant.objects.filter(study=study)
     else:
         people = selectors.participants_for_user(user=user).filter(study=study)
+    return _narrowed(people, spec)
+
+
+def _narrowed(people, spec: ExportSpec):
     if spec.sites:
         people = people.filter(site__code__in=spec.sites)
     if spec.statuses:
@@ -265,21 +269,14 @@ def dataset_export(
     export_check(user=user, study=study, spec=spec)
     people = export_participants(user=user, study=study, spec=spec)
     ids = _study_ids(study=study, people=people) if spec.identified else None
-    options = {
-        "study": study,
-        "participants": people,
-        "waves": list(spec.waves) or None,
-        "covariates": spec.covariates,
-        "include_identifiers": spec.identified,
-        "include_free_text": spec.identified,
-        "date_shift": spec.dates == "shifted",
-    }
+    options = _dataset_options(study=study, people=people, spec=spec)
     if spec.format == "csv" and spec.shape in ("long", "wide"):
         # Streamed a batch of participants at a time: memory stays flat however big the study.
         dataset = Dataset(**options)
         rows = dataset.row_count(wide=spec.shape == "wide")
         columns = None
-        chunks = _batched_csv(dataset, spec=spec, ids=ids, progress=progress)
+        recipe = {"spec": spec.to_dict(), "sites": _recipe_sites(user=user, study=study)}
+        chunks = _batched_csv(dataset, spec=spec, ids=ids, progress=progress, recipe=recipe)
     else:
         if spec.shape == "diary":
             frame = dataset_diary(
@@ -330,8 +327,35 @@ def dataset_export(
     )
 
 
+def _dataset_options(*, study: Study, people, spec: ExportSpec) -> dict:
+    """``Dataset``'s options for the spec, over these participants."""
+    return {
+        "study": study,
+        "participants": people,
+        "waves": list(spec.waves) or None,
+        "covariates": spec.covariates,
+        "include_identifiers": spec.identified,
+        "include_free_text": spec.identified,
+        "date_shift": spec.dates == "shifted",
+    }
+
+
+def _recipe_sites(*, user, study: Study) -> list[int] | None:
+    """The pks of the study's sites the user sees (None: every site, now and later)."""
+    if user is None or user.is_superuser:
+        return None
+    return sorted(
+        selectors.sites_for_user(user=user).filter(study=study).values_list("pk", flat=True)
+    )
+
+
 def _batched_csv(
-    dataset: Dataset, *, spec: ExportSpec, ids: dict | None, progress: Progress | None
+    dataset: Dataset,
+    *,
+    spec: ExportSpec,
+    ids: dict | None,
+    progress: Progress | None,
+    recipe: dict | None = None,
 ) -> Iterator[str]:
     """The long or wide CSV, one batch of participants at a time: the header line once, then
     each batch's lines. The wide columns are fixed up front (every wave and occurrence anyone
@@ -344,7 +368,7 @@ def _batched_csv(
     if progress is not None:
         progress(BUILT)  # planned; the rows are built batch by batch as they are written
     if ids is None and settings.EXPORT_LINE_CACHE:  # de-identified: reuse unchanged lines
-        yield from _kept_csv(dataset, spec=spec, progress=heard)
+        yield from _kept_csv(dataset, spec=spec, progress=heard, recipe=recipe)
         return
     header = True
     for batch in dataset.batches(progress=heard):
@@ -357,10 +381,8 @@ def _batched_csv(
         header = False
 
 
-def _kept_csv(dataset: Dataset, *, spec: ExportSpec, progress) -> Iterator[str]:
-    """``_batched_csv`` through the kept lines (``surveys.datasets.linecache``): the lines of
-    participants whose data changed are built and kept, then everyone's are read back in
-    order. The same text as building them all."""
+def _lines_of(dataset: Dataset, spec: ExportSpec) -> Callable:
+    """A batch's long frame → its CSV text (no header) and the pid of each line."""
 
     def lines_of(batch) -> tuple[str, list[str]]:
         frame = dataset.with_attrs(batch)
@@ -368,12 +390,84 @@ def _kept_csv(dataset: Dataset, *, spec: ExportSpec, progress) -> Iterator[str]:
             frame = dataset_wide(frame)
         return csv_lines(frame, labels=spec.labels), frame["pid"].tolist()
 
+    return lines_of
+
+
+def _kept_csv(
+    dataset: Dataset, *, spec: ExportSpec, progress, recipe: dict | None = None
+) -> Iterator[str]:
+    """``_batched_csv`` through the kept lines (``surveys.datasets.linecache``): the lines of
+    participants whose data changed are built and kept, then everyone's are read back in
+    order. The same text as building them all. ``recipe`` (how to build this dataset again)
+    is kept with the plan, for ``export_lines_warm``."""
     empty = dataset.with_attrs(dataset.empty_frame())
     yield header_line((dataset_wide(empty) if spec.shape == "wide" else empty).columns)
-    plan = linecache.plan_for(dataset, shape=spec.shape, labels=spec.labels)
+    plan = linecache.plan_for(dataset, shape=spec.shape, labels=spec.labels, recipe=recipe)
     stale = linecache.stale_participants(dataset, plan)
-    linecache.refresh(dataset, plan, stale, lines_of=lines_of, progress=progress)
+    lines_of = _lines_of(dataset, spec)
+    with linecache.plan_lock(plan):  # held or not, the export builds what it needs
+        linecache.refresh(dataset, plan, stale, lines_of=lines_of, progress=progress)
     yield from linecache.kept_lines(dataset, plan)
+
+
+def export_lines_warm(*, now=None) -> dict[str, int]:
+    """Keep the kept lines of recent exports current, so that the next export of the same
+    options finds them ready (the beat runs this every few minutes).
+
+    For every plan an export used in the last ``linecache.PLAN_UNUSED_DAYS`` days, the
+    dataset its last export asked for (its options and its user's sites, the plan's
+    ``recipe``) is planned again: the lines of participants whose data changed since are
+    built and kept. If the dataset's plan is no longer the same (the study's design or the
+    software changed, or a new wave appeared in scope), its lines are built under the new plan,
+    which carries the recipe on; the old one is no longer kept current and expires unused.
+    Nothing leaves the database: no file, no audit event."""
+    if not settings.EXPORT_LINE_CACHE:
+        return {"plans": 0, "participants": 0, "failed": 0}
+    now = now or timezone.now()
+    since = now - timedelta(days=linecache.PLAN_UNUSED_DAYS)
+    plans = (
+        DatasetLinePlan.objects.filter(used_at__gte=since)
+        .exclude(recipe={})
+        .select_related("study")
+        .order_by("-used_at", "pk")
+    )
+    done = built = failed = 0
+    for plan in plans:
+        with linecache.plan_lock(plan) as mine:
+            if not mine:  # an export or another warm-up is at it
+                continue
+            try:
+                built += _plan_warm(plan)
+                done += 1
+            except SoftTimeLimitExceeded:
+                raise
+            except (ValueError, ValidationError) as exc:  # the recipe no longer fits the study
+                logger.info("kept lines of plan %s no longer kept current: %s", plan.pk, exc)
+                DatasetLinePlan.objects.filter(pk=plan.pk).update(recipe={})
+            except Exception:
+                logger.exception("keeping the lines of plan %s current failed", plan.pk)
+                failed += 1
+    return {"plans": done, "participants": built, "failed": failed}
+
+
+def _plan_warm(plan: DatasetLinePlan) -> int:
+    recipe = plan.recipe
+    spec = ExportSpec.from_dict(recipe["spec"])
+    people = Participant.objects.filter(study=plan.study)
+    if recipe.get("sites") is not None:
+        people = people.filter(site_id__in=recipe["sites"])
+    dataset = Dataset(
+        **_dataset_options(study=plan.study, people=_narrowed(people, spec), spec=spec)
+    )
+    current = linecache.plan_for(
+        dataset, shape=spec.shape, labels=spec.labels, recipe=recipe, used_at=plan.used_at
+    )
+    if current.pk != plan.pk:
+        DatasetLinePlan.objects.filter(pk=plan.pk).update(recipe={})
+    stale = linecache.stale_participants(dataset, current)
+    count = linecache.refresh(dataset, current, stale, lines_of=_lines_of(dataset, spec))
+    DatasetLinePlan.objects.filter(pk=current.pk).update(warmed_at=timezone.now())
+    return count
 
 
 # --- Background exports ---------------------------------------------------------------------

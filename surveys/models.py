@@ -1042,6 +1042,11 @@ class DatasetLinePlan(models.Model):
     key = models.CharField(max_length=64, unique=True)
     created_at = models.DateTimeField()
     used_at = models.DateTimeField()
+    # How the last export of this plan asked for it (its de-identified options, and the sites
+    # its user could see; ``surveys.exports.export_lines_warm`` builds the same scope again to
+    # keep the lines current between exports). Empty: not kept current.
+    recipe = models.JSONField(default=dict, blank=True)
+    warmed_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         indexes = [models.Index(fields=("used_at",), name="line_plan_used")]

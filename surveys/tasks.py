@@ -96,3 +96,16 @@ def export_jobs_expire() -> dict[str, int]:
     from surveys.exports import export_jobs_expire as expire
 
     return {**expire(), "line_plans": plans_expire()}
+
+
+@shared_task(
+    name="surveys.tasks.export_lines_warm",
+    soft_time_limit=9 * 60,
+    time_limit=10 * 60,
+)
+def export_lines_warm() -> dict[str, int]:
+    """The beat entry: keep the kept CSV lines of recent exports current (the next export of
+    the same options then reads them back instead of building them)."""
+    from surveys.exports import export_lines_warm as warm
+
+    return warm()

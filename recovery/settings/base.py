@@ -217,6 +217,12 @@ CELERY_BEAT_SCHEDULE = {
         "task": "surveys.tasks.export_jobs_expire",
         "schedule": crontab(minute="*/15"),
     },
+    # Builds the CSV lines of participants whose data changed since the last export of each
+    # recently used export (surveys.datasets.linecache), so the next one reads them back.
+    "export-lines-warm": {
+        "task": "surveys.tasks.export_lines_warm",
+        "schedule": crontab(minute="*/10"),
+    },
 }
 
 # --- Field encryption -----------------------------------------------------------------------

@@ -22,6 +22,13 @@ time) the lines of every participant whose key differs from the kept one, stores
 streams every participant's lines from the store in the dataset's order. What it writes is byte
 for byte what the builder alone would write (tests compare the two after every kind of change).
 
+Between exports the beat keeps the lines current (``surveys.exports.export_lines_warm``, every
+ten minutes): each plan an export used in the last ``PLAN_UNUSED_DAYS`` days keeps how its last
+export asked for it (``DatasetLinePlan.recipe``: the de-identified options and the sites its user
+could see), and the participants whose data changed since are built again in the background, so
+the next export of the same options reads (almost) every line back. ``plan_lock`` keeps two
+processes from building the same plan's lines at once.
+
 Only de-identified exports are kept: an identified export (study IDs, identifier items, free
 text) is always built afresh and leaves nothing behind. A participant's kept lines go when
 their identifiers are erased or they are deleted; plans unused for ``PLAN_UNUSED_DAYS`` go with
@@ -31,6 +38,7 @@ their lines (``plans_expire``, from the export sweep).
 import hashlib
 import json
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import timedelta
 
 import pandas as pd
@@ -54,6 +62,7 @@ PLAN_UNUSED_DAYS = 14
 WRITE_BATCH = 500
 READ_CHUNK = 2000
 _EOL = "\r\n"
+_LOCK_CLASS = 7_461_002  # pg_try_advisory_lock(class, plan id): one refresh of a plan at a time
 
 
 def _fields(obj) -> dict:
@@ -224,20 +233,66 @@ def stale_participants(dataset, plan: DatasetLinePlan) -> dict[int, str]:
 # --- Lines ------------------------------------------------------------------------------------
 
 
-def plan_for(dataset, *, shape: str, labels: bool) -> DatasetLinePlan:
-    """The kept plan of these lines (made if new), marked as used."""
+def plan_for(
+    dataset,
+    *,
+    shape: str,
+    labels: bool,
+    recipe: dict | None = None,
+    used_at=None,
+) -> DatasetLinePlan:
+    """The kept plan of these lines (made if new), marked as used (at ``used_at``, or now).
+    ``recipe``, if given, is how to build the same dataset again (stored on the plan for
+    ``surveys.exports.export_lines_warm``)."""
     key = plan_key(dataset, shape=shape, labels=labels)
     now = timezone.now()
+    used = used_at or now
     try:
         with transaction.atomic():
             plan, created = DatasetLinePlan.objects.get_or_create(
-                key=key, defaults={"study": dataset.study, "created_at": now, "used_at": now}
+                key=key,
+                defaults={
+                    "study": dataset.study,
+                    "created_at": now,
+                    "used_at": used,
+                    "recipe": recipe or {},
+                },
             )
     except IntegrityError:  # made at the same moment by another export
         plan, created = DatasetLinePlan.objects.get(key=key), False
-    if not created and plan.used_at < now - timedelta(hours=1):
-        DatasetLinePlan.objects.filter(pk=plan.pk).update(used_at=now)
+    if created:
+        return plan
+    changes = {}
+    # an export's use is written at most once an hour; a use carried over from another plan
+    # (``used_at``) whenever it is later than the plan's own
+    if plan.used_at < (used - timedelta(hours=1) if used_at is None else used):
+        changes["used_at"] = used
+    if recipe is not None and plan.recipe != recipe:
+        changes["recipe"] = recipe
+    if changes:
+        DatasetLinePlan.objects.filter(pk=plan.pk).update(**changes)
+        for name, value in changes.items():
+            setattr(plan, name, value)
     return plan
+
+
+@contextmanager
+def plan_lock(plan: DatasetLinePlan) -> Iterator[bool]:
+    """Whether this process may refresh the plan's lines now (PostgreSQL: no other process
+    holds the plan's advisory lock; it is held until the block ends). Two refreshes at once
+    would be correct, only wasted work."""
+    if connection.vendor != "postgresql":
+        yield True
+        return
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_try_advisory_lock(%s, %s)", [_LOCK_CLASS, plan.pk])
+        got = cursor.fetchone()[0]
+    try:
+        yield got
+    finally:
+        if got:
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT pg_advisory_unlock(%s, %s)", [_LOCK_CLASS, plan.pk])
 
 
 def _blocks(text: str, pids: list[str]) -> dict[str, str] | None:

@@ -9,10 +9,17 @@ import pandas as pd
 import pytest
 from django.utils import timezone
 
+from surveys import tasks
 from surveys.consent import participant_identifiers_erase
 from surveys.datasets import linecache
 from surveys.datasets.builder import Dataset
-from surveys.exports import ExportSpec, dataset_export, export_participants
+from surveys.exports import (
+    ExportSpec,
+    _dataset_options,
+    dataset_export,
+    export_lines_warm,
+    export_participants,
+)
 from surveys.instruments import instrument_items_set, version_items_as_dicts
 from surveys.models import (
     Assignment,
@@ -68,11 +75,8 @@ def built_afresh(settings):
 def stale(study, *, user=None, **spec) -> set[int]:
     """Who the next export would write again (the others' lines are read back)."""
     spec = ExportSpec(**spec)
-    dataset = Dataset(
-        study=study,
-        participants=export_participants(user=user, study=study, spec=spec),
-        date_shift=spec.dates == "shifted",
-    )
+    people = export_participants(user=user, study=study, spec=spec)
+    dataset = Dataset(**_dataset_options(study=study, people=people, spec=spec))
     plan = linecache.plan_for(dataset, shape=spec.shape, labels=spec.labels)
     return set(linecache.stale_participants(dataset, plan))
 
@@ -320,3 +324,116 @@ def test_a_whole_number_is_written_alike_whether_its_batch_made_the_column_decim
     as_integer = pd.DataFrame({"x": pd.array([3, None, -99], dtype="Int64")})
     as_decimal = pd.DataFrame({"x": pd.array([3.0, None, -99.0], dtype="Float64")})
     assert csv_lines(as_integer) == csv_lines(as_decimal) == "3\r\n\r\n-99\r\n"
+
+
+# --- Kept current between exports (export_lines_warm, from the beat) ---------------------------
+
+
+def test_the_beat_keeps_a_recent_exports_lines_current(cohort, built_afresh, researcher):  # noqa: F811
+    ana, ben = cohort
+    study = ana.study
+    export_text(study, user=researcher, shape="wide")
+    plan = DatasetLinePlan.objects.get()
+    assert plan.recipe["spec"]["shape"] == "wide" and plan.recipe["sites"] is not None
+    _edit_answer(ana, ben)
+    assert stale(study, user=researcher, shape="wide") == {ana.pk}
+    assert tasks.export_lines_warm() == {"plans": 1, "participants": 1, "failed": 0}
+    # the next export reads every line back, and it shows the change
+    assert stale(study, user=researcher, shape="wide") == set()
+    text = export_text(study, user=researcher, shape="wide")
+    assert text == built_afresh(study, user=researcher, shape="wide")
+    assert pd.read_csv(io.StringIO(text)).set_index("pid")["craving_m1"].tolist().count(9) == 1
+    # nothing changed since: nothing built; warming is not a use of the plan
+    assert tasks.export_lines_warm()["participants"] == 0
+    warmed = DatasetLinePlan.objects.get()
+    assert warmed.used_at == plan.used_at and warmed.warmed_at is not None
+
+
+def test_a_coordinators_export_is_kept_current_for_their_sites_only(
+    cohort,  # noqa: F811
+    built_afresh,
+    coordinator_a,
+):
+    ana, ben = cohort
+    study = ana.study
+    export_text(study, user=coordinator_a, shape="long")
+    assert set(DatasetLine.objects.values_list("participant_id", flat=True)) == {ana.pk}
+    _edit_answer(ana, ben)
+    _new_submission(ana, ben)  # at the other site
+    assert export_lines_warm()["participants"] == 1
+    assert set(DatasetLine.objects.values_list("participant_id", flat=True)) == {ana.pk}
+    assert stale(study, user=coordinator_a, shape="long") == set()
+    assert export_text(study, user=coordinator_a, shape="long") == built_afresh(
+        study, user=coordinator_a, shape="long"
+    )
+
+
+def test_after_a_design_change_the_new_plan_is_built_and_kept_current(cohort, built_afresh):  # noqa: F811
+    ana, _ = cohort
+    study = ana.study
+    export_text(study, shape="wide", waves=["baseline", "m1"])
+    old = DatasetLinePlan.objects.get()
+    baseline_item_add(study, {"variable": "pets", "kind": "integer", "label": {"en": "Pets?"}})
+    assert export_lines_warm() == {"plans": 1, "participants": 2, "failed": 0}
+    old.refresh_from_db()
+    new = DatasetLinePlan.objects.exclude(pk=old.pk).get()
+    assert old.recipe == {} and new.recipe["spec"]["waves"] == ["baseline", "m1"]
+    assert new.used_at == old.used_at  # expires when the old one would have, unless used
+    assert stale(study, shape="wide", waves=["baseline", "m1"]) == set()
+    text = export_text(study, shape="wide", waves=["baseline", "m1"])
+    assert "pets_baseline" in text.splitlines()[0]
+    assert text == built_afresh(study, shape="wide", waves=["baseline", "m1"])
+    assert export_lines_warm()["plans"] == 1  # the old plan is left to expire
+
+
+def test_what_is_not_kept_current(cohort, staff_user, settings):  # noqa: F811
+    ana, _ = cohort
+    study = ana.study
+    pi = staff_user(study=study, role=StaffRole.Role.PRINCIPAL_INVESTIGATOR)
+    export_text(study, user=pi, shape="wide", identified=True, reason="Linking files.")
+    assert export_lines_warm()["plans"] == 0  # identified: nothing kept, nothing warmed
+    export_text(study, shape="wide")
+    export_text(study, shape="long", waves=["m6"])
+    wide = DatasetLinePlan.objects.get(recipe__spec__shape="wide")
+    now = timezone.now()
+    DatasetLinePlan.objects.filter(pk=wide.pk).update(
+        used_at=now - timedelta(days=linecache.PLAN_UNUSED_DAYS, hours=1)
+    )
+    study.waves.filter(slug="m6").update(slug="month-6")  # the recipe's wave is gone
+    assert export_lines_warm(now=now) == {"plans": 0, "participants": 0, "failed": 0}
+    assert not DatasetLinePlan.objects.exclude(recipe={}).exclude(pk=wide.pk).exists()
+    settings.EXPORT_LINE_CACHE = False
+    DatasetLinePlan.objects.filter(pk=wide.pk).update(used_at=now)
+    assert export_lines_warm(now=now)["plans"] == 0
+
+
+@pytest.mark.skipif(
+    "postgresql" not in __import__("django.db").db.connection.vendor,
+    reason="advisory locks are PostgreSQL's",
+)
+def test_a_plan_another_process_is_refreshing_is_left_to_it(cohort, built_afresh):  # noqa: F811
+    import psycopg2
+    from django.db import connection
+
+    ana, ben = cohort
+    export_text(ana.study, shape="wide")
+    plan = DatasetLinePlan.objects.get()
+    _edit_answer(ana, ben)
+    conf = connection.settings_dict
+    other = psycopg2.connect(
+        dbname=conf["NAME"], user=conf["USER"], host=conf["HOST"], port=conf["PORT"] or 5432
+    )
+    try:
+        with other.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_lock(%s, %s)", [linecache._LOCK_CLASS, plan.pk])
+        assert export_lines_warm()["plans"] == 0
+        assert stale(ana.study, shape="wide") == {ana.pk}
+    finally:
+        other.close()
+    assert export_lines_warm()["participants"] == 1
+
+
+def test_keeping_lines_current_is_in_the_beat_schedule(settings):
+    entries = {entry["task"] for entry in settings.CELERY_BEAT_SCHEDULE.values()}
+    assert "surveys.tasks.export_lines_warm" in entries
+    assert tasks.export_lines_warm.name == "surveys.tasks.export_lines_warm"
