@@ -11,13 +11,19 @@ process (``django.setup()``):
   same responses, raw JSON and all.
 - **export**: ``surveys.exports.dataset_export(user=None, shape="wide", format="csv")``, every
   chunk consumed (written to a null sink), as ``manage.py export_dataset`` does; the audit
-  event included. Four ways:
+  event included. Six ways:
   - ``repeat``: the export again, nothing changed since the last one (every participant's
     kept lines are read back, ``surveys.datasets.linecache``);
   - ``changed``: one participant in 20 has an answer changed since the last export (their
     lines are written again);
   - ``cold``: nothing kept (the first export of a plan: every line is built, and kept);
   - ``off``: ``EXPORT_LINE_CACHE=false``, every line built and nothing kept (the builder alone).
+  - ``warmed``: 5 % changed, then the beat's ``export_lines_warm`` (timed apart: background
+    work) before the export;
+  - ``trickle``: the same, then 50 more participants changed after the warm-up (an export
+    at any moment between two warm-ups; a 10,000-person study with five waves a year
+    submits about one survey in ten minutes).
+  ``warmed`` and ``trickle`` are compared, after the clock, with the builder alone's bytes.
   The child's peak resident memory (``ru_maxrss``) is reported, and the same for 1/4 of the
   participants, to show how memory grows with N.
 
@@ -74,50 +80,71 @@ class Sink:
 
 
 CHANGED_SHARE = 0.05
+TRICKLE = 50  # participants changed since the beat last kept the lines current
 
 
-def prepare(mode: str, study: str) -> None:
-    """Before the clock starts: nothing kept (``cold``), or one participant in 20 with an
-    answer changed since the last export (``changed``)."""
+def _change(study: str, *, share: float | None = None, count: int | None = None) -> None:
+    """Change one submitted answer of a random ``share`` (or ``count``) of the participants."""
     from django.db import connection
 
-    from surveys.models import DatasetLine, DatasetLinePlan
-
-    if mode == "cold":
-        DatasetLine.objects.all().delete()
-        DatasetLinePlan.objects.all().delete()
-    elif mode == "changed":
-        with connection.cursor() as cursor:
-            cursor.execute(
-                """
-                UPDATE surveys_response r
-                SET answers = r.answers || jsonb_build_object('craving', (random() * 10)::int),
-                    updated_at = now()
-                WHERE r.id IN (
+    with connection.cursor() as cursor:
+        cursor.execute(
+            """
+            UPDATE surveys_response r
+            SET answers = r.answers || jsonb_build_object('craving', (random() * 10)::int),
+                updated_at = now()
+            WHERE r.id IN (
+                SELECT id FROM (  -- each participant's first answered craving
                     SELECT DISTINCT ON (a.participant_id) r2.id
                     FROM surveys_response r2
                     JOIN surveys_assignment a ON a.id = r2.assignment_id
                     JOIN surveys_participant p ON p.id = a.participant_id
                     JOIN surveys_study s ON s.id = p.study_id
                     WHERE s.slug = %s AND r2.status = 'submitted' AND r2.answers ? 'craving'
-                      AND random() < %s
                     ORDER BY a.participant_id, r2.id
-                )
-                """,
-                [study, CHANGED_SHARE],
+                ) one_each
+                WHERE random() < %s  -- a share of the participants, not of their responses
+                ORDER BY random() LIMIT %s
             )
+            """,
+            [study, 1.0 if share is None else share, count],  # LIMIT NULL: no limit
+        )
+
+
+def prepare(mode: str, study: str) -> dict:
+    """Before the clock starts: nothing kept (``cold``); one participant in 20 with an answer
+    changed since the last export (``changed``); the same, then the beat's warm-up
+    (``warmed``: its time is returned, work done in the background); or that, then
+    ``TRICKLE`` participants changed since the warm-up (``trickle``)."""
+    from surveys.exports import export_lines_warm
+    from surveys.models import DatasetLine, DatasetLinePlan
+
+    if mode == "cold":
+        DatasetLine.objects.all().delete()
+        DatasetLinePlan.objects.all().delete()
+    elif mode in ("changed", "warmed", "trickle"):
+        _change(study, share=CHANGED_SHARE)
+    if mode in ("warmed", "trickle"):
+        started = time.perf_counter()
+        warmed = export_lines_warm()
+        seconds = time.perf_counter() - started
+        if mode == "trickle":
+            _change(study, count=TRICKLE)
+        return {"warm_seconds": seconds, "warmed": warmed["participants"]}
+    return {}
 
 
 def child(mode: str, study: str) -> dict:
     import django
 
     django.setup()
+    from django.conf import settings
     from django.db import connection
 
     from surveys.exports import ExportSpec, dataset_export
     from surveys.models import Study
 
-    prepare(mode, study)
+    before = prepare(mode, study)
     sink = Sink()
     started = time.perf_counter()
     if mode == "copy":
@@ -133,13 +160,24 @@ def child(mode: str, study: str) -> dict:
         rows = export.rows
     seconds = time.perf_counter() - started
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    return {
+    out = {
+        **before,
         "seconds": seconds,
         "bytes": sink.bytes,
         "sha256": sink.digest.hexdigest(),
         "rows": rows,
         "peak_mb": peak_mb,
     }
+    if mode in ("warmed", "trickle"):  # after the clock: the builder alone's bytes to compare
+        settings.EXPORT_LINE_CACHE = False
+        alone = Sink()
+        export = dataset_export(
+            user=None, study=Study.objects.get(slug=study), spec=ExportSpec(shape="wide")
+        )
+        for chunk in export.chunks:
+            alone.write(chunk.encode())
+        out["same_as_builder"] = alone.digest.hexdigest() == sink.digest.hexdigest()
+    return out
 
 
 def run_child(mode: str, study: str) -> dict:
@@ -178,7 +216,7 @@ def main() -> None:
             manage("seed_demo", "--participants", str(n), "--seed", "1", "--study", slug)
             print(f"seeded {slug}: {n} participants in {time.perf_counter() - started:.0f} s")
         pgdb.connect(DB_NAME).cursor().execute("VACUUM ANALYZE")
-        modes = ("copy", "cold", "repeat", "changed", "off")
+        modes = ("copy", "cold", "repeat", "changed", "off", "warmed", "trickle")
         results = {mode: [] for mode in modes}
         for _ in range(args.runs):  # in turn, so that drift affects all alike
             for mode in modes:
@@ -198,8 +236,10 @@ def main() -> None:
             "changed": f"wide CSV, {CHANGED_SHARE:.0%} of participants changed",
             "cold": "wide CSV, first export (nothing kept yet)",
             "off": "wide CSV, line cache off (builder alone)",
+            "warmed": f"wide CSV, {CHANGED_SHARE:.0%} changed, then the beat's warm-up",
+            "trickle": f"wide CSV, {TRICKLE} participants changed since the warm-up",
         }
-        for mode in ("copy", "repeat", "changed", "cold", "off"):
+        for mode in ("copy", "repeat", "warmed", "trickle", "changed", "cold", "off"):
             runs = ", ".join(f"{r['seconds']:.2f}" for r in results[mode])
             out = results[mode][-1]
             print(
@@ -219,7 +259,15 @@ def main() -> None:
             and results["changed"][n]["sha256"] == results["off"][n]["sha256"]
             for n in range(args.runs)
         )
-        print(f"\nrows {rows}; the same bytes as the builder alone: {same}")
+        same = same and all(r["same_as_builder"] for m in ("warmed", "trickle") for r in results[m])
+        warm = [r["warm_seconds"] for r in results["warmed"] + results["trickle"]]
+        built = sorted({r["warmed"] for r in results["warmed"] + results["trickle"]})
+        print(
+            f"\nthe beat's warm-up (background, before those two): "
+            f"{', '.join(f'{w:.2f}' for w in warm)} s, building {built[0]}–{built[-1]} "
+            "participants' lines"
+        )
+        print(f"rows {rows}; the same bytes as the builder alone: {same}")
     finally:
         if not args.keep:
             pgdb.database_drop(DB_NAME)
