@@ -400,9 +400,12 @@ def _kept_csv(
     participants whose data changed are built and kept, then everyone's are read back in
     order. The same text as building them all. ``recipe`` (how to build this dataset again)
     is kept with the plan, for ``export_lines_warm``."""
-    empty = dataset.with_attrs(dataset.empty_frame())
-    yield header_line((dataset_wide(empty) if spec.shape == "wide" else empty).columns)
     plan = linecache.plan_for(dataset, shape=spec.shape, labels=spec.labels, recipe=recipe)
+    if not plan.header:  # the plan's key covers every column, so its header never changes
+        empty = dataset.with_attrs(dataset.empty_frame())
+        header = header_line((dataset_wide(empty) if spec.shape == "wide" else empty).columns)
+        linecache.header_keep(plan, header)
+    yield plan.header
     stale = linecache.stale_participants(dataset, plan)
     lines_of = _lines_of(dataset, spec)
     with linecache.plan_lock(plan):  # held or not, the export builds what it needs

@@ -1047,6 +1047,7 @@ class DatasetLinePlan(models.Model):
     # keep the lines current between exports). Empty: not kept current.
     recipe = models.JSONField(default=dict, blank=True)
     warmed_at = models.DateTimeField(null=True, blank=True)
+    header = models.TextField(blank=True, default="")  # the CSV's header line, once written
 
     class Meta:
         indexes = [models.Index(fields=("used_at",), name="line_plan_used")]

@@ -16,6 +16,7 @@ from pathlib import Path
 import pandas as pd
 import pyreadstat
 
+from surveys.datasets.bare import bare
 from surveys.datasets.builder import DECIMAL, INTEGER
 from surveys.datasets.cells import formula_safe
 from surveys.datasets.codebook_html import codebook_html
@@ -67,8 +68,7 @@ def _formula_safe_cell(value):
 
 def _formula_safe_frame(df: pd.DataFrame) -> pd.DataFrame:
     """A shallow copy of ``df`` whose text cells and headers cannot run as formulas."""
-    safe = df.copy(deep=False)
-    safe.attrs = {}  # not copied into every column (see writers.csv_rows)
+    safe = bare(df)
     for position in range(safe.shape[1]):
         series = safe.iloc[:, position]
         dtype = series.dtype

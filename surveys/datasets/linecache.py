@@ -276,6 +276,11 @@ def plan_for(
     return plan
 
 
+def header_keep(plan: DatasetLinePlan, header: str) -> None:
+    DatasetLinePlan.objects.filter(pk=plan.pk).update(header=header)
+    plan.header = header
+
+
 @contextmanager
 def plan_lock(plan: DatasetLinePlan) -> Iterator[bool]:
     """Whether this process may refresh the plan's lines now (PostgreSQL: no other process

@@ -10,6 +10,7 @@ enrolled after the wave was added, or a recurring occurrence not reached).
 
 import pandas as pd
 
+from surveys.datasets.bare import bare
 from surveys.datasets.plan import ID_COLUMNS, SHIFTED_ID_COLUMNS
 
 _KEYS = ("wave", "occurrence")
@@ -26,8 +27,7 @@ def dataset_wide(long_df: pd.DataFrame) -> pd.DataFrame:
     info = long_df.attrs.get("dataset", {})
     # Worked on without its attrs: pandas deep-copies a frame's attrs into every frame and
     # column derived from it (the metadata of every column, each time).
-    long_df = long_df.copy(deep=False)
-    long_df.attrs = {}
+    long_df = bare(long_df)
     covariates = info.get("covariates")
     if covariates is None:
         covariates = [c for c in long_df.columns if c.endswith("_bl")]

@@ -16,6 +16,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.csv as pa_csv
 
+from surveys.datasets.bare import bare
 from surveys.datasets.cells import FORMULA_STARTS, formula_safe
 from surveys.datasets.codes import MISSING_CODES
 
@@ -63,8 +64,7 @@ def header_line(names) -> str:
 def csv_lines(df: pd.DataFrame, *, labels: bool = False, meta: dict | None = None) -> str:
     """The frame's rows as CSV lines (no header)."""
     meta = df.attrs.get("columns", {}) if meta is None else meta
-    plain = df.copy(deep=False)
-    plain.attrs = {}  # pandas deep-copies attrs into every column it hands out
+    plain = bare(df)
     changed = {}
     for name, dtype in plain.dtypes.items():
         series = None
@@ -92,8 +92,7 @@ def csv_rows(
     meta = df.attrs.get("columns", {})
     if header:
         yield header_line(df.columns)
-    plain = df.copy(deep=False)
-    plain.attrs = {}
+    plain = bare(df)
     for start in range(0, len(plain), chunk_rows):
         yield csv_lines(plain.iloc[start : start + chunk_rows], labels=labels, meta=meta)
 

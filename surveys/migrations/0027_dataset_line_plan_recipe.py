@@ -17,6 +17,11 @@ class Migration(migrations.Migration):
         ),
         migrations.AddField(
             model_name='datasetlineplan',
+            name='header',
+            field=models.TextField(blank=True, default=''),
+        ),
+        migrations.AddField(
+            model_name='datasetlineplan',
             name='warmed_at',
             field=models.DateTimeField(blank=True, null=True),
         ),

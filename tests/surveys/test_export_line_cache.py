@@ -108,6 +108,17 @@ def test_the_kept_lines_are_what_a_repeated_export_sends(cohort):  # noqa: F811
     assert ",-42" not in again and again != first
 
 
+def test_the_header_is_kept_with_the_plan(cohort, built_afresh):  # noqa: F811
+    ana, _ = cohort
+    first = export_text(ana.study, shape="wide")
+    plan = DatasetLinePlan.objects.get()
+    assert plan.header == first.split("\r\n", 1)[0] + "\r\n"
+    DatasetLinePlan.objects.filter(pk=plan.pk).update(header="kept,header\r\n")
+    assert export_text(ana.study, shape="wide").startswith("kept,header\r\n")  # read back
+    DatasetLinePlan.objects.filter(pk=plan.pk).update(header="")  # as before it was kept
+    assert export_text(ana.study, shape="wide") == first == built_afresh(ana.study, shape="wide")
+
+
 def _edit_answer(ana, ben):
     response = Response.objects.get(assignment__participant=ana, assignment__wave__slug="m1")
     response.answers = {**response.answers, "craving": 9}
