@@ -221,7 +221,7 @@ CELERY_BEAT_SCHEDULE = {
     # recently used export (surveys.datasets.linecache), so the next one reads them back.
     "export-lines-warm": {
         "task": "surveys.tasks.export_lines_warm",
-        "schedule": crontab(minute="*/10"),
+        "schedule": crontab(minute="*/5"),
     },
 }
 

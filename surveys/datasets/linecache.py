@@ -23,7 +23,7 @@ streams every participant's lines from the store in the dataset's order. What it
 for byte what the builder alone would write (tests compare the two after every kind of change).
 
 Between exports the beat keeps the lines current (``surveys.exports.export_lines_warm``, every
-ten minutes): each plan an export used in the last ``PLAN_UNUSED_DAYS`` days keeps how its last
+five minutes): each plan an export used in the last ``PLAN_UNUSED_DAYS`` days keeps how its last
 export asked for it (``DatasetLinePlan.recipe``: the de-identified options and the sites its user
 could see), and the participants whose data changed since are built again in the background, so
 the next export of the same options reads (almost) every line back. ``plan_lock`` keeps two
