@@ -427,14 +427,34 @@ def export_lines_warm(*, now=None) -> dict[str, int]:
     if not settings.EXPORT_LINE_CACHE:
         return {"plans": 0, "participants": 0, "failed": 0}
     now = now or timezone.now()
+    done = built = failed = 0
+    ready: set[int] = set()
+    if settings.EXPORT_LINES_READY:
+        for study in Study.objects.filter(participants__isnull=False).distinct().order_by("pk"):
+            for spec in READY_SPECS:
+                try:
+                    plan_id, count = _ready_warm(study, spec, now=now)
+                except SoftTimeLimitExceeded:
+                    raise
+                except Exception:
+                    logger.exception(
+                        "keeping the %s CSV of study %s ready failed", spec.shape, study.pk
+                    )
+                    failed += 1
+                    continue
+                if plan_id is None:
+                    continue
+                ready.add(plan_id)
+                built += count
+                done += 1
     since = now - timedelta(days=linecache.PLAN_UNUSED_DAYS)
     plans = (
         DatasetLinePlan.objects.filter(used_at__gte=since)
         .exclude(recipe={})
+        .exclude(pk__in=ready)
         .select_related("study")
         .order_by("-used_at", "pk")
     )
-    done = built = failed = 0
     for plan in plans:
         with linecache.plan_lock(plan) as mine:
             if not mine:  # an export or another warm-up is at it
@@ -453,6 +473,32 @@ def export_lines_warm(*, now=None) -> dict[str, int]:
     return {"plans": done, "participants": built, "failed": failed}
 
 
+# Kept ready for every study (``EXPORT_LINES_READY``): the exports a researcher makes first.
+READY_SPECS = (ExportSpec(shape="wide"), ExportSpec(shape="long"))
+
+
+def _ready_warm(study: Study, spec: ExportSpec, *, now) -> tuple[int | None, int]:
+    """Build the changed lines of the study's whole-study export ``spec``; its plan is marked
+    used (kept ready, it never expires). (None, 0) if an export or another warm-up holds it."""
+    people = _narrowed(Participant.objects.filter(study=study), spec)
+    dataset = Dataset(**_dataset_options(study=study, people=people, spec=spec))
+    recipe = {"spec": spec.to_dict(), "sites": None}
+    plan = linecache.plan_for(
+        dataset, shape=spec.shape, labels=spec.labels, recipe=recipe, used_at=now
+    )
+    with linecache.plan_lock(plan) as mine:
+        if not mine:
+            return None, 0
+        return plan.pk, _refresh(dataset, plan, spec)
+
+
+def _refresh(dataset: Dataset, plan: DatasetLinePlan, spec: ExportSpec) -> int:
+    stale = linecache.stale_participants(dataset, plan)
+    count = linecache.refresh(dataset, plan, stale, lines_of=_lines_of(dataset, spec))
+    DatasetLinePlan.objects.filter(pk=plan.pk).update(warmed_at=timezone.now())
+    return count
+
+
 def _plan_warm(plan: DatasetLinePlan) -> int:
     recipe = plan.recipe
     spec = ExportSpec.from_dict(recipe["spec"])
@@ -467,10 +513,7 @@ def _plan_warm(plan: DatasetLinePlan) -> int:
     )
     if current.pk != plan.pk:
         DatasetLinePlan.objects.filter(pk=plan.pk).update(recipe={})
-    stale = linecache.stale_participants(dataset, current)
-    count = linecache.refresh(dataset, current, stale, lines_of=_lines_of(dataset, spec))
-    DatasetLinePlan.objects.filter(pk=current.pk).update(warmed_at=timezone.now())
-    return count
+    return _refresh(dataset, current, spec)
 
 
 # --- Background exports ---------------------------------------------------------------------

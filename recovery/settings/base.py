@@ -50,6 +50,9 @@ EXPORT_DOWNLOAD_HOURS = env.int("EXPORT_DOWNLOAD_HOURS", default=24)
 # De-identified CSV exports keep each participant's lines and write again only those whose
 # data changed (surveys.datasets.linecache); off: every export builds every line.
 EXPORT_LINE_CACHE = env.bool("EXPORT_LINE_CACHE", default=True)
+# The beat keeps the lines of every study's whole-study wide and long CSV (de-identified, codes)
+# ready before anyone exports them, as well as those of recent exports.
+EXPORT_LINES_READY = env.bool("EXPORT_LINES_READY", default=True)
 # Analyses of at least this many participants run as a Celery task (with progress) instead of
 # in the request.
 ANALYSIS_BACKGROUND_PARTICIPANTS = env.int("ANALYSIS_BACKGROUND_PARTICIPANTS", default=2000)

@@ -340,6 +340,13 @@ def test_a_whole_number_is_written_alike_whether_its_batch_made_the_column_decim
 # --- Kept current between exports (export_lines_warm, from the beat) ---------------------------
 
 
+@pytest.fixture
+def recent_only(settings):
+    """Only the plans of recent exports are kept current (not every study's ready ones)."""
+    settings.EXPORT_LINES_READY = False
+
+
+@pytest.mark.usefixtures("recent_only")
 def test_the_beat_keeps_a_recent_exports_lines_current(cohort, built_afresh, researcher):  # noqa: F811
     ana, ben = cohort
     study = ana.study
@@ -360,6 +367,7 @@ def test_the_beat_keeps_a_recent_exports_lines_current(cohort, built_afresh, res
     assert warmed.used_at == plan.used_at and warmed.warmed_at is not None
 
 
+@pytest.mark.usefixtures("recent_only")
 def test_a_coordinators_export_is_kept_current_for_their_sites_only(
     cohort,  # noqa: F811
     built_afresh,
@@ -379,6 +387,7 @@ def test_a_coordinators_export_is_kept_current_for_their_sites_only(
     )
 
 
+@pytest.mark.usefixtures("recent_only")
 def test_after_a_design_change_the_new_plan_is_built_and_kept_current(cohort, built_afresh):  # noqa: F811
     ana, _ = cohort
     study = ana.study
@@ -397,6 +406,7 @@ def test_after_a_design_change_the_new_plan_is_built_and_kept_current(cohort, bu
     assert export_lines_warm()["plans"] == 1  # the old plan is left to expire
 
 
+@pytest.mark.usefixtures("recent_only")
 def test_what_is_not_kept_current(cohort, staff_user, settings):  # noqa: F811
     ana, _ = cohort
     study = ana.study
@@ -422,6 +432,7 @@ def test_what_is_not_kept_current(cohort, staff_user, settings):  # noqa: F811
     "postgresql" not in __import__("django.db").db.connection.vendor,
     reason="advisory locks are PostgreSQL's",
 )
+@pytest.mark.usefixtures("recent_only")
 def test_a_plan_another_process_is_refreshing_is_left_to_it(cohort, built_afresh):  # noqa: F811
     import psycopg2
     from django.db import connection
@@ -442,6 +453,30 @@ def test_a_plan_another_process_is_refreshing_is_left_to_it(cohort, built_afresh
     finally:
         other.close()
     assert export_lines_warm()["participants"] == 1
+
+
+def test_every_studys_whole_wide_and_long_csv_are_ready_before_anyone_exports(
+    cohort,  # noqa: F811
+    built_afresh,
+    coordinator_a,
+):
+    ana, ben = cohort
+    study = ana.study
+    assert export_lines_warm() == {"plans": 2, "participants": 4, "failed": 0}
+    for shape in ("wide", "long"):
+        assert stale(study, shape=shape) == set()  # the first export reads every line back
+        assert export_text(study, shape=shape) == built_afresh(study, shape=shape)
+    # a coordinator's export of the same columns reads the same lines (their sites only)
+    assert stale(study, user=coordinator_a, shape="wide") == set()
+    _edit_answer(ana, ben)
+    assert export_lines_warm()["participants"] == 2  # ana, in the wide and the long plan
+    assert stale(study, shape="long") == set()
+    # kept ready, these plans do not expire however long nobody exports
+    DatasetLinePlan.objects.update(used_at=timezone.now() - timedelta(days=30))
+    export_lines_warm()
+    assert linecache.plans_expire() == 0
+    # other options are not made ready: only once exported
+    assert stale(study, shape="wide", labels=True) == {ana.pk, ben.pk}
 
 
 def test_keeping_lines_current_is_in_the_beat_schedule(settings):
