@@ -8,6 +8,7 @@ has it. A participant without a row for a wave has empty cells there (no assignm
 enrolled after the wave was added, or a recurring occurrence not reached).
 """
 
+import numpy as np
 import pandas as pd
 
 from surveys.datasets.bare import bare
@@ -51,9 +52,11 @@ def dataset_wide(long_df: pd.DataFrame) -> pd.DataFrame:
             ((g.wave, int(g.occurrence)) for g in found),
             key=lambda g: (wave_order.get(g[0], len(wave_order)), str(g[0]), g[1]),
         )
+    waves = long_df["wave"].to_numpy(dtype=object)
+    occurrences = long_df["occurrence"].to_numpy(dtype=float, na_value=np.nan)
     for wave, occurrence in groups:
         suffix = wave_suffix(wave, int(occurrence), recurring=wave in recurring)
-        rows = long_df[(long_df["wave"] == wave) & (long_df["occurrence"] == occurrence)]
+        mask = (waves == wave) & (occurrences == occurrence)
         if wave_instruments is not None and meta:
             asked = set(wave_instruments.get(wave, ()))
             names = [
@@ -63,8 +66,10 @@ def dataset_wide(long_df: pd.DataFrame) -> pd.DataFrame:
                 or set(meta[c]["sources"]) & asked
             ]
         else:  # without metadata: a variable no row of the wave has is not the wave's
+            rows = long_df[mask]
             names = [c for c in per_row if rows[c].notna().any()]
-        piece = rows.set_index("pid")[names]
+        # only the wave's columns are taken out of the long frame (not every column, per wave)
+        piece = long_df.loc[mask, ["pid", *names]].set_index("pid")
         piece.columns = [f"{name}_{suffix}" for name in names]
         pieces.append(piece)
         for name in names:

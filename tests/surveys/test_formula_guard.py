@@ -8,10 +8,13 @@ from datetime import date
 import openpyxl
 import pandas as pd
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from surveys.datasets import dataset_long
 from surveys.datasets.cells import formula_quote, formula_safe, formula_unquote
 from surveys.datasets.formats import write_dataset
+from surveys.datasets.writers import _guarded
 from surveys.dictionary import dictionary_export, dictionary_import_forms
 from surveys.instruments import instrument_items_set
 from surveys.models import Instrument, Item, Study
@@ -26,6 +29,25 @@ DDE = "@SUM(1+1)*cmd|' /C calc'!A0"
 )
 def test_text_that_would_run_gets_a_quote(text):
     assert formula_safe(text) == "'" + text
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(
+        st.one_of(
+            st.none(),
+            st.text(max_size=12),
+            st.text(alphabet="=+-@\t\r0123456789.eE 'a", max_size=8),
+            st.sampled_from(["-98", "-1.5e3", "+1", ".5", "1.", "-", "=1", "-99\n", "'=a"]),
+        ),
+        max_size=20,
+    )
+)
+def test_a_csv_column_is_guarded_cell_for_cell_as_formula_safe_guards_one(cells):
+    # writers._guarded checks a whole column with Arrow: it must agree with the one-cell rule
+    series = pd.Series(cells, dtype="string")
+    expected = [None if v is None else formula_safe(v) for v in cells]
+    assert _guarded(series).astype(object).where(series.notna(), None).tolist() == expected
 
 
 @pytest.mark.parametrize(
