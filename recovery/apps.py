@@ -1,4 +1,12 @@
 from django.apps import AppConfig
+from django.contrib.admin import apps as admin_apps
+
+
+class StudyAdminConfig(admin_apps.AdminConfig):
+    """``django.contrib.admin``, with ``recovery.admin_site.StudyAdminSite`` as ``admin.site``."""
+
+    default = False  # RecoveryConfig is this app's
+    default_site = "recovery.admin_site.StudyAdminSite"
 
 
 class RecoveryConfig(AppConfig):

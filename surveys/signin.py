@@ -114,7 +114,11 @@ class LockoutAuthenticationForm(AdminAuthenticationForm):
                     code="locked",
                 ) from None
             raise
-        self._second_factor_check(self.get_user())
+        # No user when the username or password was left empty: the fields' own "required"
+        # errors say so, and there is no second factor to check.
+        user = self.get_user()
+        if user is not None:
+            self._second_factor_check(user)
         return cleaned
 
     def _second_factor_check(self, user) -> None:

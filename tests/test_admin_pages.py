@@ -141,3 +141,49 @@ def test_the_admin_home_leads_each_role_to_its_follow_up_pages(
     assert reverse("admin:surveys_study_retention", args=[study.pk]) in home
     assert reverse("admin:surveys_participant_import") not in home
     assert reverse("admin:surveys_participant_add") not in home
+
+
+def test_an_empty_to_field_is_a_bad_request_not_a_server_error(superuser_client, study):
+    """Found by the staff fuzz: Django looked ``?_to_field=`` up as a field named "" on change
+    and delete pages (a 500). A real one still works: the admin's pop-ups send it."""
+    change = reverse("admin:surveys_study_change", args=[study.pk])
+    delete = reverse("admin:surveys_study_delete", args=[study.pk])
+    for url in (change, delete, reverse("admin:surveys_study_changelist")):
+        assert superuser_client.get(f"{url}?_to_field=").status_code == 400, url
+    assert superuser_client.post(change, {"_to_field": "", "name": "Renamed"}).status_code == 400
+    study.refresh_from_db()
+    assert study.name == "Trial study"
+    assert superuser_client.get(f"{change}?_to_field=id").status_code == 200
+
+
+@pytest.mark.parametrize(
+    "query", ["status__exact=%00", "status__exact=active%00", "q=NYC%00", "%00=1"]
+)
+def test_a_nul_character_in_a_changelist_filter_is_a_bad_request(superuser_client, query):
+    """Found by the staff fuzz on PostgreSQL, which refuses a NUL in text: a filter holding one
+    failed in the database (a 500). The same filter without it still filters."""
+    changelist = reverse("admin:surveys_participant_changelist")
+    assert superuser_client.get(f"{changelist}?{query}").status_code == 400
+    assert superuser_client.get(f"{changelist}?status__exact=active").status_code == 200
+
+
+@pytest.mark.parametrize("selected", ["", "abc", "1.5", "1e309"])
+def test_an_action_on_a_value_that_is_no_id_is_a_bad_request(
+    superuser_client, study, site_a, enrol, selected
+):
+    """Found by the staff fuzz: Django filtered the rows of an action by the posted values as
+    they were, and one that is no id failed in the query (a 500). Nothing is done to the rows
+    posted with it; the action on ids alone still acts."""
+    participant = enrol(site=site_a, code="NYC-0300")
+    epoch = participant.access_epoch  # revoking the links moves it on
+    changelist = reverse("admin:surveys_participant_changelist")
+    revoke = {"action": "revoke_links", "index": "0"}
+    reply = superuser_client.post(
+        changelist, {**revoke, "_selected_action": [str(participant.pk), selected]}
+    )
+    assert reply.status_code == 400
+    participant.refresh_from_db()
+    assert participant.access_epoch == epoch
+    reply = superuser_client.post(changelist, {**revoke, "_selected_action": [str(participant.pk)]})
+    participant.refresh_from_db()
+    assert reply.status_code == 302 and participant.access_epoch == epoch + 1

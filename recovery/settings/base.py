@@ -60,7 +60,7 @@ ANALYSIS_BACKGROUND_PARTICIPANTS = env.int("ANALYSIS_BACKGROUND_PARTICIPANTS", d
 APP_COMMIT = env("APP_COMMIT", default="")
 
 INSTALLED_APPS = [
-    "django.contrib.admin",
+    "recovery.apps.StudyAdminConfig",  # django.contrib.admin with the site of recovery.admin_site
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",

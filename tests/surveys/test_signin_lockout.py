@@ -95,3 +95,15 @@ def test_every_sign_in_path_is_refused_while_locked(client, staff, settings):
     assert authenticate(request, username="sam-unknown", password=PASSWORD) is None
     user.refresh_from_db()
     assert user.check_password(PASSWORD)  # locked, not changed
+
+
+@pytest.mark.parametrize(
+    "data",
+    [{}, {"username": "dana"}, {"password": PASSWORD}, {"username": "", "password": ""}],
+)
+def test_a_sign_in_with_an_empty_field_is_asked_again_not_a_server_error(client, staff, data):
+    """Found by the staff fuzz: no user to check a second factor of was a 500."""
+    staff("dana")
+    reply = client.post(reverse("admin:login"), data)
+    assert reply.status_code == 200 and "This field is required." in reply.text
+    assert not _signed_in(client)
