@@ -27,6 +27,7 @@ import shutil
 import tempfile
 import traceback
 from collections.abc import Callable, Iterable, Iterator
+from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field, fields
 from datetime import date, timedelta
 from pathlib import Path
@@ -275,7 +276,7 @@ def dataset_export(
         dataset = Dataset(**options)
         rows = dataset.row_count(wide=spec.shape == "wide")
         columns = None
-        recipe = {"spec": spec.to_dict(), "sites": _recipe_sites(user=user, study=study)}
+        recipe = _recipe(spec, sites=_recipe_sites(user=user, study=study))
         chunks = _batched_csv(dataset, spec=spec, ids=ids, progress=progress, recipe=recipe)
     else:
         if spec.shape == "diary":
@@ -338,6 +339,28 @@ def _dataset_options(*, study: Study, people, spec: ExportSpec) -> dict:
         "include_free_text": spec.identified,
         "date_shift": spec.dates == "shifted",
     }
+
+
+# What a plan's recipe keeps of an export's spec: the options that shape the dataset. Not the
+# file's format, nor an identified export's reason (an identified export keeps no lines).
+_RECIPE_OPTIONS = (
+    "shape",
+    "labels",
+    "sites",
+    "waves",
+    "statuses",
+    "enrolled_from",
+    "enrolled_to",
+    "covariates",
+    "dates",
+)
+
+
+def _recipe(spec: ExportSpec, *, sites: list[int] | None) -> dict:
+    """How to build the dataset of a de-identified CSV export again (a plan's ``recipe``):
+    its options, and the pks of the sites its user saw (None: every site)."""
+    options = spec.to_dict()
+    return {"spec": {name: options[name] for name in _RECIPE_OPTIONS}, "sites": sites}
 
 
 def _recipe_sites(*, user, study: Study) -> list[int] | None:
@@ -423,10 +446,17 @@ def export_lines_warm(*, now=None) -> dict[str, int]:
     built and kept. If the dataset's plan is no longer the same (the study's design or the
     software changed, or a new wave appeared in scope), its lines are built under the new plan,
     which carries the recipe on; the old one is no longer kept current and expires unused.
-    Nothing leaves the database: no file, no audit event."""
+    Nothing leaves the database: no file, no audit event. One warm-up at a time: a run that
+    finds another still running does nothing ("skipped")."""
     if not settings.EXPORT_LINE_CACHE:
-        return {"plans": 0, "participants": 0, "failed": 0}
-    now = now or timezone.now()
+        return {"plans": 0, "participants": 0, "failed": 0, "skipped": 0}
+    with linecache.warm_lock() as mine:
+        if not mine:
+            return {"plans": 0, "participants": 0, "failed": 0, "skipped": 1}
+        return _warm(now or timezone.now())
+
+
+def _warm(now) -> dict[str, int]:
     done = built = failed = 0
     ready: set[int] = set()
     if settings.EXPORT_LINES_READY:
@@ -436,9 +466,13 @@ def export_lines_warm(*, now=None) -> dict[str, int]:
                     plan_id, count = _ready_warm(study, spec, now=now)
                 except SoftTimeLimitExceeded:
                     raise
-                except Exception:
-                    logger.exception(
-                        "keeping the %s CSV of study %s ready failed", spec.shape, study.pk
+                except Exception as exc:
+                    # The type only: a builder's error may quote a cell (an answer).
+                    logger.error(
+                        "keeping the %s CSV of study %s ready failed (%s)",
+                        spec.shape,
+                        study.pk,
+                        type(exc).__name__,
                     )
                     failed += 1
                     continue
@@ -460,17 +494,30 @@ def export_lines_warm(*, now=None) -> dict[str, int]:
             if not mine:  # an export or another warm-up is at it
                 continue
             try:
-                built += _plan_warm(plan)
-                done += 1
+                dataset, spec, current = _recipe_dataset(plan)
+                # a new plan (the recipe moved to it): an export may be building it already
+                lock = linecache.plan_lock(current) if current.pk != plan.pk else nullcontext(True)
+                with lock as also_mine:
+                    if also_mine:
+                        built += _refresh(dataset, current, spec)
+                        done += 1
+            except _RecipeStale as exc:
+                # Names the plan and the kind of mismatch only: no option's value is logged.
+                logger.info(
+                    "kept lines of plan %s no longer kept current: its recipe no longer fits (%s)",
+                    plan.pk,
+                    type(exc.__cause__).__name__,
+                )
+                DatasetLinePlan.objects.filter(pk=plan.pk).update(recipe={})
             except SoftTimeLimitExceeded:
                 raise
-            except (ValueError, ValidationError) as exc:  # the recipe no longer fits the study
-                logger.info("kept lines of plan %s no longer kept current: %s", plan.pk, exc)
-                DatasetLinePlan.objects.filter(pk=plan.pk).update(recipe={})
-            except Exception:
-                logger.exception("keeping the lines of plan %s current failed", plan.pk)
+            except Exception as exc:
+                # The type only: a builder's error may quote a cell (an answer).
+                logger.error(
+                    "keeping the lines of plan %s current failed (%s)", plan.pk, type(exc).__name__
+                )
                 failed += 1
-    return {"plans": done, "participants": built, "failed": failed}
+    return {"plans": done, "participants": built, "failed": failed, "skipped": 0}
 
 
 # Kept ready for every study (``EXPORT_LINES_READY``): the exports a researcher makes first.
@@ -482,7 +529,7 @@ def _ready_warm(study: Study, spec: ExportSpec, *, now) -> tuple[int | None, int
     used (kept ready, it never expires). (None, 0) if an export or another warm-up holds it."""
     people = _narrowed(Participant.objects.filter(study=study), spec)
     dataset = Dataset(**_dataset_options(study=study, people=people, spec=spec))
-    recipe = {"spec": spec.to_dict(), "sites": None}
+    recipe = _recipe(spec, sites=None)
     plan = linecache.plan_for(
         dataset, shape=spec.shape, labels=spec.labels, recipe=recipe, used_at=now
     )
@@ -499,21 +546,33 @@ def _refresh(dataset: Dataset, plan: DatasetLinePlan, spec: ExportSpec) -> int:
     return count
 
 
-def _plan_warm(plan: DatasetLinePlan) -> int:
+class _RecipeStale(Exception):
+    """A plan's recipe no longer describes an export of its study (a site, wave or option it
+    names is gone); raised from the error that said so."""
+
+
+def _recipe_dataset(plan: DatasetLinePlan) -> tuple[Dataset, ExportSpec, DatasetLinePlan]:
+    """The dataset the plan's recipe asks for, its spec, and the plan of that dataset now:
+    the plan itself, or a new one (the study's design or the software changed), which the
+    recipe moves to. ``_RecipeStale`` if the recipe no longer fits the study."""
     recipe = plan.recipe
-    spec = ExportSpec.from_dict(recipe["spec"])
-    people = Participant.objects.filter(study=plan.study)
-    if recipe.get("sites") is not None:
-        people = people.filter(site_id__in=recipe["sites"])
-    dataset = Dataset(
-        **_dataset_options(study=plan.study, people=_narrowed(people, spec), spec=spec)
-    )
+    try:
+        spec = ExportSpec.from_dict(recipe["spec"])
+        spec.validate(study=plan.study)
+        people = Participant.objects.filter(study=plan.study)
+        if recipe.get("sites") is not None:
+            people = people.filter(site_id__in=recipe["sites"])
+        dataset = Dataset(
+            **_dataset_options(study=plan.study, people=_narrowed(people, spec), spec=spec)
+        )
+    except (KeyError, TypeError, ValueError, ValidationError) as exc:
+        raise _RecipeStale from exc
     current = linecache.plan_for(
         dataset, shape=spec.shape, labels=spec.labels, recipe=recipe, used_at=plan.used_at
     )
     if current.pk != plan.pk:
         DatasetLinePlan.objects.filter(pk=plan.pk).update(recipe={})
-    return _refresh(dataset, current, spec)
+    return dataset, spec, current
 
 
 # --- Background exports ---------------------------------------------------------------------

@@ -225,6 +225,8 @@ CELERY_BEAT_SCHEDULE = {
     "export-lines-warm": {
         "task": "surveys.tasks.export_lines_warm",
         "schedule": crontab(minute="*/5"),
+        # a run still queued when the next is due is dropped; one running makes the next skip
+        "options": {"expires": 5 * 60},
     },
 }
 

@@ -26,8 +26,11 @@ Between exports the beat keeps the lines current (``surveys.exports.export_lines
 five minutes): each plan an export used in the last ``PLAN_UNUSED_DAYS`` days keeps how its last
 export asked for it (``DatasetLinePlan.recipe``: the de-identified options and the sites its user
 could see), and the participants whose data changed since are built again in the background, so
-the next export of the same options reads (almost) every line back. ``plan_lock`` keeps two
-processes from building the same plan's lines at once.
+the next export of the same options reads (almost) every line back. ``plan_lock`` saves two
+processes building the same plan's lines at once; correctness does not rest on it: a batch's
+lines are stored only if its participants' data is still what they were built from
+(``_keep_unchanged``), so lines of data that changed meanwhile never overwrite newer ones, and
+an erasure during a build leaves nothing of the erased data behind.
 
 Only de-identified exports are kept: an identified export (study IDs, identifier items, free
 text) is always built afresh and leaves nothing behind. A participant's kept lines go when
@@ -121,7 +124,7 @@ def plan_key(dataset, *, shape: str, labels: bool) -> str:
 # by ``jsonb_hash_extended``: that one hashes equal numbers alike, and an answer rewritten from
 # 1 to 1.0 (by hand, or by a bulk update that leaves ``updated_at``) reads as another value
 # ("[1.0]" is not "[1]" in a multiple-choice cell).
-_PG_KEYS = """
+_PG_KEYED = """
 WITH people AS (
     SELECT p.id, hash_record_extended(ROW(p.code, s.code, p.enrolled_on, p.timezone), 0) AS k
     FROM surveys_participant p JOIN surveys_site s ON s.id = p.site_id
@@ -153,32 +156,43 @@ WITH people AS (
     LEFT JOIN assigned ON assigned.participant_id = people.id
     LEFT JOIN answered ON answered.participant_id = people.id
 )
+"""
+_PG_STALE = """
 SELECT keyed.id, keyed.k
 FROM keyed LEFT JOIN surveys_datasetline kept
      ON kept.participant_id = keyed.id AND kept.plan_id = %s
 WHERE kept.source_key IS DISTINCT FROM keyed.k
 """
+_PG_NOW = "SELECT keyed.id, keyed.k FROM keyed"
 
 
-def _stale_postgresql(dataset, plan: DatasetLinePlan, waves: list[int]) -> dict[int, str]:
-    scope_sql, scope_params = dataset.scope.values("pk").query.sql_with_params()
-    params = [*scope_params, waves, waves, Response.Status.SUBMITTED, plan.pk]
+def _keys_postgresql(scope_sql: str, scope_params, waves: list[int], plan=None) -> dict:
+    """The source keys of the participants ``scope_sql`` selects (their ids); with ``plan``,
+    only those whose kept lines under it were written from other data."""
+    params = [*scope_params, waves, waves, Response.Status.SUBMITTED]
+    query = _PG_KEYED.format(scope=scope_sql)
+    if plan is None:
+        query += _PG_NOW
+    else:
+        query += _PG_STALE
+        params.append(plan.pk)
     with transaction.atomic(), connection.cursor() as cursor:
         # Compiling this query with LLVM would take longer than running it.
         cursor.execute("SET LOCAL jit = off")
-        cursor.execute(_PG_KEYS.format(scope=scope_sql), params)
+        cursor.execute(query, params)
         return dict(cursor.fetchall())
 
 
-def _stale_python(dataset, plan: DatasetLinePlan, waves: list[int]) -> dict[int, str]:
-    """The same keys read row by row (SQLite: development and tests)."""
+def _keys_python(scope, waves: list[int]) -> dict[int, str]:
+    """The same keys read row by row (SQLite: development and tests); ``scope`` is a
+    queryset of participants."""
     digests: dict[int, hashlib._Hash] = {}
-    for pk, *person in dataset.scope.order_by("pk").values_list(
+    for pk, *person in scope.order_by("pk").values_list(
         "pk", "code", "site__code", "enrolled_on", "timezone"
     ):
         digests[pk] = hashlib.md5(repr(person).encode(), usedforsecurity=False)
     for participant, *row in (
-        Assignment.objects.filter(participant_id__in=dataset.scope.values("pk"), wave_id__in=waves)
+        Assignment.objects.filter(participant_id__in=scope.values("pk"), wave_id__in=waves)
         .order_by("pk")
         .values_list(
             "participant_id",
@@ -195,7 +209,7 @@ def _stale_python(dataset, plan: DatasetLinePlan, waves: list[int]) -> dict[int,
             digests[participant].update(b"a" + repr(row).encode())
     for participant, *row in (
         Response.objects.filter(
-            assignment__participant_id__in=dataset.scope.values("pk"),
+            assignment__participant_id__in=scope.values("pk"),
             assignment__wave_id__in=waves,
             status=Response.Status.SUBMITTED,
         )
@@ -212,7 +226,17 @@ def _stale_python(dataset, plan: DatasetLinePlan, waves: list[int]) -> dict[int,
         if participant in digests:
             row[-1] = json.dumps(row[-1], sort_keys=True)
             digests[participant].update(b"r" + repr(row).encode())
-    keys = {pk: digest.hexdigest() for pk, digest in digests.items()}
+    return {pk: digest.hexdigest() for pk, digest in digests.items()}
+
+
+def stale_participants(dataset, plan: DatasetLinePlan) -> dict[int, str]:
+    """Participants in the dataset's scope whose kept lines (under ``plan``) are missing or
+    were written from other data, with their data's key now."""
+    waves = sorted(dataset.fetched_waves)
+    if connection.vendor == "postgresql":
+        scope_sql, scope_params = dataset.scope.values("pk").query.sql_with_params()
+        return _keys_postgresql(scope_sql, scope_params, waves, plan)
+    keys = _keys_python(dataset.scope, waves)
     kept = dict(
         DatasetLine.objects.filter(
             plan=plan, participant__in=dataset.scope.values("pk")
@@ -221,13 +245,12 @@ def _stale_python(dataset, plan: DatasetLinePlan, waves: list[int]) -> dict[int,
     return {pk: key for pk, key in keys.items() if kept.get(pk) != key}
 
 
-def stale_participants(dataset, plan: DatasetLinePlan) -> dict[int, str]:
-    """Participants in the dataset's scope whose kept lines (under ``plan``) are missing or
-    were written from other data, with their data's key now."""
+def source_keys(dataset, pks: list[int]) -> dict[int, str]:
+    """The source keys of these participants now (those that still exist)."""
     waves = sorted(dataset.fetched_waves)
     if connection.vendor == "postgresql":
-        return _stale_postgresql(dataset, plan, waves)
-    return _stale_python(dataset, plan, waves)
+        return _keys_postgresql("SELECT unnest(%s::bigint[])", [list(pks)], waves)
+    return _keys_python(Participant.objects.filter(pk__in=pks), waves)
 
 
 # --- Lines ------------------------------------------------------------------------------------
@@ -282,22 +305,37 @@ def header_keep(plan: DatasetLinePlan, header: str) -> None:
 
 
 @contextmanager
-def plan_lock(plan: DatasetLinePlan) -> Iterator[bool]:
-    """Whether this process may refresh the plan's lines now (PostgreSQL: no other process
-    holds the plan's advisory lock; it is held until the block ends). Two refreshes at once
-    would be correct, only wasted work."""
+def _advisory_try(key: int) -> Iterator[bool]:
+    """Whether this process holds the advisory lock (``_LOCK_CLASS``, key) for the block
+    (PostgreSQL; elsewhere always). Not waited for: False when another process holds it."""
     if connection.vendor != "postgresql":
         yield True
         return
     with connection.cursor() as cursor:
-        cursor.execute("SELECT pg_try_advisory_lock(%s, %s)", [_LOCK_CLASS, plan.pk])
+        cursor.execute("SELECT pg_try_advisory_lock(%s, %s)", [_LOCK_CLASS, key])
         got = cursor.fetchone()[0]
+    # A session lock: were the process stopped between taking it and here (a task's hard time
+    # limit), it would be held until the connection closes, and the plan's warm-ups skipped
+    # until then. Nothing depends on it for correctness (see ``plan_lock``).
     try:
         yield got
     finally:
         if got:
             with connection.cursor() as cursor:
-                cursor.execute("SELECT pg_advisory_unlock(%s, %s)", [_LOCK_CLASS, plan.pk])
+                cursor.execute("SELECT pg_advisory_unlock(%s, %s)", [_LOCK_CLASS, key])
+
+
+def plan_lock(plan: DatasetLinePlan):
+    """Whether this process may refresh the plan's lines now (no other process holds the
+    plan's lock; it is held until the block ends). Only saves work: two refreshes of a plan at
+    once store the same lines, since each stores only lines of data unchanged since it was
+    built (``_keep_unchanged``)."""
+    return _advisory_try(plan.pk)
+
+
+def warm_lock():
+    """Whether this process may run the warm-up now (no other warm-up is running)."""
+    return _advisory_try(0)  # no plan has the id 0
 
 
 def _blocks(text: str, pids: list[str]) -> dict[str, str] | None:
@@ -322,6 +360,36 @@ def _store(plan: DatasetLinePlan, rows: list[DatasetLine]) -> None:
         )
 
 
+class LinesKeptChanging(Exception):
+    """Some participants' data changed again every time their lines were built."""
+
+
+def _keep_unchanged(
+    dataset, plan: DatasetLinePlan, rows: list[DatasetLine], built: dict[int, str]
+) -> dict[int, str]:
+    """Store the rows of the participants whose data is still what their lines were built
+    from (``built``: pk → source key then). Returns the others, pk → their key now.
+
+    Checked and stored in one transaction, the participants' rows locked (FOR NO KEY UPDATE)
+    meanwhile: lines built from data that has changed since never overwrite lines another
+    export (or warm-up) built from newer data, and an erasure of answers or identifiers
+    (which locks the participant FOR UPDATE and drops their kept lines) comes wholly before
+    the check or wholly after the write."""
+    pks = sorted(built)
+    with transaction.atomic():
+        list(
+            Participant.objects.select_for_update(no_key=True)
+            .filter(pk__in=pks)
+            .order_by("pk")
+            .values_list("pk", flat=True)
+        )
+        now = source_keys(dataset, pks)
+        _store(
+            plan, [row for row in rows if now.get(row.participant_id) == built[row.participant_id]]
+        )
+    return {pk: key for pk, key in now.items() if key != built[pk]}
+
+
 def refresh(
     dataset,
     plan: DatasetLinePlan,
@@ -329,41 +397,57 @@ def refresh(
     *,
     lines_of: Callable[[pd.DataFrame], tuple[str, list[str]]],
     progress: Callable[[int, int], None] | None = None,
+    rounds: int = 3,
 ) -> int:
     """Build and keep the lines of the ``stale`` participants (pk → source key), a batch of
     participants at a time. ``lines_of`` turns a batch's long frame into its CSV text and the
-    pid of each line. A participant without rows keeps an empty text (nothing to write)."""
+    pid of each line. A participant without rows keeps an empty text (nothing to write).
+
+    A participant whose data changed while their lines were built is built again from the
+    new data (up to ``rounds`` times; then ``LinesKeptChanging``). Returns how many
+    participants were built."""
     if not stale:
         return 0
-    people = dataset.people(only=stale)
-    size = dataset.batch_size
-    total = len(people)
-    for start in range(0, total, size):
-        chunk = people.iloc[start : start + size]
-        batch = dataset.batch_frame(chunk)
-        text, line_pids = lines_of(batch)
-        blocks = _blocks(text, line_pids)
-        if blocks is None:  # a line break in a cell: each participant's lines on their own
-            blocks = {
-                pid: lines_of(batch[batch["pid"] == pid].reset_index(drop=True))[0]
-                for pid in dict.fromkeys(line_pids)
-            }
-        _store(
-            plan,
-            [
+    pending = dict(stale)
+    built = 0
+    for round_ in range(rounds):
+        people = dataset.people(only=pending)
+        size = dataset.batch_size
+        total = len(people)
+        if round_ == 0:
+            built = total
+        changed: dict[int, str] = {}
+        for start in range(0, total, size):
+            chunk = people.iloc[start : start + size]
+            batch = dataset.batch_frame(chunk)
+            text, line_pids = lines_of(batch)
+            blocks = _blocks(text, line_pids)
+            if blocks is None:  # a line break in a cell: each participant's lines on their own
+                blocks = {
+                    pid: lines_of(batch[batch["pid"] == pid].reset_index(drop=True))[0]
+                    for pid in dict.fromkeys(line_pids)
+                }
+            pks = chunk["pk"].tolist()
+            rows = [
                 DatasetLine(
                     plan=plan,
                     participant_id=pk,
-                    source_key=stale[pk],
+                    source_key=pending[pk],
                     sort_key=pid,
                     lines=blocks.get(pid, ""),
                 )
-                for pk, pid in zip(chunk["pk"].tolist(), chunk["pid"].tolist(), strict=True)
-            ],
-        )
-        if progress is not None:
-            progress(min(start + size, total), total)
-    return total
+                for pk, pid in zip(pks, chunk["pid"].tolist(), strict=True)
+            ]
+            changed.update(_keep_unchanged(dataset, plan, rows, {pk: pending[pk] for pk in pks}))
+            if progress is not None and round_ == 0:
+                progress(min(start + size, total), total)
+        if not changed:
+            return built
+        built += len(changed)
+        pending = changed
+    raise LinesKeptChanging(
+        f"The data of {len(pending)} participant(s) changed each time their lines were built."
+    )
 
 
 def kept_lines(dataset, plan: DatasetLinePlan) -> Iterator[str]:

@@ -355,7 +355,7 @@ def test_the_beat_keeps_a_recent_exports_lines_current(cohort, built_afresh, res
     assert plan.recipe["spec"]["shape"] == "wide" and plan.recipe["sites"] is not None
     _edit_answer(ana, ben)
     assert stale(study, user=researcher, shape="wide") == {ana.pk}
-    assert tasks.export_lines_warm() == {"plans": 1, "participants": 1, "failed": 0}
+    assert tasks.export_lines_warm() == {"plans": 1, "participants": 1, "failed": 0, "skipped": 0}
     # the next export reads every line back, and it shows the change
     assert stale(study, user=researcher, shape="wide") == set()
     text = export_text(study, user=researcher, shape="wide")
@@ -394,7 +394,7 @@ def test_after_a_design_change_the_new_plan_is_built_and_kept_current(cohort, bu
     export_text(study, shape="wide", waves=["baseline", "m1"])
     old = DatasetLinePlan.objects.get()
     baseline_item_add(study, {"variable": "pets", "kind": "integer", "label": {"en": "Pets?"}})
-    assert export_lines_warm() == {"plans": 1, "participants": 2, "failed": 0}
+    assert export_lines_warm() == {"plans": 1, "participants": 2, "failed": 0, "skipped": 0}
     old.refresh_from_db()
     new = DatasetLinePlan.objects.exclude(pk=old.pk).get()
     assert old.recipe == {} and new.recipe["spec"]["waves"] == ["baseline", "m1"]
@@ -421,7 +421,7 @@ def test_what_is_not_kept_current(cohort, staff_user, settings):  # noqa: F811
         used_at=now - timedelta(days=linecache.PLAN_UNUSED_DAYS, hours=1)
     )
     study.waves.filter(slug="m6").update(slug="month-6")  # the recipe's wave is gone
-    assert export_lines_warm(now=now) == {"plans": 0, "participants": 0, "failed": 0}
+    assert export_lines_warm(now=now) == {"plans": 0, "participants": 0, "failed": 0, "skipped": 0}
     assert not DatasetLinePlan.objects.exclude(recipe={}).exclude(pk=wide.pk).exists()
     settings.EXPORT_LINE_CACHE = False
     DatasetLinePlan.objects.filter(pk=wide.pk).update(used_at=now)
@@ -455,6 +455,31 @@ def test_a_plan_another_process_is_refreshing_is_left_to_it(cohort, built_afresh
     assert export_lines_warm()["participants"] == 1
 
 
+@pytest.mark.skipif(
+    "postgresql" not in __import__("django.db").db.connection.vendor,
+    reason="advisory locks are PostgreSQL's",
+)
+@pytest.mark.usefixtures("recent_only")
+def test_a_warm_up_that_finds_another_running_does_nothing(cohort):  # noqa: F811
+    import psycopg2
+    from django.db import connection
+
+    ana, ben = cohort
+    export_text(ana.study, shape="wide")
+    _edit_answer(ana, ben)
+    conf = connection.settings_dict
+    other = psycopg2.connect(
+        dbname=conf["NAME"], user=conf["USER"], host=conf["HOST"], port=conf["PORT"] or 5432
+    )
+    try:
+        with other.cursor() as cursor:  # a warm-up still running (the beat's last run)
+            cursor.execute("SELECT pg_advisory_lock(%s, 0)", [linecache._LOCK_CLASS])
+        assert export_lines_warm() == {"plans": 0, "participants": 0, "failed": 0, "skipped": 1}
+    finally:
+        other.close()
+    assert export_lines_warm()["participants"] == 1
+
+
 def test_every_studys_whole_wide_and_long_csv_are_ready_before_anyone_exports(
     cohort,  # noqa: F811
     built_afresh,
@@ -462,7 +487,7 @@ def test_every_studys_whole_wide_and_long_csv_are_ready_before_anyone_exports(
 ):
     ana, ben = cohort
     study = ana.study
-    assert export_lines_warm() == {"plans": 2, "participants": 4, "failed": 0}
+    assert export_lines_warm() == {"plans": 2, "participants": 4, "failed": 0, "skipped": 0}
     for shape in ("wide", "long"):
         assert stale(study, shape=shape) == set()  # the first export reads every line back
         assert export_text(study, shape=shape) == built_afresh(study, shape=shape)
@@ -483,3 +508,184 @@ def test_keeping_lines_current_is_in_the_beat_schedule(settings):
     entries = {entry["task"] for entry in settings.CELERY_BEAT_SCHEDULE.values()}
     assert "surveys.tasks.export_lines_warm" in entries
     assert tasks.export_lines_warm.name == "surveys.tasks.export_lines_warm"
+
+
+# --- Data that changes while lines are built -----------------------------------------------
+
+
+@pytest.fixture
+def while_building(monkeypatch):
+    """Runs ``during()`` the first time(s) a batch's lines have been built from the data and
+    before they are stored: a participant submitting, or erasing, meanwhile."""
+
+    def _install(during, *, times: int = 1):
+        from surveys import exports
+
+        real = exports._lines_of
+        left = [times]
+
+        def lines_of(dataset, spec):
+            build = real(dataset, spec)
+
+            def built_then_changed(batch):
+                result = build(batch)
+                if left[0] > 0:
+                    left[0] -= 1
+                    during()
+                return result
+
+            return built_then_changed
+
+        monkeypatch.setattr(exports, "_lines_of", lines_of)
+
+    return _install
+
+
+@pytest.mark.usefixtures("recent_only")
+def test_lines_built_from_data_that_changed_meanwhile_never_overwrite_newer_ones(
+    cohort,  # noqa: F811
+    built_afresh,
+    settings,
+    while_building,
+):
+    """The warm-up builds ana's lines; meanwhile her answer changes and an export writes (and
+    keeps) her new lines. The warm-up's lines, of her old answer, are not stored over them:
+    her lines are built again from the new answer, and what is kept is her data now."""
+    ana, ben = cohort
+    study = ana.study
+    export_text(study, shape="wide")
+    _new_submission(ana, ben)  # ben: something for the warm-up to build
+    _edit_answer(ana, ben)
+    Response.objects.filter(assignment__participant=ana, assignment__wave__slug="m1").update(
+        answers={**BASELINE_ANSWERS, **followup_answers(craving=5)}
+    )  # ana's answer changed behind the builder, to be changed again while it builds
+    exported = []
+
+    def ana_answers_then_someone_exports():
+        response = Response.objects.get(assignment__participant=ana, assignment__wave__slug="m1")
+        response.answers = {**response.answers, "craving": 8}
+        response.save()
+        exported.append(export_text(study, shape="wide"))
+
+    while_building(ana_answers_then_someone_exports)
+    result = export_lines_warm()
+    assert result["failed"] == 0
+    assert pd.read_csv(io.StringIO(exported[0])).set_index("pid")["craving_m1"].tolist().count(8)
+    assert stale(study, shape="wide") == set()  # what is kept is everyone's data now
+    kept = export_text(study, shape="wide")
+    assert kept == built_afresh(study, shape="wide") == exported[0]
+    assert pd.read_csv(io.StringIO(kept))["craving_m1"].tolist().count(5) == 0
+
+
+@pytest.mark.usefixtures("recent_only")
+def test_answers_erased_while_their_lines_are_built_are_not_kept(
+    cohort,  # noqa: F811
+    built_afresh,
+    while_building,
+):
+    """An erasure of ana's answers while the warm-up builds her lines from them: the lines of
+    the erased answers are not stored after the erasure dropped her kept lines."""
+    from surveys.consent import participant_answers_erase
+
+    ana, _ = cohort
+    study = ana.study
+    export_text(study, shape="long")
+    Response.objects.filter(assignment__participant=ana, assignment__wave__slug="m1").update(
+        answers={**BASELINE_ANSWERS, **followup_answers(craving=6)}
+    )
+    participant_status_change(participant=ana, status="withdrawn", reason="asked to leave")
+
+    def erased():
+        participant_answers_erase(participant=Participant.objects.get(pk=ana.pk))
+
+    while_building(erased)
+    assert export_lines_warm()["failed"] == 0
+    assert not Response.objects.filter(assignment__participant=ana).exists()
+    line = DatasetLine.objects.get(participant=ana)
+    afresh = built_afresh(study, shape="long")
+    frame = pd.read_csv(io.StringIO(afresh))
+    hers = frame[frame["pid"] == line.sort_key]
+    assert len(hers) == 5 and (hers["craving"] < 0).all()  # missing codes: no answer left
+    assert line.lines in afresh  # what is kept of her is her data now
+    assert pd.read_csv(io.StringIO(afresh.splitlines()[0] + "\r\n" + line.lines)).equals(
+        hers.reset_index(drop=True)
+    )
+    assert export_text(study, shape="long") == afresh
+
+
+@pytest.mark.usefixtures("recent_only")
+def test_data_that_keeps_changing_is_not_kept_and_the_warm_up_says_so(
+    cohort,  # noqa: F811
+    while_building,
+    caplog,
+):
+    ana, ben = cohort
+    study = ana.study
+    export_text(study, shape="wide")
+    _edit_answer(ana, ben)
+    kept = DatasetLine.objects.get(participant=ana).lines
+    craving = iter(range(10, 20))
+
+    def answers_again():
+        Response.objects.filter(assignment__participant=ana, assignment__wave__slug="m1").update(
+            answers={**BASELINE_ANSWERS, **followup_answers(craving=next(craving))},
+            updated_at=timezone.now(),
+        )
+
+    while_building(answers_again, times=10)
+    with caplog.at_level("INFO", logger="surveys.exports"):
+        assert export_lines_warm()["failed"] == 1
+    assert "LinesKeptChanging" in caplog.text
+    assert DatasetLine.objects.get(participant=ana).lines == kept  # nothing stored over it
+    assert DatasetLinePlan.objects.exclude(recipe={}).count() == 1  # still kept current
+
+
+@pytest.mark.usefixtures("recent_only")
+def test_a_failed_warm_up_logs_no_data_keeps_the_recipe_and_the_next_run_builds(
+    cohort,  # noqa: F811
+    built_afresh,
+    monkeypatch,
+    caplog,
+):
+    """A builder's error can quote a cell: only its type is logged. The plan is not dropped
+    (the recipe still fits), its lock is let go, and the next run builds what changed."""
+    from surveys import exports
+
+    ana, ben = cohort
+    study = ana.study
+    export_text(study, shape="wide")
+    _edit_answer(ana, ben)
+    real = exports._lines_of
+
+    def failing(dataset, spec):
+        def lines_of(batch):
+            raise ValueError("cell 'I used on Friday' cannot be written")
+
+        return lines_of
+
+    monkeypatch.setattr(exports, "_lines_of", failing)
+    with caplog.at_level("INFO", logger="surveys.exports"):
+        assert export_lines_warm() == {"plans": 0, "participants": 0, "failed": 1, "skipped": 0}
+    assert "ValueError" in caplog.text and "Friday" not in caplog.text
+    assert DatasetLinePlan.objects.exclude(recipe={}).count() == 1
+    monkeypatch.setattr(exports, "_lines_of", real)
+    assert export_lines_warm() == {"plans": 1, "participants": 1, "failed": 0, "skipped": 0}
+    assert export_text(study, shape="wide") == built_afresh(study, shape="wide")
+
+
+def test_a_recipe_keeps_only_the_options_that_shape_the_dataset(cohort):  # noqa: F811
+    ana, _ = cohort
+    export_text(ana.study, shape="long", waves=["m1"], dates="shifted", labels=True)
+    (plan,) = DatasetLinePlan.objects.filter(recipe__spec__shape="long")
+    assert set(plan.recipe["spec"]) == {
+        "shape",
+        "labels",
+        "sites",
+        "waves",
+        "statuses",
+        "enrolled_from",
+        "enrolled_to",
+        "covariates",
+        "dates",
+    }
+    assert plan.recipe["spec"]["waves"] == ["m1"] and plan.recipe["spec"]["dates"] == "shifted"
