@@ -59,6 +59,9 @@ def phones_shown_audit(*, request: HttpRequest, rows, where: str) -> None:
 
 
 HIDDEN_ANSWER = "(changed; identifying, free text or a date: not kept here)"
+# What an answer's before and after become in the log when the participant's answers are
+# erased at their request (``surveys.consent.participant_answers_erase``).
+ERASED_ANSWER = "(changed; erased at the participant's request)"
 # Kinds whose values can identify someone whatever the item (a name typed in, a date of birth,
 # a day of an overdose, a value calculated from them): named in the audit log, never copied.
 PRIVATE_KINDS = (Item.Kind.TEXT, Item.Kind.NOTES, Item.Kind.DATE, Item.Kind.CALC)
@@ -77,7 +80,8 @@ def answers_change_audit(
 ) -> AuditEvent | None:
     """A ``response_change`` event for answers staff entered or changed: each changed item's
     value before and after; identifier items and ``PRIVATE_KINDS`` only by name (their values
-    would make the append-only log identifying, and erasure does not reach it). Nothing when
+    would make the append-only log identifying, and identifier erasure does not reach it).
+    Erasing the participant's answers blanks the values (``answer_values_erase``). Nothing when
     nothing changed and nothing was submitted."""
     after = response.answers or {}
     private = set(
@@ -105,6 +109,30 @@ def answers_change_audit(
         obj=response,
         details={"submitted": submitted, "changed": changed},
     )
+
+
+def answer_values_erase(participant: Participant) -> int:
+    """Blank the answer values in the participant's ``response_change`` events (each item's
+    before and after becomes ``ERASED_ANSWER``; who changed which items when stays). The one
+    change ever made to the log, for an erasure of the participant's answers at their request.
+    Returns how many events it changed."""
+    changed_events = 0
+    events = AuditEvent.objects.filter(
+        participant=participant, action=AuditEvent.Action.RESPONSE_CHANGE
+    ).only("pk", "details")
+    for event in events:
+        changed = event.details.get("changed") or {}
+        blanked = {
+            name: value if value == HIDDEN_ANSWER else ERASED_ANSWER
+            for name, value in changed.items()
+        }
+        if blanked != changed:
+            # a queryset's update: AuditEvent.save refuses to change a written event
+            AuditEvent.objects.filter(pk=event.pk).update(
+                details={**event.details, "changed": blanked}
+            )
+            changed_events += 1
+    return changed_events
 
 
 # --- Sign-ins (connected in SurveysConfig.ready) ---------------------------------------------

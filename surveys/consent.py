@@ -11,7 +11,7 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from surveys.audit import audit_log
+from surveys.audit import answer_values_erase, audit_log
 from surveys.models import (
     AuditEvent,
     Consent,
@@ -242,8 +242,9 @@ def participant_answers_erase(
     """At a withdrawn participant's request (where their consent allows it): erase what they
     answered — every response (drafts and submitted), every meeting-diary entry, the answer
     copied into a safety alert (the alert itself, and what the team did, stay) and kept export
-    lines. Their assignments stay, so retention counts still show who took part when. Audited.
-    Returns what was erased, as counts."""
+    lines, and the values of answers staff entered or changed for them, kept in the audit log
+    (which items, by whom and when stay). Their assignments stay, so retention counts still show
+    who took part when. Audited. Returns what was erased, as counts."""
     now = now or timezone.now()
     locked = Participant.objects.select_for_update().get(pk=participant.pk)
     if locked.status != Participant.Status.WITHDRAWN:
@@ -259,6 +260,7 @@ def participant_answers_erase(
         .exclude(answer="")
         .update(answer=""),
         "dataset_lines": DatasetLine.objects.filter(participant=locked).delete()[0],
+        "audit_answer_values": answer_values_erase(locked),
     }
     locked.answers_erased_at = now
     locked.save(update_fields=["answers_erased_at", "updated_at"])

@@ -80,3 +80,36 @@ def test_a_coordinator_erases_them_on_the_participant_page_when_withdrawing(
     assert client.post(page, data).status_code == 302
     assert not Response.objects.filter(assignment__participant=answered).exists()
     assert AuditEvent.objects.filter(action="answers_erase", participant=answered).exists()
+
+
+def test_answer_values_staff_entered_are_blanked_in_the_audit_log(
+    client,
+    coordinator_a,
+    month1,  # noqa: F811
+    participant,  # noqa: F811
+):
+    """The audit log keeps the before and after of answers staff entered: erasing the
+    participant's answers blanks those values; who changed which items, and when, stays."""
+    from surveys.audit import ERASED_ANSWER
+
+    client.force_login(coordinator_a)
+    staff_api = f"/api/v1/assignments/{month1.pk}/responses/followup/submit/"
+    body = {"client_id": str(uuid.uuid4()), "answers": {**ANSWERS, "craving": 8}}
+    assert client.post(staff_api, body, content_type="application/json").status_code == 201
+    (event,) = AuditEvent.objects.filter(action="response_change", participant=participant)
+    assert event.details["changed"]["craving"] == {"before": None, "after": 8}
+    names = set(event.details["changed"])
+    other = AuditEvent.objects.create(  # another participant's event is not touched
+        at=event.at, action="response_change", details=event.details, study=participant.study
+    )
+    participant_status_change(participant=participant, status="withdrawn", reason="asked")
+    counts = participant_answers_erase(participant=participant, by=coordinator_a)
+    assert counts["audit_answer_values"] == 1
+    event.refresh_from_db()
+    assert event.username == coordinator_a.username and event.details["submitted"] is True
+    assert set(event.details["changed"]) == names  # which items were changed stays
+    assert set(event.details["changed"].values()) == {ERASED_ANSWER}  # their values do not
+    other.refresh_from_db()
+    assert other.details["changed"]["craving"] == {"before": None, "after": 8}
+    erased = AuditEvent.objects.get(action=AuditEvent.Action.ANSWERS_ERASE)
+    assert erased.details["audit_answer_values"] == 1
