@@ -431,8 +431,15 @@ def _kept_csv(
     yield plan.header
     stale = linecache.stale_participants(dataset, plan)
     lines_of = _lines_of(dataset, spec)
-    with linecache.plan_lock(plan):  # held or not, the export builds what it needs
-        linecache.refresh(dataset, plan, stale, lines_of=lines_of, progress=progress)
+    try:
+        with linecache.plan_lock(plan):  # held or not, the export builds what it needs
+            linecache.refresh(dataset, plan, stale, lines_of=lines_of, progress=progress)
+    except linecache.LinesKeptChanging:
+        # Someone's data changed each time their lines were built: every line is built for
+        # this export instead (only the header is out yet); the next one keeps them.
+        for batch in dataset.batches(progress=progress):
+            yield lines_of(batch)[0]
+        return
     yield from linecache.kept_lines(dataset, plan)
 
 
@@ -467,12 +474,8 @@ def _warm(now) -> dict[str, int]:
                 except SoftTimeLimitExceeded:
                     raise
                 except Exception as exc:
-                    # The type only: a builder's error may quote a cell (an answer).
-                    logger.error(
-                        "keeping the %s CSV of study %s ready failed (%s)",
-                        spec.shape,
-                        study.pk,
-                        type(exc).__name__,
+                    _warm_failure_log(
+                        f"keeping the {spec.shape} CSV of study {study.pk} ready", exc
                     )
                     failed += 1
                     continue
@@ -512,12 +515,19 @@ def _warm(now) -> dict[str, int]:
             except SoftTimeLimitExceeded:
                 raise
             except Exception as exc:
-                # The type only: a builder's error may quote a cell (an answer).
-                logger.error(
-                    "keeping the lines of plan %s current failed (%s)", plan.pk, type(exc).__name__
-                )
+                _warm_failure_log(f"keeping the lines of plan {plan.pk} current", exc)
                 failed += 1
     return {"plans": done, "participants": built, "failed": failed, "skipped": 0}
+
+
+def _warm_failure_log(what: str, exc: Exception) -> None:
+    # The type and the frames (file, line, code), not the message: it could quote a cell.
+    logger.error(
+        "%s failed with %s at:\n%s",
+        what,
+        type(exc).__name__,
+        "".join(traceback.format_tb(exc.__traceback__)),
+    )
 
 
 # Kept ready for every study (``EXPORT_LINES_READY``): the exports a researcher makes first.
@@ -558,15 +568,21 @@ def _recipe_dataset(plan: DatasetLinePlan) -> tuple[Dataset, ExportSpec, Dataset
     recipe = plan.recipe
     try:
         spec = ExportSpec.from_dict(recipe["spec"])
-        spec.validate(study=plan.study)
-        people = Participant.objects.filter(study=plan.study)
-        if recipe.get("sites") is not None:
-            people = people.filter(site_id__in=recipe["sites"])
-        dataset = Dataset(
-            **_dataset_options(study=plan.study, people=_narrowed(people, spec), spec=spec)
-        )
-    except (KeyError, TypeError, ValueError, ValidationError) as exc:
+        sites = recipe.get("sites")
+        if sites is not None and not all(isinstance(pk, int) for pk in sites):
+            raise TypeError("a site of the recipe is not a site's id")
+    except (KeyError, TypeError, ValueError, ValidationError) as exc:  # not a recipe now
         raise _RecipeStale from exc
+    try:
+        spec.validate(study=plan.study)  # a site or wave it names is gone
+    except ValidationError as exc:
+        raise _RecipeStale from exc
+    people = Participant.objects.filter(study=plan.study)
+    if sites is not None:
+        people = people.filter(site_id__in=sites)
+    dataset = Dataset(
+        **_dataset_options(study=plan.study, people=_narrowed(people, spec), spec=spec)
+    )
     current = linecache.plan_for(
         dataset, shape=spec.shape, labels=spec.labels, recipe=recipe, used_at=plan.used_at
     )

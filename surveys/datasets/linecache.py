@@ -411,11 +411,10 @@ def refresh(
     pending = dict(stale)
     built = 0
     for round_ in range(rounds):
-        people = dataset.people(only=pending)
+        people = dataset.people(only=pending)  # those still in the dataset's scope
         size = dataset.batch_size
         total = len(people)
-        if round_ == 0:
-            built = total
+        built += total
         changed: dict[int, str] = {}
         for start in range(0, total, size):
             chunk = people.iloc[start : start + size]
@@ -438,12 +437,16 @@ def refresh(
                 )
                 for pk, pid in zip(pks, chunk["pid"].tolist(), strict=True)
             ]
-            changed.update(_keep_unchanged(dataset, plan, rows, {pk: pending[pk] for pk in pks}))
+            # checked and stored a write batch at a time: participants' rows are locked only
+            # while theirs are
+            for at in range(0, len(rows), WRITE_BATCH):
+                part = rows[at : at + WRITE_BATCH]
+                built_keys = {row.participant_id: pending[row.participant_id] for row in part}
+                changed.update(_keep_unchanged(dataset, plan, part, built_keys))
             if progress is not None and round_ == 0:
                 progress(min(start + size, total), total)
         if not changed:
             return built
-        built += len(changed)
         pending = changed
     raise LinesKeptChanging(
         f"The data of {len(pending)} participant(s) changed each time their lines were built."

@@ -443,7 +443,11 @@ def test_a_plan_another_process_is_refreshing_is_left_to_it(cohort, built_afresh
     _edit_answer(ana, ben)
     conf = connection.settings_dict
     other = psycopg2.connect(
-        dbname=conf["NAME"], user=conf["USER"], host=conf["HOST"], port=conf["PORT"] or 5432
+        dbname=conf["NAME"],
+        user=conf["USER"],
+        password=conf["PASSWORD"] or None,
+        host=conf["HOST"],
+        port=conf["PORT"] or 5432,
     )
     try:
         with other.cursor() as cursor:
@@ -469,7 +473,11 @@ def test_a_warm_up_that_finds_another_running_does_nothing(cohort):  # noqa: F81
     _edit_answer(ana, ben)
     conf = connection.settings_dict
     other = psycopg2.connect(
-        dbname=conf["NAME"], user=conf["USER"], host=conf["HOST"], port=conf["PORT"] or 5432
+        dbname=conf["NAME"],
+        user=conf["USER"],
+        password=conf["PASSWORD"] or None,
+        host=conf["HOST"],
+        port=conf["PORT"] or 5432,
     )
     try:
         with other.cursor() as cursor:  # a warm-up still running (the beat's last run)
@@ -659,7 +667,8 @@ def test_a_failed_warm_up_logs_no_data_keeps_the_recipe_and_the_next_run_builds(
 
     def failing(dataset, spec):
         def lines_of(batch):
-            raise ValueError("cell 'I used on Friday' cannot be written")
+            cell = " ".join(["I used on", "Friday"])  # an answer, as a builder's error quotes it
+            raise ValueError(f"cell {cell!r} cannot be written")
 
         return lines_of
 
@@ -689,3 +698,97 @@ def test_a_recipe_keeps_only_the_options_that_shape_the_dataset(cohort):  # noqa
         "dates",
     }
     assert plan.recipe["spec"]["waves"] == ["m1"] and plan.recipe["spec"]["dates"] == "shifted"
+
+
+def test_an_export_whose_data_keeps_changing_builds_every_line_itself(
+    cohort,  # noqa: F811
+    built_afresh,
+    while_building,
+):
+    """If someone's data changed each time their lines were built, the export is not cut off
+    after its header: it builds every line itself, as the builder alone would."""
+    ana, ben = cohort
+    study = ana.study
+    export_text(study, shape="wide")
+    _edit_answer(ana, ben)
+    craving = iter(range(10, 30))
+
+    def answers_again():
+        Response.objects.filter(assignment__participant=ana, assignment__wave__slug="m1").update(
+            answers={**BASELINE_ANSWERS, **followup_answers(craving=next(craving))},
+            updated_at=timezone.now(),
+        )
+
+    while_building(answers_again, times=3)  # each of the 3 rounds of building ana's lines
+    text = export_text(study, shape="wide")
+    frame = pd.read_csv(io.StringIO(text)).set_index("pid")
+    # ana as she was when the export built her line (the change after it came too late)
+    assert frame["craving_m1"].max() == 12
+    assert text.count("\r\n") == 3  # the header and both participants' lines
+    assert text == built_afresh(study, shape="wide").replace(",13,", ",12,")
+
+
+@pytest.mark.skipif(
+    "postgresql" not in __import__("django.db").db.connection.vendor,
+    reason="row locks between two connections: PostgreSQL",
+)
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.usefixtures("recent_only")
+def test_an_erasure_in_another_process_while_lines_are_built_leaves_nothing_behind(
+    cohort,  # noqa: F811
+    built_afresh,
+    while_building,
+):
+    """Another process erases ana's answers as the erasure does (her row locked FOR UPDATE,
+    her answers and kept lines deleted) while the warm-up builds her lines, and commits a
+    moment later. The warm-up waits for her row, sees her data changed, and keeps her lines
+    as they are now: no line of the erased answers is stored after the erasure."""
+    import threading
+
+    import psycopg2
+    from django.db import connection
+
+    ana, _ = cohort
+    study = ana.study
+    export_text(study, shape="long")
+    Response.objects.filter(assignment__participant=ana, assignment__wave__slug="m1").update(
+        answers={**BASELINE_ANSWERS, **followup_answers(craving=6)}
+    )
+    conf = connection.settings_dict
+    other = psycopg2.connect(
+        dbname=conf["NAME"],
+        user=conf["USER"],
+        password=conf["PASSWORD"] or None,
+        host=conf["HOST"],
+        port=conf["PORT"] or 5432,
+    )
+    committed = threading.Event()
+
+    def erasure_in_another_process():
+        with other.cursor() as cursor:
+            cursor.execute("SELECT id FROM surveys_participant WHERE id = %s FOR UPDATE", [ana.pk])
+            cursor.execute(
+                "DELETE FROM surveys_response WHERE assignment_id IN "
+                "(SELECT id FROM surveys_assignment WHERE participant_id = %s)",
+                [ana.pk],
+            )
+            cursor.execute("DELETE FROM surveys_datasetline WHERE participant_id = %s", [ana.pk])
+
+        def commit():
+            other.commit()
+            committed.set()
+
+        threading.Timer(1.0, commit).start()
+
+    while_building(erasure_in_another_process)
+    try:
+        assert export_lines_warm()["failed"] == 0
+    finally:
+        committed.wait(5)
+        other.close()
+    line = DatasetLine.objects.get(participant=ana)
+    afresh = built_afresh(study, shape="long")
+    hers = pd.read_csv(io.StringIO(afresh)).query("pid == @line.sort_key")
+    assert len(hers) == 5 and (hers["craving"] < 0).all()  # no answer of hers is left
+    assert line.lines in afresh
+    assert export_text(study, shape="long") == afresh
