@@ -46,7 +46,8 @@ def _json(ref: str, description: str) -> dict:
 
 def error_responses_add(result, generator, request, public):
     """drf-spectacular postprocessing hook: every operation documents the errors that the
-    authentication, permissions, routing, parsing and rate limits can answer with, in the one
+    authentication, permissions, routing, parsing and rate limits can answer with (and the
+    503 of a database that could not be reached), in the one
     shape they have (``{"detail": ...}``; a 400 is ``{"errors": {...}}``, api/exceptions.py).
     Operations that declare one of these codes themselves keep their own."""
     schemas = result.setdefault("components", {}).setdefault("schemas", {})
@@ -67,6 +68,11 @@ def error_responses_add(result, generator, request, public):
                     else "Not allowed: the user's roles, or the API token's scopes",
                 ),
                 "404": _json("Error", "No such object, or not one the caller may see."),
+                "503": _json(
+                    "Error",
+                    "The database could not be reached: nothing was saved; send it again "
+                    "after Retry-After seconds.",
+                ),
             }
             if not participant:
                 common["401"] = _json("Error", "No valid API token or session.")

@@ -5,8 +5,13 @@
 * everything DRF already knows (401/403/404/405, parse errors) keeps DRF's handling.
 """
 
+import sys
+
 from django.core.exceptions import ValidationError
-from django.http import JsonResponse
+from django.db import InterfaceError, OperationalError
+from django.http import HttpResponse, JsonResponse
+from django.template.loader import render_to_string
+from django.utils import translation
 from django.views import defaults as django_defaults
 from rest_framework import status
 from rest_framework.response import Response
@@ -63,7 +68,36 @@ def not_found(request, exception=None):
     return django_defaults.page_not_found(request, exception)
 
 
+# Seconds a client is told to wait when the database cannot be reached.
+UNAVAILABLE_RETRY_AFTER = 30
+
+
 def server_error(request):
+    # Django calls this while handling the exception: it is the one being handled.
+    if isinstance(sys.exc_info()[1], OperationalError | InterfaceError):
+        return service_unavailable(request)
     if request.path.startswith("/api/"):
         return JsonResponse({"detail": "Server error."}, status=500)
     return django_defaults.server_error(request)
+
+
+def service_unavailable(request) -> HttpResponse:
+    """The answer when the database could not be reached or dropped the connection (down,
+    restarting, a failover, a statement cancelled): 503 with ``Retry-After``, rather than a
+    server error. Whatever the request was writing was rolled back with its transaction, so
+    sending it again is safe (a submission's replay stores nothing twice). Touches no database:
+    the page is in the browser's language (``Accept-Language``), since the participant's own
+    setting is in the database."""
+    if request.path.startswith("/api/"):
+        response = JsonResponse(
+            {
+                "detail": "The service is briefly unavailable: its database could not be "
+                "reached. Nothing was saved by this request; send it again in a minute."
+            },
+            status=503,
+        )
+    else:
+        with translation.override(translation.get_language_from_request(request)):
+            response = HttpResponse(render_to_string("participant/unavailable.html"), status=503)
+    response["Retry-After"] = str(UNAVAILABLE_RETRY_AFTER)
+    return response
