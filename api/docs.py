@@ -70,8 +70,8 @@ def error_responses_add(result, generator, request, public):
                 "404": _json("Error", "No such object, or not one the caller may see."),
                 "503": _json(
                     "Error",
-                    "The database could not be reached: nothing was saved; send it again "
-                    "after Retry-After seconds.",
+                    "The database could not be reached: send it again after Retry-After "
+                    "seconds (a submission sent again is stored once).",
                 ),
             }
             if not participant:

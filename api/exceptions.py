@@ -84,15 +84,17 @@ def server_error(request):
 def service_unavailable(request) -> HttpResponse:
     """The answer when the database could not be reached or dropped the connection (down,
     restarting, a failover, a statement cancelled): 503 with ``Retry-After``, rather than a
-    server error. Whatever the request was writing was rolled back with its transaction, so
-    sending it again is safe (a submission's replay stores nothing twice). Touches no database:
+    server error. What the request was writing was rolled back with its transaction, unless
+    the database went away after it committed (then the answer is lost, not the write): either
+    way sending it again is safe, since a submission's replay stores nothing twice. Touches no database:
     the page is in the browser's language (``Accept-Language``), since the participant's own
     setting is in the database."""
     if request.path.startswith("/api/"):
         response = JsonResponse(
             {
                 "detail": "The service is briefly unavailable: its database could not be "
-                "reached. Nothing was saved by this request; send it again in a minute."
+                "reached. Send the request again in a minute (a submission sent again is "
+                "stored once)."
             },
             status=503,
         )

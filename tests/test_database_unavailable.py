@@ -37,7 +37,7 @@ def test_a_participants_submit_is_503_with_retry_after_and_saves_nothing_then_go
     with database_down():
         reply = signed_in.post(api(month1, "submit"), body, content_type="application/json")
     assert reply.status_code == 503 and reply["Retry-After"] == "30"
-    assert "send it again" in reply.json()["detail"]
+    assert "Send the request again in a minute" in reply.json()["detail"]
     assert not Response.objects.filter(assignment=month1).exists()
     # the phone sends it again once the database is back: stored once
     reply = signed_in.post(api(month1, "submit"), body, content_type="application/json")

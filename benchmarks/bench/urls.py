@@ -8,6 +8,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from recovery.urls import handler404, handler500  # noqa: F401 - the app's error answers
 from recovery.urls import urlpatterns as app_urlpatterns
 
 
