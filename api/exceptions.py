@@ -86,9 +86,9 @@ def service_unavailable(request) -> HttpResponse:
     restarting, a failover, a statement cancelled): 503 with ``Retry-After``, rather than a
     server error. What the request was writing was rolled back with its transaction, unless
     the database went away after it committed (then the answer is lost, not the write): either
-    way sending it again is safe, since a submission's replay stores nothing twice. Touches no database:
-    the page is in the browser's language (``Accept-Language``), since the participant's own
-    setting is in the database."""
+    way sending it again is safe, since a submission's replay stores nothing twice. Touches no
+    database: the page is in the browser's language (``Accept-Language``), since the
+    participant's own setting is in the database."""
     if request.path.startswith("/api/"):
         response = JsonResponse(
             {

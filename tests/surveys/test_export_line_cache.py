@@ -81,6 +81,29 @@ def stale(study, *, user=None, **spec) -> set[int]:
     return set(linecache.stale_participants(dataset, plan))
 
 
+def another_process():
+    """A second connection to the test database (PostgreSQL): another process's session."""
+    import psycopg2
+    from django.db import connection
+
+    conf = connection.settings_dict
+    return psycopg2.connect(
+        dbname=conf["NAME"],
+        user=conf["USER"],
+        password=conf["PASSWORD"] or None,
+        host=conf["HOST"],
+        port=conf["PORT"] or 5432,
+    )
+
+
+def _let_go(other) -> None:
+    """End the other process's session, its advisory locks released first: a closed
+    connection's server process lets them go a moment later, not by the time close returns."""
+    with other.cursor() as cursor:
+        cursor.execute("SELECT pg_advisory_unlock_all()")
+    other.close()
+
+
 @pytest.mark.parametrize("spec", SPECS, ids=lambda s: "-".join(str(v) for v in s.values()))
 def test_a_repeated_export_reuses_the_lines_and_is_the_same_text(cohort, built_afresh, spec):  # noqa: F811
     ana, ben = cohort
@@ -434,28 +457,19 @@ def test_what_is_not_kept_current(cohort, staff_user, settings):  # noqa: F811
 )
 @pytest.mark.usefixtures("recent_only")
 def test_a_plan_another_process_is_refreshing_is_left_to_it(cohort, built_afresh):  # noqa: F811
-    import psycopg2
-    from django.db import connection
 
     ana, ben = cohort
     export_text(ana.study, shape="wide")
     plan = DatasetLinePlan.objects.get()
     _edit_answer(ana, ben)
-    conf = connection.settings_dict
-    other = psycopg2.connect(
-        dbname=conf["NAME"],
-        user=conf["USER"],
-        password=conf["PASSWORD"] or None,
-        host=conf["HOST"],
-        port=conf["PORT"] or 5432,
-    )
+    other = another_process()
     try:
         with other.cursor() as cursor:
             cursor.execute("SELECT pg_advisory_lock(%s, %s)", [linecache._LOCK_CLASS, plan.pk])
         assert export_lines_warm()["plans"] == 0
         assert stale(ana.study, shape="wide") == {ana.pk}
     finally:
-        other.close()
+        _let_go(other)
     assert export_lines_warm()["participants"] == 1
 
 
@@ -465,26 +479,16 @@ def test_a_plan_another_process_is_refreshing_is_left_to_it(cohort, built_afresh
 )
 @pytest.mark.usefixtures("recent_only")
 def test_a_warm_up_that_finds_another_running_does_nothing(cohort):  # noqa: F811
-    import psycopg2
-    from django.db import connection
-
     ana, ben = cohort
     export_text(ana.study, shape="wide")
     _edit_answer(ana, ben)
-    conf = connection.settings_dict
-    other = psycopg2.connect(
-        dbname=conf["NAME"],
-        user=conf["USER"],
-        password=conf["PASSWORD"] or None,
-        host=conf["HOST"],
-        port=conf["PORT"] or 5432,
-    )
+    other = another_process()
     try:
         with other.cursor() as cursor:  # a warm-up still running (the beat's last run)
             cursor.execute("SELECT pg_advisory_lock(%s, 0)", [linecache._LOCK_CLASS])
         assert export_lines_warm() == {"plans": 0, "participants": 0, "failed": 0, "skipped": 1}
     finally:
-        other.close()
+        _let_go(other)
     assert export_lines_warm()["participants"] == 1
 
 
@@ -745,23 +749,13 @@ def test_an_erasure_in_another_process_while_lines_are_built_leaves_nothing_behi
     as they are now: no line of the erased answers is stored after the erasure."""
     import threading
 
-    import psycopg2
-    from django.db import connection
-
     ana, _ = cohort
     study = ana.study
     export_text(study, shape="long")
     Response.objects.filter(assignment__participant=ana, assignment__wave__slug="m1").update(
         answers={**BASELINE_ANSWERS, **followup_answers(craving=6)}
     )
-    conf = connection.settings_dict
-    other = psycopg2.connect(
-        dbname=conf["NAME"],
-        user=conf["USER"],
-        password=conf["PASSWORD"] or None,
-        host=conf["HOST"],
-        port=conf["PORT"] or 5432,
-    )
+    other = another_process()
     committed = threading.Event()
 
     def erasure_in_another_process():
