@@ -16,7 +16,8 @@ from django.urls import path
 
 from surveys import diary, selectors
 from surveys.admin.base import RELATED_ONLY, ReadOnlyMixin
-from surveys.models import DiaryEntry
+from surveys.audit import audit_log
+from surveys.models import AuditEvent, DiaryEntry
 
 
 class _Echo:
@@ -118,8 +119,27 @@ class DiaryEntryAdmin(ReadOnlyMixin, admin.ModelAdmin):
         if not self.has_view_permission(request):
             raise PermissionDenied
         study = get_object_or_404(selectors.studies_for_user(user=request.user), pk=study_id)
-        rows = selectors.diary_entries_table(
-            study=study, participants=selectors.participants_for_user(user=request.user)
+        people = selectors.participants_for_user(user=request.user)
+        rows = selectors.diary_entries_table(study=study, participants=people)
+        # Audited like every export: who, when, from where, what and how many rows.
+        audit_log(
+            action=AuditEvent.Action.DATASET_EXPORT,
+            request=request,
+            study=study,
+            details={
+                "shape": "diary",
+                "format": "csv",
+                "from": "diary page",
+                "sites": sorted(
+                    selectors.sites_for_user(user=request.user)
+                    .filter(study=study)
+                    .values_list("code", flat=True)
+                ),
+                "rows": DiaryEntry.objects.filter(
+                    participant__study=study, participant__in=people.values("pk")
+                ).count(),
+                "identified": False,
+            },
         )
         writer = csv.writer(_Echo())
 

@@ -383,6 +383,28 @@ def test_the_csv_is_a_tidy_de_identified_table(client, staff_user, study, two_si
         assert identifier not in text
 
 
+def test_every_download_of_the_diary_is_audited(client, staff_user, study, two_sites):
+    from surveys.models import AuditEvent
+
+    site_b = study.sites.get(code="LDN")
+    coordinator_b = staff_user(
+        study=study, role=StaffRole.Role.COORDINATOR, sites=[site_b], username="coord-b"
+    )
+    client.force_login(coordinator_b)
+    text = download(client, study)
+    event = AuditEvent.objects.get(action=AuditEvent.Action.DATASET_EXPORT)
+    assert (event.username, event.study_id) == ("coord-b", study.pk)
+    assert event.details == {
+        "shape": "diary",
+        "format": "csv",
+        "from": "diary page",
+        "sites": ["LDN"],
+        "rows": len(text.splitlines()) - 1,
+        "identified": False,
+    }
+    assert event.details["rows"] == 1
+
+
 def test_a_coordinator_of_another_site_sees_none_of_them(client, staff_user, study, two_sites):
     site_b = study.sites.get(code="LDN")
     coordinator_b = staff_user(
