@@ -12,6 +12,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from surveys.audit import answer_values_erase, audit_log
+from surveys.exports import export_files_erased_for
 from surveys.models import (
     AuditEvent,
     Consent,
@@ -219,6 +220,7 @@ def participant_identifiers_erase(
     counts["identifier_answers"] = erased_answers
     # Kept CSV lines of exports (surveys.datasets.linecache) are built afresh if ever needed.
     counts["dataset_lines"] = DatasetLine.objects.filter(participant=locked).delete()[0]
+    counts["export_files"] = export_files_erased_for(locked)
     locked.identifiers_erased_at = now
     locked.pin_hash = ""
     locked.access_epoch += 1
@@ -261,6 +263,7 @@ def participant_answers_erase(
         .update(answer=""),
         "dataset_lines": DatasetLine.objects.filter(participant=locked).delete()[0],
         "audit_answer_values": answer_values_erase(locked),
+        "export_files": export_files_erased_for(locked),
     }
     locked.answers_erased_at = now
     locked.save(update_fields=["answers_erased_at", "updated_at"])

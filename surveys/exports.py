@@ -812,6 +812,8 @@ def export_job_download(*, user, job: DatasetExportJob, request=None) -> BinaryI
             "any more. Start the export again."
         )
     hours = settings.EXPORT_DOWNLOAD_HOURS
+    if job.status == JobStatus.EXPIRED and job.message:  # deleted before its time: says why
+        raise ExportGone(job.message)
     if export_job_expired(job):
         raise ExportGone(
             f"This export has expired: its file is deleted {hours} hours after it is made, "
@@ -851,6 +853,34 @@ def export_job_download(*, user, job: DatasetExportJob, request=None) -> BinaryI
 
 def export_job_content_type(job: DatasetExportJob) -> str:
     return FILE_FORMATS.get(job.spec.get("format"), ("application/octet-stream",))[0]
+
+
+ERASED_EXPORT_MESSAGE = (
+    "This export's file was deleted before its time: a participant in it asked for their data "
+    "to be erased. Start the export again to get a file without it."
+)
+
+
+def export_files_erased_for(participant: Participant) -> int:
+    """Delete the files of the study's finished background exports that may hold the
+    participant's data (any made so far whose sites include theirs), when their answers or
+    identifiers are erased at their request; their makers are told why. A file already
+    downloaded is out of reach (README). Returns how many files were deleted."""
+    site = participant.site.code
+    deleted = 0
+    for job in DatasetExportJob.objects.filter(
+        study_id=participant.study_id, status=JobStatus.DONE
+    ).exclude(path=""):
+        held = (job.spec or {}).get("sites") or job.scope_sites  # asked for, or all seen
+        if held and site not in held:
+            continue
+        if DatasetExportJob.objects.filter(pk=job.pk, status=JobStatus.DONE).update(
+            status=JobStatus.EXPIRED, path="", message=ERASED_EXPORT_MESSAGE
+        ):
+            deleted += 1
+            # once the erasure is committed (a rolled-back one leaves the file as it was)
+            transaction.on_commit(lambda job=job: _remove_file(job))
+    return deleted
 
 
 def export_jobs_expire(*, now=None) -> dict[str, int]:

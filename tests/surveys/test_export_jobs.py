@@ -590,3 +590,39 @@ def test_statistics_files_are_written_under_the_private_folder_and_swept(
     os.utime(left, (old, old))
     export_jobs_expire()
     assert not left.exists()
+
+
+# --- Erasure at a participant's request ---------------------------------------------------------
+
+
+@pytest.mark.parametrize("erase", ["answers", "identifiers"])
+def test_an_erasure_deletes_waiting_files_that_hold_the_participant(
+    client, study, people, researcher, sent, erase, django_capture_on_commit_callbacks
+):
+    """A finished export still waiting to be downloaded holds the participant's rows: erasing
+    their answers (or identifiers) deletes its file, and its maker reads why. A file of
+    another site's rows only is kept."""
+    from surveys.consent import participant_answers_erase, participant_identifiers_erase
+    from surveys.services import participant_status_change
+
+    nyc, _ = people
+    job = export_job_start(user=researcher, study=study, spec=ExportSpec())
+    export_job_run(job_id=job.pk)
+    only_ldn = export_job_start(user=researcher, study=study, spec=ExportSpec(sites=("LDN",)))
+    export_job_run(job_id=only_ldn.pk)
+    job.refresh_from_db()
+    only_ldn.refresh_from_db()
+    path, kept = stored(job), stored(only_ldn)
+    assert path.exists() and kept.exists()
+    participant_status_change(participant=nyc, status="withdrawn", reason="asked to leave")
+    eraser = participant_answers_erase if erase == "answers" else participant_identifiers_erase
+    with django_capture_on_commit_callbacks(execute=True):  # the file goes once committed
+        eraser(participant=nyc)
+    job.refresh_from_db()
+    assert job.status == Status.EXPIRED and job.path == "" and not path.exists()
+    assert kept.exists() and DatasetExportJob.objects.get(pk=only_ldn.pk).status == Status.DONE
+    client.force_login(researcher)
+    gone = client.get(download_url(job))
+    assert gone.status_code == 410 and "asked for their data to be erased" in gone.text
+    assert client.get(download_url(only_ldn)).status_code == 200
+    assert not AuditEvent.objects.filter(action="export_download", details__job=job.pk).exists()
