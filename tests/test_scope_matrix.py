@@ -4,7 +4,8 @@ participant page, walked mechanically (a page added later is covered without a n
 - A coordinator of one site never sees or changes anything of another site or another study.
 - A principal investigator sees both sites of their study, nothing of another study.
 - A researcher sees the same pages with no identifier anywhere (names, e-mails, phones,
-  alternative contacts, locator notes, typed consent names, free-text notes, identifying answers).
+  alternative contacts, locator notes, typed consent names, free-text notes, identifying answers),
+  nothing at all of another study, and changes nothing, not even in their own study.
 - A participant's session reaches only that participant's own surveys.
 
 Every family has its positive control (the own site's object IS shown, the own row DOES change),
@@ -187,6 +188,9 @@ class Viewer:
     foreign_studies: list[Study]
     own_tags: tuple[str, ...]
     foreign_tags: tuple[str, ...]
+    # A researcher sees their own study de-identified: its pages are theirs, its identifiers
+    # are not, and they change nothing in it.
+    sees_identifiers: bool = True
 
     @property
     def foreign_users(self):
@@ -194,13 +198,20 @@ class Viewer:
 
 
 def viewer_of(world: World, name: str) -> Viewer:
+    """A staff member with their own sites and study, and the sites and study that are not
+    theirs. The researcher's foreign data is the other study (everything of it: participants,
+    responses, exports, analysis runs, audit events); their own study they see de-identified."""
     a, b, f = world.site_a, world.site_b, world.site_f
     user, own, foreign, own_tags, foreign_tags = {
         "coordinator_a": (world.coordinator_a, [a], [b, f], ("A",), ("B", "F")),
         "coordinator_b": (world.coordinator_b, [b], [a, f], ("B",), ("A", "F")),
         "pi": (world.pi, [a, b], [f], ("A", "B"), ("F",)),
+        "researcher": (world.researcher, [a, b], [f], ("A", "B"), ("F",)),
     }[name]
-    return Viewer(name, user, own, foreign, [world.study], [world.faraway], own_tags, foreign_tags)
+    return Viewer(
+        name, user, own, foreign, [world.study], [world.faraway], own_tags, foreign_tags,
+        sees_identifiers=name != "researcher",
+    )  # fmt: skip
 
 
 def _in(path: str, objects) -> Q:
@@ -259,8 +270,11 @@ def picked_foreign(model, viewer: Viewer) -> list:
 
 def foreign_markers(world: World, viewer: Viewer) -> list[str]:
     """Text of the foreign sites and study, the admin links of every foreign row, and the
-    prefixes of other staff members' API keys."""
+    prefixes of other staff members' API keys; for a researcher, the identifiers of their own
+    study's participants too."""
     markers = world.markers(*viewer.foreign_tags)
+    if not viewer.sees_identifiers:
+        markers += world.identifiers(*viewer.own_tags)
     for model in admin.site._registry:
         scope = SCOPE[model_key(model)]
         if scope.site or scope.study:
@@ -416,7 +430,7 @@ def test_every_registered_model_is_in_the_scope_map(world):
 
 # --- 2. Model pages: changelists, change, delete and history pages, change and delete POSTs ----
 
-VIEWERS = ("coordinator_a", "coordinator_b", "pi")
+VIEWERS = ("coordinator_a", "coordinator_b", "pi", "researcher")
 
 
 def picked_own(model, viewer: Viewer) -> list:
@@ -556,9 +570,49 @@ def test_model_pages_show_and_change_nothing_of_another_site(world, who):
                     f"{getattr(response, 'status_code', 500)} changed nothing "
                     f"{_form_errors(response)}"
                 )
+    if not viewer.sees_identifiers:
+        # A researcher changes nothing, not even in their own study: the same mutation of
+        # their study's rows changes nothing when they post it, and does when the PI posts it
+        # (so it is refused, not malformed).
+        changes_tried = _read_only_control(problems, who, client, root, world, viewer)
+        assert changes_tried >= 8, changes_tried
+    else:
+        assert changes_tried >= (8 if who == "pi" else 2), changes_tried
     assert checked >= 20, checked
-    assert changes_tried >= (8 if who == "pi" else 2), changes_tried
     assert not problems, "\n".join(problems)
+
+
+def _read_only_control(problems, who, client, root, world: World, viewer: Viewer) -> int:
+    """The own-study rows the PI may change: posted by ``client`` they stay as they were,
+    posted by the PI they change. The number of rows tried."""
+    pi = Client()
+    pi.force_login(world.pi)
+    pi_request = request_as(world.pi)
+    tried = 0
+    for model, model_admin in admin.site._registry.items():
+        if model_key(model) not in MUTATE:
+            continue
+        for own in picked_own(model, viewer)[:1]:
+            if not model_admin.has_change_permission(pi_request, own):
+                continue
+            url = change_url(own)
+            data = change_post(root, world, own, problems)
+            before = db_snapshot()
+            response = fetch(problems, client, "post", url, data=data)
+            changed = snapshot_diff(before, db_snapshot())
+            if not refused(response, own.pk) or changed:
+                problems.append(
+                    f"{who}: POST {url} (own study's {model_key(model)}) → "
+                    f"{getattr(response, 'status_code', 500)}, changed {changed}"
+                )
+            tried += 1
+            response = fetch(problems, pi, "post", url, data=data)
+            if not snapshot_diff(before, db_snapshot()):
+                problems.append(
+                    f"control: the PI's POST {url} → {getattr(response, 'status_code', 500)} "
+                    f"changed nothing {_form_errors(response)}"
+                )
+    return tried
 
 
 def _related_model(model, name: str):
@@ -618,6 +672,9 @@ def test_admin_actions_on_another_sites_rows_change_nothing(world, who):
     viewer = viewer_of(world, who)
     client, _ = world_and_clients(world, viewer)
     problems: list[str] = []
+    markers = world.markers(*viewer.foreign_tags)
+    if not viewer.sees_identifiers:
+        markers += world.identifiers(*viewer.own_tags)
     tried = 0
     for model, model_admin in admin.site._registry.items():
         opts = model._meta
@@ -637,16 +694,12 @@ def test_admin_actions_on_another_sites_rows_change_nothing(world, who):
                     f"{who}: action {name!r} on {model_key(model)} rows of another site/study "
                     f"changed {changed}"
                 )
-            leaks(
-                problems,
-                who,
-                f"POST action {name}",
-                listing,
-                response,
-                world.markers(*viewer.foreign_tags),
-            )
-    # The controls: the same actions on the viewer's own rows do act.
+            leaks(problems, who, f"POST action {name}", listing, response, markers)
+    # The controls: the same actions on the viewer's own rows do act (a researcher's do not:
+    # they change nothing in their own study either; the PI's same POSTs do).
     own = [p.participant for p in world.at(*viewer.own_tags)]
+    pi = Client()
+    pi.force_login(world.pi)
     for name, model, rows in (
         ("revoke_links", Participant, own),
         ("pin_remove", Participant, [p for p in own if p.pin_hash] or own),
@@ -656,9 +709,26 @@ def test_admin_actions_on_another_sites_rows_change_nothing(world, who):
         listing = reverse(f"admin:surveys_{model._meta.model_name}_changelist")
         before = db_snapshot()
         data = {"action": name, "_selected_action": [str(r.pk) for r in rows], "index": "0"}
-        fetch(problems, client, "post", listing, data=data)
-        if not snapshot_diff(before, db_snapshot()):
+        response = fetch(problems, client, "post", listing, data=data)
+        leaks(problems, who, f"POST action {name}", listing, response, markers)
+        acted = bool(snapshot_diff(before, db_snapshot()))
+        if viewer.sees_identifiers and not acted:
             problems.append(f"control: {who}'s action {name!r} on their own rows changed nothing")
+        if not viewer.sees_identifiers:
+            if acted:
+                problems.append(f"{who}'s action {name!r} on their own study's rows acted")
+            fetch(problems, pi, "post", listing, data=data)
+            if not snapshot_diff(before, db_snapshot()):
+                problems.append(f"control: the PI's action {name!r} on the same rows did not act")
+    # Every staff member's own action: revoking their own API key acts.
+    key = StaffApiToken.objects.filter(user=viewer.user, revoked_at__isnull=True).first()
+    before = db_snapshot()
+    fetch(
+        problems, client, "post", reverse("admin:surveys_staffapitoken_changelist"),
+        data={"action": "revoke", "_selected_action": [str(key.pk)], "index": "0"},
+    )  # fmt: skip
+    if not snapshot_diff(before, db_snapshot()):
+        problems.append(f"control: {who}'s action 'revoke' on their own API key changed nothing")
     assert tried >= 5, tried
     assert not problems, "\n".join(problems)
 
@@ -940,7 +1010,10 @@ def test_a_coordinator_cannot_put_anything_at_another_site(world):
         )
         return data
 
-    attempts = ContactAttempt.objects.filter(note="Logged by the scope matrix")
+    # The attempts logged here: the new rows (a note is encrypted at rest, not looked up by).
+    attempts = ContactAttempt.objects.exclude(
+        pk__in=list(ContactAttempt.objects.values_list("pk", flat=True))
+    )
     fetch(problems, client, "post", change_url(a1.participant), data=attempt_form(b1.m1))
     if attempts.filter(assignment=b1.m1).exists():
         problems.append("coordinator A logged a contact attempt against site B's survey")
@@ -1146,25 +1219,33 @@ def test_the_api_never_exposes_or_changes_another_site(world, who, auth):
     markers = foreign_markers(world, viewer)
     problems: list[str] = []
     calls = _api_walk(problems, who, client, viewer, world, markers, headers=headers)
-    # The controls: the call list shows the own participants (with phones), a draft of an own
-    # survey is saved.
+    # The controls: the call list shows the own participants (with phones; a researcher's
+    # without), a draft of an own survey is saved (a researcher's is refused and saves nothing).
     rows = client.get("/api/v1/call-list/", **headers).json()
     codes = {row["study_id"] for row in rows}
+    phones = {row["phone"] for row in rows}
     for person in world.at(*viewer.own_tags):
         if person.code not in codes:
             problems.append(f"control: {who}'s API call list lacks {person.code}")
-        elif person.phone not in {row["phone"] for row in rows}:
+        elif viewer.sees_identifiers and person.phone not in phones:
             problems.append(f"control: {who}'s API call list lacks {person.code}'s phone")
+    if not viewer.sees_identifiers and phones != {None}:
+        problems.append(f"{who}'s API call list has phones: {sorted(map(str, phones))[:4]}")
     own = world.at(*viewer.own_tags)[0].m1
     slug = own.wave.instruments.first().slug
+    before = db_snapshot()
     saved = client.put(
         f"/api/v1/assignments/{own.pk}/responses/{slug}/draft/",
         {"client_id": str(uuid.uuid4()), "answers": {}},
         content_type="application/json",
         **headers,
     )
-    if saved.status_code != 200:
+    if viewer.sees_identifiers and saved.status_code != 200:
         problems.append(f"control: {who} cannot save a draft of an own survey: {saved.status_code}")
+    if not viewer.sees_identifiers and (
+        saved.status_code != 403 or snapshot_diff(before, db_snapshot())
+    ):
+        problems.append(f"{who} saved a draft of their study's survey: {saved.status_code}")
     assert calls >= 10, calls
     assert not problems, "\n".join(problems)
 
