@@ -204,7 +204,9 @@ class ParticipantStatusChange(models.Model):
     )
     from_status = models.CharField(max_length=16, choices=Participant.Status.choices)
     to_status = models.CharField(max_length=16, choices=Participant.Status.choices)
-    reason = models.TextField(blank=True)
+    # Staff's free text may name people ("her partner found out"): encrypted like the contact
+    # details, and blanked when identifiers are erased.
+    reason = EncryptedTextField(blank=True)
     changed_by = models.ForeignKey(
         settings.AUTH_USER_MODEL,
         null=True,
@@ -583,7 +585,8 @@ class SafetyAlert(models.Model):
         on_delete=models.PROTECT,
         related_name="+",
     )
-    follow_up_note = models.TextField(blank=True)
+    # Staff's free text may name people or places: encrypted at rest like the contact details.
+    follow_up_note = EncryptedTextField(blank=True)
 
     class Meta:
         ordering = ("-created_at",)
@@ -758,8 +761,8 @@ class ContactAttempt(models.Model):
     )
     method = models.CharField(max_length=12, choices=Method.choices)
     outcome = models.CharField(max_length=16, choices=Outcome.choices)
-    # Free text may hold identifying details: it is never exported by default.
-    note = models.TextField(blank=True)
+    # Free text may hold identifying details: encrypted at rest, never exported by default.
+    note = EncryptedTextField(blank=True)
     attempted_at = models.DateTimeField()
     by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"

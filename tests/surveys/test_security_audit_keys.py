@@ -12,9 +12,26 @@ from django.db import connection
 from django.urls import reverse
 from django.utils import timezone
 
+from surveys.consent import participant_identifiers_erase
 from surveys.fields import contact_lookup
-from surveys.models import AuditEvent, ParticipantContact, Site, StaffRole, Study
-from surveys.services import staff_role_assign, staff_role_remove
+from surveys.models import (
+    AuditEvent,
+    ContactAttempt,
+    ParticipantContact,
+    ParticipantStatusChange,
+    SafetyAlert,
+    Site,
+    StaffRole,
+    Study,
+)
+from surveys.safety import safety_alert_follow_up
+from surveys.selectors import participant_timeline
+from surveys.services import (
+    contact_attempt_log,
+    participant_status_change,
+    staff_role_assign,
+    staff_role_remove,
+)
 
 CONTACT = {
     "first_name": "Rosa",
@@ -42,19 +59,118 @@ def stored(participant) -> dict:
         )
 
 
+# Staff's free text about a participant, which may name people: (table, column, text).
+FREE_TEXT = (
+    ("surveys_contactattempt", "note", "Spoke to her brother Luis on Atlantic Ave"),
+    ("surveys_participantstatuschange", "reason", "Moved in with her aunt Dolores"),
+    ("surveys_safetyalert", "follow_up_note", "Called Rosa's sponsor Marta; safe tonight"),
+)
+
+
+def staff_free_text(participant) -> dict:
+    """The three staff free-text columns as stored for the participant: {column: [values]}."""
+    found = {}
+    with connection.cursor() as cursor:
+        for table, column, _ in FREE_TEXT:
+            cursor.execute(
+                f"SELECT {column} FROM {table} WHERE participant_id = %s",  # noqa: S608
+                [participant.pk],
+            )
+            found[column] = [row[0] for row in cursor.fetchall()]
+    return found
+
+
+def write_free_text(participant, user=None) -> None:
+    """A contact note, a status reason and an alert follow-up, through the services staff use."""
+    contact_attempt_log(
+        participant=participant, method="call", outcome="reached", by=user, note=FREE_TEXT[0][2]
+    )
+    participant_status_change(
+        participant=participant, status="lost", reason=FREE_TEXT[1][2], changed_by=user
+    )
+    alert = SafetyAlert.objects.create(
+        study=participant.study,
+        participant=participant,
+        assignment=participant.assignments.first(),
+        variable="overdose",
+        question="Did you overdose?",
+        answer="yes",
+        created_at=timezone.now(),
+    )
+    safety_alert_follow_up(alert=alert, user=user, note=FREE_TEXT[2][2])
+
+
+def test_staff_free_text_is_encrypted_at_rest_and_read_back_in_clear(site_a, enrol, coordinator_a):
+    rosa = enrol(site=site_a, contact=CONTACT)
+    write_free_text(rosa, coordinator_a)
+    raw = staff_free_text(rosa)
+    for _, column, clear in FREE_TEXT:
+        (token,) = raw[column]
+        assert token.startswith("gAAAA")  # a Fernet token
+        # no word of it (short ones may turn up in base64 by chance)
+        assert not [word for word in clear.split() if len(word) > 4 and word in token]
+    assert ContactAttempt.objects.get(participant=rosa).note == FREE_TEXT[0][2]
+    assert ParticipantStatusChange.objects.get(participant=rosa).reason == FREE_TEXT[1][2]
+    assert SafetyAlert.objects.get(participant=rosa).follow_up_note == FREE_TEXT[2][2]
+    timeline = participant_timeline(participant=rosa, show_staff_notes=True)
+    details = " ".join(event.detail for event in timeline)
+    assert FREE_TEXT[0][2] in details and FREE_TEXT[1][2] in details
+
+
+def test_erasing_identifiers_blanks_the_encrypted_staff_free_text(site_a, enrol, coordinator_a):
+    rosa = enrol(site=site_a, contact=CONTACT)
+    write_free_text(rosa, coordinator_a)
+    contact_attempt_log(participant=rosa, method="text", outcome="no_answer", by=coordinator_a)
+    participant_status_change(
+        participant=rosa, status="withdrawn", reason="Asked to stop", changed_by=coordinator_a
+    )
+    counts = participant_identifiers_erase(participant=rosa, by=coordinator_a)
+    # only the values that were there count (the attempt without a note is not one)
+    assert (counts["contact_notes"], counts["status_reasons"], counts["alert_notes"]) == (1, 2, 1)
+    assert staff_free_text(rosa) == {"note": ["", ""], "reason": ["", ""], "follow_up_note": [""]}
+    assert set(ContactAttempt.objects.values_list("note", flat=True)) == {""}
+
+
+def test_the_migration_encrypts_existing_staff_free_text_and_going_back_decrypts_it(
+    site_a, enrol, coordinator_a
+):
+    import importlib
+
+    from django.db.migrations.loader import MigrationLoader
+
+    migration = importlib.import_module("surveys.migrations.0028_staff_free_text_encrypted")
+    before = MigrationLoader(connection).project_state(("surveys", "0027_dataset_line_plan_recipe"))
+    rosa = enrol(site=site_a, contact=CONTACT)
+    write_free_text(rosa, coordinator_a)
+    migration.decrypt(before.apps, None)  # the columns as they were before: plain text
+    assert staff_free_text(rosa) == {column: [clear] for _, column, clear in FREE_TEXT}
+
+    migration.encrypt(before.apps, None)
+    migration.encrypt(before.apps, None)  # run again (cut short and restarted): no double layer
+    raw = staff_free_text(rosa)
+    assert all(raw[column][0].startswith("gAAAA") for _, column, _ in FREE_TEXT)
+    assert ContactAttempt.objects.get(participant=rosa).note == FREE_TEXT[0][2]
+    assert ParticipantStatusChange.objects.get(participant=rosa).reason == FREE_TEXT[1][2]
+    assert SafetyAlert.objects.get(participant=rosa).follow_up_note == FREE_TEXT[2][2]
+
+
 def test_rotating_the_key_re_encrypts_every_identifier_and_the_old_key_can_go(
     site_a, enrol, settings
 ):
     settings.FIELD_ENCRYPTION_KEYS = [OLD]
     rosa = enrol(site=site_a, contact=CONTACT)
     other = enrol(site=site_a, contact={"email": "kim@example.org"})
+    write_free_text(rosa)
     before = stored(rosa)
+    free_before = staff_free_text(rosa)
 
     settings.FIELD_ENCRYPTION_KEYS = [NEW, OLD]  # step 1: the new key first, the old after it
     out = io.StringIO()
     with pytest.raises(SystemExit):
         call_command("encryption_keys_rotate", "--check", stdout=out)
     assert "surveys.ParticipantContact: 6 value(s) under another key" in out.getvalue()
+    for model in ("ContactAttempt", "ParticipantStatusChange", "SafetyAlert"):
+        assert f"surveys.{model}: 1 value(s) under another key" in out.getvalue()
     assert "still need the other keys" in out.getvalue()
 
     call_command("encryption_keys_rotate", stdout=io.StringIO())  # step 2
@@ -62,6 +178,11 @@ def test_rotating_the_key_re_encrypts_every_identifier_and_the_old_key_can_go(
     for name, token in after.items():
         assert token != before[name]
         assert Fernet(NEW).decrypt(token.encode()).decode() == CONTACT[name]
+    free_after = staff_free_text(rosa)
+    for _, column, clear in FREE_TEXT:
+        (token,) = free_after[column]
+        assert token != free_before[column][0]
+        assert Fernet(NEW).decrypt(token.encode()).decode() == clear
     out = io.StringIO()
     call_command("encryption_keys_rotate", "--check", stdout=out)  # step 3
     assert "other keys can be dropped" in out.getvalue()
@@ -72,8 +193,13 @@ def test_rotating_the_key_re_encrypts_every_identifier_and_the_old_key_can_go(
     assert ParticipantContact.objects.get(participant=other).email == "kim@example.org"
     # "send me a new link" still finds them: the lookups are keyed hashes, not ciphertext
     assert contact.email_lookup == contact_lookup("email", CONTACT["email"])
+    assert ContactAttempt.objects.get(participant=rosa).note == FREE_TEXT[0][2]
+    assert ParticipantStatusChange.objects.get(participant=rosa).reason == FREE_TEXT[1][2]
+    assert SafetyAlert.objects.get(participant=rosa).follow_up_note == FREE_TEXT[2][2]
     event = AuditEvent.objects.get(action=AuditEvent.Action.KEYS_ROTATE)
     assert event.details["rows"]["surveys.ParticipantContact"] == 2
+    assert event.details["rows"]["surveys.ContactAttempt"] == 1
+    assert event.details["rows"]["surveys.SafetyAlert"] == 1
 
 
 def test_values_under_a_key_no_longer_listed_are_counted_not_lost(site_a, enrol, settings):
