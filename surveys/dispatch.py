@@ -10,6 +10,9 @@ One dispatch cycle (``manage.py dispatch_reminders`` and the beat entry run the 
 3. claim: due queued rows move to ``sending`` in batches, one UPDATE … RETURNING per batch
    (on PostgreSQL the rows are picked in a CTE with ``FOR UPDATE SKIP LOCKED``, so two
    dispatchers never claim the same row), and a send task per row is enqueued after commit.
+   With the broker (Redis) down the cycle stops claiming and ends normally: the rows it
+   claimed stay claimed, never started, and the sweep of a cycle after ``STALE_AFTER`` puts
+   them back in the queue.
 
 The send task checks everything again under a row lock, records that it is about to call the
 provider (committed), sends, then records the outcome. A transient provider error is retried
@@ -31,6 +34,7 @@ from django.db.models.functions import Coalesce
 from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils import formats, timezone, translation
+from kombu.exceptions import OperationalError as KombuOperationalError
 
 from surveys.links import participant_link_create, participant_link_url
 from surveys.models import Assignment, Message, Participant, ReminderRule
@@ -58,6 +62,7 @@ class CycleResult:
     to_review: int = 0
     claimed: int = 0
     batches: int = 0
+    not_queued: int = 0  # claimed, but the broker could not be reached: left to the sweep
     claimed_ids: list[int] = field(default_factory=list)
 
 
@@ -187,16 +192,37 @@ def reminders_dispatch(
         if _housekeeping_lock():
             result.cancelled = messages_settle(now=now)
             result.requeued, result.to_review = messages_sweep(now=now)
+    not_queued: list[int] = []
+
+    def enqueue_or_leave(ids: list[int]) -> None:
+        try:
+            _enqueue(ids)
+        except (KombuOperationalError, OSError) as exc:
+            # The broker is down and the claims are committed. The rows whose task did not
+            # get through never start sending, so the sweep requeues them once they are
+            # STALE_AFTER old; any that did get through are sent by it. Raising here would end
+            # the cycle with a traceback and change nothing more.
+            logger.warning(
+                "reminders: the broker is unreachable (%s); %d claimed message(s) not queued, "
+                "requeued by a later cycle",
+                type(exc).__name__,
+                len(ids),
+            )
+            not_queued.extend(ids)
+
     while True:
         with transaction.atomic():
             ids = _claim_batch(now=now, size=batch_size)
             if ids and enqueue:
-                transaction.on_commit(lambda ids=ids: _enqueue(ids))
+                transaction.on_commit(lambda ids=ids: enqueue_or_leave(ids))
         if not ids:
             return result
         result.claimed += len(ids)
         result.claimed_ids += ids
         result.batches += 1
+        if not_queued:  # no broker: claim no more rows this cycle
+            result.not_queued = len(not_queued)
+            return result
 
 
 def reminders_dry_run(

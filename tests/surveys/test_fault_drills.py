@@ -1,19 +1,30 @@
-"""Fault drills (issue 9): Redis down while participants submit. The broker and the cache are
-pointed at an address where nothing listens — real connections, really refused — while a
-participant submits a survey with an answer that raises a safety alert."""
+"""Fault drills (issue 9): Redis down while participants submit, and while reminders are due.
+The broker and the cache are pointed at an address where nothing listens — real connections,
+really refused — while a participant submits a survey with an answer that raises a safety
+alert, and while dispatch cycles run; then Redis comes back and a real worker sends what
+waited (a worker killed during a send: tests/test_reminders_worker.py)."""
 
+import os
+import time as clock
 import uuid
 from datetime import timedelta
 
+import kombu.pools
 import pytest
+from celery import Celery
 from django.core import mail
+from django.db.models import F
 from django.utils import timezone
 
-from surveys.models import Response, SafetyAlert
+from surveys.dispatch import STALE_AFTER, reminders_dispatch
+from surveys.models import Message, Response, SafetyAlert
 from surveys.safety import safety_alert_email_send, safety_alerts_sweep
+from surveys.services import assignment_statuses_refresh
 from tests.api.test_responses_api import ANSWERS
+from tests.celery_helpers import worker_env, worker_start
 from tests.surveys.test_participant_survey import api, month1, participant, signed_in  # noqa: F401
 
+REDIS_URL = os.environ.get("REDIS_URL", "")
 DEAD_REDIS = "redis://127.0.0.1:1/0"  # port 1: nothing listens, connections are refused
 
 
@@ -31,6 +42,9 @@ def redis_down(settings):
         app.pool.force_close_all()
         app._pool = None
         app.amqp._producer_pool = None
+        # Producer pools are kept by kombu per broker address: one closed by an earlier test's
+        # teardown would be handed out again ("Acquire on closed pool").
+        kombu.pools.reset()
 
     for app in apps:
         reset_pools(app)
@@ -80,3 +94,88 @@ def test_the_sweep_leaves_a_fresh_alert_to_its_own_task(signed_in, month1):  # n
     assert SafetyAlert.objects.filter(emailed_at=None).count() == 1
     assert safety_alerts_sweep() == 0  # made just now: its task is on the way
     assert not mail.outbox
+
+
+REMINDERS_DOWN_DB = 9  # a Redis database of the drill's own (the other worker tests use 7, 8)
+
+
+@pytest.mark.slow
+@pytest.mark.django_db(transaction=True)
+def test_redis_down_reminders_wait_and_each_goes_once_when_it_is_back(
+    tmp_path, site_a, enrol, redis_down, caplog
+):
+    if not REDIS_URL:
+        pytest.skip("REDIS_URL is not set (CI sets it)")
+    now = timezone.now()
+    people = [
+        enrol(
+            site=site_a,
+            code=f"NYC-01{n:02d}",
+            enrolled_on=timezone.localdate() - timedelta(days=30),
+            timezone="America/New_York",
+            contact={"email": f"p{n}@example.org"},
+            now=now - timedelta(days=30),
+        )
+        for n in range(5)
+    ]
+    assignment_statuses_refresh()
+    Message.objects.update(scheduled_at=now + timedelta(days=300))
+    due = [
+        Message.objects.filter(assignment__participant=p, assignment__wave__slug="m1")
+        .earliest("sequence")
+        .pk
+        for p in people
+    ]
+    Message.objects.filter(pk__in=due).update(scheduled_at=now - timedelta(minutes=1))
+
+    # Redis is down. The cycle (beat's every minute, or `manage.py dispatch_reminders`) claims a
+    # batch, cannot queue it, says so and stops there; the next does the same with the next.
+    for _ in range(2):
+        result = reminders_dispatch(batch_size=2)
+        assert (result.claimed, result.not_queued) == (2, 2)
+    assert "the broker is unreachable" in caplog.text
+    rows = Message.objects.filter(pk__in=due)
+    assert sorted(rows.values_list("status", flat=True)) == ["queued"] + ["sending"] * 4
+    assert not rows.exclude(send_started_at=None).exists()  # no send began
+    claimed_in_the_outage = set(rows.filter(status="sending").values_list("pk", flat=True))
+
+    # Redis is back (a database of the drill's own), and a real worker runs the next cycles.
+    import redis
+
+    broker = REDIS_URL.rsplit("/", 1)[0] + f"/{REMINDERS_DOWN_DB}"
+    redis.Redis.from_url(broker).flushdb()
+    queue = f"test-{uuid.uuid4().hex[:8]}"
+    client = Celery("client", broker=broker, backend=broker)
+    client.conf.accept_content = ["json"]
+    env = worker_env(tmp_path, REDIS_URL=broker)
+    env.pop("EMAIL_URL", None)  # e-mails as files in tmp_path/outbox
+    worker = worker_start(queues=f"{queue},celery", env=env)
+    outbox = tmp_path / "outbox"
+
+    def cycle(*, stuck=()):
+        """One cycle in the worker, and the sends it queued, to their end."""
+        result = client.send_task("surveys.tasks.reminders_dispatch", queue=queue).get(timeout=90)
+        deadline = clock.monotonic() + 60
+        while rows.filter(status="sending").exclude(pk__in=stuck).exists():
+            assert clock.monotonic() < deadline, "messages still sending"
+            clock.sleep(0.2)
+        return result
+
+    try:
+        # At once: the one never claimed goes; the four claims wait for the sweep.
+        result = cycle(stuck=claimed_in_the_outage)
+        assert (result["requeued"], result["claimed"], result["to_review"]) == (0, 1, 0)
+        # Fifteen minutes on, the sweep requeues the four and they go.
+        rows.filter(status="sending").update(claimed_at=F("claimed_at") - STALE_AFTER)
+        result = cycle()
+        assert (result["requeued"], result["claimed"], result["to_review"]) == (4, 4, 0)
+        result = cycle()
+        assert (result["requeued"], result["claimed"], result["to_review"]) == (0, 0, 0)
+    finally:
+        worker.terminate()
+        output, _ = worker.communicate(timeout=30)
+    sent = sorted(p.read_text() for p in outbox.glob("*.log"))
+    assert len(sent) == 5, output
+    for n in range(5):
+        assert sum(f"p{n}@example.org" in text for text in sent) == 1, output
+    assert set(rows.values_list("status", flat=True)) == {"sent"}
