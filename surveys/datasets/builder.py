@@ -46,6 +46,7 @@ from dataclasses import asdict
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 from django.db.models import QuerySet
 
 from surveys import logic
@@ -63,7 +64,7 @@ from surveys.datasets.plan import (
     Structure,
     select,
 )
-from surveys.datasets.tables import answers_frame, query_frame
+from surveys.datasets.tables import answers_frame, query_frame, with_ids
 from surveys.derived import number
 from surveys.models import Assignment, Item, Participant, Response, Study
 
@@ -123,6 +124,7 @@ class Dataset:
         # (wave, occurrence) pairs anyone in scope has: the wide shape's column groups
         present = set(
             Assignment.objects.filter(participant__in=self.scope.values("pk"), wave_id__in=fetched)
+            .order_by()  # not the model's ordering, which DISTINCT would add to the pairs
             .values_list("wave_id", "occurrence")
             .distinct()
         )
@@ -236,7 +238,7 @@ class Dataset:
             participant__in=self.scope.values("pk"), wave_id__in=returned
         )
         if wide:
-            return found.values("participant_id").distinct().count()
+            return found.order_by().values("participant_id").distinct().count()
         return found.count()
 
     # --- Batches -------------------------------------------------------------------------
@@ -344,8 +346,11 @@ class _BatchBuilder:
 
     def _assignments(self) -> pd.DataFrame:
         dataset = self.dataset
-        queryset = Assignment.objects.filter(
-            participant_id__in=list(self.people.index), wave_id__in=dataset.fetched_waves
+        queryset = with_ids(
+            Assignment.objects.filter(wave_id__in=dataset.fetched_waves),
+            "participant_id",
+            '"surveys_assignment"."participant_id"',
+            list(self.people.index),
         ).values_list(
             "pk",
             "participant_id",
@@ -431,11 +436,15 @@ class _BatchBuilder:
             return
         variables = plan.variables[instrument.pk]
         answers = answers_frame(
-            Response.objects.filter(
-                assignment__participant_id__in=list(self.people.index),
-                assignment__wave_id__in=waves,
-                instrument_id=instrument.pk,
-                status=Response.Status.SUBMITTED,
+            with_ids(
+                Response.objects.filter(
+                    assignment__wave_id__in=waves,
+                    instrument_id=instrument.pk,
+                    status=Response.Status.SUBMITTED,
+                ),
+                "assignment__participant_id",
+                '"surveys_assignment"."participant_id"',
+                list(self.people.index),
             ).order_by("pk"),
             ["assignment_id", "instrument_version_id"],
             variables,
@@ -683,15 +692,21 @@ def _local_days(stamps: pd.Series, zones: pd.Series) -> pd.Series:
 
 def _typed(values: np.ndarray, dtype: str):
     """A filled column as its nullable pandas type (a whole-number column holding a fraction
-    becomes decimal rather than losing it)."""
+    becomes decimal rather than losing it). Made from the arrays directly: ``pd.array`` looks
+    at every cell, and a batch has hundreds of columns."""
     if dtype == STRING:
-        return pd.array(values, dtype="string")
+        try:  # text and None only (what the builder fills text columns with)
+            text = pa.array(values, type=pa.large_string(), from_pandas=True)
+        except (pa.ArrowInvalid, pa.ArrowTypeError):
+            return pd.array(values, dtype="string")
+        return pd.arrays.ArrowStringArray(text)
     numbers = np.asarray(values, dtype=float)
+    empty = np.isnan(numbers)
     if dtype == INTEGER:
-        finite = numbers[~np.isnan(numbers)]
-        if np.all(finite == np.floor(finite)):
-            return pd.array(numbers, dtype="Int64")
-    return pd.array(numbers, dtype="Float64")
+        finite = numbers[~empty]
+        if np.all(finite == np.floor(finite)) and np.all(np.abs(finite) < 2.0**63):
+            return pd.arrays.IntegerArray(np.where(empty, 0, numbers).astype("int64"), empty)
+    return pd.arrays.FloatingArray(np.where(empty, 0.0, numbers), empty)
 
 
 def dataset_batches(

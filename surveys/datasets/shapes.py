@@ -41,7 +41,6 @@ def dataset_wide(long_df: pd.DataFrame) -> pd.DataFrame:
     per_row = [c for c in long_df.columns if c not in (*ids, *_KEYS, *covariates)]
 
     people = long_df[[*ids, *covariates]].drop_duplicates("pid").set_index("pid").sort_index()
-    pieces = [people]
     columns_meta = {name: dict(meta.get(name, {}), name=name) for name in people.columns}
     columns_meta["pid"] = dict(meta.get("pid", {}), name="pid")
     if info.get("groups") is not None:  # every (wave, occurrence) anyone in scope has
@@ -54,6 +53,9 @@ def dataset_wide(long_df: pd.DataFrame) -> pd.DataFrame:
         )
     waves = long_df["wave"].to_numpy(dtype=object)
     occurrences = long_df["occurrence"].to_numpy(dtype=float, na_value=np.nan)
+    # each long row's row in the wide frame (people's pid order)
+    row_of = people.index.get_indexer(long_df["pid"])
+    columns = {}
     for wave, occurrence in groups:
         suffix = wave_suffix(wave, int(occurrence), recurring=wave in recurring)
         mask = (waves == wave) & (occurrences == occurrence)
@@ -68,15 +70,17 @@ def dataset_wide(long_df: pd.DataFrame) -> pd.DataFrame:
         else:  # without metadata: a variable no row of the wave has is not the wave's
             rows = long_df[mask]
             names = [c for c in per_row if rows[c].notna().any()]
-        # only the wave's columns are taken out of the long frame (not every column, per wave)
-        piece = long_df.loc[mask, ["pid", *names]].set_index("pid")
-        piece.columns = [f"{name}_{suffix}" for name in names]
-        pieces.append(piece)
+        # the wave's long row of each participant (-1: none), then each column taken whole
+        found = np.flatnonzero(mask)
+        take = np.full(len(people), -1, dtype=np.int64)
+        take[row_of[found]] = found
         for name in names:
+            columns[f"{name}_{suffix}"] = long_df[name].array.take(take, allow_fill=True)
             columns_meta[f"{name}_{suffix}"] = dict(
                 meta.get(name, {}), name=f"{name}_{suffix}", wave=suffix
             )
-    wide = pd.concat(pieces, axis=1).reindex(people.index)
+    waves_wide = pd.DataFrame(columns, index=people.index)
+    wide = pd.concat([people, waves_wide], axis=1) if columns else people.copy()
     wide.index.name = "pid"
     wide = wide.reset_index()
     wide.attrs["columns"] = {name: columns_meta[name] for name in wide.columns}

@@ -71,25 +71,41 @@ def header_line(names) -> str:
     return buffer.getvalue()
 
 
+def _arrow(series: pd.Series) -> pa.Array | pa.ChunkedArray:
+    """A column as Arrow, text through the formula guard. A typed column (the builder's
+    nullable integers, decimals and Arrow text) hands over its own arrays."""
+    values = series.array
+    if isinstance(values, pd.arrays.ArrowStringArray):
+        return _guarded_arrow(pa.chunked_array(values.__arrow_array__()))
+    if isinstance(values, pd.arrays.IntegerArray | pd.arrays.FloatingArray):
+        return pa.array(values)
+    if pd.api.types.is_object_dtype(series.dtype) or isinstance(series.dtype, pd.StringDtype):
+        return pa.array(_guarded(series.astype("string")), from_pandas=True)
+    return pa.array(series, from_pandas=True)
+
+
+def _guarded_arrow(values: pa.ChunkedArray) -> pa.ChunkedArray:
+    """``_guarded`` for text already in Arrow (the common case: nothing to guard)."""
+    starts = pc.is_in(pc.utf8_slice_codeunits(values, 0, 1), value_set=_STARTS)
+    found = pc.and_(starts, pc.invert(pc.match_substring_regex(values, _NUMBER)))
+    if not pc.any(found).as_py():
+        return values
+    series = pd.Series(pd.arrays.ArrowStringArray(values))
+    return pa.chunked_array([pa.array(_guarded(series), type=values.type, from_pandas=True)])
+
+
 def csv_lines(df: pd.DataFrame, *, labels: bool = False, meta: dict | None = None) -> str:
     """The frame's rows as CSV lines (no header)."""
     meta = df.attrs.get("columns", {}) if meta is None else meta
     plain = bare(df)
-    changed = {}
-    for name, dtype in plain.dtypes.items():
-        series = None
-        if labels and (meta.get(name, {}).get("values") or meta.get(name, {}).get("missing_codes")):
-            series = _labelled(plain[name], meta[name])
-            dtype = series.dtype
-        if pd.api.types.is_object_dtype(dtype) or isinstance(dtype, pd.StringDtype):
-            text = (plain[name] if series is None else series).astype("string")
-            guarded = _guarded(text)
-            series = guarded if guarded is not text or series is not None else None
-        if series is not None:
-            changed[name] = series
-    if changed:
-        plain = plain.assign(**changed)
-    table = pa.Table.from_pandas(plain, preserve_index=False)
+    arrays = []
+    for name in plain.columns:
+        info = meta.get(name, {})
+        if labels and (info.get("values") or info.get("missing_codes")):
+            arrays.append(pa.array(_guarded(_labelled(plain[name], info)), from_pandas=True))
+        else:
+            arrays.append(_arrow(plain[name]))
+    table = pa.Table.from_arrays(arrays, names=[str(name) for name in plain.columns])
     buffer = io.BytesIO()
     pa_csv.write_csv(table, buffer, write_options=_OPTIONS)
     return buffer.getvalue().decode("utf-8")
