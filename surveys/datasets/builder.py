@@ -68,7 +68,7 @@ from surveys.datasets.tables import answers_frame, query_frame, with_ids
 from surveys.derived import number
 from surveys.models import Assignment, Item, Participant, Response, Study
 
-BATCH_PARTICIPANTS = 2000
+BATCH_PARTICIPANTS = 5000
 _PICK_IN_SQL = 5000  # Dataset.people(only=…): up to this many ids go into the query
 
 __all__ = [
@@ -296,7 +296,9 @@ class Dataset:
 
     def batch_frame(self, people: pd.DataFrame) -> pd.DataFrame:
         """The rows of these participants (rows of ``people()``), without ``attrs``."""
-        return _BatchBuilder(self, people).frame()
+        builder = _BatchBuilder(self, people)
+        builder.fetch()
+        return builder.frame()
 
     def empty_frame(self) -> pd.DataFrame:
         """The dataset with no rows: its columns, typed."""
@@ -316,9 +318,18 @@ class _BatchBuilder:
         self.plan = dataset.plan
         self.people = people.set_index("pk")
 
+    def fetch(self) -> None:
+        """Every query of the batch: its assignments, and each instrument's answers."""
+        self.rows = self._assignments()
+        self.answers = {}
+        if len(self.rows):
+            for instrument in self.plan.instruments:
+                self.answers[instrument.pk] = self._answers(instrument)
+
     def frame(self) -> pd.DataFrame:
+        """The batch's rows, from what ``fetch`` read (no query)."""
         dataset, plan = self.dataset, self.plan
-        rows = self._assignments()
+        rows = self.rows
         n = len(rows)
         self.n = n
         self.data: list[np.ndarray] = [
@@ -429,13 +440,15 @@ class _BatchBuilder:
                     else:
                         self.data[index][mask] = status_code[mask]
 
-    def _responses(self, instrument, rows: pd.DataFrame) -> None:
+    def _answers(self, instrument) -> pd.DataFrame | None:
+        """The batch's submitted answers to the instrument (None: no wave of the dataset
+        has it)."""
         plan = self.plan
         waves = [w for w, found in plan.wave_instruments.items() if instrument in found]
         if not waves:
-            return
+            return None
         variables = plan.variables[instrument.pk]
-        answers = answers_frame(
+        return answers_frame(
             with_ids(
                 Response.objects.filter(
                     assignment__wave_id__in=waves,
@@ -450,6 +463,12 @@ class _BatchBuilder:
             variables,
             text=plan.text_variables,
         )
+
+    def _responses(self, instrument, rows: pd.DataFrame) -> None:
+        plan = self.plan
+        answers = self.answers.get(instrument.pk)
+        if answers is None:
+            return
         row_of = pd.Index(rows["pk"]).get_indexer(answers["assignment_id"])
         answers = answers[row_of >= 0]
         row_of = row_of[row_of >= 0]
@@ -496,9 +515,13 @@ class _BatchBuilder:
                 else:
                     code = np.full(len(answers), float(codes.NOT_ANSWERED))
             if isinstance(target, list):  # a multiple choice: one 0/1 column per choice
-                chosen = [_choice_set(v) for v in raw.tolist()]
+                # each distinct answer read once (a few dozen combinations in thousands)
+                # (cells are JSON text, read from the database as text: hashable)
+                found, uniques = pd.factorize(raw.astype(object), use_na_sentinel=True)
+                chosen = [_choice_set(v) for v in uniques]
                 for index, choice in target:
-                    column = np.array([float(choice in c) if c else 0.0 for c in chosen])
+                    hit = np.array([float(choice in c) if c else 0.0 for c in chosen] + [0.0])
+                    column = hit[found]  # -1 (no answer): the 0.0 at the end
                     self._put(index, rows, np.where(blank, code, column) if blank.any() else column)
                 continue
             dtype = plan.columns[target].dtype

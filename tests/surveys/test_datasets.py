@@ -7,6 +7,7 @@ import pandas as pd
 import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
+from django.utils.crypto import salted_hmac
 from pandas.testing import assert_frame_equal
 
 from recovery.services import study_create_from_template
@@ -24,6 +25,8 @@ from surveys.datasets import (
     dataset_wide,
     pseudonymous_id,
 )
+from surveys.datasets.pid import date_offset
+from surveys.datasets.tables import with_ids
 from surveys.instruments import instrument_items_set, version_items_as_dicts
 from surveys.models import Assignment, DiaryEntry, Instrument, Participant, Response
 from surveys.services import recurring_assignments_extend
@@ -343,6 +346,32 @@ def test_pid_is_stable_within_a_study_and_differs_across_studies(cohort):
     assert mine in first
     assert pseudonymous_id(study_id=other.pk, participant_id=ana.pk) != mine
     assert ana.code not in mine and mine.startswith("P") and len(mine) == 17
+
+
+def test_pid_and_date_shift_are_the_documented_keyed_hashes(settings):
+    """The pid and the date shift are HMAC-SHA256 under a key derived from SECRET_KEY and the
+    study (``salted_hmac``): every export ever made has these values, so a faster way of
+    computing them must give the same ones, and a new secret key new ones."""
+    pid = pseudonymous_id(study_id=7, participant_id=1234)
+    digest = salted_hmac("surveys.datasets.pid:7", "1234", algorithm="sha256").hexdigest()
+    assert pid == "P" + digest[:16]
+    shift = salted_hmac("surveys.datasets.pid:shift:7", "1234", algorithm="sha256").hexdigest()
+    assert date_offset(study_id=7, participant_id=1234) == int(shift[:12], 16) % 365
+    settings.SECRET_KEY = "another-secret-key-" + "x" * 40
+    assert pseudonymous_id(study_id=7, participant_id=1234) != pid
+    assert pseudonymous_id(study_id=7, participant_id=1234) == (
+        "P" + salted_hmac("surveys.datasets.pid:7", "1234", algorithm="sha256").hexdigest()[:16]
+    )
+
+
+def test_with_ids_picks_the_same_rows_as_an_in_list(cohort):
+    ana, ben = cohort
+    everyone = Participant.objects.order_by("pk")
+    column = '"surveys_participant"."id"'
+    for ids in ([ana.pk], [ana.pk, ben.pk], [ben.pk, 10**12], []):
+        picked = list(with_ids(everyone, "pk", column, ids).values_list("pk", flat=True))
+        assert picked == list(everyone.filter(pk__in=ids).values_list("pk", flat=True))
+    assert list(with_ids(everyone, "pk", column, [ben.pk])) == [ben]
 
 
 def test_covariates_repeat_the_baseline_answer_on_every_row(cohort):
