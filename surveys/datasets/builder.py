@@ -251,7 +251,11 @@ class Dataset:
         only = None if only is None else set(only)
         # a long list of ids is picked out here rather than sent to the database
         few = only is not None and len(only) <= _PICK_IN_SQL
-        scope = self.scope.filter(pk__in=list(only)) if few else self.scope
+        scope = (
+            with_ids(self.scope, "pk", '"surveys_participant"."id"', list(only))
+            if few
+            else self.scope
+        )
         rows = [
             (
                 pk,
@@ -430,15 +434,15 @@ class _BatchBuilder:
         plan = self.plan
         status_code = rows["status"].map(codes.STATUS_CODES).to_numpy(dtype=float)
         for wave_id, instruments in plan.wave_instruments.items():
-            mask = (rows["wave"] == wave_id).to_numpy()
-            if not mask.any():
+            where = np.flatnonzero((rows["wave"] == wave_id).to_numpy())
+            if not len(where):
                 continue
+            numbers = status_code[where]
+            texts = np.array([str(int(c)) for c in numbers], dtype=object)
             for instrument in instruments:
                 for index in plan.instrument_columns[instrument.pk]:
-                    if plan.columns[index].dtype == STRING:
-                        self.data[index][mask] = [str(int(c)) for c in status_code[mask]]
-                    else:
-                        self.data[index][mask] = status_code[mask]
+                    text = plan.columns[index].dtype == STRING
+                    self.data[index][where] = texts if text else numbers
 
     def _answers(self, instrument) -> pd.DataFrame | None:
         """The batch's submitted answers to the instrument (None: no wave of the dataset
