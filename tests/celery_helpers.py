@@ -59,6 +59,20 @@ def worker_env(var_dir: Path, **overrides: str) -> dict[str, str]:
     }
 
 
+# Django's file-based mail backend ends every message with this line. It names its file by the
+# second and the backend object's id, and appends: two sends in one second by backends that got
+# the same id write one file with two messages, so messages are counted, not files.
+MESSAGE_END = "\n" + "-" * 79 + "\n"
+
+
+def outbox_messages(folder: Path) -> list[str]:
+    """Every e-mail the worker wrote to ``folder`` (the file-based backend), one string each."""
+    if not folder.exists():
+        return []
+    texts = (p.read_text() for p in sorted(folder.glob("*.log")))
+    return sorted(m for text in texts for m in text.split(MESSAGE_END) if m.strip())
+
+
 def worker_start(*, queues: str, env: dict[str, str]) -> subprocess.Popen:
     """A solo-pool worker consuming ``queues`` (comma-separated; the first names the node).
     Stop it with ``terminate()`` and read its log with ``communicate()``."""

@@ -23,7 +23,7 @@ from surveys.models import Assignment, Message
 from surveys.services import assignment_statuses_refresh
 from surveys.submission import response_submit
 from tests.api.test_responses_api import ANSWERS
-from tests.celery_helpers import ROOT, worker_env, worker_start
+from tests.celery_helpers import ROOT, outbox_messages, worker_env, worker_start
 from tests.slow_sms import sent
 
 REDIS_URL = os.environ.get("REDIS_URL", "")
@@ -39,10 +39,6 @@ def _wait_settled(message_ids, timeout=60):
             return
         clock.sleep(0.2)
     raise AssertionError("messages still sending")
-
-
-def _outbox(folder: Path) -> list[str]:
-    return sorted(p.read_text() for p in folder.glob("*.log")) if folder.exists() else []
 
 
 @pytest.mark.slow
@@ -92,7 +88,8 @@ def test_reminders_flow_through_a_real_worker_and_stop_at_completion(tmp_path, s
         _wait_settled([invitation.pk])
         invitation.refresh_from_db()
         assert invitation.status == Message.Status.SENT, invitation.reason
-        assert len(_outbox(outbox)) == 1 and "dana@example.org" in _outbox(outbox)[0]
+        (invitation_mail,) = outbox_messages(outbox)
+        assert "dana@example.org" in invitation_mail
 
         # An hour later, the reminder.
         Message.objects.filter(pk=reminder.pk).update(scheduled_at=timezone.now())
@@ -100,7 +97,7 @@ def test_reminders_flow_through_a_real_worker_and_stop_at_completion(tmp_path, s
         _wait_settled([reminder.pk])
         reminder.refresh_from_db()
         assert reminder.status == Message.Status.SENT
-        assert len(_outbox(outbox)) == 2
+        assert len(outbox_messages(outbox)) == 2
 
         # The participant answers; every other message of the survey is cancelled, none goes.
         month1.refresh_from_db()
@@ -118,7 +115,7 @@ def test_reminders_flow_through_a_real_worker_and_stop_at_completion(tmp_path, s
     finally:
         worker.terminate()
         output, _ = worker.communicate(timeout=30)
-    assert len(_outbox(outbox)) == 2, output
+    assert len(outbox_messages(outbox)) == 2, output
     assert set(Message.objects.filter(assignment=month1).values_list("status", "reason")) == {
         ("sent", ""),
         ("cancelled", "completed"),

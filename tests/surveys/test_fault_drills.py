@@ -21,7 +21,7 @@ from surveys.models import Message, Response, SafetyAlert
 from surveys.safety import safety_alert_email_send, safety_alerts_sweep
 from surveys.services import assignment_statuses_refresh
 from tests.api.test_responses_api import ANSWERS
-from tests.celery_helpers import worker_env, worker_start
+from tests.celery_helpers import outbox_messages, worker_env, worker_start
 from tests.surveys.test_participant_survey import api, month1, participant, signed_in  # noqa: F401
 
 REDIS_URL = os.environ.get("REDIS_URL", "")
@@ -174,7 +174,7 @@ def test_redis_down_reminders_wait_and_each_goes_once_when_it_is_back(
     finally:
         worker.terminate()
         output, _ = worker.communicate(timeout=30)
-    sent = sorted(p.read_text() for p in outbox.glob("*.log"))
+    sent = outbox_messages(outbox)
     assert len(sent) == 5, output
     for n in range(5):
         assert sum(f"p{n}@example.org" in text for text in sent) == 1, output
