@@ -69,7 +69,6 @@ from surveys.derived import number
 from surveys.models import Assignment, Item, Participant, Response, Study
 
 BATCH_PARTICIPANTS = 5000
-_PICK_IN_SQL = 5000  # Dataset.people(only=…): up to this many ids go into the query
 
 __all__ = [
     "BASELINE_SUFFIX",
@@ -248,14 +247,7 @@ class Dataset:
         order: pk, pid, site, enrolment day, time zone, and the date shift (days) of a
         date-shifted export."""
         study = self.study
-        only = None if only is None else set(only)
-        # a long list of ids is picked out here rather than sent to the database
-        few = only is not None and len(only) <= _PICK_IN_SQL
-        scope = (
-            with_ids(self.scope, "pk", '"surveys_participant"."id"', list(only))
-            if few
-            else self.scope
-        )
+        scope = self.scope if only is None else with_ids(self.scope, "pk", list(only))
         rows = [
             (
                 pk,
@@ -272,8 +264,6 @@ class Dataset:
         people = pd.DataFrame(
             rows, columns=["pk", "pid", "site", "enrolled_on", "timezone", "offset"]
         )
-        if only is not None and not few:
-            people = people[people["pk"].isin(list(only))].copy()
         people["enrolled_on"] = pd.to_datetime(people["enrolled_on"])
         return people.sort_values("pid", kind="stable").reset_index(drop=True)
 
@@ -300,9 +290,7 @@ class Dataset:
 
     def batch_frame(self, people: pd.DataFrame) -> pd.DataFrame:
         """The rows of these participants (rows of ``people()``), without ``attrs``."""
-        builder = _BatchBuilder(self, people)
-        builder.fetch()
-        return builder.frame()
+        return _BatchBuilder(self, people).frame()
 
     def empty_frame(self) -> pd.DataFrame:
         """The dataset with no rows: its columns, typed."""
@@ -322,18 +310,10 @@ class _BatchBuilder:
         self.plan = dataset.plan
         self.people = people.set_index("pk")
 
-    def fetch(self) -> None:
-        """Every query of the batch: its assignments, and each instrument's answers."""
-        self.rows = self._assignments()
-        self.answers = {}
-        if len(self.rows):
-            for instrument in self.plan.instruments:
-                self.answers[instrument.pk] = self._answers(instrument)
-
     def frame(self) -> pd.DataFrame:
-        """The batch's rows, from what ``fetch`` read (no query)."""
+        """The batch's rows: its assignments read, then each instrument's answers."""
         dataset, plan = self.dataset, self.plan
-        rows = self.rows
+        rows = self._assignments()
         n = len(rows)
         self.n = n
         self.data: list[np.ndarray] = [
@@ -364,7 +344,6 @@ class _BatchBuilder:
         queryset = with_ids(
             Assignment.objects.filter(wave_id__in=dataset.fetched_waves),
             "participant_id",
-            '"surveys_assignment"."participant_id"',
             list(self.people.index),
         ).values_list(
             "pk",
@@ -460,7 +439,6 @@ class _BatchBuilder:
                     status=Response.Status.SUBMITTED,
                 ),
                 "assignment__participant_id",
-                '"surveys_assignment"."participant_id"',
                 list(self.people.index),
             ).order_by("pk"),
             ["assignment_id", "instrument_version_id"],
@@ -470,7 +448,7 @@ class _BatchBuilder:
 
     def _responses(self, instrument, rows: pd.DataFrame) -> None:
         plan = self.plan
-        answers = self.answers.get(instrument.pk)
+        answers = self._answers(instrument)
         if answers is None:
             return
         row_of = pd.Index(rows["pk"]).get_indexer(answers["assignment_id"])

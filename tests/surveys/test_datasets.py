@@ -367,11 +367,16 @@ def test_pid_and_date_shift_are_the_documented_keyed_hashes(settings):
 def test_with_ids_picks_the_same_rows_as_an_in_list(cohort):
     ana, ben = cohort
     everyone = Participant.objects.order_by("pk")
-    column = '"surveys_participant"."id"'
     for ids in ([ana.pk], [ana.pk, ben.pk], [ben.pk, 10**12], []):
-        picked = list(with_ids(everyone, "pk", column, ids).values_list("pk", flat=True))
+        picked = list(with_ids(everyone, "pk", ids).values_list("pk", flat=True))
         assert picked == list(everyone.filter(pk__in=ids).values_list("pk", flat=True))
-    assert list(with_ids(everyone, "pk", column, [ben.pk])) == [ben]
+    assert list(with_ids(everyone, "pk", [ben.pk])) == [ben]
+    # through a join, as the builder asks for a batch's answers
+    answers = Response.objects.order_by("pk")
+    for ids in ([ana.pk], [ana.pk, ben.pk], [ben.pk, 10**12]):
+        picked = with_ids(answers, "assignment__participant_id", ids)
+        expected = answers.filter(assignment__participant_id__in=ids)
+        assert list(picked) == list(expected) and picked.exists()
 
 
 def test_covariates_repeat_the_baseline_answer_on_every_row(cohort):

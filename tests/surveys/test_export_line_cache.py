@@ -314,21 +314,6 @@ def test_plans_no_export_used_for_two_weeks_go_with_their_lines(cohort):  # noqa
     assert DatasetLine.objects.count() == 4
 
 
-def test_many_changed_participants_are_picked_out_without_a_long_id_list(
-    cohort,  # noqa: F811
-    built_afresh,
-    monkeypatch,
-):
-    from surveys.datasets import builder
-
-    monkeypatch.setattr(builder, "_PICK_IN_SQL", 0)  # as if thousands had changed
-    ana, ben = cohort
-    export_text(ana.study, shape="long")
-    _edit_answer(ana, ben)
-    assert export_text(ana.study, shape="long") == built_afresh(ana.study, shape="long")
-    assert stale(ana.study, shape="long") == set()
-
-
 def test_an_answer_retyped_from_whole_to_decimal_is_noticed(cohort, built_afresh):  # noqa: F811
     # 3 and 3.0 are equal numbers (jsonb hashes them alike) but not the same stored answer: a
     # bulk update that leaves updated_at must still have the line written again.
