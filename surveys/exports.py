@@ -769,10 +769,32 @@ def export_job_run(*, job_id: int) -> DatasetExportJob | None:
         job.refresh_from_db()
         return job
     finished = timezone.now()
-    job.status, job.progress, job.size, job.rows = JobStatus.DONE, 100, size, export.rows
-    job.finished_at = finished
-    job.expires_at = finished + timedelta(hours=settings.EXPORT_DOWNLOAD_HOURS)
-    job.save(update_fields=["status", "progress", "size", "rows", "finished_at", "expires_at"])
+    with transaction.atomic():  # the row locked: an erasure marks it before, or sees it done
+        erased = (
+            DatasetExportJob.objects.select_for_update()
+            .values_list("erased_meanwhile", flat=True)
+            .get(pk=job.pk)
+        )
+        if erased:  # someone in it had data erased while it ran: the file is not kept
+            DatasetExportJob.objects.filter(pk=job.pk).update(
+                status=JobStatus.EXPIRED,
+                progress=100,
+                rows=export.rows,
+                path="",
+                message=ERASED_EXPORT_MESSAGE,
+                finished_at=finished,
+            )
+            file = _stored_file(job)
+            if file is not None:
+                transaction.on_commit(lambda: file.unlink(missing_ok=True))
+        else:
+            job.status, job.progress, job.size, job.rows = JobStatus.DONE, 100, size, export.rows
+            job.finished_at = finished
+            job.expires_at = finished + timedelta(hours=settings.EXPORT_DOWNLOAD_HOURS)
+            job.save(
+                update_fields=["status", "progress", "size", "rows", "finished_at", "expires_at"]
+            )
+    job.refresh_from_db()
     return job
 
 
@@ -864,22 +886,35 @@ ERASED_EXPORT_MESSAGE = (
 def export_files_erased_for(participant: Participant) -> int:
     """Delete the files of the study's finished background exports that may hold the
     participant's data (any made so far whose sites include theirs), when their answers or
-    identifiers are erased at their request; their makers are told why. A file already
-    downloaded is out of reach (README). Returns how many files were deleted."""
+    identifiers are erased at their request; their makers are told why. A job still running
+    may have read their rows already: it is marked, and keeps no file when it ends
+    (``export_job_run``). A file already downloaded is out of reach (README). Returns how many
+    files were deleted.
+
+    The jobs' rows are locked first (a job ending waits, or is waited for): a job either ends
+    before this and its file is deleted here, or ends after and finds the mark."""
     site = participant.site.code
     deleted = 0
-    for job in DatasetExportJob.objects.filter(
-        study_id=participant.study_id, status=JobStatus.DONE
-    ).exclude(path=""):
+    jobs = (
+        DatasetExportJob.objects.select_for_update()
+        .filter(study_id=participant.study_id, status__in=(JobStatus.RUNNING, JobStatus.DONE))
+        .order_by("pk")
+    )
+    for job in jobs:
         held = (job.spec or {}).get("sites") or job.scope_sites  # asked for, or all seen
         if held and site not in held:
             continue
-        if DatasetExportJob.objects.filter(pk=job.pk, status=JobStatus.DONE).update(
+        if job.status == JobStatus.RUNNING:
+            DatasetExportJob.objects.filter(pk=job.pk).update(erased_meanwhile=True)
+            continue
+        if not job.path:
+            continue
+        DatasetExportJob.objects.filter(pk=job.pk).update(
             status=JobStatus.EXPIRED, path="", message=ERASED_EXPORT_MESSAGE
-        ):
-            deleted += 1
-            # once the erasure is committed (a rolled-back one leaves the file as it was)
-            transaction.on_commit(lambda job=job: _remove_file(job))
+        )
+        deleted += 1
+        # once the erasure is committed (a rolled-back one leaves the file as it was)
+        transaction.on_commit(lambda job=job: _remove_file(job))
     return deleted
 
 

@@ -1020,6 +1020,9 @@ class DatasetExportJob(models.Model):
     # The site codes the creator could see when the file was made: the file holds those
     # sites' rows, so it is refused once the creator may no longer see all of them.
     scope_sites = models.JSONField(default=list, blank=True)
+    # A participant whose rows the job may hold had data erased while it ran
+    # (``exports.export_files_erased_for``): the job does not keep its file.
+    erased_meanwhile = models.BooleanField(default=False, editable=False)
 
     class Meta:
         ordering = ("-created_at", "-id")

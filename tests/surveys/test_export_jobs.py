@@ -626,3 +626,155 @@ def test_an_erasure_deletes_waiting_files_that_hold_the_participant(
     assert gone.status_code == 410 and "asked for their data to be erased" in gone.text
     assert client.get(download_url(only_ldn)).status_code == 200
     assert not AuditEvent.objects.filter(action="export_download", details__job=job.pk).exists()
+
+
+@pytest.mark.parametrize("erase", ["answers", "identifiers"])
+def test_an_erasure_while_a_job_runs_leaves_it_no_file(
+    client, study, people, researcher, sent, erase, monkeypatch, django_capture_on_commit_callbacks
+):
+    """The job has read the participant's rows when their data is erased (here: just as it
+    starts writing its file): it ends without a file, and its maker reads why, on the job's
+    page and at the download. A running job of another site's rows only keeps its file."""
+    from surveys.consent import participant_answers_erase, participant_identifiers_erase
+    from surveys.services import participant_status_change
+
+    nyc, _ = people
+    participant_status_change(participant=nyc, status="withdrawn", reason="asked to leave")
+    eraser = participant_answers_erase if erase == "answers" else participant_identifiers_erase
+    write = exports._write_private
+    written = []
+
+    def erased_while_writing(path, chunks):
+        if not written:  # once, while the first job writes
+            eraser(participant=nyc)
+        written.append(path)
+        return write(path, chunks)
+
+    monkeypatch.setattr(exports, "_write_private", erased_while_writing)
+    job = export_job_start(user=researcher, study=study, spec=ExportSpec())
+    with django_capture_on_commit_callbacks(execute=True):
+        export_job_run(job_id=job.pk)
+    job.refresh_from_db()
+    assert job.status == Status.EXPIRED and job.path == "" and job.erased_meanwhile
+    assert job.message == exports.ERASED_EXPORT_MESSAGE
+    assert not written[0].exists()  # written in full, then deleted
+    assert list(Path(exports.export_root()).iterdir()) == []
+
+    # Another site's rows only: the erasure does not touch it.
+    monkeypatch.setattr(exports, "_write_private", write)
+    only_ldn = export_job_start(user=researcher, study=study, spec=ExportSpec(sites=("LDN",)))
+    export_job_run(job_id=only_ldn.pk)
+    only_ldn.refresh_from_db()
+    assert only_ldn.status == Status.DONE and stored(only_ldn).exists()
+
+    client.force_login(researcher)
+    page = client.get(job_page(job)).text
+    assert "asked for their data to be erased" in page and "Download" not in page
+    gone = client.get(download_url(job))
+    assert gone.status_code == 410 and "asked for their data to be erased" in gone.text
+    assert client.get(download_url(only_ldn)).status_code == 200
+
+
+def test_an_erasure_marks_only_running_jobs_that_may_hold_the_participant(
+    study, people, researcher, pi, staff_user, sent
+):
+    """Queued jobs read the data after the erasure and keep their file; a running job of
+    the participant's site is marked; one of another site is not."""
+    from surveys.consent import participant_answers_erase
+    from surveys.services import participant_status_change
+
+    nyc, _ = people
+    everyone = export_job_start(user=researcher, study=study, spec=ExportSpec())
+    ldn = export_job_start(user=pi, study=study, spec=ExportSpec(sites=("LDN",)))
+    DatasetExportJob.objects.filter(pk__in=(everyone.pk, ldn.pk)).update(status=Status.RUNNING)
+    another = staff_user(study=study, role="researcher", username="another-researcher")
+    queued = export_job_start(user=another, study=study, spec=ExportSpec(shape="wide"))
+    participant_status_change(participant=nyc, status="withdrawn", reason="asked to leave")
+    participant_answers_erase(participant=nyc)
+    marked = dict(DatasetExportJob.objects.values_list("pk", "erased_meanwhile"))
+    assert marked == {everyone.pk: True, ldn.pk: False, queued.pk: False}
+
+
+needs_postgresql = pytest.mark.skipif(
+    "postgresql" not in __import__("django.db").db.connection.vendor,
+    reason="row locks between two connections: PostgreSQL",
+)
+
+
+def _committed_later(other, seconds: float = 1.0):
+    import threading
+
+    timer = threading.Timer(seconds, other.commit)
+    timer.start()
+    return timer
+
+
+@needs_postgresql
+@pytest.mark.django_db(transaction=True)
+def test_a_job_ending_while_an_erasure_commits_finds_the_mark(
+    study, people, researcher, sent, monkeypatch
+):
+    """The job has written its file when another process's erasure marks it, and commits a
+    moment later: the job, ending, waits for it, sees the mark and keeps no file."""
+    from tests.surveys.test_export_line_cache import another_process
+
+    job = export_job_start(user=researcher, study=study, spec=ExportSpec())
+    other = another_process()
+    write = exports._write_private
+    timers = []
+
+    def marked_once_written(path, chunks):
+        size = write(path, chunks)
+        with other.cursor() as cursor:
+            cursor.execute(
+                "UPDATE surveys_datasetexportjob SET erased_meanwhile = true WHERE id = %s",
+                [job.pk],
+            )
+        timers.append(_committed_later(other))
+        return size
+
+    monkeypatch.setattr(exports, "_write_private", marked_once_written)
+    try:
+        export_job_run(job_id=job.pk)
+    finally:
+        for timer in timers:
+            timer.join()
+        other.close()
+    assert timers  # the job did write
+    job.refresh_from_db()
+    assert job.status == Status.EXPIRED and job.path == ""
+    assert job.message == exports.ERASED_EXPORT_MESSAGE
+    assert list(Path(exports.export_root()).iterdir()) == []
+
+
+@needs_postgresql
+@pytest.mark.django_db(transaction=True)
+def test_an_erasure_while_a_job_commits_its_end_deletes_the_file(study, people, researcher, sent):
+    """The job has written its file and is committing "done" in another process when the
+    participant's answers are erased: the erasure waits for the job's row, sees it done and
+    deletes the file."""
+    from surveys.consent import participant_answers_erase
+    from surveys.services import participant_status_change
+    from tests.surveys.test_export_line_cache import another_process
+
+    nyc, _ = people
+    job = export_job_start(user=researcher, study=study, spec=ExportSpec())
+    export_job_run(job_id=job.pk)
+    job.refresh_from_db()
+    path = stored(job)
+    DatasetExportJob.objects.filter(pk=job.pk).update(status=Status.RUNNING)  # its last moment
+    participant_status_change(participant=nyc, status="withdrawn", reason="asked to leave")
+    other = another_process()
+    with other.cursor() as cursor:
+        cursor.execute(
+            "UPDATE surveys_datasetexportjob SET status = 'done' WHERE id = %s", [job.pk]
+        )
+    timer = _committed_later(other)
+    try:
+        participant_answers_erase(participant=nyc)
+    finally:
+        timer.join()
+        other.close()
+    job.refresh_from_db()
+    assert job.status == Status.EXPIRED and job.path == "" and not path.exists()
+    assert job.message == exports.ERASED_EXPORT_MESSAGE
