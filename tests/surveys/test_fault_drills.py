@@ -4,6 +4,7 @@ really refused — while a participant submits a survey with an answer that rais
 alert, and while dispatch cycles run; then Redis comes back and a real worker sends what
 waited (a worker killed during a send: tests/test_reminders_worker.py)."""
 
+import io
 import os
 import time as clock
 import uuid
@@ -179,3 +180,35 @@ def test_redis_down_reminders_wait_and_each_goes_once_when_it_is_back(
     for n in range(5):
         assert sum(f"p{n}@example.org" in text for text in sent) == 1, output
     assert set(rows.values_list("status", flat=True)) == {"sent"}
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_dispatch_command_says_what_it_could_not_queue_and_exits_1(
+    site_a, enrol, redis_down, caplog
+):
+    """Whoever runs ``manage.py dispatch_reminders`` during an outage reads how many claimed
+    messages wait for the broker, and a script sees the exit status."""
+    from django.core.management import CommandError, call_command
+
+    now = timezone.now()
+    person = enrol(
+        site=site_a,
+        code="NYC-0200",
+        enrolled_on=timezone.localdate() - timedelta(days=30),
+        timezone="America/New_York",
+        contact={"email": "p200@example.org"},
+        now=now - timedelta(days=30),
+    )
+    assignment_statuses_refresh()
+    Message.objects.update(scheduled_at=now + timedelta(days=300))
+    first = Message.objects.filter(
+        assignment__participant=person, assignment__wave__slug="m1"
+    ).earliest("sequence")
+    Message.objects.filter(pk=first.pk).update(scheduled_at=now - timedelta(minutes=1))
+    out = io.StringIO()
+    with pytest.raises(CommandError, match=r"1 claimed message\(s\) could not be queued"):
+        call_command("dispatch_reminders", stdout=out)
+    assert "claimed 1 in 1 batch(es)" in out.getvalue()
+    assert "not queued 1" in out.getvalue()
+    first.refresh_from_db()
+    assert first.status == "sending" and first.send_started_at is None

@@ -1,8 +1,8 @@
 """One reminder dispatch cycle: the same service the beat entry runs every minute."""
 
-from django.core.management.base import BaseCommand
+from django.core.management.base import BaseCommand, CommandError
 
-from surveys.dispatch import reminders_dispatch, reminders_dry_run
+from surveys.dispatch import STALE_AFTER, reminders_dispatch, reminders_dry_run
 
 
 class Command(BaseCommand):
@@ -29,5 +29,13 @@ class Command(BaseCommand):
         result = reminders_dispatch()
         self.stdout.write(
             f"claimed {result.claimed} in {result.batches} batch(es); cancelled "
-            f"{result.cancelled}; requeued {result.requeued}; to review {result.to_review}"
+            f"{result.cancelled}; requeued {result.requeued}; to review {result.to_review}; "
+            f"not queued {result.not_queued}"
         )
+        if result.not_queued:  # exit status 1, for whoever runs it from a script or cron
+            raise CommandError(
+                f"{result.not_queued} claimed message(s) could not be queued: the broker is "
+                "unreachable. None was sent; the sweep queues them again "
+                f"{STALE_AFTER.total_seconds() / 60:.0f} minutes after their claim, once the "
+                "broker is back."
+            )
