@@ -14,6 +14,7 @@ class RecoveryConfig(AppConfig):
     verbose_name = "Recovery research"
 
     def ready(self) -> None:
+        from recovery import checks  # noqa: F401  (registers the system checks)
         from recovery.diary import register_diary_choices
         from recovery.measures import register_measures
         from recovery.retention import register_retention_subgroups

@@ -102,3 +102,42 @@ def test_personal_link_tokens_never_reach_the_log(client, db, caplog):
     # the participant pages' own paths stay readable
     for path in ("/p/", "/p/new-link", "/p/s/12/followup/", "/p/consent/copy", "/p/diary/3/delete"):
         assert redact(f"Not Found: {path}") == f"Not Found: {path}"
+
+
+def test_a_visibility_timeout_shorter_than_a_task_may_run_fails_the_check(tmp_path):
+    """On Redis, a task whose worker died is handed out again after the visibility timeout:
+    set below the hard time limit, a slow task would run twice at once, so `manage.py check`
+    (which every deploy runs) refuses it."""
+    env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL")}
+    env.update(
+        DJANGO_SETTINGS_MODULE="recovery.settings.local",
+        VAR_DIR=str(tmp_path),
+        DJANGO_READ_DOT_ENV_FILE="false",
+        REDIS_URL="redis://cache.internal:6379/0",
+    )
+
+    def check(**extra):
+        return subprocess.run(
+            [sys.executable, "manage.py", "check"],
+            cwd=ROOT,
+            env={**env, **extra},
+            capture_output=True,
+            text=True,
+        )
+
+    assert check().returncode == 0  # the default, 3600 seconds
+    short = check(CELERY_VISIBILITY_TIMEOUT="120")
+    assert short.returncode == 1
+    assert "recovery.E001" in short.stderr and "CELERY_VISIBILITY_TIMEOUT is 120" in short.stderr
+    # above the hard time limit (300) but below the longest reminder retry wait (8 minutes)
+    assert check(CELERY_VISIBILITY_TIMEOUT="400").returncode == 1
+    assert check(CELERY_VISIBILITY_TIMEOUT="600").returncode == 0
+
+
+def test_without_redis_there_is_no_visibility_timeout_to_check(settings):
+    from recovery.checks import visibility_timeout_check
+
+    settings.CELERY_BROKER_TRANSPORT_OPTIONS = {"data_folder_in": "var/broker/queue"}
+    assert visibility_timeout_check() == []
+    settings.CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 60}
+    assert [e.id for e in visibility_timeout_check()] == ["recovery.E001"]
