@@ -16,13 +16,21 @@ OPTED_OUT_REASON = "opted out (STOP)"
 
 
 def _participants_with_phone(phone: str):
+    """Everyone enrolled with this number, their rows locked in pk order (as every other
+    path that locks several participants does: no deadlock between them)."""
     lookup = contact_lookup("phone", phone)
     if not lookup:
         # An unusable number has digest "", which is also every contact row without a phone.
         return Participant.objects.none()
-    return Participant.objects.filter(
-        pk__in=ParticipantContact.objects.filter(phone_lookup=lookup).values("participant_id")
+    pks = list(
+        Participant.objects.select_for_update(no_key=True)
+        .filter(
+            pk__in=ParticipantContact.objects.filter(phone_lookup=lookup).values("participant_id")
+        )
+        .order_by("pk")
+        .values_list("pk", flat=True)
     )
+    return Participant.objects.filter(pk__in=pks)
 
 
 @transaction.atomic

@@ -465,3 +465,23 @@ def test_the_webhook_logs_neither_the_number_nor_the_text(client, hook_settings,
     assert "opted out" in logged
     for secret in (PHONE, PHONE[2:], "0104477", "0107777", "Stop it"):
         assert secret not in logged
+
+
+@pytest.mark.skipif(
+    "postgresql" not in __import__("django.db").db.connection.vendor,
+    reason="row locks: PostgreSQL",
+)
+def test_an_opt_out_locks_everyone_with_the_number_in_pk_order_first(people, site_a, enrol):
+    """A shared number: the participants' rows are locked in pk order before any is changed,
+    the order every other path that locks several participants keeps (no deadlock)."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    enrol(site=site_a, code="NYC-0004", contact={"phone": "555-010-4477"})
+    with CaptureQueriesContext(connection) as queries:
+        assert sms_opt_out(phone=PHONE, now=timezone.now()) == 2
+    statements = [q["sql"] for q in queries.captured_queries]
+    lock = next(n for n, sql in enumerate(statements) if "FOR NO KEY UPDATE" in sql)
+    change = next(n for n, sql in enumerate(statements) if sql.startswith("UPDATE"))
+    assert lock < change
+    assert statements[lock].endswith("ORDER BY 1 ASC FOR NO KEY UPDATE")  # 1: the pk
