@@ -885,7 +885,8 @@ ERASED_EXPORT_MESSAGE = (
 
 def export_files_erased_for(participant: Participant) -> int:
     """Delete the files of the study's finished background exports that may hold the
-    participant's data (any made so far whose sites include theirs), when their answers or
+    participant's data (any made so far whose sites include theirs, now or before a move),
+    when their answers or
     identifiers are erased at their request; their makers are told why. A job still running
     may have read their rows already: it is marked, and keeps no file when it ends
     (``export_job_run``). A file already downloaded is out of reach (README). Returns how many
@@ -893,16 +894,21 @@ def export_files_erased_for(participant: Participant) -> int:
 
     The jobs' rows are locked first (a job ending waits, or is waited for): a job either ends
     before this and its file is deleted here, or ends after and finds the mark."""
-    site = participant.site.code
+    sites = {participant.site.code, *participant.former_sites}  # where they are, and were
     deleted = 0
+    # Queued jobs are locked too: one claimed while this erasure commits waits for it, and
+    # reads what is left after it.
     jobs = (
         DatasetExportJob.objects.select_for_update()
-        .filter(study_id=participant.study_id, status__in=(JobStatus.RUNNING, JobStatus.DONE))
+        .filter(
+            study_id=participant.study_id,
+            status__in=(JobStatus.QUEUED, JobStatus.RUNNING, JobStatus.DONE),
+        )
         .order_by("pk")
     )
     for job in jobs:
         held = (job.spec or {}).get("sites") or job.scope_sites  # asked for, or all seen
-        if held and site not in held:
+        if job.status == JobStatus.QUEUED or (held and not sites & set(held)):
             continue
         if job.status == JobStatus.RUNNING:
             DatasetExportJob.objects.filter(pk=job.pk).update(erased_meanwhile=True)

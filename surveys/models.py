@@ -122,6 +122,9 @@ class Participant(models.Model):
 
     study = models.ForeignKey(Study, on_delete=models.PROTECT, related_name="participants")
     site = models.ForeignKey(Site, on_delete=models.PROTECT, related_name="participants")
+    # The codes of the sites the participant was moved from: files exported while they were
+    # there hold their rows (an erasure deletes those too).
+    former_sites = models.JSONField(default=list, blank=True, editable=False)
     code = models.CharField(
         "study ID", max_length=32, help_text="Pseudonymous ID, never a name or contact detail."
     )

@@ -360,6 +360,15 @@ NOT_FOLLOWED = (
 UNANSWERED = (Assignment.Status.SCHEDULED, Assignment.Status.OPEN, Assignment.Status.IN_PROGRESS)
 
 
+def participant_site_moved_from(*, participant: Participant, site_id: int) -> None:
+    """Remember the site a participant is being moved away from (``former_sites``, by code;
+    saved with the participant): exports made while they were there hold their rows, and an
+    erasure must find those files too."""
+    code = Site.objects.filter(pk=site_id).values_list("code", flat=True).first()
+    if code and code not in participant.former_sites and code != participant.site.code:
+        participant.former_sites = [*participant.former_sites, code]
+
+
 @transaction.atomic
 def participant_status_change(
     *,

@@ -476,6 +476,8 @@ class ParticipantAdmin(admin.ModelAdmin):
                 participant=obj, consent=form.consent, enrolled_by=request.user
             )
             return
+        if "site" in form.changed_data and form.initial.get("site"):
+            services.participant_site_moved_from(participant=obj, site_id=form.initial["site"])
         new_status = obj.status
         if "status" in form.changed_data:
             # The status moves through its service (history, cancelled assignments); the

@@ -778,3 +778,114 @@ def test_an_erasure_while_a_job_commits_its_end_deletes_the_file(study, people, 
     job.refresh_from_db()
     assert job.status == Status.EXPIRED and job.path == "" and not path.exists()
     assert job.message == exports.ERASED_EXPORT_MESSAGE
+
+
+def _participant_form(participant, **changes) -> dict:
+    """The participant page's form as the admin sends it, with ``changes``."""
+    form = {
+        "site": participant.site_id,
+        "code": participant.code,
+        "status": participant.status,
+        "language": participant.language,
+        "preferred_channel": participant.preferred_channel,
+        "contact-TOTAL_FORMS": "1",
+        "contact-INITIAL_FORMS": "0",
+        "contact-MIN_NUM_FORMS": "0",
+        "contact-MAX_NUM_FORMS": "1",
+    }
+    for inline in ("assignments", "status_changes", "links", "contact_attempts", "consents"):
+        form |= {
+            f"{inline}-TOTAL_FORMS": "0",
+            f"{inline}-INITIAL_FORMS": str(getattr(participant, inline).count()),
+            f"{inline}-MIN_NUM_FORMS": "0",
+            f"{inline}-MAX_NUM_FORMS": "1000",
+        }
+    return {**form, **changes}
+
+
+def test_an_erasure_deletes_files_of_the_site_a_participant_was_moved_from(
+    client, study, people, researcher, pi, site_b, sent, django_capture_on_commit_callbacks
+):
+    """NYC's file holds NYC-0001's rows; then a PI moves them to London, and they withdraw and
+    have their answers erased: NYC's file goes too."""
+    from surveys.consent import participant_answers_erase
+    from surveys.services import participant_status_change
+
+    nyc, _ = people
+    nyc_file = export_job_start(user=researcher, study=study, spec=ExportSpec(sites=("NYC",)))
+    export_job_run(job_id=nyc_file.pk)
+    nyc_file.refresh_from_db()
+    path = stored(nyc_file)
+    assert path.exists()
+
+    client.force_login(pi)
+    url = reverse("admin:surveys_participant_change", args=[nyc.pk])
+    moved = client.post(url, _participant_form(nyc, site=site_b.pk))
+    assert moved.status_code == 302, moved.text[:2000]
+    nyc.refresh_from_db()
+    assert (nyc.site_id, nyc.former_sites) == (site_b.pk, ["NYC"])
+
+    participant_status_change(participant=nyc, status="withdrawn", reason="asked to leave")
+    with django_capture_on_commit_callbacks(execute=True):
+        assert participant_answers_erase(participant=nyc)["export_files"] == 1
+    nyc_file.refresh_from_db()
+    assert nyc_file.status == Status.EXPIRED and not path.exists()
+
+
+@needs_postgresql
+@pytest.mark.django_db(transaction=True)
+def test_a_job_claimed_while_an_erasure_commits_reads_what_the_erasure_left(
+    study, people, researcher, pi, sent, settings
+):
+    """The worker claims a queued job while an erasure is still uncommitted: the claim waits
+    for it, and the file is the one an export started after the erasure makes. (Every line
+    built afresh: kept lines have a check of their own, under the participant's row lock.)"""
+    import threading
+
+    from django.db import connection, transaction
+
+    from surveys.consent import participant_answers_erase
+    from surveys.services import assignment_statuses_refresh, participant_status_change
+    from surveys.submission import response_submit
+    from tests.api.test_responses_api import ANSWERS
+
+    settings.EXPORT_LINE_CACHE = False
+    nyc, _ = people
+    assignment_statuses_refresh()
+    month1 = nyc.assignments.get(wave__slug="m1")
+    response_submit(
+        assignment=month1,
+        instrument=month1.wave.instruments.get(),
+        answers=ANSWERS,
+        client_id=uuid.uuid4(),
+    )
+    before = export_job_start(user=pi, study=study, spec=ExportSpec())
+    export_job_run(job_id=before.pk)
+    before.refresh_from_db()
+    before_erasure = stored(before).read_bytes()  # (the erasure deletes this file)
+    participant_status_change(participant=nyc, status="withdrawn", reason="asked to leave")
+    racing = export_job_start(user=researcher, study=study, spec=ExportSpec())
+    erased, release = threading.Event(), threading.Event()
+
+    def erase_and_hold():
+        try:
+            with transaction.atomic():
+                participant_answers_erase(participant=nyc)
+                erased.set()
+                release.wait(10)
+        finally:
+            connection.close()
+
+    eraser = threading.Thread(target=erase_and_hold)
+    eraser.start()
+    assert erased.wait(10)
+    threading.Timer(1.0, release.set).start()
+    export_job_run(job_id=racing.pk)  # its claim waits for the erasure's commit
+    eraser.join(10)
+    racing.refresh_from_db()
+    after = export_job_start(user=pi, study=study, spec=ExportSpec())
+    export_job_run(job_id=after.pk)
+    after.refresh_from_db()
+    assert racing.status == after.status == Status.DONE
+    assert stored(racing).read_bytes() == stored(after).read_bytes()
+    assert before_erasure != stored(after).read_bytes()  # the answers went
