@@ -708,6 +708,10 @@ class Message(models.Model):
         ReminderRule, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
     scheduled_at = models.DateTimeField()
+    # Which message of which rule this is ("<rule id>:<n>", n counting the rule's messages
+    # from 0; several, comma-separated, when rules met on one minute): a message that went
+    # is never planned again, whenever an edit or "send now" moved it (surveys.reminders).
+    plan_key = models.CharField(max_length=200, blank=True, editable=False)
     status = models.CharField(max_length=12, choices=Status.choices, default=Status.QUEUED)
     reason = models.CharField(max_length=200, blank=True)
     provider_id = models.CharField(max_length=100, blank=True)

@@ -82,6 +82,8 @@ class Planned:
     scheduled_at: datetime
     rule: ReminderRule | None
     deferred: bool  # moved by quiet hours
+    # "<rule id>:<n>" of every rule message that landed on this minute (Message.plan_key)
+    keys: tuple[str, ...] = ()
 
 
 def rules_for(wave: Wave, rules: list[ReminderRule]) -> list[ReminderRule]:
@@ -135,18 +137,19 @@ def plan_times(
     """Every message of one assignment in time order, numbered from 0 (the invitation when
     there is one), each inside the window and outside quiet hours. Two rules landing on the
     same minute give one message."""
-    moments: dict[datetime, tuple[ReminderRule, bool]] = {}
+    moments: dict[datetime, tuple[ReminderRule, bool, list[str]]] = {}
     for rule in rules_for(assignment.wave, rules):
-        for raw in _rule_times(rule, assignment, zone):
+        for n, raw in enumerate(_rule_times(rule, assignment, zone)):
             moved = quiet_hours_apply(raw, zone, study.quiet_hours_start, study.quiet_hours_end)
             if moved < assignment.opens_at or moved >= assignment.closes_at:
                 continue  # outside the window (a study default's exact date, say)
-            key = moved.replace(second=0, microsecond=0)
-            if key not in moments:
-                moments[key] = (rule, moved != raw)
+            minute = moved.replace(second=0, microsecond=0)
+            if minute not in moments:
+                moments[minute] = (rule, moved != raw, [])
+            moments[minute][2].append(f"{rule.pk}:{n}")
     return [
-        Planned(sequence, moment, rule, deferred)
-        for sequence, (moment, (rule, deferred)) in enumerate(sorted(moments.items()))
+        Planned(sequence, moment, rule, deferred, tuple(keys))
+        for sequence, (moment, (rule, deferred, keys)) in enumerate(sorted(moments.items()))
     ]
 
 
@@ -171,8 +174,9 @@ def channel_for(participant: Participant, contact: ParticipantContact | None) ->
 def reminders_plan(*, assignments, now: datetime | None = None) -> int:
     """(Re)plan the messages of these assignments; returns how many rows were queued.
 
-    Rows still queued are replaced; rows claimed, sent or settled stay, and nothing planned at
-    or before the last of them is planned again (so an edit never repeats a message). Of the
+    Rows still queued are replaced; rows claimed, sent or settled stay, and neither a message
+    that went (by its rule and place in the rule, wherever it was moved) nor anything planned
+    at or before the last of them is planned again (so an edit never repeats a message). Of the
     moments already past, only the latest (within a day) is kept: a late plan sends one
     catch-up message, not a backlog.
     """
@@ -204,16 +208,22 @@ def reminders_plan(*, assignments, now: datetime | None = None) -> int:
     # New rows are numbered after every row kept (history stays), but only messages that went
     # or may have gone out block their times: cancelled or skipped ones (a participant back
     # from lost to follow-up, a contact added later) are planned again.
+    # A message that went (or may have) is known by its rule and place in the rule
+    # (``plan_key``) wherever it went: sent early by "send now", or moved by an edit, it is
+    # not planned again.
     last_sequences: dict[int, int] = {}
     handled_until: dict[int, datetime] = {}
-    for assignment_id, sequence, scheduled_at, status in Message.objects.filter(
+    handled_keys: dict[int, set[str]] = {}
+    for assignment_id, sequence, scheduled_at, status, plan_key in Message.objects.filter(
         assignment__in=assignments
-    ).values_list("assignment_id", "sequence", "scheduled_at", "status"):
+    ).values_list("assignment_id", "sequence", "scheduled_at", "status", "plan_key"):
         last_sequences[assignment_id] = max(last_sequences.get(assignment_id, -1), sequence)
         if status in HANDLED:
             handled_until[assignment_id] = max(
                 handled_until.get(assignment_id, scheduled_at), scheduled_at
             )
+            if plan_key:
+                handled_keys.setdefault(assignment_id, set()).update(plan_key.split(","))
     rows = []
     for assignment in assignments:
         participant = assignment.participant
@@ -223,6 +233,7 @@ def reminders_plan(*, assignments, now: datetime | None = None) -> int:
         channel, why_not = channel_for(participant, contacts.get(participant.pk))
         last_sequence = last_sequences.get(assignment.pk, -1)
         last_at = handled_until.get(assignment.pk)
+        went = handled_keys.get(assignment.pk, set())
         planned = [
             p
             for p in plan_times(
@@ -231,7 +242,7 @@ def reminders_plan(*, assignments, now: datetime | None = None) -> int:
                 rules=[r for r in rules if r.study_id == participant.study_id],
                 zone=zone,
             )
-            if last_at is None or p.scheduled_at > last_at
+            if (last_at is None or p.scheduled_at > last_at) and not went.intersection(p.keys)
         ]
         past = [p for p in planned if p.scheduled_at <= now]
         planned = [p for p in planned if p.scheduled_at > now]
@@ -242,7 +253,9 @@ def reminders_plan(*, assignments, now: datetime | None = None) -> int:
                 now, zone, participant.study.quiet_hours_start, participant.study.quiet_hours_end
             )
             if at < assignment.closes_at and (not planned or at < planned[0].scheduled_at):
-                planned.insert(0, Planned(catch_up.sequence, at, catch_up.rule, at != now))
+                planned.insert(
+                    0, Planned(catch_up.sequence, at, catch_up.rule, at != now, catch_up.keys)
+                )
         for offset, item in enumerate(planned, start=1):
             rows.append(
                 Message(
@@ -250,6 +263,7 @@ def reminders_plan(*, assignments, now: datetime | None = None) -> int:
                     sequence=last_sequence + offset,
                     channel=channel or participant.preferred_channel,
                     rule=item.rule,
+                    plan_key=",".join(item.keys)[:200],
                     scheduled_at=item.scheduled_at,
                     status=Message.Status.QUEUED if channel else Message.Status.SKIPPED,
                     reason=why_not or (QUIET_REASON if item.deferred else ""),

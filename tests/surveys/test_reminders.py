@@ -208,6 +208,88 @@ def test_editing_a_rule_replans_only_the_unsent_messages_and_never_repeats_one(r
     assert len({m.sequence for m in after}) == len(after)
 
 
+@pytest.fixture
+def june_person(site_a, enrol):
+    """Enrolled 1 June 2026 in New York: month 1 opens 24 June, the invitation at 09:00 EDT
+    (13:00 UTC), reminders 27 and 30 June at 09:00 EDT, the last call 28 July at 18:00 EDT."""
+    return enrol(
+        site=site_a,
+        code="NYC-0901",
+        enrolled_on=date(2026, 6, 1),
+        timezone="America/New_York",
+        contact={"email": "jun@example.org"},
+        now=utc(2026, 6, 20, 12),
+    )
+
+
+def sent_now(now) -> list[str]:
+    """One dispatch cycle at ``now``, each claimed message sent straight away."""
+    from surveys.services import assignment_statuses_refresh
+
+    assignment_statuses_refresh(now=now)
+    claimed = reminders_dispatch(now=now, enqueue=False).claimed_ids
+    return [message_send(message_id=pk, now=now) for pk in claimed]
+
+
+def test_a_reminder_sent_early_is_not_planned_again_by_a_later_replan(june_person):
+    """Send now brings the first reminder forward from 27 June; the participant's page is
+    saved later (it plans again): the reminder is not queued a second time for 27 June."""
+    from surveys.reminders import reminders_plan
+    from surveys.services import assignment_send_now
+
+    assert sent_now(utc(2026, 6, 24, 13, 1)) == ["sent"]  # the invitation
+    reminder = month1_messages(june_person).filter(status="queued").earliest("scheduled_at")
+    assert reminder.scheduled_at == utc(2026, 6, 27, 13)
+    assert assignment_send_now(assignment=reminder.assignment, now=utc(2026, 6, 24, 15)) == 1
+    assert sent_now(utc(2026, 6, 24, 15)) == ["sent"]
+    queued = set(month1_messages(june_person).filter(status="queued").values_list("scheduled_at"))
+    reminders_plan(assignments=list(june_person.assignments.all()), now=utc(2026, 6, 24, 16))
+    after = set(month1_messages(june_person).filter(status="queued").values_list("scheduled_at"))
+    assert after == queued and (utc(2026, 6, 27, 13),) not in after
+    # and on 27 June nothing goes
+    assert sent_now(utc(2026, 6, 27, 13, 1)) == []
+
+
+def test_a_last_call_moved_later_after_it_went_does_not_go_again(june_person):
+    from surveys.reminders import wave_replan
+
+    assert sent_now(utc(2026, 7, 28, 22, 1)) == ["sent"]  # the last call, 18:00 EDT
+    assert month1_messages(june_person).get(status="sent").rule.kind == "last_call"
+    rule = ReminderRule.objects.get(study=june_person.study, kind="last_call")
+    rule.at_time = time(19)
+    rule.save()
+    wave_replan(wave=None, study=june_person.study, now=utc(2026, 7, 28, 22, 5))
+    assert sent_now(utc(2026, 7, 28, 23, 1)) == []
+    assert month1_messages(june_person).filter(status="sent").count() == 1
+
+
+def test_more_reminders_after_one_went_adds_only_the_new_ones(june_person):
+    """Every 72 hours, twice: the first reminder went; raised to three times, and to every
+    96 hours, the first is not sent again (its time moved), and one new one is planned."""
+    from surveys.reminders import wave_replan
+
+    assert sent_now(utc(2026, 6, 27, 13, 1)) == ["sent"]  # the first reminder (and catch-up)
+    before = month1_messages(june_person).filter(status="queued").count()
+    rule = ReminderRule.objects.get(study=june_person.study, kind="every")
+    rule.every_hours, rule.times = rule.every_hours + 24, rule.times + 1
+    rule.save()
+    wave_replan(wave=None, study=june_person.study, now=utc(2026, 6, 27, 14))
+    keys = list(month1_messages(june_person).values_list("plan_key", "status"))
+    assert (f"{rule.pk}:0", "sent") in keys
+    assert (f"{rule.pk}:0", "queued") not in keys  # moved a day later, but it went
+    assert month1_messages(june_person).filter(status="queued").count() == before + 1
+
+
+def test_a_time_zone_change_after_the_invitation_does_not_send_it_again(june_person):
+    from surveys.reminders import reminders_plan
+
+    assert sent_now(utc(2026, 6, 24, 13, 1)) == ["sent"]
+    Participant.objects.filter(pk=june_person.pk).update(timezone="America/Los_Angeles")
+    reminders_plan(assignments=list(june_person.assignments.all()), now=utc(2026, 6, 24, 13, 5))
+    invitations = month1_messages(june_person).filter(rule__kind="invitation")
+    assert list(invitations.values_list("status", flat=True)) == ["sent"]
+
+
 # --- Dispatch and sending ------------------------------------------------------------------
 
 
