@@ -416,7 +416,8 @@ class DatasetExportJobDownloadApi(APIView):
     """A background export's file, for its creator alone (404 for anyone else), once ready
     (409 before) and until it expires or its creator's rights stop covering it (410, code
     ``gone``); a failed job answers 410 with code ``failed`` and its message. Every download
-    (GET) is audited."""
+    (GET) is audited. An identified export's file needs a token with the ``contacts`` scope as
+    well, as starting the export did (403 otherwise)."""
 
     api_scope = "export"
 
@@ -425,6 +426,7 @@ class DatasetExportJobDownloadApi(APIView):
     @extend_schema(
         responses={
             **{(200, media): OpenApiTypes.BINARY for media in exports.FILE_MEDIA_TYPES},
+            403: None,
             404: None,
             409: CONFLICT,
             410: GONE,
@@ -432,6 +434,9 @@ class DatasetExportJobDownloadApi(APIView):
     )
     def get(self, request: Request, job_id: int):
         job = get_object_or_404(exports.export_jobs_for_user(user=request.user), pk=job_id)
+        if job.spec.get("identified"):
+            # the file holds what starting it needed the contacts scope for
+            TokenScope.require(request, "contacts")
         try:
             handle = exports.export_job_download(
                 user=request.user, job=job, request=request._request

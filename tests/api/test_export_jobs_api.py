@@ -135,3 +135,29 @@ def test_the_download_serves_its_file_whatever_the_client_accepts_and_a_failure_
     reply = client.get(url, **bearer(key))
     assert reply.status_code == 410
     assert reply.json() == {"code": "failed", "detail": "The export stopped. Start it again."}
+
+
+def test_an_identified_jobs_file_needs_the_contacts_scope_too_like_starting_it(
+    client, study, people, staff_user, sent
+):
+    pi = staff_user(study=study, role="pi", username="the-pi")
+    spec = ExportSpec(identified=True, reason="Tracing participants lost to follow-up")
+    job = export_job_start(user=pi, study=study, spec=spec)
+    export_job_run(job_id=job.pk)
+    url = f"/api/v1/export-jobs/{job.pk}/download/"
+    _, export_only = staff_token_create(user=pi, name="export", scopes=["export"])
+    refused = client.get(url, **bearer(export_only))
+    assert refused.status_code == 403 and "'contacts' scope" in refused.json()["detail"]
+    assert b"NYC-0001" not in refused.content
+    assert not AuditEvent.objects.filter(action="export_download").exists()
+    _, both = staff_token_create(user=pi, name="both", scopes=["export", "contacts"])
+    reply = client.get(url, **bearer(both))
+    assert reply.status_code == 200 and b"NYC-0001" in body(reply)
+    assert AuditEvent.objects.filter(action="export_download").count() == 1
+    # A de-identified job's file still needs the export scope alone.
+    plain = export_job_start(user=pi, study=study, spec=ExportSpec())
+    export_job_run(job_id=plain.pk)
+    assert (
+        client.get(f"/api/v1/export-jobs/{plain.pk}/download/", **bearer(export_only)).status_code
+        == 200
+    )
