@@ -21,7 +21,29 @@ from surveys.models import (
 )
 
 
-class SiteInline(admin.TabularInline):
+def _leads(request, study: Study | None) -> bool:
+    """Whether the user is a principal investigator of ``study`` (a superuser leads them all).
+    Group permissions alone do not tell: a PI of one study may be a researcher in another."""
+    if study is None or request.user.is_superuser:
+        return True
+    return selectors.studies_led_by(user=request.user).filter(pk=study.pk).exists()
+
+
+class LedStudyInline(admin.TabularInline):
+    """A study's rows, added, changed and deleted only by the study's principal investigators
+    (``obj`` is the study)."""
+
+    def has_add_permission(self, request, obj=None):
+        return _leads(request, obj) and super().has_add_permission(request, obj)
+
+    def has_change_permission(self, request, obj=None):
+        return _leads(request, obj) and super().has_change_permission(request, obj)
+
+    def has_delete_permission(self, request, obj=None):
+        return _leads(request, obj) and super().has_delete_permission(request, obj)
+
+
+class SiteInline(LedStudyInline):
     model = Site
     extra = 0
     fields = ("code", "name", "timezone")
@@ -33,7 +55,7 @@ class SiteInline(admin.TabularInline):
         )
 
 
-class WaveInline(admin.TabularInline):
+class WaveInline(LedStudyInline):
     model = Wave
     extra = 0
     fields = (
@@ -75,6 +97,14 @@ class StudyAdmin(admin.ModelAdmin):
 
     def get_queryset(self, request):
         return selectors.studies_for_user(user=request.user)
+
+    def has_change_permission(self, request, obj=None):
+        # Seen by everyone of the study; changed (export ID, alert e-mail, sites, waves) only
+        # by its principal investigators.
+        return _leads(request, obj) and super().has_change_permission(request, obj)
+
+    def has_delete_permission(self, request, obj=None):
+        return _leads(request, obj) and super().has_delete_permission(request, obj)
 
     @admin.display(description="retention and data")
     def retention_link(self, obj: Study) -> str:

@@ -1,5 +1,7 @@
 """What each role can reach in the admin, across two studies and two sites."""
 
+import json
+
 import pytest
 from django.urls import reverse
 
@@ -151,3 +153,100 @@ def test_not_even_a_pi_edits_questions_in_place(client, staff_user, study):
     item.refresh_from_db()
     assert item.max_value != "999"
     assert client.get(reverse("admin:surveys_item_add")).status_code == 403
+
+
+def study_form(study, **changes) -> dict:
+    """The study's change form as the admin submits it, with its sites and waves unchanged."""
+    data = {
+        "slug": study.slug,
+        "name": study.name,
+        "description": study.description,
+        "default_language": study.default_language,
+        "default_timezone": study.default_timezone,
+        "export_id": study.export_id,
+        "crisis_resources": json.dumps(study.crisis_resources),
+        "alert_email": study.alert_email,
+        "quiet_hours_start": study.quiet_hours_start.strftime("%H:%M"),
+        "quiet_hours_end": study.quiet_hours_end.strftime("%H:%M"),
+    }
+    for prefix, rows, fields in (
+        ("sites", study.sites.all(), ("code", "name", "timezone")),
+        (
+            "waves",
+            study.waves.all(),
+            (
+                "position",
+                "slug",
+                "name",
+                "offset_days",
+                "window_before_days",
+                "window_after_days",
+                "recurrence_days",
+                "is_active",
+            ),
+        ),
+    ):
+        rows = list(rows)
+        data |= {
+            f"{prefix}-TOTAL_FORMS": str(len(rows)),
+            f"{prefix}-INITIAL_FORMS": str(len(rows)),
+            f"{prefix}-MIN_NUM_FORMS": "0",
+            f"{prefix}-MAX_NUM_FORMS": "1000",
+        }
+        for n, row in enumerate(rows):
+            data[f"{prefix}-{n}-id"] = str(row.pk)
+            data[f"{prefix}-{n}-study"] = str(study.pk)
+            for field in fields:
+                value = getattr(row, field)
+                if value is None or value is False:
+                    continue
+                data[f"{prefix}-{n}-{field}"] = "on" if value is True else str(value)
+    return data | changes
+
+
+@pytest.fixture
+def pi_here_researcher_there(staff_user, study, other_study):
+    """A principal investigator of ``study`` who is a researcher in ``other_study``."""
+    user = staff_user(study=study, role=StaffRole.Role.PRINCIPAL_INVESTIGATOR, username="mixed")
+    staff_role_assign(user=user, study=other_study, role=StaffRole.Role.RESEARCHER)
+    return user
+
+
+def test_a_pi_of_one_study_cannot_change_another_study_where_they_are_a_researcher(
+    client, pi_here_researcher_there, other_study
+):
+    client.force_login(pi_here_researcher_there)
+    url = reverse("admin:surveys_study_change", args=[other_study.pk])
+    page = client.get(url)
+    assert page.status_code == 200  # they may see it: they research it
+    assert 'name="alert_email"' not in page.text and 'name="export_id"' not in page.text
+    assert 'name="sites-0-code"' not in page.text and 'name="waves-0-offset_days"' not in page.text
+    before = list(other_study.waves.values_list("offset_days", flat=True))
+    refused = client.post(
+        url,
+        study_form(
+            other_study,
+            alert_email="someone-else@example.org",
+            export_id="study_id",
+            **{"sites-0-code": "MINE", "waves-0-offset_days": "1"},
+        ),
+    )
+    assert refused.status_code == 403
+    other_study.refresh_from_db()
+    assert (other_study.alert_email, other_study.export_id) == ("", "pseudonym")
+    assert list(other_study.sites.values_list("code", flat=True)) == ["OTH"]
+    assert list(other_study.waves.values_list("offset_days", flat=True)) == before
+    delete = reverse("admin:surveys_study_delete", args=[other_study.pk])
+    assert client.post(delete, {"post": "yes"}).status_code == 403
+    assert type(other_study).objects.filter(pk=other_study.pk).exists()
+
+
+def test_a_pi_still_changes_the_study_they_lead(client, pi_here_researcher_there, study):
+    client.force_login(pi_here_researcher_there)
+    url = reverse("admin:surveys_study_change", args=[study.pk])
+    page = client.get(url)
+    assert 'name="alert_email"' in page.text and 'name="sites-0-code"' in page.text
+    saved = client.post(url, study_form(study, alert_email="on-call@example.org"))
+    assert saved.status_code == 302, saved.context and saved.context["errors"]
+    study.refresh_from_db()
+    assert study.alert_email == "on-call@example.org"
