@@ -127,6 +127,21 @@ def participant_editable_by(*, user, participant: Participant) -> bool:
     return _rights(roles, participant.site_id)[1]
 
 
+def participants_editable_by(*, user) -> QuerySet[Participant]:
+    """The participants the user may act for (edit, enter answers, send a reminder now): the
+    whole study for its PIs, their own sites for coordinators, none for researchers; like
+    ``participant_editable_by`` for many. Group permissions alone do not tell: a PI of one
+    study may be a researcher in another."""
+    if user.is_superuser:
+        return Participant.objects.select_related("study", "site")
+    roles = StaffRole.objects.filter(user=user)
+    led = roles.filter(role=ROLE.PRINCIPAL_INVESTIGATOR).values("study")
+    coordinated = roles.filter(role=ROLE.COORDINATOR).values("sites")
+    return Participant.objects.filter(Q(study__in=led) | Q(site__in=coordinated)).select_related(
+        "study", "site"
+    )
+
+
 @dataclass(frozen=True)
 class EntryScope:
     assignment_id: int
@@ -599,9 +614,10 @@ def response_answer_rows(
 
 
 def call_list_rows(*, user, now=None) -> list[Assignment]:
-    """The call list as rows, each with ``overdue`` and ``phone``: the participant's phone for
-    a user who may see identifiers in that study (coordinators, PIs), else None (researchers).
-    The queries do not grow with the number of rows."""
+    """The call list as rows, each with ``overdue``, ``phone`` and ``may_send``: the
+    participant's phone for a user who may see identifiers in that study (coordinators, PIs),
+    else None (researchers); ``may_send`` where the user may send a reminder now (PIs,
+    the participant's coordinators). The queries do not grow with the number of rows."""
     now = now or timezone.now()
     rows = list(call_list(user=user, now=now))
     studies = {row.participant.study for row in rows}
@@ -614,8 +630,14 @@ def call_list_rows(*, user, now=None) -> list[Assignment]:
                 participant__in=[r.participant_id for r in rows if r.participant.study_id in shown]
             ).only("participant", "phone")
         }
+    sendable = set(
+        participants_editable_by(user=user)
+        .filter(pk__in=[row.participant_id for row in rows])
+        .values_list("pk", flat=True)
+    )
     for row in rows:
         row.overdue = row.due_at <= now - DUE_DAY
+        row.may_send = row.participant_id in sendable
         row.phone = (
             phones.get(row.participant_id, "") if row.participant.study_id in shown else None
         )

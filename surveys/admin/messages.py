@@ -82,15 +82,21 @@ class MessageAdmin(ReadOnlyMixin, admin.ModelAdmin):
     def send_now(self, request, queryset):
         """Bring queued messages forward to now: the next cycle (within a minute) sends them,
         after the usual checks (still open, not completed, not opted out)."""
-        moved = services.messages_send_now(
-            messages=queryset.filter(
-                assignment__participant__in=selectors.participants_for_user(user=request.user)
-            )
-        )
+        # Only for participants the user may contact: the group permission may come from
+        # another study, where the user is PI; here they may be a researcher.
+        editable = selectors.participants_editable_by(user=request.user)
+        allowed = queryset.filter(assignment__participant__in=editable)
+        refused = queryset.count() - allowed.count()
+        moved = services.messages_send_now(messages=allowed)
         self.message_user(
             request,
             f"{moved} message(s) will go within a minute; others were not queued or their "
-            "survey is not open.",
+            "survey is not open."
+            + (
+                f" {refused} message(s) of participants you may not contact were left alone."
+                if refused
+                else ""
+            ),
             messages.SUCCESS if moved else messages.WARNING,
         )
 

@@ -73,7 +73,6 @@ class AssignmentAdmin(ReadOnlyMixin, admin.ModelAdmin):
             "now": now,
             "soon_days": selectors.CLOSING_SOON_DAYS,
             "show_phone": show_phone,
-            "can_send": request.user.has_perm("surveys.change_assignment"),
         }
         return TemplateResponse(request, "admin/surveys/assignment/call_list.html", context)
 
@@ -81,6 +80,12 @@ class AssignmentAdmin(ReadOnlyMixin, admin.ModelAdmin):
         if request.method != "POST" or not request.user.has_perm("surveys.change_assignment"):
             raise PermissionDenied
         assignment = get_object_or_404(self.get_queryset(request), pk=assignment_id)
+        # The group permission may come from another study, where the user is PI: here they
+        # may be a researcher, who sees the survey and contacts nobody.
+        if not selectors.participant_editable_by(
+            user=request.user, participant=assignment.participant
+        ):
+            raise PermissionDenied
         if services.assignment_send_now(assignment=assignment):
             self.message_user(request, "A reminder goes within a minute.", messages.SUCCESS)
         else:

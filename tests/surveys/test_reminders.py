@@ -662,3 +662,58 @@ def test_after_an_outage_only_the_latest_overdue_message_of_a_survey_goes(reacha
     assert result.claimed_ids == [second.pk]
     first.refresh_from_db()
     assert first.status == "skipped"
+
+
+def test_send_now_moves_only_messages_of_people_the_user_may_contact(
+    client, study, reachable, enrol, staff_user
+):
+    """A PI of one study who is a researcher in another sends nothing to the other's people:
+    neither from the outbox nor from the call list, where their rows have no button."""
+    from recovery.services import study_create_from_template
+    from surveys.models import StaffRole
+    from surveys.services import staff_role_assign
+    from tests.surveys.test_contact_log import overdue
+
+    other = study_create_from_template(
+        slug="other", name="Other study", sites=[("OTH", "Other site", "America/New_York")]
+    )
+    theirs = enrol(
+        site=other.sites.get(),
+        code="OTH-0042",
+        enrolled_on=timezone.localdate(timezone=NY) - timedelta(days=23),
+        timezone="America/New_York",
+        contact={"email": "kim@example.org", "phone": "+1 555 010 9911"},
+    )
+    user = staff_user(study=study, role=StaffRole.Role.PRINCIPAL_INVESTIGATOR, username="mixed")
+    staff_role_assign(user=user, study=other, role=StaffRole.Role.RESEARCHER)
+    overdue(reachable)
+    overdue(theirs)
+
+    def planned(participant):
+        return list(month1_messages(participant).order_by("pk").values_list("scheduled_at"))
+
+    untouched = planned(theirs)
+    client.force_login(user)
+    outbox = "/admin/surveys/message/"
+    later = month1_messages(theirs).order_by("-sequence").first()
+    assert later.scheduled_at > timezone.now()
+    client.post(outbox, {"action": "send_now", "_selected_action": [later.pk]})
+    assert planned(theirs) == untouched
+    calls = client.get("/admin/surveys/assignment/call-list/").text
+    their_month1 = theirs.assignments.get(wave__slug="m1")
+    my_month1 = reachable.assignments.get(wave__slug="m1")
+    assert "OTH-0042" in calls and "NYC-0042" in calls  # both on the list to follow
+    assert f"/admin/surveys/assignment/{their_month1.pk}/send-now/" not in calls
+    assert f"/admin/surveys/assignment/{my_month1.pk}/send-now/" in calls
+    refused = client.post(f"/admin/surveys/assignment/{their_month1.pk}/send-now/")
+    assert refused.status_code == 403
+    assert planned(theirs) == untouched
+
+    # In the study they lead, both still act.
+    mine = month1_messages(reachable).order_by("-sequence").first()
+    client.post(outbox, {"action": "send_now", "_selected_action": [mine.pk]})
+    mine.refresh_from_db()
+    assert mine.scheduled_at <= timezone.now()
+    before = planned(reachable)
+    assert client.post(f"/admin/surveys/assignment/{my_month1.pk}/send-now/").status_code == 302
+    assert planned(reachable) != before
