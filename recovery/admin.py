@@ -21,6 +21,7 @@ from django.utils.text import slugify
 
 from recovery.analyses import (
     AnalysisSpec,
+    analysis_results_audit,
     analysis_run_start,
     analysis_runs_for_user,
     default_spec,
@@ -334,9 +335,12 @@ class AnalysisRunAdmin(admin.ModelAdmin):
         }
         response = TemplateResponse(request, "admin/recovery/analysis_run.html", context)
         response["Cache-Control"] = "no-store"
+        if run.status == AnalysisRun.Status.DONE:  # the results are on the page
+            analysis_results_audit(run=run, request=request, file_format="page")
         return response
 
-    def _download(self, run: AnalysisRun, content: str, content_type: str, extension: str):
+    def _download(self, request, run: AnalysisRun, content: str, content_type: str, extension: str):
+        analysis_results_audit(run=run, request=request, file_format=extension)
         response = HttpResponse(content, content_type=content_type)
         name = f"{slugify(run.study.slug)}-analysis-{run.pk}.{extension}"
         response["Content-Disposition"] = f'attachment; filename="{name}"'
@@ -354,14 +358,14 @@ class AnalysisRunAdmin(admin.ModelAdmin):
         html = report.report_html(
             run.results, title=f"Analyses of {run.study.name} (run {run.pk})", meta=run_meta(run)
         )
-        return self._download(run, html, "text/html; charset=utf-8", "html")
+        return self._download(request, run, html, "text/html; charset=utf-8", "html")
 
     def csv_view(self, request, run_id: int):
         run = self._done(request, run_id)
         if run is None:
             return redirect("admin:recovery_analysisrun_results", run_id=run_id)
         return self._download(
-            run, report.results_csv(run.results), "text/csv; charset=utf-8", "csv"
+            request, run, report.results_csv(run.results), "text/csv; charset=utf-8", "csv"
         )
 
     def json_view(self, request, run_id: int):
@@ -369,6 +373,7 @@ class AnalysisRunAdmin(admin.ModelAdmin):
         if run is None:
             return redirect("admin:recovery_analysisrun_results", run_id=run_id)
         payload = {"run": json.loads(json.dumps(run_meta(run), default=str)), **run.results}
+        analysis_results_audit(run=run, request=request, file_format="json")
         response = JsonResponse(payload, json_dumps_params={"indent": 1})
         name = f"{slugify(run.study.slug)}-analysis-{run.pk}.json"
         response["Content-Disposition"] = f'attachment; filename="{name}"'

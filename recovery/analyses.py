@@ -422,6 +422,21 @@ def _failure_message(exc: BaseException) -> str:
     )
 
 
+def analysis_results_audit(*, run: AnalysisRun, request, file_format: str) -> AuditEvent | None:
+    """Audit one opening or download of a run's results (``file_format``: page, html, csv or
+    json): who, which run, which format. A GET's, not a HEAD's (headers only: nothing
+    leaves)."""
+    if request.method == "HEAD":
+        return None
+    return audit_log(
+        action=AuditEvent.Action.ANALYSIS_DOWNLOAD,
+        request=request,
+        study=run.study,
+        obj=run,
+        details={"run": run.pk, "format": file_format},
+    )
+
+
 def analysis_run_execute(*, run_id: int, request=None) -> AnalysisRun | None:
     """Run a queued run as its creator (their scope read again), store its results and audit
     it. Any error fails the run with a readable message. A run that is not queued is left

@@ -901,6 +901,7 @@ class AuditEvent(WrittenOnce):
         DATASET_EXPORT = "dataset_export", "Exported a dataset"
         EXPORT_DOWNLOAD = "export_download", "Downloaded a background export"
         ANALYSIS_RUN = "analysis_run", "Ran analyses on a dataset"
+        ANALYSIS_DOWNLOAD = "analysis_download", "Opened or downloaded an analysis's results"
         LOGIN = "login", "Signed in"
         LOGIN_FAILED = "login_failed", "Failed to sign in"
         LOGOUT = "logout", "Signed out"

@@ -471,3 +471,40 @@ def test_the_numbers_csv_quotes_every_cell_a_spreadsheet_would_run():
     assert table.loc[1, "column"].startswith("'=HYPERLINK")
     assert table.loc[1, "value"] == "-0.5"  # a number stays a number
     assert table.loc[2, "value"] == "'@x"
+
+
+def test_each_download_of_a_runs_results_is_audited_once_and_a_head_is_not(
+    client, study, researcher
+):
+    from django.utils import timezone
+
+    run = AnalysisRun.objects.create(
+        study=study,
+        created_by=researcher,
+        created_at=timezone.now(),
+        parameters={"analyses": ["descriptives"]},
+        status=AnalysisRun.Status.DONE,
+        progress=100,
+        scope_sites=["LDN", "NYC"],
+        results={"sections": []},
+    )
+    client.force_login(researcher)
+    downloads = AuditEvent.objects.filter(action="analysis_download")
+    for name, shown in (
+        ("report", "html"),
+        ("csv", "csv"),
+        ("json", "json"),
+        ("results", "page"),
+    ):
+        url = reverse(f"admin:recovery_analysisrun_{name}", args=[run.pk])
+        assert client.head(url).status_code == 200
+        assert not downloads.exists(), f"a HEAD of the {shown} was audited"
+        assert client.get(url).status_code == 200
+        event = downloads.get()
+        assert (event.user, event.study, event.object_id) == (researcher, study, str(run.pk))
+        assert event.details == {"run": run.pk, "format": shown}
+        downloads = downloads.exclude(pk=event.pk)
+    # A run still going refreshes its page every 2 s: nothing shown yet, nothing audited.
+    AnalysisRun.objects.filter(pk=run.pk).update(status=AnalysisRun.Status.RUNNING)
+    client.get(reverse("admin:recovery_analysisrun_results", args=[run.pk]))
+    assert not downloads.exists()
