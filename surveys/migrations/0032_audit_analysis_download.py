@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('surveys', '0029_export_job_erased_meanwhile'),
+        ('surveys', '0031_message_plan_key'),
     ]
 
     operations = [
