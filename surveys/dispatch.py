@@ -15,8 +15,12 @@ One dispatch cycle (``manage.py dispatch_reminders`` and the beat entry run the 
    them back in the queue.
 
 The send task checks everything again under a row lock, records that it is about to call the
-provider (committed), sends, then records the outcome. A transient provider error is retried
-with backoff (at most ``MAX_ATTEMPTS``), a permanent one fails the row with its reason.
+provider (committed), sends, then records the outcome. A row may be claimed long after its time
+(a broker or beat outage, a sweep's requeue, a coordinator's "send now" in the evening), so the
+time is checked there too, on the participant's clock: in the study's quiet hours the row goes
+back to the queue for their end, and one overdue by more than ``CATCH_UP_LIMIT`` is skipped.
+A transient provider error is retried with backoff (at most ``MAX_ATTEMPTS``), a permanent one
+fails the row with its reason.
 """
 
 import contextlib
@@ -25,6 +29,7 @@ import smtplib
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from email.utils import make_msgid
+from zoneinfo import ZoneInfo
 
 from django.conf import settings
 from django.core.mail import EmailMultiAlternatives, mailers
@@ -38,6 +43,8 @@ from kombu.exceptions import OperationalError as KombuOperationalError
 
 from surveys.links import participant_link_create, participant_link_url
 from surveys.models import Assignment, Message, Participant, ReminderRule
+from surveys.reminders import QUIET_REASON, quiet_hours_apply
+from surveys.scheduling import CATCH_UP_LIMIT
 from surveys.sms import (
     SmsPermanentError,
     SmsTransientError,
@@ -53,6 +60,10 @@ MAX_ATTEMPTS = 5
 # A claimed row whose send never started is requeued after this; one that started is reviewed.
 STALE_AFTER = timedelta(minutes=15)
 INTERRUPTED = "interrupted while sending: it may have gone out; check before sending again"
+TOO_LATE = (
+    f"overdue by more than {CATCH_UP_LIMIT.total_seconds() / 3600:.0f} hours when its turn "
+    "came; not sent late"
+)
 
 
 @dataclass
@@ -280,7 +291,19 @@ def _why_not(message: Message, now: datetime) -> tuple[str, str] | None:
             return Message.Status.CANCELLED, "opted out"
         if not (contact and contact.phone):
             return Message.Status.SKIPPED, "no contact"
+    if now - message.scheduled_at > CATCH_UP_LIMIT:
+        return Message.Status.SKIPPED, TOO_LATE
     return None
+
+
+def _quiet_hours_end(message: Message, now: datetime) -> datetime | None:
+    """The end of the study's quiet hours when ``now`` is in them on the participant's clock."""
+    participant = message.assignment.participant
+    study = participant.study
+    at = quiet_hours_apply(
+        now, ZoneInfo(participant.timezone), study.quiet_hours_start, study.quiet_hours_end
+    )
+    return at if at != now else None
 
 
 def message_send(*, message_id: int, now: datetime | None = None) -> str:
@@ -290,7 +313,12 @@ def message_send(*, message_id: int, now: datetime | None = None) -> str:
     with transaction.atomic():
         message = (
             Message.objects.select_for_update(of=("self",))
-            .select_related("assignment__wave", "assignment__participant__contact", "rule")
+            .select_related(
+                "assignment__wave",
+                "assignment__participant__contact",
+                "assignment__participant__study",
+                "rule",
+            )
             .filter(pk=message_id)
             .first()
         )
@@ -307,6 +335,18 @@ def message_send(*, message_id: int, now: datetime | None = None) -> str:
         if refused:
             message.status, message.reason = refused
             message.save(update_fields=["status", "reason", "updated_at"])
+            return message.status
+        morning = _quiet_hours_end(message, now)
+        if morning is not None:
+            # Claimed at night (planned for the day, but its turn came late): back in the
+            # queue for the end of the quiet hours, where the planner would have put it.
+            message.status = Message.Status.QUEUED
+            message.scheduled_at = morning
+            message.claimed_at = None
+            message.reason = QUIET_REASON
+            message.save(
+                update_fields=["status", "scheduled_at", "claimed_at", "reason", "updated_at"]
+            )
             return message.status
         message.send_started_at = now
         message.attempts += 1

@@ -10,6 +10,11 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
+# How late a message may still go: a late plan catches up with the latest past moment within
+# this (``surveys.reminders.reminders_plan``), and the dispatcher skips a message claimed later
+# than this after its time (an outage, a message left in the queue).
+CATCH_UP_LIMIT = timedelta(days=1)
+
 
 @dataclass(frozen=True)
 class Window:

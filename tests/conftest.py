@@ -1,9 +1,10 @@
 import uuid
+from datetime import time
 
 import pytest
 
 from recovery.services import study_create_from_template
-from surveys.models import StaffRole
+from surveys.models import StaffRole, Study
 from surveys.services import participant_enrol, staff_role_assign
 from tests.factories import ParticipantFactory, UserFactory
 
@@ -44,6 +45,15 @@ def site_a(study):
 @pytest.fixture
 def site_b(study):
     return study.sites.get(code="LDN")
+
+
+@pytest.fixture
+def no_quiet_hours(study):
+    """The study without quiet hours, for tests that send at the real clock: the dispatcher
+    holds a message back until the quiet hours end on the participant's clock, so these tests
+    would otherwise fail whenever the suite runs at night in New York. (The quiet hours at
+    sending time are tested with clocks of their own: tests/surveys/test_dispatch.py.)"""
+    Study.objects.filter(pk=study.pk).update(quiet_hours_start=time(0), quiet_hours_end=time(0))
 
 
 @pytest.fixture

@@ -43,6 +43,7 @@ def _wait_settled(message_ids, timeout=60):
 
 @pytest.mark.slow
 @pytest.mark.django_db(transaction=True)
+@pytest.mark.usefixtures("no_quiet_hours")
 def test_reminders_flow_through_a_real_worker_and_stop_at_completion(tmp_path, site_a, enrol):
     if not REDIS_URL:
         pytest.skip("REDIS_URL is not set (CI sets it)")
@@ -184,7 +185,7 @@ def _in_flight(folder: Path, timeout: float = 60) -> int:
 
 
 @pytest.fixture
-def killable(tmp_path, site_a, enrol):
+def killable(tmp_path, site_a, enrol, no_quiet_hours):
     """A participant reached by SMS whose month-1 invitation is due; a Redis database of the
     drill's own; the slow provider's folder; the worker's environment (the provider answers the
     first send after two minutes: long enough to kill the sender inside it)."""

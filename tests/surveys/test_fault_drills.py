@@ -102,6 +102,7 @@ REMINDERS_DOWN_DB = 9  # a Redis database of the drill's own (the other worker t
 
 @pytest.mark.slow
 @pytest.mark.django_db(transaction=True)
+@pytest.mark.usefixtures("no_quiet_hours")
 def test_redis_down_reminders_wait_and_each_goes_once_when_it_is_back(
     tmp_path, site_a, enrol, redis_down, caplog
 ):

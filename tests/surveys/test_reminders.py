@@ -300,6 +300,7 @@ def due(participant, now):
     return invitation
 
 
+@pytest.mark.usefixtures("no_quiet_hours")
 def test_each_message_sent_is_counted_once_on_its_survey(reachable, monkeypatch):
     """What the retention dashboard reads: how many messages went before completion and when
     the first went. A message that lands after the participant completed is not counted."""
@@ -330,6 +331,7 @@ def test_each_message_sent_is_counted_once_on_its_survey(reachable, monkeypatch)
     assert (month1.messages_sent, month1.first_message_at) == (1, sent_at)
 
 
+@pytest.mark.usefixtures("no_quiet_hours")
 def test_a_due_invitation_is_sent_once_with_the_link_and_an_unsubscribe_header(client, reachable):
     now = timezone.now()
     invitation = due(reachable, now)
@@ -404,6 +406,7 @@ class FlakySms(sms.BaseSmsBackend):
         raise sms.SmsTransientError("HTTP 503")
 
 
+@pytest.mark.usefixtures("no_quiet_hours")
 def test_transient_provider_errors_are_retried_then_fail_after_five_attempts(
     settings, site_a, enrol
 ):
@@ -501,6 +504,7 @@ def test_two_dispatchers_at_once_claim_each_row_once(study, site_a, enrol):
     assert Message.objects.filter(status="sending").count() == total
 
 
+@pytest.mark.usefixtures("no_quiet_hours")
 def test_messages_are_in_the_participants_language(site_a, enrol):
     participant = enrol(
         site=site_a, code="NYC-0060", enrolled_on=timezone.localdate() - timedelta(days=30),
@@ -641,6 +645,7 @@ class DisconnectAfterSending:
         raise smtplib.SMTPServerDisconnected("Connection unexpectedly closed")
 
 
+@pytest.mark.usefixtures("no_quiet_hours")
 def test_an_email_that_may_have_gone_out_is_reviewed_not_retried(settings, reachable):
     settings.MAILERS = {
         "default": {"BACKEND": "tests.surveys.test_reminders.DisconnectAfterSending"}
