@@ -14,9 +14,10 @@ One dispatch cycle (``manage.py dispatch_reminders`` and the beat entry run the 
    claimed stay claimed, never started, and the sweep of a cycle after ``STALE_AFTER`` puts
    them back in the queue.
 
-The send task checks everything again under a row lock, records that it is about to call the
-provider (committed), sends, then records the outcome. A row may be claimed long after its time
-(a broker or beat outage, a sweep's requeue, a coordinator's "send now" in the evening), so the
+The send task checks everything again under row locks (the assignment's, then the message's:
+a submission in flight is waited for), records that it is about to call the provider
+(committed), sends, then records the outcome. A row may be claimed long after its time (a
+broker or beat outage, a sweep's requeue, a coordinator's "send now" in the evening), so the
 time is checked there too, on the participant's clock: in the study's quiet hours the row goes
 back to the queue for their end, and one overdue by more than ``CATCH_UP_LIMIT`` is skipped.
 A transient provider error is retried with backoff (at most ``MAX_ATTEMPTS``), a permanent one
@@ -311,6 +312,18 @@ def message_send(*, message_id: int, now: datetime | None = None) -> str:
     RetryLater for a transient provider error (the row is ready to be tried again)."""
     now = now or timezone.now()
     with transaction.atomic():
+        assignment_id = (
+            Message.objects.filter(pk=message_id).values_list("assignment_id", flat=True).first()
+        )
+        if assignment_id is None:
+            return "missing"
+        # The survey's row first, then the message's: a submission holds the assignment's
+        # lock until it commits, so a completion in flight is waited for and then seen (the
+        # message's own lock alone let the check read "open" and send after completion). The
+        # same order as a submission and a re-plan (assignment, then its messages), so none
+        # of them can deadlock with a send. The statement below starts after the wait and so
+        # reads the assignment as it was committed.
+        Assignment.objects.select_for_update(no_key=True).filter(pk=assignment_id).exists()
         message = (
             Message.objects.select_for_update(of=("self",))
             .select_related(

@@ -2,6 +2,8 @@
 clock, however late its turn comes: never in the quiet hours, never long after its time. (How
 the messages are planned, and the other send checks: tests/surveys/test_reminders.py.)"""
 
+import threading
+import time as clock
 from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
@@ -12,6 +14,7 @@ from surveys.dispatch import TOO_LATE, message_send, reminders_dispatch
 from surveys.models import Assignment, Message
 from surveys.reminders import QUIET_REASON, local_moment
 from surveys.services import messages_send_now
+from tests.surveys.test_export_line_cache import another_process
 
 NY, LONDON = ZoneInfo("America/New_York"), ZoneInfo("Europe/London")
 
@@ -177,3 +180,54 @@ def test_a_message_overdue_by_less_than_a_day_still_goes(month1_open):
     assert later - due == timedelta(hours=23, minutes=30)
     assert claim_and_send(invitation, now=later) == Message.Status.SENT
     assert len(mail.outbox) == 1
+
+
+# --- A completion in flight -----------------------------------------------------------------
+
+
+@pytest.mark.skipif(
+    "postgresql" not in __import__("django.db").db.connection.vendor,
+    reason="row locks: PostgreSQL",
+)
+@pytest.mark.django_db(transaction=True)
+def test_a_send_waits_for_a_submission_in_flight_and_then_sends_nothing(month1_open):
+    """The participant submits while their reminder is being checked: the submission (another
+    process) holds the survey's row lock, as surveys.submission does, and commits the
+    completion a second later. The send waits for it, sees the survey completed, and cancels
+    the reminder."""
+    invitation = month1_open(opens=date(2026, 6, 1))
+    noon = local_moment(date(2026, 6, 3), time(12), NY)
+    Message.objects.filter(pk=invitation.pk).update(scheduled_at=noon)
+    assert invitation.pk in reminders_dispatch(now=noon, enqueue=False).claimed_ids
+    submission = another_process()
+    try:
+        with submission.cursor() as cursor:
+            cursor.execute(
+                "SELECT a.id FROM surveys_assignment a "
+                "JOIN surveys_participant p ON p.id = a.participant_id "
+                "WHERE a.id = %s FOR UPDATE OF a",
+                [invitation.assignment_id],
+            )
+
+        def complete_and_commit():
+            clock.sleep(1)
+            with submission.cursor() as cursor:
+                cursor.execute(
+                    "UPDATE surveys_assignment SET status = 'completed', completed_at = %s "
+                    "WHERE id = %s",
+                    [noon, invitation.assignment_id],
+                )
+            submission.commit()
+
+        submitting = threading.Thread(target=complete_and_commit)
+        submitting.start()
+        status = message_send(message_id=invitation.pk, now=noon)
+        submitting.join()
+    finally:
+        submission.close()
+
+    assert status == Message.Status.CANCELLED
+    invitation.refresh_from_db()
+    assert (invitation.status, invitation.reason) == (Message.Status.CANCELLED, "completed")
+    assert invitation.send_started_at is None
+    assert not mail.outbox
