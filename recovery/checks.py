@@ -11,14 +11,14 @@ def visibility_timeout_check(app_configs=None, **kwargs) -> list[Error]:
     broker's visibility timeout: shorter than a task may run (the hard time limit), or than
     the longest wait before a reminder's retry, and a task would run twice at once, or a
     retry be handed out before its time."""
-    from surveys.tasks import MAX_SEND_RETRIES
+    from surveys.tasks import MAX_SEND_RETRIES, message_send_retry_wait
 
     timeout = (getattr(settings, "CELERY_BROKER_TRANSPORT_OPTIONS", None) or {}).get(
         "visibility_timeout"
     )
     if timeout is None:  # not Redis (the filesystem broker of `make demo`)
         return []
-    longest_retry = 60 * 2 ** (MAX_SEND_RETRIES - 1)  # message_send's backoff
+    longest_retry = message_send_retry_wait(MAX_SEND_RETRIES - 1)
     needed = max(settings.CELERY_TASK_TIME_LIMIT, longest_retry)
     if timeout > needed:
         return []

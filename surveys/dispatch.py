@@ -59,6 +59,8 @@ logger = logging.getLogger(__name__)
 BATCH_SIZE = 1000
 MAX_ATTEMPTS = 5
 # A claimed row whose send never started is requeued after this; one that started is reviewed.
+# Longer than an attempt (the hard time limit) and the longest wait for its retry together: a
+# retry claims its row again, so a row waiting for its retry is never taken for stale.
 STALE_AFTER = timedelta(minutes=15)
 INTERRUPTED = "interrupted while sending: it may have gone out; check before sending again"
 TOO_LATE = (
@@ -376,9 +378,15 @@ def message_send(*, message_id: int, now: datetime | None = None) -> str:
         return Message.Status.REVIEW
     except RetryLater as exc:
         final = message.attempts >= MAX_ATTEMPTS
+        # A retry claims the row again: the sweep requeues a claim STALE_AFTER old whose send
+        # has not started, and the waits add up to more than that from the first claim (1 + 2
+        # + 4 + 8 minutes, and the attempts), so it would start a second chain of tasks for
+        # a row whose retry is still to come.
+        claim = {} if final else {"claimed_at": now}
         Message.objects.filter(pk=message.pk).update(
             status=Message.Status.FAILED if final else Message.Status.SENDING,
             send_started_at=None,
+            **claim,
             reason=f"provider error: {exc.reason}" + ("" if final else " (will retry)"),
             updated_at=timezone.now(),
         )

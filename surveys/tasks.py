@@ -6,6 +6,11 @@ from surveys import services
 MAX_SEND_RETRIES = 4
 
 
+def message_send_retry_wait(retries: int) -> int:
+    """Seconds before the retry after ``retries`` earlier ones: 1, 2, 4, 8 minutes."""
+    return 60 * 2**retries
+
+
 @shared_task(name="surveys.tasks.assignment_statuses_refresh")
 def assignment_statuses_refresh() -> dict[str, int]:
     return services.assignment_statuses_refresh()
@@ -74,8 +79,9 @@ def message_send(self, message_id: int) -> None:
     try:
         send(message_id=message_id)
     except RetryLater:
-        # Backoff: 1, 2, 4, 8 minutes (message_send fails the row after its fifth attempt).
-        raise self.retry(countdown=60 * 2**self.request.retries, exc=None) from None
+        # message_send fails the row after its fifth attempt.
+        countdown = message_send_retry_wait(self.request.retries)
+        raise self.retry(countdown=countdown, exc=None) from None
 
 
 @shared_task(name="surveys.tasks.export_job_run", ignore_result=True)

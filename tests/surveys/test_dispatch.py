@@ -10,10 +10,18 @@ from zoneinfo import ZoneInfo
 import pytest
 from django.core import mail
 
-from surveys.dispatch import TOO_LATE, message_send, reminders_dispatch
+from surveys.dispatch import (
+    MAX_ATTEMPTS,
+    STALE_AFTER,
+    TOO_LATE,
+    RetryLater,
+    message_send,
+    reminders_dispatch,
+)
 from surveys.models import Assignment, Message
 from surveys.reminders import QUIET_REASON, local_moment
 from surveys.services import messages_send_now
+from surveys.tasks import MAX_SEND_RETRIES, message_send_retry_wait
 from tests.surveys.test_export_line_cache import another_process
 
 NY, LONDON = ZoneInfo("America/New_York"), ZoneInfo("Europe/London")
@@ -231,3 +239,63 @@ def test_a_send_waits_for_a_submission_in_flight_and_then_sends_nothing(month1_o
     assert (invitation.status, invitation.reason) == (Message.Status.CANCELLED, "completed")
     assert invitation.send_started_at is None
     assert not mail.outbox
+
+
+# --- Retries and the sweep ------------------------------------------------------------------
+
+
+class Unreachable:
+    """A mail server that refuses the connection: nothing went out, the send is retried."""
+
+    def __init__(self, *args, **kwargs):
+        pass
+
+    def open(self):
+        raise ConnectionRefusedError("connection refused")
+
+    def close(self):
+        pass
+
+    def send_messages(self, messages):
+        raise AssertionError("never connected")
+
+
+def test_a_message_waiting_for_its_retry_is_left_to_it_by_the_sweep(settings, month1_open):
+    """The mail server refuses four attempts, each taking 15 seconds to fail; the task retries
+    1, 2, 4 and 8 minutes after each, so the fifth attempt comes more than STALE_AFTER after
+    the claim. The beat's cycle every minute in between leaves the row to its retry (a
+    requeue would start a second chain of tasks for it), and the fifth attempt sends it,
+    once."""
+    invitation = month1_open(opens=date(2026, 6, 1))
+    claimed = local_moment(date(2026, 6, 3), time(12), NY)
+    Message.objects.filter(pk=invitation.pk).update(scheduled_at=claimed)
+    assert invitation.pk in reminders_dispatch(now=claimed, enqueue=False).claimed_ids
+    working = settings.MAILERS
+    settings.MAILERS = {"default": {"BACKEND": "tests.surveys.test_dispatch.Unreachable"}}
+    attempt_at = claimed
+    for retries in range(MAX_SEND_RETRIES):
+        with pytest.raises(RetryLater):
+            message_send(message_id=invitation.pk, now=attempt_at)
+        next_attempt = attempt_at + timedelta(seconds=15 + message_send_retry_wait(retries))
+        cycle_at = attempt_at + timedelta(minutes=1)
+        while cycle_at < next_attempt:
+            cycle = reminders_dispatch(now=cycle_at, enqueue=False)
+            assert (cycle.requeued, cycle.claimed) == (0, 0), f"requeued at {cycle_at}"
+            cycle_at += timedelta(minutes=1)
+        attempt_at = next_attempt
+    assert attempt_at - claimed > STALE_AFTER
+    settings.MAILERS = working
+
+    assert message_send(message_id=invitation.pk, now=attempt_at) == Message.Status.SENT
+    invitation.refresh_from_db()
+    assert invitation.attempts == MAX_ATTEMPTS
+    assert len(mail.outbox) == 1
+
+
+def test_an_attempt_and_the_longest_wait_for_its_retry_fit_inside_the_staleness_limit(
+    settings,
+):
+    """What the retry's fresh claim relies on: the sweep never takes a row that is still
+    being tried or waiting for its retry for stale."""
+    longest = settings.CELERY_TASK_TIME_LIMIT + message_send_retry_wait(MAX_SEND_RETRIES - 1)
+    assert timedelta(seconds=longest) < STALE_AFTER
