@@ -3,8 +3,9 @@
 A file backend (the embedded default: one file per message in ``VAR_DIR/sms-outbox``, like
 Django's file e-mail backend), an in-memory one for tests, a disabled one (production's default
 until a provider is configured) and Twilio's. A backend implements ``send`` and returns the
-provider's message id; a provider backend raises ``SmsTransientError`` (try again later) or
-``SmsPermanentError`` (never retry this message) when the provider refuses or cannot be reached.
+provider's message id; a provider backend raises ``SmsTransientError`` (not sent this time: try
+again later, unless ``may_have_been_sent``) or ``SmsPermanentError`` (never retry this message)
+when the provider refuses or cannot be reached.
 """
 
 import itertools
@@ -35,11 +36,12 @@ class SmsError(Exception):
 
 
 class SmsTransientError(SmsError):
-    """Try again later: the network, rate limiting (HTTP 429) or a provider failure (5xx).
+    """Not sent this time: the network, rate limiting (HTTP 429) or a provider failure (5xx).
 
-    ``may_have_been_sent`` is true when the request may have reached the provider before the
-    connection failed (a read time-out, a dropped connection): sending again could deliver the
-    message twice."""
+    ``may_have_been_sent`` is true unless the request surely never reached the provider (the
+    connection was refused, the name did not resolve, connecting timed out, or a rate limit):
+    after a read time-out, a dropped connection or a 5xx the provider may have accepted the
+    message, and sending again could deliver it twice, so the sender must not retry it."""
 
     def __init__(self, reason: str, *, may_have_been_sent: bool = False, **kwargs):
         super().__init__(reason, **kwargs)
@@ -170,36 +172,49 @@ class TwilioBackend(BaseSmsBackend):
 
 
 def _network_error(exc: requests.RequestException) -> SmsTransientError:
+    """Only a connection never made is safe to try again: the request cannot have reached the
+    provider. Any other failure (no answer in time, the connection dropped or reset, a broken
+    answer, an error this code does not know) may come after the provider accepted the
+    message, and sending it again could deliver it twice."""
+    from urllib3.exceptions import ConnectTimeoutError, MaxRetryError, NameResolutionError
+
     if isinstance(exc, requests.ConnectTimeout):
         return SmsTransientError("provider unreachable (connection timed out)")
+    cause = exc.args[0] if exc.args else None
+    if isinstance(cause, MaxRetryError):
+        # urllib3's NewConnectionError (refused, no route) and NameResolutionError (DNS) are
+        # ConnectTimeoutErrors: the connection was never made.
+        if isinstance(cause.reason, NameResolutionError):
+            return SmsTransientError("provider unreachable (name not resolved)")
+        if isinstance(cause.reason, ConnectTimeoutError):
+            return SmsTransientError("provider unreachable (connection error)")
     if isinstance(exc, requests.Timeout):
         return SmsTransientError("provider did not answer in time", may_have_been_sent=True)
     if isinstance(exc, requests.ConnectionError):
-        from urllib3.exceptions import ProtocolError
-
-        cause = exc.args[0] if exc.args else None
-        if isinstance(cause, ProtocolError):
-            # The connection dropped after the request went out.
-            return SmsTransientError("connection to provider lost", may_have_been_sent=True)
-        return SmsTransientError("provider unreachable (connection error)")
-    return SmsTransientError(f"network error ({type(exc).__name__})")
+        return SmsTransientError("connection to provider lost", may_have_been_sent=True)
+    return SmsTransientError(f"network error ({type(exc).__name__})", may_have_been_sent=True)
 
 
 def _twilio_error(exc: Exception) -> SmsError:
     """TwilioRestException or TwilioServiceException (both carry status and code) as one of
-    ours, by HTTP status; any other TwilioException (no response) as transient."""
+    ours, by HTTP status. A rate limit (429) is refused before anything is created: retried.
+    A provider failure (5xx) comes after Twilio had the request and may have accepted the
+    message; any other TwilioException (no status) does not say whether the request got
+    there: both may have been sent."""
     status = getattr(exc, "status", None)
     code = getattr(exc, "code", None)
     status = status if isinstance(status, int) else None
     code = code if isinstance(code, int) else None
     if status is None:
-        return SmsTransientError("provider client error")
+        return SmsTransientError("provider client error", may_have_been_sent=True)
     named = TWILIO_ERRORS.get(code) if code is not None else None
     detail = f"HTTP {status}" + (f", Twilio error {code}" if code and code != status else "")
     if status == 429:
         return SmsTransientError(f"provider rate limit ({detail})", status=status, code=code)
     if status >= 500:
-        return SmsTransientError(f"provider error ({detail})", status=status, code=code)
+        return SmsTransientError(
+            f"provider error ({detail})", status=status, code=code, may_have_been_sent=True
+        )
     if named:
         return SmsPermanentError(f"{named} ({detail})", status=status, code=code)
     return SmsPermanentError(f"provider refused the message ({detail})", status=status, code=code)

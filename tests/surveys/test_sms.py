@@ -4,8 +4,10 @@ turns a signed STOP into an opt-out and START into an opt-in."""
 
 import json
 import logging
+import socket
 import traceback
-from datetime import timedelta
+from datetime import UTC, date, datetime, timedelta
+from http.client import RemoteDisconnected
 
 import pytest
 import requests
@@ -14,10 +16,19 @@ from django.utils import timezone
 from twilio.http import HttpClient
 from twilio.http.response import Response as TwilioResponse
 from twilio.request_validator import RequestValidator
-from urllib3.exceptions import ProtocolError
+from urllib3.connection import HTTPSConnection
+from urllib3.exceptions import (
+    ConnectTimeoutError,
+    MaxRetryError,
+    NameResolutionError,
+    NewConnectionError,
+    ProtocolError,
+    SSLError,
+)
 
 from surveys import sms
-from surveys.models import Message, Participant
+from surveys.dispatch import message_send, reminders_dispatch
+from surveys.models import Assignment, Message, Participant
 from surveys.optout import OPTED_OUT_REASON, sms_opt_out
 
 ACCOUNT_SID = "AC" + "0" * 32
@@ -136,21 +147,32 @@ def test_the_setting_selects_the_twilio_backend(twilio_settings):
     assert isinstance(backend, sms.TwilioBackend)  # built without touching the network
 
 
+def test_a_rate_limit_is_transient_and_nothing_went_out(twilio_settings):
+    error = send_failing(twilio_error(429, 20429))
+
+    assert isinstance(error, sms.SmsTransientError)
+    assert error.status == 429
+    assert not error.may_have_been_sent  # refused before anything was created: retried
+    assert "HTTP 429" in error.reason
+    assert_private(error)
+
+
 @pytest.mark.parametrize(
     ("http", "status"),
     [
-        (twilio_error(429, 20429), 429),
         (twilio_error(500), 500),
         (FakeTwilioHttp(503, text="<html>Service Unavailable</html>"), 503),
     ],
-    ids=["rate-limited", "server-error", "unavailable-not-json"],
+    ids=["server-error", "unavailable-not-json"],
 )
-def test_rate_limits_and_provider_failures_are_transient(twilio_settings, http, status):
+def test_a_provider_failure_may_have_sent_the_text(twilio_settings, http, status):
+    """Twilio had the request: it may have queued the text before failing to answer, so a
+    retry could deliver it twice."""
     error = send_failing(http)
 
     assert isinstance(error, sms.SmsTransientError)
     assert error.status == status
-    assert not error.may_have_been_sent
+    assert error.may_have_been_sent
     assert f"HTTP {status}" in error.reason
     assert_private(error)
 
@@ -176,24 +198,161 @@ def test_refusals_are_permanent_with_a_reason_naming_the_cause(
     assert_private(error)
 
 
-@pytest.mark.parametrize(
-    ("exc", "may_have_been_sent"),
-    [
-        (requests.ConnectionError("Failed to establish a new connection"), False),
-        (requests.ConnectTimeout("connect timed out"), False),
-        (requests.ReadTimeout(f"read timed out sending to {PHONE}"), True),
-        (requests.ConnectionError(ProtocolError("Connection aborted.")), True),
-    ],
-    ids=["refused", "connect-timeout", "read-timeout", "dropped"],
-)
-def test_network_failures_are_transient(twilio_settings, exc, may_have_been_sent):
+TWILIO_HOST = "api.twilio.com"
+MESSAGES_URL = f"/2010-04-01/Accounts/{ACCOUNT_SID}/Messages.json"
+
+
+def never_connected(reason) -> requests.ConnectionError:
+    """What requests raises when urllib3 could not open the connection at all."""
+    return requests.ConnectionError(MaxRetryError(None, MESSAGES_URL, reason))
+
+
+def network_failures():
+    """(error, may the text have gone?): the errors built as urllib3 and requests build them
+    for each failure (the HTTP client is stubbed, so nothing really connects)."""
+    conn = HTTPSConnection(TWILIO_HOST, 443)
+    return [
+        pytest.param(
+            never_connected(NewConnectionError(conn, "Failed to establish a new connection")),
+            False,
+            id="refused",
+        ),
+        pytest.param(
+            never_connected(
+                NameResolutionError(TWILIO_HOST, conn, socket.gaierror(-2, "Name not known"))
+            ),
+            False,
+            id="dns",
+        ),
+        pytest.param(
+            requests.ConnectTimeout(
+                MaxRetryError(None, MESSAGES_URL, ConnectTimeoutError(conn, "timed out"))
+            ),
+            False,
+            id="connect-timeout",
+        ),
+        pytest.param(requests.ReadTimeout(f"read timed out sending to {PHONE}"), True, id="read"),
+        pytest.param(
+            requests.ConnectionError(
+                ProtocolError("Connection aborted.", RemoteDisconnected("closed"))
+            ),
+            True,
+            id="dropped",
+        ),
+        pytest.param(
+            requests.ConnectionError(
+                ProtocolError("Connection aborted.", ConnectionResetError(104, "reset by peer"))
+            ),
+            True,
+            id="reset",
+        ),
+        pytest.param(
+            requests.exceptions.ChunkedEncodingError("Connection broken: IncompleteRead"),
+            True,
+            id="answer-cut-short",
+        ),
+        pytest.param(
+            requests.exceptions.SSLError(MaxRetryError(None, MESSAGES_URL, SSLError("bad record"))),
+            True,
+            id="tls-error",
+        ),
+        pytest.param(requests.ConnectionError("unexplained"), True, id="unknown"),
+    ]
+
+
+@pytest.mark.parametrize(("exc", "may_have_been_sent"), network_failures())
+def test_network_failures_are_retried_only_when_the_request_never_left(
+    twilio_settings, exc, may_have_been_sent
+):
     error = send_failing(FakeTwilioHttp(error=exc))
 
     assert isinstance(error, sms.SmsTransientError)
     assert error.status is None
-    # Sent, then no answer: a retry could deliver the text twice, so the sender is told.
+    # Only a connection never made is safe to retry; after the request left, a retry could
+    # deliver the text twice, so the sender is told.
     assert error.may_have_been_sent is may_have_been_sent
     assert_private(error)
+
+
+# --- Sending a text: retried, or left to a person -------------------------------------------
+
+
+@pytest.fixture
+def text_claimed(twilio_settings, site_a, enrol, monkeypatch):
+    """(text, http, noon): a participant's month-1 invitation by SMS, due at noon New York
+    time on 3 June 2026 and just claimed by a dispatch cycle; Twilio's HTTP client, which
+    accepts the text until a test sets its ``error`` or status; and that noon."""
+    noon = datetime(2026, 6, 3, 16, tzinfo=UTC)
+    participant = enrol(
+        site=site_a,
+        code="NYC-0080",
+        enrolled_on=date(2026, 5, 9),
+        timezone="America/New_York",
+        contact={"phone": PHONE},
+        now=noon - timedelta(days=25),
+    )
+    month1 = participant.assignments.get(wave__slug="m1")
+    Assignment.objects.filter(pk=month1.pk).update(
+        status=Assignment.Status.OPEN,
+        opens_at=noon - timedelta(days=2),
+        closes_at=noon + timedelta(days=10),
+    )
+    text = Message.objects.filter(assignment=month1).earliest("sequence")
+    assert text.channel == Message.Channel.SMS
+    Message.objects.filter(assignment__participant=participant).update(
+        scheduled_at=noon + timedelta(days=5)
+    )
+    Message.objects.filter(pk=text.pk).update(scheduled_at=noon)
+    assert reminders_dispatch(now=noon, enqueue=False).claimed_ids == [text.pk]
+    http = created()
+    monkeypatch.setattr("twilio.http.http_client.TwilioHttpClient", lambda **kwargs: http)
+    return text, http, noon
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        requests.ReadTimeout("read timed out"),
+        requests.ConnectionError(ProtocolError("Connection aborted.", RemoteDisconnected("x"))),
+        "HTTP 500",
+    ],
+    ids=["read-timeout", "dropped", "server-error"],
+)
+def test_a_text_that_may_have_gone_out_goes_to_review_and_is_never_sent_again(text_claimed, error):
+    text, http, noon = text_claimed
+    if error == "HTTP 500":
+        http.status, http.text = 500, json.dumps({"status": 500, "message": "Internal error"})
+    else:
+        http.error = error
+
+    assert message_send(message_id=text.pk, now=noon) == Message.Status.REVIEW
+    text.refresh_from_db()
+    assert text.status == Message.Status.REVIEW
+    assert "it may have gone out" in text.reason
+    # The task delivered again, the next cycles, the sweep: nothing reaches Twilio again.
+    assert message_send(message_id=text.pk, now=noon + timedelta(minutes=1)) == "review"
+    for minutes in (2, 20, 60):
+        cycle = reminders_dispatch(now=noon + timedelta(minutes=minutes), enqueue=False)
+        assert (cycle.claimed, cycle.requeued) == (0, 0)
+    assert len(http.requests) == 1
+
+
+def test_a_text_whose_connection_was_refused_is_retried_and_sent_once(text_claimed):
+    from surveys.dispatch import RetryLater
+
+    text, http, noon = text_claimed
+    http.error = never_connected(
+        NewConnectionError(HTTPSConnection(TWILIO_HOST, 443), "Connection refused")
+    )
+
+    with pytest.raises(RetryLater):
+        message_send(message_id=text.pk, now=noon)
+    text.refresh_from_db()
+    assert text.status == Message.Status.SENDING
+    assert text.reason.endswith("(will retry)")
+    http.error = None
+    assert message_send(message_id=text.pk, now=noon + timedelta(minutes=1)) == "sent"
+    assert len(http.requests) == 2
 
 
 @pytest.mark.parametrize(
