@@ -28,6 +28,7 @@ from surveys.models import (
     Study,
     Wave,
 )
+from surveys.scheduling import CATCH_UP_LIMIT
 
 UTC = ZoneInfo("UTC")
 OPEN_STATUSES = (Assignment.Status.SCHEDULED, Assignment.Status.OPEN, Assignment.Status.IN_PROGRESS)
@@ -246,7 +247,7 @@ def reminders_plan(*, assignments, now: datetime | None = None) -> int:
         ]
         past = [p for p in planned if p.scheduled_at <= now]
         planned = [p for p in planned if p.scheduled_at > now]
-        if past and past[-1].scheduled_at > now - timedelta(days=1):
+        if past and past[-1].scheduled_at > now - CATCH_UP_LIMIT:
             # One catch-up message, now or (at night) when the quiet hours end.
             catch_up = past[-1]
             at = quiet_hours_apply(
