@@ -22,10 +22,11 @@ from surveys.access import (
     participant_pin_verify,
     typed_contact_parse,
 )
-from surveys.models import Language, Participant
+from surveys.models import Language, Participant, ParticipantLink
 from surveys.participant_views import (
     EPOCH_KEY,
     PIN_PENDING_KEY,
+    PIN_PENDING_LINK_KEY,
     SESSION_KEY,
     _render,
     participant_session_start,
@@ -88,10 +89,21 @@ def new_link(request: HttpRequest) -> HttpResponse:
 
 
 def _pending_participant(request: HttpRequest) -> Participant | None:
+    """The participant whose link opened the PIN screen, while that link still works (links
+    revoked by the study team, or by an erasure, no longer open a session from this screen; a
+    PIN the team removed still lets the waiting phone in)."""
     participant_id = request.session.get(PIN_PENDING_KEY)
     if not participant_id:
         return None
-    return Participant.objects.filter(pk=participant_id, status=Participant.Status.ACTIVE).first()
+    link_works = ParticipantLink.objects.filter(
+        pk=request.session.get(PIN_PENDING_LINK_KEY),
+        participant_id=participant_id,
+        revoked_at__isnull=True,
+        expires_at__gt=timezone.now(),
+    )
+    return Participant.objects.filter(
+        pk=participant_id, status=Participant.Status.ACTIVE, pk__in=link_works.values("participant")
+    ).first()
 
 
 @never_cache
@@ -102,6 +114,7 @@ def unlock(request: HttpRequest) -> HttpResponse:
         return redirect("participant-new-link")
     if not participant.pin_hash:  # removed by the study team meanwhile
         del request.session[PIN_PENDING_KEY]
+        request.session.pop(PIN_PENDING_LINK_KEY, None)
         participant_session_start(request, participant)
         return redirect("participant-home")
     context: dict = {}
@@ -124,6 +137,7 @@ def unlock(request: HttpRequest) -> HttpResponse:
         if right:
             request.session.cycle_key()
             del request.session[PIN_PENDING_KEY]
+            request.session.pop(PIN_PENDING_LINK_KEY, None)
             participant_session_start(request, participant)
             request.session.set_expiry(0)  # ends when the browser closes
             return redirect("participant-home")

@@ -46,6 +46,7 @@ LANGUAGE_KEY = "participant_language"
 EPOCH_KEY = "participant_epoch"
 # A link opened for a participant with a PIN, waiting for the PIN (surveys/participant_access.py).
 PIN_PENDING_KEY = "participant_pin_pending"
+PIN_PENDING_LINK_KEY = "participant_pin_pending_link"
 
 
 def session_participant(request: HttpRequest, *, consent_pending_ok: bool = False) -> Participant:
@@ -113,6 +114,8 @@ def link_open(request: HttpRequest, token: str) -> HttpResponse:
         # A PIN protects this participant: the session opens only after the PIN screen, and
         # ends when the browser closes.
         request.session[PIN_PENDING_KEY] = link.participant_id
+        # the link itself: revoked meanwhile, the PIN screen no longer opens a session
+        request.session[PIN_PENDING_LINK_KEY] = link.pk
         return redirect("participant-unlock")
     participant_session_start(request, link.participant)
     return redirect("participant-home")

@@ -251,6 +251,30 @@ def test_a_participant_sets_a_pin_and_the_link_then_asks_for_it(client, particip
     assert client.session.get_expire_at_browser_close()
 
 
+@pytest.mark.parametrize("pin_removed_too", [False, True])
+def test_links_revoked_while_the_pin_screen_waits_open_no_session(
+    client, participant, pin_removed_too
+):
+    """A shared phone waits at the PIN screen when the study team revokes the participant's
+    links (and, maybe, removes a forgotten PIN): neither the right PIN nor the PIN's removal
+    opens a session from that old link; the screen sends them to ask for a new one."""
+    from surveys.access import participant_pin_remove
+    from surveys.links import participant_links_revoke
+
+    participant_pin_set(participant=participant, pin="4821", repeat="4821")
+    _, token = participant_link_create(participant=participant)
+    assert client.get(f"/p/{token}")["Location"] == "/p/unlock"
+    participant_links_revoke(participant=participant)
+    participant.refresh_from_db()
+    if pin_removed_too:
+        participant_pin_remove(participant=participant)
+        tried = client.get("/p/unlock")
+    else:
+        tried = client.post("/p/unlock", {"pin": "4821"})
+    assert tried.status_code == 302 and tried["Location"] == "/p/new-link"
+    assert client.get("/p/").status_code == 404
+
+
 @pytest.mark.parametrize(
     ("pin", "repeat", "message"),
     [
