@@ -188,7 +188,7 @@ def _clean_value(item: Item, value):
             raise _Invalid(_("Enter a date on or before %(day)s.") % {"day": high.isoformat()})
         return day.isoformat()
     if kind in (Item.Kind.TEXT, Item.Kind.NOTES):
-        if not isinstance(value, str):
+        if not isinstance(value, str) or not _storable(value):
             raise _Invalid(_("Enter text."))
         text = value.strip()
         limit = MAX_TEXT if kind == Item.Kind.TEXT else MAX_NOTES
@@ -196,6 +196,18 @@ def _clean_value(item: Item, value):
             raise _Invalid(_("Keep it under %(limit)s characters.") % {"limit": limit})
         return _clean_text_validation(item, text)
     raise _Invalid(_("This field takes no answer."))
+
+
+def _storable(text: str) -> bool:
+    """Text the database can keep: no NUL character and no lone surrogate (PostgreSQL's JSON
+    refuses both, which would fail the whole save)."""
+    if "\x00" in text:
+        return False
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _clean_text_validation(item: Item, text: str) -> str:

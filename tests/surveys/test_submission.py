@@ -372,6 +372,10 @@ def _item(**fields):
         ({"kind": "text", "options": {"validation": "time_mm_ss"}}, "75:00", "MM:SS"),
         ({"kind": "text", "options": {"validation": "zipcode"}}, "１２３４５", "ZIP code"),
         ({"kind": "text", "options": {"validation": "email"}}, "not-an-address", "e-mail"),
+        # text PostgreSQL's JSON cannot hold (the save would fail whole): refused per question
+        ({"kind": "text"}, "before\x00after", "Enter text."),
+        ({"kind": "notes"}, "half a pair \ud800", "Enter text."),
+        ({"kind": "notes"}, "accents é and emoji \U0001f600 are fine", None),
         (
             {"kind": "single", "choices": [{"code": "1", "label": {"en": "A"}}]},
             True,
