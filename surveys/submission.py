@@ -9,6 +9,7 @@ exactly one response.
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from zoneinfo import ZoneInfo
 
 from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
@@ -297,6 +298,15 @@ CLIENT_ID_USED = ("client_id_used", "This id belongs to another response.")
 
 
 @transaction.atomic
+def _participant_today(assignment: Assignment, now: datetime):
+    """The participant's date at ``now``, on their own clock (an answer "on or before today"
+    is checked against it, not the server's date)."""
+    zone = Participant.objects.filter(pk=assignment.participant_id).values_list(
+        "timezone", flat=True
+    )[0]
+    return timezone.localtime(now, ZoneInfo(zone)).date()
+
+
 def response_draft_save(
     *,
     assignment: Assignment,
@@ -321,7 +331,9 @@ def response_draft_save(
     if any(r[1] == client_id and r is not existing for r in context.responses):
         raise SubmissionConflict(*CLIENT_ID_USED)
     version, items = _version_and_items(instrument, existing, context)
-    cleaned = answers_clean(items=items, answers=answers, final=False)
+    cleaned = answers_clean(
+        items=items, answers=answers, final=False, today=_participant_today(assignment, now)
+    )
     safety_alerts_raise(assignment=assignment, items=items, answers=cleaned, now=now)
     if position and position not in {item.variable for item in items}:
         position = ""  # a stale position (another version) resumes at the start
@@ -389,7 +401,9 @@ def response_submit(
     if same_id is not None and same_id is not existing:
         raise SubmissionConflict(*CLIENT_ID_USED)
     version, items = _version_and_items(instrument, existing, context)
-    cleaned = answers_clean(items=items, answers=answers, final=True)
+    cleaned = answers_clean(
+        items=items, answers=answers, final=True, today=_participant_today(assignment, now)
+    )
     response = Response(
         pk=existing[0] if existing else None,
         assignment=assignment,

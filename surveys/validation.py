@@ -79,11 +79,13 @@ def answer_blank(value) -> bool:
     )
 
 
-def _bound(text: str) -> Decimal | date | None:
+def _bound(text: str, today: date | None = None) -> Decimal | date | None:
+    """A limit as written on the item: a number, a date, or "today" (``today``: the
+    participant's own date; else the server's)."""
     if not text:
         return None
     if text in ("today", "now"):
-        return timezone.localdate()
+        return today or timezone.localdate()
     try:
         return Decimal(text)
     except InvalidOperation:
@@ -131,7 +133,7 @@ def _decimals_allowed(item: Item) -> int | None:
     return int(match.group(1)) if match else None
 
 
-def _clean_value(item: Item, value):
+def _clean_value(item: Item, value, today: date | None = None):
     kind = item.kind
     codes = {str(choice["code"]) for choice in item.choices}
     if kind in (Item.Kind.INTEGER, Item.Kind.DECIMAL, Item.Kind.SLIDER):
@@ -181,7 +183,7 @@ def _clean_value(item: Item, value):
             day = None
         if day is None:
             raise _Invalid(_("Enter a date as YYYY-MM-DD."))
-        low, high = _bound(item.min_value), _bound(item.max_value)
+        low, high = _bound(item.min_value, today), _bound(item.max_value, today)
         if isinstance(low, date) and day < low:
             raise _Invalid(_("Enter a date on or after %(day)s.") % {"day": low.isoformat()})
         if isinstance(high, date) and day > high:
@@ -229,8 +231,11 @@ def _clean_text_validation(item: Item, text: str) -> str:
     return text
 
 
-def answers_clean(*, items: list[Item], answers: dict, final: bool) -> dict:
+def answers_clean(
+    *, items: list[Item], answers: dict, final: bool, today: date | None = None
+) -> dict:
     """Validate ``answers`` against ``items``; return what to store or raise ValidationError.
+    ``today`` is the participant's date (on their clock), for date limits such as "today".
 
     A draft (``final=False``) keeps every valid answer and skips required checks. A final
     submit also requires every shown required question, drops answers to hidden questions and
@@ -251,7 +256,7 @@ def answers_clean(*, items: list[Item], answers: dict, final: bool) -> dict:
         if answer_blank(value):
             continue
         try:
-            cleaned[item.variable] = _clean_value(item, value)
+            cleaned[item.variable] = _clean_value(item, value, today)
         except _Invalid as exc:
             errors[item.variable] = [str(exc)]
     if final:

@@ -421,3 +421,62 @@ def test_submissions_work_again_after_the_database_connection_is_replaced(
     second.refresh_from_db()
     assert second.status == Assignment.Status.COMPLETED
     assert Response.objects.count() == 2
+
+
+@pytest.mark.parametrize(
+    ("zone", "now", "answer", "accepted"),
+    [
+        # 10:30 on 17 February in Sydney is 23:30 on the 16th in UTC: their today is the 17th
+        ("Australia/Sydney", datetime(2026, 2, 16, 23, 30, tzinfo=UTC), "2026-02-17", True),
+        # 20:00 on 16 February in New York is 01:00 on the 17th in UTC: the 17th is tomorrow
+        ("America/New_York", datetime(2026, 2, 17, 1, 0, tzinfo=UTC), "2026-02-17", False),
+        ("America/New_York", datetime(2026, 2, 17, 1, 0, tzinfo=UTC), "2026-02-16", True),
+    ],
+)
+def test_a_date_on_or_before_today_is_the_participants_today(zone, now, answer, accepted):
+    item = _item(kind="date", max_value="today")
+    today = datetime.fromtimestamp(now.timestamp(), tz=__import__("zoneinfo").ZoneInfo(zone))
+    if accepted:
+        assert answers_clean(
+            items=[item], answers={"q": answer}, final=False, today=today.date()
+        ) == {"q": answer}
+        return
+    with pytest.raises(ValidationError) as excinfo:
+        answers_clean(items=[item], answers={"q": answer}, final=False, today=today.date())
+    assert "on or before 2026-02-16" in excinfo.value.message_dict["q"][0]
+
+
+def test_a_draft_checks_a_today_limit_on_the_participants_own_date(study, month1):
+    """Far east of the server (UTC), the participant's "today" is already tomorrow's date:
+    their own date is accepted; the day after it is not."""
+    from zoneinfo import ZoneInfo
+
+    zone = next(
+        z
+        for z in ("Pacific/Kiritimati", "Pacific/Pago_Pago")
+        if IN_WINDOW.astimezone(ZoneInfo(z)).date() != IN_WINDOW.date()
+    )
+    Participant.objects.filter(pk=month1.participant_id).update(timezone=zone)
+    their_today = IN_WINDOW.astimezone(ZoneInfo(zone)).date()
+    instrument = Instrument.objects.create(study=study, slug="date-check", name="Date check")
+    instrument_items_set(
+        instrument=instrument,
+        items=[
+            {"variable": "d", "kind": "date", "label": {"en": "D"}, "max_value": "today"},
+        ],
+    )
+    month1.wave.waveinstrument_set.create(instrument=instrument, position=2)
+
+    def draft(day):
+        return response_draft_save(
+            assignment=month1,
+            instrument=instrument,
+            answers={"d": day.isoformat()},
+            client_id=uuid.UUID(int=7),
+            now=IN_WINDOW,
+        )
+
+    assert draft(their_today).answers == {"d": their_today.isoformat()}
+    with pytest.raises(ValidationError) as excinfo:
+        draft(their_today + timedelta(days=1))
+    assert their_today.isoformat() in excinfo.value.message_dict["d"][0]
