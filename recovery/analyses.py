@@ -101,8 +101,12 @@ def study_variables(*, study: Study) -> StudyVariables:
     """Read off the dataset's plan (no participant data is read)."""
     empty = dataset_long(study=study, participants=Participant.objects.none())
     columns = empty.attrs["columns"]
+    # Single waves only: a recurring check-in has many rows per participant, which the
+    # models' one row per participant and wave cannot hold.
     waves = list(
-        study.waves.filter(is_active=True).order_by("position", "pk").values_list("slug", "name")
+        study.waves.filter(is_active=True, recurrence_days__isnull=True)
+        .order_by("position", "pk")
+        .values_list("slug", "name")
     )
     wave_instruments = empty.attrs["dataset"]["wave_instruments"]
     first = waves[0][0] if waves else ""
@@ -227,9 +231,19 @@ def analysis_data(
         waves=spec.waves or None,
         covariates=spec.covariates,
     )
-    waves = long_df.attrs["dataset"]["waves"]
-    frame = analysis_frame(long_df, waves=waves, missing_codes=MISSING_CODES)
+    # One row per participant and wave: single waves only (a recurring check-in has many
+    # rows per participant), numbered in the study's order of them all, so that a selection
+    # that skips a wave never pairs the waves either side of it as one lag.
+    single = _single_waves(study)
+    waves = [w for w in long_df.attrs["dataset"]["waves"] if w in single]
+    frame = analysis_frame(long_df, waves=waves, missing_codes=MISSING_CODES, order=single)
     return frame, frame_hash(frame)
+
+
+def _single_waves(study: Study) -> list[str]:
+    """The study's single (not recurring) waves' slugs, in the study's order."""
+    found = study.waves.filter(recurrence_days__isnull=True).order_by("position", "pk")
+    return list(found.values_list("slug", flat=True))
 
 
 def frame_hash(frame: pd.DataFrame) -> str:

@@ -5,7 +5,8 @@ negative missing code (-99 wave missed, -98 not yet due, ...). Models need plain
 NaN. :func:`analysis_frame` turns the long frame (one row per participant × wave) into:
 
 * ``pid``, ``site``, ``wave`` as text; ``wave_index`` (0, 1, 2, ... in the study's wave order,
-  the order of ``waves``) and ``months`` (days since enrolment / 30.4375, the wave's time);
+  the order of ``order``, else of ``waves``) and ``months`` (days since enrolment / 30.4375,
+  the wave's time);
 * ``completed``: 1.0 if the wave was completed, 0.0 if it was missed or cancelled, NaN while it is
   not yet due or its window is open (not yet known), for retention;
 * every other column: numbers as float64 and text as object, each missing code replaced by NaN.
@@ -36,10 +37,13 @@ def analysis_frame(
     *,
     waves: Sequence[str] | None = None,
     missing_codes: Iterable[int] = DEFAULT_MISSING_CODES,
+    order: Sequence[str] | None = None,
 ) -> pd.DataFrame:
     """The long frame with missing codes as NaN, numbers as float64, ``wave_index``,
     ``months`` and ``completed`` added. ``waves`` gives the wave order (default: the order in
-    which waves first appear); rows of other waves are dropped."""
+    which waves first appear); rows of other waves are dropped. ``order`` (default: ``waves``)
+    numbers the waves: the study's every wave, so that a selection that skips one keeps the
+    gap (waves 0, 1 and 3: the lag pairs 0 → 1 only, never 1 → 3 as one step)."""
     missing = [c for c in REQUIRED_COLUMNS if c not in long_df.columns]
     if missing:
         raise AnalysisError(
@@ -49,9 +53,9 @@ def analysis_frame(
         )
     codes = {float(c) for c in missing_codes}
     code_texts = {str(int(c)) for c in codes}
-    order = list(waves) if waves is not None else list(pd.unique(long_df["wave"].astype(str)))
     wave_text = long_df["wave"].astype(str)
-    keep = wave_text.isin(order).to_numpy()
+    kept = list(waves) if waves is not None else list(pd.unique(wave_text))
+    keep = wave_text.isin(kept).to_numpy()
 
     out: dict[str, pd.Series | np.ndarray] = {}
     for name in long_df.columns:
@@ -70,7 +74,9 @@ def analysis_frame(
             text[blank] = np.nan
             out[name] = text
     frame = pd.DataFrame(out, index=pd.RangeIndex(int(keep.sum())))
-    position = {wave: i for i, wave in enumerate(order)}
+    numbered = list(order or ())
+    numbered += [wave for wave in kept if wave not in numbered]
+    position = {wave: i for i, wave in enumerate(numbered)}
     frame["wave_index"] = frame["wave"].map(position).astype("int64")
     if "days_since_enrolment" in frame.columns:
         frame["months"] = frame["days_since_enrolment"] / DAYS_PER_MONTH

@@ -3,15 +3,22 @@
 import io
 import json
 import warnings
-from datetime import date
+from datetime import date, datetime
 
 import numpy as np
 import pandas as pd
 import pytest
 from django.core.management import CommandError, call_command
 from django.urls import reverse
+from django.utils import timezone
 
-from recovery.analyses import AnalysisSpec, analysis_data, analysis_run_start, frame_hash
+from recovery.analyses import (
+    AnalysisSpec,
+    analysis_check,
+    analysis_data,
+    analysis_run_start,
+    frame_hash,
+)
 from recovery.analysis.frames import exposure_outcome_frame
 from recovery.models import AnalysisRun
 from recovery.services import demo_study_seed
@@ -508,3 +515,51 @@ def test_each_download_of_a_runs_results_is_audited_once_and_a_head_is_not(
     AnalysisRun.objects.filter(pk=run.pk).update(status=AnalysisRun.Status.RUNNING)
     client.get(reverse("admin:recovery_analysisrun_results", args=[run.pk]))
     assert not downloads.exists()
+
+
+def test_a_selection_that_skips_waves_never_pairs_across_the_gap(cohort_study):
+    """Waves baseline, m3 and m12 chosen: they keep their places in the study (0, 2, 4), so the
+    lagged pairs hold no "m3 → m12" step (nine months taken for one wave's lag)."""
+    from recovery.analysis.longitudinal import lagged_pairs
+
+    people = Participant.objects.filter(study=cohort_study)
+    spec = AnalysisSpec(waves=("baseline", "m3", "m12"))
+    frame, _ = analysis_data(study=cohort_study, people=people, spec=spec)
+    places = frame.groupby("wave")["wave_index"].first().to_dict()
+    assert places == {"baseline": 0, "m3": 2, "m12": 4}
+    assert lagged_pairs(frame, "high_involvement", "any_use").empty
+    # all waves: m3 pairs with m6, which is the next wave
+    every, _ = analysis_data(study=cohort_study, people=people, spec=AnalysisSpec())
+    pairs = lagged_pairs(every, "high_involvement", "any_use")
+    assert set(pairs["wave_index"]) <= {1, 2, 3} and len(pairs) > 100
+
+
+def test_a_weekly_check_in_switched_on_stays_out_of_the_models(db):
+    """The template's weekly check-in, switched on, has many rows per participant: the
+    analyses' waves, the default request and the frame are the single waves only, and the
+    lagged GEE runs (it refused the whole frame for its duplicate rows)."""
+    from recovery.analyses import default_spec, study_variables
+    from recovery.analysis import suite
+    from surveys.models import Assignment, Wave
+    from surveys.services import recurring_assignments_extend
+
+    study, _ = demo_study_seed(slug="wk", participants=120, seed=1, effect=-0.1, as_of=AS_OF)
+    Wave.objects.filter(study=study, slug="weekly").update(is_active=True)
+    recurring_assignments_extend(now=timezone.make_aware(datetime(2026, 11, 20, 12)))
+    weekly = Assignment.objects.filter(participant__study=study, wave__slug="weekly")
+    assert weekly.filter(occurrence__gte=1).exists()  # two or more rows per participant
+
+    variables = study_variables(study=study)
+    assert "weekly" not in [slug for slug, _ in variables.waves]
+    spec = default_spec(study=study, variables=variables)
+    assert "weekly" not in (*spec.exposure_waves, spec.outcome_wave)
+    analysis_check(study=study, spec=spec, variables=variables)  # the default request is valid
+
+    frame, _ = analysis_data(study=study, people=Participant.objects.filter(study=study), spec=spec)
+    assert "weekly" not in set(frame["wave"])
+    assert not frame.duplicated(["pid", "wave_index"]).any()
+    request = suite.SuiteRequest(
+        analyses=("lagged_gee",), exposure="high_involvement", outcome="any_use"
+    )
+    (section,) = suite.run_suite(frame, request)
+    assert (section.error, section.error_code) == ("", "") and section.tables
