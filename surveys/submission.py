@@ -297,16 +297,14 @@ def _version_and_items(instrument: Instrument, existing, context: _SubmitContext
 CLIENT_ID_USED = ("client_id_used", "This id belongs to another response.")
 
 
-@transaction.atomic
 def _participant_today(assignment: Assignment, now: datetime):
     """The participant's date at ``now``, on their own clock (an answer "on or before today"
-    is checked against it, not the server's date)."""
-    zone = Participant.objects.filter(pk=assignment.participant_id).values_list(
-        "timezone", flat=True
-    )[0]
-    return timezone.localtime(now, ZoneInfo(zone)).date()
+    is checked against it, not the server's date). ``assignment`` is ``_submit_context``'s,
+    whose participant carries the time zone (no query)."""
+    return timezone.localtime(now, ZoneInfo(assignment.participant.timezone)).date()
 
 
+@transaction.atomic
 def response_draft_save(
     *,
     assignment: Assignment,
