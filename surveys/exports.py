@@ -886,8 +886,8 @@ ERASED_EXPORT_MESSAGE = (
 def export_files_erased_for(participant: Participant) -> int:
     """Delete the files of the study's finished background exports that may hold the
     participant's data (any made so far whose sites include theirs, now or before a move),
-    when their answers or
-    identifiers are erased at their request; their makers are told why. A job still running
+    when their answers or identifiers are erased at their request; their makers are told why.
+    A job still running
     may have read their rows already: it is marked, and keeps no file when it ends
     (``export_job_run``). A file already downloaded is out of reach (README). Returns how many
     files were deleted.

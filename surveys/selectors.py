@@ -134,12 +134,10 @@ def participants_editable_by(*, user) -> QuerySet[Participant]:
     study may be a researcher in another."""
     if user.is_superuser:
         return Participant.objects.select_related("study", "site")
-    roles = StaffRole.objects.filter(user=user)
-    led = roles.filter(role=ROLE.PRINCIPAL_INVESTIGATOR).values("study")
-    coordinated = roles.filter(role=ROLE.COORDINATOR).values("sites")
-    return Participant.objects.filter(Q(study__in=led) | Q(site__in=coordinated)).select_related(
-        "study", "site"
-    )
+    coordinated = StaffRole.objects.filter(user=user, role=ROLE.COORDINATOR).values("sites")
+    return Participant.objects.filter(
+        Q(study__in=studies_led_by(user=user)) | Q(site__in=coordinated)
+    ).select_related("study", "site")
 
 
 @dataclass(frozen=True)
