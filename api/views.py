@@ -181,7 +181,8 @@ class ResponseDraftSaveApi(AnswersEntryApi):
 
 class ResponseSubmitApi(AnswersEntryApi):
     """Submit the final answers. Idempotent on ``client_id``: a replay answers 200 with the
-    response stored the first time."""
+    response stored the first time; a replay whose answers differ from those stored (changed
+    after a send whose reply was lost) answers 409 ``sent_before_changes`` and stores nothing."""
 
     @extend_schema(
         request=AnswersInputSerializer,

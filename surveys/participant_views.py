@@ -252,12 +252,32 @@ def survey(request: HttpRequest, assignment_id: int, slug: str) -> HttpResponse:
         return _survey(request, participant, assignment_id, slug)
 
 
+def _form_sent_again(request, assignment, instrument, items, done_url: str) -> HttpResponse:
+    """The form posted for a survey already sent (its first reply never reached the phone):
+    the done page, saying so when the answers differ from those kept."""
+    try:
+        response_submit(
+            assignment=assignment,
+            instrument=instrument,
+            answers=_answers_from_form(items, request.POST),
+            client_id=uuid.UUID(request.POST.get("client_id", "")),
+        )
+    except SubmissionConflict as exc:
+        if exc.code == "sent_before_changes":
+            return redirect(f"{done_url}?kept=first")
+    except (ValueError, ValidationError):
+        pass  # no usable id, or another id: the survey was sent under the first
+    return redirect(done_url)
+
+
 def _survey(request, participant: Participant, assignment_id: int, slug: str) -> HttpResponse:
     assignment, instrument, version, items, response = _survey_context(
         request, participant, assignment_id, slug
     )
     done_url = reverse("participant-survey-done", args=[assignment_id, slug])
     if response is not None and response.status == Response.Status.SUBMITTED:
+        if request.method == "POST":  # sent again: the answers may have changed meanwhile
+            return _form_sent_again(request, assignment, instrument, items, done_url)
         return redirect(done_url)
     now = timezone.now()
     closed = _closed_reason(assignment, now)
@@ -283,6 +303,8 @@ def _survey(request, participant: Participant, assignment_id: int, slug: str) ->
         except SubmissionConflict as exc:
             if exc.code == "already_submitted":
                 return redirect(done_url)
+            if exc.code == "sent_before_changes":
+                return redirect(f"{done_url}?kept=first")
             closed = exc.code
             status = 409
     screens = screens_build(items=items, language=participant.language)
@@ -367,6 +389,7 @@ def survey_done(request: HttpRequest, assignment_id: int, slug: str) -> HttpResp
             "instrument": instrument,
             "next": next_assignment(participant=participant, now=now),
             "now": now,
+            "kept_first": request.GET.get("kept") == "first",
             "crisis_text": crisis_text(study=participant.study, language=participant.language)
             if SafetyAlert.objects.filter(assignment_id=assignment_id).exists()
             else "",

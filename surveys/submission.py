@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
 
+from django.core.exceptions import ValidationError
 from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 from django.utils.translation import gettext as _
@@ -297,6 +298,28 @@ def _version_and_items(instrument: Instrument, existing, context: _SubmitContext
 CLIENT_ID_USED = ("client_id_used", "This id belongs to another response.")
 
 
+def _same_answers(
+    replay: Response, answers: dict, instrument: Instrument, row, context, now: datetime
+) -> bool:
+    """Whether a replay carries the answers the response was stored with (cleaned the same
+    way, so ``"3"`` and ``3`` agree): a phone that lost the first reply and sends again. A
+    phone whose participant changed an answer in between must hear that the change was not
+    saved, not be told it was."""
+    if answers == replay.answers:
+        return True
+    _version, items = _version_and_items(instrument, row, context)
+    try:
+        cleaned = answers_clean(
+            items=items,
+            answers=answers,
+            final=True,
+            today=_participant_today(context.assignment, now),
+        )
+    except ValidationError:
+        return False
+    return cleaned == replay.answers
+
+
 def _participant_today(assignment: Assignment, now: datetime):
     """The participant's date at ``now``, on their own clock (an answer "on or before today"
     is checked against it, not the server's date). ``assignment`` is ``_submit_context``'s,
@@ -389,6 +412,14 @@ def response_submit(
         replay = Response.objects.select_related("instrument", "instrument_version").get(
             pk=same_id[0]
         )
+        if not _same_answers(replay, answers, instrument, same_id, context, now):
+            raise SubmissionConflict(
+                "sent_before_changes",
+                _(
+                    "This survey had already been sent before your last changes. The answers "
+                    "sent first are kept; the changes made after them were not saved."
+                ),
+            )
         return SubmitResult(replay, replayed=True)
     if not context.instrument_in_wave:
         raise SubmissionConflict("wrong_instrument", _("This survey is not part of that wave."))

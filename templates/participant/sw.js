@@ -102,10 +102,17 @@ function flush() {
         // out of the outbox. Without a session (401, 403, 404: the browser closed on a PIN
         // phone, or someone else signed in) the answers wait for the participant's link.
         if (response.ok || response.status === 400 || response.status === 409) {
-          return outbox("readwrite", function (store) { store.delete(item.url); }).then(function () {
-            return self.clients.matchAll().then(function (clients) {
-              clients.forEach(function (client) {
-                client.postMessage({ type: response.ok ? "sent" : "refused", url: item.url });
+          var reply = response.ok ? Promise.resolve({})
+            : response.json().catch(function () { return {}; });
+          return reply.then(function (body) {
+            return outbox("readwrite", function (store) { store.delete(item.url); }).then(function () {
+              return self.clients.matchAll().then(function (clients) {
+                clients.forEach(function (client) {
+                  client.postMessage({
+                    type: response.ok ? "sent" : "refused", code: (body && body.code) || "",
+                    url: item.url,
+                  });
+                });
               });
             });
           });

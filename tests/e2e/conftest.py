@@ -51,9 +51,9 @@ def phone(browser, csp_refusals):
     """A new phone: its own cookies and storage."""
     contexts = []
 
-    def _make():
+    def _make(**options):
         context = browser.new_context(
-            viewport={"width": 390, "height": 844}, is_mobile=True, has_touch=True
+            viewport={"width": 390, "height": 844}, is_mobile=True, has_touch=True, **options
         )
         contexts.append(context)
         page = context.new_page()

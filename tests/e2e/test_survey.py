@@ -116,3 +116,45 @@ def test_a_survey_finished_offline_is_sent_on_reconnect_exactly_once(
     page.context.set_offline(False)
     page.wait_for_url("**/done", timeout=15000)
     assert Response.objects.filter(status=Response.Status.SUBMITTED).count() == 1
+
+
+def test_answers_changed_after_a_send_whose_reply_was_lost_are_not_claimed_saved(
+    phone, live_server, due_participant
+):
+    # No service worker: only the page sends, so the order of events is the test's.
+    page = phone(service_workers="block")
+    open_link(page, live_server, due_participant)
+    page.get_by_role("link", name="Start").first.click()
+    for _ in range(120):
+        if page.locator("#review").is_visible():
+            break
+        answer_screen(page, {"attended_any": "0", "overdose": "0"})
+        page.locator("#next").click()
+
+    def reply_lost(route):  # the answers reach the server; its reply never reaches the phone
+        route.fetch()
+        route.abort("connectionreset")
+
+    page.route("**/submit/", reply_lost)
+    page.locator("#send").click()
+    expect(page.locator("#status")).to_contain_text("saved on this phone")
+    page.unroute("**/submit/")
+    first = Response.objects.get()
+    assert first.status == Response.Status.SUBMITTED
+    # The participant goes back and changes the craving answer, then sends again.
+    for _ in range(60):
+        if page.locator("#q-craving").is_visible():
+            break
+        page.locator("#back").click()
+    page.locator("#q-craving input[type=range]").focus()
+    page.keyboard.press("ArrowRight")
+    page.keyboard.press("ArrowRight")
+    for _ in range(60):
+        if page.locator("#review").is_visible():
+            break
+        page.locator("#next").click()
+    page.locator("#send").click()
+    page.wait_for_url("**/done?kept=first")
+    expect(page.locator(".notice")).to_contain_text("we kept the answers you sent first")
+    page.screenshot(path=str(DOCS / "participant-done-kept-first.png"))
+    assert Response.objects.get().answers == first.answers

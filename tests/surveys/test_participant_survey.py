@@ -64,6 +64,24 @@ def test_the_form_without_javascript_submits_once_and_shows_the_next_survey(sign
     assert Response.objects.count() == 1
 
 
+def test_a_form_sent_again_with_changed_answers_keeps_the_first_and_says_so(
+    signed_in, participant, month1
+):
+    form = {**ANSWERS, "client_id": str(uuid.uuid4())}
+    assert signed_in.post(f"/p/s/{month1.pk}/followup/", form).status_code == 302
+    # The first reply never reached the phone; the participant changed an answer and sent again.
+    again = signed_in.post(f"/p/s/{month1.pk}/followup/", {**form, "craving": "7"})
+    assert again.status_code == 302 and again["Location"].endswith("/done?kept=first")
+    done = signed_in.get(again["Location"]).text
+    assert "we kept the answers you sent first" in done
+    assert Response.objects.get().answers["craving"] == ANSWERS["craving"]
+    # Without the changes (or without the flag) the done page says nothing of it.
+    assert "kept the answers" not in signed_in.get(f"/p/s/{month1.pk}/followup/done").text
+    participant.language = "es"
+    participant.save()
+    assert "conservamos las que envió primero" in signed_in.get(again["Location"]).text
+
+
 def test_the_form_without_javascript_shows_errors_per_question(signed_in, month1):
     reply = signed_in.post(
         f"/p/s/{month1.pk}/followup/", {"client_id": str(uuid.uuid4()), "craving": "11"}
@@ -119,6 +137,14 @@ def test_the_participant_api_saves_a_draft_with_its_place_then_submits(signed_in
         content_type="application/json",
     )
     assert replay.status_code == 200 and Response.objects.count() == 1
+    changed = signed_in.post(
+        api(month1, "submit"),
+        {"client_id": client_id, "answers": {**ANSWERS, "craving": 8}},
+        content_type="application/json",
+    )
+    assert changed.status_code == 409 and changed.json()["code"] == "sent_before_changes"
+    assert "were not saved" in changed.json()["detail"]
+    assert Response.objects.get().answers["craving"] == ANSWERS["craving"]
 
 
 def test_the_participant_api_answers_404_for_another_participants_survey(signed_in, site_a, enrol):

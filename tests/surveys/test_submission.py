@@ -63,14 +63,34 @@ def test_a_valid_submission_is_stored_and_completes_the_assignment(
 
 
 def test_a_replay_returns_the_original_and_stores_nothing_new(month1, followup, followup_answers):
-    attended, not_attended = followup_answers
+    attended, _ = followup_answers
     client_id = uuid.uuid4()
     first = submit(month1, followup, attended, client_id)
-    again = submit(month1, followup, not_attended, client_id, now=IN_WINDOW + timedelta(hours=2))
+    # The phone sends the same answers again (its first reply was lost); a number typed as
+    # text is the same answer.
+    resent = {k: str(v) if isinstance(v, int) else v for k, v in attended.items()}
+    again = submit(month1, followup, resent, client_id, now=IN_WINDOW + timedelta(hours=2))
     assert again.replayed
     assert again.response.pk == first.response.pk
     assert again.response.answers == attended
     assert Response.objects.count() == 1
+
+
+def test_a_replay_with_changed_answers_says_the_change_was_not_saved(
+    month1, followup, followup_answers
+):
+    attended, not_attended = followup_answers
+    client_id = uuid.uuid4()
+    first = submit(month1, followup, attended, client_id)
+    changed = {**attended, "craving": (attended["craving"] + 1) % 11}
+    for answers in (changed, not_attended, {"craving": 99}):
+        with pytest.raises(SubmissionConflict) as excinfo:
+            submit(month1, followup, answers, client_id, now=IN_WINDOW + timedelta(hours=2))
+        assert excinfo.value.code == "sent_before_changes"
+        assert "were not saved" in excinfo.value.message
+    stored = Response.objects.get()
+    assert stored.pk == first.response.pk and stored.answers == attended
+    assert stored.submitted_at == IN_WINDOW
 
 
 def test_a_second_submission_with_another_id_is_a_conflict(month1, followup, followup_answers):

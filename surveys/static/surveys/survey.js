@@ -313,12 +313,12 @@
   }
   function submitUrl() { return data.api + "submit/"; }
   var leaving = false;
-  function finished() {
+  function finished(query) {
     // Both the page and the service worker may see the send succeed: leave once.
     if (leaving) return;
     leaving = true;
     try { localStorage.removeItem(data.key); } catch (e) { /* ignore */ }
-    window.location.assign(data.done);
+    window.location.assign(data.done + (query || ""));
   }
   function post(body) {
     return fetch(submitUrl(), {
@@ -349,6 +349,11 @@
       send.disabled = false;
       if (response.status === 400 && reply.errors) { showServerErrors(reply.errors); return; }
       if (response.status === 409 && reply.code === "already_submitted") { finished(); return; }
+      if (response.status === 409 && reply.code === "sent_before_changes") {
+        // Sent before, with other answers (the first reply was lost): the first answers stand.
+        return outbox("readwrite", function (store) { store.delete(submitUrl()); })
+          .catch(function () {}).then(function () { finished("?kept=first"); });
+      }
       if ([401, 403, 404].indexOf(response.status) >= 0) {
         // No session (a PIN phone's browser was closed): keep the answers for the link.
         return queue(body).then(function () { statusBox.textContent = S.reopen; });
@@ -407,7 +412,11 @@
   if (navigator.serviceWorker) {
     navigator.serviceWorker.register("/p/sw.js", { scope: "/p/" }).catch(function () {});
     navigator.serviceWorker.addEventListener("message", function (event) {
-      if (event.data && event.data.type === "sent" && event.data.url === submitUrl()) finished();
+      if (!event.data || event.data.url !== submitUrl()) return;
+      // The service worker sent the answers that waited on the phone: gone, already there,
+      // or there before the participant's last changes (kept as first sent).
+      if (event.data.type === "sent" || event.data.code === "already_submitted") finished();
+      if (event.data.code === "sent_before_changes") finished("?kept=first");
     });
   }
 
