@@ -333,8 +333,23 @@ def test_the_lagged_gee_and_the_mixed_model_equal_statsmodels_on_the_studys_own_
         frame, exposure="involvement_index", outcome="any_use", covariates=covariates,
         family="binomial", waves=[1, 2, 3],
     )  # fmt: skip
-    pairs = longitudinal.lagged_pairs(
+    # The pairs built here, independently of the code: each participant's row at wave index
+    # t (1, 2 or 3) beside their row at t + 1, complete cases only.
+    now_rows = frame[["pid", "wave_index", "involvement_index", *covariates]]
+    next_rows = frame[["pid", "wave_index", "any_use"]].assign(wave_index=frame["wave_index"] - 1)
+    pairs = (
+        now_rows.merge(next_rows, on=["pid", "wave_index"])
+        .rename(columns={"involvement_index": "exposure", "any_use": "outcome_next"})
+        .query("wave_index in [1, 2, 3]")
+        .dropna()
+        .sort_values(["pid", "wave_index"], ignore_index=True)
+    )
+    assert len(pairs) > 500 and set(pairs["wave_index"]) == {1, 2, 3}
+    built = longitudinal.lagged_pairs(
         frame, "involvement_index", "any_use", covariates, waves=[1, 2, 3]
+    )
+    pd.testing.assert_frame_equal(
+        built[pairs.columns].reset_index(drop=True), pairs, check_dtype=False
     )
     design = pd.DataFrame({"const": 1.0, "exposure": pairs["exposure"]})
     for name in covariates:
