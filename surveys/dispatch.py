@@ -242,18 +242,40 @@ def reminders_dispatch(
 def reminders_dry_run(
     *, now: datetime | None = None, participants=None, limit: int = 2000
 ) -> list[Message]:
-    """What the next cycle would send (nothing is claimed), for these participants or all."""
+    """What the next cycle would claim (nothing is claimed), for these participants or all,
+    each with what its send would do now: ``would`` is ``"send"``, ``"wait"`` (in the study's
+    quiet hours on the participant's clock: back in the queue for their end) or the status the
+    send's last check would give it (cancelled, skipped), and ``would_note`` says why."""
     now = now or timezone.now()
     rows = Message.objects.filter(status=Message.Status.QUEUED, scheduled_at__lte=now)
     if participants is not None:
         rows = rows.filter(assignment__participant__in=participants)
-    return list(
+    due = list(
         rows.exclude(assignment__status__in=("completed", "cancelled", "missed"))
         .filter(assignment__closes_at__gt=now)
         .filter(assignment__participant__status=Participant.Status.ACTIVE)
-        .select_related("assignment__wave", "assignment__participant")
+        .select_related(
+            "assignment__wave",
+            "assignment__participant__contact",
+            "assignment__participant__study",
+        )
         .order_by("scheduled_at", "id")[:limit]
     )
+    for message in due:  # the send's own checks, in its order
+        refused = _why_not(message, now)
+        morning = None if refused else _quiet_hours_end(message, now)
+        if refused:
+            message.would, message.would_note = refused
+        elif morning is not None:
+            local = timezone.localtime(morning, ZoneInfo(message.assignment.participant.timezone))
+            message.would = "wait"
+            message.would_note = (
+                f"quiet hours: waits until {local:%H:%M} the participant's time "
+                f"({morning:%Y-%m-%d %H:%M} UTC)"
+            )
+        else:
+            message.would, message.would_note = "send", ""
+    return due
 
 
 # --- Sending one message ----------------------------------------------------------------------

@@ -1,6 +1,8 @@
 """Invitations and reminders for the study team: the study outbox (every message, its status
 and reason), the rules per wave, and "send now" for a participant's open survey."""
 
+from collections import Counter
+
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
 from django.template.response import TemplateResponse
@@ -72,7 +74,13 @@ class MessageAdmin(ReadOnlyMixin, admin.ModelAdmin):
         due = reminders_dry_run(
             now=now, participants=selectors.participants_for_user(user=request.user)
         )
-        context = {**self.admin_site.each_context(request), "messages_due": due, "now": now}
+        counts = Counter(m.would if m.would in ("send", "wait") else "not_going" for m in due)
+        context = {
+            **self.admin_site.each_context(request),
+            "messages_due": due,
+            "counts": {key: counts[key] for key in ("send", "wait", "not_going")},
+            "now": now,
+        }
         return TemplateResponse(request, "admin/surveys/message/dry_run.html", context)
 
     def has_send_permission(self, request) -> bool:

@@ -11,7 +11,7 @@ from django.db import connection
 from django.utils import timezone
 
 from surveys import sms
-from surveys.dispatch import message_send, reminders_dispatch
+from surveys.dispatch import message_send, reminders_dispatch, reminders_dry_run
 from surveys.models import Assignment, Message, Participant, ReminderRule, Study, Wave
 from surveys.reminders import local_moment, plan_times, quiet_hours_apply
 from surveys.services import participant_status_change
@@ -543,7 +543,47 @@ def test_a_coordinator_sees_the_history_the_outbox_and_the_dry_run_of_their_site
     assert dry.status_code == 200
     assert "NYC-0042" in dry.text and "LDN-0001" not in dry.text
     assert "1 message(s)" in dry.text
+    assert "1 would go now" in dry.text or "1 wait for the end of quiet hours" in dry.text
     assert Message.objects.filter(status="queued").count() > 2  # the dry run changed nothing
+
+
+def test_the_dry_run_says_which_due_messages_wait_for_the_morning_or_would_not_go(reachable):
+    """The dry run shows what the send would do now, not only what is due: a message whose
+    turn comes in the participant's night waits for 09:00 their time (the study's default
+    quiet hours), and one whose participant opted out would be cancelled."""
+    today = timezone.localdate(timezone=NY)
+    night = datetime.combine(today, time(3), tzinfo=NY).astimezone(UTC)
+    invitation = due(reachable, night)
+    [message] = reminders_dry_run(now=night)
+    assert message.pk == invitation.pk and message.would == "wait"
+    assert "waits until 09:00 the participant's time" in message.would_note
+    day = datetime.combine(today, time(11), tzinfo=NY).astimezone(UTC)
+    due(reachable, day)
+    [message] = reminders_dry_run(now=day)
+    assert (message.would, message.would_note) == ("send", "")
+    Participant.objects.filter(pk=reachable.pk).update(email_opt_out_at=day, sms_opt_out_at=day)
+    [message] = reminders_dry_run(now=day)
+    assert (message.would, message.would_note) == (Message.Status.CANCELLED, "opted out")
+    # What the send then does is what the dry run said.
+    Message.objects.filter(pk=message.pk).update(status=Message.Status.SENDING)
+    assert message_send(message_id=message.pk, now=day) == Message.Status.CANCELLED
+    assert Message.objects.filter(status="queued").exists()  # the dry runs changed nothing
+
+
+def test_the_dry_run_command_lists_what_each_due_message_would_do(reachable):
+    from io import StringIO
+
+    from django.core.management import call_command
+
+    due(reachable, timezone.now())
+    Participant.objects.filter(pk=reachable.pk).update(
+        email_opt_out_at=timezone.now(), sms_opt_out_at=timezone.now()
+    )
+    out = StringIO()
+    call_command("dispatch_reminders", "--dry-run", stdout=out)
+    assert "NYC-0042" in out.getvalue() and "cancelled: opted out" in out.getvalue()
+    assert out.getvalue().endswith("1 message(s) due; 0 would be sent now.\n")
+    assert not Message.objects.filter(status=Message.Status.CANCELLED).exists()
 
 
 def test_send_now_brings_a_queued_message_of_an_open_survey_forward(

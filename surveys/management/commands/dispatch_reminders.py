@@ -23,8 +23,10 @@ class Command(BaseCommand):
                     f"  {message.get_channel_display():<20}  #{message.sequence}"
                     f"  {message.assignment.participant.code}"
                     f"  {message.assignment.wave.name}"
+                    f"  {message.would}" + (f": {message.would_note}" if message.would_note else "")
                 )
-            self.stdout.write(f"{len(due)} message(s) would be sent.")
+            going = sum(message.would == "send" for message in due)
+            self.stdout.write(f"{len(due)} message(s) due; {going} would be sent now.")
             return
         result = reminders_dispatch()
         self.stdout.write(
