@@ -67,6 +67,7 @@ TOO_LATE = (
     f"overdue by more than {CATCH_UP_LIMIT.total_seconds() / 3600:.0f} hours when its turn "
     "came; not sent late"
 )
+SUPERSEDED = "overdue; a later message of this survey goes instead"
 
 
 @dataclass
@@ -110,8 +111,7 @@ def messages_settle(*, now: datetime) -> int:
     with connection.cursor() as cursor:
         cursor.execute(
             """
-            UPDATE surveys_message SET status = 'skipped',
-                reason = 'overdue; a later message of this survey goes instead', updated_at = %s
+            UPDATE surveys_message SET status = 'skipped', reason = %s, updated_at = %s
             WHERE status = 'queued' AND scheduled_at <= %s AND EXISTS (
                 SELECT 1 FROM surveys_message later
                 WHERE later.assignment_id = surveys_message.assignment_id
@@ -121,7 +121,7 @@ def messages_settle(*, now: datetime) -> int:
                            AND later.id > surveys_message.id))
             )
             """,
-            [now, now, now],
+            [SUPERSEDED, now, now, now],
         )
         cancelled += cursor.rowcount
     return cancelled
@@ -239,13 +239,18 @@ def reminders_dispatch(
             return result
 
 
+# Contact fields the dry run's checks do not read (each would be decrypted for nothing).
+UNREAD_CONTACT = ("first_name", "last_name", "alternative_contacts", "locator_notes")
+
+
 def reminders_dry_run(
     *, now: datetime | None = None, participants=None, limit: int = 2000
 ) -> list[Message]:
     """What the next cycle would claim (nothing is claimed), for these participants or all,
-    each with what its send would do now: ``would`` is ``"send"``, ``"wait"`` (in the study's
-    quiet hours on the participant's clock: back in the queue for their end) or the status the
-    send's last check would give it (cancelled, skipped), and ``would_note`` says why."""
+    each with what the cycle and the send would do now: ``would`` is ``"send"``, ``"wait"``
+    (in the study's quiet hours on the participant's clock: back in the queue for their end)
+    or the status the cycle's settling or the send's last check would give it (skipped,
+    cancelled), and ``would_note`` says why."""
     now = now or timezone.now()
     rows = Message.objects.filter(status=Message.Status.QUEUED, scheduled_at__lte=now)
     if participants is not None:
@@ -259,9 +264,17 @@ def reminders_dry_run(
             "assignment__participant__contact",
             "assignment__participant__study",
         )
+        # Only the two contact fields the checks read are decrypted.
+        .defer(*(f"assignment__participant__contact__{name}" for name in UNREAD_CONTACT))
         .order_by("scheduled_at", "id")[:limit]
     )
-    for message in due:  # the send's own checks, in its order
+    latest = {}  # the cycle's settling first: of a survey's due messages only the latest goes
+    for message in due:
+        latest[message.assignment_id] = message.pk
+    for message in due:  # then the send's own checks, in its order
+        if latest[message.assignment_id] != message.pk:
+            message.would, message.would_note = Message.Status.SKIPPED, SUPERSEDED
+            continue
         refused = _why_not(message, now)
         morning = None if refused else _quiet_hours_end(message, now)
         if refused:

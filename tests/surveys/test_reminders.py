@@ -570,6 +570,29 @@ def test_the_dry_run_says_which_due_messages_wait_for_the_morning_or_would_not_g
     assert Message.objects.filter(status="queued").exists()  # the dry runs changed nothing
 
 
+@pytest.mark.usefixtures("no_quiet_hours")
+def test_the_dry_run_shows_that_only_the_latest_overdue_message_of_a_survey_goes(reachable):
+    """After an outage two messages of one survey are due: the cycle skips the older one, and
+    the dry run says so, as the cycle then does."""
+    now = timezone.now()
+    older, later = month1_messages(reachable).order_by("sequence")[:2]
+    Message.objects.filter(pk=older.pk).update(scheduled_at=now - timedelta(hours=3))
+    Message.objects.filter(pk=later.pk).update(scheduled_at=now - timedelta(hours=1))
+    listed = reminders_dry_run(now=now)
+    shown = {m.pk: (m.would, m.would_note) for m in listed}
+    # Names and notes are not decrypted for it: only e-mail and phone are read.
+    deferred = listed[0].assignment.participant.contact.get_deferred_fields()
+    assert {"first_name", "locator_notes"} <= deferred and "email" not in deferred
+    assert shown == {
+        older.pk: (Message.Status.SKIPPED, "overdue; a later message of this survey goes instead"),
+        later.pk: ("send", ""),
+    }
+    result = reminders_dispatch(now=now, enqueue=False)
+    assert result.claimed_ids == [later.pk]
+    older.refresh_from_db()
+    assert (older.status, older.reason) == shown[older.pk]
+
+
 def test_the_dry_run_command_lists_what_each_due_message_would_do(reachable):
     from io import StringIO
 
