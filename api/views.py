@@ -23,7 +23,7 @@ from surveys.audit import answers_before, answers_change_audit
 from surveys.dictionary import DictionaryError, dictionary_export, dictionary_import_forms
 from surveys.models import Assignment, Language
 from surveys.selectors import assignment_entry_scope, studies_for_user, studies_led_by
-from surveys.submission import response_draft_save, response_submit
+from surveys.submission import response_draft_save, response_submit, sent_before_changes
 
 ERRORS = inline_serializer(
     "ValidationErrors",
@@ -204,6 +204,8 @@ class ResponseSubmitApi(AnswersEntryApi):
             )
             if not result.replayed:
                 self.audit(request, result.response, before, submitted=True)
+        if result.changes_refused:  # after the commit: the response keeps the time of it
+            raise sent_before_changes()
         code = status.HTTP_200_OK if result.replayed else status.HTTP_201_CREATED
         return Response(submit_reply(result.response), status=code)
 

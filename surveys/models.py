@@ -506,6 +506,14 @@ class Response(models.Model):
     started_at = models.DateTimeField()
     updated_at = models.DateTimeField(auto_now=True)
     submitted_at = models.DateTimeField(null=True, blank=True)
+    changes_refused_at = models.DateTimeField(
+        null=True,
+        blank=True,
+        editable=False,
+        help_text="When the survey was sent again under its client id with other answers (the "
+        "first reply lost, an answer changed meanwhile): the answers sent first are kept, and "
+        "the participant's done page says the later changes were not saved.",
+    )
     resume_at = models.CharField(
         max_length=100,
         blank=True,

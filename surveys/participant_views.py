@@ -254,19 +254,16 @@ def survey(request: HttpRequest, assignment_id: int, slug: str) -> HttpResponse:
 
 def _form_sent_again(request, assignment, instrument, items, done_url: str) -> HttpResponse:
     """The form posted for a survey already sent (its first reply never reached the phone):
-    the done page, saying so when the answers differ from those kept."""
-    try:
+    the done page, which says so when the answers differ from those kept."""
+    with contextlib.suppress(ValueError, ValidationError, SubmissionConflict):
+        # No usable id, or another one (already_submitted): the survey was sent under the
+        # first, and the done page shows it as it is.
         response_submit(
             assignment=assignment,
             instrument=instrument,
             answers=_answers_from_form(items, request.POST),
             client_id=uuid.UUID(request.POST.get("client_id", "")),
         )
-    except SubmissionConflict as exc:
-        if exc.code == "sent_before_changes":
-            return redirect(f"{done_url}?kept=first")
-    except (ValueError, ValidationError):
-        pass  # no usable id, or another id: the survey was sent under the first
     return redirect(done_url)
 
 
@@ -303,8 +300,6 @@ def _survey(request, participant: Participant, assignment_id: int, slug: str) ->
         except SubmissionConflict as exc:
             if exc.code == "already_submitted":
                 return redirect(done_url)
-            if exc.code == "sent_before_changes":
-                return redirect(f"{done_url}?kept=first")
             closed = exc.code
             status = 409
     screens = screens_build(items=items, language=participant.language)
@@ -389,7 +384,7 @@ def survey_done(request: HttpRequest, assignment_id: int, slug: str) -> HttpResp
             "instrument": instrument,
             "next": next_assignment(participant=participant, now=now),
             "now": now,
-            "kept_first": request.GET.get("kept") == "first",
+            "kept_first": response.changes_refused_at is not None,
             "crisis_text": crisis_text(study=participant.study, language=participant.language)
             if SafetyAlert.objects.filter(assignment_id=assignment_id).exists()
             else "",

@@ -41,6 +41,19 @@ class SubmissionConflict(Exception):
 class SubmitResult:
     response: Response
     replayed: bool
+    # A replay whose answers differ from those stored: nothing changed but the response's
+    # changes_refused_at; the API answers 409 sent_before_changes (sent_before_changes()).
+    changes_refused: bool = False
+
+
+def sent_before_changes() -> SubmissionConflict:
+    return SubmissionConflict(
+        "sent_before_changes",
+        _(
+            "This survey had already been sent before your last changes. The answers sent "
+            "first are kept; the changes made after them were not saved."
+        ),
+    )
 
 
 OPEN_STATUSES = (
@@ -298,13 +311,12 @@ def _version_and_items(instrument: Instrument, existing, context: _SubmitContext
 CLIENT_ID_USED = ("client_id_used", "This id belongs to another response.")
 
 
-def _same_answers(
-    replay: Response, answers: dict, instrument: Instrument, row, context, now: datetime
-) -> bool:
+def _same_answers(replay: Response, answers: dict, instrument: Instrument, row, context) -> bool:
     """Whether a replay carries the answers the response was stored with (cleaned the same
-    way, so ``"3"`` and ``3`` agree): a phone that lost the first reply and sends again. A
-    phone whose participant changed an answer in between must hear that the change was not
-    saved, not be told it was."""
+    way, so ``"3"`` and ``3`` agree, and against the participant's date when they were first
+    sent, so a "today" date resent after midnight is still the same answer): a phone that lost
+    the first reply and sends again. A phone whose participant changed an answer in between
+    must hear that the change was not saved, not be told it was."""
     if answers == replay.answers:
         return True
     _version, items = _version_and_items(instrument, row, context)
@@ -313,7 +325,7 @@ def _same_answers(
             items=items,
             answers=answers,
             final=True,
-            today=_participant_today(context.assignment, now),
+            today=_participant_today(context.assignment, replay.submitted_at),
         )
     except ValidationError:
         return False
@@ -412,14 +424,12 @@ def response_submit(
         replay = Response.objects.select_related("instrument", "instrument_version").get(
             pk=same_id[0]
         )
-        if not _same_answers(replay, answers, instrument, same_id, context, now):
-            raise SubmissionConflict(
-                "sent_before_changes",
-                _(
-                    "This survey had already been sent before your last changes. The answers "
-                    "sent first are kept; the changes made after them were not saved."
-                ),
-            )
+        if not _same_answers(replay, answers, instrument, same_id, context):
+            # Kept on the response, so that whichever way the phone learns of it (the page,
+            # its service worker, the survey opened again) the done page says so.
+            Response.objects.filter(pk=replay.pk).update(changes_refused_at=now)
+            replay.changes_refused_at = now
+            return SubmitResult(replay, replayed=True, changes_refused=True)
         return SubmitResult(replay, replayed=True)
     if not context.instrument_in_wave:
         raise SubmissionConflict("wrong_instrument", _("This survey is not part of that wave."))

@@ -111,6 +111,7 @@ class ResponseAdmin(ReadOnlyMixin, admin.ModelAdmin):
         "status",
         "started_at",
         "submitted_at",
+        "changes_refused_at",
     )
     readonly_fields = fields
 

@@ -6,6 +6,8 @@ from datetime import timedelta
 
 import pytest
 from django.core import mail
+from django.test import Client
+from django.urls import reverse
 from django.utils import timezone
 
 from surveys.links import participant_link_create
@@ -65,21 +67,35 @@ def test_the_form_without_javascript_submits_once_and_shows_the_next_survey(sign
 
 
 def test_a_form_sent_again_with_changed_answers_keeps_the_first_and_says_so(
-    signed_in, participant, month1
+    signed_in, participant, month1, coordinator_a
 ):
     form = {**ANSWERS, "client_id": str(uuid.uuid4())}
+    done_url = f"/p/s/{month1.pk}/followup/done"
     assert signed_in.post(f"/p/s/{month1.pk}/followup/", form).status_code == 302
-    # The first reply never reached the phone; the participant changed an answer and sent again.
+    # The same answers sent again (the first reply never reached the phone): nothing to say.
+    same = signed_in.post(f"/p/s/{month1.pk}/followup/", form)
+    assert same.status_code == 302 and same["Location"].endswith(done_url)
+    assert "kept the answers" not in signed_in.get(done_url).text
+    # The participant changed an answer meanwhile and sent again: the first answers stand
+    # and the done page says the change was not saved.
     again = signed_in.post(f"/p/s/{month1.pk}/followup/", {**form, "craving": "7"})
-    assert again.status_code == 302 and again["Location"].endswith("/done?kept=first")
+    assert again.status_code == 302 and again["Location"].endswith(done_url)
     done = signed_in.get(again["Location"]).text
     assert "we kept the answers you sent first" in done
     assert Response.objects.get().answers["craving"] == ANSWERS["craving"]
-    # Without the changes (or without the flag) the done page says nothing of it.
-    assert "kept the answers" not in signed_in.get(f"/p/s/{month1.pk}/followup/done").text
+    # It stays said when the participant opens the survey again later (no query to lose).
+    reopened = signed_in.get(f"/p/s/{month1.pk}/followup/", follow=True)
+    assert "we kept the answers you sent first" in reopened.text
     participant.language = "es"
     participant.save()
-    assert "conservamos las que envió primero" in signed_in.get(again["Location"]).text
+    assert "conservamos las que envió primero" in signed_in.get(done_url).text
+    # Staff see on the response when a later change was refused.
+    staff = Client()
+    staff.force_login(coordinator_a)
+    response = Response.objects.get()
+    page = staff.get(reverse("admin:surveys_response_change", args=[response.pk])).text
+    assert "Changes refused at" in page
+    assert response.changes_refused_at is not None
 
 
 def test_the_form_without_javascript_shows_errors_per_question(signed_in, month1):

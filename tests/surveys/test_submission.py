@@ -76,21 +76,47 @@ def test_a_replay_returns_the_original_and_stores_nothing_new(month1, followup, 
     assert Response.objects.count() == 1
 
 
-def test_a_replay_with_changed_answers_says_the_change_was_not_saved(
+def test_a_replay_with_changed_answers_keeps_the_first_and_marks_the_refusal(
     month1, followup, followup_answers
 ):
     attended, not_attended = followup_answers
     client_id = uuid.uuid4()
     first = submit(month1, followup, attended, client_id)
+    assert not first.changes_refused and first.response.changes_refused_at is None
     changed = {**attended, "craving": (attended["craving"] + 1) % 11}
+    later = IN_WINDOW + timedelta(hours=2)
     for answers in (changed, not_attended, {"craving": 99}):
-        with pytest.raises(SubmissionConflict) as excinfo:
-            submit(month1, followup, answers, client_id, now=IN_WINDOW + timedelta(hours=2))
-        assert excinfo.value.code == "sent_before_changes"
-        assert "were not saved" in excinfo.value.message
+        result = submit(month1, followup, answers, client_id, now=later)
+        assert result.replayed and result.changes_refused
+        assert result.response.pk == first.response.pk
     stored = Response.objects.get()
     assert stored.pk == first.response.pk and stored.answers == attended
     assert stored.submitted_at == IN_WINDOW
+    # The refusal stays on the response: the done page says so however the phone gets there.
+    assert stored.changes_refused_at == later
+
+
+def test_a_today_date_resent_after_midnight_is_the_same_answer(study, month1):
+    # A date question limited to 'today', answered with today's date at 23:50 in New York;
+    # the reply is lost and the phone sends again at 00:10. The answer was valid when it was
+    # sent, so it is the same answer, not a refused change.
+    instrument = Instrument.objects.create(study=study, slug="date-check", name="Date check")
+    instrument_items_set(
+        instrument=instrument,
+        items=[{"variable": "d", "kind": "date", "label": {"en": "D"}, "max_value": "today"}],
+    )
+    month1.wave.waveinstrument_set.create(instrument=instrument, position=2)
+    sent = datetime(2026, 2, 17, 4, 50, tzinfo=UTC)  # 23:50 on 16 February in New York
+    client_id = uuid.uuid4()
+    submit(month1, instrument, {"d": "2026-02-16"}, client_id, now=sent)
+    again = submit(
+        month1, instrument, {"d": "2026-02-16"}, client_id, now=sent + timedelta(minutes=20)
+    )
+    assert again.replayed and not again.changes_refused
+    assert Response.objects.get().changes_refused_at is None
+    # Another date sent meanwhile is a change, and refused.
+    moved = submit(month1, instrument, {"d": "2026-02-15"}, client_id, now=sent)
+    assert moved.changes_refused
 
 
 def test_a_second_submission_with_another_id_is_a_conflict(month1, followup, followup_answers):

@@ -313,12 +313,12 @@
   }
   function submitUrl() { return data.api + "submit/"; }
   var leaving = false;
-  function finished(query) {
+  function finished() {
     // Both the page and the service worker may see the send succeed: leave once.
     if (leaving) return;
     leaving = true;
     try { localStorage.removeItem(data.key); } catch (e) { /* ignore */ }
-    window.location.assign(data.done + (query || ""));
+    window.location.assign(data.done);
   }
   function post(body) {
     return fetch(submitUrl(), {
@@ -350,9 +350,10 @@
       if (response.status === 400 && reply.errors) { showServerErrors(reply.errors); return; }
       if (response.status === 409 && reply.code === "already_submitted") { finished(); return; }
       if (response.status === 409 && reply.code === "sent_before_changes") {
-        // Sent before, with other answers (the first reply was lost): the first answers stand.
+        // Sent before, with other answers (the first reply was lost): the first answers
+        // stand, and the done page says the changes were not saved.
         return outbox("readwrite", function (store) { store.delete(submitUrl()); })
-          .catch(function () {}).then(function () { finished("?kept=first"); });
+          .catch(function () {}).then(finished);
       }
       if ([401, 403, 404].indexOf(response.status) >= 0) {
         // No session (a PIN phone's browser was closed): keep the answers for the link.
@@ -414,9 +415,10 @@
     navigator.serviceWorker.addEventListener("message", function (event) {
       if (!event.data || event.data.url !== submitUrl()) return;
       // The service worker sent the answers that waited on the phone: gone, already there,
-      // or there before the participant's last changes (kept as first sent).
-      if (event.data.type === "sent" || event.data.code === "already_submitted") finished();
-      if (event.data.code === "sent_before_changes") finished("?kept=first");
+      // or there before the participant's last changes (the done page says so).
+      var code = event.data.code;
+      if (event.data.type === "sent" || code === "already_submitted"
+          || code === "sent_before_changes") finished();
     });
   }
 
