@@ -97,6 +97,12 @@ def _parquet(df: pd.DataFrame) -> pd.DataFrame:
     for name in CATEGORIES:
         if name in typed.columns:
             typed[name] = typed[name].astype("category")
+    if "wave" in typed.columns:
+        # The waves in the study's order (baseline, m1, m3, m12), not the alphabet's (m12
+        # before m3): sorting or comparing by wave in pandas, R or DuckDB follows the study.
+        order = list(df.attrs.get("dataset", {}).get("waves") or [])
+        order += sorted(set(typed["wave"].dropna()) - set(order))
+        typed["wave"] = typed["wave"].astype(pd.CategoricalDtype(order, ordered=True))
     return typed
 
 

@@ -142,7 +142,9 @@ def codebook(study, df: pd.DataFrame) -> pd.DataFrame:
     instrument(s) and version(s) (or "derived"), the formula of a derived measure or calculated
     item, the branching that shows it, its range, and the missing codes its cells may hold."""
     meta = df.attrs.get("columns", {})
-    missing = "; ".join(f"{code} = {label}" for code, label in MISSING_CODES.items())
+    # "(-99) Wave missed: …": a cell starting "-99 = …" would read as a formula in a
+    # spreadsheet, and the guard's quote would be the first thing a researcher saw.
+    missing = "; ".join(f"({code}) {label}" for code, label in MISSING_CODES.items())
     rows = []
     for name in df.columns:
         info = meta.get(name, {})

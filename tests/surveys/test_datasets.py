@@ -505,7 +505,9 @@ def test_codebook_describes_every_column(cohort):
     assert "mtg_" in entry.loc["meetings_total", "formula"]
     assert entry.loc["meetings_total", "source"] == "derived from followup"
     assert entry.loc["mtg_na_inperson", "branching"] == "[fellowships(1)] = '1'"
-    assert "-97 = Not shown" in entry.loc["attended_any", "missing_codes"]
+    assert "(-97) Not shown" in entry.loc["attended_any", "missing_codes"]
+    # read as written in a spreadsheet: no formula guard's quote in front
+    assert entry.loc["attended_any", "missing_codes"].startswith("(-99) Wave missed")
     assert entry.loc["pid", "missing_codes"] == ""
 
 

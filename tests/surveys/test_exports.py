@@ -151,6 +151,12 @@ def test_every_format_reads_back_with_the_same_values_labels_and_rows(study, peo
         schema = pq.read_schema(out)
         assert str(schema.field("site").type).startswith("dictionary")  # a category
         assert str(schema.field("age").type) == "int64"  # nullable integers stay integers
+        # waves are ordered as in the study, not alphabetically (m12 after m3)
+        active = study.waves.filter(is_active=True).order_by("position")
+        waves = list(active.values_list("slug", flat=True))
+        assert data["wave"].cat.ordered and list(data["wave"].cat.categories) == waves
+        assert sorted(waves) != waves
+        assert list(data.sort_values(["pid", "wave"])["wave"].iloc[:5]) == waves
     else:
         if fmt == "sav":  # missing codes declared as such: read them as values here
             data, info = pyreadstat.read_sav(str(out), user_missing=True)
@@ -211,3 +217,15 @@ def test_only_a_pi_with_a_reason_exports_identified_data(
     event = AuditEvent.objects.filter(action="dataset_export").latest("at")
     assert event.user == pi and event.details["identified"] is True
     assert event.details["reason"] == reason
+
+
+@pytest.mark.parametrize("fmt", ["csv", "xlsx"])
+def test_the_codebooks_missing_codes_read_without_a_formula_guard(study, people, tmp_path, fmt):
+    out = tmp_path / f"codebook.{fmt}"
+    call_command(
+        "export_dataset", "--study", study.slug, "--shape", "codebook", "--format", fmt,
+        "--out", str(out),
+    )  # fmt: skip
+    book = pd.read_csv(out) if fmt == "csv" else pd.read_excel(out, sheet_name="data")
+    cell = book.set_index("name").loc["gender", "missing_codes"]
+    assert cell.startswith("(-99) Wave missed") and "(-97) Not shown" in cell
