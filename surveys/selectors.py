@@ -6,6 +6,7 @@ from datetime import date, datetime, timedelta
 from functools import cache
 from zoneinfo import ZoneInfo
 
+from django.core.paginator import Page, Paginator
 from django.db import connection
 from django.db.models import Count, OuterRef, Q, QuerySet, Subquery
 from django.db.models.functions import Coalesce
@@ -470,7 +471,9 @@ def call_list(*, user, now=None, soon_days: int = CLOSING_SOON_DAYS):
             last_attempt_method=Subquery(latest_attempt.values("method")[:1]),
             last_attempt_outcome=Subquery(latest_attempt.values("outcome")[:1]),
         )
-        .order_by("closes_at", "-earlier_misses", "participant__code")
+        # The primary key last: a total order, so that the pages of the admin's call list
+        # neither repeat nor skip a row (the same participant can have two open surveys).
+        .order_by("closes_at", "-earlier_misses", "participant__code", "pk")
     )
 
 
@@ -617,7 +620,21 @@ def call_list_rows(*, user, now=None) -> list[Assignment]:
     else None (researchers); ``may_send`` where the user may send a reminder now (PIs,
     the participant's coordinators). The queries do not grow with the number of rows."""
     now = now or timezone.now()
-    rows = list(call_list(user=user, now=now))
+    return _call_list_rows_complete(user=user, rows=list(call_list(user=user, now=now)), now=now)
+
+
+def call_list_page(*, user, number, per_page: int, now=None) -> Page:
+    """One page of the call list, its rows as ``call_list_rows`` makes them (only this page's
+    phones and send rights are looked up): page ``number`` as ``Paginator.get_page`` reads it,
+    so a number that is not one gives the first page and one past the end the last. The
+    paginator's ``count`` is the whole list's length."""
+    now = now or timezone.now()
+    page = Paginator(call_list(user=user, now=now), per_page).get_page(number)
+    page.object_list = _call_list_rows_complete(user=user, rows=list(page.object_list), now=now)
+    return page
+
+
+def _call_list_rows_complete(*, user, rows: list[Assignment], now: datetime) -> list[Assignment]:
     studies = {row.participant.study for row in rows}
     shown = {study.pk for study in studies if user_may_see_identifiers(user=user, study=study)}
     phones = {}

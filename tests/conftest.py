@@ -32,6 +32,13 @@ def private_export_root(settings, tmp_path_factory):
 
 
 @pytest.fixture
+def call_list_page_size(settings):
+    """Three rows a page on the admin's call list, so that a handful of rows makes pages."""
+    settings.CALL_LIST_PAGE_SIZE = 3
+    return settings.CALL_LIST_PAGE_SIZE
+
+
+@pytest.fixture
 def study(db):
     """A study made from the built-in template: battery instruments and five waves."""
     return study_create_from_template(slug="trial", name="Trial study", sites=TEST_SITES)

@@ -56,6 +56,8 @@ EXPORT_LINES_READY = env.bool("EXPORT_LINES_READY", default=True)
 # Analyses of at least this many participants run as a Celery task (with progress) instead of
 # in the request.
 ANALYSIS_BACKGROUND_PARTICIPANTS = env.int("ANALYSIS_BACKGROUND_PARTICIPANTS", default=2000)
+# Rows per page of the admin's call list (the API's call list is not paged).
+CALL_LIST_PAGE_SIZE = 100
 # The application's commit, recorded with every analysis run (an image has no .git folder).
 APP_COMMIT = env("APP_COMMIT", default="")
 

@@ -1,11 +1,12 @@
 """Assignments and responses: read-only records made by enrolment and submission."""
 
+from django.conf import settings
 from django.contrib import admin, messages
 from django.contrib.admin.utils import unquote
 from django.core.exceptions import PermissionDenied
 from django.shortcuts import get_object_or_404, redirect
 from django.template.response import TemplateResponse
-from django.urls import path
+from django.urls import path, reverse
 from django.utils import timezone
 
 from surveys import selectors, services
@@ -64,13 +65,20 @@ class AssignmentAdmin(ReadOnlyMixin, admin.ModelAdmin):
         if not self.has_view_permission(request):
             raise PermissionDenied
         now = timezone.now()
-        rows = selectors.call_list_rows(user=request.user, now=now)
+        page = selectors.call_list_page(
+            user=request.user,
+            number=request.GET.get("page"),
+            per_page=settings.CALL_LIST_PAGE_SIZE,
+            now=now,
+        )
+        rows = page.object_list
         show_phone = any(row.phone is not None for row in rows)
         phones_shown_audit(request=request, rows=rows, where="call list page")
         context = {
             **self.admin_site.each_context(request),
             "rows": rows,
-            "now": now,
+            "page_obj": page,
+            "paginator": page.paginator,
             "soon_days": selectors.CLOSING_SOON_DAYS,
             "show_phone": show_phone,
         }
@@ -90,7 +98,9 @@ class AssignmentAdmin(ReadOnlyMixin, admin.ModelAdmin):
             self.message_user(request, "A reminder goes within a minute.", messages.SUCCESS)
         else:
             self.message_user(request, "No reminder is waiting for this survey.", messages.WARNING)
-        return redirect("admin:surveys_assignment_call_list")
+        # Back to the page of the list the button was on (the form posts its query string).
+        back = reverse("admin:surveys_assignment_call_list")
+        return redirect(f"{back}?{request.GET.urlencode()}" if request.GET else back)
 
 
 @admin.register(Response)

@@ -1,6 +1,9 @@
 """The contact log: coordinators record their attempts to reach a participant."""
 
+import re
 from datetime import timedelta
+from html import unescape
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
 from django.core.exceptions import ValidationError
@@ -239,3 +242,140 @@ def test_send_now_from_the_call_list_brings_the_next_reminder_forward(
 def test_the_call_list_is_linked_from_the_assignments_list(client, coordinator_a, participant):
     client.force_login(coordinator_a)
     assert "/admin/surveys/assignment/call-list/" in client.get("/admin/surveys/assignment/").text
+
+
+# --- The call list's pages ----------------------------------------------------------------------
+
+CALL_LIST = "/admin/surveys/assignment/call-list/"
+# A row of the call list page: the participant's study ID, then site and wave.
+ROW = re.compile(r'<td><a href="[^"]*">([A-Z]+-\d+)</a></td>\s*<td>[^<]*</td>\s*<td>([^<]*)</td>')
+PAGE_LINK = re.compile(r'<a href="([^"]*)" rel="(prev|next)">')
+
+
+def chase_every_survey(enrol, site, codes):
+    """Enrol a participant per code with all five surveys open and overdue; a participant's
+    five close at the same moment, so only the primary key orders them."""
+    from surveys.models import Assignment
+
+    now = timezone.now()
+    for n, code in enumerate(codes):
+        person = enrol(site=site, code=code, enrolled_on=timezone.localdate() - timedelta(days=30))
+        Assignment.objects.filter(participant=person).update(
+            status="open",
+            opens_at=now - timedelta(days=3),
+            due_at=now - timedelta(days=2),
+            closes_at=now + timedelta(days=1 + n % 3),
+        )
+
+
+def rows_on(client, **params) -> list[tuple[str, str]]:
+    return ROW.findall(client.get(CALL_LIST, params).text)
+
+
+def links_on(html: str) -> dict[str, dict[str, list[str]]]:
+    """The previous and next links (both bars): their query parameters."""
+    links = {}
+    for href, rel in PAGE_LINK.findall(html):
+        query = parse_qs(urlsplit(unescape(href)).query)
+        assert links.setdefault(rel, query) == query  # the bars above and below agree
+    return links
+
+
+def test_the_call_list_pages_hold_every_row_once_in_the_lists_order(
+    client, site_a, site_b, enrol, coordinator_a
+):
+    from surveys.selectors import call_list_rows
+
+    chase_every_survey(enrol, site_a, [f"NYC-2{n:03d}" for n in range(50)])  # 250 surveys
+    chase_every_survey(enrol, site_b, [f"LDN-2{n:03d}" for n in range(4)])  # not their site
+    client.force_login(coordinator_a)
+    pages = [client.get(CALL_LIST, {"page": n}).text for n in (1, 2, 3)]
+    rows = [ROW.findall(page) for page in pages]
+    assert [len(r) for r in rows] == [100, 100, 50]
+    whole = [(r.participant.code, str(r.wave.name)) for r in call_list_rows(user=coordinator_a)]
+    assert len(whole) == 250 and len(set(whole)) == 250
+    assert rows[0] + rows[1] + rows[2] == whole  # none twice, none missing, the same order
+    for n, page in enumerate(pages, start=1):
+        assert "250 survey(s) to chase" in page  # the whole list's number on every page
+        assert f"Page {n} of 3" in page
+        assert "LDN-" not in page  # the coordinator's own site only, on every page
+    assert set(links_on(pages[0])) == {"next"} and set(links_on(pages[2])) == {"prev"}
+    assert links_on(pages[1]) == {"prev": {"page": ["1"]}, "next": {"page": ["3"]}}
+
+
+def test_a_page_past_the_end_shows_the_last_and_a_wrong_one_the_first(
+    client, site_a, enrol, coordinator_a, call_list_page_size
+):
+    chase_every_survey(enrol, site_a, ["NYC-3001", "NYC-3002"])  # 10 surveys: 3, 3, 3, 1
+    client.force_login(coordinator_a)
+    past_the_end = client.get(CALL_LIST, {"page": 99})
+    assert past_the_end.status_code == 200 and "Page 4 of 4" in past_the_end.text
+    assert len(ROW.findall(past_the_end.text)) == 1
+    assert ROW.findall(past_the_end.text) == rows_on(client, page=4)
+    for wrong in ("x", "", "2.5"):
+        page = client.get(CALL_LIST, {"page": wrong}).text
+        assert "Page 1 of 4" in page and ROW.findall(page) == rows_on(client)
+
+
+def test_the_page_links_and_send_now_keep_the_other_query_parameters(
+    client, site_a, enrol, coordinator_a, call_list_page_size
+):
+    """The list has no filter or sort of its own yet: whatever the address carries besides the
+    page number (one added later, or another page's) is kept by previous, next and send-now."""
+    from surveys.models import Assignment
+
+    chase_every_survey(enrol, site_a, ["NYC-3001", "NYC-3002"])
+    client.force_login(coordinator_a)
+    html = client.get(CALL_LIST, {"site": "NYC", "o": "-2", "page": 2}).text
+    assert links_on(html) == {
+        "prev": {"site": ["NYC"], "o": ["-2"], "page": ["1"]},
+        "next": {"site": ["NYC"], "o": ["-2"], "page": ["3"]},
+    }
+    first = Assignment.objects.get(
+        participant__code=ROW.findall(html)[0][0], wave__name=ROW.findall(html)[0][1]
+    )
+    action = f"/admin/surveys/assignment/{first.pk}/send-now/?site=NYC&amp;o=-2&amp;page=2"
+    assert f'action="{action}"' in html
+    reply = client.post(unescape(action))
+    assert reply.status_code == 302
+    assert parse_qs(urlsplit(reply.url).query) == {"site": ["NYC"], "o": ["-2"], "page": ["2"]}
+    assert urlsplit(reply.url).path == CALL_LIST
+
+
+def test_only_overdue_rows_are_marked_overdue(client, site_a, enrol, coordinator_a):
+    """A survey due today that closes within the week is on the list, not yet overdue."""
+    from surveys.models import Assignment
+
+    now = timezone.now()
+    late = enrol(site=site_a, code="NYC-4001", enrolled_on=timezone.localdate())
+    today = enrol(site=site_a, code="NYC-4002", enrolled_on=timezone.localdate())
+    overdue(late)
+    Assignment.objects.filter(participant=today, wave__slug="m1").update(
+        status="open", opens_at=now - timedelta(days=6), due_at=now - timedelta(hours=2),
+        closes_at=now + timedelta(days=3),
+    )  # fmt: skip
+    client.force_login(coordinator_a)
+    html = client.get(CALL_LIST).text
+    marked = {
+        code: "(overdue)" in row
+        for code, row in re.findall(r"<tr>\s*<td><a [^>]*>([A-Z]+-\d+)</a>(.*?)</tr>", html, re.S)
+    }
+    assert marked == {"NYC-4001": True, "NYC-4002": False}
+
+
+def test_a_page_of_the_call_list_audits_only_the_phones_it_shows(
+    client, site_a, enrol, coordinator_a, call_list_page_size
+):
+    from surveys.models import AuditEvent
+
+    for n in range(4):
+        overdue(
+            enrol(site=site_a, code=f"NYC-500{n}", enrolled_on=timezone.localdate(),
+                  contact={"phone": f"+1 555 010 500{n}"}),
+            days_left=n + 1,
+        )  # fmt: skip
+    client.force_login(coordinator_a)
+    page = client.get(CALL_LIST, {"page": 2}).text
+    assert "+1 555 010 5003" in page and "+1 555 010 5000" not in page
+    event = AuditEvent.objects.filter(action=AuditEvent.Action.CONTACT_VIEW).get()
+    assert event.details == {"where": "call list page", "participants": ["NYC-5003"]}
