@@ -17,7 +17,7 @@ work for a request: middleware, session, the selector's SQL, the template and th
 
 * the selector ``surveys.retention.retention_summary`` alone, and
 * the pages ``/admin/surveys/study/<id>/retention/`` (without and with a split) and
-  ``/admin/surveys/assignment/call-list/``,
+  ``/admin/surveys/assignment/call-list/`` (its first page, and as the PI its last),
 
 as each kind of user. Each is run once to warm up, then ``--runs`` times; the median and the
 slowest are reported. Statements are counted with ``CaptureQueriesContext`` in one more run.
@@ -101,6 +101,8 @@ SCENARIOS = [
     ("call list", "pi", "call_list", {}),
     ("call list", "researcher", "call_list", {}),
     ("call list", "coordinator", "call_list", {}),
+    # Past the end: the last page, the deepest OFFSET.
+    ("call list, last page", "pi", "call_list", {"page": 9999}),
 ]
 
 
