@@ -271,6 +271,17 @@ def _decode(data: bytes) -> tuple[str, str]:
         return data.decode("latin-1"), "Latin-1 (ISO-8859-1)"
 
 
+def _unreadable(cell: str) -> str:
+    """Why a value is not text ('' when it is)."""
+    if "\x00" in cell:
+        return (
+            "This value holds a NUL character (an invisible byte 0), so it is not text: the "
+            "file is damaged or was exported wrongly. Type the value again in the spreadsheet "
+            "and save the file again."
+        )
+    return ""
+
+
 def _sniff_delimiter(text: str) -> str:
     """The separator of the header line: the one of , ; and tab it holds most often (quoted
     text aside); a comma when it holds none."""
@@ -300,7 +311,10 @@ def csv_read(data: bytes) -> CsvFile:
     for signature, kind in _BINARY_SIGNATURES:
         if data.startswith(signature):
             raise _refuse(f"This is {kind}, not a CSV file. {_SAVE_AS_CSV}")
-    if not data.startswith((b"\xff\xfe", b"\xfe\xff")) and b"\x00" in data[:8192]:
+    # Many NUL bytes: a binary file (or UTF-16 without its BOM). One or two: a damaged text
+    # file, whose lines holding them are named below.
+    head = data[:8192]
+    if not data.startswith((b"\xff\xfe", b"\xfe\xff")) and head.count(0) > max(2, len(head) // 100):
         raise _refuse(f"This is not a text file, so not a CSV file. {_SAVE_AS_CSV}")
     text, encoding = _decode(data)
     delimiter = _sniff_delimiter(text)
@@ -319,6 +333,13 @@ def csv_read(data: bytes) -> CsvFile:
     if not records:
         raise _refuse("The file is empty.", encoding)
     header_line, header = records[0]
+    unreadable = [
+        ImportProblem(header_line, "", f"The header's cell {i}: {why}")
+        for i, why in enumerate(map(_unreadable, header), start=1)
+        if why
+    ]
+    if unreadable:
+        raise ImportFileError(unreadable, encoding)
     names = [_column_name(cell) for cell in header]
     if not any(name in COLUMN_NAMES for name in names):
         raise _refuse(
@@ -364,6 +385,14 @@ def csv_read(data: bytes) -> CsvFile:
     result = CsvFile(encoding, delimiter, [n for n in names if n], [], [])
     separator = {",": "comma", ";": "semicolon", "\t": "tab"}[delimiter]
     for number, record in data_records:
+        unreadable = [
+            ImportProblem(number, names[i] if i < len(names) else "", why)
+            for i, why in enumerate(map(_unreadable, record))
+            if why
+        ]
+        if unreadable:
+            result.problems.extend(unreadable)
+            continue
         cells = [cell.strip() for cell in record]
         # A spreadsheet may add empty cells after the last column (or under a nameless one).
         if len(cells) < len(names) or any(cells[len(names) :]):

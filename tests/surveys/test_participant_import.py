@@ -445,6 +445,42 @@ def test_a_phone_number_excel_turned_into_a_number_is_explained(study, pi):
     assert "Excel turned this phone number into a number" in result.errors[0].message
 
 
+def test_a_nul_byte_anywhere_is_named_by_line_and_column_and_nothing_is_saved(study, pi):
+    """A stray NUL (byte 0) is a damaged line, wherever it is, not a binary file: the service
+    names it, the other lines are still checked, and nothing reaches the database (PostgreSQL
+    refuses NUL in text)."""
+    filler = [{**ROSA, "EMAIL": f"p{i}@example.org", "phone": ""} for i in range(300)]
+    rows = [ROSA, {**JAMAL, "first_name": "Ja\x00mal"}, *filler, {**AMY, "Site": "NYC\x00"}]
+    data = csv_bytes(rows)
+    assert data.index(b"\x00", data.index(b"\x00") + 1) > 8192  # the second one is far in
+
+    result = participants_import(study=study, user=pi, file_bytes=data, commit=True)
+
+    assert problems(result) == [(3, "first_name"), (len(rows) + 1, "site")]
+    assert "holds a NUL character" in result.errors[0].message
+    assert Participant.objects.count() == 0
+
+
+def test_a_nul_byte_in_the_study_id_is_a_problem_of_its_line(study, pi):
+    result = participants_import(
+        study=study,
+        user=pi,
+        file_bytes=csv_bytes([{**ROSA, "study_id": "NYC\x00-7"}]),
+        commit=False,
+    )
+    assert [(p.line, p.column) for p in result.errors] == [(2, "study_id")]
+
+
+def test_a_nul_byte_in_the_header_names_the_cell(study, pi):
+    data = b"site,em\x00ail,consent_method\r\nNYC,a@example.org,electronic\r\n"
+    result = participants_import(study=study, user=pi, file_bytes=data, commit=False)
+    assert [str(p) for p in result.errors] == [
+        "line 1: The header's cell 2: This value holds a NUL character (an invisible byte 0), "
+        "so it is not text: the file is damaged or was exported wrongly. Type the value again "
+        "in the spreadsheet and save the file again."
+    ]
+
+
 # --- The admin pages -------------------------------------------------------------------------
 
 
