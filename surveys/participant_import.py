@@ -187,6 +187,11 @@ class ImportResult:
         return not self.errors
 
     @property
+    def western_encoding_only(self) -> bool:
+        """Read in an encoding of Western European letters only (UTF-8 and UTF-16 hold all)."""
+        return self.encoding in LEGACY_ENCODINGS
+
+    @property
     def error_lines(self) -> int:
         return len({problem.line for problem in self.errors})
 
@@ -257,27 +262,49 @@ _SAVE_AS_CSV = "In Excel choose File › Save As › “CSV UTF-8 (Comma delimit
 
 def _decode(data: bytes) -> tuple[str, str]:
     """(text, the encoding read, as people know it). Excel writes UTF-8 with a BOM (“CSV
-    UTF-8”), Windows-1252 (plain “CSV” on Western Windows) or UTF-16 (“Unicode Text”)."""
+    UTF-8”), Windows-1252 (plain “CSV” on Western Windows) or UTF-16 (“Unicode Text”).
+
+    A lone UTF-16 surrogate is let through (as a lone surrogate in the text) so that the
+    line and column holding it can be named; any other damage to a UTF-16 file refuses it."""
     if data.startswith((b"\xff\xfe", b"\xfe\xff")):
-        return data.decode("utf-16"), "UTF-16"
+        try:
+            return data.decode("utf-16", "surrogatepass"), "UTF-16"
+        except UnicodeDecodeError as exc:
+            raise _refuse(
+                "The file is not readable text: it is marked as UTF-16 (Excel’s “Unicode "
+                f"Text”) but byte {exc.start + 1:,} of {len(data):,} is not UTF-16 "
+                f"({exc.reason}; was the file cut short?). {_SAVE_AS_CSV}",
+                "UTF-16",
+            ) from exc
     try:
         text = data.decode("utf-8-sig")
         return text, "UTF-8 with BOM" if data.startswith(b"\xef\xbb\xbf") else "UTF-8"
     except UnicodeDecodeError:
         pass
     try:
-        return data.decode("cp1252"), "Windows-1252, Excel’s Western European encoding"
+        return data.decode("cp1252"), LEGACY_ENCODINGS[0]
     except UnicodeDecodeError:
-        return data.decode("latin-1"), "Latin-1 (ISO-8859-1)"
+        return data.decode("latin-1"), LEGACY_ENCODINGS[1]
+
+
+# Encodings that hold Western European letters only: names in other alphabets read wrongly.
+LEGACY_ENCODINGS = ("Windows-1252, Excel’s Western European encoding", "Latin-1 (ISO-8859-1)")
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 def _unreadable(cell: str) -> str:
-    """Why a value is not text ('' when it is)."""
+    """Why a value is not text ('' when it is): a NUL byte or a broken UTF-16 character."""
     if "\x00" in cell:
         return (
             "This value holds a NUL character (an invisible byte 0), so it is not text: the "
             "file is damaged or was exported wrongly. Type the value again in the spreadsheet "
             "and save the file again."
+        )
+    if _LONE_SURROGATE.search(cell):
+        return (
+            "This value holds a broken character (half of a UTF-16 character pair), so it is "
+            "not readable text. Type the value again in the spreadsheet and save the file as "
+            "“CSV UTF-8”."
         )
     return ""
 

@@ -481,6 +481,41 @@ def test_a_nul_byte_in_the_header_names_the_cell(study, pi):
     ]
 
 
+def _utf16_with_lone_surrogate(rows) -> bytes:
+    """UTF-16 (Excel's “Unicode Text”) with a high surrogate and no low one in Jamal's name."""
+    data = csv_bytes(rows, delimiter="\t", encoding="utf-16")
+    name = "Jamal".encode("utf-16-le")
+    return data.replace(name, name[:2] + b"\x3d\xd8" + name[2:], 1)  # J, U+D83D, amal
+
+
+def test_a_utf16_file_with_a_broken_character_names_its_line_and_column(study, pi):
+    data = _utf16_with_lone_surrogate([ROSA, JAMAL])
+    with pytest.raises(UnicodeDecodeError):
+        data.decode("utf-16")
+
+    result = participants_import(study=study, user=pi, file_bytes=data, commit=True)
+
+    assert [str(p) for p in result.errors] == [
+        "line 3, first_name: This value holds a broken character (half of a UTF-16 character "
+        "pair), so it is not readable text. Type the value again in the spreadsheet and save "
+        "the file as “CSV UTF-8”."
+    ]
+    assert result.encoding == "UTF-16"
+    assert Participant.objects.count() == 0
+
+
+def test_a_utf16_file_cut_short_is_not_readable_text(study, pi):
+    data = csv_bytes([ROSA], delimiter="\t", encoding="utf-16")[:-1]  # half a character
+    result = participants_import(study=study, user=pi, file_bytes=data, commit=True)
+    assert len(result.errors) == 1
+    assert str(result.errors[0]).startswith(
+        "file: The file is not readable text: it is marked as UTF-16 (Excel’s “Unicode Text”) "
+        f"but byte {len(data):,} of {len(data):,} is not UTF-16 (truncated data; was the file "
+        "cut short?)."
+    )
+    assert Participant.objects.count() == 0
+
+
 # --- The admin pages -------------------------------------------------------------------------
 
 
@@ -555,6 +590,38 @@ def test_a_file_with_problems_shows_them_by_line_and_column(client, study, coord
     assert re.search(r"<td>line 3</td><td>phone</td><td>Enter a phone number", page.text)
     assert re.search(r"<td>line 4</td><td>site</td><td>LDN is not one of your sites", page.text)
     assert 'name="payload"' not in page.text  # nothing to confirm
+    assert Participant.objects.count() == 0
+
+
+@pytest.mark.parametrize(
+    ("encoding", "bom", "warned"),
+    [
+        ("utf-8", True, False),
+        ("utf-8", False, False),
+        ("utf-16", False, False),
+        ("utf-16-be", True, False),
+        ("cp1252", False, True),
+    ],
+)
+def test_the_preview_warns_of_lost_letters_only_for_a_western_european_encoding(
+    client, study, coordinator_a, encoding, bom, warned
+):
+    client.force_login(coordinator_a)
+    zoe = {**ROSA, "first_name": "Zoë"}
+    preview = upload(client, study, csv_bytes([zoe], encoding=encoding, bom=bom))
+    assert "Nothing has been saved yet" in preview.text
+    assert ("The file is not Unicode" in preview.text) is warned
+    assert ("save the file as “CSV UTF-8”" in preview.text) is warned
+
+
+def test_a_utf16_file_with_a_broken_character_shows_the_line_not_a_server_error(
+    client, study, coordinator_a
+):
+    client.force_login(coordinator_a)
+    page = upload(client, study, _utf16_with_lone_surrogate([ROSA, JAMAL]))
+    assert page.status_code == 200
+    assert re.search(r"<td>line 3</td><td>first_name</td><td>This value holds a broken", page.text)
+    assert 'name="payload"' not in page.text
     assert Participant.objects.count() == 0
 
 
