@@ -571,6 +571,22 @@ def _row_check(
     # Time zone, language, channel: the site's, the study's, and what the contacts allow
     zone = get("timezone", "")
     zone = ctx.zones.get(zone.lower(), zone) if zone else (site.timezone if site else "UTC")
+    # The enrolment day: not ahead of today (on the participant's clock or the server's,
+    # whichever is later), and not before the consent the enrolment rests on.
+    enrolled_on, consented_on = parsed.get("enrolled_on"), parsed.get("consent_date")
+    latest = max(ctx.today, timezone.localdate(timezone=_zone(zone)))
+    if enrolled_on and enrolled_on > latest:
+        error(
+            "enrolled_on",
+            f"{enrolled_on.isoformat()} is in the future: write the day the participant was "
+            f"enrolled, {latest.isoformat()} at the latest (empty: today).",
+        )
+    elif enrolled_on and consented_on and enrolled_on < consented_on:
+        error(
+            "enrolled_on",
+            f"{enrolled_on.isoformat()} is before the consent date "
+            f"({consented_on.isoformat()}): nobody is enrolled before they consent.",
+        )
     language = get("language", "").lower() or ctx.study.default_language
     email, phone = get("email", ""), get("phone", "")
     channel = get("preferred_channel", "").lower()

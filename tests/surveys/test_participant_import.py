@@ -445,6 +445,28 @@ def test_a_phone_number_excel_turned_into_a_number_is_explained(study, pi):
     assert "Excel turned this phone number into a number" in result.errors[0].message
 
 
+def test_an_enrolment_date_in_the_future_or_before_consent_is_refused(study, pi):
+    before = counts()
+    tomorrow = TODAY + timedelta(days=2)  # past midnight in every time zone
+    day_before_consent = date.fromisoformat(CONSENTED) - timedelta(days=1)
+    rows = [
+        {**ROSA, "enrolled_on": CONSENTED},  # line 2: enrolled the day they consented: fine
+        {**JAMAL, "enrolled_on": tomorrow.isoformat()},  # line 3
+        {**AMY, "Site": "NYC", "enrolled_on": day_before_consent.isoformat()},  # line 4
+        {**LEILA, "enrolled_on": day_before_consent.isoformat()},  # line 5: e-consent, no date
+    ]
+    result = participants_import(study=study, user=pi, file_bytes=csv_bytes(rows), commit=True)
+
+    latest = max(TODAY, timezone.localdate(timezone=ZoneInfo("America/New_York")))
+    assert [str(problem) for problem in result.errors] == [
+        f"line 3, enrolled_on: {tomorrow.isoformat()} is in the future: write the day the "
+        f"participant was enrolled, {latest.isoformat()} at the latest (empty: today).",
+        f"line 4, enrolled_on: {day_before_consent.isoformat()} is before the consent date "
+        f"({CONSENTED}): nobody is enrolled before they consent.",
+    ]
+    assert counts() == before
+
+
 def test_a_nul_byte_anywhere_is_named_by_line_and_column_and_nothing_is_saved(study, pi):
     """A stray NUL (byte 0) is a damaged line, wherever it is, not a binary file: the service
     names it, the other lines are still checked, and nothing reaches the database (PostgreSQL
