@@ -558,6 +558,12 @@ def _row_check(
         error("study_id", f"{code} is already taken in this study.")
     elif code and ("study_id", code) in seen:
         error("study_id", f"{code} is also on line {seen['study_id', code]}.")
+    elif code and site is not None and (owner := _prefix_site(code, ctx)) not in (None, site):
+        error(
+            "study_id",
+            f"{code} starts with the code of site {owner.code}, but the row is of site "
+            f"{site.code}: its study IDs start {site.code}- (empty: the site's next).",
+        )
     elif code:
         seen["study_id", code] = line
     # Dates
@@ -685,6 +691,13 @@ def _row_check(
     if errors:
         return None, errors
     return _Planned(line, participant, contact, consent), []
+
+
+def _prefix_site(code: str, ctx: _Context) -> Site | None:
+    """The site of the study whose prefix (its code and a dash) the study ID starts with; the
+    longest such code when several do (A-B-0001 is of site A-B, not A)."""
+    matches = [c for c in ctx.sites if code.upper().startswith(f"{c}-")]
+    return ctx.sites[max(matches, key=len)] if matches else None
 
 
 def _timezone_check(zone: str, ctx: _Context) -> None:

@@ -353,6 +353,36 @@ def test_given_study_ids_are_kept_and_generated_ones_pass_over_them(study, pi):
     ]
 
 
+def test_a_study_id_with_another_sites_prefix_is_refused(study, pi):
+    before = counts()
+    rows = [
+        {**ROSA, "study_id": "LDN-0007"},  # line 2: a London ID for a New York participant
+        {**JAMAL, "study_id": "ldn-0008"},  # line 3: in lower case too
+        {**AMY, "study_id": "LDN-0009"},  # line 4: London's own: fine
+        {**LEILA, "study_id": "NYC-LDN-1"},  # line 5: New York's prefix: fine
+        {**AMY, "EMAIL": "amy2@example.org", "phone": "+44 7700 900124", "study_id": "P-0001"},
+    ]
+    result = participants_import(study=study, user=pi, file_bytes=csv_bytes(rows), commit=True)
+
+    assert [str(problem) for problem in result.errors] == [
+        "line 2, study_id: LDN-0007 starts with the code of site LDN, but the row is of site "
+        "NYC: its study IDs start NYC- (empty: the site's next).",
+        "line 3, study_id: ldn-0008 starts with the code of site LDN, but the row is of site "
+        "NYC: its study IDs start NYC- (empty: the site's next).",
+    ]
+    assert counts() == before
+    fixed = [{**ROSA, "study_id": "NYC-0007"}, {**JAMAL, "study_id": ""}, *rows[2:]]
+    result = participants_import(study=study, user=pi, file_bytes=csv_bytes(fixed), commit=True)
+    assert result.errors == []
+    assert [row.code for row in result.rows] == [
+        "NYC-0007",
+        "NYC-0001",
+        "LDN-0009",
+        "NYC-LDN-1",
+        "P-0001",
+    ]
+
+
 def test_a_coordinator_imports_only_at_their_own_sites(study, coordinator_a):
     rows = [ROSA, AMY, {**JAMAL, "Site": "NYX"}]
     result = participants_import(
