@@ -246,6 +246,17 @@ class ParticipantContact(models.Model):
     phone_lookup = models.CharField(max_length=64, blank=True, db_index=True, editable=False)
     updated_at = models.DateTimeField(auto_now=True)
 
+    # The longest text each field takes, in characters as typed. The columns hold ciphertext
+    # (a third longer, and more) in unlimited text, so the limits on the plain text are
+    # checked here, not by the database. The phone's limit is validate_phone's.
+    MAX_LENGTHS = {
+        "first_name": 200,
+        "last_name": 200,
+        "email": 254,
+        "alternative_contacts": 2000,
+        "locator_notes": 2000,
+    }
+
     def __str__(self) -> str:
         return f"Contact details of {self.participant_id}"
 
@@ -255,6 +266,15 @@ class ParticipantContact(models.Model):
         if update_fields is not None:
             kwargs["update_fields"] = {*update_fields, "email_lookup", "phone_lookup"}
         super().save(*args, **kwargs)
+
+    def clean(self) -> None:
+        errors = {
+            name: f"Too long: {len(value):,} characters, at most {limit:,}."
+            for name, limit in self.MAX_LENGTHS.items()
+            if len(value := getattr(self, name) or "") > limit
+        }
+        if errors:
+            raise ValidationError(errors)
 
     def lookups_refresh(self) -> None:
         """Recompute the digests (save() does; bulk_create callers call it themselves)."""

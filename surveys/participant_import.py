@@ -86,14 +86,20 @@ COLUMNS = (
         False,
         "email or sms. Empty: email when the row has an e-mail address, else sms.",
     ),
-    Column("first_name", False, "Optional."),
-    Column("last_name", False, "Optional."),
+    Column("first_name", False, "Optional; at most 200 characters."),
+    Column("last_name", False, "Optional; at most 200 characters."),
     Column("email", False, "Every row needs an e-mail address or a phone number, or both."),
-    Column("phone", False, "At least 9 digits, e.g. +1 555 010 4477."),
+    Column("phone", False, "At least 9 digits, at most 25 characters, e.g. +1 555 010 4477."),
     Column(
-        "alternative_contacts", False, "Other ways to reach them: family, friends, case worker."
+        "alternative_contacts",
+        False,
+        "Other ways to reach them: family, friends, case worker. At most 2,000 characters.",
     ),
-    Column("locator_notes", False, "Anything that helps find the participant again."),
+    Column(
+        "locator_notes",
+        False,
+        "Anything that helps find the participant again. At most 2,000 characters.",
+    ),
     Column(
         "consent_method",
         True,

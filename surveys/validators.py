@@ -28,10 +28,22 @@ validate_variable_name = RegexValidator(
 )
 
 
+# Digits and separators after an optional +: room for any international number written out.
+PHONE_MAX_CHARACTERS = 25
+
+
 def validate_phone(value: str) -> None:
     """A phone number someone can text: digits with the usual separators, at least nine."""
     from surveys.fields import ascii_digits, phone_normalise
 
-    text = ascii_digits(value or "")
-    if not re.fullmatch(r"\+?[0-9 ()\-.]{7,25}", text.strip()) or not phone_normalise(text):
+    text = ascii_digits(value or "").strip()
+    length = len(text.removeprefix("+"))
+    if length > PHONE_MAX_CHARACTERS:
+        raise ValidationError(
+            "This phone number is too long: %(length)s characters, at most %(max)s (digits, "
+            "spaces and - ( ) . after an optional +), e.g. +1 555 010 4477.",
+            code="phone_too_long",
+            params={"length": length, "max": PHONE_MAX_CHARACTERS},
+        )
+    if not re.fullmatch(r"\+?[0-9 ()\-.]{7,25}", text) or not phone_normalise(text):
         raise ValidationError("Enter a phone number with at least 9 digits, e.g. +1 555 010 4477.")

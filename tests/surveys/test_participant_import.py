@@ -497,6 +497,25 @@ def test_an_enrolment_date_in_the_future_or_before_consent_is_refused(study, pi)
     assert counts() == before
 
 
+def test_too_long_a_phone_number_name_or_note_says_so_with_the_limit(study, pi):
+    before = counts()
+    rows = [
+        {**ROSA, "phone": "+1 212 555 0143 0143 0143 0143"},  # line 2: 29 after the +
+        {**JAMAL, "first_name": "J" * 201, "last_name": "Ñ" * 200},  # line 3: only first_name
+        {**AMY, "locator_notes": "x" * 2001, "alternative_contacts": "y" * 2000},  # line 4
+        {**ROSA, "EMAIL": "r@example.org", "phone": "", "locator_notes": "z" * 2000},  # line 5
+    ]
+    result = participants_import(study=study, user=pi, file_bytes=csv_bytes(rows), commit=True)
+
+    assert [str(problem) for problem in result.errors] == [
+        "line 2, phone: This phone number is too long: 29 characters, at most 25 (digits, "
+        "spaces and - ( ) . after an optional +), e.g. +1 555 010 4477.",
+        "line 3, first_name: Too long: 201 characters, at most 200.",
+        "line 4, locator_notes: Too long: 2,001 characters, at most 2,000.",
+    ]
+    assert counts() == before
+
+
 def test_a_nul_byte_anywhere_is_named_by_line_and_column_and_nothing_is_saved(study, pi):
     """A stray NUL (byte 0) is a damaged line, wherever it is, not a binary file: the service
     names it, the other lines are still checked, and nothing reaches the database (PostgreSQL
