@@ -1,5 +1,6 @@
 """Writes specific to recovery research: studies from the built-in template, synthetic cohorts."""
 
+from collections import Counter
 from datetime import UTC, date, datetime, time, timedelta
 
 from django.db import transaction
@@ -27,7 +28,7 @@ from surveys.models import (
     WaveInstrument,
 )
 from surveys.reminders import reminders_plan
-from surveys.services import assignments_build
+from surveys.services import assignments_build, participant_codes_next
 
 BATCH_SIZE = 2000
 
@@ -136,11 +137,18 @@ def synthetic_cohort_seed(
         )
     }
 
+    # Study IDs from the engine's own numbering, so that the sites' next enrolments carry on
+    # after them (for a new study they are the cohort's own codes).
+    per_site = Counter(p.site_code for p in cohort.participants)
+    codes = {
+        code: iter(participant_codes_next(site=sites[code], count=count))
+        for code, count in per_site.items()
+    }
     participants = [
         Participant(
             study=study,
             site=sites[p.site_code],
-            code=p.code,
+            code=next(codes[p.site_code]),
             enrolled_on=p.enrolled_on,
             timezone=p.timezone,
             language=p.language,

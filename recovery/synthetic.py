@@ -21,6 +21,7 @@ Same seed, same data: every draw comes from one ``numpy.random.Generator``; cale
 relative to ``as_of``.
 """
 
+from collections import Counter
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 
@@ -194,12 +195,17 @@ def generate_cohort(
     second_substance = _choice(rng, _SUBSTANCE_STEMS, [1] * len(_SUBSTANCE_STEMS), n)
 
     participants_out: list[SyntheticParticipant] = []
+    # Each site numbers its own participants, as enrolment does: these are the study IDs
+    # seeding takes from the engine's numbering (surveys.services.participant_codes_next) for a
+    # new study, written out here because this module stays free of Django.
+    numbers: Counter[str] = Counter()
     for i in range(n):
         code, _name, tz = sites[site_idx[i]]
+        numbers[code] += 1
         participants_out.append(
             SyntheticParticipant(
                 index=i,
-                code=f"{code}-{i + 1:05d}",
+                code=f"{code}-{numbers[code]:04d}",
                 site_code=code,
                 timezone=tz,
                 language=str(language[i]),

@@ -96,22 +96,37 @@ def assignments_build(
 CODE_DIGITS = 4
 
 
+def participant_code_format(*, site_code: str, number: int) -> str:
+    """The study ID of a site's number: NYC and 43 give NYC-0043."""
+    return f"{site_code}-{number:0{CODE_DIGITS}d}"
+
+
 def participant_code_next(*, site: Site) -> str:
     """The site's next study ID: its prefix and the next number (NYC-0001, NYC-0002, …).
 
     The site row is locked, so two enrolments at once never get the same number; a number
     already taken by hand is passed over. Call inside a transaction.
     """
+    return participant_codes_next(site=site, count=1)[0]
+
+
+def participant_codes_next(*, site: Site, count: int) -> list[str]:
+    """The site's next ``count`` study IDs, taken at once (a seeded cohort): the numbering of
+    ``participant_code_next``, which takes one, so that later enrolments carry on from them."""
     locked = Site.objects.select_for_update().get(pk=site.pk)
     number = locked.last_number
     in_study = Participant.objects.filter(study_id=locked.study_id)
-    while True:  # one query, unless numbers ahead were typed by hand
-        number += 1
-        code = f"{locked.code}-{number:0{CODE_DIGITS}d}"
-        if not in_study.filter(code=code).exists():
-            break
+    codes: list[str] = []
+    while len(codes) < count:  # one query, unless numbers ahead were typed by hand
+        candidates = [
+            participant_code_format(site_code=locked.code, number=n)
+            for n in range(number + 1, number + 1 + count - len(codes))
+        ]
+        taken = set(in_study.filter(code__in=candidates).values_list("code", flat=True))
+        codes += [code for code in candidates if code not in taken]
+        number += len(candidates)
     Site.objects.filter(pk=locked.pk).update(last_number=number)
-    return code
+    return codes
 
 
 @transaction.atomic

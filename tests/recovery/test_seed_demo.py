@@ -105,3 +105,25 @@ def test_demo_login_prints_working_staff_logins_for_each_role(db, client, capsys
     assert link.startswith("http://127.0.0.1:8000/p/")
     client.logout()
     assert client.get(link.removeprefix("http://127.0.0.1:8000"), follow=True).status_code == 200
+
+
+def test_seeded_study_ids_are_numbered_as_enrolment_numbers_them_and_enrolment_carries_on(db):
+    from datetime import date
+
+    from surveys.services import participant_enrol
+
+    call_command("seed_demo", "--participants", "30", "--seed", "4")
+    study = Study.objects.get(slug="demo")
+    for site in study.sites.all():
+        codes = sorted(Participant.objects.filter(site=site).values_list("code", flat=True))
+        # CHI-0001, CHI-0002, …: four digits, each site from 1, the site's counter moved on.
+        assert codes == [f"{site.code}-{n:04d}" for n in range(1, len(codes) + 1)]
+        assert site.last_number == len(codes)
+    chicago = study.sites.get(code="CHI")
+    seeded = chicago.participants.count()
+    enrolled = participant_enrol(
+        participant=Participant(
+            study=study, site=chicago, enrolled_on=date(2026, 3, 1), timezone=chicago.timezone
+        )
+    )
+    assert enrolled.code == f"CHI-{seeded + 1:04d}"

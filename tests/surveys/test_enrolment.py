@@ -6,7 +6,7 @@ from django.core.exceptions import ValidationError
 from django.db import IntegrityError, connection, transaction
 
 from surveys.models import Assignment, Participant, ParticipantContact, Response
-from surveys.services import assignment_statuses_refresh
+from surveys.services import assignment_statuses_refresh, participant_codes_next
 
 CONTACT = {"first_name": "Rosa", "email": "rosa.m@example.org", "phone": "+12125550143"}
 
@@ -277,3 +277,11 @@ def test_the_admin_enrolment_form_fills_in_today_the_site_time_zone_and_the_stud
     )  # fmt: skip
     assert reply.status_code == 302, reply.text[:3000]
     assert Participant.objects.get().timezone == site_a.timezone == "America/New_York"
+
+
+def test_study_ids_taken_in_a_block_pass_over_typed_ones_and_enrolment_carries_on(site_a, enrol):
+    enrol(site=site_a, code="NYC-0002")  # typed by hand
+    with transaction.atomic():
+        codes = participant_codes_next(site=site_a, count=3)
+    assert codes == ["NYC-0001", "NYC-0003", "NYC-0004"]
+    assert enrol(site=site_a, code="").code == "NYC-0005"
