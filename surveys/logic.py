@@ -29,6 +29,14 @@ from operator import eq, ge, gt, le, lt, ne
 # two evaluators must agree on what looks like a number.
 SPACE = "[ \t\n\r\f\v]"
 NUMERIC = re.compile(rf"^{SPACE}*(-?(?:[0-9]+\.?[0-9]*|\.[0-9]+)){SPACE}*$")
+# What a Persian or Arabic phone keyboard types in a number: the digits ۰–۹ (U+06F0–06F9) and
+# ٠–٩ (U+0660–0669), and the decimal separator ٫ (U+066B). Only these: other scripts' digits
+# (fullwidth ５) stay refused, here and in the browser.
+EASTERN_DIGITS = str.maketrans(
+    {chr(0x06F0 + n): str(n) for n in range(10)}
+    | {chr(0x0660 + n): str(n) for n in range(10)}
+    | {"\u066b": "."}
+)
 FUNCTIONS = {"round": (1, 2), "sum": (1, None), "if": (3, 3)}
 COMPARISONS = {"=", "<>", "!=", "<", "<=", ">", ">="}
 BLANK = ""
@@ -284,6 +292,13 @@ def check(text: str, *, kinds: dict[str, str]) -> None:
                 f"[{name}({code})] picks a choice, but {name} is not a multiple-choice item",
                 position,
             )
+
+
+def typed_number(text: str) -> str:
+    """A number as a participant typed it, in the ASCII that ``NUMERIC`` reads: Persian and
+    Arabic-Indic digits as 0–9, the Arabic decimal separator as ".". Anything else is left as
+    typed (``typedNumber`` in logic.js does the same)."""
+    return text.translate(EASTERN_DIGITS)
 
 
 # --- Evaluation ---------------------------------------------------------------------------

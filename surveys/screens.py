@@ -54,10 +54,10 @@ class Question:
 
     @property
     def input_type(self) -> str:
-        """The HTML input type of a one-line answer."""
+        """The HTML input type of a one-line answer. Numbers are typed as text (with a digits
+        keyboard, ``inputmode``): a number input empties itself on Persian or Arabic digits and
+        on a decimal comma, which the server reads (surveys/validation.py)."""
         validation = self.item.options.get("validation", "")
-        if self.kind in (Item.Kind.INTEGER, Item.Kind.DECIMAL, Item.Kind.SLIDER):
-            return "number"
         if self.kind == Item.Kind.DATE:
             return "date"
         if validation == "email":
@@ -78,10 +78,6 @@ class Question:
     def grouped(self) -> bool:
         """Answered by picking among options (a fieldset with a legend)."""
         return self.kind in (Item.Kind.YESNO, Item.Kind.SINGLE, Item.Kind.MULTIPLE)
-
-    @property
-    def step(self) -> str:
-        return "any" if self.kind == Item.Kind.DECIMAL else "1"
 
 
 @dataclass

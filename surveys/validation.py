@@ -95,6 +95,8 @@ def _bound(text: str, today: date | None = None) -> Decimal | date | None:
 def _number(value, *, whole: bool) -> int | float:
     if isinstance(value, bool):
         raise _Invalid(_("Enter a number."))
+    if isinstance(value, str):
+        value = logic.typed_number(value)
     match = logic.NUMERIC.match(value) if isinstance(value, str) and len(value) < 40 else None
     if isinstance(value, int):
         number = Decimal(value)

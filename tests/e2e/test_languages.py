@@ -72,3 +72,26 @@ def test_persian_pages_run_right_to_left(phone, live_server, due_participant):
     following = page.locator("#next").bounding_box()
     assert following["x"] < back["x"]
     page.screenshot(path=str(DOCS / "participant-survey-fa.png"))
+
+
+def test_numbers_typed_in_persian_digits_are_taken(phone, live_server, due_participant):
+    Participant.objects.filter(pk=due_participant.pk).update(language="fa")
+    page = phone()
+    open_link(page, live_server, due_participant)
+    page.locator(".card a").first.click()
+    expect(page.locator("#progress-text")).to_be_visible()
+    # ۶ and ٣ as a Persian or Arabic keyboard types them; before, the number field emptied
+    # itself and the page asked for an answer.
+    typed = {"attended_any": "1", "fellowships": ["1"], "overdose": "0"}
+    typed |= {"mtg_na_inperson": "\u06f6", "days_alcohol": "\u0663"}
+    for _ in range(120):
+        if page.locator("#review").is_visible():
+            break
+        answer_screen(page, typed)
+        page.locator("#next").click()
+        expect(page.locator(".screen:not([hidden]) .error:not([hidden])")).to_have_count(0)
+    expect(page.locator("#review")).to_be_visible()
+    page.locator("#send").click()
+    page.wait_for_url("**/done")
+    answers = Response.objects.get().answers
+    assert answers["mtg_na_inperson"] == 6 and answers["days_alcohol"] == 3

@@ -7,7 +7,7 @@ const fs = require("node:fs");
 
 const root = path.resolve(__dirname, "..", "..");
 const SurveyLogic = require(path.join(root, "surveys/static/surveys/logic.js"));
-const { vectors } = JSON.parse(
+const { vectors, typed_numbers: typedNumbers } = JSON.parse(
   fs.readFileSync(path.join(root, "surveys/static/surveys/logic-vectors.json"), "utf8")
 );
 
@@ -33,3 +33,9 @@ for (const [index, v] of vectors.entries()) {
   });
 }
 
+
+for (const v of typedNumbers) {
+  test(`typed number ${JSON.stringify(v.typed)}`, () => {
+    assert.equal(SurveyLogic.typedNumber(v.typed), v.expect);
+  });
+}

@@ -15,9 +15,11 @@ from surveys import logic
 from surveys.logic import LogicError
 
 ROOT = Path(__file__).resolve().parents[2]
-VECTORS = json.loads(
+SHARED = json.loads(
     (ROOT / "surveys/static/surveys/logic-vectors.json").read_text(encoding="utf-8")
-)["vectors"]
+)
+VECTORS = SHARED["vectors"]
+TYPED_NUMBERS = SHARED["typed_numbers"]
 NODE = shutil.which("node")
 
 
@@ -55,7 +57,12 @@ def test_shared_vectors_in_javascript():
         timeout=120,
     )
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
-    assert f"# pass {len(VECTORS)}" in result.stdout
+    assert f"# pass {len(VECTORS) + len(TYPED_NUMBERS)}" in result.stdout
+
+
+@pytest.mark.parametrize("vector", TYPED_NUMBERS, ids=lambda v: ascii(v["typed"]))
+def test_shared_typed_number_in_python(vector):
+    assert logic.typed_number(vector["typed"]) == vector["expect"]
 
 
 def test_error_names_the_position_and_reason():

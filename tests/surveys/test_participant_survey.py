@@ -108,6 +108,29 @@ def test_the_form_without_javascript_shows_errors_per_question(signed_in, month1
     assert not Response.objects.exists()
 
 
+def test_number_questions_take_persian_digits_without_javascript(signed_in, participant, month1):
+    participant.language = "fa"
+    participant.save()
+    page = signed_in.get(f"/p/s/{month1.pk}/followup/").text
+    # A text field with a digits keyboard: a number field would empty itself on ۱۲.
+    assert 'name="days_opioids" type="text" inputmode="numeric"' in page
+    form = {**ANSWERS, "days_opioids": "\u06f1\u06f2", "craving": "\u0663"}
+    reply = signed_in.post(f"/p/s/{month1.pk}/followup/", {**form, "client_id": str(uuid.uuid4())})
+    assert reply.status_code == 302, reply.text
+    answers = Response.objects.get().answers
+    assert answers["days_opioids"] == 12 and answers["craving"] == 3
+
+
+def test_number_questions_take_persian_digits_through_the_participant_api(signed_in, month1):
+    reply = signed_in.post(
+        api(month1, "submit"),
+        {"client_id": str(uuid.uuid4()), "answers": {**ANSWERS, "days_alcohol": "\u06f4"}},
+        content_type="application/json",
+    )
+    assert reply.status_code in (200, 201), reply.content
+    assert Response.objects.get().answers["days_alcohol"] == 4
+
+
 def test_server_errors_are_in_the_participants_language(signed_in, participant, month1):
     participant.language = "es"
     participant.save()

@@ -439,6 +439,32 @@ def test_answers_are_checked_strictly_with_a_plain_message(item_fields, value, m
     assert message in excinfo.value.message_dict["q"][0]
 
 
+@pytest.mark.parametrize(
+    "kind, typed, stored",
+    [
+        ("integer", "\u06f1\u06f2", 12),  # ۱۲ on a Persian keyboard
+        ("integer", "\u0661\u0662", 12),  # ١٢ on an Arabic keyboard
+        ("integer", " \u06f0 ", 0),
+        ("slider", "\u06f7", 7),
+        ("decimal", "\u06f3\u066b\u06f5", 3.5),  # ۳٫۵ with the Persian decimal separator
+        ("decimal", "-\u0662.\u0665", -2.5),
+    ],
+)
+def test_persian_and_arabic_digits_are_stored_as_the_number(kind, typed, stored):
+    item = _item(kind=kind, min_value="-10", max_value="20")
+    cleaned = answers_clean(items=[item], answers={"q": typed}, final=True)
+    assert cleaned == {"q": stored}
+    assert type(cleaned["q"]) is type(stored)
+
+
+def test_a_persian_decimal_in_a_whole_number_item_asks_for_a_whole_number():
+    with pytest.raises(ValidationError) as excinfo:
+        answers_clean(
+            items=[_item(kind="integer")], answers={"q": "\u06f3\u066b\u06f5"}, final=False
+        )
+    assert excinfo.value.message_dict["q"] == ["Enter a whole number."]
+
+
 def test_an_instrument_without_questions_is_a_conflict_not_a_crash(study, month1):
     empty = Instrument.objects.create(study=study, slug="empty", name="Empty")
     month1.wave.waveinstrument_set.create(instrument=empty, position=3)

@@ -15,6 +15,9 @@
 
   // ASCII digits and spaces only, as in surveys/logic.py (JavaScript's \s is Unicode-wide).
   var NUMERIC = /^[ \t\n\r\f\v]*(-?(?:[0-9]+\.?[0-9]*|\.[0-9]+))[ \t\n\r\f\v]*$/;
+  // Persian (U+06F0-06F9) and Arabic-Indic (U+0660-0669) digits and the Arabic decimal
+  // separator (U+066B), as surveys/logic.py's EASTERN_DIGITS.
+  var EASTERN = /[\u06F0-\u06F9\u0660-\u0669\u066B]/g;
   var FUNCTIONS = { round: [1, 2], sum: [1, null], if: [3, 3] };
   var COMPARISONS = { "=": 1, "<>": 1, "!=": 1, "<": 1, "<=": 1, ">": 1, ">=": 1 };
   var BLANK = "";
@@ -247,6 +250,16 @@
     return cache[text];
   }
 
+  // A number as a participant typed it, in the ASCII that NUMERIC reads (typed_number in
+  // surveys/logic.py): Persian and Arabic-Indic digits as 0-9, the Arabic decimal separator as ".".
+  function typedNumber(text) {
+    return text.replace(EASTERN, function (ch) {
+      if (ch === "\u066B") return ".";
+      var code = ch.charCodeAt(0);
+      return String(code - (code >= 0x06f0 ? 0x06f0 : 0x0660));
+    });
+  }
+
   // --- Evaluation ------------------------------------------------------------------------
   function isNumber(v) {
     return typeof v === "number";
@@ -451,5 +464,6 @@
     shows: shows,
     calculate: calculate,
     truthy: truthy,
+    typedNumber: typedNumber,
   };
 });

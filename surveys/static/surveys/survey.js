@@ -52,8 +52,10 @@
     var text = field.value.trim();
     if (text === "") return null;
     if (kind === "integer" || kind === "decimal" || kind === "slider") {
-      var number = Number(text);
-      return isFinite(number) && /^-?\d*\.?\d+$/.test(text) ? number : text;
+      // Persian and Arabic digits are read as 0-9 (the server reads them the same way).
+      var typed = logic.typedNumber(text);
+      var number = Number(typed);
+      return isFinite(number) && /^-?\d*\.?\d+$/.test(typed) ? number : text;
     }
     return text;
   }
@@ -105,7 +107,7 @@
     var range = document.createElement("input");
     range.type = "range";
     range.id = number.id; range.name = number.name;
-    range.min = number.min || "0"; range.max = number.max || "10"; range.step = "1";
+    range.min = q.dataset.min || "0"; range.max = q.dataset.max || "10"; range.step = "1";
     range.setAttribute("aria-describedby", number.getAttribute("aria-describedby"));
     range.dataset.unset = number.value === "" ? "1" : "0";
     range.value = number.value === "" ? String((Number(range.min) + Number(range.max)) / 2) : number.value;
