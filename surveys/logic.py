@@ -294,11 +294,36 @@ def check(text: str, *, kinds: dict[str, str]) -> None:
             )
 
 
-def typed_number(text: str) -> str:
+class TypedNumberError(ValueError):
+    """A typed number whose separators cannot be read without guessing. ``problem``:
+    ``"whole_comma"``, a comma (or ``٬``) in a whole number (1,000 may be a thousand or one);
+    ``"separators"``, more than one separator in a decimal (1,000.5, 1.000,5, 1,5,5)."""
+
+    def __init__(self, problem: str):
+        super().__init__(problem)
+        self.problem = problem
+
+
+def typed_number(text: str, *, decimal: bool = False) -> str:
     """A number as a participant typed it, in the ASCII that ``NUMERIC`` reads: Persian and
-    Arabic-Indic digits as 0–9, the Arabic decimal separator as ".". Anything else is left as
-    typed (``typedNumber`` in logic.js does the same)."""
-    return text.translate(EASTERN_DIGITS)
+    Arabic-Indic digits as 0–9, the Arabic decimal separator ``٫`` as ".", and in a decimal
+    item (``decimal``) one comma with no dot as the decimal point (3,5 is 3.5, as Spanish
+    writes it). Thousands separators are never read: a comma in a whole number, and two
+    separators in a decimal, raise ``TypedNumberError``. Anything else is left as typed, for
+    ``NUMERIC`` to refuse (``typedNumber`` in logic.js does the same)."""
+    ascii_text = text.translate(EASTERN_DIGITS)
+    if not decimal:
+        if "," in ascii_text or "\u066c" in ascii_text:
+            raise TypedNumberError("whole_comma")
+        return ascii_text
+    if "\u066c" in ascii_text:  # the Arabic thousands separator
+        raise TypedNumberError("separators")
+    commas = ascii_text.count(",")
+    if commas == 0:
+        return ascii_text
+    if commas == 1 and "." not in ascii_text:
+        return ascii_text.replace(",", ".")
+    raise TypedNumberError("separators")
 
 
 # --- Evaluation ---------------------------------------------------------------------------

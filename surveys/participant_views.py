@@ -38,6 +38,7 @@ from surveys.selectors import (
 )
 from surveys.services import participant_language_set
 from surveys.submission import SubmissionConflict, response_submit
+from surveys.validation import TYPED_NUMBER_PROBLEMS
 
 SESSION_KEY = "participant_id"
 # The participant's language, for the participant API's error messages (api/participant.py).
@@ -225,6 +226,7 @@ def _survey_strings() -> dict:
         "range": _("Enter a number from %(min)s to %(max)s."),
         "whole": _("Enter a whole number."),
         "number": _("Enter a number."),
+        **{problem: str(words) for problem, words in TYPED_NUMBER_PROBLEMS.items()},
         "change": _("Change"),
         "unanswered": _("Not answered"),
         "saved": _("Saved."),

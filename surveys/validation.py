@@ -65,6 +65,17 @@ TEXT_PATTERNS = {
 }
 
 
+# The words for a typed number whose separators are not read (logic.TypedNumberError); the
+# survey page says the same (participant_views._survey_strings).
+TYPED_NUMBER_PROBLEMS = {
+    "whole_comma": gettext_lazy("Enter a whole number without a comma, for example 1500."),
+    "separators": gettext_lazy(
+        "Enter the number with one decimal separator and no thousands separator, for example "
+        "1500.5 or 1500,5."
+    ),
+}
+
+
 class _Invalid(Exception):
     pass
 
@@ -96,7 +107,10 @@ def _number(value, *, whole: bool) -> int | float:
     if isinstance(value, bool):
         raise _Invalid(_("Enter a number."))
     if isinstance(value, str):
-        value = logic.typed_number(value)
+        try:
+            value = logic.typed_number(value, decimal=not whole)
+        except logic.TypedNumberError as exc:
+            raise _Invalid(TYPED_NUMBER_PROBLEMS[exc.problem]) from exc
     match = logic.NUMERIC.match(value) if isinstance(value, str) and len(value) < 40 else None
     if isinstance(value, int):
         number = Decimal(value)

@@ -95,3 +95,25 @@ def test_numbers_typed_in_persian_digits_are_taken(phone, live_server, due_parti
     page.wait_for_url("**/done")
     answers = Response.objects.get().answers
     assert answers["mtg_na_inperson"] == 6 and answers["days_alcohol"] == 3
+
+
+def test_a_comma_in_a_whole_number_is_explained_on_the_phone(phone, live_server, due_participant):
+    Participant.objects.filter(pk=due_participant.pk).update(language="es")
+    page = phone()
+    open_link(page, live_server, due_participant)
+    page.get_by_role("link", name="Empezar").first.click()
+    choices = {"attended_any": "1", "fellowships": ["1"], "overdose": "0"}
+    for _ in range(120):
+        if page.locator("#q-mtg_na_inperson").is_visible():
+            break
+        answer_screen(page, choices)
+        page.locator("#next").click()
+    # "1,000" may be a thousand or one: the phone says to write it without a comma.
+    page.locator("#q-mtg_na_inperson input").fill("1,000")
+    page.locator("#next").click()
+    expect(page.locator("#err-mtg_na_inperson")).to_have_text(
+        "Escriba un número entero sin coma, por ejemplo 1500."
+    )
+    page.locator("#q-mtg_na_inperson input").fill("6")
+    page.locator("#next").click()
+    expect(page.locator("#err-mtg_na_inperson")).to_be_hidden()

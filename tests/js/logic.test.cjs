@@ -35,7 +35,12 @@ for (const [index, v] of vectors.entries()) {
 
 
 for (const v of typedNumbers) {
-  test(`typed number ${JSON.stringify(v.typed)}`, () => {
-    assert.equal(SurveyLogic.typedNumber(v.typed), v.expect);
+  test(`typed number ${JSON.stringify(v.typed)}${v.decimal ? " (decimal)" : ""}`, () => {
+    const run = () => SurveyLogic.typedNumber(v.typed, Boolean(v.decimal));
+    if ("problem" in v) {
+      assert.throws(run, (err) => err instanceof SurveyLogic.TypedNumberError && err.problem === v.problem);
+      return;
+    }
+    assert.equal(run(), v.expect);
   });
 }

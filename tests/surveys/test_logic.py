@@ -62,7 +62,13 @@ def test_shared_vectors_in_javascript():
 
 @pytest.mark.parametrize("vector", TYPED_NUMBERS, ids=lambda v: ascii(v["typed"]))
 def test_shared_typed_number_in_python(vector):
-    assert logic.typed_number(vector["typed"]) == vector["expect"]
+    decimal = vector.get("decimal", False)
+    if "problem" in vector:
+        with pytest.raises(logic.TypedNumberError) as excinfo:
+            logic.typed_number(vector["typed"], decimal=decimal)
+        assert excinfo.value.problem == vector["problem"]
+        return
+    assert logic.typed_number(vector["typed"], decimal=decimal) == vector["expect"]
 
 
 def test_error_names_the_position_and_reason():
@@ -199,3 +205,30 @@ def test_python_and_javascript_agree_on_random_expressions(cases):
                 assert _close(js["value"], expected), (case, js)
             else:
                 assert js["value"] == expected, (case, js)
+
+
+@pytest.mark.skipif(NODE is None, reason="node is not installed")
+@settings(max_examples=5, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    cases=st.lists(
+        st.tuples(st.text(alphabet="0123456789,.- \u06f1\u06f5\u0662\u066b\u066ca"), st.booleans()),
+        min_size=100,
+        max_size=100,
+    )
+)
+def test_python_and_javascript_read_typed_numbers_alike(cases):
+    batch = [{"mode": "typed", "typed": typed, "decimal": decimal} for typed, decimal in cases]
+    result = subprocess.run(
+        [NODE, str(ROOT / "tests/js/evaluate_batch.cjs")],
+        input=json.dumps(batch),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    for case, js in zip(batch, json.loads(result.stdout), strict=True):
+        try:
+            expected = {"value": logic.typed_number(case["typed"], decimal=case["decimal"])}
+        except logic.TypedNumberError as exc:
+            expected = {"problem": exc.problem}
+        assert js == expected, case

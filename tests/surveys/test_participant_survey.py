@@ -1,6 +1,8 @@
 """The participant's survey without a browser: the no-JavaScript form, the participant API,
 and safety alerts."""
 
+import json
+import re
 import uuid
 from datetime import timedelta
 
@@ -129,6 +131,23 @@ def test_number_questions_take_persian_digits_through_the_participant_api(signed
     )
     assert reply.status_code in (200, 201), reply.content
     assert Response.objects.get().answers["days_alcohol"] == 4
+
+
+def test_a_comma_in_a_whole_number_is_refused_in_the_participants_language(
+    signed_in, participant, month1
+):
+    participant.language = "es"
+    participant.save()
+    form = {**ANSWERS, "days_alcohol": "1,000", "client_id": str(uuid.uuid4())}
+    reply = signed_in.post(f"/p/s/{month1.pk}/followup/", form)
+    assert reply.status_code == 400
+    assert "Escriba un número entero sin coma, por ejemplo 1500." in reply.text
+    assert not Response.objects.exists()
+    # The survey script has the same words, for the phone to say before sending.
+    page = signed_in.get(f"/p/s/{month1.pk}/followup/").text
+    data = json.loads(re.search(r'id="survey-data"[^>]*>(.*?)</script>', page, re.S).group(1))
+    assert data["strings"]["whole_comma"] == "Escriba un número entero sin coma, por ejemplo 1500."
+    assert "separador de miles" in data["strings"]["separators"]
 
 
 def test_server_errors_are_in_the_participants_language(signed_in, participant, month1):

@@ -457,6 +457,43 @@ def test_persian_and_arabic_digits_are_stored_as_the_number(kind, typed, stored)
     assert type(cleaned["q"]) is type(stored)
 
 
+@pytest.mark.parametrize(
+    "typed, stored",
+    [("3,5", 3.5), ("-0,25", -0.25), ("\u06f3,\u06f5", 3.5), ("12,0", 12), ("3.5", 3.5)],
+)
+def test_a_decimal_comma_is_read_as_the_decimal_point(typed, stored):
+    item = _item(kind="decimal", min_value="-10", max_value="20")
+    assert answers_clean(items=[item], answers={"q": typed}, final=True) == {"q": stored}
+
+
+def test_a_decimal_comma_counts_towards_the_decimal_places_allowed():
+    item = _item(kind="decimal", options={"validation": "number_1dp_comma_decimal"})
+    assert answers_clean(items=[item], answers={"q": "2,5"}, final=True) == {"q": 2.5}
+    with pytest.raises(ValidationError) as excinfo:
+        answers_clean(items=[item], answers={"q": "2,55"}, final=True)
+    assert excinfo.value.message_dict["q"] == ["Use at most 1 decimal place."]
+
+
+@pytest.mark.parametrize("kind", ["integer", "slider"])
+@pytest.mark.parametrize("typed", ["1,000", "3,0", "\u06f1\u066c\u06f0\u06f0\u06f0"])
+def test_a_comma_in_a_whole_number_is_refused_saying_so(kind, typed):
+    # 1,000 may be a thousand or (in Spanish) one: never guessed.
+    with pytest.raises(ValidationError) as excinfo:
+        answers_clean(items=[_item(kind=kind)], answers={"q": typed}, final=False)
+    assert excinfo.value.message_dict["q"] == [
+        "Enter a whole number without a comma, for example 1500."
+    ]
+
+
+@pytest.mark.parametrize(
+    "typed", ["1,000.5", "1.000,5", "1,000,000", "\u06f1\u066c\u06f0\u06f0\u06f0"]
+)
+def test_thousands_separators_in_a_decimal_are_refused_saying_so(typed):
+    with pytest.raises(ValidationError) as excinfo:
+        answers_clean(items=[_item(kind="decimal")], answers={"q": typed}, final=False)
+    assert "no thousands separator" in excinfo.value.message_dict["q"][0]
+
+
 def test_a_persian_decimal_in_a_whole_number_item_asks_for_a_whole_number():
     with pytest.raises(ValidationError) as excinfo:
         answers_clean(

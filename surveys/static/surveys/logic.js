@@ -250,14 +250,37 @@
     return cache[text];
   }
 
+  // A typed number whose separators cannot be read without guessing (TypedNumberError in
+  // surveys/logic.py): problem "whole_comma" or "separators".
+  function TypedNumberError(problem) {
+    this.name = "TypedNumberError";
+    this.message = problem;
+    this.problem = problem;
+  }
+  TypedNumberError.prototype = Object.create(Error.prototype);
+
   // A number as a participant typed it, in the ASCII that NUMERIC reads (typed_number in
-  // surveys/logic.py): Persian and Arabic-Indic digits as 0-9, the Arabic decimal separator as ".".
-  function typedNumber(text) {
-    return text.replace(EASTERN, function (ch) {
+  // surveys/logic.py): Persian and Arabic-Indic digits as 0-9, the Arabic decimal separator as
+  // ".", and in a decimal item one comma with no dot as the decimal point (3,5 is 3.5).
+  // Thousands separators are never read: a comma in a whole number, or two separators in a
+  // decimal, throw a TypedNumberError.
+  function typedNumber(text, decimal) {
+    var ascii = text.replace(EASTERN, function (ch) {
       if (ch === "\u066B") return ".";
       var code = ch.charCodeAt(0);
       return String(code - (code >= 0x06f0 ? 0x06f0 : 0x0660));
     });
+    if (!decimal) {
+      if (ascii.indexOf(",") >= 0 || ascii.indexOf("\u066C") >= 0) {
+        throw new TypedNumberError("whole_comma");
+      }
+      return ascii;
+    }
+    if (ascii.indexOf("\u066C") >= 0) throw new TypedNumberError("separators");
+    var commas = ascii.split(",").length - 1;
+    if (commas === 0) return ascii;
+    if (commas === 1 && ascii.indexOf(".") < 0) return ascii.replace(",", ".");
+    throw new TypedNumberError("separators");
   }
 
   // --- Evaluation ------------------------------------------------------------------------
@@ -465,5 +488,6 @@
     calculate: calculate,
     truthy: truthy,
     typedNumber: typedNumber,
+    TypedNumberError: TypedNumberError,
   };
 });

@@ -52,8 +52,10 @@
     var text = field.value.trim();
     if (text === "") return null;
     if (kind === "integer" || kind === "decimal" || kind === "slider") {
-      // Persian and Arabic digits are read as 0-9 (the server reads them the same way).
-      var typed = logic.typedNumber(text);
+      // Persian and Arabic digits are read as 0-9 and a decimal comma as a point (the server
+      // reads them the same way); what is not a number stays text, for check() to explain.
+      var typed;
+      try { typed = logic.typedNumber(text, kind === "decimal"); } catch (e) { return text; }
       var number = Number(typed);
       return isFinite(number) && /^-?\d*\.?\d+$/.test(typed) ? number : text;
     }
@@ -235,7 +237,12 @@
     var value = readQuestion(q), kind = q.dataset.kind;
     if (value === null) return q.hasAttribute("data-required") ? S.required : "";
     if (kind === "integer" || kind === "decimal" || kind === "slider") {
-      if (typeof value !== "number") return kind === "decimal" ? S.number : S.whole;
+      if (typeof value !== "number") {
+        try { logic.typedNumber(value, kind === "decimal"); } catch (e) {
+          if (e instanceof logic.TypedNumberError) return S[e.problem];
+        }
+        return kind === "decimal" ? S.number : S.whole;
+      }
       if (kind !== "decimal" && Math.floor(value) !== value) return S.whole;
       var low = q.dataset.min, high = q.dataset.max;
       if ((low !== "" && value < Number(low)) || (high !== "" && value > Number(high))) {
