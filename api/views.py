@@ -107,7 +107,8 @@ class DraftInputSerializer(AnswersInputSerializer):
         required=False,
         allow_blank=True,
         max_length=100,
-        help_text="The first question of the screen the person is on, to resume there.",
+        help_text="The first question of the screen the person is on, or #review for the "
+        "review before sending, to resume there.",
     )
 
 

@@ -37,7 +37,7 @@ from surveys.selectors import (
     participant_home,
 )
 from surveys.services import participant_language_set
-from surveys.submission import SubmissionConflict, response_submit
+from surveys.submission import REVIEW_POSITION, SubmissionConflict, response_submit
 from surveys.validation import TYPED_NUMBER_PROBLEMS
 
 SESSION_KEY = "participant_id"
@@ -359,6 +359,7 @@ def _survey(request, participant: Participant, assignment_id: int, slug: str) ->
                 "calcs": calcs,
                 "api": f"/api/v1/participant/assignments/{assignment_id}/responses/{slug}/",
                 "done": done_url,
+                "review_position": REVIEW_POSITION,
                 "key": f"survey:{participant.pk}:{assignment_id}:{slug}",
                 "strings": _survey_strings(),
             },

@@ -56,6 +56,10 @@ def sent_before_changes() -> SubmissionConflict:
     )
 
 
+# A draft's position when the participant was on the review screen (survey.js): no variable
+# can be named so (surveys/validators.py), and the survey resumes at the review.
+REVIEW_POSITION = "#review"
+
 OPEN_STATUSES = (
     Assignment.Status.SCHEDULED,  # the periodic refresh may not have opened it yet
     Assignment.Status.OPEN,
@@ -351,7 +355,8 @@ def response_draft_save(
 ) -> Response:
     """Save the answers so far, replacing the draft's answers. Every answer given must be valid
     (one wrong answer rejects the whole draft, per question); nothing is required yet.
-    ``position`` (a question's variable) is where the participant is, to resume there."""
+    ``position`` (a question's variable, or ``REVIEW_POSITION``) is where the participant is,
+    to resume there."""
     now = now or timezone.now()
     context = _submit_context(assignment.pk, instrument.pk)
     assignment = context.assignment
@@ -368,7 +373,7 @@ def response_draft_save(
         items=items, answers=answers, final=False, today=_participant_today(assignment, now)
     )
     safety_alerts_raise(assignment=assignment, items=items, answers=cleaned, now=now)
-    if position and position not in {item.variable for item in items}:
+    if position not in ("", REVIEW_POSITION) and position not in {i.variable for i in items}:
         position = ""  # a stale position (another version) resumes at the start
     if existing is None:
         try:

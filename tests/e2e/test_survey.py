@@ -62,6 +62,37 @@ def test_a_draft_resumes_on_another_phone_at_the_same_place(phone, live_server, 
     expect(second.locator("#q-attended_any input[value='0']")).to_be_checked()
 
 
+def test_a_survey_left_at_the_review_reopens_at_the_review(phone, live_server, due_participant):
+    first = phone()
+    open_link(first, live_server, due_participant)
+    first.get_by_role("link", name="Start").first.click()
+    for _ in range(120):
+        answer_screen(first, {"attended_any": "0", "overdose": "0", "craving": 6})
+        with first.expect_response(lambda r: r.url.endswith("/draft/") and r.status == 200):
+            first.locator("#next").click()
+        if first.locator("#review").is_visible():
+            break
+    expect(first.locator("#progress-text")).to_have_text("Check your answers")
+
+    # The same phone, the page opened again: the review, not Question 1.
+    first.reload()
+    expect(first.locator("#review")).to_be_visible()
+    expect(first.locator("#progress-text")).to_have_text("Check your answers")
+    expect(first.locator("#send")).to_be_visible()
+    first.context.close()
+
+    # Another phone (only the server's draft): the review too, with the answers kept.
+    second = phone()
+    open_link(second, live_server, due_participant)
+    second.get_by_role("link", name="Continue").first.click()
+    expect(second.locator("#review")).to_be_visible()
+    expect(second.locator("#progress-text")).to_have_text("Check your answers")
+    expect(second.locator("#review-list")).to_contain_text("6")
+    second.locator("#send").click()
+    second.wait_for_url("**/done")
+    assert Response.objects.get().answers["craving"] == 6
+
+
 def test_another_participants_survey_answers_404(
     phone, live_server, due_participant, enrol, site_a
 ):

@@ -205,6 +205,28 @@ def test_the_participant_api_saves_a_draft_with_its_place_then_submits(signed_in
     assert Response.objects.get().answers["craving"] == ANSWERS["craving"]
 
 
+def test_a_draft_left_at_the_review_reopens_at_the_review_with_its_answers(signed_in, month1):
+    client_id = str(uuid.uuid4())
+    draft = signed_in.put(
+        api(month1, "draft"),
+        {"client_id": client_id, "answers": ANSWERS, "position": "#review"},
+        content_type="application/json",
+    )
+    assert draft.status_code == 200, draft.json()
+    assert draft.json()["position"] == "#review"
+    page = signed_in.get(f"/p/s/{month1.pk}/followup/").text
+    # survey.js resumes at the review; without JavaScript the form shows the answers kept.
+    assert '"position": "#review"' in page and '"review_position": "#review"' in page
+    assert re.search(r'name="craving"[^>]* value="3"', page)
+    # A position that is no question of the version (nor the review) still resumes at the start.
+    signed_in.put(
+        api(month1, "draft"),
+        {"client_id": client_id, "answers": ANSWERS, "position": "#elsewhere"},
+        content_type="application/json",
+    )
+    assert Response.objects.get().resume_at == ""
+
+
 def test_the_participant_api_answers_404_for_another_participants_survey(signed_in, site_a, enrol):
     other = enrol(
         site=site_a, code="NYC-0043", enrolled_on=timezone.localdate() - timedelta(days=30)

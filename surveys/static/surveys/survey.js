@@ -175,8 +175,9 @@
     }
   }
   function position() {
+    // The review has a position of its own, so that reopening the survey comes back to it.
     var visible = visibleScreens();
-    return current < visible.length ? visible[current].dataset.first : "";
+    return current < visible.length ? visible[current].dataset.first : data.review_position;
   }
 
   function labelOf(q) {
@@ -441,6 +442,14 @@
   fill(start.answers || {});
   applyBranching(answers());
   var visible = visibleScreens(), resumeAt = 0;
+  if (start.position === data.review_position) {
+    // Left at the review: back to it, unless an answer is missing or wrong there (the draft
+    // came from another version, or branching now shows another question): then that screen.
+    resumeAt = visible.length;
+    for (var i = 0; i < visible.length; i++) {
+      if (questions(visible[i]).some(function (q) { return check(q) !== ""; })) { resumeAt = i; break; }
+    }
+  }
   visible.forEach(function (screen, index) {
     if (start.position && screen.dataset.first === start.position) resumeAt = index;
   });
