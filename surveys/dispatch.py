@@ -470,7 +470,8 @@ def message_texts(message: Message, url: str, unsubscribe_url: str) -> dict:
             "first_name": (contact.first_name if contact else "") or "",
             "wave": assignment.wave.name_in(language),
             "due": formats.date_format(timezone.localtime(assignment.due_at), "j F Y"),
-            "closes": formats.date_format(timezone.localtime(assignment.closes_at), "j F Y"),
+            # The last day it can be answered (not the midnight that closes it).
+            "closes": formats.date_format(assignment.last_day(), "j F Y"),
             "url": url,
             "unsubscribe_url": unsubscribe_url,
             "reminder": (

@@ -6,7 +6,7 @@ analyses and researchers never need to touch it.
 """
 
 import uuid
-from datetime import datetime, time
+from datetime import date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 from django.conf import settings
@@ -502,6 +502,13 @@ class Assignment(models.Model):
             self.due_at.astimezone(tz),
             self.closes_at.astimezone(tz),
         )
+
+    def last_day(self) -> date:
+        """The last day on which the survey can be answered, in the participant's time zone:
+        the window closes at the local midnight that starts the day after, so that midnight's
+        own date is one day too late to show."""
+        tz = ZoneInfo(self.participant.timezone)
+        return (self.closes_at - timedelta(microseconds=1)).astimezone(tz).date()
 
 
 class Response(models.Model):

@@ -16,6 +16,7 @@ from surveys.dispatch import (
     TOO_LATE,
     RetryLater,
     message_send,
+    message_texts,
     reminders_dispatch,
 )
 from surveys.models import Assignment, Message
@@ -299,3 +300,22 @@ def test_an_attempt_and_the_longest_wait_for_its_retry_fit_inside_the_staleness_
     being tried or waiting for its retry for stale."""
     longest = settings.CELERY_TASK_TIME_LIMIT + message_send_retry_wait(MAX_SEND_RETRIES - 1)
     assert timedelta(seconds=longest) < STALE_AFTER
+
+
+def test_a_reminder_says_the_last_day_to_answer_not_the_midnight_that_closes_the_window(
+    month1_open,
+):
+    """Open from 13 December 2026 in New York, it closes at the midnight that starts the 27th
+    (05:00 UTC): the e-mail and the text say it is open until 26 December."""
+    invitation = month1_open(opens=date(2026, 12, 13))
+    assert invitation.assignment.closes_at == utc(2026, 12, 27, 5)
+    reminder = Message.objects.filter(assignment=invitation.assignment, sequence__gt=0).first()
+    texts = message_texts(reminder, "https://example.org/p/x", "https://example.org/u/x")
+    assert "It stays open until 26 December 2026." in texts["text"]
+    assert "a reminder, your 1 month survey is open until 26 December 2026" in texts["sms"]
+    noon = local_moment(date(2026, 12, 26), time(12), NY)  # on the last day
+    Message.objects.filter(pk=invitation.pk).update(scheduled_at=noon)
+    assert claim_and_send(invitation, now=noon) == Message.Status.SENT
+    [email] = mail.outbox
+    assert "It stays open until 26 December 2026." in email.body
+    assert "27 December" not in email.body

@@ -1,11 +1,15 @@
-from datetime import timedelta
+import uuid
+from datetime import UTC, date, datetime, time, timedelta
+from zoneinfo import ZoneInfo
 
 import pytest
 from django.utils import timezone, translation
 from django.utils.formats import date_format
 
 from surveys.links import participant_link_create, participant_links_revoke
-from surveys.models import Participant
+from surveys.models import Assignment, Participant
+from surveys.reminders import local_moment
+from tests.api.test_responses_api import ANSWERS
 
 
 @pytest.fixture
@@ -91,3 +95,68 @@ def test_dates_are_in_the_participants_time_zone_and_language(client, site_a, en
     with translation.override("es"):
         assert f"{local_day.day} {date_format(local_day, 'F')} {local_day.year}" in page
     assert '<html lang="es"' in page
+
+
+NEW_YORK = ZoneInfo("America/New_York")
+
+
+def test_the_last_day_to_answer_is_shown_not_the_midnight_that_closes_the_window(
+    client, site_a, enrol, monkeypatch
+):
+    """The month-1 survey closes at the midnight that starts 27 December 2026 in New York
+    (05:00 UTC that day): the home page and the done page say it is open until 26 December,
+    at 23:59 that evening too; at midnight it is gone."""
+    clock = {"now": local_moment(date(2026, 12, 26), time(23, 58), NEW_YORK)}
+    monkeypatch.setattr(timezone, "now", lambda: clock["now"])
+    participant = enrol(
+        site=site_a,
+        code="NYC-0101",
+        timezone="America/New_York",
+        enrolled_on=date(2026, 11, 20),
+        now=local_moment(date(2026, 11, 20), time(12), NEW_YORK),
+    )
+    closes = local_moment(date(2026, 12, 27), time(0), NEW_YORK)
+    assert closes == datetime(2026, 12, 27, 5, tzinfo=UTC)
+    month1, month3 = (participant.assignments.get(wave__slug=slug) for slug in ("m1", "m3"))
+    Assignment.objects.filter(pk__in=[month1.pk, month3.pk]).update(
+        status=Assignment.Status.OPEN,
+        opens_at=local_moment(date(2026, 12, 13), time(0), NEW_YORK),
+        due_at=local_moment(date(2026, 12, 20), time(0), NEW_YORK),
+        closes_at=closes,
+    )
+    _, token = participant_link_create(participant=participant, now=clock["now"])
+    client.get(f"/p/{token}")
+
+    home = client.get("/p/").text
+    assert "Open until 26 December" in home and "27 December" not in home
+    # The done page's next survey (month 3, open now until the same midnight).
+    sent = client.post(f"/p/s/{month1.pk}/followup/", {**ANSWERS, "client_id": str(uuid.uuid4())})
+    assert sent.status_code == 302
+    clock["now"] = closes - timedelta(seconds=1)  # 23:59:59 on the last day
+    done = client.get(sent["Location"]).text
+    assert "3 months is ready now, until 26 December 2026." in done
+    assert "27 December" not in done
+
+    clock["now"] = closes  # midnight: nothing open any more
+    home = client.get("/p/").text
+    assert "Nothing is due right now" in home and "Open until" not in home
+
+
+@pytest.mark.parametrize(
+    ("zone", "closes_utc", "last_day"),
+    [
+        # West of UTC: the closing midnight is 05:00 UTC on the 27th.
+        ("America/New_York", datetime(2026, 12, 27, 5, tzinfo=UTC), date(2026, 12, 26)),
+        # East of UTC: it is the evening of the 26th in UTC.
+        ("Asia/Tehran", datetime(2026, 12, 26, 20, 30, tzinfo=UTC), date(2026, 12, 26)),
+        # The night the clocks go back (1 November 2026 in New York): still the 31st.
+        ("America/New_York", datetime(2026, 11, 1, 4, tzinfo=UTC), date(2026, 10, 31)),
+    ],
+)
+def test_an_assignments_last_day_is_the_day_before_its_closing_midnight_on_the_local_clock(
+    zone, closes_utc, last_day
+):
+    participant = Participant(timezone=zone)
+    assignment = Assignment(participant=participant, closes_at=closes_utc)
+    assert assignment.closes_at.astimezone(ZoneInfo(zone)).time() == time(0)
+    assert assignment.last_day() == last_day
