@@ -494,12 +494,18 @@ def shows(text: str, answers: dict) -> bool:
     return truthy(evaluate(text, answers))
 
 
+# A calculated value this large is a formula gone wrong (a division by an almost-zero answer,
+# a power run away), not a measure: it is left blank, as inf and nan are. Beyond 1e15 a double
+# no longer holds every whole number, and Stata's and SPSS's files refuse values near 1e308.
+CALCULATED_LIMIT = 1e15
+
+
 def calculate(text: str, answers: dict) -> int | float | None:
     """A calculated item's value: a number (whole numbers as int), or None when blank."""
     value = evaluate(text, answers)
     if isinstance(value, bool):
         return int(value)
     number = to_number(value)
-    if math.isnan(number) or not math.isfinite(number):
+    if math.isnan(number) or not math.isfinite(number) or abs(number) >= CALCULATED_LIMIT:
         return None
     return int(number) if number.is_integer() else number

@@ -306,6 +306,23 @@ def test_calculated_fields_are_computed_on_the_server(study, month1):
     assert month1.status == Assignment.Status.IN_PROGRESS  # the follow-up is still to do
 
 
+def test_a_calculation_run_away_is_stored_blank(study, month1):
+    # 10^20 is a formula gone wrong, not a measure (and near 1e308 Stata's files refuse it).
+    instrument = Instrument.objects.create(study=study, slug="calc-size", name="Calc size")
+    instrument_items_set(
+        instrument=instrument,
+        items=[
+            {"variable": "a", "kind": "integer", "label": {"en": "A"}, "required": True},
+            {"variable": "p", "kind": "calc", "label": {"en": "P"}, "calculation": "[a] ^ 20"},
+        ],
+    )
+    month1.wave.waveinstrument_set.create(instrument=instrument, position=2)
+    answers = submit(month1, instrument, {"a": 10, "p": 1}).response.answers
+    assert answers["a"] == 10 and answers.get("p") is None
+    Response.objects.all().delete()
+    assert submit(month1, instrument, {"a": 5}).response.answers["p"] == 5**20
+
+
 # --- Properties ----------------------------------------------------------------------------
 
 json_values = st.recursive(

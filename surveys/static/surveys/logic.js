@@ -477,7 +477,9 @@
     var value = evaluate(text, answers);
     if (typeof value === "boolean") return value ? 1 : 0;
     var n = toNumber(value);
-    return isFinite(n) ? n : null;
+    // Blank as on the server (logic.py CALCULATED_LIMIT): a value this large is a formula
+    // gone wrong, not a measure.
+    return isFinite(n) && Math.abs(n) < 1e15 ? n : null;
   }
 
   return {
