@@ -143,6 +143,8 @@ def test_answers_sent_after_a_pin_session_ended_wait_for_the_link_and_go_once(
     page.get_by_label("PIN (4 to 6 digits)").fill("4821")
     page.get_by_role("button", name="Open my surveys").click()
     page.get_by_role("link", name="Start").first.click()
+    held = []  # draft saves whose replies come late, after the send has been answered
+    page.route("**/draft/", lambda route: held.append((route, route.fetch())))
     for _ in range(120):
         if page.locator("#review").is_visible():
             break
@@ -152,6 +154,13 @@ def test_answers_sent_after_a_pin_session_ended_wait_for_the_link_and_go_once(
     page.context.clear_cookies()
     page.locator("#send").click()
     expect(page.locator("#status")).to_contain_text("open the link in your message again")
+    assert held
+    for route, reply in held:  # the draft was stored; its reply reaches the phone now
+        route.fulfill(response=reply)
+    page.wait_for_timeout(300)
+    # A late "Saved." does not hide what the participant has to do.
+    expect(page.locator("#status")).to_contain_text("open the link in your message again")
+    page.unroute("**/draft/")
     assert not Response.objects.filter(status=Response.Status.SUBMITTED).exists()
     # The participant opens their link again: the waiting answers go, once.
     open_link(page, live_server, reachable_participant)

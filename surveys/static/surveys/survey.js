@@ -22,6 +22,7 @@
   var send = document.getElementById("send");
   var statusBox = document.getElementById("status");
   var sending = false; // true from "Send" until the server answers
+  var sends = 0; // how many times "Send" was pressed
   var crisis = document.getElementById("crisis");
   var progressText = document.getElementById("progress-text");
   var progress = document.getElementById("progress");
@@ -302,16 +303,19 @@
     return kept;
   }
   function saveServer() {
+    var sendsBefore = sends;
+    // A draft reply that lands after "Send" was pressed (even once the send has been
+    // answered) must not hide the send's status with "Saved".
+    function quiet() { return sending || sends !== sendsBefore; }
     return fetch(data.api + "draft/", {
       method: "PUT", credentials: "same-origin",
       headers: { "Content-Type": "application/json", "X-CSRFToken": csrf },
       body: JSON.stringify({ client_id: clientId, answers: draftAnswers(), position: position() }),
     }).then(function (response) {
-      // A draft reply that lands after "Send" was pressed must not hide the send's status.
-      if (response.ok) { if (!sending) statusBox.textContent = S.saved; return null; }
+      if (response.ok) { if (!quiet()) statusBox.textContent = S.saved; return null; }
       return response.json().then(function (body) { return body; }, function () { return null; });
     }, function () {
-      if (!sending) statusBox.textContent = S.saved_here;
+      if (!quiet()) statusBox.textContent = S.saved_here;
       return null;
     });
   }
@@ -376,6 +380,7 @@
   }
   function submit() {
     sending = true;
+    sends += 1;
     var body = JSON.stringify({ client_id: clientId, answers: draftAnswers() });
     send.disabled = true;
     statusBox.textContent = S.sending;
