@@ -173,6 +173,19 @@ def test_generated_expressions_always_evaluate_to_a_number_or_blank(expr, answer
     assert isinstance(logic.shows(expr, answers), bool)
 
 
+def _node_batch(batch: list[dict]) -> list[dict]:
+    """What logic.js answers for each case of ``batch`` (tests/js/evaluate_batch.cjs)."""
+    result = subprocess.run(
+        [NODE, str(ROOT / "tests/js/evaluate_batch.cjs")],
+        input=json.dumps(batch),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    return json.loads(result.stdout)
+
+
 @pytest.mark.skipif(NODE is None, reason="node is not installed")
 @settings(
     max_examples=12,
@@ -186,15 +199,7 @@ def test_python_and_javascript_agree_on_random_expressions(cases):
         for expr, answers in cases
         for mode in ("shows", "calc")
     ]
-    result = subprocess.run(
-        [NODE, str(ROOT / "tests/js/evaluate_batch.cjs")],
-        input=json.dumps(batch),
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=True,
-    )
-    for case, js in zip(batch, json.loads(result.stdout), strict=True):
+    for case, js in zip(batch, _node_batch(batch), strict=True):
         assert "crash" not in js, (case, js)
         if case["mode"] == "shows":
             assert js["value"] is logic.shows(case["expr"], case["answers"]), case
@@ -218,15 +223,7 @@ def test_python_and_javascript_agree_on_random_expressions(cases):
 )
 def test_python_and_javascript_read_typed_numbers_alike(cases):
     batch = [{"mode": "typed", "typed": typed, "decimal": decimal} for typed, decimal in cases]
-    result = subprocess.run(
-        [NODE, str(ROOT / "tests/js/evaluate_batch.cjs")],
-        input=json.dumps(batch),
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=True,
-    )
-    for case, js in zip(batch, json.loads(result.stdout), strict=True):
+    for case, js in zip(batch, _node_batch(batch), strict=True):
         try:
             expected = {"value": logic.typed_number(case["typed"], decimal=case["decimal"])}
         except logic.TypedNumberError as exc:
