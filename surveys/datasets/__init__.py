@@ -17,6 +17,8 @@ Missing codes (``MISSING_CODES``; cells of items and derived measures):
     -96  shown but not answered
     -95  window open: not submitted yet
     -94  cancelled: the participant left the study before this wave
+    -93  not calculated: a calculated item shown but blank (its formula lacked an answer, or
+         gave no usable number)
 
 An empty cell means "not part of the questionnaire this row answered" (another wave's
 instrument, another version) or, for a derived measure, "not computable from the answers".
@@ -29,6 +31,7 @@ from surveys.datasets.codes import (
     CANCELLED,
     MISSING_CODES,
     NOT_ANSWERED,
+    NOT_CALCULATED,
     NOT_SHOWN,
     NOT_YET_DUE,
     WAVE_MISSED,
@@ -43,6 +46,7 @@ __all__ = [
     "CANCELLED",
     "MISSING_CODES",
     "NOT_ANSWERED",
+    "NOT_CALCULATED",
     "NOT_SHOWN",
     "NOT_YET_DUE",
     "WAVE_MISSED",

@@ -488,14 +488,23 @@ class _BatchBuilder:
         for item, target in plan.ops.get(version_id, ()):
             raw = answers[item.variable] if item.variable in answers else _empty(len(answers))
             blank = _blank(raw, choices=item.kind == Item.Kind.MULTIPLE).to_numpy()
+            calculated = item.kind == Item.Kind.CALC
+            if calculated:
+                # A value the survey pages would now leave blank (logic.calculate): stored before
+                # the limit, or not a number at all, it is no measure (and near 1e308 the Stata
+                # and SPSS writers refuse it).
+                stored = number(answers, item.variable).to_numpy()
+                with np.errstate(invalid="ignore"):
+                    blank = blank | ~(np.abs(stored) < logic.CALCULATED_LIMIT)
             if blank.any():
+                unanswered = codes.NOT_CALCULATED if calculated else codes.NOT_ANSWERED
                 if item.branching.strip():
                     if item.branching not in shown_cache:
                         shown_cache[item.branching] = self._shows(item.branching, answers)
                     shown = shown_cache[item.branching]
-                    code = np.where(shown, codes.NOT_ANSWERED, codes.NOT_SHOWN).astype(float)
+                    code = np.where(shown, unanswered, codes.NOT_SHOWN).astype(float)
                 else:
-                    code = np.full(len(answers), float(codes.NOT_ANSWERED))
+                    code = np.full(len(answers), float(unanswered))
             if isinstance(target, list):  # a multiple choice: one 0/1 column per choice
                 # each distinct answer read once (a few dozen combinations in thousands)
                 # (cells are JSON text, read from the database as text: hashable)
@@ -519,6 +528,8 @@ class _BatchBuilder:
                         values = _whole_text(values)
             elif dtype == STRING:
                 values = _text_values(raw)
+            elif calculated:
+                values = stored
             else:
                 values = (
                     number(answers, item.variable).to_numpy()

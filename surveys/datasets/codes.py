@@ -3,9 +3,10 @@
 Every item and derived-measure cell of a dataset holds either a value or one of these codes, so
 that a researcher can tell *why* a value is absent. Codes are negative numbers in the -9x range:
 no item of the built-in battery accepts a negative value (counts, sliders and ages start at 0
-or above; choice codes are positive), so a code never collides with a real answer. A study
-whose own instruments accept such negative numbers must not read them as codes (the codebook
-lists each column's range).
+or above; choice codes are positive), so a code never collides with a real answer. A calculated item
+can be negative (a difference of two answers), and a study's own instruments may accept negative
+numbers: their columns must not read a value in -99 … -93 as a code without checking the
+codebook's range for that column.
 
 Cells outside this scheme are left empty (NaN / blank in a CSV):
 
@@ -22,6 +23,7 @@ NOT_SHOWN = -97
 NOT_ANSWERED = -96
 WINDOW_OPEN = -95
 CANCELLED = -94
+NOT_CALCULATED = -93
 
 MISSING_CODES: dict[int, str] = {
     WAVE_MISSED: "Wave missed: the window closed without a submitted response",
@@ -30,6 +32,8 @@ MISSING_CODES: dict[int, str] = {
     NOT_ANSWERED: "Shown but not answered",
     WINDOW_OPEN: "Window open: not submitted yet",
     CANCELLED: "Cancelled: the participant left the study (withdrew, died) before this wave",
+    NOT_CALCULATED: "Could not be calculated: a calculated item shown but left blank (an answer "
+    "its formula needs is missing, or the result was not a usable number)",
 }
 
 # The cell code of every instrument of a row without a submitted response, by assignment status.

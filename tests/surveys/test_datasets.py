@@ -4,6 +4,7 @@ import uuid
 from datetime import UTC, date, datetime
 
 import pandas as pd
+import pyreadstat
 import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
@@ -15,6 +16,7 @@ from surveys import derived
 from surveys.datasets import (
     MISSING_CODES,
     NOT_ANSWERED,
+    NOT_CALCULATED,
     NOT_SHOWN,
     NOT_YET_DUE,
     WAVE_MISSED,
@@ -25,6 +27,7 @@ from surveys.datasets import (
     dataset_wide,
     pseudonymous_id,
 )
+from surveys.datasets.formats import write_dataset
 from surveys.datasets.pid import date_offset
 from surveys.datasets.tables import with_ids
 from surveys.instruments import instrument_items_set, version_items_as_dicts
@@ -77,6 +80,12 @@ def _extra_baseline_items() -> list[dict]:
             "kind": "calc",
             "label": {"en": "Age in decades"},
             "calculation": "round([age] / 10)",
+        },
+        {
+            "variable": "days_per_housemate",
+            "kind": "calc",
+            "label": {"en": "Days of use per person at home"},
+            "calculation": "[baseline_days_used] / [household]",
         },
     ]
 
@@ -268,6 +277,50 @@ def test_the_four_missing_codes_appear_where_they_should(cohort):
     assert row(frame, ben, "baseline")["household"] == 2
     assert set(MISSING_CODES) >= {NOT_YET_DUE, WAVE_MISSED, NOT_SHOWN, NOT_ANSWERED}
     assert len(set(MISSING_CODES)) == len(MISSING_CODES)
+
+
+def test_a_calculation_that_gave_no_number_is_coded_not_calculated(cohort, enrol):
+    """A shown calculated item left blank (an answer its formula needs is missing, or a
+    division by zero) is -93, not -96 "shown but not answered": nobody was asked it."""
+    ana, ben = cohort
+    frame = dataset_long(study=ana.study)
+    assert row(frame, ana, "baseline")["days_per_housemate"] == NOT_CALCULATED  # no household
+    assert row(frame, ben, "baseline")["days_per_housemate"] == 6.0  # 12 days / 2 people
+    carl = enrol(site=ana.site, enrolled_on=ENROLLED, now=ENROLMENT)
+    submit(carl, "baseline", "baseline", {**BASELINE_ANSWERS, "household": 0}, BASELINE_DAY)
+    frame = dataset_long(study=ana.study)
+    assert row(frame, carl, "baseline")["days_per_housemate"] == NOT_CALCULATED
+    assert row(frame, carl, "baseline")["household"] == 0  # the answer itself stays
+    assert pd.isna(row(frame, ben, "m1")["days_per_housemate"])  # not in that questionnaire
+    assert MISSING_CODES[NOT_CALCULATED].startswith("Could not be calculated")
+
+
+def test_a_runaway_value_stored_before_the_limit_is_coded_not_calculated(cohort, tmp_path):
+    """Values stored before calculated items had a size limit (1e15): near 1e308 they made the
+    Stata file fail. The export codes them -93 like a blank calculation; answers typed by the
+    participant are left as they are."""
+    ana, ben = cohort
+    stored = Response.objects.get(assignment__participant=ben, assignment__wave__slug="baseline")
+    stored.answers = {**stored.answers, "days_per_housemate": 1e308, "age_decade": -2e15}
+    stored.save(update_fields=["answers"])
+    frame = dataset_long(study=ana.study)
+    baseline = row(frame, ben, "baseline")
+    assert baseline["days_per_housemate"] == NOT_CALCULATED
+    assert baseline["age_decade"] == NOT_CALCULATED
+    assert baseline["age"] == 51
+    for fmt in ("dta", "sav"):  # the file is written (1e308 made Stata's fail) and reads back
+        path = tmp_path / f"long.{fmt}"
+        write_dataset(frame, path, fmt)
+        if fmt == "dta":
+            read, _ = pyreadstat.read_dta(str(path))
+        else:
+            read, _ = pyreadstat.read_sav(str(path), user_missing=True)
+        assert (read["days_per_housemate"] == NOT_CALCULATED).sum() == 2  # Ana and Ben
+    stored.answers = {**stored.answers, "days_per_housemate": 999_999_999_999_999.0}
+    stored.save(update_fields=["answers"])
+    assert row(dataset_long(study=ana.study), ben, "baseline")["days_per_housemate"] == (
+        999_999_999_999_999.0
+    )
 
 
 def test_multiple_choice_is_one_zero_or_one_column_per_choice(cohort):
