@@ -10,8 +10,10 @@ import contextlib
 import hashlib
 import json
 import uuid
+from zoneinfo import ZoneInfo
 
 from django.conf import settings
+from django.contrib import messages
 from django.core.exceptions import ValidationError
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.middleware.csrf import rotate_token
@@ -20,6 +22,7 @@ from django.template.loader import render_to_string
 from django.templatetags.static import static
 from django.urls import reverse
 from django.utils import timezone, translation
+from django.utils.formats import date_format
 from django.utils.translation import gettext as _
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
@@ -38,6 +41,7 @@ from surveys.selectors import (
 )
 from surveys.services import participant_language_set
 from surveys.submission import REVIEW_POSITION, SubmissionConflict, response_submit
+from surveys.templatetags.participant import shown_name
 from surveys.validation import TYPED_NUMBER_PROBLEMS
 
 SESSION_KEY = "participant_id"
@@ -217,6 +221,25 @@ def _closed_reason(assignment: Assignment, now) -> str:
     return ""
 
 
+def _closed_message(assignment: Assignment, reason: str) -> str:
+    """What the home page says to someone who opened a survey that cannot be answered now
+    (in the participant's language: the survey view runs under it)."""
+    name = shown_name(assignment.wave)
+    if reason == "not_open_yet":
+        tz = ZoneInfo(assignment.participant.timezone)
+        day = date_format(assignment.opens_at.astimezone(tz).date(), "j F")
+        return _("“%(name)s” is not open yet: you can answer it from %(day)s.") % {
+            "name": name,
+            "day": day,
+        }
+    if reason == "cancelled":
+        return _("“%(name)s” was cancelled. Nothing more is needed.") % {"name": name}
+    return _(
+        "“%(name)s” has closed: the last day to answer it was %(day)s. Thank you — nothing "
+        "more is needed."
+    ) % {"name": name, "day": date_format(assignment.last_day(), "j F")}
+
+
 def _survey_strings() -> dict:
     """The survey script's words, in the page's language."""
     return {
@@ -280,6 +303,10 @@ def _survey(request, participant: Participant, assignment_id: int, slug: str) ->
         return redirect(done_url)
     now = timezone.now()
     closed = _closed_reason(assignment, now)
+    if closed and request.method != "POST":
+        # An old tab or a bookmark: the home page, which shows what can be answered now.
+        messages.info(request, _closed_message(assignment, closed), extra_tags="survey")
+        return redirect("participant-home")
     errors: dict = {}
     answers = dict(response.answers) if response else {}
     client_id = str(response.client_id) if response else str(uuid.uuid4())

@@ -169,3 +169,24 @@ def test_answers_sent_after_a_pin_session_ended_wait_for_the_link_and_go_once(
     page.get_by_role("link", name="Continue").first.click()
     page.wait_for_url("**/done", timeout=15000)
     assert Response.objects.filter(status=Response.Status.SUBMITTED).count() == 1
+
+
+def test_a_survey_left_open_in_a_tab_after_it_closed_leads_home_with_why(
+    phone, live_server, reachable_participant
+):
+    """The survey's tab, reloaded after its window closed (the phone was online and the
+    service worker in place): the home page, saying the survey closed and on which day."""
+    page = phone()
+    open_link(page, live_server, reachable_participant)
+    page.get_by_role("link", name="Start").first.click()
+    expect(page.locator("#progress-text")).to_contain_text("Question 1")
+    month1 = reachable_participant.assignments.get(wave__slug="m1")
+    month1.closes_at = timezone.now() - timedelta(minutes=1)
+    month1.save(update_fields=["closes_at"])
+    page.reload()
+    expect(page.get_by_role("heading", level=1)).to_have_text("Your surveys")
+    expect(page.get_by_role("status").first).to_contain_text(
+        f"“1 month” has closed: the last day to answer it was {month1.last_day():%-d %B}."
+    )
+    assert_accessible(page, "home after a closed survey")
+    page.screenshot(path="/tmp/participant-closed.png", full_page=True)

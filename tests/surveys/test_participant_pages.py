@@ -142,6 +142,54 @@ def test_the_last_day_to_answer_is_shown_not_the_midnight_that_closes_the_window
     assert "Nothing is due right now" in home and "Open until" not in home
 
 
+def test_a_survey_that_cannot_be_answered_now_sends_its_page_to_the_home_page_with_why(
+    client, site_a, enrol, monkeypatch
+):
+    """An old tab or a bookmark of a survey: closed (its last day passed, or missed),
+    cancelled, or not open yet. The participant lands on the home page, which says why and
+    shows what can be answered now; nothing about the survey's questions is shown."""
+    now = local_moment(date(2026, 12, 27), time(9), NEW_YORK)
+    monkeypatch.setattr(timezone, "now", lambda: now)
+    participant = enrol(
+        site=site_a,
+        code="NYC-0102",
+        timezone="America/New_York",
+        enrolled_on=date(2026, 11, 20),
+        now=local_moment(date(2026, 11, 20), time(12), NEW_YORK),
+    )
+    month1, month3, month6 = (
+        participant.assignments.get(wave__slug=slug) for slug in ("m1", "m3", "m6")
+    )
+    Assignment.objects.filter(pk=month1.pk).update(
+        status=Assignment.Status.OPEN,  # the sweep has not marked it missed yet
+        opens_at=local_moment(date(2026, 12, 13), time(0), NEW_YORK),
+        closes_at=local_moment(date(2026, 12, 27), time(0), NEW_YORK),
+    )
+    Assignment.objects.filter(pk=month6.pk).update(status=Assignment.Status.CANCELLED)
+    _, token = participant_link_create(participant=participant, now=now)
+    client.get(f"/p/{token}")
+
+    closed = client.get(f"/p/s/{month1.pk}/followup/")
+    assert closed.status_code == 302 and closed["Location"] == "/p/"
+    home = client.get("/p/").text
+    assert "“1 month” has closed: the last day to answer it was 26 December." in home
+    assert "Your surveys" in home
+    assert "has closed" not in client.get("/p/").text  # said once, not on every visit
+
+    later = client.get(f"/p/s/{month3.pk}/followup/")
+    assert later["Location"] == "/p/"
+    opens = month3.opens_at.astimezone(NEW_YORK).date()
+    assert f"“3 months” is not open yet: you can answer it from {opens:%-d %B}." in (
+        client.get("/p/").text
+    )
+    client.get(f"/p/s/{month6.pk}/followup/")
+    assert "“6 months” was cancelled. Nothing more is needed." in client.get("/p/").text
+
+    Participant.objects.filter(pk=participant.pk).update(language="es")
+    client.get(f"/p/s/{month1.pk}/followup/")
+    assert "el último día para contestarla fue el 26 diciembre" in client.get("/p/").text
+
+
 @pytest.mark.parametrize(
     ("zone", "closes_utc", "last_day"),
     [
