@@ -14,6 +14,7 @@ from zoneinfo import ZoneInfo
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
+from django.utils.formats import date_format
 from django.utils.translation import gettext as _
 
 from surveys import prepared
@@ -275,23 +276,19 @@ def _check_accepting(assignment: Assignment, now: datetime) -> None:
     if assignment.status == Assignment.Status.CANCELLED:
         raise SubmissionConflict("cancelled", _("This survey was cancelled."))
     if now < assignment.opens_at:
+        opens = assignment.opens_at.astimezone(ZoneInfo(assignment.participant.timezone))
         raise SubmissionConflict(
             "not_open_yet",
-            _("This survey opens on %(day)s.")
-            % {"day": _local_day(assignment, assignment.opens_at)},
+            _("This survey is not open yet: you can answer it from %(day)s.")
+            % {"day": date_format(opens.date(), "j F Y")},
         )
     if now >= assignment.closes_at or assignment.status == Assignment.Status.MISSED:
+        # The participant's last day, not the midnight after it that closes the window.
         raise SubmissionConflict(
             "window_closed",
-            _("This survey closed on %(day)s.")
-            % {"day": _local_day(assignment, assignment.closes_at)},
+            _("This survey has closed: the last day to answer it was %(day)s.")
+            % {"day": date_format(assignment.last_day(), "j F Y")},
         )
-
-
-def _local_day(assignment: Assignment, moment: datetime) -> str:
-    opens, due, closes = assignment.local_window()
-    local = {assignment.opens_at: opens, assignment.due_at: due, assignment.closes_at: closes}
-    return f"{local.get(moment, moment):%Y-%m-%d %H:%M} ({assignment.participant.timezone})"
 
 
 def _version_and_items(instrument: Instrument, existing, context: _SubmitContext):

@@ -124,7 +124,10 @@ def test_a_closed_window_answers_409_with_the_reason(client, coordinator_a, site
     )
     assert response.status_code == 409
     assert response.json()["code"] == "window_closed"
-    assert "closed on" in response.json()["detail"]
+    last_day = assignment.last_day()
+    assert response.json()["detail"] == (
+        f"This survey has closed: the last day to answer it was {last_day:%-d %B %Y}."
+    )
 
 
 def test_draft_then_submit(client, coordinator_a, open_month1):

@@ -1,7 +1,9 @@
 """Getting back in on a phone: an expired link leads to a new one; a PIN on a shared phone."""
 
 import re
+import tempfile
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 from django.core import mail
@@ -189,4 +191,4 @@ def test_a_survey_left_open_in_a_tab_after_it_closed_leads_home_with_why(
         f"“1 month” has closed: the last day to answer it was {month1.last_day():%-d %B}."
     )
     assert_accessible(page, "home after a closed survey")
-    page.screenshot(path="/tmp/participant-closed.png", full_page=True)
+    page.screenshot(path=Path(tempfile.gettempdir()) / "participant-closed.png", full_page=True)

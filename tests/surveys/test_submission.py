@@ -1,6 +1,7 @@
 import threading
 import uuid
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime, time, timedelta
+from zoneinfo import ZoneInfo
 
 import pytest
 from django.core.exceptions import ValidationError
@@ -155,7 +156,16 @@ def test_outside_the_window_is_a_conflict_that_names_the_date(
     with pytest.raises(SubmissionConflict) as excinfo:
         submit(month1, followup, followup_answers[0], now=when)
     assert excinfo.value.code == code
-    assert "America/New_York" in excinfo.value.message
+    # the day in the participant's time zone (New York): the first day it can be answered,
+    # or the last one (not the midnight after it, which closes the window)
+    if code == "not_open_yet":
+        day = month1.opens_at.astimezone(ZoneInfo("America/New_York")).date()
+        assert excinfo.value.message.endswith(f"you can answer it from {day:%-d %B %Y}.")
+    else:
+        day = month1.last_day()
+        closes = month1.closes_at.astimezone(ZoneInfo("America/New_York"))
+        assert (closes.time(), day) == (time(0), closes.date() - timedelta(days=1))
+        assert excinfo.value.message.endswith(f"the last day to answer it was {day:%-d %B %Y}.")
     assert not Response.objects.exists()
 
 
