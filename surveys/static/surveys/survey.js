@@ -58,7 +58,8 @@
       var typed;
       try { typed = logic.typedNumber(text, kind === "decimal"); } catch (e) { return text; }
       var number = Number(typed);
-      return isFinite(number) && /^-?\d*\.?\d+$/.test(typed) ? number : text;
+      // The server's NUMERIC (logic.py): "5." and ".5" are numbers there, so here too.
+      return isFinite(number) && /^-?(?:\d+\.?\d*|\.\d+)$/.test(typed) ? number : text;
     }
     return text;
   }
