@@ -457,6 +457,9 @@ def _row_item(values: dict[str, str], *, add: Callable[[str, str], None], langua
                     f"or a slider, and this {field_type} field has none",
                 )
     else:
+        if kind == Kind.DECIMAL:  # 0,5 as a comma-decimal field (or a European export) has it
+            minimum, maximum = _decimal_bound(minimum), _decimal_bound(maximum)
+            item["min_value"], item["max_value"] = minimum, maximum
         _check_bounds(kind, minimum, maximum, add=add, variable=variable)
 
     alignment = values[ALIGNMENT]
@@ -551,6 +554,16 @@ def _choices(
         codes.add(code)
         choices.append({"code": code, "label": {language: label}})
     return choices
+
+
+def _decimal_bound(value: str) -> str:
+    """A decimal field's Min or Max with the point the items store: "0,5" is "0.5", as a
+    participant's 0,5 is (``logic.typed_number``); anything else is left for the check."""
+    try:
+        typed = logic.typed_number(value.strip(), decimal=True)
+    except logic.TypedNumberError:
+        return value
+    return typed if logic.is_numeric(typed) else value
 
 
 def _check_bounds(

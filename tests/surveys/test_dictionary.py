@@ -5,6 +5,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from django.core.exceptions import ValidationError
 from django.core.management import CommandError, call_command
 
 from recovery.services import study_create_from_template
@@ -17,6 +18,7 @@ from surveys.dictionary import (
 )
 from surveys.dictionary import reader as dictionary_reader
 from surveys.models import Instrument, InstrumentVersion, Item, Response, Study, WaveInstrument
+from surveys.validation import answers_clean
 from tests.conftest import TEST_SITES
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -474,6 +476,39 @@ def test_every_problem_in_a_file_is_reported(fresh_study):
     assert "ends too early" in by_line[12][1]
     assert len(str(excinfo.value).splitlines()) == 11  # a heading and one line per problem
     assert _counts(fresh_study) == (0, 0, 0)
+
+
+def test_a_decimal_fields_bounds_may_use_a_decimal_comma(fresh_study):
+    """REDCap's comma-decimal validations (and spreadsheets in many languages) write 0,5: the
+    item stores 0.5 and the survey checks answers against it; a comma in a whole-number
+    field's bound, or a thousands separator, is still refused with its line."""
+    text = (
+        _header()
+        + _line(variable="dose", validation="number_comma_decimal", min="0,5", max="12,75")
+        + _line(variable="weight", validation="number", min="30", max="250,5")
+    )
+    dictionary_import(study=fresh_study, text=text)
+    items = {i.variable: i for i in Item.objects.filter(version__instrument__study=fresh_study)}
+    assert (items["dose"].min_value, items["dose"].max_value) == ("0.5", "12.75")
+    assert items["weight"].max_value == "250.5"
+    form = list(items.values())
+    assert answers_clean(items=form, answers={"dose": "12,5"}, final=True)["dose"] == 12.5
+    with pytest.raises(ValidationError) as refused:
+        answers_clean(items=form, answers={"dose": "13"}, final=True)
+    assert "dose" in refused.value.message_dict
+
+    bad = (
+        _header()
+        + _line(variable="count", validation="integer", min="0", max="1,5")
+        + _line(variable="dose", validation="number", min="0", max="1.000,5")
+    )
+    with pytest.raises(DictionaryError) as excinfo:
+        dictionary_import(study=fresh_study, text=bad)
+    assert [(line, column) for line, column, _ in excinfo.value.errors] == [
+        (2, "Text Validation Max"),
+        (3, "Text Validation Max"),
+    ]
+    assert "'1,5' is not a number" in excinfo.value.errors[0][2]
 
 
 def test_the_header_must_be_redcaps(fresh_study):
