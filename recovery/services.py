@@ -2,6 +2,7 @@
 
 from collections import Counter
 from datetime import UTC, date, datetime, time, timedelta
+from zoneinfo import ZoneInfo
 
 from django.db import transaction
 from django.utils import timezone
@@ -29,6 +30,7 @@ from surveys.models import (
 )
 from surveys.reminders import reminders_plan
 from surveys.services import assignments_build, participant_codes_next
+from surveys.validation import SINCE_LAST_SURVEY
 
 BATCH_SIZE = 2000
 
@@ -111,6 +113,32 @@ def study_create_from_template(
         texts=CONSENT_TEXTS,
     )
     return study
+
+
+def _fit_since_last_survey(
+    pending: list[tuple[Assignment, dict, datetime]], limited: dict[int, set[str]]
+) -> list[tuple[Assignment, dict, datetime]]:
+    """The responses with an answer limited to the days since the last survey (the longest
+    run of use; ``limited``: such variables by wave) lowered to those days, as the survey would
+    have asked: the cohort's answers are drawn before their sending days are, and a month-1
+    survey sent soon after a late baseline has fewer days behind it."""
+    last_day: dict[int, date] = {}
+    fitted = []
+    for assignment, answers, submitted in sorted(
+        pending, key=lambda row: (row[0].participant.pk, row[2])
+    ):
+        participant = assignment.participant
+        today = timezone.localtime(submitted, ZoneInfo(participant.timezone)).date()
+        start = last_day.get(participant.pk, participant.enrolled_on)
+        days = max((today - start).days, 0) + 1  # as submission.days_since_last_survey
+        over = {
+            variable: days
+            for variable in limited.get(assignment.wave_id, ())
+            if isinstance(answers.get(variable), int) and answers[variable] > days
+        }
+        fitted.append((assignment, {**answers, **over} if over else answers, submitted))
+        last_day[participant.pk] = today
+    return fitted
 
 
 @transaction.atomic
@@ -224,6 +252,15 @@ def synthetic_cohort_seed(
         batch_size=BATCH_SIZE,
     )
 
+    limited = {
+        wave_id: {
+            item.variable
+            for item in versions[instrument.pk].items.all()
+            if item.max_value == SINCE_LAST_SURVEY
+        }
+        for wave_id, instrument in wave_instruments.items()
+    }
+    pending_responses = _fit_since_last_survey(pending_responses, limited)
     responses = []
     for assignment, answers, submitted in pending_responses:
         instrument = wave_instruments[assignment.wave_id]

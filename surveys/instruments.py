@@ -11,6 +11,7 @@ from django.db import connection, transaction
 
 from surveys import logic
 from surveys.models import Instrument, InstrumentVersion, Item
+from surveys.validation import SINCE_LAST_SURVEY
 
 CHOICE_KINDS = {Item.Kind.SINGLE, Item.Kind.MULTIPLE}
 NUMERIC_KINDS = {Item.Kind.INTEGER, Item.Kind.DECIMAL, Item.Kind.SLIDER}
@@ -62,6 +63,8 @@ def items_validate(items: list[dict]) -> None:
         if item.get("kind") in NUMERIC_KINDS:
             for bound in ("min_value", "max_value"):
                 value = item.get(bound) or ""
+                if value == SINCE_LAST_SURVEY and item.get("kind") != Item.Kind.SLIDER:
+                    continue  # worked out per participant (a slider's ends are fixed)
                 if value and not logic.is_numeric(value):
                     add(index, f"{variable}: {bound} {value!r} is not a number")
         if item.get("kind") == Item.Kind.DATE:

@@ -40,9 +40,14 @@ from surveys.selectors import (
     participant_home,
 )
 from surveys.services import participant_language_set
-from surveys.submission import REVIEW_POSITION, SubmissionConflict, response_submit
+from surveys.submission import (
+    REVIEW_POSITION,
+    SubmissionConflict,
+    days_since_last_survey,
+    response_submit,
+)
 from surveys.templatetags.participant import shown_name
-from surveys.validation import TYPED_NUMBER_PROBLEMS
+from surveys.validation import TYPED_NUMBER_PROBLEMS, uses_since_last_survey
 
 SESSION_KEY = "participant_id"
 # The participant's language, for the participant API's error messages (api/participant.py).
@@ -331,7 +336,13 @@ def _survey(request, participant: Participant, assignment_id: int, slug: str) ->
                 return redirect(done_url)
             closed = exc.code
             status = 409
-    screens = screens_build(items=items, language=participant.language)
+    screens = screens_build(
+        items=items,
+        language=participant.language,
+        since_last_survey=(
+            days_since_last_survey(assignment, now) if uses_since_last_survey(items) else None
+        ),
+    )
     # The meeting log's counts as starting answers, where the draft has no answer yet (a
     # draft's answer, or the answers just sent, always win).
     prefills = (

@@ -14,6 +14,7 @@ from django.utils.translation import gettext as _
 from django.utils.translation import ngettext
 
 from surveys.models import Item
+from surveys.validation import number_bound
 
 # Kinds that take an answer (descriptive text is read, a calculated field is computed).
 ANSWERED = frozenset(Item.Kind.values) - {Item.Kind.DESCRIPTIVE, Item.Kind.CALC}
@@ -31,6 +32,10 @@ class Question:
     choices: list[tuple[str, str]]
     left: str = ""
     right: str = ""
+    # The number limits the page checks (as written on the item, or worked out for this
+    # participant: ``validation.number_bound``); "" for none.
+    low: str = ""
+    high: str = ""
     # Filled by the page: the answer so far, as given and as a set of chosen codes, and the
     # error to show.
     value: object = None
@@ -116,7 +121,7 @@ def diary_note(kind: str, count: int, since: date) -> str:
     return text % {"n": count, "day": day}
 
 
-def _question(item: Item, language: str) -> Question:
+def _question(item: Item, language: str, since_last_survey: int | None) -> Question:
     if item.kind == Item.Kind.YESNO:
         truefalse = item.options.get("redcap_type") == "truefalse"
         choices = [
@@ -133,12 +138,17 @@ def _question(item: Item, language: str) -> Question:
         choices=choices,
         left=_text(options.get("left"), language),
         right=_text(options.get("right"), language),
+        low=number_bound(item.min_value, since_last_survey),
+        high=number_bound(item.max_value, since_last_survey),
     )
 
 
-def screens_build(*, items: list[Item], language: str) -> list[Screen]:
+def screens_build(
+    *, items: list[Item], language: str, since_last_survey: int | None = None
+) -> list[Screen]:
     """Screens in question order. A section header starts a new screen; descriptive text joins
-    the question after it; the items of a matrix group share one screen."""
+    the question after it; the items of a matrix group share one screen. ``since_last_survey``
+    (``submission.days_since_last_survey``) is the limit of items that use it."""
     screens: list[Screen] = []
     pending_intro: list[tuple[str, str]] = []
     pending_header = ""
@@ -158,7 +168,7 @@ def screens_build(*, items: list[Item], language: str) -> list[Screen]:
             and last.matrix == item.matrix_group
             and not header
         ):
-            last.questions.append(_question(item, language))
+            last.questions.append(_question(item, language, since_last_survey))
             continue
         screen = Screen(
             number=len(screens) + 1,
@@ -166,7 +176,7 @@ def screens_build(*, items: list[Item], language: str) -> list[Screen]:
             intro=pending_intro,
             matrix=item.matrix_group,
         )
-        screen.questions.append(_question(item, language))
+        screen.questions.append(_question(item, language, since_last_survey))
         screens.append(screen)
         pending_intro, pending_header = [], ""
     if pending_intro:  # descriptive text at the very end

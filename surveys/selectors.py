@@ -12,7 +12,7 @@ from django.db.models import Count, OuterRef, Q, QuerySet, Subquery
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
-from surveys import diary, prepared
+from surveys import diary, logic, prepared
 from surveys.models import (
     Assignment,
     AuditEvent,
@@ -361,7 +361,7 @@ def diary_prefill(
             continue
         if item.kind in (Item.Kind.INTEGER, Item.Kind.DECIMAL):
             value: int | str | list[str] = len(matching)
-            if item.max_value and value > float(item.max_value):
+            if logic.is_numeric(item.max_value) and value > float(item.max_value):
                 continue  # not a valid answer: leave the question to the participant
         elif item.kind == Item.Kind.YESNO:
             value = "1"

@@ -13,6 +13,7 @@ from zoneinfo import ZoneInfo
 
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, connection, transaction
+from django.db.models import Max
 from django.utils import timezone
 from django.utils.formats import date_format
 from django.utils.translation import gettext as _
@@ -26,7 +27,7 @@ from surveys.instruments import (
 )
 from surveys.models import Assignment, Instrument, Participant, Response
 from surveys.safety import safety_alerts_raise
-from surveys.validation import answers_clean
+from surveys.validation import answers_clean, uses_since_last_survey
 
 
 class SubmissionConflict(Exception):
@@ -327,6 +328,7 @@ def _same_answers(replay: Response, answers: dict, instrument: Instrument, row, 
             answers=answers,
             final=True,
             today=_participant_today(context.assignment, replay.submitted_at),
+            since_last_survey=_since_last(context.assignment, items, replay.submitted_at),
         )
     except ValidationError:
         return False
@@ -338,6 +340,35 @@ def _participant_today(assignment: Assignment, now: datetime):
     is checked against it, not the server's date). ``assignment`` is ``_submit_context``'s,
     whose participant carries the time zone (no query)."""
     return timezone.localtime(now, ZoneInfo(assignment.participant.timezone)).date()
+
+
+def days_since_last_survey(assignment: Assignment, now: datetime) -> int:
+    """How many days "since your last survey" can cover at ``now``, on the participant's
+    clock: from the day they sent their last survey before ``now`` (of another assignment;
+    the enrolment day before any) to today, both days counted. The limit of an answer such as
+    the longest run of days of use (``validation.SINCE_LAST_SURVEY``)."""
+    tz = ZoneInfo(assignment.participant.timezone)
+    last = (
+        Response.objects.filter(
+            assignment__participant_id=assignment.participant_id,
+            status=Response.Status.SUBMITTED,
+            submitted_at__lt=now,
+        )
+        .exclude(assignment_id=assignment.pk)
+        .aggregate(last=Max("submitted_at"))["last"]
+    )
+    if last is not None:
+        start = timezone.localtime(last, tz).date()
+    else:
+        start = Participant.objects.values_list("enrolled_on", flat=True).get(
+            pk=assignment.participant_id
+        )
+    return max((timezone.localtime(now, tz).date() - start).days, 0) + 1
+
+
+def _since_last(assignment: Assignment, items: list, now: datetime) -> int | None:
+    """``days_since_last_survey``, looked up only for a version whose items use it."""
+    return days_since_last_survey(assignment, now) if uses_since_last_survey(items) else None
 
 
 @transaction.atomic
@@ -367,7 +398,11 @@ def response_draft_save(
         raise SubmissionConflict(*CLIENT_ID_USED)
     version, items = _version_and_items(instrument, existing, context)
     cleaned = answers_clean(
-        items=items, answers=answers, final=False, today=_participant_today(assignment, now)
+        items=items,
+        answers=answers,
+        final=False,
+        today=_participant_today(assignment, now),
+        since_last_survey=_since_last(assignment, items, now),
     )
     safety_alerts_raise(assignment=assignment, items=items, answers=cleaned, now=now)
     if position not in ("", REVIEW_POSITION) and position not in {i.variable for i in items}:
@@ -443,7 +478,11 @@ def response_submit(
         raise SubmissionConflict(*CLIENT_ID_USED)
     version, items = _version_and_items(instrument, existing, context)
     cleaned = answers_clean(
-        items=items, answers=answers, final=True, today=_participant_today(assignment, now)
+        items=items,
+        answers=answers,
+        final=True,
+        today=_participant_today(assignment, now),
+        since_last_survey=_since_last(assignment, items, now),
     )
     response = Response(
         pk=existing[0] if existing else None,

@@ -90,13 +90,27 @@ def answer_blank(value) -> bool:
     )
 
 
-def _bound(text: str, today: date | None = None) -> Decimal | date | None:
-    """A limit as written on the item: a number, a date, or "today" (``today``: the
-    participant's own date; else the server's)."""
+# A number item's limit that depends on the participant: how many days "since your last
+# survey" can cover (``submission.days_since_last_survey``), e.g. the longest run of days of use.
+SINCE_LAST_SURVEY = "days_since_last_survey"
+
+
+def uses_since_last_survey(items: list[Item]) -> bool:
+    return any(SINCE_LAST_SURVEY in (item.min_value, item.max_value) for item in items)
+
+
+def _bound(
+    text: str, today: date | None = None, since_last: int | None = None
+) -> Decimal | date | None:
+    """A limit as written on the item: a number, a date, "today" (``today``: the
+    participant's own date; else the server's), or ``SINCE_LAST_SURVEY`` (``since_last``; no
+    limit when it is not known)."""
     if not text:
         return None
     if text in ("today", "now"):
         return today or timezone.localdate()
+    if text == SINCE_LAST_SURVEY:
+        return None if since_last is None else Decimal(since_last)
     try:
         return Decimal(text)
     except InvalidOperation:
@@ -131,17 +145,29 @@ def _number(value, *, whole: bool) -> int | float:
     return int(number) if number == number.to_integral_value() else float(number)
 
 
-def _check_range(item: Item, number) -> None:
-    low, high = _bound(item.min_value), _bound(item.max_value)
+def number_bound(text: str, since_last: int | None = None) -> str:
+    """A number item's limit as the participant is told it (and as the survey page checks
+    it): as written, or the number of days since the last survey ("" when not known)."""
+    if text == SINCE_LAST_SURVEY:
+        return "" if since_last is None else str(since_last)
+    return text
+
+
+def _check_range(item: Item, number, since_last: int | None = None) -> None:
+    low, high = (
+        _bound(item.min_value, since_last=since_last),
+        _bound(item.max_value, since_last=since_last),
+    )
+    shown = {
+        "low": number_bound(item.min_value, since_last),
+        "high": number_bound(item.max_value, since_last),
+    }
     if low is not None and high is not None and not low <= Decimal(str(number)) <= high:
-        raise _Invalid(
-            _("Enter a number from %(low)s to %(high)s.")
-            % {"low": item.min_value, "high": item.max_value}
-        )
+        raise _Invalid(_("Enter a number from %(low)s to %(high)s.") % shown)
     if low is not None and high is None and Decimal(str(number)) < low:
-        raise _Invalid(_("Enter a number of at least %(low)s.") % {"low": item.min_value})
+        raise _Invalid(_("Enter a number of at least %(low)s.") % shown)
     if high is not None and low is None and Decimal(str(number)) > high:
-        raise _Invalid(_("Enter a number of at most %(high)s.") % {"high": item.max_value})
+        raise _Invalid(_("Enter a number of at most %(high)s.") % shown)
 
 
 def _decimals_allowed(item: Item) -> int | None:
@@ -149,7 +175,7 @@ def _decimals_allowed(item: Item) -> int | None:
     return int(match.group(1)) if match else None
 
 
-def _clean_value(item: Item, value, today: date | None = None):
+def _clean_value(item: Item, value, today: date | None = None, since_last: int | None = None):
     kind = item.kind
     codes = {str(choice["code"]) for choice in item.choices}
     if kind in (Item.Kind.INTEGER, Item.Kind.DECIMAL, Item.Kind.SLIDER):
@@ -165,7 +191,7 @@ def _clean_value(item: Item, value, today: date | None = None):
                 )
                 % {"places": places}
             )
-        _check_range(item, number)
+        _check_range(item, number, since_last)
         return number
     if kind == Item.Kind.YESNO:
         if value in (1, "1", True) and not isinstance(value, float):
@@ -248,10 +274,16 @@ def _clean_text_validation(item: Item, text: str) -> str:
 
 
 def answers_clean(
-    *, items: list[Item], answers: dict, final: bool, today: date | None = None
+    *,
+    items: list[Item],
+    answers: dict,
+    final: bool,
+    today: date | None = None,
+    since_last_survey: int | None = None,
 ) -> dict:
     """Validate ``answers`` against ``items``; return what to store or raise ValidationError.
-    ``today`` is the participant's date (on their clock), for date limits such as "today".
+    ``today`` is the participant's date (on their clock), for date limits such as "today";
+    ``since_last_survey`` the days since their last survey, for the ``SINCE_LAST_SURVEY`` limit.
 
     A draft (``final=False``) keeps every valid answer and skips required checks. A final
     submit also requires every shown required question, drops answers to hidden questions and
@@ -272,7 +304,7 @@ def answers_clean(
         if answer_blank(value):
             continue
         try:
-            cleaned[item.variable] = _clean_value(item, value, today)
+            cleaned[item.variable] = _clean_value(item, value, today, since_last_survey)
         except _Invalid as exc:
             errors[item.variable] = [str(exc)]
     if final:

@@ -14,6 +14,8 @@ English-only shape because other modules unpack them; their Spanish is in the ``
 
 from dataclasses import dataclass, field
 
+from surveys.validation import SINCE_LAST_SURVEY
+
 LANGUAGES = ("en", "es")
 
 # A participant-facing text in every language of the battery: {"en": "...", "es": "..."}.
@@ -149,7 +151,8 @@ class ItemSpec:
     choices: list[tuple[str, str, str]] = field(default_factory=list)
     required: bool = False
     min_value: float | None = None
-    max_value: float | None = None
+    # A number, or a limit worked out per participant (validation.SINCE_LAST_SURVEY).
+    max_value: float | str | None = None
     branching: str = ""
     note: Text = field(default_factory=dict)
     # Kind-specific settings; a slider's "left" and "right" end labels are Texts.
@@ -188,9 +191,11 @@ class ItemSpec:
         }
 
 
-def _bound(value: float | None) -> str:
+def _bound(value: float | str | None) -> str:
     if value is None:
         return ""
+    if isinstance(value, str):
+        return value
     return str(int(value)) if float(value).is_integer() else str(value)
 
 
@@ -223,7 +228,7 @@ def _slider(
 def _count(
     variable: str,
     label: Text,
-    high: int,
+    high: int | str,
     branching: str = "",
     required: bool = True,
     diary: dict | None = None,
@@ -548,7 +553,7 @@ FOLLOWUP: list[ItemSpec] = [
             "Desde su última encuesta, ¿cuál es la mayor cantidad de días seguidos en que "
             "consumió?",
         ),
-        400,
+        SINCE_LAST_SURVEY,  # no more days than there have been since then
         branching="[any_use_since_last] = '1'",
     ),
     ItemSpec(

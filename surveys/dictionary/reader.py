@@ -54,6 +54,7 @@ from surveys.dictionary.common import (
 )
 from surveys.instruments import instrument_items_set, items_validate, version_items_as_dicts
 from surveys.models import Instrument, InstrumentVersion, Language, Study
+from surveys.validation import SINCE_LAST_SURVEY
 from surveys.validators import validate_variable_name
 
 ALERT_TAG = re.compile(r'@ALERT="([^"]*)"')
@@ -571,6 +572,8 @@ def _check_bounds(
 ) -> None:
     if kind in (Kind.INTEGER, Kind.DECIMAL, Kind.SLIDER):
         for column, value in ((MIN, minimum), (MAX, maximum)):
+            if value == SINCE_LAST_SURVEY and kind != Kind.SLIDER:
+                continue  # worked out for each participant when they answer
             if value and not logic.is_numeric(value):
                 add(column, f"{variable}: {value!r} is not a number")
         numbers = logic.is_numeric(minimum) and logic.is_numeric(maximum)

@@ -9,6 +9,8 @@ from recovery.services import demo_study_seed, synthetic_study_delete
 from recovery.synthetic import generate_cohort
 from surveys import logic
 from surveys.models import Assignment, Item, Response
+from surveys.submission import days_since_last_survey
+from surveys.validation import SINCE_LAST_SURVEY
 
 AS_OF = date(2026, 11, 24)
 
@@ -136,7 +138,9 @@ def test_every_stored_answer_fits_its_instrument_version_and_branching(seeded, d
         items_by_version.setdefault(item.version_id, []).append(item)
     responses = Response.objects.filter(assignment__participant__study=study)
     assert responses.count() == counts["responses"]
-    for version_id, answers in responses.values_list("instrument_version_id", "answers"):
+    limited = 0
+    for response in responses.select_related("assignment__participant"):
+        version_id, answers = response.instrument_version_id, response.answers
         items = {item.variable: item for item in items_by_version[version_id]}
         assert set(answers) <= set(items), set(answers) - set(items)
         for item in items.values():
@@ -156,8 +160,13 @@ def test_every_stored_answer_fits_its_instrument_version_and_branching(seeded, d
                 assert set(value) <= codes and value
             elif item.kind == "yesno":
                 assert value in (0, 1)
+            elif item.max_value == SINCE_LAST_SURVEY:  # the longest run of use
+                days = days_since_last_survey(response.assignment, response.submitted_at)
+                assert float(item.min_value) <= value <= days, item.variable
+                limited += 1
             else:
                 assert float(item.min_value) <= value <= float(item.max_value), item.variable
+    assert limited > 100  # the limited answers were there to check
 
 
 @pytest.mark.slow

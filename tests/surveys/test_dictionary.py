@@ -18,7 +18,7 @@ from surveys.dictionary import (
 )
 from surveys.dictionary import reader as dictionary_reader
 from surveys.models import Instrument, InstrumentVersion, Item, Response, Study, WaveInstrument
-from surveys.validation import answers_clean
+from surveys.validation import SINCE_LAST_SURVEY, answers_clean
 from tests.conftest import TEST_SITES
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -509,6 +509,21 @@ def test_a_decimal_fields_bounds_may_use_a_decimal_comma(fresh_study):
         (3, "Text Validation Max"),
     ]
     assert "'1,5' is not a number" in excinfo.value.errors[0][2]
+
+
+def test_a_count_may_be_limited_to_the_days_since_the_last_survey(fresh_study):
+    """``days_since_last_survey`` as a number field's Max is worked out per participant when
+    they answer; a slider's ends are drawn, so it takes numbers only."""
+    ok = _header() + _line(variable="run", validation="integer", min="0", max=SINCE_LAST_SURVEY)
+    dictionary_import(study=fresh_study, text=ok)
+    item = Item.objects.get(version__instrument__study=fresh_study, variable="run")
+    assert item.max_value == SINCE_LAST_SURVEY
+    assert SINCE_LAST_SURVEY in dictionary_export(study=fresh_study)  # and back out
+    slider = _header() + _line(variable="mood", type="slider", min="0", max=SINCE_LAST_SURVEY)
+    with pytest.raises(DictionaryError) as excinfo:
+        dictionary_import(study=fresh_study, text=slider)
+    [(line, column, message)] = excinfo.value.errors
+    assert (line, column) == (2, "Text Validation Max") and "is not a number" in message
 
 
 def test_the_header_must_be_redcaps(fresh_study):

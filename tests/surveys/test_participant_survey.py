@@ -5,6 +5,7 @@ import json
 import re
 import uuid
 from datetime import timedelta
+from zoneinfo import ZoneInfo
 
 import pytest
 from django.core import mail
@@ -53,6 +54,22 @@ def test_the_survey_page_lists_every_question_for_a_phone_without_javascript(sig
     html = page.text
     assert 'name="attended_any"' in html and 'name="craving"' in html
     assert html.count('class="screen"') > 20  # one question (or matrix) per screen
+
+
+def test_the_page_checks_the_longest_run_of_use_against_the_days_since_enrolment(signed_in, month1):
+    """No survey sent yet: the limit is the days since enrolment (30 days ago), both days
+    counted; the phone checks it before sending (data-max) and the no-JavaScript form is
+    told the same number by the server."""
+    today = timezone.localdate(timezone=ZoneInfo("America/New_York"))
+    days = (today - month1.participant.enrolled_on).days + 1  # 31, or 30 or 32 near midnight
+    assert 30 <= days <= 32
+    html = signed_in.get(f"/p/s/{month1.pk}/followup/").text
+    [question] = re.findall(r'<div class="q" id="q-longest_use_run_days"[^>]*>', html)
+    assert 'data-min="0"' in question and f'data-max="{days}"' in question
+    form = {**ANSWERS, "any_use_since_last": "1", "longest_use_run_days": str(days + 1)}
+    sent = signed_in.post(f"/p/s/{month1.pk}/followup/", {**form, "client_id": str(uuid.uuid4())})
+    assert sent.status_code == 400 and f"Enter a number from 0 to {days}." in sent.text
+    assert not Response.objects.filter(status=Response.Status.SUBMITTED).exists()
 
 
 def test_the_form_without_javascript_submits_once_and_shows_the_next_survey(signed_in, month1):

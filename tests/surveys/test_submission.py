@@ -12,7 +12,12 @@ from hypothesis import strategies as st
 from recovery.synthetic import generate_cohort
 from surveys.instruments import instrument_items_set, version_items_as_dicts
 from surveys.models import Assignment, Instrument, Participant, Response
-from surveys.submission import SubmissionConflict, response_draft_save, response_submit
+from surveys.submission import (
+    SubmissionConflict,
+    days_since_last_survey,
+    response_draft_save,
+    response_submit,
+)
 from surveys.validation import answers_clean
 
 ENROLLED = date(2026, 1, 15)
@@ -616,3 +621,53 @@ def test_a_draft_checks_a_today_limit_on_the_participants_own_date(study, month1
     with pytest.raises(ValidationError) as excinfo:
         draft(their_today + timedelta(days=1))
     assert their_today.isoformat() in excinfo.value.message_dict["d"][0]
+
+
+def _sent_earlier(participant, wave_slug: str, at: datetime) -> None:
+    """A survey the participant sent at ``at`` (stored as the synthetic cohorts store them)."""
+    assignment = participant.assignments.get(wave__slug=wave_slug)
+    instrument = assignment.wave.instruments.first()
+    Response.objects.create(
+        assignment=assignment,
+        instrument=instrument,
+        instrument_version=instrument.current_version,
+        client_id=uuid.uuid4(),
+        answers={},
+        status=Response.Status.SUBMITTED,
+        started_at=at,
+        submitted_at=at,
+    )
+
+
+def test_the_longest_run_of_use_fits_in_the_days_since_the_last_survey(
+    month1, followup, followup_answers
+):
+    """'The longest stretch of days in a row you used since your last survey' cannot be
+    longer than the days since then: baseline sent on 5 February (New York), month 1 on
+    16 February, so at most 12 (both days counted). Before any survey, enrolment is the
+    start. Drafts are checked the same way, and the page is told the same limit."""
+    used = {**followup_answers[0], "any_use_since_last": 1}
+    with pytest.raises(ValidationError) as before_any:
+        submit(month1, followup, {**used, "longest_use_run_days": 34})
+    # 15 January to 16 February: 33 days
+    assert before_any.value.message_dict == {
+        "longest_use_run_days": ["Enter a number from 0 to 33."]
+    }
+    _sent_earlier(month1.participant, "baseline", datetime(2026, 2, 6, 3, tzinfo=UTC))
+    assert days_since_last_survey(month1, IN_WINDOW) == 12
+    with pytest.raises(ValidationError) as too_long:
+        submit(month1, followup, {**used, "longest_use_run_days": 13})
+    assert too_long.value.message_dict == {"longest_use_run_days": ["Enter a number from 0 to 12."]}
+    with pytest.raises(ValidationError):
+        response_draft_save(
+            assignment=month1,
+            instrument=followup,
+            answers={"longest_use_run_days": 13},
+            client_id=uuid.uuid4(),
+            now=IN_WINDOW,
+        )
+    assert not Response.objects.filter(assignment=month1).exists()
+    sent = submit(month1, followup, {**used, "longest_use_run_days": 12})
+    assert sent.response.answers["longest_use_run_days"] == 12
+    # Its own sending does not count as the last survey (checking a resend, say).
+    assert days_since_last_survey(month1, datetime(2026, 2, 20, 15, tzinfo=UTC)) == 16
