@@ -17,7 +17,7 @@ $(STAMP): requirements.txt requirements-dev.txt
 
 demo: $(STAMP)
 	$(PY) manage.py migrate --noinput
-	$(PY) manage.py seed_demo --participants $(DEMO_PARTICIPANTS) --if-missing
+	DEMO_PORT=$(DEMO_PORT) $(PY) manage.py seed_demo --participants $(DEMO_PARTICIPANTS) --if-missing
 	DEMO_PORT=$(DEMO_PORT) $(PY) scripts/run_demo.py
 
 test: $(STAMP)

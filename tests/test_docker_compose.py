@@ -44,6 +44,7 @@ OPTIONAL_OVERRIDES = frozenset(
         "DJANGO_STATIC_ROOT",
         "CELERY_BROKER_URL",
         "CELERY_RESULT_BACKEND",
+        "DEMO_PORT",
     }
 )
 # What production.py reads with no default (found again below, this is the floor).

@@ -141,3 +141,35 @@ def test_without_redis_there_is_no_visibility_timeout_to_check(settings):
     assert visibility_timeout_check() == []
     settings.CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 60}
     assert [e.id for e in visibility_timeout_check()] == ["recovery.E001"]
+
+
+def _site_url(tmp_path, **overrides) -> str:
+    env = {
+        k: v for k, v in os.environ.items() if k not in ("DEMO_PORT", "SITE_URL", "DATABASE_URL")
+    }
+    env.update(
+        {
+            "DJANGO_SETTINGS_MODULE": "recovery.settings.local",
+            "VAR_DIR": str(tmp_path),
+            "DJANGO_READ_DOT_ENV_FILE": "false",
+            **overrides,
+        }
+    )
+    probe = "import django; django.setup(); from django.conf import settings; "
+    probe += "print(settings.SITE_URL)"
+    out = subprocess.run(
+        [sys.executable, "-c", probe], cwd=ROOT, env=env, capture_output=True, text=True, check=True
+    )
+    return out.stdout.strip().splitlines()[-1]
+
+
+def test_make_demo_on_another_port_links_to_that_port(tmp_path):
+    """`make demo DEMO_PORT=8123` passes DEMO_PORT to seed_demo and the server: the personal
+    links they print and the demo's messages carry must point at the port the server is on."""
+    assert _site_url(tmp_path) == "http://127.0.0.1:8000"
+    assert _site_url(tmp_path, DEMO_PORT="8123") == "http://127.0.0.1:8123"
+    # An address set on purpose (a tunnel, say) wins.
+    assert (
+        _site_url(tmp_path, DEMO_PORT="8123", SITE_URL="https://demo.example.org/")
+        == "https://demo.example.org"
+    )

@@ -6,6 +6,10 @@ from .base import *  # noqa: F403
 from .base import CELERY_BROKER_DIR, STATIC_ROOT, VAR_DIR, env
 
 DEBUG = env.bool("DJANGO_DEBUG", default=True)
+# The port `make demo` serves on (Makefile, scripts/run_demo.py): personal links printed by
+# seed_demo and sent in the demo's messages point at it unless SITE_URL says otherwise.
+DEMO_PORT = env.int("DEMO_PORT", default=8000)
+SITE_URL = env("SITE_URL", default=f"http://127.0.0.1:{DEMO_PORT}").rstrip("/")
 SECRET_KEY = env("DJANGO_SECRET_KEY", default="insecure-local-only-key-do-not-deploy-4c7d2a9e")
 ALLOWED_HOSTS = env.list("DJANGO_ALLOWED_HOSTS", default=["localhost", "127.0.0.1", "[::1]"])
 # A fixed key for local data only; production has no default (see production.py).

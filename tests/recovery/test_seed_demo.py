@@ -127,3 +127,14 @@ def test_seeded_study_ids_are_numbered_as_enrolment_numbers_them_and_enrolment_c
         )
     )
     assert enrolled.code == f"CHI-{seeded + 1:04d}"
+
+
+def test_seed_demo_prints_a_personal_link_on_the_demo_port(db, client, settings, capsys):
+    """With DEMO_PORT=8123 the settings make SITE_URL http://127.0.0.1:8123
+    (tests/test_settings.py); the link printed must be on that port, not 8000, and open."""
+    settings.SITE_URL = "http://127.0.0.1:8123"
+    call_command("seed_demo", "--participants", "5")
+    out = capsys.readouterr().out
+    link = next(line.rsplit(": ", 1)[1] for line in out.splitlines() if "personal link" in line)
+    assert link.startswith("http://127.0.0.1:8123/p/"), link
+    assert client.get(link.removeprefix("http://127.0.0.1:8123"), follow=True).status_code == 200
