@@ -183,12 +183,14 @@ class CallListApi(APIView):
 class _WaveCountsSerializer(serializers.Serializer):
     name = serializers.CharField()
     recurring = serializers.BooleanField()
-    due = serializers.IntegerField()
+    due = serializers.IntegerField(
+        help_text="Completed or missed; in-window, not-yet-open and cancelled surveys are not due."
+    )
     completed = serializers.IntegerField()
     in_window = serializers.IntegerField()
     missed = serializers.IntegerField()
     rate = serializers.FloatField(
-        allow_null=True, help_text="completed ÷ (completed + missed); null before any closed."
+        allow_null=True, help_text="completed ÷ due; null while none is due."
     )
 
 

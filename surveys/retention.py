@@ -4,13 +4,12 @@ after which reminder.
 
 Definitions (the dashboard states them next to the numbers):
 
-* **Due**: the survey's window has opened: status open, in progress, completed or missed.
-  Scheduled surveys (window not open yet) and cancelled ones (the participant withdrew, died or
-  finished the study before the window) are not counted.
-* **In window now**: open or in progress.
-* **Completion rate** = completed ÷ (completed + missed): of the surveys whose outcome is known.
-  Surveys still in their window are left out, so a wave in progress is not understated; with
-  every window closed it equals completed ÷ due.
+* **Due** and the **completion rate** (completed ÷ due) are defined once, in ``surveys.due``,
+  for this dashboard and the researchers' retention table alike: due = completed or missed.
+  Open and in-progress surveys (in their window), scheduled ones (window not open yet) and
+  cancelled ones (the participant withdrew, died or finished the study) are not due.
+* **In window now**: open or in progress, shown apart: they become due when completed or
+  missed.
 * **Time to completion** runs from the first message sent for the survey (normally the
   invitation) to its completion. A survey completed without any message sent before (answered
   at a visit, say) is counted apart.
@@ -57,6 +56,8 @@ from django.db.models import (
 from django.db.models.fields.json import KeyTextTransform
 from django.utils import timezone
 
+from surveys.datasets.codes import ROW_STATUSES
+from surveys.due import DUE_ROW_STATUSES
 from surveys.models import (
     Assignment,
     Item,
@@ -69,7 +70,8 @@ from surveys.models import (
 from surveys.selectors import sites_for_user
 
 STATUS = Assignment.Status
-DUE_STATUSES = (STATUS.OPEN, STATUS.IN_PROGRESS, STATUS.COMPLETED, STATUS.MISSED)
+# The assignment statuses whose dataset status is due (surveys.due): completed and missed.
+DUE_STATUSES = tuple(status for status, row in ROW_STATUSES.items() if row in DUE_ROW_STATUSES)
 IN_WINDOW_STATUSES = (STATUS.OPEN, STATUS.IN_PROGRESS)
 
 # Upper edges (days after the first message) of the time-to-completion buckets; a last bucket
@@ -200,13 +202,9 @@ class WaveCounts:
     missed: int = 0
 
     @property
-    def closed(self) -> int:
-        return self.completed + self.missed
-
-    @property
     def rate(self) -> float | None:
-        """Completed ÷ (completed + missed), None while no window has closed."""
-        return self.completed / self.closed if self.closed else None
+        """Completed ÷ due (``surveys.due``), None while none is due."""
+        return self.completed / self.due if self.due else None
 
 
 @dataclass(frozen=True)

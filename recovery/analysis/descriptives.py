@@ -371,28 +371,31 @@ def mat_mhg_by_wave(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def retention_by_wave(frame: pd.DataFrame) -> pd.DataFrame:
-    """Retention per wave: of the waves that are due (completed, missed or cancelled), the
-    share completed, with its Wilson 95 % interval.
+    """Retention per wave: of the surveys that are due, the share completed, with its Wilson
+    95 % interval. Due and the rate are defined once, in ``surveys.due``, for this table and
+    the coordinators' retention dashboard alike: due = completed or missed (the frame's
+    ``completed`` is known); open, not yet due and cancelled surveys are not due.
 
-    Columns: ``wave``, ``wave_index``, ``participants`` (rows of the wave), ``due``
-    (``completed`` is known), ``completed``, ``missed`` (the window closed without a response),
-    ``cancelled`` (the participant left the study before the wave), ``rate`` (completed / due;
-    blank while none is due), ``ci_low``, ``ci_high``, ``not_yet_due`` (the window has not
-    opened), ``open`` (the window is open). Completed + missed + cancelled = due.
+    Columns: ``wave``, ``wave_index``, ``participants`` (rows of the wave), ``due``,
+    ``completed``, ``missed`` (the window closed without a response), ``cancelled`` (the
+    participant withdrew, died or finished the study before answering; not due), ``rate``
+    (completed / due; blank while none is due), ``ci_low``, ``ci_high``, ``not_yet_due`` (the
+    window has not opened), ``open`` (the window is open). Completed + missed = due, and due +
+    cancelled + not_yet_due + open = participants.
     """
     require_columns(
         frame, ("wave", "wave_index", "completed", "status"), purpose="the retention table"
     )
     done = frame["completed"].to_numpy(dtype=float, na_value=np.nan)
-    _check_coded(done, (0.0, 1.0), "completed", "1 (completed), 0 (missed or cancelled) or blank")
+    _check_coded(done, (0.0, 1.0), "completed", "1 (completed), 0 (missed) or blank")
     status = frame["status"].astype(object).to_numpy()
     parts = pd.DataFrame(
         {
             "participants": np.ones(len(frame)),
             "due": ~np.isnan(done),
             "completed": done == 1,
-            "missed": (done == 0) & (status != "cancelled"),
-            "cancelled": (done == 0) & (status == "cancelled"),
+            "missed": done == 0,
+            "cancelled": np.isnan(done) & (status == "cancelled"),
             "not_yet_due": np.isnan(done) & (status == "not_yet_due"),
             "open": np.isnan(done) & (status == "open"),
         }

@@ -7,12 +7,13 @@ NaN. :func:`analysis_frame` turns the long frame (one row per participant × wav
 * ``pid``, ``site``, ``wave`` as text; ``wave_index`` (0, 1, 2, ... in the study's wave order,
   the order of ``order``, else of ``waves``) and ``months`` (days since enrolment / 30.4375,
   the wave's time);
-* ``completed``: 1.0 if the wave was completed, 0.0 if it was missed or cancelled, NaN while it is
-  not yet due or its window is open (not yet known), for retention;
+* ``completed``: 1.0 if the wave was completed, 0.0 if it was missed, NaN when it is not due
+  (``surveys.due``: its window is open or has not opened, or it was cancelled), for retention;
 * every other column: numbers as float64 and text as object, each missing code replaced by NaN.
 
 Nothing here imports Django: the missing codes are passed in (the Django side passes
-``surveys.datasets.MISSING_CODES``), so the package also runs on an exported CSV.
+``surveys.datasets.MISSING_CODES``), and ``surveys.due`` (which statuses are due) imports
+nothing, so the package also runs on an exported CSV.
 """
 
 from __future__ import annotations
@@ -21,6 +22,8 @@ from collections.abc import Iterable, Sequence
 
 import numpy as np
 import pandas as pd
+
+from surveys.due import COMPLETED_ROW_STATUS, DUE_ROW_STATUSES
 
 from .errors import AnalysisError
 
@@ -83,7 +86,7 @@ def analysis_frame(
     if "status" in frame.columns:
         status = frame["status"]
         frame["completed"] = np.select(
-            [status == "completed", status.isin(["missed", "cancelled"])], [1.0, 0.0], np.nan
+            [status == COMPLETED_ROW_STATUS, status.isin(DUE_ROW_STATUSES)], [1.0, 0.0], np.nan
         )
     return frame.sort_values(["pid", "wave_index"], kind="stable").reset_index(drop=True)
 

@@ -19,6 +19,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from surveys.due import DEFINITIONS as RETENTION_DEFINITIONS
+
 from . import charts, descriptives, dose_response, longitudinal, online
 from .errors import AnalysisError
 from .frames import MIN_CATEGORY_PARTICIPANTS, exposure_outcome_frame, indicators
@@ -266,6 +268,12 @@ def _descriptives(section: Section, frame: pd.DataFrame, request: SuiteRequest, 
         for column in ("fellowship", "format"):
             table[column] = table[column].map(lambda v: "all" if v == "all" else request.label(v))
     section.tables["retention"] = retention
+    # The same words as the coordinators' retention dashboard, which counts the same way.
+    section.notes.extend(f"Retention. {term}: {text}" for term, text in RETENTION_DEFINITIONS)
+    section.notes.append(
+        "Retention. The coordinators' retention dashboard counts due and the completion rate "
+        "the same way; its “In window now” is this table's open."
+    )
     section.tables["attendance_by_fellowship"] = _by_wave(
         attendance[attendance["format"] == "all"], "fellowship", waves
     )

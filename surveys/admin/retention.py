@@ -14,6 +14,7 @@ from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
 
 from surveys import charts, retention, selectors
+from surveys.due import DEFINITIONS
 from surveys.models import Site
 
 DAY_LABELS = [f"{days} day{'s' if days > 1 else ''}" for days in retention.DAY_EDGES]
@@ -57,7 +58,7 @@ def _percent(value: float | None) -> str:
 def _rate_cell(counts: retention.WaveCounts) -> str:
     if counts.rate is None:
         return f"– (0 of 0; {counts.in_window} in window)" if counts.in_window else "–"
-    return f"{_percent(counts.rate)} ({counts.completed} of {counts.closed})"
+    return f"{_percent(counts.rate)} ({counts.completed} of {counts.due})"
 
 
 def _waves_section(summary: retention.RetentionSummary) -> dict:
@@ -82,9 +83,9 @@ def _waves_section(summary: retention.RetentionSummary) -> dict:
             [
                 f"{w.due:,}",
                 f"{w.completed:,}",
-                f"{w.in_window:,}",
                 f"{w.missed:,}",
                 _rate_cell(w),
+                f"{w.in_window:,}",
             ],
         )
         for name, w in zip(names, summary.waves, strict=True)
@@ -93,13 +94,13 @@ def _waves_section(summary: retention.RetentionSummary) -> dict:
     rows.append(
         (
             "All waves",
-            [f"{t.due:,}", f"{t.completed:,}", f"{t.in_window:,}", f"{t.missed:,}", _rate_cell(t)],
+            [f"{t.due:,}", f"{t.completed:,}", f"{t.missed:,}", _rate_cell(t), f"{t.in_window:,}"],
         )
     )
     table = Table(
         caption="Surveys by wave",
         corner="Wave",
-        columns=["Due", "Completed", "In window now", "Missed", "Completion rate"],
+        columns=["Due", "Completed", "Missed", "Completion rate", "In window now"],
         rows=rows,
     )
     return {"chart": chart, "table": table}
@@ -133,7 +134,7 @@ def _curve_section(summary: retention.RetentionSummary) -> dict:
         x_label="Wave",
     )
     table = Table(
-        caption=f"Completion rate by wave{by}: completed ÷ (completed + missed)",
+        caption=f"Completion rate by wave{by}: completed ÷ due",
         corner=split.subgroup.label if split else "",
         columns=categories,
         rows=[(name, [_rate_cell(w) for w in waves]) for name, waves in lines],
@@ -279,5 +280,6 @@ def retention_view(model_admin, request, study_id: int):
         "timing": _timing_section(summary),
         "reminders": _reminders_section(summary),
         "day_edges": retention.DAY_EDGES,
+        "definitions": DEFINITIONS,
     }
     return TemplateResponse(request, "admin/surveys/study/retention.html", context)

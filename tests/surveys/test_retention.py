@@ -158,7 +158,7 @@ def per_wave(summary):
 
 def split(summary):
     return {
-        value.label: {w.name: (w.completed, w.closed, w.in_window) for w in value.waves}
+        value.label: {w.name: (w.completed, w.due, w.in_window) for w in value.waves}
         for value in summary.subgroup.values
     }
 
@@ -167,15 +167,15 @@ def split(summary):
 
 
 def test_per_wave_counts_and_completion_rate(cohort, study, researcher):
-    """Due = open, in progress, completed or missed; scheduled and cancelled are not due; the
-    rate is completed ÷ (completed + missed)."""
+    """Due = completed or missed; open, in progress, scheduled and cancelled are not due; the
+    rate is completed ÷ due."""
     summary = retention_summary(user=researcher, study=study)
     assert per_wave(summary) == {
         "Baseline": (6, 5, 0, 1),
         "1 month": (6, 4, 0, 2),
-        "3 months": (5, 2, 1, 2),
+        "3 months": (4, 2, 1, 2),
         "6 months": (3, 2, 0, 1),
-        "12 months": (3, 1, 2, 0),
+        "12 months": (1, 1, 2, 0),
     }
     rates = [round(w.rate, 3) for w in summary.curve]
     assert rates == [0.833, 0.667, 0.5, 0.667, 1.0]
@@ -272,7 +272,7 @@ def test_a_coordinator_sees_only_their_sites_numbers(cohort, study, coordinator_
         "1 month": (4, 3, 0, 1),
         "3 months": (3, 1, 0, 2),
         "6 months": (2, 1, 0, 1),
-        "12 months": (2, 0, 2, 0),
+        "12 months": (0, 0, 2, 0),
     }
     reminders = {row.wave_name: row for row in summary.reminders}
     assert summary.max_reminders == 1 and reminders["1 month"].by_reminders == [1, 1]
@@ -285,7 +285,7 @@ def test_a_coordinator_sees_only_their_sites_numbers(cohort, study, coordinator_
 def test_a_researcher_sees_every_site_and_one_site_on_asking(cohort, study, researcher, site_b):
     assert per_wave(retention_summary(user=researcher, study=study))["Baseline"] == (6, 5, 0, 1)
     one = retention_summary(user=researcher, study=study, site=site_b)
-    assert per_wave(one)["Baseline"] == (2, 2, 0, 0) and per_wave(one)["3 months"] == (2, 1, 1, 0)
+    assert per_wave(one)["Baseline"] == (2, 2, 0, 0) and per_wave(one)["3 months"] == (1, 1, 1, 0)
 
 
 def test_the_page_for_a_coordinator_refuses_the_other_site(
@@ -332,7 +332,7 @@ def test_the_page_shows_charts_with_tables_and_never_an_identifier(
     assert html.count('role="img"') == 4 and html.count('<div class="module retention-table">') == 4
     assert 'aria-labelledby="chart-curve-title chart-curve-desc"' in html
     assert "Retention curve by gender" in html and "Woman" in html
-    assert "Completed ÷ (completed + missed)" in html
+    assert "Completed ÷ due." in html and "completed ÷ due" in html  # definitions, caption
     for identifier in ("Rosalind", "Quintero", "rosalind.q", "5550123", "NYC-0777"):
         assert identifier not in html
     # Each chart is well-formed SVG, named by its title and description.

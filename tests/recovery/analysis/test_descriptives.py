@@ -221,16 +221,17 @@ def test_retention_counts_due_completed_and_not_yet_known(frame):
     assert m1["rate"] == pytest.approx(0.8)
     low, high = proportion_confint(4, 5, alpha=0.05, method="wilson")
     assert (m1["ci_low"], m1["ci_high"]) == (pytest.approx(low), pytest.approx(high))
+    # m3: P1 and P2 completed; P3 cancelled, P4 not yet due and P5 open are not due.
     m3 = table.loc["m3"]
     assert m3[["due", "completed", "missed", "cancelled", "not_yet_due", "open"]].tolist() == [
-        3,
+        2,
         2,
         0,
         1,
         1,
         1,
     ]
-    assert m3["rate"] == pytest.approx(2 / 3)
+    assert m3["rate"] == 1.0
     assert table.loc["baseline", "rate"] == 1.0
 
 

@@ -96,3 +96,17 @@ def test_a_category_becomes_indicators_against_the_most_common_with_rare_ones_po
     assert dummies["gender_bl_1"].iloc[:60].sum() == 22
     assert dummies["gender_bl_other"].iloc[:60].sum() == 7  # counted per participant, not row
     assert np.isnan(dummies["gender_bl_1"].iloc[59])
+
+
+def test_a_cancelled_wave_is_not_due_so_completed_is_blank():
+    """surveys.due: a survey cancelled because the participant withdrew, died or finished the
+    study was never owed; it is neither completed (1) nor missed (0)."""
+    long_df = pd.DataFrame(
+        {
+            "pid": ["P1", "P1", "P1"],
+            "wave": ["baseline", "m1", "m3"],
+            "status": ["completed", "missed", "cancelled"],
+        }
+    )
+    done = analysis_frame(long_df)["completed"]
+    assert done.iloc[:2].tolist() == [1.0, 0.0] and np.isnan(done.iloc[2])
