@@ -2,10 +2,10 @@
 
 Each row is enrolled by ``services.participant_enrol``, the code path of manual enrolment (study
 ID, consent, contact details, assignments, invitations). Before that, every row is checked with
-the same validators that service runs (the models' ``full_clean`` and ``consent_validate``),
-called one by one, because the service stops at its first failing stage and a file's author
-needs every problem of every line at once. The preview is the real enrolment of the whole file
-inside a transaction that is rolled back.
+the same validators that service runs (the models' ``full_clean``, ``consent_validate`` and
+``enrolment_date_validate``), called one by one, because the service stops at its first failing
+stage and a file's author needs every problem of every line at once. The preview is the real
+enrolment of the whole file inside a transaction that is rolled back.
 
 Line numbers count rows as a spreadsheet shows them: the header is line 1, and a cell holding a
 line break is still one line.
@@ -50,7 +50,7 @@ from surveys.models import (
     Study,
 )
 from surveys.reminders import reminders_plan
-from surveys.services import CONTACT_FIELDS, participant_enrol
+from surveys.services import CONTACT_FIELDS, enrolment_date_validate, participant_enrol
 
 MAX_FILE_BYTES = 2 * 1024 * 1024
 # Enrolment takes about 10 ms a person (measured: 1,000 in 11 s on a busy 2-core machine):
@@ -451,6 +451,7 @@ def csv_read(data: bytes) -> CsvFile:
 class _Context:
     study: Study
     user: object
+    now: datetime
     today: date
     sites: dict[str, Site]  # every site of the study, by upper-case code
     mine: dict[str, Site]  # the sites the user enrols at
@@ -484,10 +485,12 @@ def _context(*, study: Study, user, sites: list[Site], csv_file: CsvFile) -> _Co
         "participant__site"
     )
     staff = get_user_model().objects.filter(username__in=usernames, study_roles__study=study)
+    now = timezone.now()
     return _Context(
         study=study,
         user=user,
-        today=timezone.localdate(),
+        now=now,
+        today=timezone.localdate(now),
         sites={site.code.upper(): site for site in study.sites.all()},
         mine={site.code.upper(): site for site in sites},
         versions={v.version: v for v in study.consent_versions.all()},
@@ -583,22 +586,6 @@ def _row_check(
     # Time zone, language, channel: the site's, the study's, and what the contacts allow
     zone = get("timezone", "")
     zone = ctx.zones.get(zone.lower(), zone) if zone else (site.timezone if site else "UTC")
-    # The enrolment day: not ahead of today (on the participant's clock or the server's,
-    # whichever is later), and not before the consent the enrolment rests on.
-    enrolled_on, consented_on = parsed.get("enrolled_on"), parsed.get("consent_date")
-    latest = max(ctx.today, timezone.localdate(timezone=_zone(zone)))
-    if enrolled_on and enrolled_on > latest:
-        error(
-            "enrolled_on",
-            f"{enrolled_on.isoformat()} is in the future: write the day the participant was "
-            f"enrolled, {latest.isoformat()} at the latest (empty: today).",
-        )
-    elif enrolled_on and consented_on and enrolled_on < consented_on:
-        error(
-            "enrolled_on",
-            f"{enrolled_on.isoformat()} is before the consent date "
-            f"({consented_on.isoformat()}): nobody is enrolled before they consent.",
-        )
     language = get("language", "").lower() or ctx.study.default_language
     email, phone = get("email", ""), get("phone", "")
     channel = get("preferred_channel", "").lower()
@@ -683,12 +670,21 @@ def _row_check(
     )
     # A date compared with the approval of a version the file does not name means nothing.
     skip = failed | ({"consent_date"} if "consent_version" in failed else set())
-    checks = (
+    checks = [
         lambda: participant.full_clean(exclude=exclude),
         lambda: _timezone_check(zone, ctx),
         lambda: ParticipantContact(**contact).full_clean(exclude=["participant"]),
         lambda: consent_validate(study=ctx.study, consent=consent, today=ctx.today),
-    )
+    ]
+    if parsed.get("enrolled_on"):  # empty: today, which participant_enrol checks itself
+        checks.append(
+            lambda: enrolment_date_validate(
+                enrolled_on=participant.enrolled_on,
+                timezone_name=zone,
+                consent=consent,
+                now=ctx.now,
+            )
+        )
     for check in checks:
         try:
             check()

@@ -1,8 +1,10 @@
 """Everything that writes to the survey engine's tables."""
 
+import contextlib
 import uuid
 from collections.abc import Iterable
 from datetime import date, datetime, timedelta
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from django.contrib.auth.models import Group
 from django.core.exceptions import ValidationError
@@ -22,6 +24,7 @@ from surveys.models import (
     ROLE_GROUP_NAMES,
     Assignment,
     AuditEvent,
+    Consent,
     ContactAttempt,
     DiaryEntry,
     Message,
@@ -129,6 +132,53 @@ def participant_codes_next(*, site: Site, count: int) -> list[str]:
     return codes
 
 
+def enrolment_date_validate(
+    *, enrolled_on: date, timezone_name: str, consent: ConsentInput | None, now: datetime
+) -> None:
+    """Refuse, on ``enrolled_on``, an enrolment day ahead of today or before the consent it
+    rests on. Every way in runs it: the admin's form, the API (through ``participant_enrol``)
+    and each line of a CSV import.
+
+    Today is the later of the server's date and the participant's (``timezone_name``): a day
+    that has begun on either clock is not refused, whichever side of midnight the coordinator
+    and the participant are. E-consent has no date here: the phone records it later.
+    """
+    latest = timezone.localdate(now)
+    # An unknown time zone is the timezone field's own error: the server's date then.
+    with contextlib.suppress(ZoneInfoNotFoundError, ValueError):
+        latest = max(latest, timezone.localdate(now, timezone=ZoneInfo(timezone_name)))
+    consented_on = consent.consented_on if consent is not None else None
+    if enrolled_on > latest:
+        raise ValidationError(
+            {
+                "enrolled_on": ValidationError(
+                    "%(enrolled_on)s is in the future: write the day the participant was "
+                    "enrolled, %(latest)s at the latest.",
+                    code="enrolled_in_future",
+                    params={"enrolled_on": enrolled_on.isoformat(), "latest": latest.isoformat()},
+                )
+            }
+        )
+    if (
+        consented_on is not None
+        and consent.method != Consent.Method.ELECTRONIC
+        and enrolled_on < consented_on
+    ):
+        raise ValidationError(
+            {
+                "enrolled_on": ValidationError(
+                    "%(enrolled_on)s is before the consent date (%(consented_on)s): nobody is "
+                    "enrolled before they consent.",
+                    code="enrolled_before_consent",
+                    params={
+                        "enrolled_on": enrolled_on.isoformat(),
+                        "consented_on": consented_on.isoformat(),
+                    },
+                )
+            }
+        )
+
+
 @transaction.atomic
 def participant_enrol(
     *,
@@ -149,10 +199,29 @@ def participant_enrol(
     unknown = set(contact or {}) - set(CONTACT_FIELDS)
     if unknown:
         raise ValidationError({"contact": f"Unknown contact fields: {', '.join(sorted(unknown))}."})
+    # The consent's and the enrolment day's problems together, each on its field. Both are
+    # judged by the real clock, as the import's are: ``now`` only sets the statuses of the
+    # assignments (a test enrols on a clock of its own).
+    errors: dict[str, list[str]] = {}
     if consent is not None:
-        consent = consent_validate(
-            study=participant.study, consent=consent, today=timezone.localdate()
-        )
+        try:
+            consent = consent_validate(
+                study=participant.study, consent=consent, today=timezone.localdate()
+            )
+        except ValidationError as exc:
+            errors |= exc.message_dict
+    try:
+        if participant.enrolled_on is not None:  # else full_clean below says it is required
+            enrolment_date_validate(
+                enrolled_on=participant.enrolled_on,
+                timezone_name=participant.timezone,
+                consent=consent,
+                now=timezone.now(),
+            )
+    except ValidationError as exc:
+        errors |= exc.message_dict
+    if errors:
+        raise ValidationError(errors)
     if not participant.code and participant.site_id:
         participant.code = participant_code_next(site=participant.site)
     participant.full_clean()

@@ -286,22 +286,40 @@ class ParticipantForm(forms.ModelForm):
             self.add_error(
                 "erase_answers", "Answers are erased only when the participant withdraws."
             )
-        if not self.instance.pk and cleaned.get("study") and "consent_method" in cleaned:
+        if self.instance.pk:
+            return cleaned
+        # Enrolment: the checks participant_enrol makes, each shown on its field here (raised
+        # in save_model, they would be a server error).
+        consent = None
+        if "consent_method" in cleaned:
+            consent = ConsentInput(
+                method=cleaned["consent_method"],
+                version=cleaned.get("consent_version"),
+                consented_on=cleaned.get("consent_date"),
+                obtained_by=cleaned.get("consent_obtained_by") or self.user,
+            )
+        if consent is not None and cleaned.get("study"):
             try:
                 self.consent = consent_validate(
-                    study=cleaned["study"],
-                    consent=ConsentInput(
-                        method=cleaned["consent_method"],
-                        version=cleaned.get("consent_version"),
-                        consented_on=cleaned.get("consent_date"),
-                        obtained_by=cleaned.get("consent_obtained_by") or self.user,
-                    ),
-                    today=timezone.localdate(),
+                    study=cleaned["study"], consent=consent, today=timezone.localdate()
                 )
             except ValidationError as exc:
-                for field, errors in exc.message_dict.items():
-                    self.add_error(field if field in self.fields else None, errors)
+                self._add_service_errors(exc)
+        if cleaned.get("enrolled_on"):
+            try:
+                services.enrolment_date_validate(
+                    enrolled_on=cleaned["enrolled_on"],
+                    timezone_name=cleaned.get("timezone", ""),
+                    consent=consent,
+                    now=timezone.now(),
+                )
+            except ValidationError as exc:
+                self._add_service_errors(exc)
         return cleaned
+
+    def _add_service_errors(self, exc: ValidationError) -> None:
+        for field, errors in exc.message_dict.items():
+            self.add_error(field if field in self.fields else None, errors)
 
 
 @admin.register(Participant)

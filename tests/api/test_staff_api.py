@@ -230,6 +230,44 @@ def test_bad_enrolments_get_field_errors_and_save_nothing(
     assert study.sites.get(code="NYC").last_number == 0
 
 
+def test_an_enrolment_day_in_the_future_or_before_consent_is_a_400_on_enrolled_on(
+    client, study, coordinator_key
+):
+    in_two_days = timezone.localdate() + timedelta(days=2)  # past midnight in every zone
+    refused = {
+        in_two_days.isoformat(): f"{in_two_days.isoformat()} is in the future: write the day "
+        "the participant was enrolled, ",
+        "2026-03-01": "2026-03-01 is before the consent date (2026-03-02): nobody is enrolled "
+        "before they consent.",
+    }
+    for enrolled_on, message in refused.items():
+        reply = client.post(
+            f"/api/v1/studies/{study.slug}/participants/",
+            {**ENROL, "enrolled_on": enrolled_on},
+            content_type="application/json",
+            **bearer(coordinator_key),
+        )
+        assert reply.status_code == 400, reply.json()
+        errors = reply.json()["errors"]
+        assert list(errors) == ["enrolled_on"]
+        assert errors["enrolled_on"][0].startswith(message)
+    assert not Participant.objects.exists() and not ParticipantContact.objects.exists()
+    assert not Consent.objects.exists()
+    assert study.sites.get(code="NYC").last_number == 0
+
+
+def test_the_api_enrols_on_the_day_of_consent(client, study, coordinator_key):
+    reply = client.post(
+        f"/api/v1/studies/{study.slug}/participants/",
+        {**ENROL, "enrolled_on": "2026-03-02"},
+        content_type="application/json",
+        **bearer(coordinator_key),
+    )
+    assert reply.status_code == 201, reply.json()
+    assert reply.json()["enrolled_on"] == "2026-03-02"
+    assert Participant.objects.get().enrolled_on.isoformat() == "2026-03-02"
+
+
 def test_nobody_enrols_outside_their_sites(client, study, coordinator_key, researcher):
     other_site = client.post(
         f"/api/v1/studies/{study.slug}/participants/",

@@ -5,8 +5,13 @@ import pytest
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, connection, transaction
 
+from surveys.consent import ConsentInput
 from surveys.models import Assignment, Participant, ParticipantContact, Response
-from surveys.services import assignment_statuses_refresh, participant_codes_next
+from surveys.services import (
+    assignment_statuses_refresh,
+    enrolment_date_validate,
+    participant_codes_next,
+)
 
 CONTACT = {"first_name": "Rosa", "email": "rosa.m@example.org", "phone": "+12125550143"}
 
@@ -285,3 +290,148 @@ def test_study_ids_taken_in_a_block_pass_over_typed_ones_and_enrolment_carries_o
         codes = participant_codes_next(site=site_a, count=3)
     assert codes == ["NYC-0001", "NYC-0003", "NYC-0004"]
     assert enrol(site=site_a, code="").code == "NYC-0005"
+
+
+# --- The enrolment day: not in the future, not before consent (the CSV import's rule) ----------
+
+# 21:00 UTC on 10 March: already 11 March in Tehran (UTC+3:30), still 10 March in New York.
+EVENING_IN_UTC = datetime(2026, 3, 10, 21, tzinfo=UTC)
+
+
+@pytest.mark.parametrize(
+    ("zone", "enrolled_on", "refused"),
+    [
+        ("Asia/Tehran", date(2026, 3, 11), False),  # today on the participant's clock
+        ("Asia/Tehran", date(2026, 3, 12), True),
+        ("America/New_York", date(2026, 3, 10), False),
+        ("America/New_York", date(2026, 3, 11), True),  # tomorrow on both clocks
+    ],
+)
+def test_an_enrolment_day_ahead_of_the_participants_and_the_servers_today_is_refused(
+    zone, enrolled_on, refused
+):
+    def check():
+        enrolment_date_validate(
+            enrolled_on=enrolled_on, timezone_name=zone, consent=None, now=EVENING_IN_UTC
+        )
+
+    if not refused:
+        check()
+        return
+    with pytest.raises(ValidationError) as excinfo:
+        check()
+    latest = "2026-03-11" if zone == "Asia/Tehran" else "2026-03-10"
+    assert excinfo.value.message_dict == {
+        "enrolled_on": [
+            f"{enrolled_on.isoformat()} is in the future: write the day the participant was "
+            f"enrolled, {latest} at the latest."
+        ]
+    }
+
+
+def test_an_enrolment_day_before_paper_consent_is_refused_and_e_consent_has_no_day_yet():
+    def check(method):
+        enrolment_date_validate(
+            enrolled_on=date(2026, 3, 1),
+            timezone_name="America/New_York",
+            consent=ConsentInput(method=method, consented_on=date(2026, 3, 2)),
+            now=EVENING_IN_UTC,
+        )
+
+    for method in ("written", "verbal"):
+        with pytest.raises(ValidationError) as excinfo:
+            check(method)
+        assert excinfo.value.message_dict == {
+            "enrolled_on": [
+                "2026-03-01 is before the consent date (2026-03-02): nobody is enrolled before "
+                "they consent."
+            ]
+        }
+    check("electronic")  # the date is the phone's to record
+
+
+def test_the_service_refuses_a_future_enrolment_day_and_saves_nothing(site_a, enrol):
+    from django.utils import timezone
+
+    in_two_days = timezone.localdate() + timedelta(days=2)  # past midnight in every zone
+    with pytest.raises(ValidationError) as excinfo:
+        enrol(site=site_a, code="", enrolled_on=in_two_days, contact=CONTACT)
+    assert list(excinfo.value.message_dict) == ["enrolled_on"]
+    assert not Participant.objects.exists() and not ParticipantContact.objects.exists()
+    site_a.refresh_from_db()
+    assert site_a.last_number == 0  # no study ID used up
+
+
+def _add_page_post(client, site, **fields):
+    return client.post(
+        "/admin/surveys/participant/add/",
+        {
+            "study": site.study_id, "site": site.pk, "code": "", "timezone": "",
+            "language": "en", "preferred_channel": "email",
+            "contact-TOTAL_FORMS": "1", "contact-INITIAL_FORMS": "0",
+            "contact-MIN_NUM_FORMS": "0", "contact-MAX_NUM_FORMS": "1",
+            "contact-0-email": "new@example.org",
+            **fields,
+        },
+    )  # fmt: skip
+
+
+def test_the_admin_add_form_refuses_an_enrolment_day_in_the_future_on_its_field(
+    client, site_a, coordinator_a
+):
+    from django.utils import timezone
+
+    client.force_login(coordinator_a)
+    in_two_days = timezone.localdate() + timedelta(days=2)  # past midnight in every zone
+    reply = _add_page_post(
+        client, site_a, enrolled_on=in_two_days.isoformat(), consent_method="electronic"
+    )
+
+    assert reply.status_code == 200  # the form again, not a redirect
+    form = reply.context["adminform"].form
+    assert list(form.errors) == ["enrolled_on"]
+    assert form.errors["enrolled_on"][0].startswith(
+        f"{in_two_days.isoformat()} is in the future: write the day the participant was enrolled"
+    )
+    assert "is in the future" in reply.text
+    assert not Participant.objects.exists() and not ParticipantContact.objects.exists()
+    site_a.refresh_from_db()
+    assert site_a.last_number == 0
+
+
+def test_the_admin_add_form_refuses_an_enrolment_day_before_the_consent_date(
+    client, site_a, coordinator_a
+):
+    client.force_login(coordinator_a)
+    reply = _add_page_post(
+        client,
+        site_a,
+        enrolled_on="2026-03-01",
+        consent_method="verbal",
+        consent_date="2026-03-02",
+    )
+
+    assert reply.status_code == 200
+    assert reply.context["adminform"].form.errors == {
+        "enrolled_on": [
+            "2026-03-01 is before the consent date (2026-03-02): nobody is enrolled before "
+            "they consent."
+        ]
+    }
+    assert not Participant.objects.exists() and not ParticipantContact.objects.exists()
+
+
+def test_the_admin_add_form_enrols_on_the_day_of_consent(client, site_a, coordinator_a):
+    client.force_login(coordinator_a)
+    reply = _add_page_post(
+        client,
+        site_a,
+        enrolled_on="2026-03-02",
+        consent_method="verbal",
+        consent_date="2026-03-02",
+    )
+
+    assert reply.status_code == 302, reply.text[:3000]
+    participant = Participant.objects.get()
+    assert participant.enrolled_on == date(2026, 3, 2)
+    assert str(participant.consents.get().consented_on) == "2026-03-02"

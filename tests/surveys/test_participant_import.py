@@ -490,7 +490,7 @@ def test_an_enrolment_date_in_the_future_or_before_consent_is_refused(study, pi)
     latest = max(TODAY, timezone.localdate(timezone=ZoneInfo("America/New_York")))
     assert [str(problem) for problem in result.errors] == [
         f"line 3, enrolled_on: {tomorrow.isoformat()} is in the future: write the day the "
-        f"participant was enrolled, {latest.isoformat()} at the latest (empty: today).",
+        f"participant was enrolled, {latest.isoformat()} at the latest.",
         f"line 4, enrolled_on: {day_before_consent.isoformat()} is before the consent date "
         f"({CONSENTED}): nobody is enrolled before they consent.",
     ]

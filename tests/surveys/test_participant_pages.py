@@ -79,19 +79,21 @@ def test_the_session_cookie_is_http_only(client, participant):
 
 
 def test_dates_are_in_the_participants_time_zone_and_language(client, site_a, enrol):
-    # Due at local midnight in Tehran, which is the evening before in UTC.
+    # The month-1 survey, "coming next", opens at local midnight in Tehran, which is the
+    # evening before in UTC. (Enrolled today: an enrolment day in the future is refused.)
     participant = enrol(
         site=site_a,
         code="NYC-0100",
         timezone="Asia/Tehran",
         language="es",
-        enrolled_on=timezone.localdate() + timedelta(days=5),
+        enrolled_on=timezone.localdate(),
     )
     _, token = participant_link_create(participant=participant)
     client.get(f"/p/{token}")
     page = client.get("/p/").text
-    baseline = participant.assignments.get(wave__slug="baseline")
-    local_day = baseline.local_window()[0]
+    month1 = participant.assignments.get(wave__slug="m1")
+    local_day = month1.local_window()[0]
+    assert month1.opens_at.astimezone(UTC).date() != local_day  # the day the page must not show
     with translation.override("es"):
         assert f"{local_day.day} {date_format(local_day, 'F')} {local_day.year}" in page
     assert '<html lang="es"' in page
