@@ -70,6 +70,15 @@ def typed_contact_parse(value: str) -> TypedContact:
         return TypedContact("email", contact_lookup("email", value))
     if re.fullmatch(r"[0-9+()\-.\s]+", ascii_digits(value)) and phone_normalise(value):
         return TypedContact("phone", contact_lookup("phone", value))
+    # Digits and letters without an @: a number written with letters (555-CALL-NOW, "ext 4"),
+    # which "at least 9 digits" would not explain, or an e-mail address without its @.
+    if any(ch.isalpha() for ch in value) and any(ch.isdecimal() for ch in value):
+        raise ValidationError(
+            _(
+                "A mobile number cannot contain letters: type it in digits only. An e-mail "
+                "address needs its @."
+            )
+        )
     raise ValidationError(
         _("Type an e-mail address (with @) or a mobile number with at least 9 digits.")
     )

@@ -37,6 +37,14 @@ def validate_phone(value: str) -> None:
     from surveys.fields import ascii_digits, phone_normalise
 
     text = ascii_digits(value or "").strip()
+    # Letters first: "call me after 6pm" is not a number too long, and "555-CALL-NOW" is not
+    # one too short; both need their digits written out.
+    if any(ch.isalpha() for ch in text):
+        raise ValidationError(
+            "Letters are not allowed in a phone number: write it in digits (spaces and - ( ) . "
+            "are fine), e.g. +1 555 010 4477.",
+            code="phone_letters",
+        )
     length = len(text.removeprefix("+"))
     if length > PHONE_MAX_CHARACTERS:
         raise ValidationError(

@@ -207,6 +207,9 @@ def test_e_consent_by_the_api_leaves_the_participant_to_consent_on_the_phone(
     ("change", "field", "message"),
     [
         ({"contact": {"email": "not-an-address"}}, "email", "Enter a valid email address."),
+        ({"contact": {"phone": "555-CALL-NOW"}}, "phone",
+         "Letters are not allowed in a phone number: write it in digits (spaces and - ( ) . are "
+         "fine), e.g. +1 555 010 4477."),
         ({"consent": {"method": "written"}}, "consent_date", "Give the date of consent."),
         ({"consent": {"method": "sworn"}}, "consent.method", '"sworn" is not a valid choice.'),
         ({"site": "XXX"}, "site", "The study has no site XXX."),

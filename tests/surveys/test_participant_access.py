@@ -166,7 +166,10 @@ def test_inactive_participants_get_no_link(participant):
         ("", "Type the e-mail address or mobile number"),
         ("dana@", "That e-mail address is not complete"),
         ("12345", "at least 9 digits"),
-        ("hello there", "Type an e-mail address (with @)"),
+        ("hello there", "Type an e-mail address (with @)"),  # no digits: not a number
+        ("555-CALL-NOW", "A mobile number cannot contain letters"),
+        ("+1 555 010 4477 ext 2", "A mobile number cannot contain letters"),
+        ("dana1980.example.org", "An e-mail address needs its @."),  # or the @ is missing
     ],
 )
 def test_unusable_input_gets_a_specific_error_and_sends_nothing(
@@ -214,6 +217,19 @@ def test_the_expired_page_offers_the_form_in_the_participants_language(client, p
     assert 'lang="es"' in page.text
     assert "Envíenme un enlace nuevo" in page.text
     assert 'name="language" value="es"' in page.text
+
+
+@pytest.mark.parametrize(
+    ("language", "message"),
+    [
+        ("es", "Un número de celular no puede contener letras: escríbalo solo con dígitos."),
+        ("fa", "شماره موبایل نمی‌تواند حروف داشته باشد: آن را فقط با رقم وارد کنید."),
+    ],
+)
+def test_a_number_with_letters_is_explained_in_the_pages_language(client, db, language, message):
+    reply = client.post("/p/new-link", {"contact": "555-CALL-NOW", "language": language})
+    assert reply.status_code == 400
+    assert message in reply.text
 
 
 def test_the_new_link_page_is_reachable_without_a_link(client, db):

@@ -497,6 +497,19 @@ def test_an_enrolment_date_in_the_future_or_before_consent_is_refused(study, pi)
     assert counts() == before
 
 
+def test_a_phone_number_with_letters_says_letters_are_not_allowed(study, pi):
+    result = participants_import(
+        study=study,
+        user=pi,
+        file_bytes=csv_bytes([ROSA, {**JAMAL, "phone": "555-CALL-NOW"}]),
+        commit=False,
+    )
+    assert [str(problem) for problem in result.errors] == [
+        "line 3, phone: Letters are not allowed in a phone number: write it in digits (spaces "
+        "and - ( ) . are fine), e.g. +1 555 010 4477."
+    ]
+
+
 def test_too_long_a_phone_number_name_or_note_says_so_with_the_limit(study, pi):
     before = counts()
     rows = [

@@ -1,0 +1,34 @@
+"""The validators of model fields: what a coordinator is told when a value is refused."""
+
+import pytest
+from django.core.exceptions import ValidationError
+
+from surveys.validators import validate_phone
+
+LETTERS = (
+    "Letters are not allowed in a phone number: write it in digits (spaces and - ( ) . are "
+    "fine), e.g. +1 555 010 4477."
+)
+TOO_FEW_DIGITS = "Enter a phone number with at least 9 digits, e.g. +1 555 010 4477."
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ("555-CALL-NOW", LETTERS),  # a number written with the keypad's letters
+        ("call me", LETTERS),
+        ("+1 212 555 0143 ext 12", LETTERS),
+        ("call me after 6pm on +1 212 555 0143", LETTERS),  # letters, not "too long"
+        ("۰۹۱۲ ۳۴۵ ۶۷۸۹ تماس", LETTERS),  # Persian digits are digits; Persian letters are not
+        ("555-01", TOO_FEW_DIGITS),
+    ],
+)
+def test_a_refused_phone_number_says_why(value, message):
+    with pytest.raises(ValidationError) as excinfo:
+        validate_phone(value)
+    assert excinfo.value.messages == [message]
+
+
+@pytest.mark.parametrize("value", ["+1 (555) 010-4477", "555.010.4477", "۰۹۱۲ ۳۴۵ ۶۷۸۹"])
+def test_a_phone_number_in_digits_and_separators_is_accepted(value):
+    validate_phone(value)
