@@ -196,7 +196,7 @@ class ParticipantLink(models.Model):
         ordering = ("participant_id", "-created_at")
 
     def __str__(self) -> str:
-        return f"Link of {self.participant_id} until {self.expires_at:%Y-%m-%d}"
+        return f"Link of {self.participant.code} until {self.expires_at:%Y-%m-%d}"
 
 
 class ParticipantStatusChange(models.Model):
@@ -223,7 +223,7 @@ class ParticipantStatusChange(models.Model):
         ordering = ("participant_id", "changed_at")
 
     def __str__(self) -> str:
-        return f"{self.participant_id}: {self.from_status} → {self.to_status}"
+        return f"{self.participant.code}: {self.from_status} → {self.to_status}"
 
 
 class ParticipantContact(models.Model):
@@ -258,7 +258,9 @@ class ParticipantContact(models.Model):
     }
 
     def __str__(self) -> str:
-        return f"Contact details of {self.participant_id}"
+        # Shown as the admin inline's title and kept in the admin's change history: the study
+        # ID only, never a name, address or number.
+        return f"Contact details of {self.participant.code}"
 
     def save(self, *args, **kwargs):
         self.lookups_refresh()
@@ -817,7 +819,9 @@ class ContactAttempt(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"{self.get_method_display()} to {self.participant_id}: {self.get_outcome_display()}"
+        return (
+            f"{self.get_method_display()} to {self.participant.code}: {self.get_outcome_display()}"
+        )
 
 
 class WrittenOnce(models.Model):
@@ -918,7 +922,7 @@ class Consent(WrittenOnce):
         ordering = ("participant_id", "recorded_at")
 
     def __str__(self) -> str:
-        return f"Consent of {self.participant_id} to {self.version} ({self.get_method_display()})"
+        return f"Consent of {self.participant.code} to {self.version} ({self.get_method_display()})"
 
 
 class AuditEvent(WrittenOnce):

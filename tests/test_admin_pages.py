@@ -187,3 +187,71 @@ def test_an_action_on_a_value_that_is_no_id_is_a_bad_request(
     reply = superuser_client.post(changelist, {**revoke, "_selected_action": [str(participant.pk)]})
     participant.refresh_from_db()
     assert reply.status_code == 302 and participant.access_epoch == epoch + 1
+
+
+def _participant_with_history(enrol, site, code: str, rows: int) -> Participant:
+    """A participant with contact details, consent, and ``rows`` links, contact attempts and
+    status changes (back and forth between active and lost to follow-up)."""
+    from django.contrib.auth import get_user_model
+    from django.utils import timezone
+
+    from surveys.consent import ConsentInput
+    from surveys.links import participant_link_create
+    from surveys.models import ContactAttempt
+    from surveys.services import participant_status_change
+
+    participant = enrol(
+        site=site,
+        code=code,
+        contact={"first_name": "Marisol", "email": "marisol.vega@example.org"},
+        consent=ConsentInput(
+            method="verbal",
+            consented_on=timezone.localdate(),
+            obtained_by=get_user_model().objects.get(username="root"),
+        ),
+    )
+    for n in range(rows):
+        participant_link_create(participant=participant)
+        ContactAttempt.objects.create(
+            participant=participant, method="call", outcome="no_answer", attempted_at=timezone.now()
+        )
+        participant_status_change(
+            participant=participant, status="lost" if n % 2 == 0 else "active"
+        )
+    return participant
+
+
+def test_the_participant_pages_inlines_are_titled_by_study_id_not_database_id(
+    superuser_client, site_a, enrol
+):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from surveys.models import ParticipantContact
+
+    # Enough others first that the database id (and the row ids) differ from the code's digits.
+    for n in range(3):
+        enrol(site=site_a, code=f"NYC-09{n:02}")
+    participant = _participant_with_history(enrol, site_a, "NYC-0042", rows=3)
+    url = reverse("admin:surveys_participant_change", args=[participant.pk])
+    page = superuser_client.get(url).text
+
+    assert "Contact details of NYC-0042" in page
+    assert page.count("Link of NYC-0042 until") == 3
+    assert page.count("Phone call to NYC-0042: No answer") == 3
+    assert "Consent of NYC-0042 to version" in page
+    assert "NYC-0042: active → lost" in page
+    for title in ("Contact details of", "Link of", "to", "Consent of"):
+        assert f"{title} {participant.pk}" not in page
+    assert f"{participant.pk}: active" not in page
+    # The title names the study ID only: contact details would end up in the change history.
+    title = str(ParticipantContact.objects.get(participant=participant))
+    assert title == "Contact details of NYC-0042"
+
+    # One more row of each kind costs no query: the participant comes with the rows.
+    fewer = _participant_with_history(enrol, site_a, "NYC-0043", rows=1)
+    with CaptureQueriesContext(connection) as few:
+        superuser_client.get(reverse("admin:surveys_participant_change", args=[fewer.pk]))
+    with CaptureQueriesContext(connection) as many:
+        superuser_client.get(url)
+    assert len(many) == len(few), [q["sql"][:120] for q in many.captured_queries]

@@ -64,7 +64,18 @@ class ParticipantContactForm(forms.ModelForm):
         }
 
 
-class ParticipantContactInline(admin.StackedInline):
+class WithParticipantCode:
+    """For inlines whose rows are titled by their ``__str__``, which names the participant by
+    study ID: the participant (and what else a row shows, ``row_select_related``) comes with
+    each row, not in a query of its own."""
+
+    row_select_related: tuple[str, ...] = ("participant",)
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).select_related(*self.row_select_related)
+
+
+class ParticipantContactInline(WithParticipantCode, admin.StackedInline):
     model = ParticipantContact
     form = ParticipantContactForm
     can_delete = False
@@ -72,10 +83,11 @@ class ParticipantContactInline(admin.StackedInline):
     max_num = 1
 
 
-class ContactAttemptInline(admin.TabularInline):
+class ContactAttemptInline(WithParticipantCode, admin.TabularInline):
     """The contact log: coordinators add an attempt here (who and when are filled in)."""
 
     model = ContactAttempt
+    row_select_related = ("participant", "by")
     extra = 1
     fields = ("attempted_at", "method", "outcome", "assignment", "note", "by")
     readonly_fields = ("by",)
@@ -117,10 +129,11 @@ class AssignmentInline(ReadOnlyMixin, admin.TabularInline):
         )
 
 
-class ConsentInline(ReadOnlyMixin, admin.TabularInline):
+class ConsentInline(WithParticipantCode, ReadOnlyMixin, admin.TabularInline):
     """Kept as written; the printable copy opens from here (and is audited)."""
 
     model = Consent
+    row_select_related = ("participant", "version", "obtained_by")
     extra = 0
     fields = ("version", "method", "consented_on", "obtained_by", "agreed_at", "printable")
     readonly_fields = fields
@@ -132,8 +145,9 @@ class ConsentInline(ReadOnlyMixin, admin.TabularInline):
         )
 
 
-class ParticipantStatusChangeInline(ReadOnlyMixin, admin.TabularInline):
+class ParticipantStatusChangeInline(WithParticipantCode, ReadOnlyMixin, admin.TabularInline):
     model = ParticipantStatusChange
+    row_select_related = ("participant", "changed_by")
     extra = 0
     fields = ("changed_at", "from_status", "to_status", "reason", "changed_by")
     readonly_fields = fields
@@ -147,11 +161,12 @@ class ParticipantStatusChangeInline(ReadOnlyMixin, admin.TabularInline):
         return self.fields
 
 
-class ParticipantLinkInline(ReadOnlyMixin, admin.TabularInline):
+class ParticipantLinkInline(WithParticipantCode, ReadOnlyMixin, admin.TabularInline):
     """When the participant's personal links were made, until when they work, whether they were
     revoked and last used. The token itself is never stored, so it cannot be shown."""
 
     model = ParticipantLink
+    row_select_related = ("participant", "revoked_by")
     extra = 0
     fields = ("created_at", "expires_at", "last_used_at", "revoked_at", "revoked_by")
     readonly_fields = fields
