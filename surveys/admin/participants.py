@@ -53,11 +53,12 @@ class ParticipantContactForm(forms.ModelForm):
             "alternative_contacts",
             "locator_notes",
         )
-        # Encrypted columns are text in the database; on screen most are one line.
+        # Encrypted columns are text in the database; on screen most are one line. An e-mail
+        # address takes 40 characters or so: the browser's 20 cut a typical one short.
         widgets = {
             "first_name": forms.TextInput(attrs={"autocomplete": "off"}),
             "last_name": forms.TextInput(attrs={"autocomplete": "off"}),
-            "email": forms.EmailInput(attrs={"autocomplete": "off"}),
+            "email": forms.EmailInput(attrs={"autocomplete": "off", "size": 40}),
             "phone": forms.TextInput(attrs={"autocomplete": "off", "inputmode": "tel"}),
             "alternative_contacts": forms.Textarea(attrs={"rows": 3}),
             "locator_notes": forms.Textarea(attrs={"rows": 3}),
