@@ -255,3 +255,25 @@ def test_the_participant_pages_inlines_are_titled_by_study_id_not_database_id(
     with CaptureQueriesContext(connection) as many:
         superuser_client.get(url)
     assert len(many) == len(few), [q["sql"][:120] for q in many.captured_queries]
+
+
+def test_the_messages_list_says_its_times_are_utc(superuser_client, site_a, enrol):
+    """The outbox's participants live in several time zones: a time without its zone would be
+    read as the reader's own or the participant's."""
+    from datetime import UTC, datetime
+
+    from surveys.models import Message
+
+    participant = enrol(
+        site=site_a,
+        code="NYC-0500",
+        timezone="America/New_York",
+        contact={"email": "p500@example.org"},
+    )
+    message = Message.objects.filter(assignment__participant=participant).first()
+    at = datetime(2027, 1, 5, 14, 30, tzinfo=UTC)  # 9:30 in New York
+    Message.objects.filter(pk=message.pk).update(scheduled_at=at, sent_at=at, status="sent")
+    page = superuser_client.get(reverse("admin:surveys_message_changelist")).text
+    assert "Scheduled (UTC)" in page
+    assert "Sent (UTC)" in page
+    assert page.count("Jan. 5, 2027, 2:30 p.m.") == 2  # scheduled and sent, on UTC's clock

@@ -3,6 +3,7 @@ and reason), the rules per wave, and "send now" for a participant's open survey.
 
 from collections import Counter
 
+from django.conf import settings
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
 from django.template.response import TemplateResponse
@@ -21,7 +22,7 @@ class MessageAdmin(ReadOnlyMixin, admin.ModelAdmin):
     """The study outbox. Rows are planned and moved by the dispatcher, never edited by hand."""
 
     list_display = (
-        "scheduled_at",
+        "scheduled",
         "participant",
         "wave",
         "sequence",
@@ -29,7 +30,7 @@ class MessageAdmin(ReadOnlyMixin, admin.ModelAdmin):
         "status",
         "reason",
         "attempts",
-        "sent_at",
+        "sent",
     )
     list_filter = (
         "status",
@@ -41,6 +42,16 @@ class MessageAdmin(ReadOnlyMixin, admin.ModelAdmin):
     search_fields = ("assignment__participant__code",)
     date_hierarchy = "scheduled_at"
     actions = ("send_now",)
+
+    # The admin shows times in the server's zone (UTC), as the other staff pages say they do:
+    # participants live in several zones, so a time without its zone misleads.
+    @admin.display(description=f"scheduled ({settings.TIME_ZONE})", ordering="scheduled_at")
+    def scheduled(self, obj):
+        return obj.scheduled_at
+
+    @admin.display(description=f"sent ({settings.TIME_ZONE})", ordering="sent_at")
+    def sent(self, obj):
+        return obj.sent_at
 
     @admin.display(description="participant", ordering="assignment__participant__code")
     def participant(self, obj):
