@@ -505,6 +505,11 @@ class Assignment(models.Model):
             self.closes_at.astimezone(tz),
         )
 
+    def due_day(self) -> date:
+        """The day the survey is due, in the participant's time zone (``due_at`` is its local
+        midnight: in UTC, east of Greenwich, the day before)."""
+        return self.due_at.astimezone(ZoneInfo(self.participant.timezone)).date()
+
     def last_day(self) -> date:
         """The last day on which the survey can be answered, in the participant's time zone:
         the window closes at the local midnight that starts the day after, so that midnight's

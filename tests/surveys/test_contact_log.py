@@ -219,6 +219,55 @@ def test_the_call_list_costs_the_same_queries_for_few_or_many(site_a, enrol, coo
     assert (few[1], many[1]) == (3, 15) and few[0] == many[0]
 
 
+def test_the_call_list_shows_the_due_and_last_days_in_each_participants_own_zone(
+    client, site_a, enrol, coordinator_a
+):
+    """The window closes at the participant's local midnight: in UTC that is already the next
+    day in Los Angeles (08:00), and a due midnight in Tehran is the day before (20:30). The
+    list shows the days the participant lives, and their zone."""
+    from zoneinfo import ZoneInfo
+
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from surveys.models import Assignment
+    from surveys.scheduling import local_midnight
+
+    today = timezone.now().date()
+    due, closing = today - timedelta(days=2), today + timedelta(days=4)
+    enrolled = today - timedelta(days=40)  # the baseline is over: one row each, the month 1
+    for code, zone in (("NYC-0061", "America/Los_Angeles"), ("NYC-0062", "Asia/Tehran")):
+        person = enrol(site=site_a, code=code, timezone=zone, enrolled_on=enrolled)
+        Assignment.objects.filter(participant=person, wave__slug="m1").update(
+            status="open",
+            opens_at=local_midnight(due - timedelta(days=7), ZoneInfo(zone)),
+            due_at=local_midnight(due, ZoneInfo(zone)),
+            closes_at=local_midnight(closing, ZoneInfo(zone)),
+        )
+    client.force_login(coordinator_a)
+    with CaptureQueriesContext(connection) as two_rows:
+        page = client.get("/admin/surveys/assignment/call-list/").text
+    assert "Last day to answer" in page and "Last contact attempt (UTC)" in page
+    rows = {code: " ".join(unescape(re.sub(r"<[^>]+>", " ", row)).split()) for code, row in
+            re.findall(r"<tr>\s*<td><a [^>]+>(NYC-\d+)</a>(.*?)</tr>", page, re.S)}  # fmt: skip
+    last_day = f"{closing - timedelta(days=1):%Y-%m-%d}"
+    for code, zone in (("NYC-0061", "America/Los_Angeles"), ("NYC-0062", "Asia/Tehran")):
+        assert f"{due:%Y-%m-%d} (overdue)" in rows[code], rows[code]
+        assert f"(overdue) {last_day} {zone} " in rows[code], rows[code]
+        assert f"{closing:%Y-%m-%d}" not in rows[code]
+
+    # The participant's zone comes with each row: more rows, no more queries.
+    for n in range(3):
+        person = enrol(
+            site=site_a, code=f"NYC-007{n}", timezone="Asia/Tehran", enrolled_on=enrolled
+        )
+        overdue(person)
+    with CaptureQueriesContext(connection) as five_rows:
+        page = client.get("/admin/surveys/assignment/call-list/").text
+    assert page.count("Asia/Tehran") == 4
+    assert len(five_rows) == len(two_rows)
+
+
 def test_send_now_from_the_call_list_brings_the_next_reminder_forward(
     client, participant, coordinator_a
 ):
