@@ -50,7 +50,12 @@ from surveys.models import (
     Study,
 )
 from surveys.reminders import reminders_plan
-from surveys.services import CONTACT_FIELDS, enrolment_date_validate, participant_enrol
+from surveys.services import (
+    CONTACT_FIELDS,
+    enrolment_date_validate,
+    enrolment_today,
+    participant_enrol,
+)
 
 MAX_FILE_BYTES = 2 * 1024 * 1024
 # Enrolment takes about 10 ms a person (measured: 1,000 in 11 s on a busy 2-core machine):
@@ -674,7 +679,11 @@ def _row_check(
         lambda: participant.full_clean(exclude=exclude),
         lambda: _timezone_check(zone, ctx),
         lambda: ParticipantContact(**contact).full_clean(exclude=["participant"]),
-        lambda: consent_validate(study=ctx.study, consent=consent, today=ctx.today),
+        lambda: consent_validate(
+            study=ctx.study,
+            consent=consent,
+            today=enrolment_today(timezone_name=zone, now=ctx.now),
+        ),
     ]
     if parsed.get("enrolled_on"):  # empty: today, which participant_enrol checks itself
         checks.append(

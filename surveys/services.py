@@ -132,6 +132,17 @@ def participant_codes_next(*, site: Site, count: int) -> list[str]:
     return codes
 
 
+def enrolment_today(*, timezone_name: str, now: datetime) -> date:
+    """The latest day an enrolment or a paper consent can carry: the later of the server's
+    date and the participant's (``timezone_name``), so that a day that has begun on either
+    clock is not refused, whichever side of midnight the coordinator and the participant are."""
+    latest = timezone.localdate(now)
+    # An unknown time zone is the timezone field's own error: the server's date then.
+    with contextlib.suppress(ZoneInfoNotFoundError, ValueError):
+        latest = max(latest, timezone.localdate(now, timezone=ZoneInfo(timezone_name)))
+    return latest
+
+
 def enrolment_date_validate(
     *, enrolled_on: date, timezone_name: str, consent: ConsentInput | None, now: datetime
 ) -> None:
@@ -143,10 +154,7 @@ def enrolment_date_validate(
     that has begun on either clock is not refused, whichever side of midnight the coordinator
     and the participant are. E-consent has no date here: the phone records it later.
     """
-    latest = timezone.localdate(now)
-    # An unknown time zone is the timezone field's own error: the server's date then.
-    with contextlib.suppress(ZoneInfoNotFoundError, ValueError):
-        latest = max(latest, timezone.localdate(now, timezone=ZoneInfo(timezone_name)))
+    latest = enrolment_today(timezone_name=timezone_name, now=now)
     consented_on = consent.consented_on if consent is not None else None
     if enrolled_on > latest:
         raise ValidationError(
@@ -206,7 +214,9 @@ def participant_enrol(
     if consent is not None:
         try:
             consent = consent_validate(
-                study=participant.study, consent=consent, today=timezone.localdate()
+                study=participant.study,
+                consent=consent,
+                today=enrolment_today(timezone_name=participant.timezone, now=timezone.now()),
             )
         except ValidationError as exc:
             errors |= exc.message_dict

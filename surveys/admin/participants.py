@@ -317,7 +317,11 @@ class ParticipantForm(forms.ModelForm):
         if consent is not None and cleaned.get("study"):
             try:
                 self.consent = consent_validate(
-                    study=cleaned["study"], consent=consent, today=timezone.localdate()
+                    study=cleaned["study"],
+                    consent=consent,
+                    today=services.enrolment_today(
+                        timezone_name=cleaned.get("timezone", ""), now=timezone.now()
+                    ),
                 )
             except ValidationError as exc:
                 self._add_service_errors(exc)

@@ -350,6 +350,48 @@ def test_an_enrolment_day_before_paper_consent_is_refused_and_e_consent_has_no_d
     check("electronic")  # the date is the phone's to record
 
 
+def test_paper_consent_signed_today_on_the_participants_clock_is_not_in_the_future(
+    site_a, enrol, coordinator_a, monkeypatch
+):
+    """At 21:00 UTC it is already 11 March in Tehran: consent signed and enrolment on that
+    day are both today there (the consent date used to be judged on the server's date only,
+    and refused as in the future while the enrolment day was taken). 12 March is refused."""
+    from django.utils import timezone
+
+    monkeypatch.setattr(timezone, "now", lambda: EVENING_IN_UTC)
+
+    def signed(day):
+        return ConsentInput(method="written", consented_on=day, obtained_by=coordinator_a)
+
+    tehran = enrol(
+        site=site_a,
+        code="",
+        timezone="Asia/Tehran",
+        enrolled_on=date(2026, 3, 11),
+        consent=signed(date(2026, 3, 11)),
+    )
+    assert tehran.consents.get().consented_on == date(2026, 3, 11)
+    with pytest.raises(ValidationError) as excinfo:
+        enrol(
+            site=site_a,
+            code="",
+            timezone="Asia/Tehran",
+            enrolled_on=date(2026, 3, 11),
+            consent=signed(date(2026, 3, 12)),
+        )
+    assert excinfo.value.message_dict["consent_date"] == [
+        "The date of consent cannot be in the future."
+    ]
+    with pytest.raises(ValidationError):  # New York is still on 10 March
+        enrol(
+            site=site_a,
+            code="",
+            timezone="America/New_York",
+            enrolled_on=date(2026, 3, 10),
+            consent=signed(date(2026, 3, 11)),
+        )
+
+
 def test_the_service_refuses_a_future_enrolment_day_and_saves_nothing(site_a, enrol):
     from django.utils import timezone
 
