@@ -8,12 +8,11 @@ exactly one response.
 
 import uuid
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from zoneinfo import ZoneInfo
 
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, connection, transaction
-from django.db.models import Max
 from django.utils import timezone
 from django.utils.formats import date_format
 from django.utils.translation import gettext as _
@@ -342,33 +341,52 @@ def _participant_today(assignment: Assignment, now: datetime):
     return timezone.localtime(now, ZoneInfo(assignment.participant.timezone)).date()
 
 
+_SINCE_LAST_SQL = (
+    "SELECT (SELECT MAX(r.submitted_at) FROM surveys_response r "
+    "JOIN surveys_assignment a ON a.id = r.assignment_id "
+    "WHERE a.participant_id = %s AND r.status = 'submitted' AND r.submitted_at < %s "
+    "AND r.assignment_id <> %s), p.enrolled_on "
+    "FROM surveys_participant p WHERE p.id = %s"
+)
+
+
 def days_since_last_survey(assignment: Assignment, now: datetime) -> int:
     """How many days "since your last survey" can cover at ``now``, on the participant's
     clock: from the day they sent their last survey before ``now`` (of another assignment;
     the enrolment day before any) to today, both days counted. The limit of an answer such as
-    the longest run of days of use (``validation.SINCE_LAST_SURVEY``)."""
+    the longest run of days of use (``validation.SINCE_LAST_SURVEY``). One statement,
+    prepared: it runs on the submit path."""
     tz = ZoneInfo(assignment.participant.timezone)
-    last = (
-        Response.objects.filter(
-            assignment__participant_id=assignment.participant_id,
-            status=Response.Status.SUBMITTED,
-            submitted_at__lt=now,
+    with connection.cursor() as cursor:
+        prepared.execute(
+            cursor,
+            "surveys_since_last_survey",
+            _SINCE_LAST_SQL,
+            [
+                assignment.participant_id,
+                _prep(Response, "submitted_at", now),
+                assignment.pk,
+                assignment.participant_id,
+            ],
         )
-        .exclude(assignment_id=assignment.pk)
-        .aggregate(last=Max("submitted_at"))["last"]
-    )
+        last, enrolled_on = cursor.fetchone()
     if last is not None:
+        if isinstance(last, str):  # SQLite hands back text
+            last = datetime.fromisoformat(last)
+        if timezone.is_naive(last):
+            last = last.replace(tzinfo=UTC)
         start = timezone.localtime(last, tz).date()
     else:
-        start = Participant.objects.values_list("enrolled_on", flat=True).get(
-            pk=assignment.participant_id
-        )
+        start = enrolled_on if isinstance(enrolled_on, date) else date.fromisoformat(enrolled_on)
     return max((timezone.localtime(now, tz).date() - start).days, 0) + 1
 
 
-def _since_last(assignment: Assignment, items: list, now: datetime) -> int | None:
-    """``days_since_last_survey``, looked up only for a version whose items use it."""
-    return days_since_last_survey(assignment, now) if uses_since_last_survey(items) else None
+def _since_last(assignment: Assignment, items: list, now: datetime):
+    """``days_since_last_survey`` as ``answers_clean`` asks for it: looked up only for a
+    version whose items use it, and only when an answer is checked against it."""
+    if not uses_since_last_survey(items):
+        return None
+    return lambda: days_since_last_survey(assignment, now)
 
 
 @transaction.atomic

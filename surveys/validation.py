@@ -5,7 +5,9 @@ dropped on a final submit, calculated fields computed on the server) or raises o
 ``ValidationError`` whose ``message_dict`` has one entry per question that is wrong.
 """
 
+import functools
 import re
+from collections.abc import Callable
 from datetime import date, datetime
 from decimal import Decimal, InvalidOperation
 
@@ -153,14 +155,19 @@ def number_bound(text: str, since_last: int | None = None) -> str:
     return text
 
 
-def _check_range(item: Item, number, since_last: int | None = None) -> None:
+def _check_range(item: Item, number, since_last: Callable[[], int | None] | None = None) -> None:
+    days = (
+        since_last()
+        if since_last and SINCE_LAST_SURVEY in (item.min_value, item.max_value)
+        else None
+    )
     low, high = (
-        _bound(item.min_value, since_last=since_last),
-        _bound(item.max_value, since_last=since_last),
+        _bound(item.min_value, since_last=days),
+        _bound(item.max_value, since_last=days),
     )
     shown = {
-        "low": number_bound(item.min_value, since_last),
-        "high": number_bound(item.max_value, since_last),
+        "low": number_bound(item.min_value, days),
+        "high": number_bound(item.max_value, days),
     }
     if low is not None and high is not None and not low <= Decimal(str(number)) <= high:
         raise _Invalid(_("Enter a number from %(low)s to %(high)s.") % shown)
@@ -175,7 +182,12 @@ def _decimals_allowed(item: Item) -> int | None:
     return int(match.group(1)) if match else None
 
 
-def _clean_value(item: Item, value, today: date | None = None, since_last: int | None = None):
+def _clean_value(
+    item: Item,
+    value,
+    today: date | None = None,
+    since_last: Callable[[], int | None] | None = None,
+):
     kind = item.kind
     codes = {str(choice["code"]) for choice in item.choices}
     if kind in (Item.Kind.INTEGER, Item.Kind.DECIMAL, Item.Kind.SLIDER):
@@ -279,11 +291,12 @@ def answers_clean(
     answers: dict,
     final: bool,
     today: date | None = None,
-    since_last_survey: int | None = None,
+    since_last_survey: Callable[[], int | None] | None = None,
 ) -> dict:
     """Validate ``answers`` against ``items``; return what to store or raise ValidationError.
     ``today`` is the participant's date (on their clock), for date limits such as "today";
-    ``since_last_survey`` the days since their last survey, for the ``SINCE_LAST_SURVEY`` limit.
+    ``since_last_survey`` gives the days since their last survey, for the ``SINCE_LAST_SURVEY``
+    limit: called (once) only when an answer is checked against it.
 
     A draft (``final=False``) keeps every valid answer and skips required checks. A final
     submit also requires every shown required question, drops answers to hidden questions and
@@ -292,6 +305,7 @@ def answers_clean(
     if not isinstance(answers, dict):
         raise ValidationError({"answers": [_("Answers must be an object of question: answer.")]})
     by_variable = {item.variable: item for item in items}
+    since_last = functools.cache(since_last_survey) if since_last_survey else None
     errors: dict[str, list[str]] = {}
     cleaned: dict = {}
     for variable in answers:
@@ -304,7 +318,7 @@ def answers_clean(
         if answer_blank(value):
             continue
         try:
-            cleaned[item.variable] = _clean_value(item, value, today, since_last_survey)
+            cleaned[item.variable] = _clean_value(item, value, today, since_last)
         except _Invalid as exc:
             errors[item.variable] = [str(exc)]
     if final:

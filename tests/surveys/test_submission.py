@@ -6,6 +6,7 @@ from zoneinfo import ZoneInfo
 import pytest
 from django.core.exceptions import ValidationError
 from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -671,3 +672,28 @@ def test_the_longest_run_of_use_fits_in_the_days_since_the_last_survey(
     assert sent.response.answers["longest_use_run_days"] == 12
     # Its own sending does not count as the last survey (checking a resend, say).
     assert days_since_last_survey(month1, datetime(2026, 2, 20, 15, tzinfo=UTC)) == 16
+
+
+def test_the_days_since_the_last_survey_are_looked_up_only_for_an_answer_they_limit(
+    month1, followup, followup_answers
+):
+    """The submit path is the busiest request: a follow-up without use since the last survey
+    (the run question hidden, unanswered) makes no lookup; one with an answer makes one."""
+
+    def lookups(answers) -> int:
+        assignment = month1.participant.assignments.get(pk=month1.pk)
+        Response.objects.filter(assignment=assignment).delete()
+        Assignment.objects.filter(pk=assignment.pk).update(status=Assignment.Status.OPEN)
+        with CaptureQueriesContext(connection) as queries:
+            submit(assignment, followup, answers)
+        # as written (SQLite), or as PostgreSQL's prepared statement (PREPARE, then EXECUTE)
+        return sum(
+            "surveys_since_last_survey" in q["sql"] or "MAX(r.submitted_at)" in q["sql"]
+            for q in queries.captured_queries
+            if not q["sql"].startswith("PREPARE")
+        )
+
+    no_use = {**followup_answers[1], "any_use_since_last": 0}
+    no_use.pop("longest_use_run_days", None)
+    assert lookups(no_use) == 0
+    assert lookups({**no_use, "any_use_since_last": 1, "longest_use_run_days": 3}) == 1
