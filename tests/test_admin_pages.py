@@ -203,6 +203,7 @@ def _participant_with_history(enrol, site, code: str, rows: int) -> Participant:
     participant = enrol(
         site=site,
         code=code,
+        enrolled_on=timezone.localdate(),  # not before the consent below
         contact={"first_name": "Marisol", "email": "marisol.vega@example.org"},
         consent=ConsentInput(
             method="verbal",
