@@ -116,28 +116,30 @@ def study_create_from_template(
 
 
 def _fit_since_last_survey(
-    pending: list[tuple[Assignment, dict, datetime]], limited: dict[int, set[str]]
+    pending: list[tuple[Assignment, dict, datetime]],
+    limited: dict[int, tuple[int, set[str]]],
 ) -> list[tuple[Assignment, dict, datetime]]:
-    """The responses with an answer limited to the days since the last survey (the longest
-    run of use; ``limited``: such variables by wave) lowered to those days, as the survey would
-    have asked: the cohort's answers are drawn before their sending days are, and a month-1
-    survey sent soon after a late baseline has fewer days behind it."""
-    last_day: dict[int, date] = {}
+    """The responses with an answer limited to the days since the participant last sent the
+    same instrument (the longest run of use; ``limited``: by wave, the wave's instrument and
+    such variables) lowered to those days, as the survey would have asked: the cohort's answers
+    are drawn before their sending days are."""
+    last_day: dict[tuple[int, int], date] = {}
     fitted = []
     for assignment, answers, submitted in sorted(
         pending, key=lambda row: (row[0].participant.pk, row[2])
     ):
         participant = assignment.participant
+        instrument_id, variables = limited[assignment.wave_id]
         today = timezone.localtime(submitted, ZoneInfo(participant.timezone)).date()
-        start = last_day.get(participant.pk, participant.enrolled_on)
+        start = last_day.get((participant.pk, instrument_id), participant.enrolled_on)
         days = max((today - start).days, 0) + 1  # as submission.days_since_last_survey
         over = {
             variable: days
-            for variable in limited.get(assignment.wave_id, ())
+            for variable in variables
             if isinstance(answers.get(variable), int) and answers[variable] > days
         }
         fitted.append((assignment, {**answers, **over} if over else answers, submitted))
-        last_day[participant.pk] = today
+        last_day[(participant.pk, instrument_id)] = today
     return fitted
 
 
@@ -253,11 +255,14 @@ def synthetic_cohort_seed(
     )
 
     limited = {
-        wave_id: {
-            item.variable
-            for item in versions[instrument.pk].items.all()
-            if item.max_value == SINCE_LAST_SURVEY
-        }
+        wave_id: (
+            instrument.pk,
+            {
+                item.variable
+                for item in versions[instrument.pk].items.all()
+                if item.max_value == SINCE_LAST_SURVEY
+            },
+        )
         for wave_id, instrument in wave_instruments.items()
     }
     pending_responses = _fit_since_last_survey(pending_responses, limited)

@@ -340,7 +340,9 @@ def _survey(request, participant: Participant, assignment_id: int, slug: str) ->
         items=items,
         language=participant.language,
         since_last_survey=(
-            days_since_last_survey(assignment, now) if uses_since_last_survey(items) else None
+            days_since_last_survey(assignment, instrument.pk, now)
+            if uses_since_last_survey(items)
+            else None
         ),
     )
     # The meeting log's counts as starting answers, where the draft has no answer yet (a

@@ -327,7 +327,9 @@ def _same_answers(replay: Response, answers: dict, instrument: Instrument, row, 
             answers=answers,
             final=True,
             today=_participant_today(context.assignment, replay.submitted_at),
-            since_last_survey=_since_last(context.assignment, items, replay.submitted_at),
+            since_last_survey=_since_last(
+                context.assignment, instrument, items, replay.submitted_at
+            ),
         )
     except ValidationError:
         return False
@@ -344,18 +346,22 @@ def _participant_today(assignment: Assignment, now: datetime):
 _SINCE_LAST_SQL = (
     "SELECT (SELECT MAX(r.submitted_at) FROM surveys_response r "
     "JOIN surveys_assignment a ON a.id = r.assignment_id "
-    "WHERE a.participant_id = %s AND r.status = 'submitted' AND r.submitted_at < %s "
-    "AND r.assignment_id <> %s), p.enrolled_on "
+    "WHERE a.participant_id = %s AND r.instrument_id = %s AND r.status = 'submitted' "
+    "AND r.submitted_at < %s AND r.assignment_id <> %s), p.enrolled_on "
     "FROM surveys_participant p WHERE p.id = %s"
 )
 
 
-def days_since_last_survey(assignment: Assignment, now: datetime) -> int:
+def days_since_last_survey(assignment: Assignment, instrument_id: int, now: datetime) -> int:
     """How many days "since your last survey" can cover at ``now``, on the participant's
-    clock: from the day they sent their last survey before ``now`` (of another assignment;
-    the enrolment day before any) to today, both days counted. The limit of an answer such as
-    the longest run of days of use (``validation.SINCE_LAST_SURVEY``). One statement,
-    prepared: it runs on the submit path."""
+    clock: from the day they last sent this instrument (``instrument_id``, for another
+    assignment, before ``now``; the enrolment day before any) to today, both days counted. The
+    limit of an answer such as the longest run of days of use (``validation.SINCE_LAST_SURVEY``).
+
+    The same instrument, not any survey: the last time the question was asked. A weekly
+    check-in sent yesterday must not cap a follow-up's run of use at two days (the participant
+    reads "your last survey" as the last follow-up, and a relapse of two weeks must be
+    reportable). One statement, prepared: it runs on the submit path."""
     tz = ZoneInfo(assignment.participant.timezone)
     with connection.cursor() as cursor:
         prepared.execute(
@@ -364,6 +370,7 @@ def days_since_last_survey(assignment: Assignment, now: datetime) -> int:
             _SINCE_LAST_SQL,
             [
                 assignment.participant_id,
+                instrument_id,
                 _prep(Response, "submitted_at", now),
                 assignment.pk,
                 assignment.participant_id,
@@ -381,12 +388,12 @@ def days_since_last_survey(assignment: Assignment, now: datetime) -> int:
     return max((timezone.localtime(now, tz).date() - start).days, 0) + 1
 
 
-def _since_last(assignment: Assignment, items: list, now: datetime):
+def _since_last(assignment: Assignment, instrument: Instrument, items: list, now: datetime):
     """``days_since_last_survey`` as ``answers_clean`` asks for it: looked up only for a
     version whose items use it, and only when an answer is checked against it."""
     if not uses_since_last_survey(items):
         return None
-    return lambda: days_since_last_survey(assignment, now)
+    return lambda: days_since_last_survey(assignment, instrument.pk, now)
 
 
 @transaction.atomic
@@ -420,7 +427,7 @@ def response_draft_save(
         answers=answers,
         final=False,
         today=_participant_today(assignment, now),
-        since_last_survey=_since_last(assignment, items, now),
+        since_last_survey=_since_last(assignment, instrument, items, now),
     )
     safety_alerts_raise(assignment=assignment, items=items, answers=cleaned, now=now)
     if position not in ("", REVIEW_POSITION) and position not in {i.variable for i in items}:
@@ -500,7 +507,7 @@ def response_submit(
         answers=answers,
         final=True,
         today=_participant_today(assignment, now),
-        since_last_survey=_since_last(assignment, items, now),
+        since_last_survey=_since_last(assignment, instrument, items, now),
     )
     response = Response(
         pk=existing[0] if existing else None,

@@ -161,7 +161,9 @@ def test_every_stored_answer_fits_its_instrument_version_and_branching(seeded, d
             elif item.kind == "yesno":
                 assert value in (0, 1)
             elif item.max_value == SINCE_LAST_SURVEY:  # the longest run of use
-                days = days_since_last_survey(response.assignment, response.submitted_at)
+                days = days_since_last_survey(
+                    response.assignment, response.instrument_id, response.submitted_at
+                )
                 assert float(item.min_value) <= value <= days, item.variable
                 limited += 1
             else:

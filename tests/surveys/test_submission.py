@@ -644,34 +644,42 @@ def test_the_longest_run_of_use_fits_in_the_days_since_the_last_survey(
     month1, followup, followup_answers
 ):
     """'The longest stretch of days in a row you used since your last survey' cannot be
-    longer than the days since then: baseline sent on 5 February (New York), month 1 on
-    16 February, so at most 12 (both days counted). Before any survey, enrolment is the
-    start. Drafts are checked the same way, and the page is told the same limit."""
+    longer than the days since the participant last sent this questionnaire: before any, the
+    enrolment day (15 January to 16 February: 33 days, both counted); month 1 sent on
+    16 February and month 3 on 20 April (New York): 64. Another questionnaire in between (a
+    weekly check-in, a baseline) does not shorten it. Drafts are checked the same way."""
     used = {**followup_answers[0], "any_use_since_last": 1}
     with pytest.raises(ValidationError) as before_any:
         submit(month1, followup, {**used, "longest_use_run_days": 34})
-    # 15 January to 16 February: 33 days
     assert before_any.value.message_dict == {
         "longest_use_run_days": ["Enter a number from 0 to 33."]
     }
-    _sent_earlier(month1.participant, "baseline", datetime(2026, 2, 6, 3, tzinfo=UTC))
-    assert days_since_last_survey(month1, IN_WINDOW) == 12
+    assert not Response.objects.filter(assignment=month1).exists()
+    submit(month1, followup, {**used, "longest_use_run_days": 33})
+
+    month3 = month1.participant.assignments.select_related("wave").get(wave__slug="m3")
+    april20 = datetime(2026, 4, 20, 15, tzinfo=UTC)
+    assert month3.opens_at < april20 < month3.closes_at
+    _sent_earlier(month1.participant, "baseline", datetime(2026, 4, 19, 15, tzinfo=UTC))
+    assert days_since_last_survey(month3, followup.pk, april20) == 64  # 16 Feb to 20 Apr
     with pytest.raises(ValidationError) as too_long:
-        submit(month1, followup, {**used, "longest_use_run_days": 13})
-    assert too_long.value.message_dict == {"longest_use_run_days": ["Enter a number from 0 to 12."]}
+        submit(month3, followup, {**used, "longest_use_run_days": 65}, now=april20)
+    assert too_long.value.message_dict == {
+        "longest_use_run_days": ["Enter a number from 0 to 64."]
+    }
     with pytest.raises(ValidationError):
         response_draft_save(
-            assignment=month1,
+            assignment=month3,
             instrument=followup,
-            answers={"longest_use_run_days": 13},
+            answers={"longest_use_run_days": 65},
             client_id=uuid.uuid4(),
-            now=IN_WINDOW,
+            now=april20,
         )
-    assert not Response.objects.filter(assignment=month1).exists()
-    sent = submit(month1, followup, {**used, "longest_use_run_days": 12})
-    assert sent.response.answers["longest_use_run_days"] == 12
-    # Its own sending does not count as the last survey (checking a resend, say).
-    assert days_since_last_survey(month1, datetime(2026, 2, 20, 15, tzinfo=UTC)) == 16
+    assert not Response.objects.filter(assignment=month3).exists()
+    sent = submit(month3, followup, {**used, "longest_use_run_days": 64}, now=april20)
+    assert sent.response.answers["longest_use_run_days"] == 64
+    # Month 3's own sending is not its "last survey" (checking a resend, say).
+    assert days_since_last_survey(month3, followup.pk, april20 + timedelta(days=1)) == 65
 
 
 def test_the_days_since_the_last_survey_are_looked_up_only_for_an_answer_they_limit(
