@@ -232,7 +232,7 @@ def _closed_message(assignment: Assignment, reason: str) -> str:
     name = shown_name(assignment.wave)
     if reason == "not_open_yet":
         tz = ZoneInfo(assignment.participant.timezone)
-        day = date_format(assignment.opens_at.astimezone(tz).date(), "j F")
+        day = date_format(assignment.opens_at.astimezone(tz).date(), "j F Y")
         return _("“%(name)s” is not open yet: you can answer it from %(day)s.") % {
             "name": name,
             "day": day,
@@ -242,7 +242,7 @@ def _closed_message(assignment: Assignment, reason: str) -> str:
     return _(
         "“%(name)s” has closed: the last day to answer it was %(day)s. Thank you — nothing "
         "more is needed."
-    ) % {"name": name, "day": date_format(assignment.last_day(), "j F")}
+    ) % {"name": name, "day": date_format(assignment.last_day(), "j F Y")}
 
 
 def _survey_strings() -> dict:

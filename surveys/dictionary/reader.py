@@ -458,7 +458,9 @@ def _row_item(values: dict[str, str], *, add: Callable[[str, str], None], langua
                     f"or a slider, and this {field_type} field has none",
                 )
     else:
-        if kind == Kind.DECIMAL:  # 0,5 as a comma-decimal field (or a European export) has it
+        if kind == Kind.DECIMAL and validation.endswith("_comma_decimal"):
+            # 0,5 as REDCap writes a comma-decimal field's bounds. Only there: in a plain
+            # number field "1,000" may mean a thousand, and is refused rather than read as 1.
             minimum, maximum = _decimal_bound(minimum), _decimal_bound(maximum)
             item["min_value"], item["max_value"] = minimum, maximum
         _check_bounds(kind, minimum, maximum, add=add, variable=variable)
@@ -558,8 +560,8 @@ def _choices(
 
 
 def _decimal_bound(value: str) -> str:
-    """A decimal field's Min or Max with the point the items store: "0,5" is "0.5", as a
-    participant's 0,5 is (``logic.typed_number``); anything else is left for the check."""
+    """A comma-decimal field's Min or Max with the point the items store: "0,5" is "0.5", as
+    a participant's 0,5 is (``logic.typed_number``); anything else is left for the check."""
     try:
         typed = logic.typed_number(value.strip(), decimal=True)
     except logic.TypedNumberError:
@@ -574,7 +576,14 @@ def _check_bounds(
         for column, value in ((MIN, minimum), (MAX, maximum)):
             if value == SINCE_LAST_SURVEY and kind != Kind.SLIDER:
                 continue  # worked out for each participant when they answer
-            if value and not logic.is_numeric(value):
+            if value and "," in value and logic.is_numeric(value.replace(",", "")):
+                add(
+                    column,
+                    f"{variable}: {value!r} is not a number: write it without a thousands "
+                    "separator and with a point for decimals (a comma decimal needs a "
+                    "number_comma_decimal validation)",
+                )
+            elif value and not logic.is_numeric(value):
                 add(column, f"{variable}: {value!r} is not a number")
         numbers = logic.is_numeric(minimum) and logic.is_numeric(maximum)
         if numbers and float(minimum) > float(maximum):

@@ -188,7 +188,7 @@ def test_a_survey_left_open_in_a_tab_after_it_closed_leads_home_with_why(
     page.reload()
     expect(page.get_by_role("heading", level=1)).to_have_text("Your surveys")
     expect(page.get_by_role("status").first).to_contain_text(
-        f"“1 month” has closed: the last day to answer it was {month1.last_day():%-d %B}."
+        f"“1 month” has closed: the last day to answer it was {month1.last_day():%-d %B %Y}."
     )
     assert_accessible(page, "home after a closed survey")
     page.screenshot(path=Path(tempfile.gettempdir()) / "participant-closed.png", full_page=True)

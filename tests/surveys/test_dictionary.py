@@ -478,19 +478,19 @@ def test_every_problem_in_a_file_is_reported(fresh_study):
     assert _counts(fresh_study) == (0, 0, 0)
 
 
-def test_a_decimal_fields_bounds_may_use_a_decimal_comma(fresh_study):
-    """REDCap's comma-decimal validations (and spreadsheets in many languages) write 0,5: the
-    item stores 0.5 and the survey checks answers against it; a comma in a whole-number
-    field's bound, or a thousands separator, is still refused with its line."""
+def test_a_comma_decimal_fields_bounds_may_use_a_decimal_comma(fresh_study):
+    """REDCap writes a comma-decimal field's bounds with a comma (0,5): the item stores 0.5
+    and the survey checks answers against it. In a plain number field "1,000" may mean a
+    thousand: refused with its line and how to write it, never read as 1."""
     text = (
         _header()
         + _line(variable="dose", validation="number_comma_decimal", min="0,5", max="12,75")
-        + _line(variable="weight", validation="number", min="30", max="250,5")
+        + _line(variable="grams", validation="number_1dp_comma_decimal", min="0", max="2,5")
     )
     dictionary_import(study=fresh_study, text=text)
     items = {i.variable: i for i in Item.objects.filter(version__instrument__study=fresh_study)}
     assert (items["dose"].min_value, items["dose"].max_value) == ("0.5", "12.75")
-    assert items["weight"].max_value == "250.5"
+    assert items["grams"].max_value == "2.5"
     form = list(items.values())
     assert answers_clean(items=form, answers={"dose": "12,5"}, final=True)["dose"] == 12.5
     with pytest.raises(ValidationError) as refused:
@@ -500,15 +500,19 @@ def test_a_decimal_fields_bounds_may_use_a_decimal_comma(fresh_study):
     bad = (
         _header()
         + _line(variable="count", validation="integer", min="0", max="1,5")
-        + _line(variable="dose", validation="number", min="0", max="1.000,5")
+        + _line(variable="spent", validation="number", min="0", max="1,000")
+        + _line(variable="dose", validation="number_comma_decimal", min="0", max="1.000,5")
     )
     with pytest.raises(DictionaryError) as excinfo:
         dictionary_import(study=fresh_study, text=bad)
-    assert [(line, column) for line, column, _ in excinfo.value.errors] == [
+    errors = excinfo.value.errors
+    assert [(line, column) for line, column, _ in errors] == [
         (2, "Text Validation Max"),
         (3, "Text Validation Max"),
+        (4, "Text Validation Max"),
     ]
-    assert "'1,5' is not a number" in excinfo.value.errors[0][2]
+    assert "'1,000' is not a number: write it without a thousands separator" in errors[1][2]
+    assert Item.objects.filter(version__instrument__study=fresh_study).count() == 2  # unchanged
 
 
 def test_a_count_may_be_limited_to_the_days_since_the_last_survey(fresh_study):

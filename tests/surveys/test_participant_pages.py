@@ -174,14 +174,14 @@ def test_a_survey_that_cannot_be_answered_now_sends_its_page_to_the_home_page_wi
     closed = client.get(f"/p/s/{month1.pk}/followup/")
     assert closed.status_code == 302 and closed["Location"] == "/p/"
     home = client.get("/p/").text
-    assert "“1 month” has closed: the last day to answer it was 26 December." in home
+    assert "“1 month” has closed: the last day to answer it was 26 December 2026." in home
     assert "Your surveys" in home
     assert "has closed" not in client.get("/p/").text  # said once, not on every visit
 
     later = client.get(f"/p/s/{month3.pk}/followup/")
     assert later["Location"] == "/p/"
     opens = month3.opens_at.astimezone(NEW_YORK).date()
-    assert f"“3 months” is not open yet: you can answer it from {opens:%-d %B}." in (
+    assert f"“3 months” is not open yet: you can answer it from {opens:%-d %B %Y}." in (
         client.get("/p/").text
     )
     client.get(f"/p/s/{month6.pk}/followup/")
@@ -189,7 +189,7 @@ def test_a_survey_that_cannot_be_answered_now_sends_its_page_to_the_home_page_wi
 
     Participant.objects.filter(pk=participant.pk).update(language="es")
     client.get(f"/p/s/{month1.pk}/followup/")
-    assert "el último día para contestarla fue el 26 diciembre" in client.get("/p/").text
+    assert "el último día para contestarla fue el 26 diciembre 2026" in client.get("/p/").text
 
 
 @pytest.mark.parametrize(
