@@ -664,9 +664,7 @@ def test_the_longest_run_of_use_fits_in_the_days_since_the_last_survey(
     assert days_since_last_survey(month3, followup.pk, april20) == 64  # 16 Feb to 20 Apr
     with pytest.raises(ValidationError) as too_long:
         submit(month3, followup, {**used, "longest_use_run_days": 65}, now=april20)
-    assert too_long.value.message_dict == {
-        "longest_use_run_days": ["Enter a number from 0 to 64."]
-    }
+    assert too_long.value.message_dict == {"longest_use_run_days": ["Enter a number from 0 to 64."]}
     with pytest.raises(ValidationError):
         response_draft_save(
             assignment=month3,
