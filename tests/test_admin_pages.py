@@ -278,3 +278,94 @@ def test_the_messages_list_says_its_times_are_utc(superuser_client, site_a, enro
     assert "Scheduled (UTC)" in page
     assert "Sent (UTC)" in page
     assert page.count("Jan. 5, 2027, 2:30 p.m.") == 2  # scheduled and sent, on UTC's clock
+
+
+AT = "Jan. 5, 2027, 2:30 p.m."  # _at_utc() on UTC's clock (9:30 a.m. in New York)
+
+
+def _at_utc(days: int = 0):
+    from datetime import UTC, datetime, timedelta
+
+    return datetime(2027, 1, 5, 14, 30, tzinfo=UTC) + timedelta(days=days)
+
+
+def test_the_assignment_and_response_pages_say_their_times_are_utc(superuser_client, site_a, enrol):
+    participant = enrol(site=site_a, code="NYC-0501", timezone="America/New_York")
+    baseline = participant.assignments.get(wave__slug="baseline")
+    Assignment.objects.filter(pk=baseline.pk).update(
+        opens_at=_at_utc(), due_at=_at_utc(1), closes_at=_at_utc(2), completed_at=_at_utc()
+    )
+    version = baseline.wave.instruments.get().versions.get()
+    response = Response.objects.create(
+        assignment=baseline, instrument=version.instrument, instrument_version=version,
+        answers={}, status="submitted", started_at=_at_utc(), submitted_at=_at_utc(),
+    )  # fmt: skip
+
+    assignments = superuser_client.get(reverse("admin:surveys_assignment_changelist")).text
+    for column in ("Opens (UTC)", "Due (UTC)", "Closes (UTC)", "Completed (UTC)"):
+        assert column in assignments
+    # on UTC's clock, not New York's
+    assert assignments.count(AT) == 2  # opened and completed
+    assert "Jan. 6, 2027, 2:30 p.m." in assignments
+    assert "Jan. 7, 2027, 2:30 p.m." in assignments
+    responses = superuser_client.get(reverse("admin:surveys_response_changelist")).text
+    assert "Submitted (UTC)" in responses
+    assert responses.count(AT) == 1
+    page = superuser_client.get(reverse("admin:surveys_response_change", args=[response.pk])).text
+    assert "Started (UTC):" in page
+    assert "Submitted (UTC):" in page
+    assert page.count(AT) == 2
+
+
+def test_the_export_jobs_say_their_times_are_utc(superuser_client, study):
+    from django.contrib.auth import get_user_model
+
+    job = DatasetExportJob.objects.create(
+        study=study,
+        created_by=get_user_model().objects.get(username="root"),
+        created_at=_at_utc(),
+        started_at=_at_utc(),
+        finished_at=_at_utc(),
+        expires_at=_at_utc(),
+        status="done",
+    )
+    jobs = superuser_client.get(reverse("admin:surveys_datasetexportjob_changelist")).text
+    assert "Created (UTC)" in jobs
+    assert "Expires (UTC)" in jobs
+    assert jobs.count(AT) == 2
+    page = superuser_client.get(
+        reverse("admin:surveys_datasetexportjob_change", args=[job.pk])
+    ).text
+    for label in ("Created (UTC):", "Started (UTC):", "Finished (UTC):", "Expires (UTC):"):
+        assert label in page
+    assert page.count(AT) == 4
+
+
+def test_the_participant_page_says_its_times_are_utc(superuser_client, site_a, enrol):
+    participant = enrol(site=site_a, code="NYC-0502", timezone="America/New_York")
+    Participant.objects.filter(pk=participant.pk).update(created_at=_at_utc(), updated_at=_at_utc())
+    page = superuser_client.get(
+        reverse("admin:surveys_participant_change", args=[participant.pk])
+    ).text
+    assert "Created (UTC):" in page
+    assert "Updated (UTC):" in page
+    assert page.count(AT) == 2
+
+
+def test_a_message_page_and_the_date_filter_say_their_times_are_utc(
+    superuser_client, site_a, enrol
+):
+    participant = enrol(
+        site=site_a, code="NYC-0503", timezone="America/New_York",
+        contact={"email": "p503@example.org"},
+    )  # fmt: skip
+    message = Message.objects.filter(assignment__participant=participant).first()
+    Message.objects.filter(pk=message.pk).update(
+        scheduled_at=_at_utc(), sent_at=_at_utc(), status="sent"
+    )
+    page = superuser_client.get(reverse("admin:surveys_message_change", args=[message.pk])).text
+    assert "Scheduled (UTC):" in page
+    assert "Sent (UTC):" in page
+    assert page.count(AT) == 2
+    listing = superuser_client.get(reverse("admin:surveys_message_changelist")).text
+    assert "Filter by scheduled at (UTC)" in listing

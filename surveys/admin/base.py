@@ -1,6 +1,8 @@
 """Shared pieces of the admin: study scoping and read-only records."""
 
+from django.conf import settings
 from django.contrib import admin
+from django.utils import formats, timezone
 
 from surveys import selectors
 from surveys.models import (
@@ -11,6 +13,23 @@ from surveys.models import (
 )
 
 RELATED_ONLY = admin.RelatedOnlyFieldListFilter
+
+
+def time_with_zone(field: str, label: str):
+    """An admin column or read-only field showing the model's ``field``, labelled with the zone
+    the admin shows times in ("Sent (UTC)"): participants live in several zones, so a time
+    without its zone is read as the reader's own or the participant's."""
+
+    @admin.display(description=f"{label} ({settings.TIME_ZONE})", ordering=field)
+    def shown(self, obj) -> str:
+        value = getattr(obj, field)
+        # Formatted here: a read-only field on a change page shows a method's value as it is
+        # ("2027-01-05 14:30:00+00:00", "None"), where a list formats it as the admin's dates.
+        if value is None:
+            return self.get_empty_value_display()
+        return formats.localize(timezone.localtime(value))
+
+    return shown
 
 
 class ReadOnlyMixin:

@@ -15,6 +15,7 @@ from django.urls import reverse
 from django.utils.html import format_html
 
 from surveys import selectors
+from surveys.admin.base import time_with_zone
 from surveys.exports import (
     ExportFailed,
     ExportGone,
@@ -214,13 +215,13 @@ class DatasetExportJobAdmin(admin.ModelAdmin):
     made by the Export data page and the API, deleted by nobody (their files expire)."""
 
     list_display = (
-        "created_at",
+        "created",
         "study",
         "what",
         "status",
         "progress_percent",
         "rows",
-        "expires_at",
+        "expires",
         "page_link",
     )
     list_select_related = ("study", "created_by")
@@ -235,13 +236,18 @@ class DatasetExportJobAdmin(admin.ModelAdmin):
         "filename",
         "rows",
         "size",
-        "created_at",
-        "started_at",
-        "finished_at",
-        "expires_at",
+        "created",
+        "started",
+        "finished",
+        "expires",
         "page_link",
     )
     readonly_fields = fields
+
+    created = time_with_zone("created_at", "created")
+    started = time_with_zone("started_at", "started")
+    finished = time_with_zone("finished_at", "finished")
+    expires = time_with_zone("expires_at", "expires")
 
     def get_queryset(self, request):
         queryset = super().get_queryset(request)

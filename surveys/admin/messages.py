@@ -3,7 +3,6 @@ and reason), the rules per wave, and "send now" for a participant's open survey.
 
 from collections import Counter
 
-from django.conf import settings
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
 from django.template.response import TemplateResponse
@@ -11,7 +10,7 @@ from django.urls import path
 from django.utils import timezone
 
 from surveys import selectors, services
-from surveys.admin.base import RELATED_ONLY, ReadOnlyMixin, StudyScopedAdmin
+from surveys.admin.base import RELATED_ONLY, ReadOnlyMixin, StudyScopedAdmin, time_with_zone
 from surveys.dispatch import reminders_dry_run
 from surveys.models import Message, ReminderRule
 from surveys.reminders import wave_replan
@@ -43,15 +42,28 @@ class MessageAdmin(ReadOnlyMixin, admin.ModelAdmin):
     date_hierarchy = "scheduled_at"
     actions = ("send_now",)
 
-    # The admin shows times in the server's zone (UTC), as the other staff pages say they do:
-    # participants live in several zones, so a time without its zone misleads.
-    @admin.display(description=f"scheduled ({settings.TIME_ZONE})", ordering="scheduled_at")
-    def scheduled(self, obj):
-        return obj.scheduled_at
+    # The page of one message: its fields as the list shows them, each time with its zone.
+    fields = (
+        "assignment",
+        "sequence",
+        "channel",
+        "rule",
+        "scheduled",
+        "status",
+        "reason",
+        "provider_id",
+        "attempts",
+        "claimed",
+        "send_started",
+        "sent",
+    )
+    readonly_fields = fields
 
-    @admin.display(description=f"sent ({settings.TIME_ZONE})", ordering="sent_at")
-    def sent(self, obj):
-        return obj.sent_at
+    # The admin shows times in the server's zone (UTC), as the other staff pages say they do.
+    scheduled = time_with_zone("scheduled_at", "scheduled")
+    sent = time_with_zone("sent_at", "sent")
+    claimed = time_with_zone("claimed_at", "claimed")
+    send_started = time_with_zone("send_started_at", "send started")
 
     @admin.display(description="participant", ordering="assignment__participant__code")
     def participant(self, obj):

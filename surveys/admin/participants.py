@@ -14,7 +14,7 @@ from django.utils.html import format_html, format_html_join
 
 from surveys import selectors, services
 from surveys.access import participant_pin_remove
-from surveys.admin.base import RELATED_ONLY, ReadOnlyMixin
+from surveys.admin.base import RELATED_ONLY, ReadOnlyMixin, time_with_zone
 from surveys.admin.imports import participant_import_urls
 from surveys.audit import audit_log
 from surveys.consent import (
@@ -354,9 +354,9 @@ class ParticipantAdmin(admin.ModelAdmin):
         "consent_state",
         "pin_state",
         "message_history",
-        "identifiers_erased_at",
-        "created_at",
-        "updated_at",
+        "identifiers_erased",
+        "created",
+        "updated",
     )
     inlines = (
         ParticipantContactInline,
@@ -367,6 +367,10 @@ class ParticipantAdmin(admin.ModelAdmin):
         ParticipantLinkInline,
     )
     actions = ("revoke_links", "pin_remove")
+
+    identifiers_erased = time_with_zone("identifiers_erased_at", "identifiers erased")
+    created = time_with_zone("created_at", "created")
+    updated = time_with_zone("updated_at", "updated")
 
     @admin.display(description="Invitations and reminders")
     def message_history(self, obj):

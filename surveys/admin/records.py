@@ -10,7 +10,7 @@ from django.urls import path, reverse
 from django.utils import timezone
 
 from surveys import selectors, services
-from surveys.admin.base import RELATED_ONLY, ReadOnlyMixin
+from surveys.admin.base import RELATED_ONLY, ReadOnlyMixin, time_with_zone
 from surveys.audit import audit_log, phones_shown_audit
 from surveys.models import (
     Assignment,
@@ -30,14 +30,21 @@ class AssignmentAdmin(ReadOnlyMixin, admin.ModelAdmin):
         "wave",
         "occurrence",
         "status",
-        "opens_at",
-        "due_at",
-        "closes_at",
-        "completed_at",
+        "opens",
+        "due",
+        "closes",
+        "completed",
     )
     list_filter = ("status", ("wave", RELATED_ONLY))
     list_select_related = ("participant", "wave")
     search_fields = ("participant__code",)
+
+    # The window's instants, on UTC's clock (the participant's own dates are on their page and
+    # the call list).
+    opens = time_with_zone("opens_at", "opens")
+    due = time_with_zone("due_at", "due")
+    closes = time_with_zone("closes_at", "closes")
+    completed = time_with_zone("completed_at", "completed")
 
     def get_queryset(self, request):
         return (
@@ -105,7 +112,7 @@ class AssignmentAdmin(ReadOnlyMixin, admin.ModelAdmin):
 
 @admin.register(Response)
 class ResponseAdmin(ReadOnlyMixin, admin.ModelAdmin):
-    list_display = ("assignment", "instrument", "instrument_version", "status", "submitted_at")
+    list_display = ("assignment", "instrument", "instrument_version", "status", "submitted")
     list_filter = ("status", ("instrument", RELATED_ONLY))
     list_select_related = (
         "assignment__participant",
@@ -119,11 +126,15 @@ class ResponseAdmin(ReadOnlyMixin, admin.ModelAdmin):
         "instrument",
         "instrument_version",
         "status",
-        "started_at",
-        "submitted_at",
-        "changes_refused_at",
+        "started",
+        "submitted",
+        "changes_refused",
     )
     readonly_fields = fields
+
+    started = time_with_zone("started_at", "started")
+    submitted = time_with_zone("submitted_at", "submitted")
+    changes_refused = time_with_zone("changes_refused_at", "changes refused")
 
     def get_queryset(self, request):
         return (

@@ -113,7 +113,7 @@ def test_a_form_sent_again_with_changed_answers_keeps_the_first_and_says_so(
     staff.force_login(coordinator_a)
     response = Response.objects.get()
     page = staff.get(reverse("admin:surveys_response_change", args=[response.pk])).text
-    assert "Changes refused at" in page
+    assert "Changes refused (UTC)" in page
     assert response.changes_refused_at is not None
 
 
