@@ -109,6 +109,12 @@ class ContactAttemptInline(WithParticipantCode, admin.TabularInline):
     def has_change_permission(self, request, obj=None):
         return False  # the log is kept as written
 
+    def formfield_for_dbfield(self, db_field, request, **kwargs):
+        if db_field.name == "note":
+            # A few lines; its width is the row's room (the page's style).
+            kwargs["widget"] = forms.Textarea(attrs={"rows": 3})
+        return super().formfield_for_dbfield(db_field, request, **kwargs)
+
 
 class AssignmentInline(ReadOnlyMixin, admin.TabularInline):
     model = Assignment

@@ -1,6 +1,6 @@
-"""Staff pages at a laptop's width (1400×900): the participant page's contact details and the
-retention dashboard's tables, as a coordinator reads them. Screenshots go to the temporary
-directory, to look at."""
+"""Staff pages at a laptop's width (1400×900): the participant page's contact details and
+contact log, the messages list and the retention dashboard's tables, as a coordinator reads
+them. Screenshots go to the temporary directory, to look at."""
 
 import tempfile
 from datetime import date
@@ -11,6 +11,7 @@ from playwright.sync_api import expect
 
 from recovery.services import demo_study_seed
 from surveys.models import Participant, StaffRole
+from surveys.services import contact_attempt_log
 from tests.e2e.conftest import csp_watch
 from tests.e2e.test_coordinator import PASSWORD, sign_in
 
@@ -85,3 +86,64 @@ def test_the_retention_tables_are_readable_at_a_laptops_width(wide_laptop, live_
         for heading in box.locator("thead th").all():
             lines = heading.evaluate(LINES)
             assert lines <= 2, f"{caption}: “{heading.inner_text()}” on {lines} lines"
+
+
+# Which of a table's column headings end past the right edge of the table's box (scrolled out
+# of sight) or of the window: their text and how many pixels are hidden.
+CUT_OFF = """table => {
+    const box = table.parentElement.getBoundingClientRect();
+    const edge = Math.min(box.right, window.innerWidth);
+    return [...table.querySelectorAll("thead th")]
+        .map(th => [th.innerText.trim(), Math.round(th.getBoundingClientRect().right - edge)])
+        .filter(([, hidden]) => hidden > 0);
+}"""
+
+
+def test_every_column_of_the_messages_list_shows_at_a_laptops_width(
+    wide_laptop, live_server, cohort, pi
+):
+    page = wide_laptop
+    sign_in(page, live_server, pi)
+    page.goto(f"{live_server.url}/admin/surveys/message/")
+    table = page.locator("#result_list")
+    expect(table.locator("thead")).to_contain_text("Attempts")
+    expect(table.locator("thead")).to_contain_text("Sent (UTC)")
+    page.screenshot(path=SHOTS / "admin-messages.png")
+    assert table.evaluate(CUT_OFF) == []
+    hidden = page.locator("#changelist .results").evaluate("b => b.scrollWidth - b.clientWidth")
+    assert hidden <= 0, f"{hidden}px of the list scrolled out of sight"
+    # The last column's times are there to read, not squeezed to nothing.
+    sent = table.locator("tbody td.field-sent").first
+    assert sent.evaluate("td => td.getBoundingClientRect().right") <= 1400
+    assert sent.inner_text().strip() not in ("", "-")
+
+
+def test_the_contact_log_fits_the_participant_page_at_a_laptops_width(
+    wide_laptop, live_server, cohort, pi
+):
+    page = wide_laptop
+    sign_in(page, live_server, pi)
+    participant = Participant.objects.filter(study=cohort).first()
+    contact_attempt_log(
+        participant=participant,
+        method="call",
+        outcome="no_answer",
+        by=pi,
+        note="Left a voicemail; her sister said to call back after six on weekdays, not Fridays.",
+    )
+    page.goto(f"{live_server.url}/admin/surveys/participant/{participant.pk}/change/")
+    log = page.locator("#contact_attempts-group")
+    expect(log).to_contain_text("Left a voicemail")
+    log.scroll_into_view_if_needed()
+    page.screenshot(path=SHOTS / "admin-participant-contact-log.png", full_page=True)
+    table = log.locator("table")
+    assert table.evaluate(CUT_OFF) == []
+    hidden = table.evaluate("t => t.parentElement.scrollWidth - t.parentElement.clientWidth")
+    assert hidden <= 0, f"{hidden}px of the contact log scrolled out of sight"
+    # The new attempt's note box is whole, and wide enough to write in.
+    note = log.locator("td.field-note textarea").first
+    right = note.evaluate("n => n.getBoundingClientRect().right")
+    assert right <= log.evaluate("g => g.getBoundingClientRect().right")
+    assert note.evaluate("n => n.getBoundingClientRect().width") >= 150
+    page_hidden = page.evaluate("() => document.documentElement.scrollWidth - window.innerWidth")
+    assert page_hidden <= 0, f"the page is {page_hidden}px wider than the window"
