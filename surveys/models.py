@@ -672,7 +672,9 @@ class DiaryEntry(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"{self.participant_id}: {self.group}/{self.format} on {self.occurred_on}"
+        # The admin's title of the entry (and its line in a deletion's list): the study ID,
+        # never the database id or a contact detail.
+        return f"{self.participant.code}: {self.group}/{self.format} on {self.occurred_on}"
 
 
 class ReminderRule(models.Model):
@@ -1132,4 +1134,6 @@ class DatasetLine(models.Model):
         indexes = [models.Index(fields=("plan", "sort_key"), name="dataset_line_order")]
 
     def __str__(self) -> str:
-        return f"CSV lines of participant {self.participant_id}"
+        # Named in the admin's list of what a participant's or a study's deletion removes: the
+        # study ID, never the database id or a contact detail.
+        return f"CSV lines of {self.participant.code}"

@@ -369,3 +369,34 @@ def test_a_message_page_and_the_date_filter_say_their_times_are_utc(
     assert page.count(AT) == 2
     listing = superuser_client.get(reverse("admin:surveys_message_changelist")).text
     assert "Filter by scheduled at (UTC)" in listing
+
+
+def test_a_diary_entry_and_csv_lines_are_named_by_study_id(superuser_client, site_a, enrol):
+    """A diary entry's page is titled by the participant's study ID, not their database id,
+    and never a contact detail; so are a participant's cached CSV lines (on no admin page: not
+    registered, and a participant or study with answers cannot be deleted from the admin)."""
+    from datetime import date
+
+    from django.utils import timezone
+
+    from surveys.models import DatasetLine, DatasetLinePlan
+
+    participant = enrol(
+        site=site_a, code="NYC-0600", enrolled_on=date(2026, 6, 1),
+        contact={"first_name": "Marisol", "email": "marisol.vega@example.org"},
+    )  # fmt: skip
+    entry = DiaryEntry.objects.create(
+        participant=participant, group="1", format="inperson", occurred_on=date(2026, 6, 2)
+    )
+    page = superuser_client.get(reverse("admin:surveys_diaryentry_change", args=[entry.pk])).text
+    assert "<h2>NYC-0600: 1/inperson on 2026-06-02</h2>" in page
+    assert f"{participant.pk}: 1/inperson" not in page
+    assert "Marisol" not in page and "marisol.vega" not in page
+
+    plan = DatasetLinePlan.objects.create(
+        study=participant.study, key="plan", created_at=timezone.now(), used_at=timezone.now()
+    )
+    line = DatasetLine.objects.create(
+        plan=plan, participant=participant, source_key="k", sort_key="1", lines="x"
+    )
+    assert str(DatasetLine.objects.get(pk=line.pk)) == "CSV lines of NYC-0600"
