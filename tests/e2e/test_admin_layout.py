@@ -7,10 +7,11 @@ from datetime import date
 from pathlib import Path
 
 import pytest
+from django.utils import timezone
 from playwright.sync_api import expect
 
 from recovery.services import demo_study_seed
-from surveys.models import Participant, StaffRole
+from surveys.models import DatasetExportJob, Participant, StaffRole
 from surveys.services import contact_attempt_log
 from tests.e2e.conftest import csp_watch
 from tests.e2e.test_coordinator import PASSWORD, sign_in
@@ -99,23 +100,38 @@ CUT_OFF = """table => {
 }"""
 
 
-def test_every_column_of_the_messages_list_shows_at_a_laptops_width(
-    wide_laptop, live_server, cohort, pi
+@pytest.mark.parametrize(
+    ("model", "last_column"),
+    [
+        ("message", "Sent (UTC)"),
+        ("assignment", "Completed (UTC)"),
+        ("response", "Submitted (UTC)"),
+        ("datasetexportjob", "Page"),
+    ],
+)
+def test_every_column_of_a_record_list_shows_at_a_laptops_width(
+    wide_laptop, live_server, cohort, pi, model, last_column
 ):
+    """The lists whose times say "(UTC)": their headings grew, and every column stays in
+    sight beside the two sidebars."""
+    if model == "datasetexportjob":
+        DatasetExportJob.objects.create(
+            study=cohort, created_by=pi, created_at=timezone.now(), status="done",
+            expires_at=timezone.now(), rows=1200,
+        )  # fmt: skip
     page = wide_laptop
     sign_in(page, live_server, pi)
-    page.goto(f"{live_server.url}/admin/surveys/message/")
+    page.goto(f"{live_server.url}/admin/surveys/{model}/")
     table = page.locator("#result_list")
-    expect(table.locator("thead")).to_contain_text("Attempts")
-    expect(table.locator("thead")).to_contain_text("Sent (UTC)")
-    page.screenshot(path=SHOTS / "admin-messages.png")
+    expect(table.locator("thead th").last).to_have_text(last_column, ignore_case=True)
+    page.screenshot(path=SHOTS / f"admin-{model}-list.png")
     assert table.evaluate(CUT_OFF) == []
     hidden = page.locator("#changelist .results").evaluate("b => b.scrollWidth - b.clientWidth")
     assert hidden <= 0, f"{hidden}px of the list scrolled out of sight"
-    # The last column's times are there to read, not squeezed to nothing.
-    sent = table.locator("tbody td.field-sent").first
-    assert sent.evaluate("td => td.getBoundingClientRect().right") <= 1400
-    assert sent.inner_text().strip() not in ("", "-")
+    # The last column's values are there to read, not squeezed to nothing.
+    last = table.locator("tbody tr").first.locator("td").last
+    assert last.evaluate("td => td.getBoundingClientRect().right") <= 1400
+    assert last.inner_text().strip() not in ("", "-")
 
 
 def test_the_contact_log_fits_the_participant_page_at_a_laptops_width(
