@@ -123,6 +123,7 @@ def prepare(participants: int) -> dict:
 import json
 from datetime import timedelta, date
 from django.contrib.auth import get_user_model
+from django.conf import settings
 from django.contrib.sessions.backends.db import SessionStore
 from django.db import connection
 from django.utils import timezone
@@ -147,7 +148,8 @@ user = get_user_model().objects.create_user("bench-coordinator", password="x" * 
 staff_role_assign(user=user, study=study, role=StaffRole.Role.COORDINATOR, sites=[site])
 session = SessionStore()
 session["_auth_user_id"] = str(user.pk)
-session["_auth_user_backend"] = "django.contrib.auth.backends.ModelBackend"
+# The backend the settings sign staff in with (a session naming another is anonymous).
+session["_auth_user_backend"] = settings.AUTHENTICATION_BACKENDS[0]
 session["_auth_user_hash"] = user.get_session_auth_hash()
 session.create()
 ids = list(Assignment.objects.filter(wave__slug="m1").values_list("pk", flat=True))
@@ -312,6 +314,10 @@ def main() -> None:
         f"{stored[0]} (requests {submit['requests']}), assignments with two responses: "
         f"{stored[1]}"
     )
+    errors = bare["errors"] + submit["errors"]
+    if errors or int(stored[0]) == 0:
+        # Failed requests are no measurement (a 401 is faster than a submission).
+        raise SystemExit(f"INVALID RUN: {errors} failed requests, {stored[0]} responses stored")
 
 
 if __name__ == "__main__":
