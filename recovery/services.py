@@ -30,6 +30,7 @@ from surveys.models import (
 )
 from surveys.reminders import reminders_plan
 from surveys.services import assignments_build, participant_codes_next
+from surveys.submission import days_covered
 from surveys.validation import SINCE_LAST_SURVEY
 
 BATCH_SIZE = 2000
@@ -132,7 +133,7 @@ def _fit_since_last_survey(
         instrument_id, variables = limited[assignment.wave_id]
         today = timezone.localtime(submitted, ZoneInfo(participant.timezone)).date()
         start = last_day.get((participant.pk, instrument_id), participant.enrolled_on)
-        days = max((today - start).days, 0) + 1  # as submission.days_since_last_survey
+        days = days_covered(start, today)  # as submission.days_since_last_survey counts
         over = {
             variable: days
             for variable in variables

@@ -505,6 +505,11 @@ class Assignment(models.Model):
             self.closes_at.astimezone(tz),
         )
 
+    def first_day(self) -> date:
+        """The first day on which the survey can be answered, in the participant's time zone
+        (``opens_at`` is its local midnight)."""
+        return self.opens_at.astimezone(ZoneInfo(self.participant.timezone)).date()
+
     def due_day(self) -> date:
         """The day the survey is due, in the participant's time zone (``due_at`` is its local
         midnight: in UTC, east of Greenwich, the day before)."""

@@ -10,7 +10,6 @@ import contextlib
 import hashlib
 import json
 import uuid
-from zoneinfo import ZoneInfo
 
 from django.conf import settings
 from django.contrib import messages
@@ -231,8 +230,7 @@ def _closed_message(assignment: Assignment, reason: str) -> str:
     (in the participant's language: the survey view runs under it)."""
     name = shown_name(assignment.wave)
     if reason == "not_open_yet":
-        tz = ZoneInfo(assignment.participant.timezone)
-        day = date_format(assignment.opens_at.astimezone(tz).date(), "j F Y")
+        day = date_format(assignment.first_day(), "j F Y")
         return _("“%(name)s” is not open yet: you can answer it from %(day)s.") % {
             "name": name,
             "day": day,

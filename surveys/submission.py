@@ -276,11 +276,10 @@ def _check_accepting(assignment: Assignment, now: datetime) -> None:
     if assignment.status == Assignment.Status.CANCELLED:
         raise SubmissionConflict("cancelled", _("This survey was cancelled."))
     if now < assignment.opens_at:
-        opens = assignment.opens_at.astimezone(ZoneInfo(assignment.participant.timezone))
         raise SubmissionConflict(
             "not_open_yet",
             _("This survey is not open yet: you can answer it from %(day)s.")
-            % {"day": date_format(opens.date(), "j F Y")},
+            % {"day": date_format(assignment.first_day(), "j F Y")},
         )
     if now >= assignment.closes_at or assignment.status == Assignment.Status.MISSED:
         # The participant's last day, not the midnight after it that closes the window.
@@ -385,7 +384,13 @@ def days_since_last_survey(assignment: Assignment, instrument_id: int, now: date
         start = timezone.localtime(last, tz).date()
     else:
         start = enrolled_on if isinstance(enrolled_on, date) else date.fromisoformat(enrolled_on)
-    return max((timezone.localtime(now, tz).date() - start).days, 0) + 1
+    return days_covered(start, timezone.localtime(now, tz).date())
+
+
+def days_covered(start: date, today: date) -> int:
+    """The days from ``start`` to ``today``, both counted (at least 1): how many days in a row
+    "since your last survey" can hold."""
+    return max((today - start).days, 0) + 1
 
 
 def _since_last(assignment: Assignment, instrument: Instrument, items: list, now: datetime):
