@@ -6,6 +6,8 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
+from tests.e2e.helpers import settle
+
 CHROMIUM = "/usr/bin/chromium"
 
 
@@ -62,6 +64,7 @@ def phone(browser, csp_refusals):
 
     yield _make
     for context in contexts:
+        settle(context)
         context.close()
 
 

@@ -1,5 +1,7 @@
 """What the browser tests do on a phone, shared by the modules."""
 
+import contextlib
+
 from surveys.links import participant_link_create
 
 
@@ -35,3 +37,14 @@ def answer_screen(page, choices: dict):
             q.locator("input").fill("2026-01-01")
         else:
             q.locator("input, textarea").fill(str(wanted or "ok"))
+
+
+def settle(context) -> None:
+    """Let the context's pages finish what they sent (a draft saved on "Next", say) before it
+    closes: a request still running on the live server when the test's database is flushed
+    holds locks the flush waits for, and PostgreSQL ends one of the two as a deadlock."""
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
+    for page in context.pages:
+        with contextlib.suppress(PlaywrightTimeout):  # one that never settles closes anyway
+            page.wait_for_load_state("networkidle", timeout=5000)

@@ -11,7 +11,7 @@ from django.utils import timezone
 from playwright.sync_api import expect
 
 from surveys.links import participant_link_create
-from tests.e2e.helpers import answer_screen, open_link
+from tests.e2e.helpers import answer_screen, open_link, settle
 
 AXE = Axe()
 
@@ -123,4 +123,5 @@ def test_pages_reflow_at_200_percent_zoom_without_sideways_scrolling(
             page.locator("#next").click()
         assert page.evaluate(overflow) <= 0, "review"
     finally:
+        settle(context)
         context.close()
