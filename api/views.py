@@ -1,8 +1,6 @@
-import contextlib
 from datetime import UTC
 
 from django.core.exceptions import ValidationError
-from django.db import transaction
 from django.http import Http404, HttpResponse
 from django.shortcuts import get_object_or_404
 from drf_spectacular.types import OpenApiTypes
@@ -19,7 +17,6 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from surveys.audit import answers_before, answers_change_audit
 from surveys.dictionary import DictionaryError, dictionary_export, dictionary_import_forms
 from surveys.models import Assignment, Language
 from surveys.selectors import assignment_entry_scope, studies_for_user, studies_led_by
@@ -139,24 +136,10 @@ class AnswersEntryApi(APIView):
     def scope(self, request: Request, assignment_id: int, instrument_slug: str):
         return _assignment_and_instrument(request, assignment_id, instrument_slug)
 
-    def before(self, assignment, instrument) -> dict | None:
-        """The answers before this change, read under the assignment's row lock (taken again,
-        in the same transaction, by the service): no concurrent save comes in between."""
-        if not self.audit_entries:
-            return None
-        Assignment.objects.select_for_update().filter(pk=assignment.pk).first()
-        return answers_before(assignment_id=assignment.pk, instrument_id=instrument.pk)
-
-    def entering(self):
-        """One transaction for the lock, the change and its audit event: never one without
-        the other."""
-        return transaction.atomic() if self.audit_entries else contextlib.nullcontext()
-
-    def audit(self, request, response, before: dict | None, *, submitted: bool) -> None:
-        if before is not None:
-            answers_change_audit(
-                request=request, response=response, before=before, submitted=submitted
-            )
+    def staff_request(self, request: Request):
+        """Whose change the services audit, in their own transaction: staff's, never the
+        participant's."""
+        return request._request if self.audit_entries else None
 
 
 class ResponseDraftSaveApi(AnswersEntryApi):
@@ -171,12 +154,12 @@ class ResponseDraftSaveApi(AnswersEntryApi):
         data = DraftInputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         assignment, instrument = self.scope(request, assignment_id, instrument_slug)
-        with self.entering():
-            before = self.before(assignment, instrument)
-            response = response_draft_save(
-                assignment=assignment, instrument=instrument, **data.validated_data
-            )
-            self.audit(request, response, before, submitted=False)
+        response = response_draft_save(
+            assignment=assignment,
+            instrument=instrument,
+            staff_request=self.staff_request(request),
+            **data.validated_data,
+        )
         return Response(ResponseOutputSerializer(response).data)
 
 
@@ -198,13 +181,12 @@ class ResponseSubmitApi(AnswersEntryApi):
         data = AnswersInputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         assignment, instrument = self.scope(request, assignment_id, instrument_slug)
-        with self.entering():
-            before = self.before(assignment, instrument)
-            result = response_submit(
-                assignment=assignment, instrument=instrument, **data.validated_data
-            )
-            if not result.replayed:
-                self.audit(request, result.response, before, submitted=True)
+        result = response_submit(
+            assignment=assignment,
+            instrument=instrument,
+            staff_request=self.staff_request(request),
+            **data.validated_data,
+        )
         if result.changes_refused:  # after the commit: the response keeps the time of it
             raise sent_before_changes()
         code = status.HTTP_200_OK if result.replayed else status.HTTP_201_CREATED

@@ -1,6 +1,6 @@
 """The audit log: one append-only row per sensitive act (who, when, what, from where)."""
 
-from django.db.models import Model, Q
+from django.db.models import Model
 from django.http import HttpRequest
 from django.utils import timezone
 
@@ -67,28 +67,27 @@ ERASED_ANSWER = "(changed; erased at the participant's request)"
 PRIVATE_KINDS = (Item.Kind.TEXT, Item.Kind.NOTES, Item.Kind.DATE, Item.Kind.CALC)
 
 
-def answers_before(*, assignment_id: int, instrument_id: int) -> dict:
-    """The stored answers (draft or submitted) of a survey, before a change."""
-    found = Response.objects.filter(
-        assignment_id=assignment_id, instrument_id=instrument_id
-    ).values_list("answers", flat=True)
-    return dict(found.first() or {})
-
-
 def answers_change_audit(
-    *, request: HttpRequest, response: Response, before: dict, submitted: bool
+    *,
+    request: HttpRequest,
+    response: Response,
+    before: dict,
+    submitted: bool,
+    items: list[Item],
+    participant_id: int,
+    study_id: int,
 ) -> AuditEvent | None:
     """A ``response_change`` event for answers staff entered or changed: each changed item's
     value before and after; identifier items and ``PRIVATE_KINDS`` only by name (their values
     would make the append-only log identifying, and identifier erasure does not reach it).
-    Erasing the participant's answers blanks the values (``answer_values_erase``). Nothing when
-    nothing changed and nothing was submitted."""
+    ``items`` are those of the response's version, which holds every answer before and after
+    (a draft keeps its version). Erasing the participant's answers blanks the values
+    (``answer_values_erase``). Nothing when nothing changed and nothing was submitted.
+
+    Called by the submit services, in their transaction, with what they read under the
+    assignment's lock: no query but the event's insert."""
     after = response.answers or {}
-    private = set(
-        Item.objects.filter(version__instrument_id=response.instrument_id)
-        .filter(Q(identifier=True) | Q(kind__in=PRIVATE_KINDS))
-        .values_list("variable", flat=True)
-    )
+    private = {item.variable for item in items if item.identifier or item.kind in PRIVATE_KINDS}
     changed = {}
     for name in sorted(set(before) | set(after)):
         if before.get(name) != after.get(name):
@@ -99,13 +98,11 @@ def answers_change_audit(
             )
     if not changed and not submitted:
         return None
-    participant = Participant.objects.select_related("study").get(
-        assignments=response.assignment_id
-    )
     return audit_log(
         action=AuditEvent.Action.RESPONSE_CHANGE,
         request=request,
-        participant=participant,
+        study=Study(pk=study_id),
+        participant=Participant(pk=participant_id, study_id=study_id),
         obj=response,
         details={"submitted": submitted, "changed": changed},
     )

@@ -13,11 +13,13 @@ from zoneinfo import ZoneInfo
 
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, connection, transaction
+from django.http import HttpRequest
 from django.utils import timezone
 from django.utils.formats import date_format
 from django.utils.translation import gettext as _
 
 from surveys import prepared
+from surveys.audit import answers_change_audit
 from surveys.instruments import (
     CURRENT_VERSION_COLUMNS_SQL,
     InstrumentNotReady,
@@ -142,12 +144,18 @@ class _SubmitContext:
     responses: list[tuple[int, uuid.UUID, int, str, int]]
     # The instrument's current version: (id, number, item count, highest item id).
     current_version: tuple[int | None, int | None, int, int | None]
+    # The instrument's stored answers (draft or sent) before this change, read under the lock:
+    # only when the change is audited (staff entering answers), else None.
+    answers_before: dict | None = None
 
 
-def _submit_context(assignment_id: int, instrument_id: int) -> _SubmitContext:
+def _submit_context(
+    assignment_id: int, instrument_id: int, *, with_answers: bool = False
+) -> _SubmitContext:
     """The assignment locked (its row only) with its participant's status and time zone, how
     many instruments its wave has and whether ``instrument_id`` is one of them; then, in a
-    second statement, every response the assignment has.
+    second statement, every response the assignment has (with its answers, if
+    ``with_answers``: what an audited change was made to).
 
     Two statements on purpose: under READ COMMITTED, rows joined into a ``FOR UPDATE`` that
     had to wait come from before the wait, so a response committed by the submit we waited
@@ -164,20 +172,28 @@ def _submit_context(assignment_id: int, instrument_id: int) -> _SubmitContext:
         extra_params=(instrument_id, *[instrument_id] * 4),
     )
     with connection.cursor() as cursor:
+        # The answers only when asked: they are the widest column, and the phone's path (the
+        # busiest) never needs them.
         prepared.execute(
             cursor,
-            "surveys_submit_responses",
-            "SELECT id, client_id, instrument_id, status, instrument_version_id "
+            "surveys_submit_responses_answers" if with_answers else "surveys_submit_responses",
+            "SELECT id, client_id, instrument_id, status, instrument_version_id"
+            f"{', answers' if with_answers else ''} "
             "FROM surveys_response WHERE assignment_id = %s",
             [assignment_id],
         )
-        responses = [
-            (rid, uuid.UUID(str(cid)), iid, status, vid)
-            for rid, cid, iid, status, vid in cursor.fetchall()
-        ]
+        rows = cursor.fetchall()
+    responses = [
+        (rid, uuid.UUID(str(cid)), iid, status, vid) for rid, cid, iid, status, vid, *_ in rows
+    ]
+    before = None
+    if with_answers:
+        stored = next((row[5] for row in rows if row[2] == instrument_id), None)
+        field = Response._meta.get_field("answers")
+        before = dict(field.from_db_value(stored, None, connection) or {}) if stored else {}
     wave_instrument_count, in_wave, *current = extra
     return _SubmitContext(
-        assignment, int(wave_instrument_count), bool(in_wave), responses, tuple(current)
+        assignment, int(wave_instrument_count), bool(in_wave), responses, tuple(current), before
     )
 
 
@@ -410,13 +426,15 @@ def response_draft_save(
     client_id: uuid.UUID,
     position: str = "",
     now: datetime | None = None,
+    staff_request: HttpRequest | None = None,
 ) -> Response:
     """Save the answers so far, replacing the draft's answers. Every answer given must be valid
     (one wrong answer rejects the whole draft, per question); nothing is required yet.
     ``position`` (a question's variable, or ``REVIEW_POSITION``) is where the participant is,
-    to resume there."""
+    to resume there. ``staff_request``: staff entering the answers, whose change is audited in
+    the same transaction (see ``answers_change_audit``)."""
     now = now or timezone.now()
-    context = _submit_context(assignment.pk, instrument.pk)
+    context = _submit_context(assignment.pk, instrument.pk, with_answers=staff_request is not None)
     assignment = context.assignment
     if not context.instrument_in_wave:
         raise SubmissionConflict("wrong_instrument", _("This survey is not part of that wave."))
@@ -462,7 +480,26 @@ def response_draft_save(
         assignment.status = Assignment.Status.IN_PROGRESS
         assignment.status_changed_at = now
         _assignment_status_save(assignment)
+    _staff_change_audit(staff_request, context, response, items, submitted=False)
     return response
+
+
+def _staff_change_audit(
+    staff_request: HttpRequest | None, context: _SubmitContext, response, items, *, submitted
+) -> None:
+    """The audit event of answers staff entered (none for the participant's own: the response
+    is the record), from the answers read under the lock and the version's (cached) items."""
+    if staff_request is None:
+        return
+    answers_change_audit(
+        request=staff_request,
+        response=response,
+        before=context.answers_before or {},
+        submitted=submitted,
+        items=items,
+        participant_id=context.assignment.participant_id,
+        study_id=response.instrument.study_id,
+    )
 
 
 @transaction.atomic
@@ -473,15 +510,18 @@ def response_submit(
     answers: dict,
     client_id: uuid.UUID,
     now: datetime | None = None,
+    staff_request: HttpRequest | None = None,
 ) -> SubmitResult:
     """Validate and store the final answers; a replay of ``client_id`` returns the original.
 
     A client id already used by another assignment's response is refused by the unique index
     (409). Everything is read in one locked statement, so a concurrent submit of the same
-    assignment has finished before this one looks.
+    assignment has finished before this one looks. ``staff_request``: staff entering the
+    answers, whose change is audited in the same transaction (a replay changes nothing and
+    is not).
     """
     now = now or timezone.now()
-    context = _submit_context(assignment.pk, instrument.pk)
+    context = _submit_context(assignment.pk, instrument.pk, with_answers=staff_request is not None)
     assignment = context.assignment
     by_instrument = {r[2]: r for r in context.responses}
     same_id = next((r for r in context.responses if r[1] == client_id), None)
@@ -541,4 +581,5 @@ def response_submit(
         # instant, under another row lock): the unique index decides.
         raise SubmissionConflict(*CLIENT_ID_USED) from exc
     safety_alerts_raise(assignment=assignment, items=items, answers=cleaned, now=now)
+    _staff_change_audit(staff_request, context, response, items, submitted=True)
     return SubmitResult(response, replayed=False)

@@ -203,10 +203,16 @@ def test_schema_documents_the_submission_errors(client, db):
 
 def test_answers_staff_enter_are_audited_with_before_and_after(client, coordinator_a, open_month1):
     from surveys.audit import HIDDEN_ANSWER
-    from surveys.models import AuditEvent, Item
+    from surveys.instruments import instrument_items_set, version_items_as_dicts
+    from surveys.models import AuditEvent
 
-    # an identifying item's value is named, never copied into the log
-    Item.objects.filter(variable="craving").update(identifier=True)
+    # an identifying item's value is named, never copied into the log (the instrument's
+    # items edited as the dictionary import does, before any response)
+    followup = open_month1.wave.instruments.get(slug="followup")
+    items = version_items_as_dicts(followup.versions.order_by("-number").first())
+    for item in items:
+        item["identifier"] = item["identifier"] or item["variable"] == "craving"
+    instrument_items_set(instrument=followup, items=items)
     client.force_login(coordinator_a)
     client_id = str(uuid.uuid4())
     client.put(
@@ -255,3 +261,40 @@ def test_a_participants_own_answers_are_not_audit_events(client, open_month1):
     )
     assert reply.status_code == 200
     assert not AuditEvent.objects.filter(action="response_change").exists()
+
+
+def test_an_audited_submit_reads_the_answers_before_under_the_lock_and_nothing_else(
+    client, coordinator_a, open_month1
+):
+    """Staff data entry is audited without reading the assignment, the participant or the
+    items again: the answers before come with the locked read, the event is the one insert
+    more than the participant's own submit makes (the budget's second path,
+    benchmarks/README.md)."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from surveys.models import AuditEvent
+
+    client.force_login(coordinator_a)
+    client_id = str(uuid.uuid4())
+    client.put(
+        url(open_month1, "draft"),
+        {"client_id": client_id, "answers": {"craving": 2}},
+        content_type="application/json",
+    )
+    with CaptureQueriesContext(connection) as queries:
+        sent = client.post(
+            url(open_month1, "submit"),
+            {"client_id": client_id, "answers": ANSWERS},
+            content_type="application/json",
+        )
+    assert sent.status_code == 201
+    event = AuditEvent.objects.filter(action="response_change").latest("id")
+    assert event.details["changed"]["craving"] == {"before": 2, "after": 3}
+    assert event.participant_id == open_month1.participant_id
+    assert event.study_id == open_month1.participant.study_id
+    statements = [q["sql"] for q in queries.captured_queries if not q["sql"].startswith("PREPARE")]
+    for table in ("surveys_item", "surveys_participant\"", "surveys_response\".\"answers"):
+        assert not any(f'FROM "{table}' in sql for sql in statements), table
+    assert sum("surveys_auditevent" in sql for sql in statements) == 1
+    assert sum("FOR UPDATE" in sql or "surveys_submit_lock" in sql for sql in statements) <= 1
