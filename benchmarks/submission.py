@@ -3,12 +3,20 @@
 Budget (DESIGN.md): submission throughput >= 50 % of a bare one-row-insert endpoint of the same
 stack, p95 <= 150 ms at 32 concurrent clients, 0 errors.
 
-Both endpoints run in the same gunicorn (production settings, PostgreSQL, session
-authentication with CSRF, DRF JSON) and are driven by wrk at 32 connections. Every submission
-goes to a different open assignment with a realistic follow-up answer set and a fresh client
-UUID, so each one is validated as a whole and stored (201), never a replay.
+Two submissions, each against its own baseline on the same stack:
 
-    .venv/bin/python benchmarks/submission.py [--duration 20] [--connections 32]
+- the participant's, from the phone (``/api/v1/participant/.../submit/``): participant session,
+  CSRF, DRF JSON; the baseline is a one-row insert behind the same authentication;
+- staff data entry (``/api/v1/assignments/.../submit/``): staff session with two-factor
+  sign-in, CSRF, DRF JSON, and the audit event every staff change writes; the baseline is a
+  one-row insert behind the same staff authentication and middleware.
+
+Both run in the same gunicorn (production settings, PostgreSQL) and are driven by wrk at 32
+connections. Every submission goes to a different open assignment with a realistic follow-up
+answer set and a fresh client UUID, so each one is validated as a whole and stored (201), never
+a replay; each participant's request carries that participant's own session.
+
+    .venv/bin/python benchmarks/submission.py [--duration 20] [--connections 32] [--who both]
 """
 
 import argparse
@@ -46,6 +54,7 @@ ENV = {
 
 LUA = """
 local ids = {%(ids)s}
+local sessions = {%(sessions)s}
 local bodies = {}
 local counter = 0
 local threads = {}
@@ -74,18 +83,26 @@ end
 function request()
   local i = counter * nthreads + tid + 1
   counter = counter + 1
+  local k = ((i - 1) %% #ids) + 1
   local path
+  local session = "%(session)s"
   if "%(mode)s" == "submit" then
-    path = "/api/v1/assignments/" .. ids[((i - 1) %% #ids) + 1] .. "/responses/followup/submit/"
+    path = "/api/v1/assignments/" .. ids[k] .. "/responses/followup/submit/"
+  elseif "%(mode)s" == "psubmit" then
+    path = "/api/v1/participant/assignments/" .. ids[k] .. "/responses/followup/submit/"
+    session = sessions[k]
+  elseif "%(mode)s" == "pinsert" then
+    path = "/bench/participant-insert/"
+    session = sessions[k]
   elseif "%(mode)s" == "minimal" then
-    path = "/bench/minimal/" .. ids[((i - 1) %% #ids) + 1] .. "/"
+    path = "/bench/minimal/" .. ids[k] .. "/"
   else
     path = "/bench/insert/"
   end
   local body = '{"client_id": "' .. uuid() .. '", "answers": ' .. payload .. '}'
   return wrk.format("POST", path, {
     ["Content-Type"] = "application/json",
-    ["Cookie"] = "sessionid=%(session)s; csrftoken=%(csrf)s",
+    ["Cookie"] = "sessionid=" .. session .. "; csrftoken=%(csrf)s",
     ["X-CSRFToken"] = "%(csrf)s",
     ["Host"] = "127.0.0.1",
   }, body)
@@ -113,18 +130,21 @@ def manage(*args: str) -> str:
 
 
 def prepare(participants: int) -> dict:
-    """Fresh database, a study, participants whose month-1 window is open, a coordinator."""
+    """Fresh database, a study, participants whose month-1 window is open, a coordinator with
+    a session, and a participant session (as their link starts one) for each participant."""
     subprocess.run(
         ["dropdb", "-h", "127.0.0.1", "-U", "postgres", "--if-exists", DB_NAME], check=True
     )
     subprocess.run(["createdb", "-h", "127.0.0.1", "-U", "postgres", DB_NAME], check=True)
     manage("migrate", "-v0")
     script = f"""
-import json
+import json, secrets
 from datetime import timedelta, date
 from django.contrib.auth import get_user_model
 from django.conf import settings
 from django.contrib.sessions.backends.db import SessionStore
+from django.contrib.sessions.models import Session
+from surveys.participant_views import EPOCH_KEY, LANGUAGE_KEY, SESSION_KEY
 from django.db import connection
 from django.utils import timezone
 from recovery.services import study_create_from_template
@@ -152,13 +172,23 @@ session["_auth_user_id"] = str(user.pk)
 session["_auth_user_backend"] = settings.AUTHENTICATION_BACKENDS[0]
 session["_auth_user_hash"] = user.get_session_auth_hash()
 session.create()
-ids = list(Assignment.objects.filter(wave__slug="m1").values_list("pk", flat=True))
+month1 = list(Assignment.objects.filter(wave__slug="m1").values_list("pk", "participant_id"))
+ids = [pk for pk, _ in month1]
+expires = timezone.now() + timedelta(days=1)
+encoder = SessionStore()
+sessions = [
+    Session(session_key=secrets.token_hex(16), expire_date=expires,
+            session_data=encoder.encode({{SESSION_KEY: pid, LANGUAGE_KEY: "en", EPOCH_KEY: 0}}))
+    for _, pid in month1
+]
+Session.objects.bulk_create(sessions, batch_size=5000)
 with connection.cursor() as c:
     c.execute("CREATE TABLE bench_rows (id bigserial PRIMARY KEY, payload jsonb NOT NULL)")
 cohort = generate_cohort(participants=50, seed=3, as_of=date(2026, 11, 24))
 payload = next(a for (_, w), a in cohort.answers.items()
                if w == "m3" and a["attended_any"] == 1 and "mat_disclosed" in a)
-print(json.dumps({{"session": session.session_key, "ids": ids, "payload": payload}}))
+print(json.dumps({{"session": session.session_key, "ids": ids, "payload": payload,
+                  "sessions": [s.session_key for s in sessions]}}))
 """
     out = manage("shell", "--no-imports", "-c", script)
     return json.loads(out.strip().splitlines()[-1])
@@ -172,6 +202,7 @@ def run_wrk(mode: str, setup: dict, csrf: str, duration: int, connections: int) 
             LUA
             % {
                 "ids": ",".join(map(str, setup["ids"])),
+                "sessions": ",".join(f'"{key}"' for key in setup["sessions"]),
                 "payload": json.dumps(setup["payload"]),
                 "nthreads": 2,
                 "mode": mode,
@@ -219,6 +250,13 @@ def wait_for_server() -> None:
     raise SystemExit("gunicorn did not start")
 
 
+PAIRS = {
+    # who: (baseline mode, submission mode, label)
+    "participant": ("pinsert", "psubmit", "participant (phone)"),
+    "staff": ("insert", "submit", "staff data entry"),
+}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--duration", type=int, default=20)
@@ -226,7 +264,9 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=(os.cpu_count() or 1) * 2 + 1)
     parser.add_argument("--participants", type=int, default=60000)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--who", choices=("both", *PAIRS), default="both")
     args = parser.parse_args()
+    pairs = list(PAIRS) if args.who == "both" else [args.who]
 
     setup = prepare(args.participants)
     if os.environ.get("BENCH_DEBUG"):
@@ -249,28 +289,34 @@ def main() -> None:
         cwd=ROOT,
         env=ENV,
     )
+    # rounds[who] = [(baseline run, submission run), ...]
+    rounds: dict[str, list[tuple[dict, dict]]] = {who: [] for who in pairs}
     try:
         wait_for_server()
-        run_wrk("insert", setup, csrf, 3, args.connections)  # warm-up
-        # Alternate the two endpoints so that drift in the machine's speed (a shared VM)
-        # affects both alike; report medians and the ratio within each round.
-        rounds = []
-        chunk = len(setup["ids"]) // args.rounds
+        for who in pairs:  # warm-up
+            run_wrk(PAIRS[who][0], setup, csrf, 3, args.connections)
+        # Alternate the endpoints so that drift in the machine's speed (a shared VM) affects
+        # all alike; report medians and the ratio within each round.
+        chunk = len(setup["ids"]) // (args.rounds * len(pairs))
         for k in range(args.rounds):
-            # Each round submits to assignments no earlier round touched.
-            fresh = {**setup, "ids": setup["ids"][k * chunk : (k + 1) * chunk]}
-            bare_round = run_wrk("insert", fresh, csrf, args.duration, args.connections)
-            submit_round = run_wrk("submit", fresh, csrf, args.duration, args.connections)
-            if submit_round["requests"] > chunk:
-                raise SystemExit(
-                    f"round {k + 1} made {submit_round['requests']} submissions for {chunk} "
-                    "fresh assignments (later ones were refused as already sent): "
-                    "raise --participants"
-                )
-            rounds.append((bare_round, submit_round))
-        bare = _median_run([b for b, _ in rounds])
-        submit = _median_run([s for _, s in rounds])
-        submit["requests"] = sum(s["requests"] for _, s in rounds)
+            for j, who in enumerate(pairs):
+                # Each run submits to assignments no other run touched.
+                start = (k * len(pairs) + j) * chunk
+                fresh = {
+                    **setup,
+                    "ids": setup["ids"][start : start + chunk],
+                    "sessions": setup["sessions"][start : start + chunk],
+                }
+                baseline_mode, submit_mode, _ = PAIRS[who]
+                bare_round = run_wrk(baseline_mode, fresh, csrf, args.duration, args.connections)
+                submit_round = run_wrk(submit_mode, fresh, csrf, args.duration, args.connections)
+                if submit_round["requests"] > chunk:
+                    raise SystemExit(
+                        f"round {k + 1} made {submit_round['requests']} {who} submissions for "
+                        f"{chunk} fresh assignments (later ones were refused as already sent): "
+                        "raise --participants"
+                    )
+                rounds[who].append((bare_round, submit_round))
     finally:
         server.terminate()
         server.wait(timeout=30)
@@ -293,8 +339,6 @@ def main() -> None:
         ["dropdb", "-h", "127.0.0.1", "-U", "postgres", "--if-exists", DB_NAME], check=True
     )
 
-    ratios = [s["rps"] / b["rps"] for b, s in rounds]
-    ratio = statistics.median(ratios)
     print(
         f"\n{args.connections} connections, {args.rounds} alternating rounds of "
         f"{args.duration} s per endpoint (the median round shown), gunicorn {args.workers} "
@@ -302,19 +346,30 @@ def main() -> None:
     )
     print("| endpoint | requests/s | p50 | p95 | p99 | errors |")
     print("| --- | --- | --- | --- | --- | --- |")
-    for name, r in (("bare one-row insert", bare), ("survey submission", submit)):
-        print(
-            f"| {name} | {r['rps']:.0f} | {r['p50_us'] / 1000:.1f} ms | "
-            f"{r['p95_us'] / 1000:.1f} ms | {r['p99_us'] / 1000:.1f} ms | {r['errors']} |"
+    errors = 0
+    summaries = []
+    for who in pairs:
+        bare = _median_run([b for b, _ in rounds[who]])
+        submit = _median_run([s for _, s in rounds[who]])
+        label = PAIRS[who][2]
+        for name, r in ((f"{label}: bare one-row insert", bare), (f"{label}: submission", submit)):
+            print(
+                f"| {name} | {r['rps']:.0f} | {r['p50_us'] / 1000:.1f} ms | "
+                f"{r['p95_us'] / 1000:.1f} ms | {r['p99_us'] / 1000:.1f} ms | {r['errors']} |"
+            )
+        errors += bare["errors"] + submit["errors"]
+        ratios = [s["rps"] / b["rps"] for b, s in rounds[who]]
+        summaries.append(
+            f"{label}: ratio per round "
+            + ", ".join(f"{r:.0%}" for r in ratios)
+            + f"; median {statistics.median(ratios):.0%} (budget >= 50 %); submission p95 "
+            f"{submit['p95_us'] / 1000:.0f} ms (budget <= 150 ms); "
+            f"{sum(s['requests'] for _, s in rounds[who])} submissions"
         )
-    print("\nratio per round: " + ", ".join(f"{r:.0%}" for r in ratios))
-    print(
-        f"submission / bare throughput (median): {ratio:.0%} (budget >= 50 %); submission p95 "
-        f"{submit['p95_us'] / 1000:.0f} ms (budget <= 150 ms); responses stored: "
-        f"{stored[0]} (requests {submit['requests']}), assignments with two responses: "
-        f"{stored[1]}"
-    )
-    errors = bare["errors"] + submit["errors"]
+    print()
+    for line in summaries:
+        print(line)
+    print(f"responses stored: {stored[0]}; assignments with two responses: {stored[1]}")
     if errors or int(stored[0]) == 0:
         # Failed requests are no measurement (a 401 is faster than a submission).
         raise SystemExit(f"INVALID RUN: {errors} failed requests, {stored[0]} responses stored")

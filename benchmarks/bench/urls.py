@@ -8,6 +8,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from api.participant import ParticipantScope
 from recovery.urls import handler404, handler500  # noqa: F401 - the app's error answers
 from recovery.urls import urlpatterns as app_urlpatterns
 
@@ -25,7 +26,16 @@ class BareInsertApi(APIView):
         return Response({"id": row_id}, status=201)
 
 
-urlpatterns = [path("bench/insert/", BareInsertApi.as_view()), *app_urlpatterns]
+class ParticipantBareInsertApi(ParticipantScope, BareInsertApi):
+    """The baseline of the participant's submit: the same participant-session authentication,
+    CSRF check and language switch as the phone's endpoint (``api.participant``); one INSERT."""
+
+
+urlpatterns = [
+    path("bench/insert/", BareInsertApi.as_view()),
+    path("bench/participant-insert/", ParticipantBareInsertApi.as_view()),
+    *app_urlpatterns,
+]
 
 
 class MinimalSubmitApi(APIView):
