@@ -3,7 +3,7 @@ the password. Optional for everyone; required for the principal investigators of
 says so (``Study.pi_two_factor_required``): until they turn it on, every admin page sends them
 to the page that does it (``TwoFactorRequiredMiddleware``)."""
 
-from django.contrib.auth import logout
+from django.contrib.auth import get_user_model, logout
 from django.db import IntegrityError, transaction
 from django.db.models import Exists, OuterRef
 from django.http import HttpRequest
@@ -47,20 +47,43 @@ def two_factor_required(user) -> bool:
 
 def two_factor_missing(user) -> bool:
     """Required for the user, and not on yet (one query)."""
-    return (
-        StaffRole.objects.filter(
-            user=user,
-            role=StaffRole.Role.PRINCIPAL_INVESTIGATOR,
-            study__pi_two_factor_required=True,
-        )
+    on, required = two_factor_state(user)
+    return required and not on
+
+
+# Where a request keeps its user's two-factor state once read (see two_factor_state).
+_STATE_ATTRIBUTE = "_two_factor_state"
+
+
+def two_factor_state(user, request: HttpRequest | None = None) -> tuple[bool, bool]:
+    """Whether the user has two-factor sign-in on, and whether a study they lead requires it:
+    one query, kept on ``request`` so that the middleware and the API's permission, which both
+    ask on every staff request, read it once."""
+    state = getattr(request, _STATE_ATTRIBUTE, None)
+    if state is not None and state[0] == user.pk:
+        return state[1]
+    row = (
+        get_user_model()
+        ._default_manager.filter(pk=user.pk)
         .annotate(
             on=Exists(
-                StaffTwoFactor.objects.filter(user=OuterRef("user"), confirmed_at__isnull=False)
-            )
+                StaffTwoFactor.objects.filter(user=OuterRef("pk"), confirmed_at__isnull=False)
+            ),
+            required=Exists(
+                StaffRole.objects.filter(
+                    user=OuterRef("pk"),
+                    role=StaffRole.Role.PRINCIPAL_INVESTIGATOR,
+                    study__pi_two_factor_required=True,
+                )
+            ),
         )
-        .filter(on=False)
-        .exists()
+        .values_list("on", "required")
+        .first()
     )
+    result = (bool(row[0]), bool(row[1])) if row else (False, False)
+    if request is not None:
+        setattr(request, _STATE_ATTRIBUTE, (user.pk, result))
+    return result
 
 
 def two_factor_start(*, user, fresh: bool = False) -> StaffTwoFactor:
@@ -132,14 +155,11 @@ class TwoFactorRequiredMiddleware:
             and user.is_staff
             and not request.session.get(SESSION_PASSED)
         ):
-            if two_factor_on(user) is not None:
+            on, required = two_factor_state(user, request)
+            if on:
                 request.session_expired = "two-factor sign-in turned on"
                 logout(request)
-            elif (
-                path.startswith("/admin/")
-                and not path.startswith(_OPEN)
-                and two_factor_missing(user)
-            ):
+            elif required and path.startswith("/admin/") and not path.startswith(_OPEN):
                 return redirect(reverse("two-factor-setup"))
         return self.get_response(request)
 
@@ -155,4 +175,6 @@ class TwoFactorInForce(BasePermission):
         user = request.user
         if not (user and user.is_authenticated and user.is_staff):
             return True
-        return not two_factor_missing(user)
+        # The state the middleware read for this request, if it did (a session's).
+        on, required = two_factor_state(user, request._request)
+        return on or not required

@@ -218,3 +218,27 @@ def test_the_set_up_address_is_what_authenticator_apps_read():
     uri = totp.provisioning_uri("ABCDEFGH", account="ana/lead", issuer="Recovery study")
     assert uri.startswith("otpauth://totp/Recovery%20study:ana%2Flead?secret=ABCDEFGH&")
     assert "issuer=Recovery%20study" in uri and "period=30" in uri and "digits=6" in uri
+
+
+def test_the_two_rules_read_the_users_two_factor_state_once_a_request(client, pi, study):
+    """The middleware (a session that passed no code) and the API's permission both ask on
+    every staff request: one statement answers both, and the answers still hold."""
+    from django.test.utils import CaptureQueriesContext
+
+    study.pi_two_factor_required = True
+    study.save()
+    sign_in(client)
+
+    def two_factor_reads(path):
+        with CaptureQueriesContext(connection) as queries:
+            reply = client.get(path)
+        return reply, sum("surveys_stafftwofactor" in q["sql"] for q in queries.captured_queries)
+
+    api, reads = two_factor_reads("/api/v1/studies/")
+    assert api.status_code == 403 and reads == 1
+    admin, reads = two_factor_reads("/admin/")
+    assert admin.status_code == 302 and admin["Location"] == "/admin/two-factor/" and reads == 1
+    study.pi_two_factor_required = False
+    study.save()
+    api, reads = two_factor_reads("/api/v1/studies/")
+    assert api.status_code == 200 and reads == 1
