@@ -4,9 +4,8 @@ import shutil
 from datetime import timedelta
 
 import pytest
-from django.utils import timezone
 
-from tests.e2e.helpers import settle
+from tests.e2e.helpers import new_york_today, settle
 
 CHROMIUM = "/usr/bin/chromium"
 
@@ -70,10 +69,10 @@ def phone(browser, csp_refusals):
 
 @pytest.fixture
 def due_participant(transactional_db, site_a, enrol):
-    """A participant whose month-1 follow-up is open now."""
+    """A participant whose month-1 follow-up is open now, and due today on their calendar."""
     return enrol(
         site=site_a,
         code="NYC-0042",
-        enrolled_on=timezone.localdate() - timedelta(days=30),
+        enrolled_on=new_york_today() - timedelta(days=30),
         timezone="America/New_York",
     )

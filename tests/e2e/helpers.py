@@ -1,6 +1,9 @@
 """What the browser tests do on a phone, shared by the modules."""
 
 import contextlib
+from zoneinfo import ZoneInfo
+
+from django.utils import timezone
 
 from surveys.links import participant_link_create
 
@@ -48,3 +51,9 @@ def settle(context) -> None:
     for page in context.pages:
         with contextlib.suppress(PlaywrightTimeout):  # one that never settles closes anyway
             page.wait_for_load_state("networkidle", timeout=5000)
+
+
+def new_york_today():
+    """Today in New York, the test participants' time zone: their windows are laid out on their
+    own calendar, which is a day behind the server's (UTC) from 00:00 to 05:00 UTC."""
+    return timezone.localdate(timezone=ZoneInfo("America/New_York"))

@@ -13,7 +13,7 @@ from playwright.sync_api import expect
 from recovery.celery import app as celery_app
 from surveys.links import participant_link_create
 from surveys.models import ParticipantLink
-from tests.e2e.helpers import answer_screen, open_link
+from tests.e2e.helpers import answer_screen, new_york_today, open_link
 from tests.e2e.test_accessibility import assert_accessible
 from tests.e2e.test_survey import DOCS
 
@@ -32,7 +32,7 @@ def reachable_participant(site_a, enrol, transactional_db):
     return enrol(
         site=site_a,
         code="NYC-0042",
-        enrolled_on=timezone.localdate() - timedelta(days=30),
+        enrolled_on=new_york_today() - timedelta(days=30),
         timezone="America/New_York",
         contact={"email": "dana.r@example.org", "phone": "+1 555 010 4477"},
     )
@@ -183,8 +183,12 @@ def test_a_survey_left_open_in_a_tab_after_it_closed_leads_home_with_why(
     page.get_by_role("link", name="Start").first.click()
     expect(page.locator("#progress-text")).to_contain_text("Question 1")
     month1 = reachable_participant.assignments.get(wave__slug="m1")
+    # Closed a minute ago; the day it was due moved back with it if need be (a window's
+    # opening, due day and closing stay in order, as the database requires).
     month1.closes_at = timezone.now() - timedelta(minutes=1)
-    month1.save(update_fields=["closes_at"])
+    month1.due_at = min(month1.due_at, month1.closes_at - timedelta(minutes=1))
+    month1.opens_at = min(month1.opens_at, month1.due_at)
+    month1.save(update_fields=["opens_at", "due_at", "closes_at"])
     page.reload()
     expect(page.get_by_role("heading", level=1)).to_have_text("Your surveys")
     expect(page.get_by_role("status").first).to_contain_text(
