@@ -1,4 +1,5 @@
 import pytest
+from django.conf import settings
 from django.core.management import CommandError, call_command
 
 from surveys.models import Participant, Response, Study
@@ -102,9 +103,10 @@ def test_demo_login_prints_working_staff_logins_for_each_role(db, client, capsys
     assert all((code in listed) == (site == "CHI") for code, site in codes), codes
     client.login(username="demo", password=passwords["demo"])
     link = next(line.rsplit(": ", 1)[1] for line in out.splitlines() if "personal link" in line)
-    assert link.startswith("http://127.0.0.1:8000/p/")
+    # On the address the settings give (8000 unless DEMO_PORT or SITE_URL is set in the shell).
+    assert link.startswith(f"{settings.SITE_URL}/p/")
     client.logout()
-    assert client.get(link.removeprefix("http://127.0.0.1:8000"), follow=True).status_code == 200
+    assert client.get(link.removeprefix(settings.SITE_URL), follow=True).status_code == 200
 
 
 def test_seeded_study_ids_are_numbered_as_enrolment_numbers_them_and_enrolment_carries_on(db):
