@@ -790,7 +790,9 @@ class Message(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"{self.get_channel_display()} #{self.sequence} for assignment {self.assignment_id}"
+        # The survey it is for by study ID and wave ("SMS #2 for NYC-0042 · 1 month"), as its
+        # admin page is titled; the admin's message list brings both with each row.
+        return f"{self.get_channel_display()} #{self.sequence} for {self.assignment}"
 
 
 class ContactAttempt(models.Model):

@@ -371,6 +371,45 @@ def test_a_message_page_and_the_date_filter_say_their_times_are_utc(
     assert "Filter by scheduled at (UTC)" in listing
 
 
+def test_assignment_alert_link_and_contact_log_times_say_utc(superuser_client, site_a, enrol):
+    """The remaining staff pages with times: an assignment's page, a safety alert's list and
+    page, the participant's links and contact log, say the zone of the times they show; a
+    message is titled by the survey it is for, not a database id."""
+    from surveys.links import participant_link_create
+
+    participant = enrol(
+        site=site_a, code="NYC-0504", timezone="America/New_York",
+        contact={"email": "p504@example.org"},
+    )  # fmt: skip
+    month1 = participant.assignments.get(wave__slug="m1")
+    Assignment.objects.filter(pk=month1.pk).update(status_changed_at=_at_utc())
+    page = superuser_client.get(reverse("admin:surveys_assignment_change", args=[month1.pk])).text
+    for label in ("Opens (UTC):", "Due (UTC):", "Closes (UTC):", "Status changed (UTC):"):
+        assert label in page
+    assert AT in page
+    link, _ = participant_link_create(participant=participant)
+    link.__class__.objects.filter(pk=link.pk).update(created_at=_at_utc())
+    alert = SafetyAlert.objects.create(
+        study=participant.study, participant=participant, assignment=month1,
+        variable="overdose", question="Overdose since last survey?", answer="1",
+        created_at=_at_utc(),
+    )  # fmt: skip
+    alerts = superuser_client.get(reverse("admin:surveys_safetyalert_changelist")).text
+    assert "Created (UTC)" in alerts and "Emailed (UTC)" in alerts and AT in alerts
+    page = superuser_client.get(reverse("admin:surveys_safetyalert_change", args=[alert.pk])).text
+    assert "Created (UTC):" in page and AT in page
+    page = superuser_client.get(
+        reverse("admin:surveys_participant_change", args=[participant.pk])
+    ).text
+    assert "Expires (UTC)" in page and "Last used (UTC)" in page
+    assert "Attempted at (UTC)" in page
+    message = Message.objects.filter(assignment__participant=participant).first()
+    titled = f"for NYC-0504 · {message.assignment.wave.name}"
+    assert str(message).endswith(titled)
+    page = superuser_client.get(reverse("admin:surveys_message_change", args=[message.pk])).text
+    assert f"for assignment {message.assignment_id}" not in page and titled in page
+
+
 def test_a_diary_entry_and_csv_lines_are_named_by_study_id(superuser_client, site_a, enrol):
     """A diary entry's page is titled by the participant's study ID, not their database id,
     and never a contact detail; so are a participant's cached CSV lines (on no admin page: not

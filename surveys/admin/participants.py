@@ -3,6 +3,7 @@
 from datetime import timedelta
 
 from django import forms
+from django.conf import settings
 from django.contrib import admin, messages
 from django.contrib.auth import get_user_model
 from django.core.exceptions import PermissionDenied, ValidationError
@@ -96,7 +97,10 @@ class ContactAttemptInline(WithParticipantCode, admin.TabularInline):
     ordering = ("-attempted_at",)
 
     def get_formset(self, request, obj=None, **kwargs):
-        formset = super().get_formset(request, obj, **kwargs)
+        # Typed and shown on the admin's clock, as every staff time is labelled (the form's
+        # labels also head the rows already logged, which are read-only).
+        labels = {"attempted_at": f"Attempted at ({settings.TIME_ZONE})"}
+        formset = super().get_formset(request, obj, labels=labels, **kwargs)
         form = formset.form
         form.base_fields["attempted_at"].initial = timezone.now
         # The empty row's time is "now" when shown; compared with that (not with the time of
@@ -119,9 +123,10 @@ class ContactAttemptInline(WithParticipantCode, admin.TabularInline):
 class AssignmentInline(ReadOnlyMixin, admin.TabularInline):
     model = Assignment
     extra = 0
-    fields = ("wave", "status", "window_local", "completed_at")
+    fields = ("wave", "status", "window_local", "completed")
     readonly_fields = fields
     show_change_link = True
+    completed = time_with_zone("completed_at", "completed")
 
     def get_queryset(self, request):
         return super().get_queryset(request).select_related("wave", "participant")
@@ -175,8 +180,12 @@ class ParticipantLinkInline(WithParticipantCode, ReadOnlyMixin, admin.TabularInl
     model = ParticipantLink
     row_select_related = ("participant", "revoked_by")
     extra = 0
-    fields = ("created_at", "expires_at", "last_used_at", "revoked_at", "revoked_by")
+    fields = ("created", "expires", "last_used", "revoked", "revoked_by")
     readonly_fields = fields
+    created = time_with_zone("created_at", "created")
+    expires = time_with_zone("expires_at", "expires")
+    last_used = time_with_zone("last_used_at", "last used")
+    revoked = time_with_zone("revoked_at", "revoked")
 
 
 class ParticipantForm(forms.ModelForm):

@@ -45,6 +45,25 @@ class AssignmentAdmin(ReadOnlyMixin, admin.ModelAdmin):
     due = time_with_zone("due_at", "due")
     closes = time_with_zone("closes_at", "closes")
     completed = time_with_zone("completed_at", "completed")
+    status_changed = time_with_zone("status_changed_at", "status changed")
+    first_message = time_with_zone("first_message_at", "first message")
+    created = time_with_zone("created_at", "created")
+    # The page of one assignment: each time with its zone, as on the list.
+    fields = (
+        "participant",
+        "wave",
+        "occurrence",
+        "status",
+        "opens",
+        "due",
+        "closes",
+        "completed",
+        "status_changed",
+        "messages_sent",
+        "first_message",
+        "created",
+    )
+    readonly_fields = fields
 
     def get_queryset(self, request):
         return (
@@ -174,12 +193,12 @@ class SafetyAlertAdmin(admin.ModelAdmin):
     """Dangerous answers for the study team to follow up: only the follow-up is edited here."""
 
     list_display = (
-        "created_at",
+        "created",
         "participant",
         "variable",
         "answer",
-        "emailed_at",
-        "acknowledged_at",
+        "emailed",
+        "acknowledged",
     )
     list_filter = (("acknowledged_at", admin.EmptyFieldListFilter), "variable")
     list_select_related = ("participant", "assignment__wave")
@@ -191,12 +210,15 @@ class SafetyAlertAdmin(admin.ModelAdmin):
         "variable",
         "question",
         "answer",
-        "created_at",
-        "emailed_at",
-        "acknowledged_at",
+        "created",
+        "emailed",
+        "acknowledged",
         "acknowledged_by",
     )
     fields = (*readonly_fields, "follow_up_note")
+    created = time_with_zone("created_at", "created")
+    emailed = time_with_zone("emailed_at", "emailed")
+    acknowledged = time_with_zone("acknowledged_at", "acknowledged")
 
     def has_add_permission(self, request) -> bool:
         return False
