@@ -439,3 +439,20 @@ def test_a_diary_entry_and_csv_lines_are_named_by_study_id(superuser_client, sit
         plan=plan, participant=participant, source_key="k", sort_key="1", lines="x"
     )
     assert str(DatasetLine.objects.get(pk=line.pk)) == "CSV lines of NYC-0600"
+
+
+def test_a_one_site_coordinator_adds_at_their_site_on_its_date(
+    client, study, coordinator_a, monkeypatch
+):
+    """At 02:00 UTC it is still yesterday in New York: the Add form of a coordinator whose only
+    site is New York offers that site and New York's date, the day the form then accepts."""
+    from datetime import UTC, datetime
+
+    from django.utils import timezone
+
+    client.force_login(coordinator_a)
+    monkeypatch.setattr(timezone, "now", lambda: datetime(2026, 12, 7, 2, 0, tzinfo=UTC))
+    page = client.get(reverse("admin:surveys_participant_add")).text
+    assert 'name="enrolled_on" value="2026-12-06"' in page
+    site = study.sites.get(code="NYC")
+    assert f'<option value="{site.pk}" selected>' in page

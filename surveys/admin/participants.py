@@ -1,6 +1,7 @@
 """Participants: enrolment, contact details, assignments and status history."""
 
 from datetime import timedelta
+from zoneinfo import ZoneInfo
 
 from django import forms
 from django.conf import settings
@@ -278,6 +279,16 @@ class ParticipantForm(forms.ModelForm):
             # and their study when they have one.
             if "enrolled_on" in self.fields:
                 self.fields["enrolled_on"].initial = timezone.localdate
+            if "site" in self.fields:
+                sites = list(self.fields["site"].queryset[:2])
+                if len(sites) == 1:
+                    # A coordinator of one site: it, and today on its clock (the server's
+                    # date is a day ahead of New York's every evening).
+                    self.fields["site"].initial = sites[0].pk
+                    if "enrolled_on" in self.fields:
+                        self.fields["enrolled_on"].initial = timezone.localdate(
+                            timezone=ZoneInfo(sites[0].timezone)
+                        )
             if "timezone" in self.fields:
                 self.fields["timezone"].required = False
                 self.fields["timezone"].initial = ""
