@@ -53,5 +53,15 @@ def validate_phone(value: str) -> None:
             code="phone_too_long",
             params={"length": length, "max": PHONE_MAX_CHARACTERS},
         )
+    odd = sorted({ch for ch in text.removeprefix("+") if not re.fullmatch(r"[0-9 ()\-.]", ch)})
+    if odd:
+        # "5550104477#" has its nine digits: saying it has too few would send them looking for
+        # a missing digit.
+        raise ValidationError(
+            "A phone number holds digits, spaces and - ( ) . after an optional + only: remove "
+            "%(odd)s.",
+            code="phone_characters",
+            params={"odd": ", ".join(f"“{ch}”" for ch in odd)},
+        )
     if not re.fullmatch(r"\+?[0-9 ()\-.]{7,25}", text) or not phone_normalise(text):
         raise ValidationError("Enter a phone number with at least 9 digits, e.g. +1 555 010 4477.")

@@ -1,5 +1,6 @@
 import uuid
 from datetime import UTC, date, datetime, timedelta
+from zoneinfo import ZoneInfo
 
 import pytest
 from django.core.exceptions import ValidationError
@@ -266,7 +267,9 @@ def test_the_admin_enrolment_form_fills_in_today_the_site_time_zone_and_the_stud
 
     client.force_login(coordinator_a)
     page = client.get("/admin/surveys/participant/add/").text
-    assert f'value="{timezone.localdate():%Y-%m-%d}"' in page
+    # today at their only site, on its clock
+    new_york_today = timezone.localdate(timezone=ZoneInfo(site_a.timezone))
+    assert f'value="{new_york_today:%Y-%m-%d}"' in page
     assert f'<option value="{site_a.study_id}" selected>' in page
     assert "PIN" not in page and "Identifiers erased" not in page  # nothing to show yet
     reply = client.post(

@@ -9,6 +9,7 @@ LETTERS = (
     "Letters are not allowed in a phone number: write it in digits (spaces and - ( ) . are "
     "fine), e.g. +1 555 010 4477."
 )
+ODD = "A phone number holds digits, spaces and - ( ) . after an optional + only: remove {}."
 TOO_FEW_DIGITS = "Enter a phone number with at least 9 digits, e.g. +1 555 010 4477."
 
 
@@ -21,6 +22,10 @@ TOO_FEW_DIGITS = "Enter a phone number with at least 9 digits, e.g. +1 555 010 4
         ("call me after 6pm on +1 212 555 0143", LETTERS),  # letters, not "too long"
         ("۰۹۱۲ ۳۴۵ ۶۷۸۹ تماس", LETTERS),  # Persian digits are digits; Persian letters are not
         ("555-01", TOO_FEW_DIGITS),
+        # Its ten digits are there: the message names what is in the way, not a missing digit.
+        ("5550104477#", ODD.format("“#”")),
+        ("555*010#4477", ODD.format("“#”, “*”")),
+        ("0171/555 0104", ODD.format("“/”")),
     ],
 )
 def test_a_refused_phone_number_says_why(value, message):
