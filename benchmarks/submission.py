@@ -6,7 +6,8 @@ stack, p95 <= 150 ms at 32 concurrent clients, 0 errors.
 Two submissions, each against its own baseline on the same stack:
 
 - the participant's, from the phone (``/api/v1/participant/.../submit/``): participant session,
-  CSRF, DRF JSON; the baseline is a one-row insert behind the same authentication;
+  CSRF, DRF JSON, the per-address rate limit of public paths; the baseline is a one-row
+  insert behind the same authentication, under the same prefix;
 - staff data entry (``/api/v1/assignments/.../submit/``): staff session with two-factor
   sign-in, CSRF, DRF JSON, and the audit event every staff change writes; the baseline is a
   one-row insert behind the same staff authentication and middleware.
@@ -92,7 +93,7 @@ function request()
     path = "/api/v1/participant/assignments/" .. ids[k] .. "/responses/followup/submit/"
     session = sessions[k]
   elseif "%(mode)s" == "pinsert" then
-    path = "/bench/participant-insert/"
+    path = "/api/v1/participant/bench-insert/"
     session = sessions[k]
   elseif "%(mode)s" == "minimal" then
     path = "/bench/minimal/" .. ids[k] .. "/"

@@ -53,7 +53,7 @@ def test_database_url_and_redis_url_switch_to_postgresql_and_redis(tmp_path):
     assert found["name"] == "recovery"
     assert found["broker"] == "redis://cache.internal:6379/0"
     assert found["backend"] == "redis://cache.internal:6379/0"
-    assert found["cache"] == "django.core.cache.backends.redis.RedisCache"
+    assert found["cache"] == "recovery.cache.RedisCache"
     assert found["mailer"] == "django.core.mail.backends.smtp.EmailBackend"
 
 

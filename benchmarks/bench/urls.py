@@ -28,12 +28,13 @@ class BareInsertApi(APIView):
 
 class ParticipantBareInsertApi(ParticipantScope, BareInsertApi):
     """The baseline of the participant's submit: the same participant-session authentication,
-    CSRF check and language switch as the phone's endpoint (``api.participant``); one INSERT."""
+    CSRF check and language switch as the phone's endpoint (``api.participant``), under the
+    same public prefix (so the same per-address rate limit counts it); one INSERT."""
 
 
 urlpatterns = [
     path("bench/insert/", BareInsertApi.as_view()),
-    path("bench/participant-insert/", ParticipantBareInsertApi.as_view()),
+    path("api/v1/participant/bench-insert/", ParticipantBareInsertApi.as_view()),
     *app_urlpatterns,
 ]
 

@@ -165,7 +165,7 @@ if REDIS_URL:
     }
     CACHES = {
         "default": {
-            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "BACKEND": "recovery.cache.RedisCache",
             "LOCATION": REDIS_URL,
             "KEY_PREFIX": "recovery",
         }

@@ -52,7 +52,7 @@ def redis_down(settings):
         app.conf.broker_url, app.conf.task_publish_retry = DEAD_REDIS, False
     settings.CACHES = {
         "default": {
-            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "BACKEND": "recovery.cache.RedisCache",
             "LOCATION": DEAD_REDIS,
         }
     }

@@ -66,7 +66,7 @@ def test_the_429_page_has_the_security_headers_of_every_page(client, settings, d
 def test_with_the_cache_down_participants_still_get_their_pages(client, settings, db, caplog):
     settings.CACHES = {
         "default": {
-            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "BACKEND": "recovery.cache.RedisCache",
             "LOCATION": "redis://127.0.0.1:1/0",  # nothing listens there
         }
     }
