@@ -1,6 +1,6 @@
 """The audit log: one append-only row per sensitive act (who, when, what, from where)."""
 
-from django.db.models import Model
+from django.db.models import Model, Q
 from django.http import HttpRequest
 from django.utils import timezone
 
@@ -67,27 +67,57 @@ ERASED_ANSWER = "(changed; erased at the participant's request)"
 PRIVATE_KINDS = (Item.Kind.TEXT, Item.Kind.NOTES, Item.Kind.DATE, Item.Kind.CALC)
 
 
+# Per process: the variables of an instrument whose values never go into the log, keyed by the
+# instrument and its current version's stamp (see private_variables).
+_PRIVATE_CACHE: dict[tuple, frozenset[str]] = {}
+
+
+def private_variables(*, instrument_id: int, stamp: tuple) -> frozenset[str]:
+    """The instrument's variables that are identifiers or of ``PRIVATE_KINDS`` in any of its
+    versions: a variable marked identifying in a later version stays hidden in the answers of
+    a draft still on an earlier one. Cached under ``stamp``, the current version's (id,
+    number, item count, highest item id) as the submit services read it with the lock: a
+    version with responses is never edited in place, and any edit makes a new current version
+    or recreates its items, which changes the stamp."""
+    key = (instrument_id, *stamp)
+    found = _PRIVATE_CACHE.get(key)
+    if found is None:
+        found = frozenset(
+            Item.objects.filter(version__instrument_id=instrument_id)
+            .filter(Q(identifier=True) | Q(kind__in=PRIVATE_KINDS))
+            .values_list("variable", flat=True)
+        )
+        if len(_PRIVATE_CACHE) > 256:
+            _PRIVATE_CACHE.clear()
+        _PRIVATE_CACHE[key] = found
+    return found
+
+
+def private_variables_forget() -> None:
+    """Called when an instrument's items change (the stamp would tell; this frees the memory)."""
+    _PRIVATE_CACHE.clear()
+
+
 def answers_change_audit(
     *,
     request: HttpRequest,
     response: Response,
     before: dict,
     submitted: bool,
-    items: list[Item],
+    private: frozenset[str],
     participant_id: int,
     study_id: int,
 ) -> AuditEvent | None:
     """A ``response_change`` event for answers staff entered or changed: each changed item's
-    value before and after; identifier items and ``PRIVATE_KINDS`` only by name (their values
-    would make the append-only log identifying, and identifier erasure does not reach it).
-    ``items`` are those of the response's version, which holds every answer before and after
-    (a draft keeps its version). Erasing the participant's answers blanks the values
-    (``answer_values_erase``). Nothing when nothing changed and nothing was submitted.
+    value before and after; ``private`` variables (``private_variables``: identifier items and
+    ``PRIVATE_KINDS``) only by name (their values would make the append-only log identifying,
+    and identifier erasure does not reach it). Erasing the participant's answers blanks the
+    values (``answer_values_erase``). Nothing when nothing changed and nothing was submitted.
 
     Called by the submit services, in their transaction, with what they read under the
-    assignment's lock: no query but the event's insert."""
+    assignment's lock: no query but the event's insert (and, once per version, the private
+    variables)."""
     after = response.answers or {}
-    private = {item.variable for item in items if item.identifier or item.kind in PRIVATE_KINDS}
     changed = {}
     for name in sorted(set(before) | set(after)):
         if before.get(name) != after.get(name):

@@ -10,6 +10,7 @@ from django.core.exceptions import ValidationError
 from django.db import connection, transaction
 
 from surveys import logic
+from surveys.audit import private_variables_forget
 from surveys.models import Instrument, InstrumentVersion, Item
 from surveys.validation import SINCE_LAST_SURVEY
 
@@ -114,6 +115,7 @@ def instrument_items_set(
         for position, fields in enumerate(items, start=1)
     )
     _ITEMS_CACHE.clear()
+    private_variables_forget()
     return version
 
 

@@ -19,7 +19,7 @@ from django.utils.formats import date_format
 from django.utils.translation import gettext as _
 
 from surveys import prepared
-from surveys.audit import answers_change_audit
+from surveys.audit import answers_change_audit, private_variables
 from surveys.instruments import (
     CURRENT_VERSION_COLUMNS_SQL,
     InstrumentNotReady,
@@ -480,15 +480,16 @@ def response_draft_save(
         assignment.status = Assignment.Status.IN_PROGRESS
         assignment.status_changed_at = now
         _assignment_status_save(assignment)
-    _staff_change_audit(staff_request, context, response, items, submitted=False)
+    _staff_change_audit(staff_request, context, response, submitted=False)
     return response
 
 
 def _staff_change_audit(
-    staff_request: HttpRequest | None, context: _SubmitContext, response, items, *, submitted
+    staff_request: HttpRequest | None, context: _SubmitContext, response, *, submitted
 ) -> None:
     """The audit event of answers staff entered (none for the participant's own: the response
-    is the record), from the answers read under the lock and the version's (cached) items."""
+    is the record), from the answers read under the lock; private variables from the
+    instrument's every version, cached under the current version's stamp read with the lock."""
     if staff_request is None:
         return
     answers_change_audit(
@@ -496,7 +497,9 @@ def _staff_change_audit(
         response=response,
         before=context.answers_before or {},
         submitted=submitted,
-        items=items,
+        private=private_variables(
+            instrument_id=response.instrument_id, stamp=context.current_version
+        ),
         participant_id=context.assignment.participant_id,
         study_id=response.instrument.study_id,
     )
@@ -581,5 +584,5 @@ def response_submit(
         # instant, under another row lock): the unique index decides.
         raise SubmissionConflict(*CLIENT_ID_USED) from exc
     safety_alerts_raise(assignment=assignment, items=items, answers=cleaned, now=now)
-    _staff_change_audit(staff_request, context, response, items, submitted=True)
+    _staff_change_audit(staff_request, context, response, submitted=True)
     return SubmitResult(response, replayed=False)

@@ -32,6 +32,16 @@ validate_variable_name = RegexValidator(
 PHONE_MAX_CHARACTERS = 25
 
 
+def _character_named(ch: str) -> str:
+    """A character as a message can name it: a tab or an unusual space (pasted from a
+    document) would otherwise read as “ ”."""
+    if ch == "\t":
+        return "the tab"
+    if ch.isspace():
+        return f"the unusual space (U+{ord(ch):04X})"
+    return f"“{ch}”"
+
+
 def validate_phone(value: str) -> None:
     """A phone number someone can text: digits with the usual separators, at least nine."""
     from surveys.fields import ascii_digits, phone_normalise
@@ -61,7 +71,7 @@ def validate_phone(value: str) -> None:
             "A phone number holds digits, spaces and - ( ) . after an optional + only: remove "
             "%(odd)s.",
             code="phone_characters",
-            params={"odd": ", ".join(f"“{ch}”" for ch in odd)},
+            params={"odd": ", ".join(_character_named(ch) for ch in odd)},
         )
     if not re.fullmatch(r"\+?[0-9 ()\-.]{7,25}", text) or not phone_normalise(text):
         raise ValidationError("Enter a phone number with at least 9 digits, e.g. +1 555 010 4477.")

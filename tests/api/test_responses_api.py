@@ -302,4 +302,40 @@ def test_an_audited_submit_reads_the_answers_before_under_the_lock_and_nothing_e
     ):
         assert not any(read in sql for sql in statements), read
     assert sum("surveys_auditevent" in sql for sql in statements) == 1
-    assert sum("FOR UPDATE" in sql or "surveys_submit_lock" in sql for sql in statements) <= 1
+    # the assignment locked and read once (the lock statement counts the wave's instruments)
+    locks = [
+        sql
+        for sql in statements
+        if "surveys_submit_lock" in sql
+        or 'FROM "surveys_assignment"' in sql
+        or ("FROM surveys_assignment a" in sql and "surveys_waveinstrument" in sql)
+    ]
+    assert len(locks) == 1, locks
+
+
+def test_a_variable_made_identifying_in_a_later_version_stays_hidden_in_an_older_draft(
+    client, coordinator_a, open_month1
+):
+    """A draft keeps the version it was started on; the team then marks one of its questions
+    as identifying, which makes a new version (the old one has a response). Staff changing
+    that draft's answer: the log names the question and never copies its value."""
+    from surveys.audit import HIDDEN_ANSWER
+    from surveys.instruments import instrument_items_set, version_items_as_dicts
+    from surveys.models import AuditEvent
+
+    client.force_login(coordinator_a)
+    draft = {"client_id": str(uuid.uuid4()), "answers": {"craving": 2}}
+    saved = client.put(url(open_month1, "draft"), draft, content_type="application/json")
+    assert saved.status_code == 200, saved.content
+    followup = open_month1.wave.instruments.get(slug="followup")
+    first = followup.versions.order_by("-number").first()
+    items = version_items_as_dicts(first)
+    for item in items:
+        item["identifier"] = item["identifier"] or item["variable"] == "craving"
+    assert instrument_items_set(instrument=followup, items=items).number == first.number + 1
+    draft["answers"] = {"craving": 4}
+    saved = client.put(url(open_month1, "draft"), draft, content_type="application/json")
+    assert saved.status_code == 200, saved.content
+    assert Response.objects.get().instrument_version == first  # still on the older version
+    event = AuditEvent.objects.filter(action="response_change").latest("id")
+    assert event.details["changed"] == {"craving": HIDDEN_ANSWER}

@@ -26,6 +26,8 @@ TOO_FEW_DIGITS = "Enter a phone number with at least 9 digits, e.g. +1 555 010 4
         ("5550104477#", ODD.format("“#”")),
         ("555*010#4477", ODD.format("“#”, “*”")),
         ("0171/555 0104", ODD.format("“/”")),
+        ("555\u00a0010 4477", ODD.format("the unusual space (U+00A0)")),  # pasted
+        ("555\t010 4477", ODD.format("the tab")),
     ],
 )
 def test_a_refused_phone_number_says_why(value, message):
