@@ -40,15 +40,7 @@ def two_factor_verify(*, user, code: str) -> bool | None:
 
 def two_factor_required(user) -> bool:
     """The user leads a study whose principal investigators must use two-factor sign-in."""
-    return StaffRole.objects.filter(
-        user=user, role=StaffRole.Role.PRINCIPAL_INVESTIGATOR, study__pi_two_factor_required=True
-    ).exists()
-
-
-def two_factor_missing(user) -> bool:
-    """Required for the user, and not on yet (one query)."""
-    on, required = two_factor_state(user)
-    return required and not on
+    return two_factor_state(user)[1]
 
 
 # Where a request keeps its user's two-factor state once read (see two_factor_state).

@@ -48,21 +48,8 @@ class AssignmentAdmin(ReadOnlyMixin, admin.ModelAdmin):
     status_changed = time_with_zone("status_changed_at", "status changed")
     first_message = time_with_zone("first_message_at", "first message")
     created = time_with_zone("created_at", "created")
-    # The page of one assignment: each time with its zone, as on the list.
-    fields = (
-        "participant",
-        "wave",
-        "occurrence",
-        "status",
-        "opens",
-        "due",
-        "closes",
-        "completed",
-        "status_changed",
-        "messages_sent",
-        "first_message",
-        "created",
-    )
+    # The page of one assignment: the list's columns, then the rest, each time with its zone.
+    fields = (*list_display, "status_changed", "messages_sent", "first_message", "created")
     readonly_fields = fields
 
     def get_queryset(self, request):
