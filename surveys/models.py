@@ -576,6 +576,55 @@ class Response(models.Model):
         return f"{self.instrument.slug} for {self.assignment}"
 
 
+class SubgroupVariable(models.Model):
+    """An answer the retention dashboard splits by (``surveys.retention``'s registry): the
+    instrument's slug and the variable. Kept equal to the registry after every ``migrate``
+    (``subgroup_variables_sync``); a row means its answers are in ``SubgroupAnswer``."""
+
+    instrument_slug = models.SlugField(max_length=50)
+    variable = models.CharField(max_length=100)
+    filled_at = models.DateTimeField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=("instrument_slug", "variable"), name="subgroup_variable_once"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.instrument_slug}.{self.variable}"
+
+
+class SubgroupAnswer(models.Model):
+    """One submitted answer the retention dashboard splits by, copied out of the response's
+    JSON so that a split reads a narrow table, not every response (benchmarks/README.md).
+
+    Written by database triggers on ``surveys_response`` (migration 0034), so every way a
+    response is written keeps it: a submit, a staff edit, an erasure, a bulk insert. Only
+    submitted responses of a wave's first occurrence, only the variables in
+    ``SubgroupVariable``; ``answer`` is the JSON value as text, as ``KeyTextTransform`` gives
+    it on each database. Never written by Python."""
+
+    response = models.ForeignKey(Response, on_delete=models.CASCADE, related_name="+")
+    participant = models.ForeignKey(Participant, on_delete=models.CASCADE, related_name="+")
+    wave = models.ForeignKey(Wave, on_delete=models.CASCADE, related_name="+")
+    instrument = models.ForeignKey(Instrument, on_delete=models.CASCADE, related_name="+")
+    variable = models.CharField(max_length=100)
+    answer = models.TextField(null=True)  # noqa: DJ001 — NULL: no answer, unlike ""
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=("response", "variable"), name="subgroup_answer_once")
+        ]
+        indexes = [
+            models.Index(fields=("wave", "instrument", "variable"), name="subgroup_answer_source")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.variable} of {self.participant.code}"
+
+
 class StaffRole(models.Model):
     """A staff member's role in one study; coordinators are limited to their sites."""
 

@@ -41,7 +41,7 @@ from contextlib import nullcontext
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from django.db import connections, transaction
+from django.db import DEFAULT_DB_ALIAS, connections, transaction
 from django.db.models import (
     Case,
     Count,
@@ -64,6 +64,8 @@ from surveys.models import (
     Response,
     Site,
     Study,
+    SubgroupAnswer,
+    SubgroupVariable,
     Wave,
     WaveInstrument,
 )
@@ -137,6 +139,64 @@ def subgroup_register(
         raise ValueError(f"a different retention subgroup is already named {name!r}")
     _SUBGROUPS[name] = subgroup
     return subgroup
+
+
+def subgroup_variables_sync(*, using: str = DEFAULT_DB_ALIAS, **kwargs) -> None:
+    """Make ``SubgroupVariable`` the registry's (instrument, variable) pairs (``post_migrate``,
+    so after every deploy): a pair no subgroup uses any more is removed with its answers; a new
+    pair is added and its answers copied from every response already submitted, in one
+    ``INSERT … SELECT`` whose answer is the ORM's own JSON extraction (what the triggers of
+    migration 0034 write from then on). On PostgreSQL the responses are locked against writes
+    meanwhile, so none is submitted between the copy and the pair being seen by the triggers."""
+    wanted = {(s.instrument, s.variable) for s in _SUBGROUPS.values()}
+    connection = connections[using]
+    if SubgroupVariable._meta.db_table not in connection.introspection.table_names():
+        return  # migrated back to before migration 0034
+    with transaction.atomic(using=using):
+        have = set(SubgroupVariable.objects.using(using).values_list("instrument_slug", "variable"))
+        if have == wanted:
+            return
+        if connection.vendor == "postgresql":
+            with connection.cursor() as cursor:
+                cursor.execute(f"LOCK TABLE {Response._meta.db_table} IN SHARE MODE")
+        for slug, variable in have ^ wanted:  # removed, or about to be copied from scratch
+            SubgroupVariable.objects.using(using).filter(
+                instrument_slug=slug, variable=variable
+            ).delete()
+            SubgroupAnswer.objects.using(using).filter(
+                instrument__slug=slug, variable=variable
+            ).delete()
+        now = timezone.now()
+        for slug, variable in sorted(wanted - have):
+            SubgroupVariable.objects.using(using).create(
+                instrument_slug=slug, variable=variable, filled_at=now
+            )
+            rows = (
+                Response.objects.using(using)
+                .filter(
+                    status=Response.Status.SUBMITTED,
+                    instrument__slug=slug,
+                    assignment__occurrence=0,
+                )
+                .order_by()
+                .values_list(
+                    "pk",
+                    "assignment__participant_id",
+                    "assignment__wave_id",
+                    "instrument_id",
+                    Value(variable),
+                    KeyTextTransform(variable, "answers"),
+                )
+            )
+            select_sql, params = rows.query.get_compiler(using=using).as_sql()
+            columns = ("response_id", "participant_id", "wave_id", "instrument_id")
+            with connection.cursor() as cursor:
+                # The ORM's compiled SELECT; the column names are fixed text.
+                cursor.execute(
+                    f"INSERT INTO {SubgroupAnswer._meta.db_table} "
+                    f"({', '.join(columns)}, variable, answer) {select_sql}",
+                    params,
+                )
 
 
 def subgroups() -> list[Subgroup]:
@@ -483,7 +543,14 @@ def _split_rows(
     ).order_by("wave__position", "wave_id")
     if subgroup.wave:
         sources = sources.filter(wave__slug=subgroup.wave)
-    source = sources.values("wave_id", "wave__name", "instrument_id", "instrument__name").first()
+    copied = SubgroupVariable.objects.filter(
+        instrument_slug=subgroup.instrument, variable=subgroup.variable
+    )
+    source = (
+        sources.annotate(copied=Exists(copied))
+        .values("wave_id", "wave__name", "instrument_id", "instrument__name", "copied")
+        .first()
+    )
     item = (
         Item.objects.filter(
             version__instrument__study=study,
@@ -522,29 +589,43 @@ def _split_rows(
         variable=subgroup.variable,
         wave_id=source["wave_id"],
         instrument_id=source["instrument_id"],
+        copied=source["copied"],
     )
     return rows, labels, source_text
 
 
-def _split_query(*, scope: _Scope, variable: str, wave_id: int, instrument_id: int) -> list[dict]:
+def _split_query(
+    *, scope: _Scope, variable: str, wave_id: int, instrument_id: int, copied: bool = True
+) -> list[dict]:
     """Every assignment in scope counted by wave and by its participant's answer at the source
     (their submitted response to the instrument at the wave's first occurrence), in one
     statement: a CTE of (participant, answer) LEFT JOINed to the assignments.
+
+    The answers come from ``SubgroupAnswer`` when the variable is ``copied`` there (every
+    registered subgroup after ``migrate``): a narrow table of only these answers, so the
+    statement no longer reads every response's JSON (benchmarks/README.md). Otherwise (a
+    subgroup registered since the last ``migrate``) from the responses themselves, the same
+    values by the same extraction.
 
     The two sub-selects are the ORM's own SQL (the JSON extraction compiled for the database);
     the statement around them is written out because the ORM cannot join a sub-select. On
     PostgreSQL the CTE is MATERIALIZED: it takes the answer out of the JSON before the join, so
     the hash holds (participant, answer) and not every response's whole JSON, measured 2× faster
     at 50,000 participants (benchmarks/README.md)."""
-    answers = Response.objects.filter(
-        status=Response.Status.SUBMITTED,
-        instrument_id=instrument_id,
-        assignment__wave_id=wave_id,
-        assignment__occurrence=0,
-    ).values(
-        participant=F("assignment__participant_id"),
-        answer=KeyTextTransform(variable, "answers"),
-    )
+    if copied:
+        answers = SubgroupAnswer.objects.filter(
+            wave_id=wave_id, instrument_id=instrument_id, variable=variable
+        ).values("participant_id", "answer")
+    else:
+        answers = Response.objects.filter(
+            status=Response.Status.SUBMITTED,
+            instrument_id=instrument_id,
+            assignment__wave_id=wave_id,
+            assignment__occurrence=0,
+        ).values(
+            participant=F("assignment__participant_id"),
+            answer=KeyTextTransform(variable, "answers"),
+        )
     assignments = Assignment.objects.filter(scope.assignments).values(
         "wave_id", "participant_id", "status"
     )
@@ -562,7 +643,7 @@ def _split_query(*, scope: _Scope, variable: str, wave_id: int, instrument_id: i
         count_params.extend(statuses)
     # Only the ORM's compiled SQL and fixed text go into the statement; values are parameters.
     statement = (
-        f"WITH src AS {materialized}({answers_sql}) "  # noqa: S608
+        f"WITH src (participant, answer) AS {materialized}({answers_sql}) "  # noqa: S608
         f"SELECT a.wave_id, src.answer, src.participant IS NOT NULL, {', '.join(counts)} "
         f"FROM ({counted_sql}) a LEFT JOIN src ON src.participant = a.participant_id "
         "GROUP BY 1, 2, 3"
