@@ -256,7 +256,10 @@ def participant_answers_erase(
     if locked.answers_erased_at is not None:
         return {}
     counts = {
-        "responses": Response.objects.filter(assignment__participant=locked).delete()[0],
+        # The responses alone: their deletion also removes their SubgroupAnswer copies.
+        "responses": Response.objects.filter(assignment__participant=locked)
+        .delete()[1]
+        .get(Response._meta.label, 0),
         "diary_entries": DiaryEntry.objects.filter(participant=locked).delete()[0],
         "alert_answers": SafetyAlert.objects.filter(participant=locked)
         .exclude(answer="")

@@ -131,6 +131,7 @@ class Migration(migrations.Migration):
                     models.ForeignKey(
                         on_delete=django.db.models.deletion.CASCADE,
                         related_name="+",
+                        db_index=False,
                         to="surveys.instrument",
                     ),
                 ),
@@ -147,6 +148,7 @@ class Migration(migrations.Migration):
                     models.ForeignKey(
                         on_delete=django.db.models.deletion.CASCADE,
                         related_name="+",
+                        db_index=False,
                         to="surveys.response",
                     ),
                 ),
@@ -155,6 +157,7 @@ class Migration(migrations.Migration):
                     models.ForeignKey(
                         on_delete=django.db.models.deletion.CASCADE,
                         related_name="+",
+                        db_index=False,
                         to="surveys.wave",
                     ),
                 ),

@@ -11,7 +11,7 @@ from django.core.exceptions import ValidationError
 
 from surveys.consent import participant_answers_erase
 from surveys.exports import ExportSpec, dataset_export
-from surveys.models import AuditEvent, DiaryEntry, Response, SafetyAlert
+from surveys.models import AuditEvent, DiaryEntry, Response, SafetyAlert, SubgroupAnswer
 from surveys.services import participant_status_change
 from tests.api.test_responses_api import ANSWERS
 from tests.surveys.test_participant_survey import api, month1, participant, signed_in  # noqa: F401
@@ -36,11 +36,13 @@ def test_a_withdrawn_participants_answers_are_erased_and_audited(answered, coord
         )
     )
     assert (before["craving"] == ANSWERS["craving"]).any()
+    assert SubgroupAnswer.objects.filter(participant=answered, variable="fellowships").exists()
     participant_status_change(participant=answered, status="withdrawn", reason="asked to leave")
     counts = participant_answers_erase(participant=answered, by=coordinator_a)
     assert counts["responses"] == 1 and counts["alert_answers"] == 1
     assert not Response.objects.filter(assignment__participant=answered).exists()
     assert not DiaryEntry.objects.filter(participant=answered).exists()
+    assert not SubgroupAnswer.objects.filter(participant=answered).exists()  # the split's copy
     alert = SafetyAlert.objects.get(participant=answered)  # the alert and its handling stay
     assert alert.answer == ""
     event = AuditEvent.objects.get(action=AuditEvent.Action.ANSWERS_ERASE)
