@@ -12,12 +12,12 @@ class SurveysConfig(AppConfig):
         converters_register()  # before any URL configuration is read
 
         from surveys.audit import sign_in_auditing_connect
-        from surveys.retention import subgroup_variables_sync
         from surveys.roles import role_groups_ensure
+        from surveys.subgroup_copy import subgroup_copy_sync
 
         post_migrate.connect(role_groups_ensure, sender=self)
         # Runs after every app's ready(), so the subgroup registry is complete.
-        post_migrate.connect(subgroup_variables_sync, sender=self)
+        post_migrate.connect(subgroup_copy_sync, sender=self)
         sign_in_auditing_connect()
 
         from django.contrib import admin

@@ -285,7 +285,10 @@ class ParticipantContact(models.Model):
 
 
 class Instrument(models.Model):
-    """A questionnaire. Its content lives in versions; a response keeps the version it answered."""
+    """A questionnaire. Its content lives in versions; a response keeps the version it answered.
+
+    A trigger copies the split's answers again when ``slug`` changes (``surveys.subgroup_copy``,
+    PostgreSQL); a migration that alters ``slug`` first calls ``triggers_drop``."""
 
     study = models.ForeignKey(Study, on_delete=models.CASCADE, related_name="instruments")
     slug = models.SlugField(max_length=50)
@@ -524,7 +527,11 @@ class Assignment(models.Model):
 
 
 class Response(models.Model):
-    """Answers to one instrument of one assignment: a draft that becomes submitted in place."""
+    """Answers to one instrument of one assignment: a draft that becomes submitted in place.
+
+    On PostgreSQL, triggers copy the split's answers out of ``answers`` into SubgroupAnswer
+    (``surveys.subgroup_copy``): a migration that alters ``answers`` or ``status`` first
+    calls ``subgroup_copy.triggers_drop``; ``migrate`` puts them back."""
 
     class Status(models.TextChoices):
         DRAFT = "draft", "Draft"
@@ -579,7 +586,7 @@ class Response(models.Model):
 class SubgroupVariable(models.Model):
     """An answer the retention dashboard splits by (``surveys.retention``'s registry): the
     instrument's slug and the variable. Kept equal to the registry after every ``migrate``
-    (``subgroup_variables_sync``); a row means its answers are in ``SubgroupAnswer``."""
+    (``surveys.subgroup_copy``); a row means its answers are in ``SubgroupAnswer``."""
 
     instrument_slug = models.SlugField(max_length=50)
     variable = models.CharField(max_length=100)
@@ -598,24 +605,30 @@ class SubgroupVariable(models.Model):
 
 class SubgroupAnswer(models.Model):
     """One submitted answer the retention dashboard splits by, copied out of the response's
-    JSON so that a split reads a narrow table, not every response (benchmarks/README.md).
+    JSON so that a split reads a narrow table, not every response (``surveys.subgroup_copy``).
+    Written and deleted only by PostgreSQL triggers on the responses and instruments, never by
+    Python: the references are plain columns (no constraint, nothing for Django's deletion to
+    collect), so deleting responses stays one statement and their copies go with them."""
 
-    Written by database triggers on ``surveys_response`` (migration 0034), so every way a
-    response is written keeps it: a submit, a staff edit, an erasure, a bulk insert. Only
-    submitted responses of a wave's first occurrence, only the variables in
-    ``SubgroupVariable``; ``answer`` is the JSON value as text, as ``KeyTextTransform`` gives
-    it on each database. Never written by Python."""
-
-    # No index of their own for the response (the unique constraint starts with it), the wave
-    # (the source index does) or the instrument (deleted only with its study): three indexes
-    # fewer to write on every submit.
     response = models.ForeignKey(
-        Response, on_delete=models.CASCADE, related_name="+", db_index=False
+        Response, on_delete=models.DO_NOTHING, related_name="+", db_constraint=False, db_index=False
     )
-    participant = models.ForeignKey(Participant, on_delete=models.CASCADE, related_name="+")
-    wave = models.ForeignKey(Wave, on_delete=models.CASCADE, related_name="+", db_index=False)
+    participant = models.ForeignKey(
+        Participant,
+        on_delete=models.DO_NOTHING,
+        related_name="+",
+        db_constraint=False,
+        db_index=False,
+    )
+    wave = models.ForeignKey(
+        Wave, on_delete=models.DO_NOTHING, related_name="+", db_constraint=False, db_index=False
+    )
     instrument = models.ForeignKey(
-        Instrument, on_delete=models.CASCADE, related_name="+", db_index=False
+        Instrument,
+        on_delete=models.DO_NOTHING,
+        related_name="+",
+        db_constraint=False,
+        db_index=False,
     )
     variable = models.CharField(max_length=100)
     answer = models.TextField(null=True)  # noqa: DJ001 — NULL: no answer, unlike ""
@@ -629,7 +642,7 @@ class SubgroupAnswer(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"{self.variable} of {self.participant.code}"
+        return f"{self.variable} of response {self.response_id}"
 
 
 class StaffRole(models.Model):

@@ -41,7 +41,7 @@ from contextlib import nullcontext
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from django.db import DEFAULT_DB_ALIAS, connections, transaction
+from django.db import connections, transaction
 from django.db.models import (
     Case,
     Count,
@@ -139,64 +139,6 @@ def subgroup_register(
         raise ValueError(f"a different retention subgroup is already named {name!r}")
     _SUBGROUPS[name] = subgroup
     return subgroup
-
-
-def subgroup_variables_sync(*, using: str = DEFAULT_DB_ALIAS, **kwargs) -> None:
-    """Make ``SubgroupVariable`` the registry's (instrument, variable) pairs (``post_migrate``,
-    so after every deploy): a pair no subgroup uses any more is removed with its answers; a new
-    pair is added and its answers copied from every response already submitted, in one
-    ``INSERT … SELECT`` whose answer is the ORM's own JSON extraction (what the triggers of
-    migration 0034 write from then on). On PostgreSQL the responses are locked against writes
-    meanwhile, so none is submitted between the copy and the pair being seen by the triggers."""
-    wanted = {(s.instrument, s.variable) for s in _SUBGROUPS.values()}
-    connection = connections[using]
-    if SubgroupVariable._meta.db_table not in connection.introspection.table_names():
-        return  # migrated back to before migration 0034
-    with transaction.atomic(using=using):
-        have = set(SubgroupVariable.objects.using(using).values_list("instrument_slug", "variable"))
-        if have == wanted:
-            return
-        if connection.vendor == "postgresql":
-            with connection.cursor() as cursor:
-                cursor.execute(f"LOCK TABLE {Response._meta.db_table} IN SHARE MODE")
-        for slug, variable in have ^ wanted:  # removed, or about to be copied from scratch
-            SubgroupVariable.objects.using(using).filter(
-                instrument_slug=slug, variable=variable
-            ).delete()
-            SubgroupAnswer.objects.using(using).filter(
-                instrument__slug=slug, variable=variable
-            ).delete()
-        now = timezone.now()
-        for slug, variable in sorted(wanted - have):
-            SubgroupVariable.objects.using(using).create(
-                instrument_slug=slug, variable=variable, filled_at=now
-            )
-            rows = (
-                Response.objects.using(using)
-                .filter(
-                    status=Response.Status.SUBMITTED,
-                    instrument__slug=slug,
-                    assignment__occurrence=0,
-                )
-                .order_by()
-                .values_list(
-                    "pk",
-                    "assignment__participant_id",
-                    "assignment__wave_id",
-                    "instrument_id",
-                    Value(variable),
-                    KeyTextTransform(variable, "answers"),
-                )
-            )
-            select_sql, params = rows.query.get_compiler(using=using).as_sql()
-            columns = ("response_id", "participant_id", "wave_id", "instrument_id")
-            with connection.cursor() as cursor:
-                # The ORM's compiled SELECT; the column names are fixed text.
-                cursor.execute(
-                    f"INSERT INTO {SubgroupAnswer._meta.db_table} "
-                    f"({', '.join(columns)}, variable, answer) {select_sql}",
-                    params,
-                )
 
 
 def subgroups() -> list[Subgroup]:
@@ -601,11 +543,11 @@ def _split_query(
     (their submitted response to the instrument at the wave's first occurrence), in one
     statement: a CTE of (participant, answer) LEFT JOINed to the assignments.
 
-    The answers come from ``SubgroupAnswer`` when the variable is ``copied`` there (every
-    registered subgroup after ``migrate``): a narrow table of only these answers, so the
-    statement no longer reads every response's JSON (benchmarks/README.md). Otherwise (a
-    subgroup registered since the last ``migrate``) from the responses themselves, the same
-    values by the same extraction.
+    The answers come from ``SubgroupAnswer`` when the variable is ``copied`` there
+    (``surveys.subgroup_copy``: every registered subgroup after ``migrate``, on PostgreSQL):
+    a narrow table of only these answers, so the statement no longer reads every response's
+    JSON (benchmarks/README.md). Otherwise (SQLite, or a subgroup registered since the last
+    ``migrate``) from the responses themselves: the same values by the same extraction.
 
     The two sub-selects are the ORM's own SQL (the JSON extraction compiled for the database);
     the statement around them is written out because the ORM cannot join a sub-select. On

@@ -1,6 +1,8 @@
-"""The narrow copy of the answers the retention dashboard splits by (``SubgroupAnswer``): kept
-by database triggers through every way a response is written, filled by ``migrate`` for the
-registered subgroups, and giving the dashboard exactly what the responses' JSON gives."""
+"""The narrow copy of the answers the retention dashboard splits by (``SubgroupAnswer``,
+PostgreSQL): kept by database triggers through every way a response is written, filled by
+``migrate`` for the registered subgroups, and giving the dashboard exactly what the responses'
+JSON gives. On SQLite there is no copy and the split reads the JSON (tests/surveys/
+test_retention.py runs on both)."""
 
 import json
 import random
@@ -20,12 +22,16 @@ from surveys.models import (
     SubgroupVariable,
     Wave,
 )
-from surveys.retention import Subgroup, retention_summary, subgroup_variables_sync
+from surveys.retention import Subgroup, retention_summary
+from surveys.subgroup_copy import TRIGGERS, subgroup_copy_sync, triggers_drop, triggers_present
 from surveys.submission import response_submit
 from tests.surveys.test_datasets import followup_answers
 
 ENROLLED = date(2025, 1, 6)  # every window long closed, whatever the clock
 BASELINE_VARIABLES = {"race_ethnicity", "gender", "justice_involved", "mat_status"}
+postgresql_only = pytest.mark.skipif(
+    connection.vendor != "postgresql", reason="the copy is kept by PostgreSQL triggers"
+)
 
 
 def copied(response) -> dict[str, str | None]:
@@ -46,12 +52,25 @@ def write(assignment, slug, answers, *, status=Response.Status.SUBMITTED):
     )
 
 
-def test_migrate_registered_every_subgroup_variable(db):
+def test_migrate_registered_every_subgroup_variable_and_the_triggers(db):
     pairs = set(SubgroupVariable.objects.values_list("instrument_slug", "variable"))
+    if connection.vendor != "postgresql":
+        assert pairs == set()  # no copy: the split reads the JSON
+        return
     assert pairs == {(s.instrument, s.variable) for s in retention.subgroups()}
     assert ("followup", "fellowships") in pairs
+    assert triggers_present(connection) == set(TRIGGERS)
 
 
+@postgresql_only
+def test_migrate_puts_back_triggers_a_migration_dropped(db):
+    triggers_drop(connection)
+    assert triggers_present(connection) == set()
+    subgroup_copy_sync()
+    assert triggers_present(connection) == set(TRIGGERS)
+
+
+@postgresql_only
 def test_the_copy_follows_every_way_a_response_is_written(study, site_a, enrol):
     person = enrol(site=site_a, enrolled_on=ENROLLED)
     waves = {a.wave.slug: a for a in person.assignments.select_related("wave")}
@@ -141,9 +160,22 @@ def test_the_copy_follows_every_way_a_response_is_written(study, site_a, enrol):
         ),
     ]
 
-    # Deleting a response deletes its copy.
-    Response.objects.filter(assignment=m3).delete()
+    # Deleting a response deletes its copy, by the ORM (one statement: nothing to collect)
+    # or by raw SQL.
+    with CaptureQueriesContext(connection) as captured:
+        Response.objects.filter(assignment=m3).delete()
     assert not SubgroupAnswer.objects.filter(wave__slug="m3").exists()
+    assert [q["sql"].split()[0] for q in captured] == ["DELETE"]
+    with connection.cursor() as cursor:
+        cursor.execute("DELETE FROM surveys_response WHERE assignment_id = %s", [m1.pk])
+    assert not SubgroupAnswer.objects.filter(wave__slug="m1").exists()
+
+    # An instrument renamed to a slug the registry names is copied; renamed away, forgotten.
+    baseline = Instrument.objects.get(study=study, slug="baseline")
+    Instrument.objects.filter(pk=baseline.pk).update(slug="intake")
+    assert copied(draft) == {}
+    Instrument.objects.filter(pk=baseline.pk).update(slug="baseline")
+    assert copied(draft)["gender"] == "2"
 
 
 def _cohort(study, site_a, site_b, enrol, n=36):
@@ -177,6 +209,7 @@ def _cohort(study, site_a, site_b, enrol, n=36):
             write(waves["m1"], "followup", answers, status=status)
 
 
+@postgresql_only
 def test_the_split_reads_the_copy_and_gives_what_the_responses_give(
     study, site_a, site_b, enrol, researcher, coordinator_a
 ):
@@ -196,12 +229,13 @@ def test_the_split_reads_the_copy_and_gives_what_the_responses_give(
                 from_json = retention_summary(user=user, study=study, subgroup=subgroup)
             split = [q["sql"] for q in captured if "LEFT JOIN src" in q["sql"]]
             assert "surveys_subgroupanswer" not in split[0] and "surveys_response" in split[0]
-            subgroup_variables_sync()
+            subgroup_copy_sync()
             assert summary.subgroup == from_json.subgroup
             assert summary.waves == from_json.waves
             assert len(summary.subgroup.values) >= 3  # a split, not everybody "Not known"
 
 
+@postgresql_only
 def test_migrate_fills_a_new_subgroup_and_forgets_an_old_one(
     study, site_a, site_b, enrol, researcher, monkeypatch
 ):
@@ -212,7 +246,7 @@ def test_migrate_fills_a_new_subgroup_and_forgets_an_old_one(
     # As a database migrated before the copy existed: migrate copies every submitted answer.
     SubgroupAnswer.objects.all().delete()
     SubgroupVariable.objects.all().delete()
-    subgroup_variables_sync()
+    subgroup_copy_sync()
     assert set(SubgroupAnswer.objects.values_list("response_id", "variable", "answer")) == before
 
     # A subgroup registered by a new release: read from the JSON until migrate has copied it.
@@ -225,7 +259,7 @@ def test_migrate_fills_a_new_subgroup_and_forgets_an_old_one(
     )
     uncopied = retention_summary(user=researcher, study=study, subgroup="home_group")
     assert [v.code for v in uncopied.subgroup.values] == ["1", "0", retention.NOT_KNOWN]
-    subgroup_variables_sync()
+    subgroup_copy_sync()
     assert SubgroupVariable.objects.filter(variable="home_group").exists()
     now_copied = retention_summary(user=researcher, study=study, subgroup="home_group")
     assert now_copied.subgroup == uncopied.subgroup and now_copied.waves == uncopied.waves
@@ -235,18 +269,55 @@ def test_migrate_fills_a_new_subgroup_and_forgets_an_old_one(
     person = enrol(site=site_a, enrolled_on=ENROLLED)
     answered = write(person.assignments.get(wave__slug="m1"), "followup", {"home_group": "1"})
     assert "home_group" in copied(answered)
-    subgroup_variables_sync()
+    subgroup_copy_sync()
     assert not SubgroupVariable.objects.filter(variable="home_group").exists()
     assert not SubgroupAnswer.objects.filter(variable="home_group").exists()
     assert set(SubgroupAnswer.objects.values_list("response_id", "variable", "answer")) >= before
 
 
-@pytest.mark.skipif(connection.vendor != "postgresql", reason="a PostgreSQL lock")
-def test_migrate_locks_the_responses_while_it_copies(db, monkeypatch):
-    SubgroupVariable.objects.all().delete()
+@postgresql_only
+def test_migrate_keeps_writers_out_while_it_copies_and_waits_for_none(
+    study, site_a, enrol, researcher, caplog
+):
+    """The copy is made under a lock that keeps out writers and a second migrate; a long write
+    holding the responses makes it give up after the timeout, changing nothing."""
+    from tests.surveys.test_export_line_cache import another_process
+
+    person = enrol(site=site_a, enrolled_on=ENROLLED)
+    answered = write(person.assignments.get(wave__slug="baseline"), "baseline", {"gender": "2"})
+    SubgroupVariable.objects.filter(variable="gender").delete()
+    SubgroupAnswer.objects.filter(variable="gender").delete()
+
+    # Another session holds a write on the responses past the timeout. (First: the lock
+    # taken below is held until the test's transaction ends.)
+    other = another_process()
+    try:
+        with other.cursor() as cursor:
+            cursor.execute("SET lock_timeout = '5s'")
+            cursor.execute("LOCK TABLE surveys_response IN ROW EXCLUSIVE MODE")
+            with caplog.at_level("WARNING", logger="surveys.subgroup_copy"):
+                subgroup_copy_sync(lock_timeout_ms=200)
+    finally:
+        other.rollback()
+        other.close()
+    assert "not brought up to date" in caplog.text
+    assert not SubgroupVariable.objects.filter(variable="gender").exists()  # nothing changed
+    assert "gender" not in copied(answered)
+    with connection.cursor() as cursor:
+        cursor.execute("SHOW lock_timeout")
+        assert cursor.fetchone()[0] == "0"  # as it was
+    # The split still gives the answer, from the JSON.
+    split = retention_summary(user=researcher, study=study, subgroup="gender").subgroup
+    assert "2" in [value.code for value in split.values]
+
+    # Without the other session: locked, then copied.
     with CaptureQueriesContext(connection) as captured:
-        subgroup_variables_sync()
+        subgroup_copy_sync()
     sql = [q["sql"] for q in captured]
-    lock = next(i for i, s in enumerate(sql) if s.startswith("LOCK TABLE surveys_response"))
-    first_copy = next(i for i, s in enumerate(sql) if "INSERT INTO surveys_subgroupanswer" in s)
-    assert lock < first_copy
+    lock = sql.index("LOCK TABLE surveys_response IN SHARE ROW EXCLUSIVE MODE")
+    copy = next(i for i, s in enumerate(sql) if s.startswith("INSERT INTO surveys_subgroupanswer"))
+    assert lock < copy
+    assert copied(answered)["gender"] == "2"
+    with connection.cursor() as cursor:
+        cursor.execute("SHOW lock_timeout")
+        assert cursor.fetchone()[0] == "0"
