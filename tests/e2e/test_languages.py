@@ -104,12 +104,16 @@ def test_a_comma_in_a_whole_number_is_explained_on_the_phone(phone, live_server,
     page = phone()
     open_link(page, live_server, due_participant)
     page.get_by_role("link", name="Empezar").first.click()
+    # The survey's script has started before any answer is given (as the tests above do):
+    # answers given to a page still loading were lost, and "Next" then stopped on question 1.
+    expect(page.locator("#progress-text")).to_be_visible()
     choices = {"attended_any": "1", "fellowships": ["1"], "overdose": "0"}
     for _ in range(120):
         if page.locator("#q-mtg_na_inperson").is_visible():
             break
         answer_screen(page, choices)
         page.locator("#next").click()
+        expect(page.locator(".screen:not([hidden]) .error:not([hidden])")).to_have_count(0)
     # "1,000" may be a thousand or one: the phone says to write it without a comma.
     page.locator("#q-mtg_na_inperson input").fill("1,000")
     page.locator("#next").click()
