@@ -11,8 +11,8 @@ staff edit, an erasure, the demo's bulk insert, raw SQL): after a response is in
 submitted, or its answers or status change while it is or was submitted, its rows are written
 again from its JSON, for the variables of ``SubgroupVariable`` under its instrument's slug; a
 deleted response's rows are deleted; an instrument whose slug changes has its rows written
-again. ``answer`` is ``answers ->> variable``,
-the text Django's ``KeyTextTransform`` gives, so the split parses it as before.
+again. ``answer`` is ``answers ->> variable``, the text Django's ``KeyTextTransform`` gives, so
+the split parses it as before.
 
 ``subgroup_copy_sync`` runs after every ``migrate`` (``post_migrate``): it puts the triggers back
 if a migration dropped them (altering a column a trigger names needs that) and makes
