@@ -537,7 +537,7 @@ def _split_rows(
 
 
 def _split_query(
-    *, scope: _Scope, variable: str, wave_id: int, instrument_id: int, copied: bool = True
+    *, scope: _Scope, variable: str, wave_id: int, instrument_id: int, copied: bool
 ) -> list[dict]:
     """Every assignment in scope counted by wave and by its participant's answer at the source
     (their submitted response to the instrument at the wave's first occurrence), in one
