@@ -8,6 +8,37 @@ from surveys.models import AuditEvent, Item, Participant, Response, Study
 from surveys.ratelimit import client_ip
 
 
+def audit_event_build(
+    *,
+    action: str,
+    user=None,
+    request: HttpRequest | None = None,
+    study: Study | None = None,
+    participant: Participant | None = None,
+    obj: Model | None = None,
+    details: dict | None = None,
+) -> AuditEvent:
+    """One event, not yet written (``audit_log`` writes it)."""
+    if user is None and request is not None:
+        user = request.user
+    if user is not None and not user.is_authenticated:
+        user = None
+    if study is None and participant is not None:
+        study = participant.study
+    return AuditEvent(
+        at=timezone.now(),
+        user=user,
+        username=user.get_username() if user is not None else "",
+        action=action,
+        study=study,
+        participant=participant,
+        object_type=obj._meta.label_lower if obj is not None else "",
+        object_id=str(obj.pk) if obj is not None else "",
+        details=details or {},
+        ip=(client_ip(request) or None) if request is not None else None,
+    )
+
+
 def audit_log(
     *,
     action: str,
@@ -19,23 +50,14 @@ def audit_log(
     details: dict | None = None,
 ) -> AuditEvent:
     """Write one event. ``details`` holds codes, counts and field names, never an identifier."""
-    if user is None and request is not None:
-        user = request.user
-    if user is not None and not user.is_authenticated:
-        user = None
-    if study is None and participant is not None:
-        study = participant.study
-    event = AuditEvent(
-        at=timezone.now(),
-        user=user,
-        username=user.get_username() if user is not None else "",
+    event = audit_event_build(
         action=action,
+        user=user,
+        request=request,
         study=study,
         participant=participant,
-        object_type=obj._meta.label_lower if obj is not None else "",
-        object_id=str(obj.pk) if obj is not None else "",
-        details=details or {},
-        ip=(client_ip(request) or None) if request is not None else None,
+        obj=obj,
+        details=details,
     )
     event.save()
     return event
@@ -98,7 +120,7 @@ def private_variables_forget() -> None:
     _PRIVATE_CACHE.clear()
 
 
-def answers_change_audit(
+def answers_change_event(
     *,
     request: HttpRequest,
     response: Response,
@@ -108,15 +130,17 @@ def answers_change_audit(
     participant_id: int,
     study_id: int,
 ) -> AuditEvent | None:
-    """A ``response_change`` event for answers staff entered or changed: each changed item's
-    value before and after; ``private`` variables (``private_variables``: identifier items and
-    ``PRIVATE_KINDS``) only by name (their values would make the append-only log identifying,
-    and identifier erasure does not reach it). Erasing the participant's answers blanks the
-    values (``answer_values_erase``). Nothing when nothing changed and nothing was submitted.
+    """A ``response_change`` event, not yet written, for answers staff entered or changed: each
+    changed item's value before and after; ``private`` variables (``private_variables``:
+    identifier items and ``PRIVATE_KINDS``) only by name (their values would make the
+    append-only log identifying, and identifier erasure does not reach it). Erasing the
+    participant's answers blanks the values (``answer_values_erase``). None when nothing
+    changed and nothing was submitted.
 
-    Called by the submit services, in their transaction, with what they read under the
-    assignment's lock: no query but the event's insert (and, once per version, the private
-    variables)."""
+    Built by the submit services, in their transaction, from what they read under the
+    assignment's lock: no query (but, once per version, the private variables). They write it
+    with the response: in the same statement when they insert one (``object_id`` is then the
+    new response's), else right after."""
     after = response.answers or {}
     changed = {}
     for name in sorted(set(before) | set(after)):
@@ -128,7 +152,7 @@ def answers_change_audit(
             )
     if not changed and not submitted:
         return None
-    return audit_log(
+    return audit_event_build(
         action=AuditEvent.Action.RESPONSE_CHANGE,
         request=request,
         study=Study(pk=study_id),

@@ -27,16 +27,23 @@ def _numbered(sql: str) -> str:
     return _PLACEHOLDER.sub(lambda _: f"${next(counter)}", sql)
 
 
-def execute(cursor, name: str, sql: str, params: list | tuple) -> None:
-    """Run ``sql`` (with ``%s`` placeholders and no literal ``%``) with ``params``; on
-    PostgreSQL as the prepared statement ``name``, prepared on this connection's first use."""
+def statement(cursor, name: str, sql: str, param_count: int) -> str:
+    """What to run for ``sql`` (with ``%s`` placeholders and no literal ``%``) with
+    ``param_count`` parameters: on PostgreSQL, ``EXECUTE`` of the prepared statement ``name``
+    (prepared with ``cursor`` on this connection's first use); elsewhere ``sql`` itself. For
+    callers whose SQL runs elsewhere (``Model.objects.raw``), on the same connection."""
     if connection.vendor != "postgresql":
-        cursor.execute(sql, params)
-        return
-    raw = connection.connection
-    names = _prepared.setdefault(raw, set())
+        return sql
+    connection.ensure_connection()
+    names = _prepared.setdefault(connection.connection, set())
     if name not in names:
         cursor.execute(f"PREPARE {name} AS {_numbered(sql)}")
         names.add(name)
-    placeholders = ", ".join(["%s"] * len(params))
-    cursor.execute(f"EXECUTE {name} ({placeholders})" if params else f"EXECUTE {name}", params)
+    placeholders = ", ".join(["%s"] * param_count)
+    return f"EXECUTE {name} ({placeholders})" if param_count else f"EXECUTE {name}"
+
+
+def execute(cursor, name: str, sql: str, params: list | tuple) -> None:
+    """Run ``sql`` (with ``%s`` placeholders and no literal ``%``) with ``params``; on
+    PostgreSQL as the prepared statement ``name``, prepared on this connection's first use."""
+    cursor.execute(statement(cursor, name, sql, len(params)), params)

@@ -81,6 +81,14 @@ class LockoutModelBackend(ModelBackend):
                 signin_success(username=username or "")
         return user
 
+    def get_user(self, user_id):
+        """The session's user, as Django's backend loads it, with the two-factor state read in
+        the same statement (``user_with_two_factor_state``)."""
+        from surveys.two_factor import user_with_two_factor_state  # models are ready by now
+
+        user = user_with_two_factor_state(user_id)
+        return user if user is not None and self.user_can_authenticate(user) else None
+
 
 class LockoutAuthenticationForm(AdminAuthenticationForm):
     """The admin's sign-in form, which says so when the refusal is a lockout, and asks for the

@@ -19,14 +19,14 @@ from django.utils.formats import date_format
 from django.utils.translation import gettext as _
 
 from surveys import prepared
-from surveys.audit import answers_change_audit, private_variables
+from surveys.audit import answers_change_event, private_variables
 from surveys.instruments import (
     CURRENT_VERSION_COLUMNS_SQL,
     InstrumentNotReady,
     version_items_stamped,
     version_with_items,
 )
-from surveys.models import Assignment, Instrument, Participant, Response
+from surveys.models import Assignment, AuditEvent, Instrument, Participant, Response
 from surveys.safety import safety_alerts_raise
 from surveys.validation import answers_clean, uses_since_last_survey
 
@@ -219,12 +219,37 @@ def _assignment_status_save(assignment: Assignment) -> None:
         )
 
 
+def _audit_insert_sql(event: AuditEvent) -> tuple[str, list]:
+    """A CTE inserting ``event`` for the response the CTE ``inserted`` returns (its id as the
+    event's ``object_id``), and its parameters, each cast to its column's type."""
+    fields = [f for f in AuditEvent._meta.concrete_fields if not f.primary_key]
+    columns, selected, values = [], [], []
+    for field in fields:
+        columns.append(field.column)
+        if field.name == "object_id":
+            selected.append(f"CAST(id AS {field.db_type(connection)})")
+        else:
+            selected.append(f"CAST(%s AS {field.db_type(connection)})")
+            values.append(field.get_db_prep_save(getattr(event, field.attname), connection))
+    sql = (
+        f"audited AS (INSERT INTO {AuditEvent._meta.db_table} ({', '.join(columns)}) "
+        f"SELECT {', '.join(selected)} FROM inserted)"
+    )
+    return sql, values
+
+
 def _response_store(
-    response: Response, now: datetime, *, insert: bool, assignment: Assignment | None = None
+    response: Response,
+    now: datetime,
+    *,
+    insert: bool,
+    assignment: Assignment | None = None,
+    event: AuditEvent | None = None,
 ) -> None:
     """Insert a submitted response, or turn its draft into it (keeping when it was started);
-    then save ``assignment``'s status, if given. Raises IntegrityError, with nothing written,
-    if the client id is another response's."""
+    then save ``assignment``'s status, if given, and write the audit ``event``, if given, for
+    the response. Raises IntegrityError, with nothing written, if the client id is another
+    response's."""
     response.updated_at = now
     columns = {
         "assignment_id": "assignment",
@@ -262,15 +287,20 @@ def _response_store(
             # is locked (one response per assignment and instrument).
             sql += " ON CONFLICT (client_id) DO NOTHING RETURNING id"
             if assignment is not None and connection.vendor == "postgresql":
-                # One round trip for both writes: the status changes only if the insert did.
+                # One round trip for every write: the status changes, and the audit event is
+                # written, only if the insert was.
+                audited, audit_values = _audit_insert_sql(event) if event else ("", [])
                 prepared.execute(
                     cursor,
-                    "surveys_response_insert_and_status",
+                    "surveys_response_insert_audited_and_status"
+                    if event
+                    else "surveys_response_insert_and_status",
                     f"WITH inserted AS ({sql}), changed AS ({_STATUS_UPDATE} "
-                    "AND EXISTS (SELECT 1 FROM inserted)) SELECT id FROM inserted",
-                    [*values, *_status_values(assignment)],
+                    f"AND EXISTS (SELECT 1 FROM inserted)){', ' + audited if event else ''} "
+                    "SELECT id FROM inserted",
+                    [*values, *_status_values(assignment), *audit_values],
                 )
-                assignment = None
+                assignment = event = None
             else:
                 prepared.execute(cursor, "surveys_response_insert", sql, values)
             row = cursor.fetchone()
@@ -284,6 +314,9 @@ def _response_store(
             )
     if assignment is not None:
         _assignment_status_save(assignment)
+    if event is not None:
+        event.object_id = str(response.pk)
+        event.save()
 
 
 def _check_accepting(assignment: Assignment, now: datetime) -> None:
@@ -432,7 +465,7 @@ def response_draft_save(
     (one wrong answer rejects the whole draft, per question); nothing is required yet.
     ``position`` (a question's variable, or ``REVIEW_POSITION``) is where the participant is,
     to resume there. ``staff_request``: staff entering the answers, whose change is audited in
-    the same transaction (see ``answers_change_audit``)."""
+    the same transaction (see ``answers_change_event``)."""
     now = now or timezone.now()
     context = _submit_context(assignment.pk, instrument.pk, with_answers=staff_request is not None)
     assignment = context.assignment
@@ -480,19 +513,22 @@ def response_draft_save(
         assignment.status = Assignment.Status.IN_PROGRESS
         assignment.status_changed_at = now
         _assignment_status_save(assignment)
-    _staff_change_audit(staff_request, context, response, submitted=False)
+    event = _staff_change_event(staff_request, context, response, submitted=False)
+    if event is not None:
+        event.save()
     return response
 
 
-def _staff_change_audit(
+def _staff_change_event(
     staff_request: HttpRequest | None, context: _SubmitContext, response, *, submitted
-) -> None:
-    """The audit event of answers staff entered (none for the participant's own: the response
-    is the record), from the answers read under the lock; private variables from the
-    instrument's every version, cached under the current version's stamp read with the lock."""
+) -> AuditEvent | None:
+    """The audit event, not yet written, of answers staff entered (none for the participant's
+    own: the response is the record), from the answers read under the lock; private variables
+    from the instrument's every version, cached under the current version's stamp read with
+    the lock."""
     if staff_request is None:
-        return
-    answers_change_audit(
+        return None
+    return answers_change_event(
         request=staff_request,
         response=response,
         before=context.answers_before or {},
@@ -573,16 +609,16 @@ def response_submit(
     assignment.status = Assignment.Status.COMPLETED if complete else Assignment.Status.IN_PROGRESS
     assignment.status_changed_at = now
     assignment.completed_at = now if complete else None
+    event = _staff_change_event(staff_request, context, response, submitted=True)
     try:
         if existing is None:
-            _response_store(response, now, insert=True, assignment=assignment)
+            _response_store(response, now, insert=True, assignment=assignment, event=event)
         else:  # the draft may have been saved under another client id
             with transaction.atomic():
-                _response_store(response, now, insert=False, assignment=assignment)
+                _response_store(response, now, insert=False, assignment=assignment, event=event)
     except IntegrityError as exc:
         # The id is another assignment's response's (possibly submitted at this very
         # instant, under another row lock): the unique index decides.
         raise SubmissionConflict(*CLIENT_ID_USED) from exc
     safety_alerts_raise(assignment=assignment, items=items, answers=cleaned, now=now)
-    _staff_change_audit(staff_request, context, response, submitted=True)
     return SubmitResult(response, replayed=False)

@@ -4,7 +4,8 @@ says so (``Study.pi_two_factor_required``): until they turn it on, every admin p
 to the page that does it (``TwoFactorRequiredMiddleware``)."""
 
 from django.contrib.auth import get_user_model, logout
-from django.db import IntegrityError, transaction
+from django.core.exceptions import ValidationError
+from django.db import IntegrityError, connection, transaction
 from django.db.models import Exists, OuterRef
 from django.http import HttpRequest
 from django.shortcuts import redirect
@@ -12,7 +13,7 @@ from django.urls import reverse
 from django.utils import timezone
 from rest_framework.permissions import BasePermission
 
-from surveys import totp
+from surveys import prepared, totp
 from surveys.audit import audit_log
 from surveys.models import AuditEvent, StaffRole, StaffTwoFactor
 
@@ -43,14 +44,19 @@ def two_factor_required(user) -> bool:
     return two_factor_state(user)[1]
 
 
-# Where a request keeps its user's two-factor state once read (see two_factor_state).
+# Where a request keeps its user's two-factor state once read (see two_factor_state); and where
+# a user loaded with it (user_with_two_factor_state) carries it.
 _STATE_ATTRIBUTE = "_two_factor_state"
 
 
 def two_factor_state(user, request: HttpRequest | None = None) -> tuple[bool, bool]:
     """Whether the user has two-factor sign-in on, and whether a study they lead requires it:
+    read with the user when a session's user is loaded (``user_with_two_factor_state``), else
     one query, kept on ``request`` so that the middleware and the API's permission, which both
     ask on every staff request, read it once."""
+    loaded = getattr(user, _STATE_ATTRIBUTE, None)
+    if loaded is not None:
+        return loaded
     state = getattr(request, _STATE_ATTRIBUTE, None)
     if state is not None and state[0] == user.pk:
         return state[1]
@@ -76,6 +82,45 @@ def two_factor_state(user, request: HttpRequest | None = None) -> tuple[bool, bo
     if request is not None:
         setattr(request, _STATE_ATTRIBUTE, (user.pk, result))
     return result
+
+
+def _user_sql() -> str:
+    user_model = get_user_model()
+    columns = ", ".join(f"u.{field.column}" for field in user_model._meta.concrete_fields)
+    return (
+        f"SELECT {columns}, "  # noqa: S608 - the user model's own columns and table
+        "EXISTS (SELECT 1 FROM surveys_stafftwofactor t "
+        "WHERE t.user_id = u.id AND t.confirmed_at IS NOT NULL) AS two_factor_on_, "
+        "EXISTS (SELECT 1 FROM surveys_staffrole r JOIN surveys_study s ON s.id = r.study_id "
+        "WHERE r.user_id = u.id AND r.role = %s AND s.pi_two_factor_required) "
+        "AS two_factor_required_ "
+        f"FROM {user_model._meta.db_table} u WHERE u.{user_model._meta.pk.column} = %s"
+    )
+
+
+def user_with_two_factor_state(user_id):
+    """The user, or None, with their two-factor state (``two_factor_state``) read in the same
+    statement, prepared: the authentication backend loads every signed-in request's user so
+    (``LockoutModelBackend.get_user``), where the middleware and the API then ask for the state
+    (a query and its planning fewer on every staff request; benchmarks/README.md). The state
+    is as it was at the load, for the rest of the request."""
+    user_model = get_user_model()
+    try:
+        user_id = user_model._meta.pk.to_python(user_id)
+    except ValidationError:
+        return None
+    with connection.cursor() as cursor:
+        sql = prepared.statement(cursor, "surveys_user_two_factor", _user_sql(), 2)
+    found = list(
+        user_model._default_manager.raw(sql, [StaffRole.Role.PRINCIPAL_INVESTIGATOR, user_id])
+    )
+    if not found:
+        return None
+    user = found[0]
+    state = (bool(user.two_factor_on_), bool(user.two_factor_required_))
+    del user.two_factor_on_, user.two_factor_required_
+    setattr(user, _STATE_ATTRIBUTE, state)
+    return user
 
 
 def two_factor_start(*, user, fresh: bool = False) -> StaffTwoFactor:

@@ -245,6 +245,8 @@ CELERY_BEAT_SCHEDULE = {
 # Staff sign-ins go through a backend that refuses a locked account or address
 # (surveys/signin.py): so many failures within the window lock it for the rest of the window.
 AUTHENTICATION_BACKENDS = ["surveys.signin.LockoutModelBackend"]
+# Django's database sessions, each read with a prepared statement (recovery/sessions.py).
+SESSION_ENGINE = "recovery.sessions"
 SIGNIN_FAILURES_PER_ACCOUNT = env.int("SIGNIN_FAILURES_PER_ACCOUNT", default=5)
 SIGNIN_FAILURES_PER_ADDRESS = env.int("SIGNIN_FAILURES_PER_ADDRESS", default=20)
 SIGNIN_LOCK_MINUTES = env.int("SIGNIN_LOCK_MINUTES", default=15)

@@ -249,6 +249,60 @@ def test_answers_staff_enter_are_audited_with_before_and_after(client, coordinat
     assert "attended_any" not in final.details["changed"]  # 0 before and after
 
 
+def test_a_submit_without_a_draft_is_audited_with_the_response_it_stored(
+    client, coordinator_a, open_month1, site_a, enrol
+):
+    """Staff entering a whole survey at once (no draft first): one event names the response
+    stored, who, from where and every answer; on PostgreSQL it is written by the statement
+    that stores the response. A client id already used by another participant's response
+    stores nothing, neither response nor event."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from surveys.models import AuditEvent
+
+    client.force_login(coordinator_a)
+    with CaptureQueriesContext(connection) as queries:
+        sent = client.post(
+            url(open_month1, "submit"),
+            {"client_id": str(uuid.uuid4()), "answers": ANSWERS},
+            content_type="application/json",
+            REMOTE_ADDR="192.0.2.45",
+        )
+    assert sent.status_code == 201, sent.json()
+    stored = Response.objects.get(assignment=open_month1)
+    (event,) = AuditEvent.objects.filter(action="response_change")
+    assert (event.object_type, event.object_id) == ("surveys.response", str(stored.pk))
+    assert (event.user, event.username, event.ip) == (
+        coordinator_a,
+        coordinator_a.username,
+        "192.0.2.45",
+    )
+    assert (event.participant, event.study) == (
+        open_month1.participant,
+        open_month1.participant.study,
+    )
+    assert abs((event.at - stored.submitted_at).total_seconds()) < 5
+    assert event.details["submitted"] is True
+    assert event.details["changed"]["qol_overall"] == {"before": None, "after": 7}
+    assert event.details["changed"]["craving"] == {"before": None, "after": 3}
+    if connection.vendor == "postgresql":
+        run = [q["sql"] for q in queries.captured_queries if not q["sql"].startswith("PREPARE")]
+        writes = [sql for sql in run if "INSERT" in sql or ("EXECUTE" in sql and "insert" in sql)]
+        assert len(writes) == 1 and "audited" in writes[0], writes
+
+    other = enrol(site=site_a, code="NYC-0043", enrolled_on=open_month1.participant.enrolled_on)
+    other_month1 = other.assignments.get(wave__slug="m1")
+    reused = client.post(
+        url(other_month1, "submit"),
+        {"client_id": str(stored.client_id), "answers": ANSWERS},
+        content_type="application/json",
+    )
+    assert reused.status_code == 409 and reused.json()["code"] == "client_id_used"
+    assert not Response.objects.filter(assignment=other_month1).exists()
+    assert AuditEvent.objects.filter(action="response_change").count() == 1
+
+
 def test_a_participants_own_answers_are_not_audit_events(client, open_month1):
     from surveys.models import AuditEvent
     from tests.surveys.test_participant_access import signed_in
