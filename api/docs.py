@@ -83,3 +83,49 @@ def error_responses_add(result, generator, request, public):
             for code, response in common.items():
                 responses.setdefault(code, response)
     return result
+
+
+# --- Text: no NUL character ------------------------------------------------------------------
+
+# Django REST framework refuses a NUL character in any text field ("Null characters are not
+# allowed."), as PostgreSQL cannot store one: the schema says so, so that clients (and the
+# schema-driven fuzz test) know such text is not valid input.
+NO_NUL_PATTERN = "^[^\\x00]*$"
+
+
+def _refused_nul_mark(schema: dict, schemas: dict, seen: set) -> None:
+    if not isinstance(schema, dict):
+        return
+    ref = schema.get("$ref")
+    if ref:
+        name = ref.rsplit("/", 1)[-1]
+        if name not in seen:
+            seen.add(name)
+            _refused_nul_mark(schemas.get(name, {}), schemas, seen)
+        return
+    if schema.get("type") == "string" and not ({"enum", "format", "pattern"} & set(schema)):
+        schema["pattern"] = NO_NUL_PATTERN
+    for inner in (schema.get("properties") or {}).values():
+        _refused_nul_mark(inner, schemas, seen)
+    for key in ("items", "additionalProperties"):
+        _refused_nul_mark(schema.get(key), schemas, seen)
+    for key in ("allOf", "oneOf", "anyOf"):
+        for inner in schema.get(key) or ():
+            _refused_nul_mark(inner, schemas, seen)
+
+
+def refused_nul_document(result, generator, request, public):
+    """drf-spectacular postprocessing hook: the text fields of request bodies and query
+    parameters do not accept a NUL character (``NO_NUL_PATTERN``)."""
+    schemas = result.get("components", {}).get("schemas", {})
+    seen: set = set()
+    for operations in result.get("paths", {}).values():
+        for method, operation in operations.items():
+            if method not in ("get", "put", "post", "patch", "delete"):
+                continue
+            for parameter in operation.get("parameters", ()):
+                if parameter.get("in") == "query":
+                    _refused_nul_mark(parameter.get("schema"), schemas, seen)
+            for content in operation.get("requestBody", {}).get("content", {}).values():
+                _refused_nul_mark(content.get("schema"), schemas, seen)
+    return result

@@ -17,15 +17,15 @@ from rest_framework.permissions import BasePermission
 from rest_framework.request import Request
 
 from api.views import ResponseDraftSaveApi, ResponseSubmitApi
-from surveys.models import Assignment
+from surveys.models import Participant
 from surveys.participant_views import EPOCH_KEY, LANGUAGE_KEY, SESSION_KEY
-from surveys.selectors import participant_entry_scope
+from surveys.selectors import PARTICIPANT_ENTRY_COLUMNS
 
 
 @dataclass(frozen=True)
 class ParticipantSession:
     participant_id: int
-    access_epoch: int  # checked with the scope, in the same query (see ParticipantScope)
+    access_epoch: int  # checked with the lock, in the same statement (ParticipantEntryGate)
 
 
 class ParticipantSessionAuthentication(SessionAuthentication):
@@ -72,18 +72,25 @@ class ParticipantScope:
         with translation.override(language):
             return super().dispatch(request, *args, **kwargs)
 
-    def scope(self, request: Request, assignment_id: int, instrument_slug: str):
-        # One query: the survey is this participant's, they are active, and the session
-        # started after their last PIN change or revocation.
-        scope = participant_entry_scope(
-            participant_id=request.auth.participant_id,
-            access_epoch=request.auth.access_epoch,
-            assignment_id=assignment_id,
-            instrument_slug=instrument_slug,
-        )
-        if scope is None:  # whatever the reason: a guessed URL learns nothing
+    def gate(self, request: Request):
+        return ParticipantEntryGate(request.auth)
+
+
+class ParticipantEntryGate:
+    """The survey is this participant's, they are active and have consented, the session
+    started after their last PIN change or revocation, and the instrument is one of the
+    wave's: checked in the statement that locks the assignment. Else 404 whatever the reason:
+    a guessed or another participant's URL learns nothing."""
+
+    name = "participant"
+    columns = PARTICIPANT_ENTRY_COLUMNS
+
+    def __init__(self, session: ParticipantSession):
+        self.params = (session.participant_id, Participant.Status.ACTIVE, session.access_epoch)
+
+    def check(self, values, *, instrument_found: bool, instrument_in_wave: bool) -> None:
+        if values is None or not values[0] or not instrument_in_wave:
             raise Http404(_("No such survey."))
-        return Assignment(pk=scope.assignment_id), scope.instrument
 
 
 class ParticipantDraftSaveApi(ParticipantScope, ResponseDraftSaveApi):

@@ -18,8 +18,13 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from surveys.dictionary import DictionaryError, dictionary_export, dictionary_import_forms
-from surveys.models import Assignment, Language
-from surveys.selectors import assignment_entry_scope, studies_for_user, studies_led_by
+from surveys.models import Assignment, Instrument, Language
+from surveys.selectors import (
+    STAFF_ENTRY_COLUMNS,
+    staff_entry_rights,
+    studies_for_user,
+    studies_led_by,
+)
 from surveys.submission import response_draft_save, response_submit, sent_before_changes
 
 ERRORS = inline_serializer(
@@ -109,37 +114,55 @@ class DraftInputSerializer(AnswersInputSerializer):
     )
 
 
-def _assignment_and_instrument(request: Request, assignment_id: int, instrument_slug: str):
-    """The assignment and instrument, if the user may enter answers (else 404/403)."""
-    scope = assignment_entry_scope(
-        user=request.user, assignment_id=assignment_id, instrument_slug=instrument_slug
-    )
-    if scope is None:
-        raise Http404("No such survey.")
-    if scope.consent_pending:
-        raise PermissionDenied("The participant has not given consent yet: no answers before.")
-    if not scope.may_enter:
-        # Researchers can see the participant but never answer for them.
-        raise PermissionDenied("Only the study's coordinators and PIs enter answers.")
-    if scope.instrument is None:
-        raise Http404("No such instrument in this study.")
-    # The services lock and read the assignment themselves; they need only its key here.
-    return Assignment(pk=scope.assignment_id), scope.instrument
+class StaffEntryGate:
+    """Staff may enter answers (surveys.selectors.staff_entry_rights), checked in the
+    statement that locks the assignment; else 404 (not theirs to see) or 403."""
+
+    name = "staff"
+    columns = STAFF_ENTRY_COLUMNS
+
+    def __init__(self, user):
+        self.user = user
+        self.params = (user.pk, user.pk)
+
+    def check(self, values, *, instrument_found: bool, instrument_in_wave: bool) -> None:
+        if values is None:
+            raise Http404("No such survey.")
+        rights = staff_entry_rights(user=self.user, values=values)
+        if not rights.may_see:
+            raise Http404("No such survey.")
+        if rights.consent_pending:
+            raise PermissionDenied("The participant has not given consent yet: no answers before.")
+        if not rights.may_enter:
+            # Researchers can see the participant but never answer for them.
+            raise PermissionDenied("Only the study's coordinators and PIs enter answers.")
+        if not instrument_found:
+            raise Http404("No such instrument in this study.")
 
 
 class AnswersEntryApi(APIView):
-    """Staff entering answers; the participant's own API overrides ``scope`` (and is not
-    audited: the participant's own answers are the record)."""
+    """Staff entering answers; the participant's own API overrides ``gate`` (and is not
+    audited: the participant's own answers are the record). The services lock the assignment
+    and check the gate in one statement; they need only its key and the instrument's slug."""
 
     audit_entries = True
 
-    def scope(self, request: Request, assignment_id: int, instrument_slug: str):
-        return _assignment_and_instrument(request, assignment_id, instrument_slug)
+    def gate(self, request: Request):
+        return StaffEntryGate(request.user)
 
     def staff_request(self, request: Request):
         """Whose change the services audit, in their own transaction: staff's, never the
         participant's."""
         return request._request if self.audit_entries else None
+
+    def entry(self, request: Request, assignment_id: int, instrument_slug: str) -> dict:
+        """The services' arguments for this request."""
+        return {
+            "assignment": Assignment(pk=assignment_id),
+            "instrument": Instrument(slug=instrument_slug),
+            "gate": self.gate(request),
+            "staff_request": self.staff_request(request),
+        }
 
 
 class ResponseDraftSaveApi(AnswersEntryApi):
@@ -153,12 +176,8 @@ class ResponseDraftSaveApi(AnswersEntryApi):
     def put(self, request: Request, assignment_id: int, instrument_slug: str) -> Response:
         data = DraftInputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        assignment, instrument = self.scope(request, assignment_id, instrument_slug)
         response = response_draft_save(
-            assignment=assignment,
-            instrument=instrument,
-            staff_request=self.staff_request(request),
-            **data.validated_data,
+            **self.entry(request, assignment_id, instrument_slug), **data.validated_data
         )
         return Response(ResponseOutputSerializer(response).data)
 
@@ -180,12 +199,8 @@ class ResponseSubmitApi(AnswersEntryApi):
     def post(self, request: Request, assignment_id: int, instrument_slug: str) -> Response:
         data = AnswersInputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        assignment, instrument = self.scope(request, assignment_id, instrument_slug)
         result = response_submit(
-            assignment=assignment,
-            instrument=instrument,
-            staff_request=self.staff_request(request),
-            **data.validated_data,
+            **self.entry(request, assignment_id, instrument_slug), **data.validated_data
         )
         if result.changes_refused:  # after the commit: the response keeps the time of it
             raise sent_before_changes()

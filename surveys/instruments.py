@@ -166,15 +166,15 @@ def version_with_items(
 
 
 # The pieces of SQL that read a stamped current version, for callers that fold it into their
-# own statement (the submission reads it together with the locked assignment). Each takes the
-# instrument id as its one parameter.
+# own statement (the submission reads it together with the locked assignment), over the
+# instrument ``ins`` joined there.
 CURRENT_VERSION_SQL = (
-    "SELECT v.id FROM surveys_instrumentversion v WHERE v.instrument_id = %s "
+    "SELECT v.id FROM surveys_instrumentversion v WHERE v.instrument_id = ins.id "
     "ORDER BY v.number DESC LIMIT 1"
 )
 CURRENT_VERSION_COLUMNS_SQL = (
     f"({CURRENT_VERSION_SQL}) AS cv_id, "
-    "(SELECT v.number FROM surveys_instrumentversion v WHERE v.instrument_id = %s "
+    "(SELECT v.number FROM surveys_instrumentversion v WHERE v.instrument_id = ins.id "
     "ORDER BY v.number DESC LIMIT 1) AS cv_number, "
     f"(SELECT COUNT(*) FROM surveys_item i WHERE i.version_id = ({CURRENT_VERSION_SQL})) "
     "AS cv_items, "

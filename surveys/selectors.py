@@ -142,57 +142,46 @@ def participants_editable_by(*, user) -> QuerySet[Participant]:
 
 
 @dataclass(frozen=True)
-class EntryScope:
-    assignment_id: int
-    study_id: int
-    may_enter: bool
-    instrument: Instrument | None  # the study's instrument with the slug asked for, if any
-    consent_pending: bool = False  # the participant has still to consent on their phone
+class EntryRights:
+    may_see: bool
+    may_enter: bool  # never before consent
+    consent_pending: bool  # the participant has still to consent on their phone
 
 
-def assignment_entry_scope(
-    *, user, assignment_id: int, instrument_slug: str = ""
-) -> EntryScope | None:
-    """Whether the user may see (not None) and enter answers for an assignment, and the
-    study's instrument named ``instrument_slug``.
+# Whether a user may see and enter answers for an assignment, as columns of the statement that
+# locks it (surveys.submission.EntryGate), over its participant ``p``: their site, whether they
+# have still to consent, the user's role in their study (one a study at most) and whether the
+# user's sites include theirs. Parameters: the user's id, twice. (ORM lookups and correlated
+# queries of their own were measured to cost several times more on every submission.)
+STAFF_ENTRY_COLUMNS = (
+    ", p.site_id, p.consent_pending, "
+    "(SELECT r.role FROM surveys_staffrole r WHERE r.study_id = p.study_id AND r.user_id = %s), "
+    "EXISTS (SELECT 1 FROM surveys_staffrole r "
+    "JOIN surveys_staffrole_sites rs ON rs.staffrole_id = r.id "
+    "WHERE r.study_id = p.study_id AND r.user_id = %s AND rs.site_id = p.site_id)"
+)
 
-    PIs and researchers see the whole study, coordinators their own sites; only PIs and
-    coordinators enter answers, and only for a participant who has consented. One join query,
-    as this runs on every survey submission
-    (ORM lookups and correlated EXISTS subqueries were measured to cost several times more).
-    """
-    with connection.cursor() as cursor:
-        prepared.execute(
-            cursor,
-            "surveys_entry_scope_consent",
-            "SELECT p.study_id, p.site_id, r.role, rs.site_id, ins.id, ins.name, "
-            "p.consent_pending "
-            "FROM surveys_assignment a "
-            "JOIN surveys_participant p ON p.id = a.participant_id "
-            "LEFT JOIN surveys_instrument ins ON ins.study_id = p.study_id AND ins.slug = %s "
-            "LEFT JOIN surveys_staffrole r ON r.study_id = p.study_id AND r.user_id = %s "
-            "LEFT JOIN surveys_staffrole_sites rs ON rs.staffrole_id = r.id "
-            "WHERE a.id = %s",
-            [instrument_slug, user.pk, assignment_id],
-        )
-        rows = cursor.fetchall()
-    if not rows:
-        return None
-    study_id, participant_site, _, _, instrument_id, instrument_name, pending = rows[0]
-    instrument = (
-        Instrument(pk=instrument_id, study_id=study_id, slug=instrument_slug, name=instrument_name)
-        if instrument_id is not None
-        else None
-    )
+
+def staff_entry_rights(*, user, values: tuple) -> EntryRights:
+    """What ``STAFF_ENTRY_COLUMNS``' values allow the user: PIs and researchers see the whole
+    study, coordinators their own sites; only PIs and coordinators enter answers, and only
+    for a participant who has consented."""
+    participant_site, pending, role, site_is_theirs = values
     if user.is_superuser:
         may_see = may_enter = True
     else:
-        may_see, may_enter = _rights([(row[2], row[3]) for row in rows], participant_site)
-    # No answers before consent: a participant still to consent on their phone is seen, not
-    # entered for.
-    may_enter = may_enter and not pending
-    scope = EntryScope(assignment_id, study_id, may_enter, instrument, bool(pending))
-    return scope if may_see else None
+        sites = participant_site if site_is_theirs else None
+        may_see, may_enter = _rights([(role, sites)], participant_site)
+    return EntryRights(may_see, may_enter and not pending, bool(pending))
+
+
+# Whether an assignment is the participant's own, they are active and have consented, and the
+# session started after their last PIN change or revocation (Participant.access_epoch): one
+# column of the statement that locks it (surveys.submission.EntryGate). Parameters: the
+# participant's id, the active status, the session's epoch.
+PARTICIPANT_ENTRY_COLUMNS = (
+    ", a.participant_id = %s AND p.status = %s AND p.access_epoch = %s AND NOT p.consent_pending"
+)
 
 
 @dataclass(frozen=True)

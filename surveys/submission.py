@@ -9,6 +9,7 @@ exactly one response.
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
+from typing import Protocol
 from zoneinfo import ZoneInfo
 
 from django.core.exceptions import ValidationError
@@ -102,27 +103,54 @@ def _aware(value: datetime | None) -> datetime | None:
     return value.replace(tzinfo=UTC)
 
 
+class EntryGate(Protocol):
+    """Whether a request may enter answers for an assignment, checked in the statement that
+    locks it (one statement fewer on the busiest write; benchmarks/README.md).
+
+    ``columns``: SQL starting with ", ", over the assignment ``a``, its participant ``p`` and
+    ``ins``, the instrument of the participant's study named by the slug asked for (NULL if
+    there is none), with ``params``; ``name`` names the prepared statement. ``check`` gets the
+    columns' values (None: no such assignment), whether the slug names an instrument of the
+    study and whether that is one of the assignment's wave, and raises, which ends the
+    transaction with nothing written, if the request may not go on."""
+
+    name: str
+    columns: str
+    params: tuple
+
+    def check(
+        self, values: tuple | None, *, instrument_found: bool, instrument_in_wave: bool
+    ) -> None: ...
+
+
 def _locked_assignment(
-    assignment_id: int, *, extra_columns: str = "", extra_params: tuple = ()
-) -> tuple[Assignment, tuple]:
+    assignment_id: int,
+    *,
+    name: str,
+    extra_columns: str = "",
+    extra_params: tuple = (),
+    joins: str = "",
+    join_params: tuple = (),
+) -> tuple[Assignment | None, tuple]:
     """The assignment, locked (its row only) for the rest of the transaction, with its
     participant's status and time zone; and the values of ``extra_columns`` (SQL starting
-    with ", "). A plain cursor: the raw queryset's per-row machinery cost more than the
-    statement itself on this, the busiest write (benchmarks/README.md)."""
+    with ", ") over ``joins``; (None, ()) if there is no such assignment. A plain cursor: the
+    raw queryset's per-row machinery cost more than the statement itself on this, the
+    busiest write (benchmarks/README.md)."""
     lock = " FOR UPDATE OF a" if connection.features.has_select_for_update_of else ""
     columns = ", ".join(f"a.{column}" for column in _ASSIGNMENT_COLUMNS)
     with connection.cursor() as cursor:
         prepared.execute(
             cursor,
-            "surveys_submit_lock",
+            name,
             f"SELECT {columns}, p.status, p.timezone{extra_columns} "
-            "FROM surveys_assignment a JOIN surveys_participant p ON p.id = a.participant_id "
-            f"WHERE a.id = %s{lock}",
-            [*extra_params, assignment_id],
+            f"FROM surveys_assignment a JOIN surveys_participant p ON p.id = a.participant_id"
+            f"{joins} WHERE a.id = %s{lock}",
+            [*extra_params, *join_params, assignment_id],
         )
         row = cursor.fetchone()
     if row is None:
-        raise Assignment.DoesNotExist
+        return None, ()
     n = len(_ASSIGNMENT_COLUMNS)
     values = list(row[:n])
     for i, column in enumerate(_ASSIGNMENT_COLUMNS):
@@ -138,6 +166,9 @@ def _locked_assignment(
 @dataclass
 class _SubmitContext:
     assignment: Assignment
+    # The instrument answered: the caller's, or the one its slug names in the study (gated
+    # requests); None only when the slug names none.
+    instrument: Instrument | None
     wave_instrument_count: int
     instrument_in_wave: bool
     # The assignment's responses: (id, client_id, instrument_id, status, version_id).
@@ -149,13 +180,33 @@ class _SubmitContext:
     answers_before: dict | None = None
 
 
+# The instrument the slug names in the participant's study, its wave membership and current
+# version, read with the locked assignment.
+_INSTRUMENT_COLUMNS = (
+    ", ins.id, ins.name, ins.study_id, "
+    "(SELECT COUNT(*) FROM surveys_waveinstrument wi WHERE wi.wave_id = a.wave_id) "
+    "AS wave_instrument_count, "
+    "(SELECT COUNT(*) FROM surveys_waveinstrument wi WHERE wi.wave_id = a.wave_id "
+    f"AND wi.instrument_id = ins.id) AS in_wave, {CURRENT_VERSION_COLUMNS_SQL}"
+)
+_INSTRUMENT_JOIN = (
+    " LEFT JOIN surveys_instrument ins ON ins.study_id = p.study_id AND ins.slug = %s"
+)
+
+
 def _submit_context(
-    assignment_id: int, instrument_id: int, *, with_answers: bool = False
+    assignment_id: int,
+    instrument: Instrument,
+    *,
+    with_answers: bool = False,
+    gate: EntryGate | None = None,
 ) -> _SubmitContext:
     """The assignment locked (its row only) with its participant's status and time zone, how
-    many instruments its wave has and whether ``instrument_id`` is one of them; then, in a
-    second statement, every response the assignment has (with its answers, if
-    ``with_answers``: what an audited change was made to).
+    many instruments its wave has and whether ``instrument`` (by its slug, in the
+    participant's study) is one of them, and ``gate``'s check; then, in a second statement,
+    every response the assignment has (with its answers, if ``with_answers``: what an audited
+    change was made to). ``instrument`` may be known by its slug only (no pk) when ``gate``
+    is given. Raises Assignment.DoesNotExist if there is no such assignment (ungated).
 
     Two statements on purpose: under READ COMMITTED, rows joined into a ``FOR UPDATE`` that
     had to wait come from before the wait, so a response committed by the submit we waited
@@ -163,14 +214,29 @@ def _submit_context(
     """
     assignment, extra = _locked_assignment(
         assignment_id,
-        extra_columns=(
-            ", (SELECT COUNT(*) FROM surveys_waveinstrument wi WHERE wi.wave_id = a.wave_id) "
-            "AS wave_instrument_count, "
-            "(SELECT COUNT(*) FROM surveys_waveinstrument wi WHERE wi.wave_id = a.wave_id "
-            f"AND wi.instrument_id = %s) AS in_wave, {CURRENT_VERSION_COLUMNS_SQL}"
-        ),
-        extra_params=(instrument_id, *[instrument_id] * 4),
+        name=f"surveys_submit_lock_{gate.name}" if gate else "surveys_submit_lock",
+        extra_columns=_INSTRUMENT_COLUMNS + (gate.columns if gate else ""),
+        extra_params=gate.params if gate else (),
+        joins=_INSTRUMENT_JOIN,
+        join_params=(instrument.slug,),
     )
+    ins_id, ins_name, ins_study, wave_instrument_count, in_wave, *rest = extra or (None,) * 9
+    current, gated = tuple(rest[:4]), tuple(rest[4:])
+    # The caller's instrument must be the one its slug names in this study (else it is
+    # another study's, not in this wave).
+    in_wave = bool(in_wave) and (instrument.pk is None or instrument.pk == ins_id)
+    if gate is not None:
+        gate.check(
+            gated if assignment is not None else None,
+            instrument_found=ins_id is not None,
+            instrument_in_wave=in_wave,
+        )
+    if assignment is None:
+        raise Assignment.DoesNotExist
+    if instrument.pk is None and ins_id is not None:
+        instrument = Instrument(pk=ins_id, name=ins_name, study_id=ins_study, slug=instrument.slug)
+    elif instrument.pk is None:
+        instrument = None
     with connection.cursor() as cursor:
         # The answers only when asked: they are the widest column, and the phone's path (the
         # busiest) never needs them.
@@ -188,12 +254,17 @@ def _submit_context(
     ]
     before = None
     if with_answers:
-        stored = next((row[5] for row in rows if row[2] == instrument_id), None)
+        stored = next((row[5] for row in rows if instrument and row[2] == instrument.pk), None)
         field = Response._meta.get_field("answers")
         before = dict(field.from_db_value(stored, None, connection) or {}) if stored else {}
-    wave_instrument_count, in_wave, *current = extra
     return _SubmitContext(
-        assignment, int(wave_instrument_count), bool(in_wave), responses, tuple(current), before
+        assignment,
+        instrument,
+        int(wave_instrument_count),
+        in_wave,
+        responses,
+        current,
+        before,
     )
 
 
@@ -460,15 +531,19 @@ def response_draft_save(
     position: str = "",
     now: datetime | None = None,
     staff_request: HttpRequest | None = None,
+    gate: EntryGate | None = None,
 ) -> Response:
     """Save the answers so far, replacing the draft's answers. Every answer given must be valid
     (one wrong answer rejects the whole draft, per question); nothing is required yet.
     ``position`` (a question's variable, or ``REVIEW_POSITION``) is where the participant is,
     to resume there. ``staff_request``: staff entering the answers, whose change is audited in
-    the same transaction (see ``answers_change_event``)."""
+    the same transaction (see ``answers_change_event``). ``gate``: the request's permission,
+    checked with the lock (``EntryGate``), when ``instrument`` is known by its slug only."""
     now = now or timezone.now()
-    context = _submit_context(assignment.pk, instrument.pk, with_answers=staff_request is not None)
-    assignment = context.assignment
+    context = _submit_context(
+        assignment.pk, instrument, with_answers=staff_request is not None, gate=gate
+    )
+    assignment, instrument = context.assignment, context.instrument
     if not context.instrument_in_wave:
         raise SubmissionConflict("wrong_instrument", _("This survey is not part of that wave."))
     _check_accepting(assignment, now)
@@ -550,6 +625,7 @@ def response_submit(
     client_id: uuid.UUID,
     now: datetime | None = None,
     staff_request: HttpRequest | None = None,
+    gate: EntryGate | None = None,
 ) -> SubmitResult:
     """Validate and store the final answers; a replay of ``client_id`` returns the original.
 
@@ -557,11 +633,16 @@ def response_submit(
     (409). Everything is read in one locked statement, so a concurrent submit of the same
     assignment has finished before this one looks. ``staff_request``: staff entering the
     answers, whose change is audited in the same transaction (a replay changes nothing and
-    is not).
+    is not). ``gate``: the request's permission, checked with the lock (``EntryGate``), when
+    ``instrument`` is known by its slug only.
     """
     now = now or timezone.now()
-    context = _submit_context(assignment.pk, instrument.pk, with_answers=staff_request is not None)
-    assignment = context.assignment
+    context = _submit_context(
+        assignment.pk, instrument, with_answers=staff_request is not None, gate=gate
+    )
+    assignment, instrument = context.assignment, context.instrument
+    if instrument is None:  # the gate let through a slug that names no instrument
+        raise SubmissionConflict("wrong_instrument", _("This survey is not part of that wave."))
     by_instrument = {r[2]: r for r in context.responses}
     same_id = next((r for r in context.responses if r[1] == client_id), None)
     if same_id is not None and same_id[3] == Response.Status.SUBMITTED:

@@ -343,10 +343,11 @@ SPECTACULAR_SETTINGS = {
         "id": {"type": "integer", "minimum": 0, "maximum": 999_999_999_999_999_999}
     },
     # Every operation documents the errors authentication, permissions, routing, parsing and
-    # rate limits answer with (api/docs.py).
+    # rate limits answer with, and that text never holds a NUL character (api/docs.py).
     "POSTPROCESSING_HOOKS": [
         "drf_spectacular.hooks.postprocess_schema_enums",
         "api.docs.error_responses_add",
+        "api.docs.refused_nul_document",
     ],
 }
 

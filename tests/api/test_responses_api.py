@@ -303,6 +303,63 @@ def test_a_submit_without_a_draft_is_audited_with_the_response_it_stored(
     assert AuditEvent.objects.filter(action="response_change").count() == 1
 
 
+def _submit_statements(queries) -> list[str]:
+    """The statements a submit ran, but PREPARE (once per connection), the test's savepoints
+    and the items (read once per version and process)."""
+    return [
+        q["sql"]
+        for q in queries.captured_queries
+        if not q["sql"].startswith(("PREPARE", "SAVEPOINT", "RELEASE SAVEPOINT"))
+        and '"surveys_item"' not in q["sql"]
+    ]
+
+
+def test_who_may_enter_answers_is_checked_in_the_statement_that_locks_the_survey(
+    client, coordinator_a, open_month1, site_a, enrol
+):
+    """Staff's rights and the participant's own session are read with the locked assignment:
+    no statement of their own on the busiest write (benchmarks/README.md). On PostgreSQL a
+    fresh staff submit is five statements (session; user with two-factor state; lock with
+    rights; responses; response, status and audit event in one), the phone's four."""
+    from django.db import connection
+    from django.test import Client
+    from django.test.utils import CaptureQueriesContext
+
+    from tests.surveys.test_participant_access import signed_in
+
+    client.force_login(coordinator_a)
+    with CaptureQueriesContext(connection) as staff:
+        sent = client.post(
+            url(open_month1, "submit"),
+            {"client_id": str(uuid.uuid4()), "answers": ANSWERS},
+            content_type="application/json",
+        )
+    assert sent.status_code == 201
+    staff_run = _submit_statements(staff)  # now: the log is a bounded queue
+    other = enrol(site=site_a, code="NYC-0049", enrolled_on=open_month1.participant.enrolled_on)
+    phone = Client()
+    signed_in(phone, other)
+    month1 = other.assignments.get(wave__slug="m1")
+    with CaptureQueriesContext(connection) as own:
+        sent = phone.post(
+            f"/api/v1/participant/assignments/{month1.pk}/responses/followup/submit/",
+            {"client_id": str(uuid.uuid4()), "answers": ANSWERS},
+            content_type="application/json",
+        )
+    assert sent.status_code == 201
+    own_run = _submit_statements(own)
+    if connection.vendor == "postgresql":
+        assert len(staff_run) == 5, staff_run
+        assert len(own_run) == 4, own_run
+        assert "surveys_submit_lock_staff" in staff_run[2]
+        assert "surveys_submit_lock_participant" in own_run[1]
+    else:  # the same reads; the writes one statement each
+        for run, check in ((staff_run, "surveys_staffrole_sites"), (own_run, "access_epoch")):
+            (read,) = [sql for sql in run if "FROM surveys_assignment a" in sql]
+            assert check in read and "FOR UPDATE" not in read  # SQLite locks the database
+            assert sum(check in sql for sql in run) == 1
+
+
 def test_a_participants_own_answers_are_not_audit_events(client, open_month1):
     from surveys.models import AuditEvent
     from tests.surveys.test_participant_access import signed_in
