@@ -19,7 +19,7 @@ from rest_framework.request import Request
 from api.views import ResponseDraftSaveApi, ResponseSubmitApi
 from surveys.models import Participant
 from surveys.participant_views import EPOCH_KEY, LANGUAGE_KEY, SESSION_KEY
-from surveys.selectors import PARTICIPANT_ENTRY_COLUMNS
+from surveys.selectors import PARTICIPANT_ENTRY_CONDITIONS
 
 
 @dataclass(frozen=True)
@@ -78,18 +78,24 @@ class ParticipantScope:
 
 class ParticipantEntryGate:
     """The survey is this participant's, they are active and have consented, the session
-    started after their last PIN change or revocation, and the instrument is one of the
-    wave's: checked in the statement that locks the assignment. Else 404 whatever the reason:
-    a guessed or another participant's URL learns nothing."""
+    started after their last PIN change or revocation (the conditions of the statement that
+    locks the assignment: no one else's is locked), and the instrument is one of the wave's.
+    Else 404 whatever the reason: a guessed or another participant's URL learns nothing."""
 
     name = "participant"
-    columns = PARTICIPANT_ENTRY_COLUMNS
+    columns = ""
+    params = ()
+    where = PARTICIPANT_ENTRY_CONDITIONS
 
     def __init__(self, session: ParticipantSession):
-        self.params = (session.participant_id, Participant.Status.ACTIVE, session.access_epoch)
+        self.where_params = (
+            session.participant_id,
+            Participant.Status.ACTIVE,
+            session.access_epoch,
+        )
 
     def check(self, values, *, instrument_found: bool, instrument_in_wave: bool) -> None:
-        if values is None or not values[0] or not instrument_in_wave:
+        if values is None or not instrument_in_wave:
             raise Http404(_("No such survey."))
 
 

@@ -120,6 +120,10 @@ class StaffEntryGate:
 
     name = "staff"
     columns = STAFF_ENTRY_COLUMNS
+    # Staff's refusals say why (404 or 403), so their rights are read as columns: a refused
+    # request locks the row for as long as its statement and rollback take.
+    where = ""
+    where_params = ()
 
     def __init__(self, user):
         self.user = user

@@ -176,11 +176,12 @@ def staff_entry_rights(*, user, values: tuple) -> EntryRights:
 
 
 # Whether an assignment is the participant's own, they are active and have consented, and the
-# session started after their last PIN change or revocation (Participant.access_epoch): one
-# column of the statement that locks it (surveys.submission.EntryGate). Parameters: the
-# participant's id, the active status, the session's epoch.
-PARTICIPANT_ENTRY_COLUMNS = (
-    ", a.participant_id = %s AND p.status = %s AND p.access_epoch = %s AND NOT p.consent_pending"
+# session started after their last PIN change or revocation (Participant.access_epoch): the
+# conditions of the statement that locks it (surveys.submission.EntryGate), so that no one
+# else's survey is ever locked. Parameters: the participant's id, the active status, the
+# session's epoch.
+PARTICIPANT_ENTRY_CONDITIONS = (
+    " AND a.participant_id = %s AND p.status = %s AND p.access_epoch = %s AND NOT p.consent_pending"
 )
 
 

@@ -14,6 +14,7 @@ from zoneinfo import ZoneInfo
 
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, connection, transaction
+from django.db.models import CharField
 from django.http import HttpRequest
 from django.utils import timezone
 from django.utils.formats import date_format
@@ -109,7 +110,9 @@ class EntryGate(Protocol):
 
     ``columns``: SQL starting with ", ", over the assignment ``a``, its participant ``p`` and
     ``ins``, the instrument of the participant's study named by the slug asked for (NULL if
-    there is none), with ``params``; ``name`` names the prepared statement. ``check`` gets the
+    there is none), with ``params``; ``where``: conditions (SQL starting with " AND ") without
+    which the assignment is not even locked (no row), with ``where_params``; ``name`` names
+    the prepared statement. ``check`` gets the
     columns' values (None: no such assignment), whether the slug names an instrument of the
     study and whether that is one of the assignment's wave, and raises, which ends the
     transaction with nothing written, if the request may not go on."""
@@ -117,6 +120,8 @@ class EntryGate(Protocol):
     name: str
     columns: str
     params: tuple
+    where: str
+    where_params: tuple
 
     def check(
         self, values: tuple | None, *, instrument_found: bool, instrument_in_wave: bool
@@ -131,10 +136,13 @@ def _locked_assignment(
     extra_params: tuple = (),
     joins: str = "",
     join_params: tuple = (),
+    where: str = "",
+    where_params: tuple = (),
 ) -> tuple[Assignment | None, tuple]:
     """The assignment, locked (its row only) for the rest of the transaction, with its
     participant's status and time zone; and the values of ``extra_columns`` (SQL starting
-    with ", ") over ``joins``; (None, ()) if there is no such assignment. A plain cursor: the
+    with ", ") over ``joins``; (None, ()) if there is no such assignment (or ``where``, more
+    conditions, does not hold: then nothing is locked). A plain cursor: the
     raw queryset's per-row machinery cost more than the statement itself on this, the
     busiest write (benchmarks/README.md)."""
     lock = " FOR UPDATE OF a" if connection.features.has_select_for_update_of else ""
@@ -145,8 +153,8 @@ def _locked_assignment(
             name,
             f"SELECT {columns}, p.status, p.timezone{extra_columns} "
             f"FROM surveys_assignment a JOIN surveys_participant p ON p.id = a.participant_id"
-            f"{joins} WHERE a.id = %s{lock}",
-            [*extra_params, *join_params, assignment_id],
+            f"{joins} WHERE a.id = %s{where}{lock}",
+            [*extra_params, *join_params, assignment_id, *where_params],
         )
         row = cursor.fetchone()
     if row is None:
@@ -219,6 +227,8 @@ def _submit_context(
         extra_params=gate.params if gate else (),
         joins=_INSTRUMENT_JOIN,
         join_params=(instrument.slug,),
+        where=gate.where if gate else "",
+        where_params=gate.where_params if gate else (),
     )
     ins_id, ins_name, ins_study, wave_instrument_count, in_wave, *rest = extra or (None,) * 9
     current, gated = tuple(rest[:4]), tuple(rest[4:])
@@ -297,10 +307,13 @@ def _audit_insert_sql(event: AuditEvent) -> tuple[str, list]:
     columns, selected, values = [], [], []
     for field in fields:
         columns.append(field.column)
+        # Text cast without its length, which would cut a value short: the column's own
+        # length is checked on insert, as the ORM's insert would be.
+        cast = "varchar" if isinstance(field, CharField) else field.db_type(connection)
         if field.name == "object_id":
-            selected.append(f"CAST(id AS {field.db_type(connection)})")
+            selected.append(f"CAST(id AS {cast})")
         else:
-            selected.append(f"CAST(%s AS {field.db_type(connection)})")
+            selected.append(f"CAST(%s AS {cast})")
             values.append(field.get_db_prep_save(getattr(event, field.attname), connection))
     sql = (
         f"audited AS (INSERT INTO {AuditEvent._meta.db_table} ({', '.join(columns)}) "

@@ -358,6 +358,8 @@ def test_who_may_enter_answers_is_checked_in_the_statement_that_locks_the_survey
             (read,) = [sql for sql in run if "FROM surveys_assignment a" in sql]
             assert check in read and "FOR UPDATE" not in read  # SQLite locks the database
             assert sum(check in sql for sql in run) == 1
+        # The participant's conditions are the statement's: no one else's survey is locked.
+        assert own_run[1].index("access_epoch") > own_run[1].index("WHERE a.id")
 
 
 def test_a_participants_own_answers_are_not_audit_events(client, open_month1):
