@@ -301,7 +301,7 @@ def _assignment_status_save(assignment: Assignment) -> None:
 
 
 def _audit_insert_sql(event: AuditEvent) -> tuple[str, list]:
-    """A CTE inserting ``event`` for the response the CTE ``inserted`` returns (its id as the
+    """A CTE inserting ``event`` for the response the CTE ``stored`` returns (its id as the
     event's ``object_id``), and its parameters, each cast to its column's type."""
     fields = [f for f in AuditEvent._meta.concrete_fields if not f.primary_key]
     columns, selected, values = [], [], []
@@ -317,7 +317,7 @@ def _audit_insert_sql(event: AuditEvent) -> tuple[str, list]:
             values.append(field.get_db_prep_save(getattr(event, field.attname), connection))
     sql = (
         f"audited AS (INSERT INTO {AuditEvent._meta.db_table} ({', '.join(columns)}) "
-        f"SELECT {', '.join(selected)} FROM inserted)"
+        f"SELECT {', '.join(selected)} FROM stored)"
     )
     return sql, values
 
@@ -332,8 +332,8 @@ def _response_store(
 ) -> None:
     """Insert a submitted response, or turn its draft into it (keeping when it was started);
     then save ``assignment``'s status, if given, and write the audit ``event``, if given, for
-    the response. Raises IntegrityError, with nothing written, if the client id is another
-    response's."""
+    the response. Raises IntegrityError if the client id is another response's: nothing of
+    this call is written, and the caller's transaction must be given up."""
     response.updated_at = now
     columns = {
         "assignment_id": "assignment",
@@ -360,42 +360,51 @@ def _response_store(
         )
         for column, field in columns.items()
     ]
+    if insert:
+        # ON CONFLICT instead of a savepoint around the insert: two round trips fewer on the
+        # busiest write. Only the client id can conflict here, because the assignment is
+        # locked (one response per assignment and instrument).
+        kind = "insert"
+        sql = (
+            f"INSERT INTO surveys_response ({', '.join(columns)}) "
+            f"VALUES ({', '.join(['%s'] * len(columns))}) "
+            "ON CONFLICT (client_id) DO NOTHING RETURNING id"
+        )
+        params = values
+    else:
+        # The draft may have been saved under another client id, which may be another
+        # response's: then nothing is updated (or, should that one be inserted at this very
+        # instant, the unique index refuses). Either way the caller's transaction is given up,
+        # so no savepoint is needed.
+        kind = "update"
+        assignments = ", ".join(f"{column} = %s" for column in columns)
+        sql = (
+            f"UPDATE surveys_response SET {assignments} WHERE id = %s AND NOT EXISTS "
+            "(SELECT 1 FROM surveys_response o WHERE o.client_id = %s AND o.id <> %s) "
+            "RETURNING id"
+        )
+        client_id = _prep(Response, "client_id", response.client_id)
+        params = [*values, response.pk, client_id, response.pk]
     with connection.cursor() as cursor:
-        if insert:
-            sql = (
-                f"INSERT INTO surveys_response ({', '.join(columns)}) "
-                f"VALUES ({', '.join(['%s'] * len(columns))})"
+        if assignment is not None and connection.vendor == "postgresql":
+            # One round trip for every write: the status changes, and the audit event is
+            # written, only if the response was stored.
+            audited, audit_values = _audit_insert_sql(event) if event else ("", [])
+            prepared.execute(
+                cursor,
+                f"surveys_response_{kind}{'_audited' if event else ''}_and_status",
+                f"WITH stored AS ({sql}), changed AS ({_STATUS_UPDATE} "
+                f"AND EXISTS (SELECT 1 FROM stored)){', ' + audited if event else ''} "
+                "SELECT id FROM stored",
+                [*params, *_status_values(assignment), *audit_values],
             )
-            # ON CONFLICT instead of a savepoint around the insert: two round trips fewer on
-            # the busiest write. Only the client id can conflict here, because the assignment
-            # is locked (one response per assignment and instrument).
-            sql += " ON CONFLICT (client_id) DO NOTHING RETURNING id"
-            if assignment is not None and connection.vendor == "postgresql":
-                # One round trip for every write: the status changes, and the audit event is
-                # written, only if the insert was.
-                audited, audit_values = _audit_insert_sql(event) if event else ("", [])
-                prepared.execute(
-                    cursor,
-                    "surveys_response_insert_audited_and_status"
-                    if event
-                    else "surveys_response_insert_and_status",
-                    f"WITH inserted AS ({sql}), changed AS ({_STATUS_UPDATE} "
-                    f"AND EXISTS (SELECT 1 FROM inserted)){', ' + audited if event else ''} "
-                    "SELECT id FROM inserted",
-                    [*values, *_status_values(assignment), *audit_values],
-                )
-                assignment = event = None
-            else:
-                prepared.execute(cursor, "surveys_response_insert", sql, values)
-            row = cursor.fetchone()
-            if row is None:
-                raise IntegrityError("client_id is another response's")
-            response.pk = row[0]
+            assignment = event = None
         else:
-            assignments = ", ".join(f"{column} = %s" for column in columns)
-            cursor.execute(
-                f"UPDATE surveys_response SET {assignments} WHERE id = %s", [*values, response.pk]
-            )
+            prepared.execute(cursor, f"surveys_response_{kind}", sql, params)
+        row = cursor.fetchone()
+    if row is None:
+        raise IntegrityError("client_id is another response's")
+    response.pk = row[0]
     if assignment is not None:
         _assignment_status_save(assignment)
     if event is not None:
@@ -705,11 +714,7 @@ def response_submit(
     assignment.completed_at = now if complete else None
     event = _staff_change_event(staff_request, context, response, submitted=True)
     try:
-        if existing is None:
-            _response_store(response, now, insert=True, assignment=assignment, event=event)
-        else:  # the draft may have been saved under another client id
-            with transaction.atomic():
-                _response_store(response, now, insert=False, assignment=assignment, event=event)
+        _response_store(response, now, insert=existing is None, assignment=assignment, event=event)
     except IntegrityError as exc:
         # The id is another assignment's response's (possibly submitted at this very
         # instant, under another row lock): the unique index decides.

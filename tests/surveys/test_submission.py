@@ -149,6 +149,42 @@ def test_a_client_id_of_another_survey_is_refused(
     assert excinfo.value.code == "client_id_used"
 
 
+def test_a_draft_sent_under_another_surveys_client_id_is_refused_and_kept(
+    site_a, enrol, month1, followup, followup_answers
+):
+    """The draft (saved under one id) is sent under an id another survey's response has: 409,
+    and the draft, the assignment and the audit log are as they were; the same answers sent
+    under the draft's own id then go through (the refused attempt left nothing behind)."""
+    from surveys.models import AuditEvent
+
+    attended, _ = followup_answers
+    other = enrol(
+        site=site_a, code="NYC-2", enrolled_on=ENROLLED, now=datetime(2026, 1, 15, tzinfo=UTC)
+    ).assignments.get(wave__slug="m1")
+    taken = uuid.uuid4()
+    submit(other, followup, attended, taken)
+    own = uuid.uuid4()
+    response_draft_save(
+        assignment=month1,
+        instrument=followup,
+        answers={"craving": 2},
+        client_id=own,
+        now=IN_WINDOW,
+    )
+    with pytest.raises(SubmissionConflict) as excinfo:
+        submit(month1, followup, attended, taken)
+    assert excinfo.value.code == "client_id_used"
+    draft = Response.objects.get(assignment=month1)
+    assert (draft.status, draft.client_id, draft.answers) == ("draft", own, {"craving": 2})
+    month1.refresh_from_db()
+    assert month1.status == Assignment.Status.IN_PROGRESS
+    assert not AuditEvent.objects.filter(action="response_change").exists()
+    sent = submit(month1, followup, attended, own)
+    assert not sent.replayed and sent.response.pk == draft.pk
+    month1.refresh_from_db()
+    assert month1.status == Assignment.Status.COMPLETED
+
+
 @pytest.mark.parametrize(
     "when, code",
     [
