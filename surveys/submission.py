@@ -138,28 +138,56 @@ def _locked_assignment(
     join_params: tuple = (),
     where: str = "",
     where_params: tuple = (),
-) -> tuple[Assignment | None, tuple]:
+    with_answers: bool = False,
+) -> tuple[Assignment | None, tuple, list[tuple]]:
     """The assignment, locked (its row only) for the rest of the transaction, with its
-    participant's status and time zone; and the values of ``extra_columns`` (SQL starting
-    with ", ") over ``joins``; (None, ()) if there is no such assignment (or ``where``, more
-    conditions, does not hold: then nothing is locked). A plain cursor: the
+    participant's status and time zone; the values of ``extra_columns`` (SQL starting with
+    ", ") over ``joins`` (``ins``: the instrument asked for, NULL if none); and the rows of
+    every response the assignment has: (id, client id, instrument id, status, version id,
+    and, if ``with_answers``, the answers stored for ``ins``, else NULL). (None, (), []) if
+    there is no such assignment (or ``where``, more conditions, does not hold: then nothing
+    is locked).
+
+    On PostgreSQL one round trip of two statements, the lock and then the read: under READ
+    COMMITTED a statement's rows come from when it started, so a ``FOR UPDATE`` that had to
+    wait would return rows joined from before the wait, and miss a response committed by
+    the submit it waited for. Each statement of a query string starts afresh, after the one
+    before: the read sees everything committed before the lock was had. A plain cursor: the
     raw queryset's per-row machinery cost more than the statement itself on this, the
     busiest write (benchmarks/README.md)."""
-    lock = " FOR UPDATE OF a" if connection.features.has_select_for_update_of else ""
     columns = ", ".join(f"a.{column}" for column in _ASSIGNMENT_COLUMNS)
+    answers = "CASE WHEN r.instrument_id = ins.id THEN r.answers END" if with_answers else "NULL"
+    source = "FROM surveys_assignment a JOIN surveys_participant p ON p.id = a.participant_id"
+    read_sql = (
+        f"SELECT {columns}, p.status, p.timezone{extra_columns}, r.id, r.client_id, "
+        f"r.instrument_id, r.status, r.instrument_version_id, {answers} "
+        f"{source}{joins} LEFT JOIN surveys_response r ON r.assignment_id = a.id "
+        f"WHERE a.id = %s{where} ORDER BY r.id"
+    )
+    read_params = [*extra_params, *join_params, assignment_id, *where_params]
     with connection.cursor() as cursor:
-        prepared.execute(
-            cursor,
-            name,
-            f"SELECT {columns}, p.status, p.timezone{extra_columns} "
-            f"FROM surveys_assignment a JOIN surveys_participant p ON p.id = a.participant_id"
-            f"{joins} WHERE a.id = %s{where}{lock}",
-            [*extra_params, *join_params, assignment_id, *where_params],
-        )
-        row = cursor.fetchone()
-    if row is None:
-        return None, ()
+        if connection.features.has_select_for_update_of:
+            lock_params = [assignment_id, *where_params]
+            lock = prepared.statement(
+                cursor,
+                f"{name}_lock",
+                f"SELECT 1 {source} WHERE a.id = %s{where} FOR UPDATE OF a",
+                len(lock_params),
+            )
+            read = prepared.statement(
+                cursor,
+                f"{name}_read{'_answers' if with_answers else ''}",
+                read_sql,
+                len(read_params),
+            )
+            cursor.execute(f"{lock}; {read}", [*lock_params, *read_params])
+        else:  # SQLite: the transaction's first write locks the database
+            cursor.execute(read_sql, read_params)
+        rows = cursor.fetchall()
+    if not rows:
+        return None, (), []
     n = len(_ASSIGNMENT_COLUMNS)
+    row = rows[0]
     values = list(row[:n])
     for i, column in enumerate(_ASSIGNMENT_COLUMNS):
         if column.endswith("_at"):
@@ -168,7 +196,8 @@ def _locked_assignment(
     assignment.participant = Participant(
         pk=assignment.participant_id, status=row[n], timezone=row[n + 1]
     )
-    return assignment, row[n + 2 :]
+    responses = [r[-6:] for r in rows if r[-6] is not None]
+    return assignment, row[n + 2 : -6], responses
 
 
 @dataclass
@@ -211,24 +240,22 @@ def _submit_context(
 ) -> _SubmitContext:
     """The assignment locked (its row only) with its participant's status and time zone, how
     many instruments its wave has and whether ``instrument`` (by its slug, in the
-    participant's study) is one of them, and ``gate``'s check; then, in a second statement,
-    every response the assignment has (with its answers, if ``with_answers``: what an audited
-    change was made to). ``instrument`` may be known by its slug only (no pk) when ``gate``
-    is given. Raises Assignment.DoesNotExist if there is no such assignment (ungated).
-
-    Two statements on purpose: under READ COMMITTED, rows joined into a ``FOR UPDATE`` that
-    had to wait come from before the wait, so a response committed by the submit we waited
-    for would be missed. A statement issued after the lock sees it.
+    participant's study) is one of them, ``gate``'s check, and every response the assignment
+    has (with the instrument's answers, if ``with_answers``: what an audited change was made
+    to), read after the lock was had (``_locked_assignment``). ``instrument`` may be known by
+    its slug only (no pk) when ``gate`` is given. Raises Assignment.DoesNotExist if there is
+    no such assignment (ungated).
     """
-    assignment, extra = _locked_assignment(
+    assignment, extra, rows = _locked_assignment(
         assignment_id,
-        name=f"surveys_submit_lock_{gate.name}" if gate else "surveys_submit_lock",
+        name=f"surveys_submit_{gate.name}" if gate else "surveys_submit",
         extra_columns=_INSTRUMENT_COLUMNS + (gate.columns if gate else ""),
         extra_params=gate.params if gate else (),
         joins=_INSTRUMENT_JOIN,
         join_params=(instrument.slug,),
         where=gate.where if gate else "",
         where_params=gate.where_params if gate else (),
+        with_answers=with_answers,
     )
     ins_id, ins_name, ins_study, wave_instrument_count, in_wave, *rest = extra or (None,) * 9
     current, gated = tuple(rest[:4]), tuple(rest[4:])
@@ -247,23 +274,13 @@ def _submit_context(
         instrument = Instrument(pk=ins_id, name=ins_name, study_id=ins_study, slug=instrument.slug)
     elif instrument.pk is None:
         instrument = None
-    with connection.cursor() as cursor:
-        # The answers only when asked: they are the widest column, and the phone's path (the
-        # busiest) never needs them.
-        prepared.execute(
-            cursor,
-            "surveys_submit_responses_answers" if with_answers else "surveys_submit_responses",
-            "SELECT id, client_id, instrument_id, status, instrument_version_id"
-            f"{', answers' if with_answers else ''} "
-            "FROM surveys_response WHERE assignment_id = %s",
-            [assignment_id],
-        )
-        rows = cursor.fetchall()
     responses = [
-        (rid, uuid.UUID(str(cid)), iid, status, vid) for rid, cid, iid, status, vid, *_ in rows
+        (rid, uuid.UUID(str(cid)), iid, status, vid) for rid, cid, iid, status, vid, _ in rows
     ]
     before = None
     if with_answers:
+        # The answers come only for the instrument asked for (the widest column; the phone's
+        # path, the busiest, never reads them).
         stored = next((row[5] for row in rows if instrument and row[2] == instrument.pk), None)
         field = Response._meta.get_field("answers")
         before = dict(field.from_db_value(stored, None, connection) or {}) if stored else {}

@@ -319,8 +319,9 @@ def test_who_may_enter_answers_is_checked_in_the_statement_that_locks_the_survey
 ):
     """Staff's rights and the participant's own session are read with the locked assignment:
     no statement of their own on the busiest write (benchmarks/README.md). On PostgreSQL a
-    fresh staff submit is five statements (session; user with two-factor state; lock with
-    rights; responses; response, status and audit event in one), the phone's four."""
+    fresh staff submit is four round trips (session; user with two-factor state; the lock,
+    then the read of rights and responses, sent together; response, status and audit event
+    in one statement), the phone's three."""
     from django.db import connection
     from django.test import Client
     from django.test.utils import CaptureQueriesContext
@@ -349,10 +350,12 @@ def test_who_may_enter_answers_is_checked_in_the_statement_that_locks_the_survey
     assert sent.status_code == 201
     own_run = _submit_statements(own)
     if connection.vendor == "postgresql":
-        assert len(staff_run) == 5, staff_run
-        assert len(own_run) == 4, own_run
-        assert "surveys_submit_lock_staff" in staff_run[2]
-        assert "surveys_submit_lock_participant" in own_run[1]
+        assert len(staff_run) == 4, staff_run
+        assert len(own_run) == 3, own_run
+        assert "surveys_submit_staff_lock" in staff_run[2]
+        assert "surveys_submit_staff_read_answers" in staff_run[2]
+        assert "surveys_submit_participant_lock" in own_run[1]
+        assert "surveys_submit_participant_read" in own_run[1]
     else:  # the same reads; the writes one statement each
         for run, check in ((staff_run, "surveys_staffrole_sites"), (own_run, "access_epoch")):
             (read,) = [sql for sql in run if "FROM surveys_assignment a" in sql]
@@ -420,7 +423,7 @@ def test_an_audited_submit_reads_the_answers_before_under_the_lock_and_nothing_e
     locks = [
         sql
         for sql in statements
-        if "surveys_submit_lock" in sql
+        if "surveys_submit_staff_lock" in sql
         or 'FROM "surveys_assignment"' in sql
         or ("FROM surveys_assignment a" in sql and "surveys_waveinstrument" in sql)
     ]
