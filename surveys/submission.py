@@ -152,21 +152,25 @@ def _locked_assignment(
     COMMITTED a statement's rows come from when it started, so a ``FOR UPDATE`` that had to
     wait would return rows joined from before the wait, and miss a response committed by
     the submit it waited for. Each statement of a query string starts afresh, after the one
-    before: the read sees everything committed before the lock was had. A plain cursor: the
-    raw queryset's per-row machinery cost more than the statement itself on this, the
-    busiest write (benchmarks/README.md)."""
+    before: the read sees everything committed before the lock was had. The read locks the
+    row too (at no cost: it is held already), so that should ``where`` come true between the
+    two, what is read is still locked. A plain cursor: the raw queryset's per-row machinery
+    cost more than the statement itself on this, the busiest write (benchmarks/README.md)."""
     columns = ", ".join(f"a.{column}" for column in _ASSIGNMENT_COLUMNS)
     answers = "CASE WHEN r.instrument_id = ins.id THEN r.answers END" if with_answers else "NULL"
     source = "FROM surveys_assignment a JOIN surveys_participant p ON p.id = a.participant_id"
+    postgresql = connection.vendor == "postgresql"
     read_sql = (
         f"SELECT {columns}, p.status, p.timezone{extra_columns}, r.id, r.client_id, "
         f"r.instrument_id, r.status, r.instrument_version_id, {answers} "
         f"{source}{joins} LEFT JOIN surveys_response r ON r.assignment_id = a.id "
-        f"WHERE a.id = %s{where} ORDER BY r.id"
+        f"WHERE a.id = %s{where} ORDER BY r.id{' FOR UPDATE OF a' if postgresql else ''}"
     )
     read_params = [*extra_params, *join_params, assignment_id, *where_params]
     with connection.cursor() as cursor:
-        if connection.features.has_select_for_update_of:
+        if postgresql:
+            from django.db.backends.postgresql.psycopg_any import is_psycopg3
+
             lock_params = [assignment_id, *where_params]
             lock = prepared.statement(
                 cursor,
@@ -180,7 +184,11 @@ def _locked_assignment(
                 read_sql,
                 len(read_params),
             )
-            cursor.execute(f"{lock}; {read}", [*lock_params, *read_params])
+            if is_psycopg3:  # its cursor stays on a query string's first result
+                cursor.execute(lock, lock_params)
+                cursor.execute(read, read_params)
+            else:  # psycopg2 hands back the last statement's rows
+                cursor.execute(f"{lock}; {read}", [*lock_params, *read_params])
         else:  # SQLite: the transaction's first write locks the database
             cursor.execute(read_sql, read_params)
         rows = cursor.fetchall()
@@ -349,8 +357,9 @@ def _response_store(
 ) -> None:
     """Insert a submitted response, or turn its draft into it (keeping when it was started);
     then save ``assignment``'s status, if given, and write the audit ``event``, if given, for
-    the response. Raises IntegrityError if the client id is another response's: nothing of
-    this call is written, and the caller's transaction must be given up."""
+    the response. Raises IntegrityError if the client id is another response's (or the
+    response to update is no longer a draft): nothing of this call is written, and the
+    caller's transaction must be given up."""
     response.updated_at = now
     columns = {
         "assignment_id": "assignment",
@@ -392,16 +401,18 @@ def _response_store(
         # The draft may have been saved under another client id, which may be another
         # response's: then nothing is updated (or, should that one be inserted at this very
         # instant, the unique index refuses). Either way the caller's transaction is given up,
-        # so no savepoint is needed.
+        # so no savepoint is needed. Only a draft is updated: a sent response is never written
+        # over, whatever the caller read (it read under the lock, so this is a second guard).
         kind = "update"
         assignments = ", ".join(f"{column} = %s" for column in columns)
         sql = (
-            f"UPDATE surveys_response SET {assignments} WHERE id = %s AND NOT EXISTS "
+            f"UPDATE surveys_response SET {assignments} WHERE id = %s AND status = %s "
+            "AND NOT EXISTS "
             "(SELECT 1 FROM surveys_response o WHERE o.client_id = %s AND o.id <> %s) "
             "RETURNING id"
         )
         client_id = _prep(Response, "client_id", response.client_id)
-        params = [*values, response.pk, client_id, response.pk]
+        params = [*values, response.pk, Response.Status.DRAFT, client_id, response.pk]
     with connection.cursor() as cursor:
         if assignment is not None and connection.vendor == "postgresql":
             # One round trip for every write: the status changes, and the audit event is

@@ -365,6 +365,35 @@ def test_who_may_enter_answers_is_checked_in_the_statement_that_locks_the_survey
         assert own_run[1].index("access_epoch") > own_run[1].index("WHERE a.id")
 
 
+@pytest.mark.parametrize("change", ["links_revoked", "withdrawn", "consent_withdrawn"])
+def test_a_phone_whose_participant_may_no_longer_answer_is_refused_with_nothing_written(
+    client, open_month1, change
+):
+    """The participant's session was opened, then the team revoked the links, or the
+    participant withdrew (or consent is pending again): the phone's draft and submit are
+    404, as for a survey that is not theirs, and nothing is stored or changed."""
+    from surveys.links import participant_links_revoke
+    from surveys.models import Assignment, Participant
+    from tests.surveys.test_participant_access import signed_in
+
+    participant = open_month1.participant
+    signed_in(client, participant)
+    if change == "links_revoked":
+        participant_links_revoke(participant=participant)
+    elif change == "withdrawn":
+        Participant.objects.filter(pk=participant.pk).update(status=Participant.Status.WITHDRAWN)
+    else:
+        Participant.objects.filter(pk=participant.pk).update(consent_pending=True)
+    base = f"/api/v1/participant/assignments/{open_month1.pk}/responses/followup"
+    body = {"client_id": str(uuid.uuid4()), "answers": ANSWERS}
+    draft = client.put(f"{base}/draft/", body, content_type="application/json")
+    sent = client.post(f"{base}/submit/", body, content_type="application/json")
+    assert (draft.status_code, sent.status_code) == (404, 404)
+    assert not Response.objects.filter(assignment=open_month1).exists()
+    status = Assignment.objects.values_list("status", flat=True).get(pk=open_month1.pk)
+    assert status == open_month1.status
+
+
 def test_a_participants_own_answers_are_not_audit_events(client, open_month1):
     from surveys.models import AuditEvent
     from tests.surveys.test_participant_access import signed_in

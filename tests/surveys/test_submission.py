@@ -153,10 +153,8 @@ def test_a_draft_sent_under_another_surveys_client_id_is_refused_and_kept(
     site_a, enrol, month1, followup, followup_answers
 ):
     """The draft (saved under one id) is sent under an id another survey's response has: 409,
-    and the draft, the assignment and the audit log are as they were; the same answers sent
-    under the draft's own id then go through (the refused attempt left nothing behind)."""
-    from surveys.models import AuditEvent
-
+    and the draft and the assignment are as they were; the same answers sent under the
+    draft's own id then go through (the refused attempt left nothing behind)."""
     attended, _ = followup_answers
     other = enrol(
         site=site_a, code="NYC-2", enrolled_on=ENROLLED, now=datetime(2026, 1, 15, tzinfo=UTC)
@@ -178,11 +176,95 @@ def test_a_draft_sent_under_another_surveys_client_id_is_refused_and_kept(
     assert (draft.status, draft.client_id, draft.answers) == ("draft", own, {"craving": 2})
     month1.refresh_from_db()
     assert month1.status == Assignment.Status.IN_PROGRESS
-    assert not AuditEvent.objects.filter(action="response_change").exists()
     sent = submit(month1, followup, attended, own)
     assert not sent.replayed and sent.response.pk == draft.pk
     month1.refresh_from_db()
     assert month1.status == Assignment.Status.COMPLETED
+
+
+def _sent_over(draft: Response, client_id, answers, assignment) -> tuple[Response, object]:
+    """What a submit would store over ``draft``, with the assignment completed and a staff
+    change's audit event (not yet written)."""
+    from surveys.audit import audit_event_build
+
+    response = Response(
+        pk=draft.pk,
+        assignment=assignment,
+        instrument=draft.instrument,
+        instrument_version_id=draft.instrument_version_id,
+        client_id=client_id,
+        answers=answers,
+        status=Response.Status.SUBMITTED,
+        started_at=draft.started_at,
+        submitted_at=IN_WINDOW,
+    )
+    assignment.status = Assignment.Status.COMPLETED
+    assignment.status_changed_at = assignment.completed_at = IN_WINDOW
+    event = audit_event_build(
+        action="response_change",
+        participant=assignment.participant,
+        obj=response,
+        details={"changed": {}},
+    )
+    return response, event
+
+
+def test_a_refused_write_over_a_draft_writes_nothing_and_the_transaction_goes_on(
+    site_a, enrol, month1, followup, followup_answers
+):
+    """The store itself, not only the rollback after it: a draft sent under another
+    response's client id changes neither the draft, nor the assignment, nor the audit log,
+    and the transaction can still be used (no error from the database). On PostgreSQL this
+    is one statement that stores, completes and audits, or does none of it."""
+    from django.db import IntegrityError, transaction
+
+    from surveys.models import AuditEvent
+    from surveys.submission import _response_store
+
+    attended, _ = followup_answers
+    other = enrol(
+        site=site_a, code="NYC-2", enrolled_on=ENROLLED, now=datetime(2026, 1, 15, tzinfo=UTC)
+    ).assignments.get(wave__slug="m1")
+    taken = uuid.uuid4()
+    submit(other, followup, attended, taken)
+    own = uuid.uuid4()
+    draft = response_draft_save(
+        assignment=month1,
+        instrument=followup,
+        answers={"craving": 2},
+        client_id=own,
+        now=IN_WINDOW,
+    )
+    response, event = _sent_over(draft, taken, attended, month1)
+    with transaction.atomic():
+        with pytest.raises(IntegrityError):
+            _response_store(response, IN_WINDOW, insert=False, assignment=month1, event=event)
+        # Still inside the transaction of the refused write:
+        kept = Response.objects.get(pk=draft.pk)
+        assert (kept.status, kept.client_id, kept.answers) == ("draft", own, {"craving": 2})
+        status = Assignment.objects.values_list("status", flat=True).get(pk=month1.pk)
+        assert status == Assignment.Status.IN_PROGRESS
+        assert not AuditEvent.objects.filter(action="response_change").exists()
+
+
+def test_a_sent_response_is_never_written_over_as_if_it_were_a_draft(
+    month1, followup, followup_answers
+):
+    """Should a submit ever act on a stale read (the response it takes for a draft has been
+    sent meanwhile), the store refuses rather than write over the sent answers."""
+    from django.db import IntegrityError, transaction
+
+    from surveys.submission import _response_store
+
+    attended, not_attended = followup_answers
+    first = uuid.uuid4()
+    sent = submit(month1, followup, attended, first).response
+    response, event = _sent_over(sent, uuid.uuid4(), not_attended, month1)
+    with transaction.atomic():
+        with pytest.raises(IntegrityError):
+            _response_store(response, IN_WINDOW, insert=False, assignment=month1, event=event)
+        kept = Response.objects.get(pk=sent.pk)
+        assert (kept.client_id, kept.answers) == (first, sent.answers)
 
 
 @pytest.mark.parametrize(
@@ -424,10 +506,14 @@ def test_any_input_is_either_cleaned_into_valid_answers_or_rejected_per_question
 
 
 @pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("after_draft", [False, True])
 @pytest.mark.parametrize("same_client_id", [False, True])
 def test_simultaneous_submits_of_one_assignment_store_exactly_one_response(
-    same_client_id, site_a, enrol, followup_answers
+    same_client_id, after_draft, site_a, enrol, followup_answers
 ):
+    """Eight phones (or retries) send one survey at once, fresh or after a saved draft (the
+    survey page saves one at each step): one is stored, the others are told it was sent (or
+    get it back, under the same client id)."""
     if connection.vendor != "postgresql":
         pytest.skip("row locks need PostgreSQL (CI sets DATABASE_URL)")
     attended, _ = followup_answers
@@ -436,6 +522,14 @@ def test_simultaneous_submits_of_one_assignment_store_exactly_one_response(
     ).assignments.get(wave__slug="m1")
     instrument = Instrument.objects.get(slug="followup", study=assignment.participant.study)
     shared_id = uuid.uuid4()
+    if after_draft:
+        response_draft_save(
+            assignment=assignment,
+            instrument=instrument,
+            answers={"craving": 2},
+            client_id=shared_id if same_client_id else uuid.uuid4(),
+            now=IN_WINDOW,
+        )
     start = threading.Barrier(8)
     outcomes: list[str] = []
 
