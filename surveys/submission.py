@@ -431,7 +431,7 @@ def _response_store(
             prepared.execute(cursor, f"surveys_response_{kind}", sql, params)
         row = cursor.fetchone()
     if row is None:
-        raise IntegrityError("client_id is another response's")
+        raise IntegrityError("client_id is another response's, or the draft was sent")
     response.pk = row[0]
     if assignment is not None:
         _assignment_status_save(assignment)

@@ -149,12 +149,10 @@ def test_a_client_id_of_another_survey_is_refused(
     assert excinfo.value.code == "client_id_used"
 
 
-def test_a_draft_sent_under_another_surveys_client_id_is_refused_and_kept(
-    site_a, enrol, month1, followup, followup_answers
-):
-    """The draft (saved under one id) is sent under an id another survey's response has: 409,
-    and the draft and the assignment are as they were; the same answers sent under the
-    draft's own id then go through (the refused attempt left nothing behind)."""
+@pytest.fixture
+def draft_and_a_taken_id(site_a, enrol, month1, followup, followup_answers):
+    """Month 1's draft saved under its own client id, and a client id another participant's
+    sent response has: (draft, own id, taken id)."""
     attended, _ = followup_answers
     other = enrol(
         site=site_a, code="NYC-2", enrolled_on=ENROLLED, now=datetime(2026, 1, 15, tzinfo=UTC)
@@ -162,13 +160,24 @@ def test_a_draft_sent_under_another_surveys_client_id_is_refused_and_kept(
     taken = uuid.uuid4()
     submit(other, followup, attended, taken)
     own = uuid.uuid4()
-    response_draft_save(
+    draft = response_draft_save(
         assignment=month1,
         instrument=followup,
         answers={"craving": 2},
         client_id=own,
         now=IN_WINDOW,
     )
+    return draft, own, taken
+
+
+def test_a_draft_sent_under_another_surveys_client_id_is_refused_and_kept(
+    month1, followup, followup_answers, draft_and_a_taken_id
+):
+    """The draft (saved under one id) is sent under an id another survey's response has: 409,
+    and the draft and the assignment are as they were; the same answers sent under the
+    draft's own id then go through (the refused attempt left nothing behind)."""
+    attended, _ = followup_answers
+    _, own, taken = draft_and_a_taken_id
     with pytest.raises(SubmissionConflict) as excinfo:
         submit(month1, followup, attended, taken)
     assert excinfo.value.code == "client_id_used"
@@ -210,7 +219,7 @@ def _sent_over(draft: Response, client_id, answers, assignment) -> tuple[Respons
 
 
 def test_a_refused_write_over_a_draft_writes_nothing_and_the_transaction_goes_on(
-    site_a, enrol, month1, followup, followup_answers
+    month1, followup_answers, draft_and_a_taken_id
 ):
     """The store itself, not only the rollback after it: a draft sent under another
     response's client id changes neither the draft, nor the assignment, nor the audit log,
@@ -222,19 +231,7 @@ def test_a_refused_write_over_a_draft_writes_nothing_and_the_transaction_goes_on
     from surveys.submission import _response_store
 
     attended, _ = followup_answers
-    other = enrol(
-        site=site_a, code="NYC-2", enrolled_on=ENROLLED, now=datetime(2026, 1, 15, tzinfo=UTC)
-    ).assignments.get(wave__slug="m1")
-    taken = uuid.uuid4()
-    submit(other, followup, attended, taken)
-    own = uuid.uuid4()
-    draft = response_draft_save(
-        assignment=month1,
-        instrument=followup,
-        answers={"craving": 2},
-        client_id=own,
-        now=IN_WINDOW,
-    )
+    draft, own, taken = draft_and_a_taken_id
     response, event = _sent_over(draft, taken, attended, month1)
     with transaction.atomic():
         with pytest.raises(IntegrityError):
