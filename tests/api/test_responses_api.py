@@ -304,24 +304,35 @@ def test_a_submit_without_a_draft_is_audited_with_the_response_it_stored(
 
 
 def _submit_statements(queries) -> list[str]:
-    """The statements a submit ran, but PREPARE (once per connection), the test's savepoints
-    and the items (read once per version and process)."""
+    """The statements a submit ran, but PREPARE (once per connection), the test's savepoints,
+    the items (read once per version and process) and Django's own log entries BEGIN and
+    COMMIT (psycopg2 sends them only for a transaction it began itself: not the submit's,
+    whose BEGIN and COMMIT go with its statements, ``surveys.inline_transaction``)."""
     return [
         q["sql"]
         for q in queries.captured_queries
         if not q["sql"].startswith(("PREPARE", "SAVEPOINT", "RELEASE SAVEPOINT"))
         and '"surveys_item"' not in q["sql"]
+        and q["sql"] not in ("BEGIN", "COMMIT")
     ]
 
 
+@pytest.mark.parametrize(
+    "transaction_of",
+    [
+        pytest.param("test", id="in-the-tests-transaction"),
+        pytest.param("own", id="own-transaction", marks=pytest.mark.django_db(transaction=True)),
+    ],
+)
 def test_who_may_enter_answers_is_checked_in_the_statement_that_locks_the_survey(
-    client, coordinator_a, open_month1, site_a, enrol
+    client, coordinator_a, open_month1, site_a, enrol, transaction_of
 ):
     """Staff's rights and the participant's own session are read with the locked assignment:
     no statement of their own on the busiest write (benchmarks/README.md). On PostgreSQL a
-    fresh staff submit is four round trips (session; user with two-factor state; the lock,
-    then the read of rights and responses, sent together; response, status and audit event
-    in one statement), the phone's three."""
+    fresh staff submit is four round trips (session; user with two-factor state; BEGIN, the
+    lock, then the read of rights and responses, sent together; response, status and audit
+    event in one statement with COMMIT), the phone's three. (Inside the test's transaction
+    the submit's is a savepoint, and the BEGIN and COMMIT are the test's.)"""
     from django.db import connection
     from django.test import Client
     from django.test.utils import CaptureQueriesContext
@@ -352,17 +363,25 @@ def test_who_may_enter_answers_is_checked_in_the_statement_that_locks_the_survey
     if connection.vendor == "postgresql":
         assert len(staff_run) == 4, staff_run
         assert len(own_run) == 3, own_run
-        assert "surveys_submit_staff_lock" in staff_run[2]
-        assert "surveys_submit_staff_read_answers" in staff_run[2]
-        assert "surveys_submit_participant_lock" in own_run[1]
-        assert "surveys_submit_participant_read" in own_run[1]
+        assert "surveys_submit_staff_" in staff_run[2] and "_lock" in staff_run[2]
+        assert "surveys_submit_staff_" in staff_run[2] and "_read_answers" in staff_run[2]
+        assert "surveys_submit_participant_" in own_run[1] and "_lock" in own_run[1]
+        assert "surveys_submit_participant_" in own_run[1] and "_read" in own_run[1]
+        if transaction_of == "own":
+            for run in (staff_run, own_run):
+                assert run[-2].startswith("BEGIN; EXECUTE surveys_submit_"), run
+                assert run[-1].endswith("; COMMIT"), run
+            from psycopg2.extensions import TRANSACTION_STATUS_IDLE
+
+            assert connection.connection.info.transaction_status == TRANSACTION_STATUS_IDLE
     else:  # the same reads; the writes one statement each
         for run, check in ((staff_run, "surveys_staffrole_sites"), (own_run, "access_epoch")):
             (read,) = [sql for sql in run if "FROM surveys_assignment a" in sql]
             assert check in read and "FOR UPDATE" not in read  # SQLite locks the database
             assert sum(check in sql for sql in run) == 1
         # The participant's conditions are the statement's: no one else's survey is locked.
-        assert own_run[1].index("access_epoch") > own_run[1].index("WHERE a.id")
+        (own_read,) = [sql for sql in own_run if "FROM surveys_assignment a" in sql]
+        assert own_read.index("access_epoch") > own_read.index("WHERE a.id")
 
 
 @pytest.mark.parametrize("change", ["links_revoked", "withdrawn", "consent_withdrawn"])

@@ -9,6 +9,7 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from psycopg2.extensions import TRANSACTION_STATUS_IDLE
 
 from recovery.synthetic import generate_cohort
 from surveys.instruments import instrument_items_set, version_items_as_dicts
@@ -46,16 +47,36 @@ def followup(study):
     return Instrument.objects.get(study=study, slug="followup")
 
 
+@pytest.fixture(
+    params=[
+        pytest.param("test", id="in-the-tests-transaction"),
+        pytest.param("own", id="own-transaction", marks=pytest.mark.django_db(transaction=True)),
+    ]
+)
+def both_transactions(request):
+    """Run the test inside the test's transaction (the submit's is then a savepoint) and with
+    real transactions of its own (``transaction=True``): on PostgreSQL its BEGIN and COMMIT
+    then go with its statements (``surveys.inline_transaction``)."""
+    return request.param
+
+
 def submit(assignment, instrument, answers, client_id=None, now=IN_WINDOW):
-    return response_submit(
-        assignment=assignment,
-        instrument=instrument,
-        answers=answers,
-        client_id=client_id or uuid.uuid4(),
-        now=now,
-    )
+    try:
+        return response_submit(
+            assignment=assignment,
+            instrument=instrument,
+            answers=answers,
+            client_id=client_id or uuid.uuid4(),
+            now=now,
+        )
+    finally:
+        # Whatever the outcome, the submit leaves no transaction open on the connection.
+        if connection.vendor == "postgresql" and not connection.in_atomic_block:
+            raw = connection.connection
+            assert raw is None or raw.info.transaction_status == TRANSACTION_STATUS_IDLE
 
 
+@pytest.mark.usefixtures("both_transactions")
 def test_a_valid_submission_is_stored_and_completes_the_assignment(
     month1, followup, followup_answers
 ):
@@ -69,6 +90,7 @@ def test_a_valid_submission_is_stored_and_completes_the_assignment(
     assert month1.completed_at == IN_WINDOW
 
 
+@pytest.mark.usefixtures("both_transactions")
 def test_a_replay_returns_the_original_and_stores_nothing_new(month1, followup, followup_answers):
     attended, _ = followup_answers
     client_id = uuid.uuid4()
@@ -83,6 +105,7 @@ def test_a_replay_returns_the_original_and_stores_nothing_new(month1, followup, 
     assert Response.objects.count() == 1
 
 
+@pytest.mark.usefixtures("both_transactions")
 def test_a_replay_with_changed_answers_keeps_the_first_and_marks_the_refusal(
     month1, followup, followup_answers
 ):
@@ -126,6 +149,7 @@ def test_a_today_date_resent_after_midnight_is_the_same_answer(study, month1):
     assert moved.changes_refused
 
 
+@pytest.mark.usefixtures("both_transactions")
 def test_a_second_submission_with_another_id_is_a_conflict(month1, followup, followup_answers):
     attended, not_attended = followup_answers
     submit(month1, followup, attended)
@@ -135,6 +159,7 @@ def test_a_second_submission_with_another_id_is_a_conflict(month1, followup, fol
     assert Response.objects.get().answers == attended
 
 
+@pytest.mark.usefixtures("both_transactions")
 def test_a_client_id_of_another_survey_is_refused(
     site_a, enrol, month1, followup, followup_answers
 ):
@@ -170,6 +195,7 @@ def draft_and_a_taken_id(site_a, enrol, month1, followup, followup_answers):
     return draft, own, taken
 
 
+@pytest.mark.usefixtures("both_transactions")
 def test_a_draft_sent_under_another_surveys_client_id_is_refused_and_kept(
     month1, followup, followup_answers, draft_and_a_taken_id
 ):
@@ -264,6 +290,59 @@ def test_a_sent_response_is_never_written_over_as_if_it_were_a_draft(
         assert (kept.client_id, kept.answers) == (first, sent.answers)
 
 
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("stored_as", ["over_a_draft", "a_new_response"])
+def test_a_refused_store_that_commits_the_transaction_commits_nothing(
+    stored_as, month1, followup, followup_answers, draft_and_a_taken_id
+):
+    """The store that carries the transaction's COMMIT (``atomic_inline``) returns no rows:
+    a response it does not store (its client id is another's) fails the statement, so COMMIT
+    never runs. The response, the assignment and the audit log are as they were, and no
+    transaction is left open."""
+    if connection.vendor != "postgresql":
+        pytest.skip("the inline transaction is PostgreSQL's (CI sets DATABASE_URL)")
+    from django.db import IntegrityError
+
+    from surveys.inline_transaction import atomic_inline
+    from surveys.models import AuditEvent
+    from surveys.submission import _response_store
+
+    attended, _ = followup_answers
+    draft, own, taken = draft_and_a_taken_id
+    assignment = month1
+    if stored_as == "a_new_response":  # another wave's, no response yet: an id drawn for it
+        assignment = month1.participant.assignments.get(wave__slug="m3")
+        draft = Response(
+            assignment=assignment,
+            instrument=followup,
+            instrument_version=draft.instrument_version,
+            started_at=IN_WINDOW,
+        )
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT nextval(pg_get_serial_sequence('surveys_response', 'id'))")
+            draft.pk = cursor.fetchone()[0]
+    before = Assignment.objects.values_list("status", flat=True).get(pk=assignment.pk)
+    response, event = _sent_over(draft, taken, attended, assignment)
+    with pytest.raises(IntegrityError), atomic_inline() as inline:
+        _response_store(
+            response,
+            IN_WINDOW,
+            insert=stored_as == "a_new_response",
+            assignment=assignment,
+            event=event,
+            inline=inline,
+        )
+    assert connection.connection.info.transaction_status == TRANSACTION_STATUS_IDLE
+    if stored_as == "over_a_draft":
+        kept = Response.objects.get(assignment=month1)
+        assert (kept.status, kept.client_id, kept.answers) == ("draft", own, {"craving": 2})
+    else:
+        assert not Response.objects.filter(assignment=assignment).exists()
+    after = Assignment.objects.values_list("status", flat=True).get(pk=assignment.pk)
+    assert after == before
+    assert not AuditEvent.objects.filter(action="response_change").exists()
+
+
 @pytest.mark.parametrize(
     "when, code",
     [
@@ -271,6 +350,7 @@ def test_a_sent_response_is_never_written_over_as_if_it_were_a_draft(
         (datetime(2026, 3, 20, tzinfo=UTC), "window_closed"),
     ],
 )
+@pytest.mark.usefixtures("both_transactions")
 def test_outside_the_window_is_a_conflict_that_names_the_date(
     month1, followup, followup_answers, when, code
 ):
@@ -297,6 +377,7 @@ def test_a_withdrawn_participant_cannot_submit(month1, followup, followup_answer
     assert excinfo.value.code == "not_active"
 
 
+@pytest.mark.usefixtures("both_transactions")
 def test_bad_answers_give_one_error_per_question_and_store_nothing(
     month1, followup, followup_answers
 ):
@@ -328,6 +409,7 @@ def test_bad_answers_give_one_error_per_question_and_store_nothing(
     assert month1.status == Assignment.Status.SCHEDULED
 
 
+@pytest.mark.usefixtures("both_transactions")
 def test_answers_to_hidden_questions_are_dropped_and_shown_ones_required(
     month1, followup, followup_answers
 ):
@@ -373,6 +455,7 @@ def test_drafts_keep_valid_answers_and_report_invalid_ones(month1, followup):
     assert draft.answers == {"attended_any": 1, "craving": 4}
 
 
+@pytest.mark.usefixtures("both_transactions")
 def test_a_submit_finishes_the_draft_on_the_version_it_started(
     month1, followup, followup_answers, site_a, enrol
 ):
