@@ -27,6 +27,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 from django.db import connection, transaction
+from psycopg2.extensions import TRANSACTION_STATUS_IDLE
 
 logger = logging.getLogger(__name__)
 
@@ -72,14 +73,14 @@ def _inline_possible() -> bool:
         return False
     from django.db.backends.postgresql.psycopg_any import is_psycopg3
 
-    return not is_psycopg3 and connection.get_autocommit()
+    # A configured isolation level is psycopg2's to send with its own BEGIN: not here.
+    configured = "isolation_level" in connection.settings_dict.get("OPTIONS", {})
+    return not is_psycopg3 and not configured and connection.get_autocommit()
 
 
 def _end(sql: str) -> None:
     """Send ``sql`` (``COMMIT`` or ``ROLLBACK``) if the server has a transaction open; if
     that fails, close the connection, so that none is left open on it, and raise."""
-    from psycopg2.extensions import TRANSACTION_STATUS_IDLE
-
     raw = connection.connection
     if raw is None or raw.closed or raw.info.transaction_status == TRANSACTION_STATUS_IDLE:
         return
@@ -119,4 +120,10 @@ def atomic_inline() -> Iterator[Inline | None]:
             _end("ROLLBACK" if connection.needs_rollback else "COMMIT")
         finally:
             if not raw.closed:
-                raw.autocommit = False  # as Django left it, for its own (no-op) end
+                if raw.info.transaction_status != TRANSACTION_STATUS_IDLE:
+                    # Ended neither way (interrupted before its end): Django's end would not
+                    # end it either, and the next request would run inside it.
+                    logger.warning("A transaction was left open; the connection was closed.")
+                    connection.close()
+                else:
+                    raw.autocommit = False  # as Django left it, for its own (no-op) end

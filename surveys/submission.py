@@ -396,11 +396,15 @@ def _response_store(
         "submitted_at": "submitted_at",
         "resume_at": "resume_at",
     }
+    if inline is not None and insert and response.pk is None:
+        raise ValueError("a response inserted by the statement that commits needs its id")
     if not insert:
         for kept in ("assignment_id", "instrument_id", "started_at"):
             columns.pop(kept)
     elif response.pk is not None:  # an id drawn beforehand (``_NEW_ID_COLUMN``)
         columns = {"id": "id", **columns}
+    # The statement's shape, in its prepared name: what it writes and how it ends.
+    shape = "insert_with_id" if "id" in columns else "insert" if insert else "update"
     values = [
         _prep(
             Response,
@@ -415,7 +419,6 @@ def _response_store(
         # ON CONFLICT instead of a savepoint around the insert: two round trips fewer on the
         # busiest write. Only the client id can conflict here, because the assignment is
         # locked (one response per assignment and instrument).
-        kind = "insert"
         sql = (
             f"INSERT INTO surveys_response ({', '.join(columns)}) "
             f"VALUES ({', '.join(['%s'] * len(columns))}) "
@@ -428,7 +431,6 @@ def _response_store(
         # instant, the unique index refuses). Either way the caller's transaction is given up,
         # so no savepoint is needed. Only a draft is updated: a sent response is never written
         # over, whatever the caller read (it read under the lock, so this is a second guard).
-        kind = "update"
         assignments = ", ".join(f"{column} = %s" for column in columns)
         sql = (
             f"UPDATE surveys_response SET {assignments} WHERE id = %s AND status = %s "
@@ -452,7 +454,7 @@ def _response_store(
                 changed = _STATUS_UPDATE.replace(
                     "status = %s,", "status = (SELECT CAST(%s AS varchar) FROM stored),", 1
                 )
-            name = f"surveys_response_{kind}{'_audited' if event else ''}_and_status"
+            name = f"surveys_response_{shape}{'_audited' if event else ''}_and_status"
             name += "_inline" if inline else ""
             values = [*params, *_status_values(assignment), *audit_values]
             statement = prepared.statement(
@@ -468,7 +470,7 @@ def _response_store(
             cursor.execute(statement, values)
             assignment = event = None
         else:
-            prepared.execute(cursor, f"surveys_response_{kind}", sql, params)
+            prepared.execute(cursor, f"surveys_response_{shape}", sql, params)
         row = cursor.fetchone()
     if row is None:
         raise IntegrityError("client_id is another response's, or the draft was sent")
@@ -478,6 +480,20 @@ def _response_store(
     if event is not None:
         event.object_id = str(response.pk)
         event.save()
+
+
+def _store_refused(exc: IntegrityError) -> bool:
+    """Whether ``_response_store``'s IntegrityError is its refusal of the response (the client
+    id is another's: its own error, the unique index's, or the NULL status of a store that
+    commits), not another constraint's failure."""
+    cause = exc.__cause__
+    if cause is None or connection.vendor != "postgresql":
+        return True
+    # SQLSTATE (psycopg2's pgcode, psycopg 3's sqlstate): unique_violation, not_null_violation.
+    return (getattr(cause, "pgcode", None) or getattr(cause, "sqlstate", None)) in (
+        "23505",
+        "23502",
+    )
 
 
 def _check_accepting(assignment: Assignment, now: datetime) -> None:
@@ -821,9 +837,11 @@ def _submit(
             insert=existing is None,
             assignment=assignment,
             event=event,
-            inline=None if alerting or response.pk is None else inline,
+            inline=None if alerting else inline,
         )
     except IntegrityError as exc:
+        if not _store_refused(exc):
+            raise  # e.g. a deferred foreign key failing the COMMIT that went with the store
         # The id is another assignment's response's (possibly submitted at this very
         # instant, under another row lock): the unique index decides.
         raise SubmissionConflict(*CLIENT_ID_USED) from exc

@@ -108,15 +108,19 @@ def test_a_failed_committing_statement_commits_nothing(study, named):
     assert named() == "Trial study" and _no_transaction_open()
 
 
-def test_an_error_caught_without_a_savepoint_still_rolls_the_block_back(study, named):
-    """Django marks the transaction for rollback; the block's end rolls it back, as atomic's
-    would, instead of committing."""
+@pytest.mark.parametrize("error", ["in_python", "in_the_database"])
+def test_an_error_caught_without_a_savepoint_still_rolls_the_block_back(study, named, error):
+    """An inner block without a savepoint failed and its error was caught: Django marks the
+    transaction for rollback, and the block's end rolls it back, as atomic's would, instead of
+    committing (the server's transaction may be quite healthy: a Python error)."""
     with atomic_inline():
         _rename(study, "Lost")
         try:
             with transaction.atomic(savepoint=False), connection.cursor() as cursor:
+                if error == "in_python":
+                    raise ValueError("refused")
                 cursor.execute("SELECT 1 / 0")
-        except DataError:
+        except (ValueError, DataError):
             pass
         assert connection.needs_rollback
     assert named() == "Trial study" and _no_transaction_open()
@@ -203,3 +207,37 @@ def test_a_connection_lost_in_the_block_is_closed_not_handed_on(study, named):
         killer.close()
     _rename(study, "Reconnected")
     assert named() == "Reconnected" and _no_transaction_open()
+
+
+def test_a_block_interrupted_before_its_end_closes_the_connection(study, named, monkeypatch):
+    """Interrupted after its statements and before its COMMIT or ROLLBACK (a signal, Ctrl-C):
+    the transaction is neither ended nor handed on to the next request; the connection is
+    closed, so the server rolls it back."""
+    import surveys.inline_transaction as inline_transaction
+
+    def interrupted(sql):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(inline_transaction, "_end", interrupted)
+    with pytest.raises(KeyboardInterrupt), atomic_inline():
+        _rename(study, "Lost")
+    assert connection.connection is None
+    monkeypatch.undo()
+    assert named() == "Trial study"
+    _rename(study, "Reconnected")
+    assert named() == "Reconnected" and _no_transaction_open()
+
+
+def test_a_configured_isolation_level_keeps_psycopg2s_own_begin(study, named, settings):
+    """psycopg2 sends the configured isolation level with the BEGIN it sends itself."""
+    from django.db.backends.postgresql.psycopg_any import IsolationLevel
+
+    options = connection.settings_dict.setdefault("OPTIONS", {})
+    options["isolation_level"] = IsolationLevel.READ_COMMITTED
+    try:
+        with atomic_inline() as inline:
+            assert inline is None
+            _rename(study, "Plain atomic")
+    finally:
+        del options["isolation_level"]
+    assert named() == "Plain atomic"

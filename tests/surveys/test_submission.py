@@ -343,6 +343,105 @@ def test_a_refused_store_that_commits_the_transaction_commits_nothing(
     assert not AuditEvent.objects.filter(action="response_change").exists()
 
 
+@pytest.mark.django_db(transaction=True)
+def test_an_alerting_submit_commits_answers_and_alert_then_mails_the_team(
+    month1, followup, followup_answers, mailoutbox
+):
+    """A dangerous answer: the alert is written after the response, in the same transaction
+    (the store does not commit it), and the team's e-mail goes once that is committed."""
+    from surveys.models import SafetyAlert, Study
+    from surveys.tasks import safety_alert_email
+
+    Study.objects.filter(pk=month1.participant.study_id).update(alert_email="team@example.org")
+    attended, _ = followup_answers
+    app = safety_alert_email.app
+    eager = app.conf.task_always_eager
+    app.conf.task_always_eager = True  # the task runs in the on-commit hook, here
+    try:
+        result = submit(month1, followup, {**attended, "craving": 10})
+    finally:
+        app.conf.task_always_eager = eager
+    assert Response.objects.get().pk == result.response.pk
+    alert = SafetyAlert.objects.get()
+    assert alert.variable == "craving" and alert.emailed_at is not None
+    (message,) = mailoutbox
+    assert message.to == ["team@example.org"]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_stores_with_and_without_an_id_drawn_run_on_one_connection(
+    site_a, enrol, month1, followup, followup_answers
+):
+    """A submit inside a caller's transaction (no id drawn) and one in its own (an id drawn)
+    store with statements of different shapes: each is prepared under its own name."""
+    from django.db import transaction
+
+    attended, _ = followup_answers
+    alerting = {**attended, "craving": 10}  # the store leaves the commit to the block's end
+    other = enrol(
+        site=site_a, code="NYC-2", enrolled_on=ENROLLED, now=datetime(2026, 1, 15, tzinfo=UTC)
+    ).assignments.get(wave__slug="m1")
+    with transaction.atomic():
+        submit(month1, followup, alerting)
+    submit(other, followup, alerting)
+    submit(
+        month1.participant.assignments.get(wave__slug="m3"),
+        followup,
+        attended,
+        now=datetime(2026, 4, 16, 15, tzinfo=UTC),
+    )
+    assert Response.objects.filter(status="submitted").count() == 3
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_foreign_key_failing_at_the_commit_is_an_error_not_a_taken_client_id(
+    month1, followup, followup_answers, monkeypatch
+):
+    """The store commits the transaction, where the deferred foreign keys are checked: one
+    failing (the version deleted meanwhile) is the server's error, not the phone's "this id
+    belongs to another response"; nothing is stored."""
+    import copy
+
+    from django.db import IntegrityError
+
+    import surveys.submission as submission
+
+    if connection.vendor != "postgresql":
+        pytest.skip("the inline transaction is PostgreSQL's (CI sets DATABASE_URL)")
+    real = submission._version_and_items
+
+    def deleted_meanwhile(instrument, existing, context):
+        version, items = real(instrument, existing, context)
+        gone = copy.copy(version)
+        gone.pk = version.pk + 1_000_000
+        return gone, items
+
+    monkeypatch.setattr(submission, "_version_and_items", deleted_meanwhile)
+    with pytest.raises(IntegrityError) as excinfo:
+        submit(month1, followup, followup_answers[0])
+    assert "instrument_version" in str(excinfo.value)
+    assert not Response.objects.exists()
+
+
+def test_the_store_that_commits_needs_the_new_responses_id(month1, followup, followup_answers):
+    from surveys.inline_transaction import Inline
+    from surveys.submission import _response_store
+
+    response = Response(
+        assignment=month1,
+        instrument=followup,
+        instrument_version=followup.current_version,
+        client_id=uuid.uuid4(),
+        answers=followup_answers[0],
+        status=Response.Status.SUBMITTED,
+        started_at=IN_WINDOW,
+        submitted_at=IN_WINDOW,
+    )
+    with pytest.raises(ValueError, match="needs its id"):
+        _response_store(response, IN_WINDOW, insert=True, assignment=month1, inline=Inline())
+    assert not Response.objects.exists()
+
+
 @pytest.mark.parametrize(
     "when, code",
     [
