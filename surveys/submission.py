@@ -627,7 +627,7 @@ def _since_last(assignment: Assignment, instrument: Instrument, items: list, now
     return lambda: days_since_last_survey(assignment, instrument.pk, now)
 
 
-@transaction.atomic
+@atomic_inline()  # its BEGIN goes with the lock (one round trip fewer on every screen)
 def response_draft_save(
     *,
     assignment: Assignment,

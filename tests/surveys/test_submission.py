@@ -70,10 +70,15 @@ def submit(assignment, instrument, answers, client_id=None, now=IN_WINDOW):
             now=now,
         )
     finally:
-        # Whatever the outcome, the submit leaves no transaction open on the connection.
-        if connection.vendor == "postgresql" and not connection.in_atomic_block:
-            raw = connection.connection
-            assert raw is None or raw.info.transaction_status == TRANSACTION_STATUS_IDLE
+        assert_no_transaction_left_open()
+
+
+def assert_no_transaction_left_open():
+    """Whatever a save's outcome, it leaves no transaction open on the connection (outside
+    the test's own)."""
+    if connection.vendor == "postgresql" and not connection.in_atomic_block:
+        raw = connection.connection
+        assert raw is None or raw.info.transaction_status == TRANSACTION_STATUS_IDLE
 
 
 @pytest.mark.usefixtures("both_transactions")
@@ -528,6 +533,7 @@ def test_a_shown_required_question_left_out_is_an_error(month1, followup, follow
     assert excinfo.value.message_dict == {"cohesion": ["This question needs an answer."]}
 
 
+@pytest.mark.usefixtures("both_transactions")
 def test_drafts_keep_valid_answers_and_report_invalid_ones(month1, followup):
     client_id = uuid.uuid4()
     draft = response_draft_save(
@@ -549,6 +555,7 @@ def test_drafts_keep_valid_answers_and_report_invalid_ones(month1, followup):
             client_id=client_id,
             now=IN_WINDOW,
         )
+    assert_no_transaction_left_open()
     assert list(excinfo.value.message_dict) == ["craving"]
     draft.refresh_from_db()
     assert draft.answers == {"attended_any": 1, "craving": 4}
