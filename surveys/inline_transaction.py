@@ -3,10 +3,10 @@
 On PostgreSQL with psycopg2, Django's outermost ``atomic`` costs two round trips of its own:
 psycopg2 sends ``BEGIN`` by itself before the block's first statement, and ``COMMIT`` by
 itself at the end. On the busiest write (the survey submit: a lock and read, then one store)
-those two were a fifth of the request's time (benchmarks/README.md). Here ``BEGIN`` goes in
-the same query string as the block's first statement, and the block's last write can carry
+each is a message to the server and back, paid by both processes. Here ``BEGIN`` goes in the
+same query string as the block's first statement, and the block's last write can carry
 ``COMMIT`` (``Inline.commit_after``): the same transaction, the same locks, in two round
-trips instead of four.
+trips instead of four (the submit's processor time fell about 7 %, benchmarks/README.md).
 
 How: Django's ``atomic`` is entered as usual (savepoints, ``on_commit`` hooks and
 ``needs_rollback`` work as ever inside), then psycopg2 is put back in autocommit, so that it
@@ -14,12 +14,13 @@ sends no ``BEGIN`` of its own and its ``commit()``/``rollback()`` at Django's ex
 (psycopg2 ends only a transaction it began). The transaction is the server's, begun by the
 first statement's ``BEGIN`` and ended here: ``COMMIT`` (unless a statement carried it) when
 the block ends normally, ``ROLLBACK`` when it raises or Django marked it for rollback. Should
-ending it fail, the connection is closed (the server rolls back): a connection is never handed
-on with a transaction open.
+ending it fail, or the block be interrupted before its end, the connection is closed (the
+server rolls back): a connection is never handed on with a transaction open.
 
 Used only where it can be: PostgreSQL through psycopg2, outside any atomic block (inside one,
-the transaction has begun already: a plain ``atomic``, a savepoint). Elsewhere (SQLite,
-psycopg 3, tests inside a transaction) this is ``transaction.atomic`` and ``Inline`` is None.
+the transaction has begun already: a plain ``atomic``, a savepoint), with no isolation level
+configured (psycopg2 would send it with its own ``BEGIN``). Elsewhere (SQLite, psycopg 3,
+tests inside a transaction) this is ``transaction.atomic`` and ``Inline`` is None.
 """
 
 import logging

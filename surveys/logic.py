@@ -21,6 +21,7 @@ Semantics (chosen to be predictable, written down so both implementations agree)
 
 import math
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
 from operator import eq, ge, gt, le, lt, ne
@@ -428,70 +429,139 @@ def _compare(op: str, left, right) -> bool:
     return False
 
 
-def _field(answers: dict, name: str, code: str | None):
-    value = answers.get(name)
-    if code is not None:
-        chosen = value if isinstance(value, list | tuple) else []
-        return 1.0 if code in {to_text(v) for v in chosen} else 0.0
-    if value is None or isinstance(value, list | tuple | dict):
-        return BLANK
-    return value
-
-
-def _evaluate(node, answers: dict):
+def _compile(node) -> Callable[[dict], object]:
+    """The expression ``node`` as a function of the answers, made once per expression: the
+    busiest use is a submit's branching (about 60 expressions, each evaluated once), and
+    walking the syntax tree each time, reading each number constant again, was most of the
+    answers' check (benchmarks/README.md)."""
     kind = node[0]
     if kind == "num" or kind == "str":
-        return node[1]
+        constant = node[1]
+        return lambda answers: constant
     if kind == "field":
-        return _field(answers, node[1], node[2])
-    if kind == "or":
-        return truthy(_evaluate(node[1], answers)) or truthy(_evaluate(node[2], answers))
-    if kind == "and":
-        return truthy(_evaluate(node[1], answers)) and truthy(_evaluate(node[2], answers))
+        return _compile_field(node[1], node[2])
+    if kind == "or" or kind == "and":
+        left, right = _compile(node[1]), _compile(node[2])
+        if kind == "or":
+            return lambda answers: truthy(left(answers)) or truthy(right(answers))
+        return lambda answers: truthy(left(answers)) and truthy(right(answers))
     if kind == "not":
-        return not truthy(_evaluate(node[1], answers))
+        operand = _compile(node[1])
+        return lambda answers: not truthy(operand(answers))
     if kind == "cmp":
-        return _compare(node[1], _evaluate(node[2], answers), _evaluate(node[3], answers))
+        return _compile_compare(node[1], node[2], node[3])
     if kind == "arith":
-        return _arith(node[1], _evaluate(node[2], answers), _evaluate(node[3], answers))
+        operator, left, right = node[1], _compile(node[2]), _compile(node[3])
+        return lambda answers: _arith(operator, left(answers), right(answers))
     if kind == "neg" or kind == "pos":
-        number = to_number(_evaluate(node[1], answers))
-        if math.isnan(number):
-            return BLANK
-        return -number if kind == "neg" else number
+        operand, negate = _compile(node[1]), kind == "neg"
+
+        def signed(answers):
+            number = to_number(operand(answers))
+            if math.isnan(number):
+                return BLANK
+            return -number if negate else number
+
+        return signed
     if kind == "call":
-        name, args = node[1], node[2]
-        if name == "if":
-            chosen = args[1] if truthy(_evaluate(args[0], answers)) else args[2]
-            return _evaluate(chosen, answers)
-        values = [_evaluate(arg, answers) for arg in args]
-        if name == "sum":
-            numbers = [to_number(v) for v in values if is_numeric(v)]
+        return _compile_call(node[1], [_compile(arg) for arg in node[2]])
+    raise AssertionError(f"unknown node {kind}")  # pragma: no cover - the parser makes nodes
+
+
+def _compile_field(name: str, code: str | None):
+    if code is not None:
+
+        def chosen(answers):
+            value = answers.get(name)
+            if isinstance(value, list | tuple):
+                for picked in value:
+                    if (picked if isinstance(picked, str) else to_text(picked)) == code:
+                        return 1.0
+            return 0.0
+
+        return chosen
+
+    def field(answers):
+        value = answers.get(name)
+        if value is None or isinstance(value, list | tuple | dict):
+            return BLANK
+        return value
+
+    return field
+
+
+def _compile_compare(op: str, left_node, right_node):
+    """``_compare`` of the two sides; a constant right side (``[x] = '1'``, the usual
+    branching) is read as a number and as text once, not at every evaluation."""
+    left, right, compare = _compile(left_node), _compile(right_node), _COMPARISONS[op]
+    if right_node[0] not in ("num", "str"):
+        return lambda answers: _compare(op, left(answers), right(answers))
+    constant = right_node[1]
+    number, text = to_number(constant), to_text(constant)
+    as_text = op in ("=", "<>")
+
+    def compare_to_constant(answers):
+        # As _compare: numbers when both sides are numbers, else = and <> as text, else false.
+        value = left(answers)
+        if not math.isnan(number):
+            value_number = to_number(value)
+            if not math.isnan(value_number):
+                return compare(value_number, number)
+        return compare(to_text(value), text) if as_text else False
+
+    return compare_to_constant
+
+
+def _compile_call(name: str, args: list):
+    if name == "if":
+        condition, then, otherwise = args
+        return lambda answers: then(answers) if truthy(condition(answers)) else otherwise(answers)
+    if name == "sum":
+
+        def total(answers):
+            numbers = [to_number(v) for v in (arg(answers) for arg in args) if is_numeric(v)]
             if not numbers:
                 return BLANK
             try:
                 return _blank_if_not_finite(math.fsum(numbers))
             except (OverflowError, ValueError):  # inf or inf - inf: JavaScript gives blank
                 return BLANK
+
+        return total
+
+    def rounded(answers):
+        values = [arg(answers) for arg in args]
         number = to_number(values[0])
         places = to_number(values[1]) if len(values) > 1 else 0.0
         if math.isnan(number) or math.isnan(places):
             return BLANK
-        rounded = round_half_away(number, places)
-        return BLANK if math.isnan(rounded) else _blank_if_not_finite(rounded)
-    raise AssertionError(f"unknown node {kind}")  # pragma: no cover - the parser makes nodes
+        result = round_half_away(number, places)
+        return BLANK if math.isnan(result) else _blank_if_not_finite(result)
+
+    return rounded
+
+
+@lru_cache(maxsize=4096)
+def _compiled(text: str) -> Callable[[dict], object]:
+    return _compile(parse(text))
 
 
 def evaluate(text: str, answers: dict):
     """The raw value of an expression: a number, text, True/False or blank ('')."""
-    return _evaluate(parse(text), answers)
+    return _compiled(text)(answers)
 
 
 def shows(text: str, answers: dict) -> bool:
     """Whether an item with this branching logic is shown (an empty expression: always)."""
+    return _shown(text)(answers)
+
+
+@lru_cache(maxsize=4096)
+def _shown(text: str) -> Callable[[dict], bool]:
     if not text.strip():
-        return True
-    return truthy(evaluate(text, answers))
+        return lambda answers: True
+    expression = _compiled(text)
+    return lambda answers: truthy(expression(answers))
 
 
 # A calculated value this large is a formula gone wrong (a division by an almost-zero answer,
