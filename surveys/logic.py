@@ -420,10 +420,17 @@ _COMPARISONS = {
 
 
 def _compare(op: str, left, right) -> bool:
-    # Numbers compare as numbers; otherwise only = and <> apply, to the values as text.
-    a, b = to_number(left), to_number(right)
-    if not (math.isnan(a) or math.isnan(b)):
-        return _COMPARISONS[op](a, b)
+    return _compared(op, left, right, to_number(right))
+
+
+def _compared(op: str, left, right, right_number: float) -> bool:
+    """``left op right``, with ``right`` already read as a number (NaN if it is not one): a
+    compiled comparison with a constant reads it once. Numbers compare as numbers; otherwise
+    only = and <> apply, to the values as text."""
+    if not math.isnan(right_number):
+        left_number = to_number(left)
+        if not math.isnan(left_number):
+            return _COMPARISONS[op](left_number, right_number)
     if op in ("=", "<>"):
         return _COMPARISONS[op](to_text(left), to_text(right))
     return False
@@ -492,24 +499,13 @@ def _compile_field(name: str, code: str | None):
 
 def _compile_compare(op: str, left_node, right_node):
     """``_compare`` of the two sides; a constant right side (``[x] = '1'``, the usual
-    branching) is read as a number and as text once, not at every evaluation."""
-    left, right, compare = _compile(left_node), _compile(right_node), _COMPARISONS[op]
+    branching) is read as a number once, not at every evaluation."""
+    left, right = _compile(left_node), _compile(right_node)
     if right_node[0] not in ("num", "str"):
         return lambda answers: _compare(op, left(answers), right(answers))
     constant = right_node[1]
-    number, text = to_number(constant), to_text(constant)
-    as_text = op in ("=", "<>")
-
-    def compare_to_constant(answers):
-        # As _compare: numbers when both sides are numbers, else = and <> as text, else false.
-        value = left(answers)
-        if not math.isnan(number):
-            value_number = to_number(value)
-            if not math.isnan(value_number):
-                return compare(value_number, number)
-        return compare(to_text(value), text) if as_text else False
-
-    return compare_to_constant
+    number = to_number(constant)
+    return lambda answers: _compared(op, left(answers), constant, number)
 
 
 def _compile_call(name: str, args: list):

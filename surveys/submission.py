@@ -323,10 +323,15 @@ def _submit_context(
     )
 
 
-_STATUS_UPDATE = (
-    "UPDATE surveys_assignment SET status = %s, status_changed_at = %s, completed_at = %s "
-    "WHERE id = %s"
-)
+def _status_update(status: str = "%s") -> str:
+    """The assignment's status change; ``status``: the SQL of the new status (a parameter)."""
+    return (
+        f"UPDATE surveys_assignment SET status = {status}, status_changed_at = %s, "
+        "completed_at = %s WHERE id = %s"
+    )
+
+
+_STATUS_UPDATE = _status_update()
 
 
 def _status_values(assignment: Assignment) -> list:
@@ -451,9 +456,7 @@ def _response_store(
                 # Committed in the same query string, the statement's rows are not seen: a
                 # response not stored must fail it, so that COMMIT does not run. The status
                 # is the stored response's, and none (NOT NULL refuses it) without one.
-                changed = _STATUS_UPDATE.replace(
-                    "status = %s,", "status = (SELECT CAST(%s AS varchar) FROM stored),", 1
-                )
+                changed = _status_update("(SELECT CAST(%s AS varchar) FROM stored)")
             name = f"surveys_response_{shape}{'_audited' if event else ''}_and_status"
             name += "_inline" if inline else ""
             values = [*params, *_status_values(assignment), *audit_values]

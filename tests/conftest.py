@@ -91,3 +91,16 @@ def coordinator_a(staff_user, study, site_a):
 @pytest.fixture
 def researcher(staff_user, study):
     return staff_user(study=study, role=StaffRole.Role.RESEARCHER)
+
+
+@pytest.fixture(
+    params=[
+        pytest.param("test", id="in-the-tests-transaction"),
+        pytest.param("own", id="own-transaction", marks=pytest.mark.django_db(transaction=True)),
+    ]
+)
+def both_transactions(request):
+    """Run the test inside the test's transaction (the submit's is then a savepoint) and with
+    real transactions of its own (``transaction=True``): on PostgreSQL its BEGIN and COMMIT
+    then go with its statements (``surveys.inline_transaction``)."""
+    return request.param

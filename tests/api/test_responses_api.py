@@ -317,15 +317,8 @@ def _submit_statements(queries) -> list[str]:
     ]
 
 
-@pytest.mark.parametrize(
-    "transaction_of",
-    [
-        pytest.param("test", id="in-the-tests-transaction"),
-        pytest.param("own", id="own-transaction", marks=pytest.mark.django_db(transaction=True)),
-    ],
-)
 def test_who_may_enter_answers_is_checked_in_the_statement_that_locks_the_survey(
-    client, coordinator_a, open_month1, site_a, enrol, transaction_of
+    client, coordinator_a, open_month1, site_a, enrol, both_transactions
 ):
     """Staff's rights and the participant's own session are read with the locked assignment:
     no statement of their own on the busiest write (benchmarks/README.md). On PostgreSQL a
@@ -367,7 +360,7 @@ def test_who_may_enter_answers_is_checked_in_the_statement_that_locks_the_survey
         assert "surveys_submit_staff_" in staff_run[2] and "_read_answers" in staff_run[2]
         assert "surveys_submit_participant_" in own_run[1] and "_lock" in own_run[1]
         assert "surveys_submit_participant_" in own_run[1] and "_read" in own_run[1]
-        if transaction_of == "own":
+        if both_transactions == "own":
             for run in (staff_run, own_run):
                 assert run[-2].startswith("BEGIN; EXECUTE surveys_submit_"), run
                 assert run[-1].endswith("; COMMIT"), run
