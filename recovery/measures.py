@@ -128,6 +128,7 @@ MEASURES = [
         "integer",
         FOLLOWUP,
         meetings_total,
+        minimum=0,
     ),
     DerivedMeasure(
         "meetings_online_share",
@@ -136,6 +137,7 @@ MEASURES = [
         "decimal",
         FOLLOWUP,
         meetings_online_share,
+        minimum=0,
     ),
     DerivedMeasure(
         "involvement_index",
@@ -144,6 +146,7 @@ MEASURES = [
         "integer",
         FOLLOWUP,
         involvement_index,
+        minimum=0,
     ),
     DerivedMeasure(
         "high_involvement",
@@ -163,6 +166,7 @@ MEASURES = [
         "integer",
         FOLLOWUP,
         days_used,
+        minimum=0,
     ),
     DerivedMeasure(
         "craving",
@@ -171,6 +175,7 @@ MEASURES = [
         "integer",
         ("baseline", "followup", "checkin"),
         craving,
+        minimum=0,
     ),
     DerivedMeasure(
         "lapse_relapse",

@@ -575,3 +575,80 @@ def calculate(text: str, answers: dict) -> int | float | None:
     if math.isnan(number) or not math.isfinite(number) or abs(number) >= CALCULATED_LIMIT:
         return None
     return int(number) if number.is_integer() else number
+
+
+# --- Ranges -------------------------------------------------------------------------------
+
+Range = tuple[float, float]  # lowest, highest (-inf, inf: no limit)
+ANY: Range = (-math.inf, math.inf)
+
+
+def value_range(text: str, ranges: dict[str, Range]) -> Range:
+    """The lowest and highest number ``text`` can give, its fields' answers being within
+    ``ranges`` (a field not there: any number). A bound, never tight: a division by a field
+    that can be 0, a power, or a constant that is not a number give ``ANY``. The datasets ask
+    it whether a calculated item could give a number that is also a missing code."""
+    try:
+        return _range(parse(text), ranges)
+    except LogicError:
+        return ANY
+
+
+def _range(node, ranges: dict[str, Range]) -> Range:
+    kind = node[0]
+    if kind == "num" or kind == "str":
+        number = to_number(node[1])
+        return ANY if math.isnan(number) else (number, number)
+    if kind == "field":
+        return (0.0, 1.0) if node[2] is not None else ranges.get(node[1], ANY)
+    if kind in ("or", "and", "not", "cmp"):
+        return (0.0, 1.0)
+    if kind == "neg":
+        low, high = _range(node[1], ranges)
+        return (-high, -low)
+    if kind == "pos":
+        return _range(node[1], ranges)
+    if kind == "arith":
+        return _arith_range(node[1], _range(node[2], ranges), _range(node[3], ranges))
+    if kind == "call":
+        args = [_range(arg, ranges) for arg in node[2]]
+        if node[1] == "if":
+            return (min(args[1][0], args[2][0]), max(args[1][1], args[2][1]))
+        if node[1] == "sum":  # a blank argument is left out: it counts as 0
+            return (sum(min(low, 0.0) for low, _ in args), sum(max(high, 0.0) for _, high in args))
+        return _round_range(node[2], args)
+    return ANY  # pragma: no cover - the parser makes no other node
+
+
+def _arith_range(operator: str, left: Range, right: Range) -> Range:
+    if operator == "+":
+        return (left[0] + right[0], left[1] + right[1])
+    if operator == "-":
+        return (left[0] - right[1], left[1] - right[0])
+    if operator == "*":
+        ends = [a * b for a in left for b in right]
+    elif operator == "/" and not right[0] <= 0 <= right[1]:
+        ends = [a / b for a in left for b in right]
+    else:
+        return ANY  # a power, or a division by a number near 0 (any size)
+    if any(math.isnan(v) for v in ends):  # 0 × infinity, infinity / infinity: no bound known
+        return ANY
+    return (min(ends), max(ends))
+
+
+def _round_range(nodes, args: list[Range]) -> Range:
+    low, high = args[0]
+    places = 0.0
+    if len(nodes) > 1:
+        if nodes[1][0] != "num":
+            return ANY
+        places = float(int(to_number(nodes[1][1])))
+    try:
+        step = 0.5 * 10.0 ** (-places)  # rounding moves a number by at most half a step
+    except OverflowError:
+        return ANY
+    # rounding half away from zero keeps the sign, so a bound at 0 or beyond it stays
+    return (
+        max(low - step, 0.0) if low >= 0 else low - step,
+        min(high + step, 0.0) if high <= 0 else high + step,
+    )

@@ -9,7 +9,9 @@ NaN. :func:`analysis_frame` turns the long frame (one row per participant × wav
   the wave's time);
 * ``completed``: 1.0 if the wave was completed, 0.0 if it was missed, NaN when it is not due
   (``surveys.due``: its window is open or has not opened, or it was cancelled), for retention;
-* every other column: numbers as float64 and text as object, each missing code replaced by NaN.
+* every other column: numbers as float64 and text as object, each missing code replaced by NaN
+  in the columns that hold codes (not in a column whose codes are in ``<name>_missing``: a
+  value of its own there is a value).
 
 Nothing here imports Django: the missing codes are passed in (the Django side passes
 ``surveys.datasets.MISSING_CODES``), and ``surveys.due`` (which statuses are due) imports
@@ -56,6 +58,7 @@ def analysis_frame(
         )
     codes = {float(c) for c in missing_codes}
     code_texts = {str(int(c)) for c in codes}
+    coded = _coded_columns(long_df)
     wave_text = long_df["wave"].astype(str)
     kept = list(waves) if waves is not None else list(pd.unique(wave_text))
     keep = wave_text.isin(kept).to_numpy()
@@ -67,12 +70,14 @@ def analysis_frame(
             out[name] = series.astype(object).where(series.notna(), None).to_numpy()
         elif pd.api.types.is_bool_dtype(series) or pd.api.types.is_numeric_dtype(series):
             values = _floats(series)
-            if codes:
+            if codes and name in coded:
                 values[np.isin(values, list(codes))] = np.nan
             out[name] = values
         else:
             text = series.astype(object).to_numpy()
-            blank = pd.isna(text) | np.isin(text.astype(str), list(code_texts))
+            blank = pd.isna(text)
+            if name in coded:
+                blank = blank | np.isin(text.astype(str), list(code_texts))
             text = text.copy()
             text[blank] = np.nan
             out[name] = text
@@ -89,6 +94,18 @@ def analysis_frame(
             [status == COMPLETED_ROW_STATUS, status.isin(DUE_ROW_STATUSES)], [1.0, 0.0], np.nan
         )
     return frame.sort_values(["pid", "wave_index"], kind="stable").reset_index(drop=True)
+
+
+def _coded_columns(long_df: pd.DataFrame) -> set[str]:
+    """The columns whose cells may hold missing codes. The builder's frame says which
+    (``attrs["columns"]``); a frame read from an exported file has every column but those
+    whose codes are in a column of their own, ``<name>_missing`` (a value of theirs could be
+    one: a calculated item, a date before enrolment, a choice coded -99 "Refused")."""
+    meta = long_df.attrs.get("columns")
+    if meta:
+        return {name for name, info in meta.items() if info.get("missing_codes")}
+    names = set(long_df.columns)
+    return {name for name in names if f"{name}_missing" not in names}
 
 
 def _floats(series: pd.Series) -> np.ndarray:

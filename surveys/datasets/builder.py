@@ -162,11 +162,20 @@ class Dataset:
             w.pk for w in planned_waves if instruments is None or plan.wave_instruments[w.pk]
         }
         wanted = {i.slug for i in selected_instruments}
-        self.keep = [
+        kept = [
             c
             for c in plan.columns
-            if c.role not in ("item", "derived", "version") or set(c.sources) & wanted
+            if c.role not in ("item", "derived", "version", "missing") or set(c.sources) & wanted
         ]
+        # a column of missing codes right after the column whose codes it holds
+        owned = {c.missing_column: c for c in kept if c.missing_column}
+        self.keep = []
+        for column in kept:
+            if column.name in owned:
+                continue
+            self.keep.append(column)
+            if column.missing_column:
+                self.keep.append(plan.columns[plan.index[column.missing_column]])
         self.covariate_columns = self._covariate_columns() if self.covariates else []
         wave_slug = {w.pk: w.slug for w in structure.waves}
         returned = {w.pk for w in selected_waves}
@@ -224,6 +233,8 @@ class Dataset:
                         "name": name,
                         "label": f"{column.label} (baseline)",
                         "role": "covariate",
+                        # a column with its codes apart: the baseline value, or empty
+                        "missing_column": "",
                     }
                 )
             )
@@ -420,6 +431,8 @@ class _BatchBuilder:
             texts = np.array([str(int(c)) for c in numbers], dtype=object)
             for instrument in instruments:
                 for index in plan.instrument_columns[instrument.pk]:
+                    if index in plan.missing_of:
+                        continue  # its codes go to its column of missing codes
                     text = plan.columns[index].dtype == STRING
                     self.data[index][where] = texts if text else numbers
 
@@ -537,7 +550,11 @@ class _BatchBuilder:
                     else (np.full(len(answers), np.nan))
                 )
             if blank.any():
-                if dtype == STRING:
+                apart = plan.missing_of.get(target)
+                if apart is not None:  # the code to its own column, the cell left empty
+                    self._put(apart, rows, np.where(blank, code, np.nan))
+                    values = np.where(blank, None if dtype == STRING else np.nan, values)
+                elif dtype == STRING:
                     values = np.where(blank, _whole_text(code), values)
                 else:
                     values = np.where(blank, code, values)

@@ -3,10 +3,11 @@
 Every item and derived-measure cell of a dataset holds either a value or one of these codes, so
 that a researcher can tell *why* a value is absent. Codes are negative numbers in the -9x range:
 no item of the built-in battery accepts a negative value (counts, sliders and ages start at 0
-or above; choice codes are positive), so a code never collides with a real answer. A calculated item
-can be negative (a difference of two answers), and a study's own instruments may accept negative
-numbers: their columns must not read a value in -99 … -93 as a code without checking the
-codebook's range for that column.
+or above; choice codes are positive), so a code never collides with a real answer there. A
+study's own questions can: a choice coded -99 "Refused", an answer allowed below -93, a
+calculation that can go that low, a date before enrolment (days since enrolment), free text.
+Such a column has its codes in a column of its own, ``<name>_missing``, and its empty cells stay
+empty (``surveys.datasets.plan``; the codebook says so in the column's row).
 
 Cells outside this scheme are left empty (NaN / blank in a CSV):
 
@@ -35,6 +36,9 @@ MISSING_CODES: dict[int, str] = {
     NOT_CALCULATED: "Could not be calculated: a calculated item shown but left blank (an answer "
     "its formula needs is missing, or the result was not a usable number)",
 }
+
+LOWEST_CODE, HIGHEST_CODE = min(MISSING_CODES), max(MISSING_CODES)
+CODE_TEXTS = frozenset(str(code) for code in MISSING_CODES)
 
 # The cell code of every instrument of a row without a submitted response, by assignment status.
 STATUS_CODES: dict[str, int] = {

@@ -3,7 +3,9 @@ Stata ``.dta`` with variable and value labels (pyreadstat), and Parquet with its
 (pyarrow): categories for the row's site, wave and status, nullable integers elsewhere.
 
 Missing codes stay numbers in every file (−99 … −93, see ``codes.MISSING_CODES``), labelled as
-values; SPSS also declares them user-missing, so its statistics leave them out.
+values; SPSS also declares them user-missing, so its statistics leave them out. A column whose
+codes are in ``<name>_missing`` (its own values could be codes) declares none: its answers are
+answers; the ``_missing`` column's codes are its values, labelled.
 
 Every text cell of an Excel file goes through ``cells.formula_safe`` (openpyxl would store a text
 starting with "=" as a formula). The codebook also comes as one HTML page (``"html"``,
@@ -20,7 +22,7 @@ from surveys.datasets.bare import bare
 from surveys.datasets.builder import DECIMAL, INTEGER
 from surveys.datasets.cells import formula_safe
 from surveys.datasets.codebook_html import codebook_html
-from surveys.datasets.codes import MISSING_CODES
+from surveys.datasets.codes import HIGHEST_CODE, LOWEST_CODE, MISSING_CODES
 from surveys.datasets.writers import codebook
 
 FORMATS = {
@@ -33,7 +35,6 @@ FORMATS = {
 }
 STATA_NAME, STATA_LABEL = 32, 80
 CATEGORIES = ("site", "wave", "status")
-_LOWEST_CODE, _HIGHEST_CODE = min(MISSING_CODES), max(MISSING_CODES)
 
 
 def write_dataset(df: pd.DataFrame, path: Path, fmt: str, *, study=None) -> None:
@@ -158,7 +159,7 @@ def _stats_package(df: pd.DataFrame, path: Path, fmt: str) -> None:
             if labels:
                 value_labels[name] = labels
             if info.get("missing_codes"):
-                missing[name] = [{"lo": _LOWEST_CODE, "hi": _HIGHEST_CODE}]
+                missing[name] = [{"lo": LOWEST_CODE, "hi": HIGHEST_CODE}]
     if fmt == "sav":
         pyreadstat.write_sav(
             out,

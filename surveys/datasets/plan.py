@@ -4,10 +4,11 @@ formulas (``Column``, the codebook's row), and which item or derived measure fil
 ``surveys.datasets.builder`` fills the columns.
 """
 
+import math
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from surveys import derived
+from surveys import derived, logic
 from surveys.datasets import codes
 from surveys.models import Instrument, Item, Study, Wave, WaveInstrument
 
@@ -51,6 +52,9 @@ class Column:
     min_value: str = ""
     max_value: str = ""
     missing_codes: bool = False  # whether the cells may hold codes.MISSING_CODES
+    # The column of its missing codes (``<name>_missing``), when a value of its own could be
+    # one of them: its empty cells are then empty here and the code is written there.
+    missing_column: str = ""
     wave: str = ""  # wide shape: the wave (and occurrence) of the column
 
 
@@ -196,12 +200,18 @@ class Plan:
         # a list of (column index, code)
         self.ops: dict[int, list[tuple[Item, object]]] = {}
         self.item_columns: dict[str, list[int]] = {}  # variable -> its column(s)
+        # columns a real value of which could be a missing code (codes.reaches_codes)
+        self.reaching: set[int] = set()
         for instrument in self.instruments:
             self._plan_items(instrument)
         self.derived: dict[int, list[tuple[derived.DerivedMeasure, int]]] = {}
         for instrument in self.instruments:
             self._plan_derived(instrument)
         self._check_waves()
+        # owner column index -> the index of its missing codes' column
+        self.missing_of: dict[int, int] = {}
+        for index in sorted(self.reaching):
+            self._plan_missing_column(index)
 
     def _add(self, column: Column) -> int:
         self.index[column.name] = len(self.columns)
@@ -222,6 +232,7 @@ class Plan:
     def _plan_items(self, instrument: Instrument) -> None:
         for version_id, number, items in self.versions[instrument.pk]:
             ops = self.ops.setdefault(version_id, [])
+            self._ranges = _answer_ranges(items)
             for item in items:
                 if not self._exported(item):
                     continue
@@ -300,6 +311,8 @@ class Plan:
         column = self.columns[index]
         if column.role != "item":
             raise ValueError(f"item variable {name!r} is also a dataset column of its own")
+        if _item_reaches_codes(item, dtype, choice=choice, ranges=self._ranges):
+            self.reaching.add(index)
         if _WIDTH[dtype] > _WIDTH[column.dtype]:
             column.dtype = dtype
         if item.kind == Item.Kind.SINGLE:
@@ -338,9 +351,43 @@ class Plan:
                 )
             column = self.columns[index]
             column.sources.setdefault(instrument.slug, [])
+            if _measure_reaches_codes(measure):
+                self.reaching.add(index)
             planned.append((measure, index))
             if index not in self.instrument_columns[instrument.pk]:
                 self.instrument_columns[instrument.pk].append(index)
+
+    def _plan_missing_column(self, index: int) -> None:
+        """Give column ``index`` a column of its own for its missing codes (``<name>_missing``):
+        a value of its own could be one of them (a calculated item, a date before enrolment,
+        a study's choice coded -99 "Refused"), and a researcher could not tell the two apart.
+        """
+        column = self.columns[index]
+        name = f"{column.name}_missing"
+        if name in self.index:
+            name = f"{column.name}_missing_code"
+        if name in self.index:
+            raise ValueError(
+                f"{column.name!r} needs a column for its missing codes, and both "
+                f"{column.name}_missing and {name} are taken: rename one of them"
+            )
+        companion = self._add(
+            Column(
+                name=name,
+                label=f"Why {column.name} is empty (missing code)",
+                dtype=INTEGER,
+                role="missing",
+                variable=column.variable,
+                values={str(code): label for code, label in codes.MISSING_CODES.items()},
+                sources={slug: list(numbers) for slug, numbers in column.sources.items()},
+            )
+        )
+        column.missing_codes = False
+        column.missing_column = name
+        self.missing_of[index] = companion
+        for found in self.instrument_columns.values():
+            if index in found:
+                found.append(companion)
 
     def _check_waves(self) -> None:
         for instruments in self.wave_instruments.values():
@@ -369,6 +416,84 @@ _ROW_LABELS = {
     "completed_on": "Day the wave was completed (date-shifted)",
 }
 _DERIVED_DTYPES = {"integer": INTEGER, "binary": INTEGER, "decimal": DECIMAL, "category": STRING}
+
+
+def _number(text) -> float | None:
+    try:
+        return float(text)
+    except (TypeError, ValueError):
+        return None  # no bound, or a symbolic one (days_since_last_survey)
+
+
+def _range_reaches_codes(low: float | None, high: float | None) -> bool:
+    """Whether a value between ``low`` and ``high`` (None or infinite: no limit) could be a
+    missing code."""
+    return (low is None or low <= codes.HIGHEST_CODE) and (
+        high is None or high >= codes.LOWEST_CODE
+    )
+
+
+def _values_reach_codes(values: Iterable) -> bool:
+    """Whether one of these values (choice codes, as text) is, or reads as, a missing code."""
+    for value in values:
+        text = str(value).strip()
+        number = _number(text)
+        if text in codes.CODE_TEXTS or (
+            number is not None and codes.LOWEST_CODE <= number <= codes.HIGHEST_CODE
+        ):
+            return True
+    return False
+
+
+def _answer_ranges(items: list[Item]) -> dict[str, logic.Range]:
+    """The numbers a version's answers can be, for the ranges of its calculated items (in
+    position order: a calculation reading a later one reads any number)."""
+    ranges: dict[str, logic.Range] = {}
+    for item in items:
+        kind = item.kind
+        if kind == Item.Kind.YESNO:
+            ranges[item.variable] = (0.0, 1.0)
+        elif kind in (Item.Kind.INTEGER, Item.Kind.DECIMAL, Item.Kind.SLIDER):
+            low, high = _number(item.min_value), _number(item.max_value)
+            ranges[item.variable] = (
+                -math.inf if low is None else low,
+                math.inf if high is None else high,
+            )
+        elif kind == Item.Kind.SINGLE:
+            found = [_number(c.get("code")) for c in item.choices]
+            numbers = [n for n in found if n is not None]  # a text code is no number
+            if numbers:
+                ranges[item.variable] = (min(numbers), max(numbers))
+        elif kind == Item.Kind.CALC:
+            ranges[item.variable] = logic.value_range(item.calculation, ranges)
+    return ranges
+
+
+def _item_reaches_codes(
+    item: Item, dtype: str, *, choice: str = "", ranges: dict[str, logic.Range]
+) -> bool:
+    """Whether an answer to ``item``, as its column holds it, could be a missing code
+    (between -99 and -93): then the column's codes go to a column of their own."""
+    kind = item.kind
+    if choice or kind == Item.Kind.YESNO:
+        return False  # 1/0
+    if kind == Item.Kind.SINGLE:
+        return _values_reach_codes(c.get("code") for c in item.choices)
+    if kind in (Item.Kind.INTEGER, Item.Kind.DECIMAL, Item.Kind.SLIDER):
+        return _range_reaches_codes(_number(item.min_value), _number(item.max_value))
+    if kind == Item.Kind.CALC:
+        return _range_reaches_codes(*logic.value_range(item.calculation, ranges))
+    if kind == Item.Kind.DATE:
+        return dtype != STRING  # days since enrolment: a date before it is negative
+    return True  # free text: any text
+
+
+def _measure_reaches_codes(measure: derived.DerivedMeasure) -> bool:
+    if measure.kind == "binary":
+        return False
+    if measure.kind == "category":
+        return _values_reach_codes(code for code, _label in measure.choices)
+    return _range_reaches_codes(measure.minimum, measure.maximum)
 
 
 def _safe(instrument: Instrument) -> str:

@@ -64,7 +64,7 @@ def dataset_wide(long_df: pd.DataFrame) -> pd.DataFrame:
             names = [
                 c
                 for c in per_row
-                if meta[c]["role"] not in ("item", "derived", "version")
+                if meta[c]["role"] not in ("item", "derived", "version", "missing")
                 or set(meta[c]["sources"]) & asked
             ]
         else:  # without metadata: a variable no row of the wave has is not the wave's

@@ -137,6 +137,14 @@ CODEBOOK_COLUMNS = (
 _TYPES = {"Int64": "integer", "Float64": "decimal", "string": "text"}
 
 
+def _apart(name: str, wave: str) -> str:
+    """The codebook's word on a column whose missing codes are in a column of their own."""
+    if not name:
+        return ""
+    where = f"{name}_{wave}" if wave else name
+    return f"none: a value of its own could be one; why a cell is empty is in {where}"
+
+
 def codebook(study, df: pd.DataFrame) -> pd.DataFrame:
     """One row per column of ``df``: its name, label, type, values and their labels, source
     instrument(s) and version(s) (or "derived"), the formula of a derived measure or calculated
@@ -169,7 +177,9 @@ def codebook(study, df: pd.DataFrame) -> pd.DataFrame:
                 "formula": info.get("formula", ""),
                 "branching": info.get("branching", ""),
                 "range": f"{low} to {high}" if low or high else "",
-                "missing_codes": missing if info.get("missing_codes") else "",
+                "missing_codes": missing
+                if info.get("missing_codes")
+                else _apart(info.get("missing_column", ""), info.get("wave", "")),
             }
         )
     frame = pd.DataFrame(rows, columns=list(CODEBOOK_COLUMNS)).astype("string")

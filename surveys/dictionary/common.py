@@ -93,6 +93,11 @@ ALIGNMENTS = {"LV", "LH", "RV", "RH"}
 CHOICE_CODE = re.compile(r"[A-Za-z0-9_.\-]+")  # what [var(code)] accepts in logic.py
 ISO_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
 FORM_NAME = re.compile(r"[-a-zA-Z0-9_]{1,50}")  # it becomes the instrument's slug
+# A number field's bound of ``days_since_last_survey`` (worked out for each participant when
+# they answer) as an action tag in the annotation: REDCap refuses a Min or Max that is not a
+# number, so the export leaves the column empty and writes the tag; the import reads either.
+SINCE_LAST_TAGS = {MIN: "@MIN-DAYS-SINCE-LAST-SURVEY", MAX: "@MAX-DAYS-SINCE-LAST-SURVEY"}
+
 # Item fields the importer fills, and the column each comes from (for error messages).
 FIELD_COLUMNS = {
     "variable": VARIABLE,

@@ -43,6 +43,7 @@ from surveys.dictionary.common import (
     REFUSED_TYPES,
     REQUIRED,
     SECTION_HEADER,
+    SINCE_LAST_TAGS,
     TEXT_VALIDATIONS,
     TIME_VALIDATIONS,
     VALIDATION,
@@ -381,6 +382,16 @@ def _row_item(values: dict[str, str], *, add: Callable[[str, str], None], langua
     if diary:
         options["diary"] = _diary_option(diary.group(1), add=add, variable=variable)
         item["annotation"] = DIARY_TAG.sub("", item["annotation"]).strip()
+    for column, tag in SINCE_LAST_TAGS.items():
+        found = re.compile(re.escape(tag) + r"(?![-\w])")
+        if not found.search(item["annotation"]):
+            continue
+        item["annotation"] = found.sub("", item["annotation"]).strip()
+        bound = "min_value" if column == MIN else "max_value"
+        if item[bound] and item[bound] != SINCE_LAST_SURVEY:
+            add(column, f"{variable}: {tag} and a {column} of {item[bound]!r}: give one of them")
+        item[bound] = SINCE_LAST_SURVEY
+    minimum, maximum = item["min_value"], item["max_value"]
     if not values[LABEL]:
         add(LABEL, f"{variable}: the field label is empty")
 

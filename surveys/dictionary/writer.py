@@ -35,17 +35,20 @@ from surveys.dictionary.common import (
     QUESTION_NUMBER,
     REQUIRED,
     SECTION_HEADER,
+    SINCE_LAST_TAGS,
     VALIDATION,
     VARIABLE,
     Kind,
     _in,
 )
 from surveys.models import InstrumentVersion, Item, Study
+from surveys.validation import SINCE_LAST_SURVEY
 
 ACTION_TAG = re.compile(r"@([A-Z][A-Z0-9_-]*)(?=$|[\s=(])")
-# REDCap's action tags (the names, as its documentation lists them) and our own @ALERT and
-# @DIARY, which an annotation may start with unquoted. Any other "@NAME(" could be a
-# spreadsheet function (@WEBSERVICE, @HYPERLINK) and is quoted like every formula-like text.
+# REDCap's action tags (the names, as its documentation lists them) and our own @ALERT,
+# @DIARY and @MAX-/@MIN-DAYS-SINCE-LAST-SURVEY, which an annotation may start with unquoted.
+# Any other "@NAME(" could be a spreadsheet function (@WEBSERVICE, @HYPERLINK) and is quoted
+# like every formula-like text.
 REDCAP_ACTION_TAGS = frozenset(
     [
         "ALERT",
@@ -76,9 +79,11 @@ REDCAP_ACTION_TAGS = frozenset(
         "LANGUAGE-SET",
         "LATITUDE",
         "LONGITUDE",
+        "MAX-DAYS-SINCE-LAST-SURVEY",
         "MAXCHECKED",
         "MAXCHOICE",
         "MAXCHOICE-SURVEY-COMPLETE",
+        "MIN-DAYS-SINCE-LAST-SURVEY",
         "NOMISSING",
         "NONEOFTHEABOVE",
         "NOW",
@@ -87,11 +92,11 @@ REDCAP_ACTION_TAGS = frozenset(
         "PASSWORDMASK",
         "PLACEHOLDER",
         "PREFILL",
+        "RANDOMORDER",
         "READONLY",
         "READONLY-APP",
         "READONLY-FORM",
         "READONLY-SURVEY",
-        "RANDOMORDER",
         "RICHTEXT",
         "SETVALUE",
         "SHOWCHOICE",
@@ -185,6 +190,12 @@ def _item_row(item: Item, *, form: str, language: str) -> list[str]:
         raise ValueError(f"{item.variable}: kind {item.kind!r} has no REDCap field type")
     if field_type in ("text", "notes", "yesno", "truefalse", "descriptive"):
         choices = options.get("redcap_choices", "")
+    bounds = {MIN: item.min_value, MAX: item.max_value}
+    since_last = []
+    for column, tag in SINCE_LAST_TAGS.items():
+        if bounds[column] == SINCE_LAST_SURVEY:  # REDCap takes a number or nothing there
+            bounds[column] = ""
+            since_last.append(tag)
     row = {
         VARIABLE: item.variable,
         FORM: form,
@@ -194,8 +205,8 @@ def _item_row(item: Item, *, form: str, language: str) -> list[str]:
         CHOICES: choices,
         NOTE: _in(item.note, language),
         VALIDATION: validation,
-        MIN: item.min_value,
-        MAX: item.max_value,
+        MIN: bounds[MIN],
+        MAX: bounds[MAX],
         IDENTIFIER: _yes(item.identifier),
         BRANCHING: item.branching,
         REQUIRED: _yes(item.required),
@@ -209,6 +220,7 @@ def _item_row(item: Item, *, form: str, language: str) -> list[str]:
                 item.annotation,
                 options.get("alert") and f'@ALERT="{options["alert"]}"',
                 _diary_tag(options.get("diary")),
+                *since_last,
             )
             if part
         ),

@@ -83,6 +83,7 @@ def _line(**cells: str) -> str:
         "max": "Text Validation Max",
         "branching": BRANCHING,
         "matrix": "Matrix Group Name",
+        "annotation": "Field Annotation",
     }
     row = dict.fromkeys(COLUMNS, "")
     row.update({"Form Name": "survey", "Field Type": "text", "Field Label": "A question"})
@@ -522,7 +523,25 @@ def test_a_count_may_be_limited_to_the_days_since_the_last_survey(fresh_study):
     dictionary_import(study=fresh_study, text=ok)
     item = Item.objects.get(version__instrument__study=fresh_study, variable="run")
     assert item.max_value == SINCE_LAST_SURVEY
-    assert SINCE_LAST_SURVEY in dictionary_export(study=fresh_study)  # and back out
+    # Back out as REDCap takes it: Max empty (REDCap refuses a word there), the bound as an
+    # action tag in the annotation; and in again.
+    exported = dictionary_export(study=fresh_study)
+    [line] = [r for r in csv.DictReader(io.StringIO(exported)) if r[COLUMNS[0]] == "run"]
+    assert (line["Text Validation Min"], line["Text Validation Max"]) == ("0", "")
+    assert line["Field Annotation"] == "@MAX-DAYS-SINCE-LAST-SURVEY"
+    assert SINCE_LAST_SURVEY not in exported
+    Item.objects.filter(variable="run").update(max_value="30")
+    dictionary_import(study=fresh_study, text=exported)
+    survey = Instrument.objects.get(study=fresh_study, slug="survey")
+    item = survey.current_version.items.get(variable="run")
+    assert (item.max_value, item.annotation) == (SINCE_LAST_SURVEY, "")
+    both = _header() + _line(
+        variable="run", validation="integer", max="30", annotation="@MAX-DAYS-SINCE-LAST-SURVEY"
+    )
+    with pytest.raises(DictionaryError) as excinfo:
+        dictionary_import(study=fresh_study, text=both)
+    [(_, column, message)] = excinfo.value.errors
+    assert column == "Text Validation Max" and "give one of them" in message
     slider = _header() + _line(variable="mood", type="slider", min="0", max=SINCE_LAST_SURVEY)
     with pytest.raises(DictionaryError) as excinfo:
         dictionary_import(study=fresh_study, text=slider)

@@ -229,3 +229,71 @@ def test_python_and_javascript_read_typed_numbers_alike(cases):
         except logic.TypedNumberError as exc:
             expected = {"problem": exc.problem}
         assert js == expected, case
+
+
+# --- value_range: a bound on what a calculation can give (the datasets' missing codes) ------
+
+
+def _within(value: float, bound: logic.Range) -> bool:
+    slack = 1e-9 * max(1.0, abs(value))  # the bound's own rounding, not the formula's
+    return bound[0] - slack <= value <= bound[1] + slack
+
+
+@st.composite
+def _ranged_answers(draw):
+    """Ranges of a, b and c (None: no limit that side), and answers within them: a number
+    in the range, blank, or text that is no number."""
+    ranges, answers = {}, {}
+    for name in ("a", "b", "c"):
+        low = draw(st.one_of(st.none(), st.integers(min_value=-300, max_value=300)))
+        high = draw(st.one_of(st.none(), st.integers(min_value=-300, max_value=300)))
+        if low is not None and high is not None and low > high:
+            low, high = high, low
+        ranges[name] = (
+            -math.inf if low is None else float(low),
+            math.inf if high is None else float(high),
+        )
+        answers[name] = draw(
+            st.one_of(
+                st.floats(
+                    min_value=-1e4 if low is None else low,
+                    max_value=1e4 if high is None else high,
+                    allow_nan=False,
+                ).map(lambda x: round(x, 2)),
+                st.sampled_from(["", "abc"]),
+            )
+        )
+        if isinstance(answers[name], float) and not _within(answers[name], ranges[name]):
+            answers[name] = ""  # rounded out of its range
+    answers["fellowships"] = draw(st.lists(st.sampled_from(["1", "2", "3"]), unique=True))
+    return ranges, answers
+
+
+@settings(max_examples=400)
+@given(expr=_expressions(), drawn=_ranged_answers())
+def test_a_calculation_gives_a_number_within_its_value_range(expr, drawn):
+    ranges, answers = drawn
+    value = logic.calculate(expr, answers)
+    assert value is None or _within(value, logic.value_range(expr, ranges))
+
+
+@pytest.mark.parametrize(
+    ("expr", "expected"),
+    [
+        ("round([age] / 10)", (1.3, 12.5)),  # age 18 to 120: never a missing code
+        ("[days] / [people]", (0.0, 30.0)),
+        ("[days] - [people]", (-20.0, 29.0)),
+        ("sum([days], [people], -2)", (-2.0, 50.0)),  # a bound, not tight
+        ("if([days] > 3, [days], -5)", (-5.0, 30.0)),
+        ("[days] * [change]", logic.ANY),  # change has no limit
+        ("[days] / [change]", logic.ANY),  # change can be 0
+        ("[days] ^ 2", logic.ANY),
+        ("[days] >= 3 and [people] = 2", (0.0, 1.0)),
+        ("[fellowships(2)] * 5", (0.0, 5.0)),
+        ("'abc' + 1", logic.ANY),
+        ("[days] +", logic.ANY),  # not a formula
+    ],
+)
+def test_value_range_of_formulas(expr, expected):
+    ranges = {"age": (18.0, 120.0), "days": (0.0, 30.0), "people": (1.0, 20.0)}
+    assert logic.value_range(expr, ranges) == pytest.approx(expected)

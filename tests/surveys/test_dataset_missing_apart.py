@@ -1,0 +1,214 @@
+"""Missing codes a real value could collide with (issue 7: distinct, documented missing codes).
+
+The datasets' missing codes are -99 … -93. A study's own questions can hold those numbers as
+answers: a choice coded -99 "Refused" (REDCap's habit), a weight change of -97, a calculation
+that can go negative, a date 95 days before enrolment written as days since enrolment. In such
+a column a code would read as an answer (and SPSS's missing range would hide the answer), so
+the column's codes go to ``<name>_missing`` and its own empty cells stay empty. Columns whose
+values cannot reach the codes (the whole built-in battery) keep their codes in place.
+"""
+
+import io
+from datetime import timedelta
+
+import pandas as pd
+import pyarrow.parquet as pq
+import pyreadstat
+import pytest
+
+from recovery.analysis.frames import analysis_frame
+from surveys.datasets import (
+    MISSING_CODES,
+    NOT_ANSWERED,
+    NOT_CALCULATED,
+    NOT_YET_DUE,
+    WAVE_MISSED,
+    codebook,
+    csv_rows,
+    dataset_long,
+    dataset_wide,
+)
+from surveys.datasets.formats import write_dataset
+from surveys.instruments import instrument_items_set, version_items_as_dicts
+from surveys.models import Assignment, Instrument
+from tests.surveys.test_datasets import (
+    BASELINE_ANSWERS,
+    BASELINE_DAY,
+    ENROLLED,
+    ENROLMENT,
+    row,
+    submit,
+)
+
+APART = ["refused_q", "weight_change", "swing", "last_use"]
+
+
+def _study_items() -> list[dict]:
+    return [
+        {
+            "variable": "refused_q",
+            "kind": "single",
+            "label": {"en": "Have you been to a meeting this week?"},
+            "choices": [
+                {"code": "1", "label": {"en": "Yes"}},
+                {"code": "0", "label": {"en": "No"}},
+                {"code": "-99", "label": {"en": "Refused"}},
+            ],
+        },
+        {
+            "variable": "weight_change",
+            "kind": "integer",
+            "label": {"en": "Weight change since last year (lb)"},
+            "min_value": "-200",
+            "max_value": "200",
+        },
+        {
+            "variable": "swing",
+            "kind": "calc",
+            "label": {"en": "Weight change, halved"},
+            "calculation": "[weight_change] / 2",
+        },
+        {"variable": "last_use", "kind": "date", "label": {"en": "Day of last use"}},
+        {
+            "variable": "drinks",
+            "kind": "integer",
+            "label": {"en": "Drinks last week"},
+            "min_value": "0",
+            "max_value": "100",
+        },
+        {
+            "variable": "drinks_per_day",
+            "kind": "calc",
+            "label": {"en": "Drinks per day"},
+            "calculation": "round([drinks] / 7, 1)",
+        },
+    ]
+
+
+@pytest.fixture
+def cohort(study, site_a, enrol):
+    """Ana answered every question (values that are also codes); Ben left the weight change
+    blank; Carl missed the baseline."""
+    baseline = Instrument.objects.get(study=study, slug="baseline")
+    items = version_items_as_dicts(baseline.current_version) + _study_items()
+    for position, item in enumerate(items, start=1):
+        item["position"] = position
+    instrument_items_set(instrument=baseline, items=items)
+    ana, ben, carl = (enrol(site=site_a, enrolled_on=ENROLLED, now=ENROLMENT) for _ in range(3))
+    battery = {k: v for k, v in BASELINE_ANSWERS.items() if k not in ("birth_year", "story")}
+    answers = {
+        **battery,
+        "refused_q": "-99",
+        "weight_change": -97,
+        "last_use": (ENROLLED - timedelta(days=95)).isoformat(),
+        "drinks": 14,
+    }
+    submit(ana, "baseline", "baseline", answers, BASELINE_DAY)
+    ben_answers = {**answers, "refused_q": "1", "weight_change": None, "drinks": None}
+    submit(ben, "baseline", "baseline", ben_answers, BASELINE_DAY)
+    carl.assignments.filter(wave__slug="baseline").update(status=Assignment.Status.MISSED)
+    return ana, ben, carl
+
+
+def test_an_answer_that_is_also_a_code_stays_an_answer_and_codes_go_apart(cohort):
+    ana, ben, carl = cohort
+    frame = dataset_long(study=ana.study)
+    columns = list(frame.columns)
+    for name in APART:  # the codes' column right after its own
+        assert columns[columns.index(name) + 1] == f"{name}_missing"
+    # bounded away from the codes: codes in place, no column apart
+    assert "drinks_missing" not in columns and "drinks_per_day_missing" not in columns
+    assert "craving_missing" not in columns and "involvement_index_missing" not in columns
+
+    mine = row(frame, ana, "baseline")
+    assert mine["refused_q"] == -99  # "Refused", not "wave missed"
+    assert mine["weight_change"] == -97  # not "shown but not answered"
+    assert mine["swing"] == -48.5
+    assert mine["last_use"] == -95  # not "window open"
+    assert all(pd.isna(mine[f"{name}_missing"]) for name in APART)
+    assert mine["drinks_per_day"] == 2.0
+
+    blank = row(frame, ben, "baseline")
+    assert pd.isna(blank["weight_change"]) and blank["weight_change_missing"] == NOT_ANSWERED
+    assert pd.isna(blank["swing"]) and blank["swing_missing"] == NOT_CALCULATED
+    assert blank["drinks"] == NOT_ANSWERED  # in place
+    assert blank["drinks_per_day"] == NOT_CALCULATED
+
+    missed = row(frame, carl, "baseline")
+    for name in APART:
+        assert pd.isna(missed[name]) and missed[f"{name}_missing"] == WAVE_MISSED
+    assert missed["drinks"] == WAVE_MISSED
+    later = row(frame, ana, "m1")  # another instrument: neither column has anything there
+    assert pd.isna(later["weight_change"]) and pd.isna(later["weight_change_missing"])
+    assert row(frame, ana, "m3")["craving"] == NOT_YET_DUE
+
+
+def test_every_format_reads_the_answer_back_not_a_missing_value(cohort, tmp_path):
+    ana, _ben, carl = cohort
+    frame = dataset_long(study=ana.study)
+    mine = frame["pid"] == row(frame, ana, "baseline")["pid"]
+    first = (mine & (frame["wave"] == "baseline")).to_numpy().nonzero()[0][0]
+
+    write_dataset(frame, tmp_path / "long.sav", "sav")
+    read, meta = pyreadstat.read_sav(str(tmp_path / "long.sav"))  # user-missing as NaN
+    assert read.loc[first, "weight_change"] == -97  # SPSS's missing range used to hide it
+    assert read.loc[first, "refused_q"] == -99
+    assert read.loc[first, "last_use"] == -95
+    _, declared = pyreadstat.read_sav(str(tmp_path / "long.sav"), user_missing=True)
+    assert "weight_change" not in declared.missing_ranges
+    assert declared.missing_ranges["drinks"] == [{"lo": -99.0, "hi": -93.0}]  # codes in place
+    assert meta.variable_value_labels["refused_q"][-99.0] == "Refused"
+    assert (
+        meta.variable_value_labels["weight_change_missing"][float(WAVE_MISSED)]
+        == (MISSING_CODES[WAVE_MISSED])
+    )
+
+    write_dataset(frame, tmp_path / "long.dta", "dta")
+    stata, _ = pyreadstat.read_dta(str(tmp_path / "long.dta"))
+    assert stata.loc[first, "weight_change"] == -97
+    pd.testing.assert_series_equal(
+        stata["weight_change_missing"],
+        frame["weight_change_missing"].astype("float64"),
+        check_names=False,
+    )
+
+    write_dataset(frame, tmp_path / "long.parquet", "parquet")
+    table = pq.read_table(tmp_path / "long.parquet").to_pandas()
+    assert str(table["weight_change_missing"].dtype) == "Int64"
+    assert table.loc[first, "weight_change"] == -97
+
+    labelled = pd.read_csv(io.StringIO("".join(csv_rows(frame, labels=True))), dtype=str)
+    assert labelled.loc[first, "refused_q"] == "Refused"
+    codes = pd.read_csv(io.StringIO("".join(csv_rows(frame))))
+    assert codes.loc[first, "weight_change"] == -97
+    carl_row = codes.index[codes["pid"] == row(frame, carl, "baseline")["pid"]][0]
+    assert labelled.loc[carl_row, "weight_change_missing"] == MISSING_CODES[WAVE_MISSED]
+    assert pd.isna(labelled.loc[carl_row, "weight_change"])
+
+
+def test_the_codebook_says_where_the_codes_went(cohort):
+    frame = dataset_long(study=cohort[0].study)
+    book = codebook(cohort[0].study, frame).set_index("name")
+    assert "weight_change_missing" in book.loc["weight_change", "missing_codes"]
+    assert book.loc["drinks", "missing_codes"].startswith("(-99) Wave missed")
+    assert "(-99) Wave missed" not in book.loc["weight_change", "missing_codes"]
+    assert f"-99 = {MISSING_CODES[WAVE_MISSED]}" in book.loc["weight_change_missing", "values"]
+
+    wide = dataset_wide(frame)
+    assert "weight_change_missing_baseline" in wide.columns
+    wide_book = codebook(cohort[0].study, wide).set_index("name")
+    assert (
+        "weight_change_missing_baseline"
+        in (wide_book.loc["weight_change_baseline", "missing_codes"])
+    )
+
+
+def test_analyses_keep_the_answer_and_drop_the_codes(cohort):
+    long_df = dataset_long(study=cohort[0].study)
+    exported = pd.read_csv(io.StringIO("".join(csv_rows(long_df))))  # no metadata: by name
+    for source in (long_df, exported):
+        frame = analysis_frame(source)
+        baseline = frame[frame["wave"] == "baseline"].set_index("pid")["weight_change"]
+        assert sorted(baseline.dropna().tolist()) == [-97.0]  # Ana's answer, not a code
+        drinks = frame[frame["wave"] == "baseline"]["drinks"]
+        assert sorted(drinks.dropna().tolist()) == [14.0]  # Ben's -96 and Carl's -99: NaN
