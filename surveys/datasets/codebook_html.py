@@ -14,6 +14,8 @@ import pandas as pd
 from django.template.loader import render_to_string
 from django.utils import timezone
 
+from surveys.datasets.writers import missing_apart
+
 TEMPLATE = "datasets/codebook.html"
 # "baseline v1; followup v1 (wave m1)", "derived from followup (wave m1)", "wave m1"
 _WAVE = re.compile(r"^(?:(?P<rest>.*?)\s*\(wave (?P<wave>[^()]+)\)|wave (?P<only>\S+))$")
@@ -35,6 +37,7 @@ class _Row:
     branching: str
     range: str
     missing_codes: bool
+    missing_apart: str  # the column holding its codes, when they are not in its own cells
 
 
 @dataclass
@@ -77,7 +80,9 @@ def _groups(book: pd.DataFrame) -> tuple[list[_Group], bool]:
             formula=cells.get("formula", ""),
             branching=cells.get("branching", ""),
             range=cells.get("range", ""),
-            missing_codes=bool(cells.get("missing_codes")),
+            missing_codes=bool(cells.get("missing_codes"))
+            and not missing_apart(cells.get("missing_codes", "")),
+            missing_apart=missing_apart(cells.get("missing_codes", "")),
         )
         if wave not in groups:
             heading = f"Wave {wave}" if wave else "Once per participant"

@@ -10,6 +10,7 @@ Text that a spreadsheet would run as a formula gets a leading quote (``cells.for
 
 import csv
 import io
+import re
 from collections.abc import Iterator
 
 import pandas as pd
@@ -137,12 +138,21 @@ CODEBOOK_COLUMNS = (
 _TYPES = {"Int64": "integer", "Float64": "decimal", "string": "text"}
 
 
+_APART = re.compile(r"^in (\S+): ")
+
+
 def _apart(name: str, wave: str) -> str:
     """The codebook's word on a column whose missing codes are in a column of their own."""
     if not name:
         return ""
     where = f"{name}_{wave}" if wave else name
-    return f"none: a value of its own could be one; why a cell is empty is in {where}"
+    return f"in {where}: a value of this column could be a code, so its empty cells stay empty"
+
+
+def missing_apart(cell: str) -> str:
+    """The column holding a column's missing codes, from its codebook cell ("": none apart)."""
+    found = _APART.match(cell or "")
+    return found.group(1) if found else ""
 
 
 def codebook(study, df: pd.DataFrame) -> pd.DataFrame:

@@ -28,6 +28,7 @@ from surveys.datasets import (
     dataset_long,
     dataset_wide,
 )
+from surveys.datasets.codebook_html import codebook_html
 from surveys.datasets.formats import write_dataset
 from surveys.instruments import instrument_items_set, version_items_as_dicts
 from surveys.models import Assignment, Instrument
@@ -189,10 +190,17 @@ def test_every_format_reads_the_answer_back_not_a_missing_value(cohort, tmp_path
 def test_the_codebook_says_where_the_codes_went(cohort):
     frame = dataset_long(study=cohort[0].study)
     book = codebook(cohort[0].study, frame).set_index("name")
-    assert "weight_change_missing" in book.loc["weight_change", "missing_codes"]
+    assert book.loc["weight_change", "missing_codes"].startswith("in weight_change_missing: ")
     assert book.loc["drinks", "missing_codes"].startswith("(-99) Wave missed")
     assert "(-99) Wave missed" not in book.loc["weight_change", "missing_codes"]
     assert f"-99 = {MISSING_CODES[WAVE_MISSED]}" in book.loc["weight_change_missing", "values"]
+
+    page = codebook_html(book.reset_index(), title="Codebook", missing_codes=MISSING_CODES)
+    weight_row = page.split('<tr id="weight_change">')[1].split("</tr>")[0]
+    assert 'href="#weight_change_missing"' in weight_row and "codes apart" in weight_row
+    assert 'href="#missing-codes"' not in weight_row
+    drinks_row = page.split('<tr id="drinks">')[1].split("</tr>")[0]
+    assert 'href="#missing-codes"' in drinks_row and "codes apart" not in drinks_row
 
     wide = dataset_wide(frame)
     assert "weight_change_missing_baseline" in wide.columns
