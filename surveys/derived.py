@@ -141,7 +141,25 @@ def compute_frame(instrument: str, frame: pd.DataFrame) -> pd.DataFrame:
 def _checked(measure: DerivedMeasure, values, frame: pd.DataFrame) -> pd.Series:
     if not isinstance(values, pd.Series) or len(values) != len(frame):
         raise TypeError(f"derived measure {measure.name!r} must return one value per row")
-    return values.set_axis(frame.index)
+    return in_range(measure, values.set_axis(frame.index))
+
+
+def in_range(measure: DerivedMeasure, values: pd.Series) -> pd.Series:
+    """The measure's values, a number outside its declared range (``minimum``, ``maximum``)
+    left blank: not computable from those answers. The datasets keep a measure's missing codes
+    in its own cells when its range stays clear of them, so the range must hold even when a
+    study lets its questions take answers the measure was not written for (negative days)."""
+    if measure.kind not in ("integer", "decimal") or (
+        measure.minimum is None and measure.maximum is None
+    ):
+        return values
+    numbers = pd.to_numeric(values, errors="coerce")
+    outside = pd.Series(False, index=values.index)
+    if measure.minimum is not None:
+        outside |= numbers < measure.minimum
+    if measure.maximum is not None:
+        outside |= numbers > measure.maximum
+    return values.mask(outside) if outside.any() else values
 
 
 def _python(value, kind: str):

@@ -589,9 +589,10 @@ def value_range(text: str, ranges: dict[str, Range]) -> Range:
     that can be 0, a power, or a constant that is not a number give ``ANY``. The datasets ask
     it whether a calculated item could give a number that is also a missing code."""
     try:
-        return _range(parse(text), ranges)
-    except LogicError:
+        found = _range(parse(text), ranges)
+    except (LogicError, ValueError, OverflowError):
         return ANY
+    return ANY if any(math.isnan(bound) for bound in found) else found
 
 
 def _range(node, ranges: dict[str, Range]) -> Range:
@@ -642,7 +643,10 @@ def _round_range(nodes, args: list[Range]) -> Range:
     if len(nodes) > 1:
         if nodes[1][0] != "num":
             return ANY
-        places = float(int(to_number(nodes[1][1])))
+        places = to_number(nodes[1][1])
+        if math.isnan(places):  # too long a number for a double
+            return ANY
+        places = float(int(places))
     try:
         step = 0.5 * 10.0 ** (-places)  # rounding moves a number by at most half a step
     except OverflowError:

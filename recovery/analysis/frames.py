@@ -98,14 +98,18 @@ def analysis_frame(
 
 def _coded_columns(long_df: pd.DataFrame) -> set[str]:
     """The columns whose cells may hold missing codes. The builder's frame says which
-    (``attrs["columns"]``); a frame read from an exported file has every column but those
-    whose codes are in a column of their own, ``<name>_missing`` (a value of theirs could be
-    one: a calculated item, a date before enrolment, a choice coded -99 "Refused")."""
+    (``attrs["columns"]``). A frame read from an exported file is read by its names: every
+    column but those whose codes are in a column of their own, ``<name>_missing`` (a value of
+    theirs could be one: a calculated item, a date before enrolment, a choice coded -99
+    "Refused"), their baseline covariates (``<name>_bl``, empty where the baseline is), and
+    the ``_missing`` columns themselves (their codes are their values)."""
     meta = long_df.attrs.get("columns")
     if meta:
         return {name for name, info in meta.items() if info.get("missing_codes")}
     names = set(long_df.columns)
-    return {name for name in names if f"{name}_missing" not in names}
+    apart = {name for name in names if f"{name}_missing" in names}
+    plain = apart | {f"{name}_missing" for name in apart} | {f"{name}_bl" for name in apart}
+    return names - plain
 
 
 def _floats(series: pd.Series) -> np.ndarray:

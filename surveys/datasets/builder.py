@@ -65,7 +65,7 @@ from surveys.datasets.plan import (
     select,
 )
 from surveys.datasets.tables import answers_frame, query_frame, with_ids
-from surveys.derived import number
+from surveys.derived import in_range, number
 from surveys.models import Assignment, Item, Participant, Response, Study
 
 BATCH_PARTICIPANTS = 5000
@@ -611,7 +611,7 @@ class _BatchBuilder:
     def _fill_derived(self, instrument, answers: pd.DataFrame, rows: np.ndarray) -> None:
         plan = self.plan
         for measure, index in plan.derived.get(instrument.pk, ()):
-            values = measure.compute(answers)
+            values = in_range(measure, measure.compute(answers))
             if plan.columns[index].dtype == STRING:
                 values = (
                     values.astype(object)

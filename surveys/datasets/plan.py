@@ -200,7 +200,8 @@ class Plan:
         # a list of (column index, code)
         self.ops: dict[int, list[tuple[Item, object]]] = {}
         self.item_columns: dict[str, list[int]] = {}  # variable -> its column(s)
-        # columns a real value of which could be a missing code (codes.reaches_codes)
+        # columns a value of which could be a missing code (_item_reaches_codes and
+        # _measure_reaches_codes): each gets a column for its codes (missing_of)
         self.reaching: set[int] = set()
         for instrument in self.instruments:
             self._plan_items(instrument)
@@ -419,10 +420,10 @@ _DERIVED_DTYPES = {"integer": INTEGER, "binary": INTEGER, "decimal": DECIMAL, "c
 
 
 def _number(text) -> float | None:
-    try:
-        return float(text)
-    except (TypeError, ValueError):
-        return None  # no bound, or a symbolic one (days_since_last_survey)
+    """A bound or a choice code as a number, as the survey's logic reads it (None: none)."""
+    number = logic.to_number(text) if isinstance(text, str) else math.nan
+    # no bound, a symbolic one (days_since_last_survey), or text ("nan", "inf", "Yes")
+    return None if math.isnan(number) else number
 
 
 def _range_reaches_codes(low: float | None, high: float | None) -> bool:
@@ -446,9 +447,11 @@ def _values_reach_codes(values: Iterable) -> bool:
 
 
 def _answer_ranges(items: list[Item]) -> dict[str, logic.Range]:
-    """The numbers a version's answers can be, for the ranges of its calculated items (in
-    position order: a calculation reading a later one reads any number)."""
+    """The numbers a version's answers can be, calculated items' included. As the answers'
+    check calculates them (``validation.answers_clean``): every answer is there, and the
+    calculations are made in position order (one reading a later one reads any number)."""
     ranges: dict[str, logic.Range] = {}
+    calculated = []
     for item in items:
         kind = item.kind
         if kind == Item.Kind.YESNO:
@@ -465,7 +468,9 @@ def _answer_ranges(items: list[Item]) -> dict[str, logic.Range]:
             if numbers:
                 ranges[item.variable] = (min(numbers), max(numbers))
         elif kind == Item.Kind.CALC:
-            ranges[item.variable] = logic.value_range(item.calculation, ranges)
+            calculated.append(item)
+    for item in calculated:
+        ranges[item.variable] = logic.value_range(item.calculation, ranges)
     return ranges
 
 
@@ -482,7 +487,7 @@ def _item_reaches_codes(
     if kind in (Item.Kind.INTEGER, Item.Kind.DECIMAL, Item.Kind.SLIDER):
         return _range_reaches_codes(_number(item.min_value), _number(item.max_value))
     if kind == Item.Kind.CALC:
-        return _range_reaches_codes(*logic.value_range(item.calculation, ranges))
+        return _range_reaches_codes(*ranges.get(item.variable, logic.ANY))
     if kind == Item.Kind.DATE:
         return dtype != STRING  # days since enrolment: a date before it is negative
     return True  # free text: any text

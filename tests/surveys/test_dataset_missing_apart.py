@@ -30,13 +30,16 @@ from surveys.datasets import (
 )
 from surveys.datasets.codebook_html import codebook_html
 from surveys.datasets.formats import write_dataset
+from surveys.datasets.plan import INTEGER, STRING, _answer_ranges, _item_reaches_codes
 from surveys.instruments import instrument_items_set, version_items_as_dicts
-from surveys.models import Assignment, Instrument
+from surveys.models import Assignment, Instrument, Item
 from tests.surveys.test_datasets import (
     BASELINE_ANSWERS,
     BASELINE_DAY,
     ENROLLED,
     ENROLMENT,
+    MONTH1_DAY,
+    followup_answers,
     row,
     submit,
 )
@@ -212,11 +215,70 @@ def test_the_codebook_says_where_the_codes_went(cohort):
 
 
 def test_analyses_keep_the_answer_and_drop_the_codes(cohort):
-    long_df = dataset_long(study=cohort[0].study)
+    long_df = dataset_long(study=cohort[0].study, covariates=["weight_change", "drinks"])
     exported = pd.read_csv(io.StringIO("".join(csv_rows(long_df))))  # no metadata: by name
-    for source in (long_df, exported):
-        frame = analysis_frame(source)
-        baseline = frame[frame["wave"] == "baseline"].set_index("pid")["weight_change"]
-        assert sorted(baseline.dropna().tolist()) == [-97.0]  # Ana's answer, not a code
-        drinks = frame[frame["wave"] == "baseline"]["drinks"]
-        assert sorted(drinks.dropna().tolist()) == [14.0]  # Ben's -96 and Carl's -99: NaN
+    frames = [analysis_frame(source) for source in (long_df, exported)]
+    for frame in frames:
+        baseline = frame[frame["wave"] == "baseline"]
+        assert sorted(baseline["weight_change"].dropna()) == [-97.0]  # Ana's, not a code
+        assert sorted(baseline["drinks"].dropna()) == [14.0]  # Ben's -96, Carl's -99: NaN
+        # the covariate on every row of each participant: Ana's answer five times
+        assert frame["weight_change_bl"].dropna().tolist() == [-97.0] * 5
+        assert frame["drinks_bl"].dropna().tolist() == [14.0] * 5
+        assert sorted(baseline["weight_change_missing"].dropna()) == [WAVE_MISSED, NOT_ANSWERED]
+    columns = ["weight_change", "weight_change_missing", "weight_change_bl", "drinks_bl"]
+    pd.testing.assert_frame_equal(frames[0][columns], frames[1][columns])
+
+
+def test_derived_measures_keep_to_their_range(study, site_a, enrol):
+    """A study lets a count of days be negative: the item's column gets its codes apart; the
+    measure, declared 0 or more, leaves a negative result blank rather than hand out a -95
+    that reads as "window open"."""
+    followup = Instrument.objects.get(study=study, slug="followup")
+    items = version_items_as_dicts(followup.current_version)
+    days = [item["variable"] for item in items if item["variable"].startswith("days_")]
+    for item in items:
+        if item["variable"] in days:
+            item["min_value"] = "-200"
+    instrument_items_set(instrument=followup, items=items)
+    ana = enrol(site=site_a, enrolled_on=ENROLLED, now=ENROLMENT)
+    answers = followup_answers(**dict.fromkeys(days, -95))
+    submit(ana, "m1", "followup", answers, MONTH1_DAY)
+    frame = dataset_long(study=study)
+    month1 = row(frame, ana, "m1")
+    assert month1["days_alcohol"] == -95 and pd.isna(month1["days_alcohol_missing"])
+    assert pd.isna(month1["days_used"])  # max of the days: -95, below its minimum 0
+    assert "days_used_missing" not in frame.columns
+    assert row(frame, ana, "m3")["days_used"] == NOT_YET_DUE
+
+
+def test_which_columns_keep_their_codes_apart():
+    def item(variable, kind, **fields):
+        return Item(variable=variable, kind=kind, **fields)
+
+    odd = item("odd", "single", choices=[{"code": "nan"}, {"code": "1"}])
+    calc = item("calc", "calc", calculation="[odd] - 96")
+    counted = item("count", "integer", min_value="0", max_value="30")
+    total = item("total", "calc", calculation="sum([count], 1)")
+    ahead = item("ahead", "calc", calculation="[after] + 1")
+    early = item("early", "calc", calculation="[late] - 50")
+    after = item("after", "integer", min_value="0")
+    late = item("late", "calc", calculation="[count] * 2")
+    items = [odd, calc, counted, total, ahead, early, after, late]
+    ranges = _answer_ranges(items)
+    assert ranges["total"] == (0.0, 31.0)
+    reach = {i.variable: _item_reaches_codes(i, INTEGER, ranges=ranges) for i in items}
+    assert reach == {
+        "odd": False,
+        "calc": True,  # a "nan" code is no number: [odd] - 96 can be -95
+        "count": False,
+        "total": False,
+        "ahead": False,  # an answer further on is there when it is calculated
+        "early": True,  # a calculation further on is not yet: read as any number
+        "after": False,
+        "late": False,
+    }
+    assert _item_reaches_codes(item("d", "date"), INTEGER, ranges={})  # days since enrolment
+    assert not _item_reaches_codes(item("d", "date"), STRING, ranges={})  # a shifted date
+    refused = item("r", "single", choices=[{"code": "1"}, {"code": " -99 "}])
+    assert _item_reaches_codes(refused, INTEGER, ranges={})

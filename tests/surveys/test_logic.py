@@ -292,8 +292,15 @@ def test_a_calculation_gives_a_number_within_its_value_range(expr, drawn):
         ("[fellowships(2)] * 5", (0.0, 5.0)),
         ("'abc' + 1", logic.ANY),
         ("[days] +", logic.ANY),  # not a formula
+        ("round([days], " + "9" * 309 + ")", logic.ANY),  # places too long for a double
+        ("[odd] - 96", logic.ANY),  # a range that is no range
     ],
 )
 def test_value_range_of_formulas(expr, expected):
-    ranges = {"age": (18.0, 120.0), "days": (0.0, 30.0), "people": (1.0, 20.0)}
+    ranges = {
+        "age": (18.0, 120.0),
+        "days": (0.0, 30.0),
+        "people": (1.0, 20.0),
+        "odd": (math.nan, 1.0),
+    }
     assert logic.value_range(expr, ranges) == pytest.approx(expected)
