@@ -459,7 +459,10 @@ class Assignment(models.Model):
 
     # PROTECT: research data is never removed as a side effect; erasure is an explicit service.
     participant = models.ForeignKey(
-        Participant, on_delete=models.PROTECT, related_name="assignments"
+        Participant,
+        on_delete=models.PROTECT,
+        related_name="assignments",
+        db_index=False,  # assignment_unique (participant, wave, occurrence) leads with it
     )
     wave = models.ForeignKey(Wave, on_delete=models.PROTECT, related_name="assignments")
     occurrence = models.PositiveIntegerField(
@@ -537,7 +540,12 @@ class Response(models.Model):
         DRAFT = "draft", "Draft"
         SUBMITTED = "submitted", "Submitted"
 
-    assignment = models.ForeignKey(Assignment, on_delete=models.PROTECT, related_name="responses")
+    assignment = models.ForeignKey(
+        Assignment,
+        on_delete=models.PROTECT,
+        related_name="responses",
+        db_index=False,  # response_one_per_instrument (assignment, instrument) leads with it
+    )
     instrument = models.ForeignKey(Instrument, on_delete=models.PROTECT, related_name="responses")
     instrument_version = models.ForeignKey(
         InstrumentVersion, on_delete=models.PROTECT, related_name="responses"
@@ -1047,7 +1055,12 @@ class AuditEvent(WrittenOnce):
         Study, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
     participant = models.ForeignKey(
-        Participant, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+        Participant,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        db_index=False,  # audit_participant_at (participant, at) leads with it
     )
     object_type = models.CharField(max_length=50, blank=True)
     object_id = models.CharField(max_length=50, blank=True)
