@@ -21,7 +21,7 @@ Semantics (chosen to be predictable, written down so both implementations agree)
 
 import math
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from functools import lru_cache
 from operator import eq, ge, gt, le, lt, ne
@@ -581,78 +581,97 @@ def calculate(text: str, answers: dict) -> int | float | None:
 
 Range = tuple[float, float]  # lowest, highest (-inf, inf: no limit)
 ANY: Range = (-math.inf, math.inf)
+_ANY = (-math.inf, math.inf, False)  # a range, and whether every number in it is whole
 
 
-def value_range(text: str, ranges: dict[str, Range]) -> Range:
+def value_range(text: str, ranges: dict[str, Range], whole: Iterable[str] = ()) -> Range:
     """The lowest and highest number ``text`` can give, its fields' answers being within
-    ``ranges`` (a field not there: any number). A bound, never tight: a division by a field
-    that can be 0, a power, or a constant that is not a number give ``ANY``. The datasets ask
-    it whether a calculated item could give a number that is also a missing code."""
+    ``ranges`` (a field not there: any number), those of ``whole`` whole numbers. A bound,
+    never tight: a power, a division by a number that can be 0 (or, whole, cross it), or a
+    constant that is not a number give ``ANY``. The datasets ask it whether a calculated item
+    could give a number that is also a missing code."""
     try:
-        found = _range(parse(text), ranges)
+        low, high, _ = _range(parse(text), ranges, frozenset(whole))
     except (LogicError, ValueError, OverflowError):
         return ANY
-    return ANY if any(math.isnan(bound) for bound in found) else found
+    return ANY if math.isnan(low) or math.isnan(high) else (low, high)
 
 
-def _range(node, ranges: dict[str, Range]) -> Range:
+def _range(node, ranges: dict[str, Range], whole: frozenset):
     kind = node[0]
     if kind == "num" or kind == "str":
         number = to_number(node[1])
-        return ANY if math.isnan(number) else (number, number)
+        return _ANY if math.isnan(number) else (number, number, number.is_integer())
     if kind == "field":
-        return (0.0, 1.0) if node[2] is not None else ranges.get(node[1], ANY)
+        if node[2] is not None:
+            return (0.0, 1.0, True)
+        return (*ranges.get(node[1], ANY), node[1] in whole)
     if kind in ("or", "and", "not", "cmp"):
-        return (0.0, 1.0)
+        return (0.0, 1.0, True)
     if kind == "neg":
-        low, high = _range(node[1], ranges)
-        return (-high, -low)
+        low, high, integral = _range(node[1], ranges, whole)
+        return (-high, -low, integral)
     if kind == "pos":
-        return _range(node[1], ranges)
+        return _range(node[1], ranges, whole)
     if kind == "arith":
-        return _arith_range(node[1], _range(node[2], ranges), _range(node[3], ranges))
+        left, right = _range(node[2], ranges, whole), _range(node[3], ranges, whole)
+        return _arith_range(node[1], left, right)
     if kind == "call":
-        args = [_range(arg, ranges) for arg in node[2]]
+        args = [_range(arg, ranges, whole) for arg in node[2]]
         if node[1] == "if":
-            return (min(args[1][0], args[2][0]), max(args[1][1], args[2][1]))
+            _, then, otherwise = args
+            low, high = min(then[0], otherwise[0]), max(then[1], otherwise[1])
+            return (low, high, then[2] and otherwise[2])
         if node[1] == "sum":  # a blank argument is left out: it counts as 0
-            return (sum(min(low, 0.0) for low, _ in args), sum(max(high, 0.0) for _, high in args))
+            return (
+                sum(min(arg[0], 0.0) for arg in args),
+                sum(max(arg[1], 0.0) for arg in args),
+                all(arg[2] for arg in args),
+            )
         return _round_range(node[2], args)
-    return ANY  # pragma: no cover - the parser makes no other node
+    return _ANY  # pragma: no cover - the parser makes no other node
 
 
-def _arith_range(operator: str, left: Range, right: Range) -> Range:
+def _arith_range(operator: str, left, right):
+    integral = left[2] and right[2]
     if operator == "+":
-        return (left[0] + right[0], left[1] + right[1])
+        return (left[0] + right[0], left[1] + right[1], integral)
     if operator == "-":
-        return (left[0] - right[1], left[1] - right[0])
-    if operator == "*":
-        ends = [a * b for a in left for b in right]
-    elif operator == "/" and not right[0] <= 0 <= right[1]:
-        ends = [a / b for a in left for b in right]
-    else:
-        return ANY  # a power, or a division by a number near 0 (any size)
+        return (left[0] - right[1], left[1] - right[0], integral)
+    if operator == "/":
+        low, high, _ = right
+        if right[2]:  # a division by 0 is blank: a whole divisor is then at least 1 away
+            low, high = (1.0 if low == 0 else low), (-1.0 if high == 0 else high)
+        if low > high or low <= 0 <= high:
+            return _ANY  # always blank, or a number near 0 (any size)
+        right, integral = (low, high), False
+    elif operator != "*":
+        return _ANY  # a power
+    ends = [a * b if operator == "*" else a / b for a in left[:2] for b in right[:2]]
     if any(math.isnan(v) for v in ends):  # 0 × infinity, infinity / infinity: no bound known
-        return ANY
-    return (min(ends), max(ends))
+        return _ANY
+    return (min(ends), max(ends), integral)
 
 
-def _round_range(nodes, args: list[Range]) -> Range:
-    low, high = args[0]
+def _round_range(nodes, args):
+    low, high, integral = args[0]
     places = 0.0
     if len(nodes) > 1:
         if nodes[1][0] != "num":
-            return ANY
+            return _ANY
         places = to_number(nodes[1][1])
         if math.isnan(places):  # too long a number for a double
-            return ANY
+            return _ANY
         places = float(int(places))
+    if integral and places >= 0:
+        return (low, high, True)  # a whole number rounded to places stays as it is
     try:
         step = 0.5 * 10.0 ** (-places)  # rounding moves a number by at most half a step
     except OverflowError:
-        return ANY
+        return _ANY
     # rounding half away from zero keeps the sign, so a bound at 0 or beyond it stays
     return (
         max(low - step, 0.0) if low >= 0 else low - step,
         min(high + step, 0.0) if high <= 0 else high + step,
+        places <= 0,
     )

@@ -451,26 +451,32 @@ def _answer_ranges(items: list[Item]) -> dict[str, logic.Range]:
     check calculates them (``validation.answers_clean``): every answer is there, and the
     calculations are made in position order (one reading a later one reads any number)."""
     ranges: dict[str, logic.Range] = {}
+    whole: set[str] = set()  # answers that are whole numbers (a division by one skips 0)
     calculated = []
     for item in items:
         kind = item.kind
         if kind == Item.Kind.YESNO:
             ranges[item.variable] = (0.0, 1.0)
+            whole.add(item.variable)
         elif kind in (Item.Kind.INTEGER, Item.Kind.DECIMAL, Item.Kind.SLIDER):
             low, high = _number(item.min_value), _number(item.max_value)
             ranges[item.variable] = (
                 -math.inf if low is None else low,
                 math.inf if high is None else high,
             )
+            if kind != Item.Kind.DECIMAL:  # sliders move in whole steps
+                whole.add(item.variable)
         elif kind == Item.Kind.SINGLE:
             found = [_number(c.get("code")) for c in item.choices]
             numbers = [n for n in found if n is not None]  # a text code is no number
             if numbers:
                 ranges[item.variable] = (min(numbers), max(numbers))
+                if all(n.is_integer() for n in numbers):
+                    whole.add(item.variable)
         elif kind == Item.Kind.CALC:
             calculated.append(item)
     for item in calculated:
-        ranges[item.variable] = logic.value_range(item.calculation, ranges)
+        ranges[item.variable] = logic.value_range(item.calculation, ranges, whole)
     return ranges
 
 

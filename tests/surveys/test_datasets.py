@@ -281,23 +281,21 @@ def test_the_four_missing_codes_appear_where_they_should(cohort):
 
 def test_a_calculation_that_gave_no_number_is_coded_not_calculated(cohort, enrol):
     """A shown calculated item left blank (an answer its formula needs is missing, or a
-    division by zero) is -93, not -96 "shown but not answered": nobody was asked it. A
-    division by an answer that can be 0 can give any number, so this item's codes are in
-    ``days_per_housemate_missing``, its own cell left empty."""
+    division by zero) is -93, not -96 "shown but not answered": nobody was asked it. Its
+    codes stay in its own cells: 0 to 30 days by 0 to 20 people (0 people: blank) cannot be
+    a code (tests/surveys/test_dataset_missing_apart.py has the ones that could)."""
     ana, ben = cohort
     frame = dataset_long(study=ana.study)
-    assert pd.isna(row(frame, ana, "baseline")["days_per_housemate"])
-    assert row(frame, ana, "baseline")["days_per_housemate_missing"] == NOT_CALCULATED
+    assert row(frame, ana, "baseline")["days_per_housemate"] == NOT_CALCULATED  # no household
     assert row(frame, ben, "baseline")["days_per_housemate"] == 6.0  # 12 days / 2 people
-    assert pd.isna(row(frame, ben, "baseline")["days_per_housemate_missing"])
     carl = enrol(site=ana.site, enrolled_on=ENROLLED, now=ENROLMENT)
     submit(carl, "baseline", "baseline", {**BASELINE_ANSWERS, "household": 0}, BASELINE_DAY)
     frame = dataset_long(study=ana.study)
-    assert row(frame, carl, "baseline")["days_per_housemate_missing"] == NOT_CALCULATED
+    assert row(frame, carl, "baseline")["days_per_housemate"] == NOT_CALCULATED
     assert row(frame, carl, "baseline")["household"] == 0  # the answer itself stays
     assert pd.isna(row(frame, ben, "m1")["days_per_housemate"])  # not in that questionnaire
-    assert pd.isna(row(frame, ben, "m1")["days_per_housemate_missing"])
     assert MISSING_CODES[NOT_CALCULATED].startswith("Could not be calculated")
+    assert "days_per_housemate_missing" not in frame.columns
 
 
 def test_a_runaway_value_stored_before_the_limit_is_coded_not_calculated(cohort, tmp_path):
@@ -310,9 +308,8 @@ def test_a_runaway_value_stored_before_the_limit_is_coded_not_calculated(cohort,
     stored.save(update_fields=["answers"])
     frame = dataset_long(study=ana.study)
     baseline = row(frame, ben, "baseline")
-    assert pd.isna(baseline["days_per_housemate"])
-    assert baseline["days_per_housemate_missing"] == NOT_CALCULATED
-    assert baseline["age_decade"] == NOT_CALCULATED  # round(age / 10), age 18 or more: >= 1
+    assert baseline["days_per_housemate"] == NOT_CALCULATED
+    assert baseline["age_decade"] == NOT_CALCULATED
     assert baseline["age"] == 51
     for fmt in ("dta", "sav"):  # the file is written (1e308 made Stata's fail) and reads back
         path = tmp_path / f"long.{fmt}"
@@ -321,8 +318,7 @@ def test_a_runaway_value_stored_before_the_limit_is_coded_not_calculated(cohort,
             read, _ = pyreadstat.read_dta(str(path))
         else:
             read, _ = pyreadstat.read_sav(str(path), user_missing=True)
-        assert (read["days_per_housemate_missing"] == NOT_CALCULATED).sum() == 2  # Ana and Ben
-        assert read["days_per_housemate"].isna().all()  # no code left in the value's column
+        assert (read["days_per_housemate"] == NOT_CALCULATED).sum() == 2  # Ana and Ben
     stored.answers = {**stored.answers, "days_per_housemate": 999_999_999_999_999.0}
     stored.save(update_fields=["answers"])
     assert row(dataset_long(study=ana.study), ben, "baseline")["days_per_housemate"] == (

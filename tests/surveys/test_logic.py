@@ -241,9 +241,9 @@ def _within(value: float, bound: logic.Range) -> bool:
 
 @st.composite
 def _ranged_answers(draw):
-    """Ranges of a, b and c (None: no limit that side), and answers within them: a number
-    in the range, blank, or text that is no number."""
-    ranges, answers = {}, {}
+    """Ranges of a, b and c (None: no limit that side), whether each is whole, and answers
+    within them: a number in the range (whole if so), blank, or text that is no number."""
+    ranges, whole, answers = {}, set(), {}
     for name in ("a", "b", "c"):
         low = draw(st.one_of(st.none(), st.integers(min_value=-300, max_value=300)))
         high = draw(st.one_of(st.none(), st.integers(min_value=-300, max_value=300)))
@@ -253,28 +253,26 @@ def _ranged_answers(draw):
             -math.inf if low is None else float(low),
             math.inf if high is None else float(high),
         )
-        answers[name] = draw(
-            st.one_of(
-                st.floats(
-                    min_value=-1e4 if low is None else low,
-                    max_value=1e4 if high is None else high,
-                    allow_nan=False,
-                ).map(lambda x: round(x, 2)),
-                st.sampled_from(["", "abc"]),
-            )
-        )
+        low = -10_000 if low is None else low
+        high = 10_000 if high is None else high
+        if draw(st.booleans()):
+            whole.add(name)
+            number = st.integers(min_value=low, max_value=high)
+        else:
+            number = st.floats(min_value=low, max_value=high).map(lambda x: round(x, 2))
+        answers[name] = draw(st.one_of(number, st.sampled_from(["", "abc"])))
         if isinstance(answers[name], float) and not _within(answers[name], ranges[name]):
             answers[name] = ""  # rounded out of its range
     answers["fellowships"] = draw(st.lists(st.sampled_from(["1", "2", "3"]), unique=True))
-    return ranges, answers
+    return ranges, whole, answers
 
 
-@settings(max_examples=400)
+@settings(max_examples=500)
 @given(expr=_expressions(), drawn=_ranged_answers())
 def test_a_calculation_gives_a_number_within_its_value_range(expr, drawn):
-    ranges, answers = drawn
+    ranges, whole, answers = drawn
     value = logic.calculate(expr, answers)
-    assert value is None or _within(value, logic.value_range(expr, ranges))
+    assert value is None or _within(value, logic.value_range(expr, ranges, whole))
 
 
 @pytest.mark.parametrize(
@@ -304,3 +302,27 @@ def test_value_range_of_formulas(expr, expected):
         "odd": (math.nan, 1.0),
     }
     assert logic.value_range(expr, ranges) == pytest.approx(expected)
+
+
+@pytest.mark.parametrize(
+    ("expr", "expected"),
+    [
+        # 0 people: blank; else 1 or more
+        ("[days] / [household]", (0.0, 30.0)),
+        ("[days] / ([household] + [pets])", (0.0, 30.0)),
+        ("[days] / [change]", logic.ANY),  # whole, but can be -1, 0 or 1
+        ("[days] / [share]", logic.ANY),  # not whole: can be 0.001
+        ("round([days] / [household] * 7)", (0.0, 210.5)),
+        ("round([household] + 1, 2)", (1.0, 21.0)),  # whole stays as it is
+    ],
+)
+def test_value_range_knows_a_whole_divisor_skips_zero(expr, expected):
+    ranges = {
+        "days": (0.0, 30.0),
+        "household": (0.0, 20.0),
+        "pets": (0.0, 5.0),
+        "change": (-5.0, 5.0),
+        "share": (0.0, 1.0),
+    }
+    whole = {"days", "household", "pets", "change"}
+    assert logic.value_range(expr, ranges, whole) == pytest.approx(expected)
