@@ -19,9 +19,18 @@ WEEKLY_MEETINGS = 4  # at least one meeting a week over the past 30 days
 DAYS_VARIABLES = [f"days_{stem}" for _, stem, _ in SUBSTANCES]
 
 
+def _count(frame: pd.DataFrame, variable: str) -> pd.Series:
+    """A count (meetings, days, a 0–10 rating): the answer as a number, blank if below 0 (a
+    study may let its copy of a question take one; no count is negative). Every measure reads
+    counts this way, so a measure and the measures built on it agree (days_used and any_use),
+    and none goes below 0, its declared minimum."""
+    value = number(frame, variable)
+    return value.where(value >= 0)
+
+
 def _total(frame: pd.DataFrame, variables: list[str]) -> pd.Series:
     """The sum of the variables, a blank counting 0."""
-    found = [number(frame, v).to_numpy() for v in variables]
+    found = [_count(frame, v).to_numpy() for v in variables]
     total = np.nansum(np.vstack(found), axis=0) if found else np.zeros(len(frame))
     return pd.Series(total, index=frame.index)
 
@@ -77,7 +86,7 @@ def high_involvement(frame: pd.DataFrame) -> pd.Series:
 def days_used(frame: pd.DataFrame) -> pd.Series:
     """Days of any drug use in the past 30 days: the largest of the per-substance day counts
     (a lower bound: days with different substances may not overlap)."""
-    days = pd.concat([number(frame, v) for v in DAYS_VARIABLES], axis=1)
+    days = pd.concat([_count(frame, v) for v in DAYS_VARIABLES], axis=1)
     return days.max(axis=1).floordiv(1).where(days.notna().all(axis=1))
 
 
@@ -89,14 +98,14 @@ def any_use(frame: pd.DataFrame) -> pd.Series:
 
 def craving(frame: pd.DataFrame) -> pd.Series:
     """Strongest urge to use in the past week, 0 (none) to 10."""
-    return number(frame, "craving").floordiv(1)
+    return _count(frame, "craving").floordiv(1)
 
 
 def lapse_relapse(frame: pd.DataFrame) -> pd.Series:
     """From the longest run of use since the last survey: none (no use), lapse (≤ 7 days),
     between (8–13 days), relapse (≥ 14 days)."""
     used = yes(frame, "any_use_since_last")
-    run = number(frame, "longest_use_run_days")
+    run = _count(frame, "longest_use_run_days")
     found = np.select(
         [used == 0, (used == 1) & (run <= 7), (used == 1) & (run >= 14), (used == 1) & run.notna()],
         ["none", "lapse", "relapse", "between"],

@@ -4,6 +4,7 @@ formulas (``Column``, the codebook's row), and which item or derived measure fil
 ``surveys.datasets.builder`` fills the columns.
 """
 
+import contextlib
 import math
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -421,7 +422,7 @@ _DERIVED_DTYPES = {"integer": INTEGER, "binary": INTEGER, "decimal": DECIMAL, "c
 
 def _number(text) -> float | None:
     """A bound or a choice code as a number, as the survey's logic reads it (None: none)."""
-    number = logic.to_number(text) if isinstance(text, str) else math.nan
+    number = math.nan if text is None or isinstance(text, bool) else logic.to_number(text)
     # no bound, a symbolic one (days_since_last_survey), or text ("nan", "inf", "Yes")
     return None if math.isnan(number) else number
 
@@ -438,9 +439,11 @@ def _values_reach_codes(values: Iterable) -> bool:
     """Whether one of these values (choice codes, as text) is, or reads as, a missing code."""
     for value in values:
         text = str(value).strip()
-        number = _number(text)
-        if text in codes.CODE_TEXTS or (
-            number is not None and codes.LOWEST_CODE <= number <= codes.HIGHEST_CODE
+        numbers = [_number(text)]
+        with contextlib.suppress(ValueError):  # "-9.9e1": text to the logic, -99 to a CSV
+            numbers.append(float(text))
+        if text in codes.CODE_TEXTS or any(
+            n is not None and codes.LOWEST_CODE <= n <= codes.HIGHEST_CODE for n in numbers
         ):
             return True
     return False

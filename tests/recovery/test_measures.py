@@ -102,6 +102,24 @@ def test_each_measure_follows_its_definition(change, measure, expected):
     assert derived.compute("followup", answers)[measure] == expected
 
 
+def test_a_negative_count_is_no_count_in_every_measure_that_reads_it():
+    """A study may let its copy of a count question go below 0; no measure then goes below 0
+    (its declared minimum: the datasets keep its missing codes in its own cells), and the
+    measures built on one another agree."""
+    days = {f"days_{stem}": -5 for stem in ("opioids", "cocaine", "meth", "cannabis")}
+    values = derived.compute("followup", {**BASE, **days, "days_alcohol": -5, "days_other": -5})
+    assert (values["days_used"], values["any_use"]) == (None, None)
+    meetings = {**BASE, "mtg_na_inperson": -3, "mtg_na_online": 0, "mtg_na_online24": 0}
+    values = derived.compute("followup", {**meetings, "mtg_smart_online": 1})
+    assert values["meetings_total"] == 1  # the -3 counts as a blank: 0
+    assert values["meetings_online_share"] == 1.0
+    assert (values["involvement_index"], values["high_involvement"]) == (3, 0)
+    values = derived.compute("followup", {**BASE, "craving": -97, "longest_use_run_days": -1})
+    assert (values["craving"], values["lapse_relapse"]) == (None, None)
+    for measure in measures.MEASURES:
+        assert measure.kind not in ("integer", "decimal") or measure.minimum == 0
+
+
 def test_derived_exposure_and_outcome_reproduce_the_synthetic_truth():
     cohort = generate_cohort(participants=1500, seed=21, as_of=date(2026, 11, 24))
     truth = cohort.truth

@@ -17,6 +17,7 @@ import pyreadstat
 import pytest
 
 from recovery.analysis.frames import analysis_frame
+from surveys import derived
 from surveys.datasets import (
     MISSING_CODES,
     NOT_ANSWERED,
@@ -30,7 +31,13 @@ from surveys.datasets import (
 )
 from surveys.datasets.codebook_html import codebook_html
 from surveys.datasets.formats import write_dataset
-from surveys.datasets.plan import INTEGER, STRING, _answer_ranges, _item_reaches_codes
+from surveys.datasets.plan import (
+    DECIMAL,
+    INTEGER,
+    STRING,
+    _answer_ranges,
+    _item_reaches_codes,
+)
 from surveys.instruments import instrument_items_set, version_items_as_dicts
 from surveys.models import Assignment, Instrument, Item
 from tests.surveys.test_datasets import (
@@ -282,3 +289,21 @@ def test_which_columns_keep_their_codes_apart():
     assert not _item_reaches_codes(item("d", "date"), STRING, ranges={})  # a shifted date
     refused = item("r", "single", choices=[{"code": "1"}, {"code": " -99 "}])
     assert _item_reaches_codes(refused, INTEGER, ranges={})
+    exponent = item("e", "single", choices=[{"code": "1"}, {"code": "-9.9e1"}])
+    assert _item_reaches_codes(exponent, STRING, ranges={})  # a CSV reader reads -99
+    # a code given as a number (a Python caller) counts like its text
+    numbered = item("n", "single", choices=[{"code": "1"}, {"code": 100}])
+    minus = item("m", "calc", calculation="[n] - 199")
+    assert _answer_ranges([numbered, minus])["m"] == (-198.0, -99.0)
+    assert _item_reaches_codes(minus, DECIMAL, ranges=_answer_ranges([numbered, minus]))
+
+
+def test_a_measure_outside_its_declared_range_is_blank():
+    measure = derived.DerivedMeasure(
+        "x", "X", "x", "integer", ("followup",), lambda f: f["x"], minimum=0, maximum=10
+    )
+    values = derived.in_range(measure, pd.Series([-95.0, 3.0, None, 11.0, 10.0]))
+    assert (values[1], values[4]) == (3.0, 10.0)
+    assert values.isna().tolist() == [True, False, True, True, False]
+    category = derived.DerivedMeasure("c", "C", "c", "category", ("followup",), lambda f: f["c"])
+    assert derived.in_range(category, pd.Series(["-95"])).tolist() == ["-95"]
