@@ -1,4 +1,5 @@
 import ast
+import re
 from datetime import timedelta
 from pathlib import Path
 
@@ -154,3 +155,43 @@ def test_a_persian_speaking_participant_sees_a_right_to_left_page_in_persian(
     assert '<html lang="fa" dir="rtl"' in page
     assert "<h1>پرسشنامه\u200cهای شما</h1>" in page
     assert "Your surveys" not in page and "Ready for you now" not in page
+
+
+PARTICIPANT_TEMPLATES = ("participant", "messages", "consent")
+TRANSLATE_TAG = re.compile(r"""{%\s*translate\s+"([^"]+)"(?:\s+context\s+"[^"]*")?\s*%}""")
+
+
+@pytest.mark.parametrize("language", LANGUAGES)
+def test_every_participant_template_message_is_in_the_catalog(language):
+    """What a participant reads is in their language: every {% translate "…" %} of the
+    participant, message and consent templates has its translation (the rate-limit page's
+    had none: a Spanish or Persian speaker read it in English)."""
+    translated = {
+        e["msgid"] for e in read_po(po_path(language)) if e.get("msgstr") or e.get("msgstr[0]")
+    }
+    missing = {}
+    for folder in PARTICIPANT_TEMPLATES:
+        for path in sorted((Path(settings.BASE_DIR) / "templates" / folder).rglob("*")):
+            if path.is_file():
+                for text in TRANSLATE_TAG.findall(path.read_text(encoding="utf-8")):
+                    if text not in translated:
+                        missing.setdefault(text, path.name)
+    assert not missing, missing
+
+
+@pytest.mark.parametrize(
+    ("language", "waited", "expected"),
+    [
+        ("es", 1, "Espere un minuto y vuelva a intentarlo."),
+        ("es", 5, "Espere 5 minutos y vuelva a intentarlo."),
+        ("fa", 1, "یک دقیقه صبر کنید"),
+        ("fa", 5, "5 دقیقه صبر کنید"),
+    ],
+)
+def test_the_rate_limit_page_is_in_the_participants_language(rf, language, waited, expected):
+    from django.template.loader import render_to_string
+
+    with translation.override(language):
+        page = render_to_string("participant/too_many.html", {"minutes": waited}, rf.get("/p/"))
+    assert expected in page
+    assert "sent many requests" not in page and "Please wait" not in page
