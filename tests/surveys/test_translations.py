@@ -159,13 +159,30 @@ def test_a_persian_speaking_participant_sees_a_right_to_left_page_in_persian(
 
 PARTICIPANT_TEMPLATES = ("participant", "messages", "consent")
 TRANSLATE_TAG = re.compile(r"""{%\s*translate\s+"([^"]+)"(?:\s+context\s+"[^"]*")?\s*%}""")
+BLOCK_TAG = re.compile(
+    r"{%\s*blocktranslate(?P<options>[^%]*)%}(?P<text>.*?){%\s*endblocktranslate\s*%}", re.S
+)
+VARIABLE = re.compile(r"{{\s*(\w+)\s*}}")
+
+
+def _template_messages(text: str) -> list[str]:
+    """The msgids of a template, as makemessages reads them: translate tags, and block
+    translations with {{ var }} as %(var)s (a plural's singular form)."""
+    found = TRANSLATE_TAG.findall(text)
+    for match in BLOCK_TAG.finditer(text):
+        singular = re.split(r"{%\s*plural\s*%}", match.group("text"))[0]
+        if "trimmed" in match.group("options"):
+            singular = " ".join(singular.split())
+        found.append(VARIABLE.sub(r"%(\1)s", singular))
+    return found
 
 
 @pytest.mark.parametrize("language", LANGUAGES)
 def test_every_participant_template_message_is_in_the_catalog(language):
-    """What a participant reads is in their language: every {% translate "…" %} of the
-    participant, message and consent templates has its translation (the rate-limit page's
-    had none: a Spanish or Persian speaker read it in English)."""
+    """What a participant reads is in their language: every {% translate %} and
+    {% blocktranslate %} of the participant, message and consent templates has its
+    translation (the rate-limit page's had none: a Spanish or Persian speaker read it in
+    English)."""
     translated = {
         e["msgid"] for e in read_po(po_path(language)) if e.get("msgstr") or e.get("msgstr[0]")
     }
@@ -173,7 +190,7 @@ def test_every_participant_template_message_is_in_the_catalog(language):
     for folder in PARTICIPANT_TEMPLATES:
         for path in sorted((Path(settings.BASE_DIR) / "templates" / folder).rglob("*")):
             if path.is_file():
-                for text in TRANSLATE_TAG.findall(path.read_text(encoding="utf-8")):
+                for text in _template_messages(path.read_text(encoding="utf-8")):
                     if text not in translated:
                         missing.setdefault(text, path.name)
     assert not missing, missing
