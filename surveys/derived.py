@@ -133,12 +133,15 @@ def compute_frame(instrument: str, frame: pd.DataFrame) -> pd.DataFrame:
     """Every measure registered for ``instrument``, one column each, for every row of
     ``frame`` (an answers frame)."""
     return pd.DataFrame(
-        {m.name: _checked(m, m.compute(frame), frame) for m in measures(instrument)},
+        {m.name: computed(m, frame) for m in measures(instrument)},
         index=frame.index,
     )
 
 
-def _checked(measure: DerivedMeasure, values, frame: pd.DataFrame) -> pd.Series:
+def computed(measure: DerivedMeasure, frame: pd.DataFrame) -> pd.Series:
+    """The measure for every row of ``frame`` (an answers frame): one value per row, a number
+    outside its declared range blank (``in_range``). The one way every caller computes it."""
+    values = measure.compute(frame)
     if not isinstance(values, pd.Series) or len(values) != len(frame):
         raise TypeError(f"derived measure {measure.name!r} must return one value per row")
     return in_range(measure, values.set_axis(frame.index))
@@ -176,7 +179,4 @@ def compute(instrument: str, answers: dict) -> dict[str, object]:
     """Every measure registered for ``instrument``, computed from one response's answers:
     whole numbers as int, blanks as None."""
     frame = answers_frame([answers])
-    return {
-        m.name: _python(_checked(m, m.compute(frame), frame).iloc[0], m.kind)
-        for m in measures(instrument)
-    }
+    return {m.name: _python(computed(m, frame).iloc[0], m.kind) for m in measures(instrument)}

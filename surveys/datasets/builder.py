@@ -49,7 +49,7 @@ import pandas as pd
 import pyarrow as pa
 from django.db.models import QuerySet
 
-from surveys import logic
+from surveys import derived, logic
 from surveys.datasets import codes
 from surveys.datasets.pid import date_offset, export_pid
 from surveys.datasets.plan import (
@@ -65,7 +65,7 @@ from surveys.datasets.plan import (
     select,
 )
 from surveys.datasets.tables import answers_frame, query_frame, with_ids
-from surveys.derived import in_range, number
+from surveys.derived import number
 from surveys.models import Assignment, Item, Participant, Response, Study
 
 BATCH_PARTICIPANTS = 5000
@@ -168,7 +168,7 @@ class Dataset:
             if c.role not in ("item", "derived", "version", "missing") or set(c.sources) & wanted
         ]
         # a column of missing codes right after the column whose codes it holds
-        owned = {c.missing_column: c for c in kept if c.missing_column}
+        owned = {c.missing_column for c in kept if c.missing_column}
         self.keep = []
         for column in kept:
             if column.name in owned:
@@ -611,7 +611,7 @@ class _BatchBuilder:
     def _fill_derived(self, instrument, answers: pd.DataFrame, rows: np.ndarray) -> None:
         plan = self.plan
         for measure, index in plan.derived.get(instrument.pk, ()):
-            values = in_range(measure, measure.compute(answers))
+            values = derived.computed(measure, answers)
             if plan.columns[index].dtype == STRING:
                 values = (
                     values.astype(object)

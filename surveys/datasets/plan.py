@@ -234,7 +234,7 @@ class Plan:
     def _plan_items(self, instrument: Instrument) -> None:
         for version_id, number, items in self.versions[instrument.pk]:
             ops = self.ops.setdefault(version_id, [])
-            self._ranges = _answer_ranges(items)
+            ranges = _answer_ranges(items)
             for item in items:
                 if not self._exported(item):
                     continue
@@ -255,20 +255,19 @@ class Plan:
                         targets.append((column, code))
                     ops.append((item, targets))
                 else:
-                    ops.append(
-                        (
-                            item,
-                            self._item_column(
-                                instrument,
-                                number,
-                                item,
-                                name=item.variable,
-                                label=item.text(self.language)
-                                + (" (date-shifted)" if self._shifted(item) else ""),
-                                dtype=STRING if self._shifted(item) else _item_dtype(item),
-                            ),
-                        )
+                    dtype = STRING if self._shifted(item) else _item_dtype(item)
+                    index = self._item_column(
+                        instrument,
+                        number,
+                        item,
+                        name=item.variable,
+                        label=item.text(self.language)
+                        + (" (date-shifted)" if self._shifted(item) else ""),
+                        dtype=dtype,
                     )
+                    if _item_reaches_codes(item, dtype, ranges):  # (a choice's 0/1 never)
+                        self.reaching.add(index)
+                    ops.append((item, index))
 
     def _item_column(
         self,
@@ -313,8 +312,6 @@ class Plan:
         column = self.columns[index]
         if column.role != "item":
             raise ValueError(f"item variable {name!r} is also a dataset column of its own")
-        if _item_reaches_codes(item, dtype, choice=choice, ranges=self._ranges):
-            self.reaching.add(index)
         if _WIDTH[dtype] > _WIDTH[column.dtype]:
             column.dtype = dtype
         if item.kind == Item.Kind.SINGLE:
@@ -367,11 +364,9 @@ class Plan:
         column = self.columns[index]
         name = f"{column.name}_missing"
         if name in self.index:
-            name = f"{column.name}_missing_code"
-        if name in self.index:
             raise ValueError(
-                f"{column.name!r} needs a column for its missing codes, and both "
-                f"{column.name}_missing and {name} are taken: rename one of them"
+                f"{column.name!r} needs a column for its missing codes, {name!r}, and a "
+                "variable has that name: rename one of them"
             )
         companion = self._add(
             Column(
@@ -483,19 +478,16 @@ def _answer_ranges(items: list[Item]) -> dict[str, logic.Range]:
     return ranges
 
 
-def _item_reaches_codes(
-    item: Item, dtype: str, *, choice: str = "", ranges: dict[str, logic.Range]
-) -> bool:
+def _item_reaches_codes(item: Item, dtype: str, ranges: dict[str, logic.Range]) -> bool:
     """Whether an answer to ``item``, as its column holds it, could be a missing code
-    (between -99 and -93): then the column's codes go to a column of their own."""
+    (between -99 and -93): then the column's codes go to a column of their own. ``ranges``:
+    its version's ``_answer_ranges``."""
     kind = item.kind
-    if choice or kind == Item.Kind.YESNO:
+    if kind == Item.Kind.YESNO:
         return False  # 1/0
     if kind == Item.Kind.SINGLE:
         return _values_reach_codes(c.get("code") for c in item.choices)
-    if kind in (Item.Kind.INTEGER, Item.Kind.DECIMAL, Item.Kind.SLIDER):
-        return _range_reaches_codes(_number(item.min_value), _number(item.max_value))
-    if kind == Item.Kind.CALC:
+    if kind in (Item.Kind.INTEGER, Item.Kind.DECIMAL, Item.Kind.SLIDER, Item.Kind.CALC):
         return _range_reaches_codes(*ranges.get(item.variable, logic.ANY))
     if kind == Item.Kind.DATE:
         return dtype != STRING  # days since enrolment: a date before it is negative

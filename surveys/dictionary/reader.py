@@ -62,6 +62,10 @@ ALERT_TAG = re.compile(r'@ALERT="([^"]*)"')
 # @DIARY="group=1 format=inperson days=30": the meeting diary's prefill (surveys/diary.py).
 DIARY_TAG = re.compile(r'@DIARY="([^"]*)"')
 DIARY_KEYS = ("group", "format", "days")
+# @MAX-DAYS-SINCE-LAST-SURVEY (or MIN): a bound REDCap's Min/Max columns cannot hold.
+SINCE_LAST_TAG = {
+    column: re.compile(re.escape(tag) + r"(?![-\w])") for column, tag in SINCE_LAST_TAGS.items()
+}
 
 # --- Import -------------------------------------------------------------------------------
 
@@ -382,8 +386,8 @@ def _row_item(values: dict[str, str], *, add: Callable[[str, str], None], langua
     if diary:
         options["diary"] = _diary_option(diary.group(1), add=add, variable=variable)
         item["annotation"] = DIARY_TAG.sub("", item["annotation"]).strip()
-    for column, tag in SINCE_LAST_TAGS.items():
-        found = re.compile(re.escape(tag) + r"(?![-\w])")
+    for column, found in SINCE_LAST_TAG.items():
+        tag = SINCE_LAST_TAGS[column]
         if not found.search(item["annotation"]):
             continue
         item["annotation"] = found.sub("", item["annotation"]).strip()

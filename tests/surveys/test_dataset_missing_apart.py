@@ -307,3 +307,14 @@ def test_a_measure_outside_its_declared_range_is_blank():
     assert values.isna().tolist() == [True, False, True, True, False]
     category = derived.DerivedMeasure("c", "C", "c", "category", ("followup",), lambda f: f["c"])
     assert derived.in_range(category, pd.Series(["-95"])).tolist() == ["-95"]
+
+
+def test_a_variable_named_like_a_codes_column_is_refused_with_its_names(study):
+    baseline = Instrument.objects.get(study=study, slug="baseline")
+    taken = {"variable": "weight_change_missing", "kind": "integer", "label": {"en": "Taken"}}
+    items = version_items_as_dicts(baseline.current_version) + _study_items()[1:2] + [taken]
+    for position, item in enumerate(items, start=1):
+        item["position"] = position
+    instrument_items_set(instrument=baseline, items=items)
+    with pytest.raises(ValueError, match=r"'weight_change_missing'.*rename one of them"):
+        dataset_long(study=study)
