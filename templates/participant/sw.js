@@ -3,6 +3,7 @@
 "use strict";
 var CACHE = "participant-{{ version }}";
 var ASSETS = {{ assets_json|safe }};
+var SIGN_OUT = "{% url 'participant-sign-out' %}";
 
 self.addEventListener("install", function (event) {
   event.waitUntil(caches.open(CACHE).then(function (cache) {
@@ -18,9 +19,11 @@ self.addEventListener("activate", function (event) {
   }).then(function () { return self.clients.claim(); }));
 });
 
-// Sign-out (signed_out.js posts "signed-out"): every kept page goes. Copies still being written
-// when it comes are waited for and deleted too, and no page is served from the cache until
-// that is done: nothing of the last person shows offline.
+// Sign-out: every kept page goes. The worker sees the sign-out form go by and shows the
+// signed-out page only once the copies are gone (signed_out.js also posts "signed-out", for a
+// worker that was not in control of the page signed out from). Copies still being written are
+// waited for and deleted too, and no page is served from the cache until that is done: nothing
+// of the last person shows offline.
 var pending = new Set();
 var forgetting = Promise.resolve();
 
@@ -40,10 +43,14 @@ function pagesForget() {
   });
 }
 
+function forget() {
+  forgetting = Promise.all(Array.from(pending)).then(pagesForget, pagesForget);
+  return forgetting;
+}
+
 self.addEventListener("message", function (event) {
   if (!event.data || event.data.type !== "signed-out") return;
-  forgetting = Promise.all(Array.from(pending)).then(pagesForget, pagesForget);
-  event.waitUntil(forgetting);
+  event.waitUntil(forget());
 });
 
 function keep(request, copy) {
@@ -60,8 +67,20 @@ function cacheable(url) {
 
 self.addEventListener("fetch", function (event) {
   var request = event.request;
-  if (request.method !== "GET") return;
   var url = new URL(request.url);
+  if (request.method === "POST" && request.mode === "navigate" &&
+      url.origin === self.location.origin && url.pathname === SIGN_OUT) {
+    // Forgotten whether or not the sign-out reaches the server (offline, the person still
+    // meant to leave nothing behind); its answer shows once the copies are gone.
+    var forgot = forget();
+    event.respondWith(fetch(request).then(function (response) {
+      return forgot.then(function () { return response; });
+    }, function (error) {
+      return forgot.then(function () { throw error; });
+    }));
+    return;
+  }
+  if (request.method !== "GET") return;
   if (url.origin !== self.location.origin) return;
   if (ASSETS.indexOf(url.pathname) >= 0) {
     event.respondWith(caches.match(request).then(function (hit) {
