@@ -196,6 +196,57 @@ def test_every_participant_template_message_is_in_the_catalog(language):
     assert not missing, missing
 
 
+GETTEXT_CALLS = {"_", "gettext", "gettext_lazy", "ngettext", "ngettext_lazy"}
+CONTEXT_CALLS = {"pgettext", "pgettext_lazy", "npgettext", "npgettext_lazy"}
+
+
+def _python_messages(source: str) -> list[str]:
+    """The msgids of a module, as makemessages reads them: the literal first argument of
+    gettext and its aliases (the second of pgettext, after the context)."""
+    found = []
+    for node in ast.walk(ast.parse(source)):
+        if not isinstance(node, ast.Call):
+            continue
+        name = getattr(node.func, "id", None) or getattr(node.func, "attr", None)
+        position = 0 if name in GETTEXT_CALLS else 1 if name in CONTEXT_CALLS else None
+        if position is None or len(node.args) <= position:
+            continue
+        argument = node.args[position]
+        if isinstance(argument, ast.Constant) and isinstance(argument.value, str):
+            found.append(argument.value)
+    return found
+
+
+def test_python_messages_are_read_as_makemessages_reads_them():
+    source = (
+        'x = _("One")\nok = gettext_lazy("Two")\nn = ngettext("%(n)s day", "%(n)s days", 2)\n'
+        'p = pgettext("month", "May")\nnot_a_message = print("Three")\nvariable = _(name)\n'
+    )
+    assert _python_messages(source) == ["One", "Two", "%(n)s day", "May"]
+
+
+@pytest.mark.parametrize("language", LANGUAGES)
+def test_every_participant_message_of_the_python_code_is_in_the_catalog(language):
+    """Validation messages, the survey page's strings and the e-mails' wording come from the
+    Python code: each has its translation, as the templates' do (the staff side, admin
+    modules, is English only)."""
+    translated = {
+        e["msgid"] for e in read_po(po_path(language)) if e.get("msgstr") or e.get("msgstr[0]")
+    }
+    base = Path(settings.BASE_DIR)
+    missing, read = {}, 0
+    for folder in ("surveys", "api", "recovery"):
+        for path in sorted((base / folder).rglob("*.py")):
+            if "migrations" in path.parts or "admin" in path.as_posix():
+                continue
+            for text in _python_messages(path.read_text(encoding="utf-8")):
+                read += 1
+                if text not in translated:
+                    missing.setdefault(text, str(path.relative_to(base)))
+    assert read > 50  # the scan found the code's messages
+    assert not missing, missing
+
+
 @pytest.mark.parametrize(
     ("language", "waited", "expected"),
     [
