@@ -8,6 +8,7 @@ from django.urls import reverse
 from django.utils import formats, timezone, translation
 from django.utils.translation import gettext as _
 from django.views.decorators.cache import never_cache
+from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_http_methods, require_POST
 
 from surveys.access import (
@@ -191,8 +192,13 @@ def _pin(request: HttpRequest, participant: Participant) -> HttpResponse:
 
 
 @never_cache
+@csrf_exempt
 @require_POST
 def sign_out(request: HttpRequest) -> HttpResponse:
+    """End the session. Without a CSRF check: a sign-out from a page whose token went stale
+    (the same link opened again in another tab starts a new session with a new token) must
+    still end the session, not leave it open behind an error page; and the session cookie is
+    SameSite=Lax, so another site's form cannot end it."""
     participant_id = request.session.get(SESSION_KEY)
     participant = Participant.objects.filter(pk=participant_id).first()
     language = participant.language if participant else _language(request)

@@ -21,6 +21,7 @@ from django.template.loader import render_to_string
 from django.templatetags.static import static
 from django.urls import reverse
 from django.utils import timezone, translation
+from django.utils.crypto import salted_hmac
 from django.utils.formats import date_format
 from django.utils.translation import gettext as _
 from django.views.decorators.cache import never_cache
@@ -78,6 +79,12 @@ def session_participant(request: HttpRequest, *, consent_pending_ok: bool = Fals
     return participant
 
 
+def drafts_prefix(participant: Participant) -> str:
+    """The start of the keys under which a participant's survey page keeps their answers in
+    the phone's localStorage while they type (drafts.js removes everyone else's)."""
+    return f"survey:{participant.pk}:"
+
+
 def _render(request, participant: Participant, template: str, context: dict, status=200):
     """Render in the participant's language and time zone."""
     with translation.override(participant.language), timezone.override(participant.timezone):
@@ -88,14 +95,29 @@ def _render(request, participant: Participant, template: str, context: dict, sta
                 "participant": participant,
                 "signed_in": request.session.get(SESSION_KEY) == participant.pk,
                 "languages": Language.choices,
+                "drafts_prefix": drafts_prefix(participant),
                 **context,
             },
             status=status,
         )
     if participant.pin_hash:
-        # A shared phone: the service worker keeps no copy of this page for offline use.
+        # A shared phone: the service worker keeps no copy of this page for offline use, and
+        # forgets those it kept before the PIN was set.
         response["X-Offline-Copy"] = "no"
+    elif request.session.get(SESSION_KEY) == participant.pk:
+        response["X-Offline-Owner"] = offline_owner(participant)
     return response
+
+
+def offline_owner(participant: Participant) -> str:
+    """Whose pages the service worker keeps, sent with every page of a signed-in participant
+    (X-Offline-Owner): the worker forgets the copies of any other owner before it shows a page,
+    so a phone handed to the next person keeps nothing of the last one, and the same person
+    coming back keeps theirs. A keyed hash: the same for a participant on every visit, and
+    telling nothing of who they are."""
+    return salted_hmac(
+        "participant-offline-owner", str(participant.pk), algorithm="sha256"
+    ).hexdigest()[:24]
 
 
 @never_cache
@@ -398,7 +420,7 @@ def _survey(request, participant: Participant, assignment_id: int, slug: str) ->
                 "api": f"/api/v1/participant/assignments/{assignment_id}/responses/{slug}/",
                 "done": done_url,
                 "review_position": REVIEW_POSITION,
-                "key": f"survey:{participant.pk}:{assignment_id}:{slug}",
+                "key": f"{drafts_prefix(participant)}{assignment_id}:{slug}",
                 "strings": _survey_strings(),
             },
         },
@@ -473,6 +495,7 @@ def service_worker(request: HttpRequest) -> HttpResponse:
         static("surveys/logic.js"),
         static("surveys/outbox.js"),
         static("surveys/survey.js"),
+        static("surveys/drafts.js"),
         static("surveys/icon.svg"),
     ]
     script = render_to_string(

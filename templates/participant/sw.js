@@ -19,39 +19,73 @@ self.addEventListener("activate", function (event) {
   }).then(function () { return self.clients.claim(); }));
 });
 
-// Sign-out: every kept page goes. The worker sees the sign-out form go by and shows the
-// signed-out page only once the copies are gone (signed_out.js also posts "signed-out", for a
-// worker that was not in control of the page signed out from). Copies still being written are
-// waited for and deleted too, and no page is served from the cache until that is done: nothing
-// of the last person shows offline.
+// Nothing of the last person shows offline. Every page of a signed-in participant says whose
+// it is (X-Offline-Owner, a keyed hash of the participant): before the worker shows a page of
+// another owner, it forgets the copies of any other; a page of a participant with a PIN (a shared
+// phone, X-Offline-Copy: no) makes it forget them all, as does signing out (the worker sees
+// the sign-out form go by and shows the signed-out page only once the copies are gone;
+// signed_out.js also posts "signed-out", for a worker not in control of the page). Copies still
+// being written are waited for and deleted too, and no page is served from the cache until
+// that is done.
+var OWNER = "X-Offline-Owner";
 var pending = new Set();
 var forgetting = Promise.resolve();
+var lastOwner = null;
 
-function pagesForget() {
+function isPage(request) {
+  return new URL(request.url).pathname.indexOf("/static/") !== 0;
+}
+
+// Every kept page but those of `owner` (all of them when it is null).
+function pagesForget(owner) {
   return caches.keys().then(function (keys) {
     return Promise.all(keys.filter(function (key) {
       return key.indexOf("participant-") === 0;
     }).map(function (key) {
       return caches.open(key).then(function (cache) {
         return cache.keys().then(function (requests) {
-          return Promise.all(requests.filter(function (request) {
-            return new URL(request.url).pathname.indexOf("/static/") !== 0;
-          }).map(function (request) { return cache.delete(request); }));
+          return Promise.all(requests.filter(isPage).map(function (request) {
+            return cache.match(request).then(function (copy) {
+              if (!owner || !copy || copy.headers.get(OWNER) !== owner) {
+                return cache.delete(request);
+              }
+            });
+          }));
         });
       });
     }));
   });
 }
 
-function forget() {
-  forgetting = Promise.all(Array.from(pending)).then(pagesForget, pagesForget);
+function forget(owner) {
+  var run = function () { return pagesForget(owner); };
+  forgetting = Promise.all(Array.from(pending).concat([forgetting])).then(run, run);
   return forgetting;
+}
+
+function signedOut() {
+  lastOwner = null;
+  return forget(null);
 }
 
 self.addEventListener("message", function (event) {
   if (!event.data || event.data.type !== "signed-out") return;
-  event.waitUntil(forget());
+  event.waitUntil(signedOut());
 });
+
+// A page arrived from the server: whose it is decides which copies stay.
+function pageSeen(response) {
+  if (response.headers.get("X-Offline-Copy") === "no") {
+    lastOwner = null;
+    return forget(null);
+  }
+  var owner = response.headers.get(OWNER);
+  if (owner && owner !== lastOwner) {
+    lastOwner = owner;
+    return forget(owner);
+  }
+  return forgetting;
+}
 
 function keep(request, copy) {
   var writing = caches.open(CACHE).then(function (cache) { return cache.put(request, copy); });
@@ -68,11 +102,11 @@ function cacheable(url) {
 self.addEventListener("fetch", function (event) {
   var request = event.request;
   var url = new URL(request.url);
-  if (request.method === "POST" && request.mode === "navigate" &&
-      url.origin === self.location.origin && url.pathname === SIGN_OUT) {
+  if (url.origin !== self.location.origin) return;
+  if (request.method === "POST" && request.mode === "navigate" && url.pathname === SIGN_OUT) {
     // Forgotten whether or not the sign-out reaches the server (offline, the person still
     // meant to leave nothing behind); its answer shows once the copies are gone.
-    var forgot = forget();
+    var forgot = signedOut();
     event.respondWith(fetch(request).then(function (response) {
       return forgot.then(function () { return response; });
     }, function (error) {
@@ -81,30 +115,31 @@ self.addEventListener("fetch", function (event) {
     return;
   }
   if (request.method !== "GET") return;
-  if (url.origin !== self.location.origin) return;
   if (ASSETS.indexOf(url.pathname) >= 0) {
     event.respondWith(caches.match(request).then(function (hit) {
       return hit || fetch(request);
     }));
     return;
   }
-  if (request.mode === "navigate" && cacheable(url)) {
-    // The network first (the page must be current); the last copy when offline.
-    event.respondWith(fetch(request).then(function (response) {
-      // Pages of a participant with a PIN (a shared phone) are never kept for offline use.
-      if (response.ok && !response.redirected &&
+  if (request.mode !== "navigate") return;
+  // Every page: the network first (the page must be current). The home and survey pages of a
+  // participant without a PIN are kept, and shown when offline.
+  event.respondWith(fetch(request).then(function (response) {
+    return pageSeen(response).then(function () {
+      if (cacheable(url) && response.ok && !response.redirected && response.headers.get(OWNER) &&
           response.headers.get("X-Offline-Copy") !== "no") {
         keep(request, response.clone());
       }
       return response;
-    }).catch(function () {
-      return forgetting.then(function () {
-        return caches.match(request);
-      }).then(function (hit) {
-        return hit || caches.match("/p/");
-      });
-    }));
-  }
+    });
+  }, function (error) {
+    if (!cacheable(url)) throw error;
+    return forgetting.then(function () {
+      return caches.match(request);
+    }).then(function (hit) {
+      return hit || caches.match("/p/");
+    });
+  }));
 });
 
 importScripts({{ outbox_json|safe }});

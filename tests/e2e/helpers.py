@@ -57,3 +57,24 @@ def new_york_today():
     """Today in New York, the test participants' time zone: their windows are laid out on their
     own calendar, which is a day behind the server's (UTC) from 00:00 to 05:00 UTC."""
     return timezone.localdate(timezone=ZoneInfo("America/New_York"))
+
+
+def controlled_by_service_worker(page) -> None:
+    """Wait until the page's service worker is active and controls the page."""
+    page.evaluate("navigator.serviceWorker.ready")
+    page.reload()
+    page.wait_for_function("navigator.serviceWorker.controller !== null")
+
+
+# The pages the service worker keeps for offline use (its static files left out).
+KEPT_PAGES = """async () => {
+    const kept = [];
+    for (const key of await caches.keys()) {
+        const cache = await caches.open(key);
+        for (const request of await cache.keys()) {
+            const path = new URL(request.url).pathname;
+            if (!path.startsWith('/static/')) kept.push(path);
+        }
+    }
+    return kept;
+}"""

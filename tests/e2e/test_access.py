@@ -15,7 +15,13 @@ from playwright.sync_api import expect
 from recovery.celery import app as celery_app
 from surveys.links import participant_link_create
 from surveys.models import ParticipantLink
-from tests.e2e.helpers import answer_screen, new_york_today, open_link
+from tests.e2e.helpers import (
+    KEPT_PAGES,
+    answer_screen,
+    controlled_by_service_worker,
+    new_york_today,
+    open_link,
+)
 from tests.e2e.test_accessibility import assert_accessible
 from tests.e2e.test_survey import DOCS
 
@@ -94,26 +100,6 @@ def test_a_pin_keeps_a_shared_phone_private(phone, live_server, reachable_partic
     page.get_by_label("PIN (4 to 6 digits)").fill("4821")
     page.get_by_role("button", name="Open my surveys").click()
     expect(page.get_by_role("heading", name="Your surveys")).to_be_visible()
-
-
-def controlled_by_service_worker(page) -> None:
-    """Wait until the page's service worker is active and controls the page."""
-    page.evaluate("navigator.serviceWorker.ready")
-    page.reload()
-    page.wait_for_function("navigator.serviceWorker.controller !== null")
-
-
-KEPT_PAGES = """async () => {
-    const kept = [];
-    for (const key of await caches.keys()) {
-        const cache = await caches.open(key);
-        for (const request of await cache.keys()) {
-            const path = new URL(request.url).pathname;
-            if (!path.startsWith('/static/')) kept.push(path);
-        }
-    }
-    return kept;
-}"""
 
 
 @pytest.mark.parametrize("page_script", ["runs", "never runs"])

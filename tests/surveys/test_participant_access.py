@@ -366,6 +366,46 @@ def test_signing_out_ends_the_session(client, participant):
     assert client.get("/p/").status_code == 404
 
 
+def test_signing_out_from_an_older_tab_still_ends_the_session(participant):
+    """The link tapped twice: the second tab's session start gave a new CSRF token. "Sign out"
+    in the first tab ends the session all the same (it used to answer 403 and leave it open
+    for the next person)."""
+    from django.test import Client
+
+    phone = Client(enforce_csrf_checks=True)
+    _, token = participant_link_create(participant=participant)
+    phone.get(f"/p/{token}")
+    first_tab = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', phone.get("/p/").text)
+    phone.get(f"/p/{token}")  # the second tab
+    out = phone.post("/p/sign-out", {"csrfmiddlewaretoken": first_tab.group(1)})
+    assert out.status_code == 200 and "You are signed out" in out.text
+    assert phone.get("/p/").status_code == 404
+    # Another site's form cannot sign anyone out: the session cookie is not sent with it.
+    assert phone.cookies["sessionid"]["samesite"] == "Lax"
+
+
+def test_pages_say_whose_they_are_for_the_offline_copies(client, participant, site_a, enrol):
+    """The service worker keeps a page only with its owner, a keyed hash of the participant
+    (never their id), and forgets other owners' copies; a participant with a PIN gets no
+    copies at all."""
+    _, token = participant_link_create(participant=participant)
+    client.get(f"/p/{token}")
+    owner = client.get("/p/")["X-Offline-Owner"]
+    assert re.fullmatch(r"[0-9a-f]{24}", owner)
+    client.get(f"/p/{token}")  # back another day: the same owner, their copies stay
+    assert client.get("/p/")["X-Offline-Owner"] == owner
+    other = enrol(site=site_a, code="NYC-0099", enrolled_on=timezone.localdate())
+    signed_in(client, other)
+    assert client.get("/p/")["X-Offline-Owner"] not in ("", owner)
+    client.post("/p/sign-out")
+    assert "X-Offline-Owner" not in client.get("/p/new-link")
+    signed_in(client, participant)
+    client.post("/p/pin", {"pin": "4821", "repeat": "4821"})  # now a shared phone
+    home = client.get("/p/?pin=set")
+    assert home.status_code == 200
+    assert home["X-Offline-Copy"] == "no" and "X-Offline-Owner" not in home
+
+
 def test_after_a_key_change_the_refresh_command_makes_lookups_work_again(settings, participant):
     from django.core.management import call_command
 
