@@ -7,6 +7,7 @@ from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils import formats, timezone, translation
 from django.utils.translation import gettext as _
+from django.views import csrf as django_csrf
 from django.views.decorators.cache import never_cache
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_http_methods, require_POST
@@ -26,6 +27,7 @@ from surveys.access import (
 from surveys.models import Language, Participant, ParticipantLink
 from surveys.participant_views import (
     EPOCH_KEY,
+    LANGUAGE_KEY,
     PIN_PENDING_KEY,
     PIN_PENDING_LINK_KEY,
     SESSION_KEY,
@@ -205,3 +207,17 @@ def sign_out(request: HttpRequest) -> HttpResponse:
     request.session.flush()
     with translation.override(language):
         return render(request, "participant/signed_out.html", {"language": language})
+
+
+def csrf_failure(request: HttpRequest, reason: str = "") -> HttpResponse:
+    """A form of the participant pages sent with a token that went stale (their surveys opened
+    again in another tab since): a page in their language that says what happened and where
+    to go, instead of Django's "CSRF verification failed". Staff pages keep Django's."""
+    if not request.path.startswith("/p/"):
+        return django_csrf.csrf_failure(request, reason)
+    session = getattr(request, "session", None)
+    language = (session and session.get(LANGUAGE_KEY)) or translation.get_language_from_request(
+        request
+    )
+    with translation.override(language if language in LANGUAGE_CODES else "en"):
+        return render(request, "participant/stale_form.html", status=403)

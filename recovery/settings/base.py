@@ -77,6 +77,9 @@ INSTALLED_APPS = [
     "api",
 ]
 
+# A participant's form sent with a stale token gets a page in their language (staff, Django's).
+CSRF_FAILURE_VIEW = "surveys.participant_access.csrf_failure"
+
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",

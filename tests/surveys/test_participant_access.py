@@ -384,6 +384,32 @@ def test_signing_out_from_an_older_tab_still_ends_the_session(participant):
     assert phone.cookies["sessionid"]["samesite"] == "Lax"
 
 
+def test_a_form_from_an_out_of_date_page_says_so_in_the_participants_language(participant):
+    """The language form of a tab left open while the link was opened again: its token went
+    stale. The participant reads, in Spanish, that nothing was saved and where to go, not
+    Django's "CSRF verification failed"; nothing changed."""
+    from django.test import Client
+
+    participant.language = "es"
+    participant.save(update_fields=["language"])
+    phone = Client(enforce_csrf_checks=True)
+    _, token = participant_link_create(participant=participant)
+    phone.get(f"/p/{token}")
+    first_tab = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', phone.get("/p/").text)
+    phone.get(f"/p/{token}")  # the second tab
+    sent = phone.post(
+        "/p/language", {"csrfmiddlewaretoken": first_tab.group(1), "language": "fa", "next": "/p/"}
+    )
+    assert sent.status_code == 403
+    assert "Esta página estaba desactualizada" in sent.text and 'href="/p/"' in sent.text
+    assert "CSRF" not in sent.text
+    participant.refresh_from_db()
+    assert participant.language == "es"
+    # Staff pages keep Django's own answer.
+    staff = Client(enforce_csrf_checks=True).post("/admin/login/", {"username": "x"})
+    assert staff.status_code == 403 and "CSRF verification failed" in staff.text
+
+
 def test_pages_say_whose_they_are_for_the_offline_copies(client, participant, site_a, enrol):
     """The service worker keeps a page only with its owner, a keyed hash of the participant
     (never their id), and forgets other owners' copies; a participant with a PIN gets no
