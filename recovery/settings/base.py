@@ -77,6 +77,10 @@ INSTALLED_APPS = [
     "api",
 ]
 
+# Messages ("Meeting logged: …") live in the session, not in a cookie of their own: one never
+# shown goes with the session at sign-out instead of staying on a shared phone.
+MESSAGE_STORAGE = "django.contrib.messages.storage.session.SessionStorage"
+
 # A participant's form sent with a stale token gets a page in their language (staff, Django's).
 CSRF_FAILURE_VIEW = "surveys.participant_access.csrf_failure"
 

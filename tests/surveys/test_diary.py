@@ -112,6 +112,21 @@ def test_a_logged_meeting_is_stored_and_shown_back_on_the_home_page(signed_in, p
     assert "Meeting logged" not in signed_in.get("/p/").text
 
 
+def test_a_message_not_yet_shown_goes_with_the_session_at_sign_out(
+    signed_in, participant, site_a, enrol
+):
+    """Dana logs a meeting and signs out before her home page shows "Meeting logged": the
+    message is not left on the phone (it was, in a cookie of its own) for Sam's first page."""
+    log(signed_in, group="1", format="inperson", day=local_today() - timedelta(days=2))
+    signed_in.post("/p/sign-out")
+    assert not any("Narcotics" in morsel.value for morsel in signed_in.cookies.values())
+    sam = enrol(site=site_a, code="NYC-0077", enrolled_on=local_today())
+    _, token = participant_link_create(participant=sam)
+    signed_in.get(f"/p/{token}")
+    home = signed_in.get("/p/")
+    assert home.status_code == 200 and "Meeting logged" not in home.text
+
+
 def test_the_form_has_labelled_fields_and_defaults_to_today_where_the_participant_lives(
     client, site_a, enrol
 ):
