@@ -1,11 +1,12 @@
 """The audit log: one append-only row per sensitive act (who, when, what, from where)."""
 
-from django.db.models import Model, Q
+from django.db.models import Model
 from django.http import HttpRequest
 from django.utils import timezone
 
 from surveys.models import AuditEvent, Item, Participant, Response, Study
 from surveys.ratelimit import client_ip
+from surveys.selectors import identifier_variables
 
 
 def audit_event_build(
@@ -95,19 +96,20 @@ _PRIVATE_CACHE: dict[tuple, frozenset[str]] = {}
 
 
 def private_variables(*, instrument_id: int, stamp: tuple) -> frozenset[str]:
-    """The instrument's variables that are identifiers or of ``PRIVATE_KINDS`` in any of its
-    versions: a variable marked identifying in a later version stays hidden in the answers of
-    a draft still on an earlier one. Cached under ``stamp``, the current version's (id,
-    number, item count, highest item id) as the submit services read it with the lock: a
-    version with responses is never edited in place, and any edit makes a new current version
-    or recreates its items, which changes the stamp."""
+    """The instrument's variables that are identifiers (``selectors.identifier_variables``)
+    or of ``PRIVATE_KINDS`` in any of its versions: a variable marked identifying in a later
+    version stays hidden in the answers of a draft still on an earlier one. Cached under
+    ``stamp``, the current version's (id, number, item count, highest item id) as the submit
+    services read it with the lock: a version with responses is never edited in place, and
+    any edit makes a new current version or recreates its items, which changes the stamp."""
     key = (instrument_id, *stamp)
     found = _PRIVATE_CACHE.get(key)
     if found is None:
-        found = frozenset(
-            Item.objects.filter(version__instrument_id=instrument_id)
-            .filter(Q(identifier=True) | Q(kind__in=PRIVATE_KINDS))
-            .values_list("variable", flat=True)
+        identifiers = identifier_variables(instrument_id=instrument_id)
+        found = identifiers.get(instrument_id, frozenset()) | frozenset(
+            Item.objects.filter(
+                version__instrument_id=instrument_id, kind__in=PRIVATE_KINDS
+            ).values_list("variable", flat=True)
         )
         if len(_PRIVATE_CACHE) > 256:
             _PRIVATE_CACHE.clear()

@@ -20,7 +20,6 @@ from surveys.models import (
     ContactAttempt,
     DatasetLine,
     DiaryEntry,
-    Item,
     Message,
     Participant,
     ParticipantContact,
@@ -30,6 +29,7 @@ from surveys.models import (
     SafetyAlert,
     Study,
 )
+from surveys.selectors import identifier_variables
 
 TYPED_NAME_MAX = 200
 
@@ -204,11 +204,9 @@ def participant_identifiers_erase(
             assignment__participant=locked, status=Message.Status.QUEUED
         ).update(status=Message.Status.CANCELLED, reason="identifiers erased", updated_at=now),
     }
-    identifying = set(
-        Item.objects.filter(
-            identifier=True, version__instrument__study=locked.study_id
-        ).values_list("variable", flat=True)
-    )
+    # Every instrument's identifiers, whichever instrument an answer is to: erasing more than
+    # the one instrument's is the safe side.
+    identifying = set().union(*identifier_variables(study_id=locked.study_id).values())
     erased_answers = 0
     if identifying:
         for response in Response.objects.filter(assignment__participant=locked).filter(

@@ -83,6 +83,27 @@ def participants_with_identifiers(*, user) -> QuerySet[Participant]:
     return participants_for_user(user=user).filter(study__in=studies_with_identifiers(user=user))
 
 
+def identifier_variables(
+    *, study_id: int | None = None, instrument_id: int | None = None
+) -> dict[int, frozenset[str]]:
+    """Instrument id -> its variables that are identifiers: those whose item is marked as an
+    identifier in any version of the instrument. A question marked in a later version hides
+    the answers given to the earlier ones too, and a version that unmarks it shows none of
+    them again. The one rule for the de-identified datasets (and the analyses, read off them),
+    the answers' page, the data dictionary, the audit log (``surveys.audit.private_variables``)
+    and erasure (``surveys.consent.participant_identifiers_erase``). The study's instruments,
+    or one instrument's; one query."""
+    items = Item.objects.filter(identifier=True)
+    if study_id is not None:
+        items = items.filter(version__instrument__study_id=study_id)
+    if instrument_id is not None:
+        items = items.filter(version__instrument_id=instrument_id)
+    found: dict[int, set[str]] = {}
+    for instrument, variable in items.values_list("version__instrument_id", "variable"):
+        found.setdefault(instrument, set()).add(variable)
+    return {instrument: frozenset(variables) for instrument, variables in found.items()}
+
+
 def sites_for_enrolment(*, user) -> QuerySet[Site]:
     """Where the user may enrol: every site of the studies they lead, and their own sites as a
     coordinator; never in a study where they are a researcher."""
@@ -581,14 +602,19 @@ def response_answer_rows(
     *, response: Response, show_identifiers: bool, language: str = "en"
 ) -> list[tuple[str, str, str]]:
     """(variable, question, answer) for each answered item of the response's version, choice
-    codes with their labels; answers to items marked as identifiers are hidden unless
-    ``show_identifiers`` (researchers never see them)."""
+    codes with their labels; answers to identifiers (``identifier_variables``: marked in any
+    version of the instrument, a later one too) are hidden unless ``show_identifiers``
+    (researchers never see them)."""
+    hidden = frozenset()
+    if not show_identifiers:
+        instrument = response.instrument_id
+        hidden = identifier_variables(instrument_id=instrument).get(instrument, frozenset())
     rows = []
     for item in response.instrument_version.items.order_by("position"):
         if item.variable not in response.answers:
             continue
         value = response.answers[item.variable]
-        if item.identifier and not show_identifiers:
+        if item.variable in hidden:
             shown = "(identifier: hidden)"
         else:
             labels = {

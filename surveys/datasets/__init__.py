@@ -6,8 +6,9 @@ meeting diary's long table; ``csv_rows`` streams any of them as CSV and ``codebo
 their columns. Never a second code path that computes the same variable.
 
 De-identified by design: ``pid`` is a keyed hash (``surveys.datasets.pid``), never the study ID
-or a primary key; no contact detail is read; items marked as identifiers and free text are left
-out unless asked for; dates are days since enrolment.
+or a primary key; no contact detail is read; identifiers (items marked as such in any version
+of their instrument) and free text are left out unless asked for; dates are days since
+enrolment.
 
 Missing codes (``MISSING_CODES``; cells of items and derived measures):
 

@@ -12,9 +12,11 @@ this column order:
    when every wave of the dataset has one instrument, else ``instrument_version_<instrument>``
    for each instrument.
 2. Every item variable of the waves' instruments (all versions; newest version's order first),
-   except descriptive items, items marked as identifiers (unless ``include_identifiers``) and
-   free text (``text``/``notes``, unless ``include_free_text``). Calculated items are included.
-   A multiple-choice item becomes one 0/1 column per choice, ``<variable>___<code>`` (REDCap's
+   except descriptive items, identifiers (unless ``include_identifiers``: items marked as
+   identifiers in any version of their instrument, ``selectors.identifier_variables``, so the
+   answers given to a version before the mark are left out too) and free text
+   (``text``/``notes``, unless ``include_free_text``). Calculated items are included. A
+   multiple-choice item becomes one 0/1 column per choice, ``<variable>___<code>`` (REDCap's
    convention). A date answer becomes days since enrolment (no calendar date leaves the app).
    Single choices with whole-number codes are numbers; a variable shared by two instruments
    (``craving`` at baseline and follow-up) is one column.

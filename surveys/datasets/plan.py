@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from surveys import derived, logic
 from surveys.datasets import codes
 from surveys.models import Instrument, Item, Study, Wave, WaveInstrument
+from surveys.selectors import identifier_variables
 
 ID_COLUMNS = ("pid", "site")
 # Date-shifted exports: calendar dates, each participant's moved back by its own offset.
@@ -69,13 +70,17 @@ def _is_whole(text: str) -> bool:
 
 @dataclass
 class Structure:
-    """The study's design, read in three queries: waves, their instruments, every item."""
+    """The study's design, read in four queries: waves, their instruments, every item, and
+    each instrument's identifiers."""
 
     study: Study
     waves: list[Wave]
     wave_instruments: dict[int, list[Instrument]]
     # instrument id -> [(version id, version number, [items in position order])], newest first
     versions: dict[int, list[tuple[int, int, list[Item]]]]
+    # instrument id -> its identifiers (``selectors.identifier_variables``: marked in any of
+    # its versions, so an answer given to a version without the mark is left out too)
+    identifiers: dict[int, frozenset[str]]
 
     @classmethod
     def load(cls, study: Study) -> "Structure":
@@ -99,7 +104,8 @@ class Structure:
                 entry = by_version[item.version_id] = (item.version_id, item.version.number, [])
                 versions.setdefault(item.version.instrument_id, []).append(entry)
             entry[2].append(item)
-        return cls(study, waves, wave_instruments, versions)
+        identifiers = identifier_variables(study_id=study.pk)
+        return cls(study, waves, wave_instruments, versions, identifiers)
 
     def baseline_wave(self) -> Wave | None:
         single = [wave for wave in self.waves if not wave.recurrence_days]
@@ -153,6 +159,13 @@ class Plan:
             version_id: number
             for found in self.versions.values()
             for version_id, number, _items in found
+        }
+        # instrument id -> the variables left out of the dataset as identifiers
+        self.identifiers: dict[int, frozenset[str]] = {
+            i.pk: frozenset()
+            if include_identifiers
+            else structure.identifiers.get(i.pk, frozenset())
+            for i in self.instruments
         }
 
         for name in ID_COLUMNS + (SHIFTED_ID_COLUMNS if date_shift else ()):
@@ -224,19 +237,18 @@ class Plan:
         """A date answer written as a shifted date (else as days since enrolment)."""
         return self.date_shift and item.kind == Item.Kind.DATE
 
-    def _exported(self, item: Item) -> bool:
-        if item.kind == Item.Kind.DESCRIPTIVE:
-            return False
-        if item.identifier and not self.include_identifiers:
+    def _exported(self, item: Item, identifiers: frozenset[str]) -> bool:
+        if item.kind == Item.Kind.DESCRIPTIVE or item.variable in identifiers:
             return False
         return item.kind not in FREE_TEXT_KINDS or self.include_free_text
 
     def _plan_items(self, instrument: Instrument) -> None:
+        identifiers = self.identifiers[instrument.pk]
         for version_id, number, items in self.versions[instrument.pk]:
             ops = self.ops.setdefault(version_id, [])
             ranges = _answer_ranges(items)
             for item in items:
-                if not self._exported(item):
+                if not self._exported(item, identifiers):
                     continue
                 if item.kind == Item.Kind.MULTIPLE:
                     targets = []

@@ -42,6 +42,7 @@ from surveys.dictionary.common import (
     _in,
 )
 from surveys.models import InstrumentVersion, Item, Study
+from surveys.selectors import identifier_variables
 from surveys.validation import SINCE_LAST_SURVEY
 
 ACTION_TAG = re.compile(r"@([A-Z][A-Z0-9_-]*)(?=$|[\s=(])")
@@ -117,7 +118,10 @@ def dictionary_export(*, study: Study, language: str | None = None) -> str:
     """The study's instruments (their current versions) as a REDCap data dictionary.
 
     Instruments come in the order of the first wave that uses them, then by slug; items by
-    position. Texts are in ``language`` (default: the study's), falling back to English.
+    position. Texts are in ``language`` (default: the study's), falling back to English. An
+    item is an identifier when it is one by the rule the exports follow
+    (``selectors.identifier_variables``: marked in any version), so the dictionary says what
+    the datasets leave out.
     """
     language = language or study.default_language
     instruments = (
@@ -135,14 +139,17 @@ def dictionary_export(*, study: Study, language: str | None = None) -> str:
         "version_id", "position"
     ):
         items[item.version_id].append(item)
+    identifiers = identifier_variables(study_id=study.pk)
 
     lines = [_csv_line(COLUMNS)]
     for instrument in instruments:
         version = latest.get(instrument.pk)
         if version is None:
             continue
+        marked = identifiers.get(instrument.pk, frozenset())
         for item in items[version.pk]:
-            lines.append(_csv_line(_item_row(item, form=instrument.slug, language=language)))
+            row = _item_row(item, form=instrument.slug, language=language, identifiers=marked)
+            lines.append(_csv_line(row))
     return "".join(lines)
 
 
@@ -160,7 +167,7 @@ def _yes(flag) -> str:
     return "y" if flag else ""
 
 
-def _item_row(item: Item, *, form: str, language: str) -> list[str]:
+def _item_row(item: Item, *, form: str, language: str, identifiers: frozenset[str]) -> list[str]:
     options = item.options or {}
     choices = ""
     validation = ""
@@ -207,7 +214,7 @@ def _item_row(item: Item, *, form: str, language: str) -> list[str]:
         VALIDATION: validation,
         MIN: bounds[MIN],
         MAX: bounds[MAX],
-        IDENTIFIER: _yes(item.identifier),
+        IDENTIFIER: _yes(item.variable in identifiers),
         BRANCHING: item.branching,
         REQUIRED: _yes(item.required),
         ALIGNMENT: options.get("alignment", ""),

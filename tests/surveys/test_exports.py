@@ -2,6 +2,7 @@
 no identifier in any byte."""
 
 import io
+import uuid
 
 import pandas as pd
 import pytest
@@ -229,3 +230,166 @@ def test_the_codebooks_missing_codes_read_without_a_formula_guard(study, people,
     book = pd.read_csv(out) if fmt == "csv" else pd.read_excel(out, sheet_name="data")
     cell = book.set_index("name").loc["gender", "missing_codes"]
     assert cell.startswith("(-99) Wave missed") and "(-97) Not shown" in cell
+
+
+# --- An item marked as an identifier only in a later version ---------------------------------
+
+HOME_PHONE = 2125550142
+PHONE_LABEL = "Home phone number (digits)"
+
+
+def _baseline_items(baseline, *, identifier: bool) -> list[dict]:
+    from surveys.instruments import version_items_as_dicts
+
+    items = [
+        item
+        for item in version_items_as_dicts(baseline.current_version)
+        if item["variable"] != "home_phone"
+    ]
+    items.append(
+        {
+            "variable": "home_phone",
+            "kind": "integer",
+            "label": {"en": PHONE_LABEL},
+            "identifier": identifier,
+        }
+    )
+    for position, item in enumerate(items, start=1):
+        item["position"] = position
+    return items
+
+
+def _export_bytes(user, study, **spec) -> bytes:
+    from surveys.exports import ExportSpec, dataset_export
+
+    export = dataset_export(user=user, study=study, spec=ExportSpec(**spec))
+    return b"".join(c.encode() if isinstance(c, str) else c for c in export.chunks)
+
+
+def _read(body: bytes, fmt: str, tmp_path) -> pd.DataFrame:
+    import pyreadstat
+
+    if fmt == "csv":
+        return pd.read_csv(io.BytesIO(body))
+    if fmt == "parquet":
+        return pd.read_parquet(io.BytesIO(body))
+    if fmt == "xlsx":
+        return pd.read_excel(io.BytesIO(body), sheet_name="data")
+    path = tmp_path / f"data.{fmt}"
+    path.write_bytes(body)
+    reader = pyreadstat.read_sav if fmt == "sav" else pyreadstat.read_dta
+    return reader(str(path))[0]
+
+
+def _phone_answered(study, site, enrol, *, identifier: bool):
+    """Ana's baseline, with her home phone, answered while the question is marked as an
+    identifier or not."""
+    from surveys.instruments import instrument_items_set
+    from surveys.models import Instrument
+    from surveys.submission import response_submit
+    from tests.surveys.test_datasets import BASELINE_ANSWERS
+
+    baseline = Instrument.objects.get(study=study, slug="baseline")
+    items = _baseline_items(baseline, identifier=identifier)
+    instrument_items_set(instrument=baseline, items=items)
+    ana = enrol(site=site, enrolled_on=timezone.localdate() - timezone.timedelta(days=3))
+    answers = {k: v for k, v in BASELINE_ANSWERS.items() if k not in ("birth_year", "story")}
+    return response_submit(
+        assignment=ana.assignments.get(wave__slug="baseline", occurrence=0),
+        instrument=baseline,
+        answers={**answers, "home_phone": HOME_PHONE},
+        client_id=uuid.uuid4(),
+    ).response
+
+
+def _phone_marked(response, *, identifier: bool) -> None:
+    """The question marked (or unmarked) as an identifier: a new version, since the one
+    answered has answers."""
+    from surveys.instruments import instrument_items_set
+
+    baseline = response.instrument
+    baseline.refresh_from_db()
+    items = _baseline_items(baseline, identifier=identifier)
+    instrument_items_set(instrument=baseline, items=items)
+    assert baseline.current_version.pk != response.instrument_version_id
+
+
+@pytest.fixture
+def phone_marked_later(study, site_a, enrol, researcher):
+    """Ana answered the baseline's home phone question when it was not marked as an
+    identifier; a de-identified export then kept her lines; the PI then marked the question
+    as an identifier."""
+    response = _phone_answered(study, site_a, enrol, identifier=False)
+    before = _export_bytes(researcher, study, shape="long")  # kept lines, with the phone
+    assert str(HOME_PHONE).encode() in before and b"home_phone" in before
+    _phone_marked(response, identifier=True)
+    return response
+
+
+@pytest.mark.parametrize("shape", ["long", "wide"])
+def test_an_answer_to_a_question_marked_identifier_later_is_in_no_csv_export(
+    study, researcher, phone_marked_later, shape
+):
+    body = _export_bytes(researcher, study, shape=shape)
+    assert b"home_phone" not in body and str(HOME_PHONE).encode() not in body
+    assert len(pd.read_csv(io.BytesIO(body))) > 0  # the rest of the data is there
+    book = _export_bytes(researcher, study, shape="codebook")
+    assert b"home_phone" not in book and PHONE_LABEL.encode() not in book
+
+
+@pytest.mark.parametrize("fmt", ["parquet", "sav", "dta", "xlsx"])
+def test_an_answer_to_a_question_marked_identifier_later_is_in_no_file_export(
+    study, researcher, phone_marked_later, tmp_path, fmt
+):
+    body = _export_bytes(researcher, study, shape="wide", format=fmt)
+    data = _read(body, fmt, tmp_path)
+    assert len(data) == 1 and "age_baseline" in data.columns
+    assert not [name for name in data.columns if "home_phone" in name]
+    assert not data.isin([HOME_PHONE, float(HOME_PHONE), str(HOME_PHONE)]).any().any()
+    assert str(HOME_PHONE).encode() not in body and b"home_phone" not in body
+
+
+def test_the_pis_identified_export_still_has_the_answer(study, staff_user, phone_marked_later):
+    pi = staff_user(study=study, role="pi", username="the-pi")
+    reason = "Calling participants back for the 12-month follow-up, approved by the IRB."
+    body = _export_bytes(pi, study, shape="long", identified=True, reason=reason)
+    frame = pd.read_csv(io.BytesIO(body))
+    assert list(frame.loc[frame["wave"] == "baseline", "home_phone"]) == [HOME_PHONE]
+
+
+def test_a_researcher_sees_the_answer_hidden_on_the_response_page(
+    client, study, researcher, staff_user, phone_marked_later
+):
+    url = reverse("admin:surveys_response_change", args=[phone_marked_later.pk])
+    client.force_login(researcher)
+    page = client.get(url).text
+    assert PHONE_LABEL in page and "(identifier: hidden)" in page
+    assert str(HOME_PHONE) not in page
+    client.force_login(staff_user(study=study, role="pi", username="the-pi"))
+    assert str(HOME_PHONE) in client.get(url).text
+
+
+def test_the_analyses_page_does_not_offer_the_question(
+    client, study, researcher, phone_marked_later
+):
+    client.force_login(researcher)
+    page = client.get(reverse("admin:recovery_analysisrun_study", args=[study.pk])).text
+    assert "Age" in page or "age" in page  # the baseline's covariates are offered
+    assert "home_phone" not in page and PHONE_LABEL not in page
+
+
+def test_a_question_unmarked_later_stays_an_identifier_in_exports_and_the_dictionary(
+    study, site_a, enrol, researcher
+):
+    """Unmarking a question in a new version does not hand out what was answered under the
+    mark: the datasets still leave it out, and the data dictionary says so."""
+    from surveys.dictionary import dictionary_export
+
+    response = _phone_answered(study, site_a, enrol, identifier=True)
+    _phone_marked(response, identifier=False)
+    for shape in ("long", "wide", "codebook"):
+        body = _export_bytes(researcher, study, shape=shape)
+        assert b"home_phone" not in body and str(HOME_PHONE).encode() not in body
+    dictionary = pd.read_csv(io.StringIO(dictionary_export(study=study)), dtype=str)
+    row = dictionary.set_index("Variable / Field Name").loc["home_phone"]
+    assert row["Identifier?"] == "y"
