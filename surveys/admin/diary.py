@@ -2,11 +2,9 @@
 
 Entries are written by the participant (surveys/participant_diary.py), never here. Days are
 shown as days since enrolment, never as calendar dates, so every staff role sees the same
-de-identified view; the CSV download is the same table the dataset exporter uses
-(``selectors.diary_entries_table``).
+de-identified view; the CSV download is the dataset export's diary table.
 """
 
-import csv
 
 from django.contrib import admin
 from django.core.exceptions import PermissionDenied
@@ -16,8 +14,8 @@ from django.urls import path
 
 from surveys import diary, selectors
 from surveys.admin.base import RELATED_ONLY, ReadOnlyMixin
-from surveys.audit import audit_log
-from surveys.models import AuditEvent, DiaryEntry
+from surveys.exports import ExportSpec, dataset_export
+from surveys.models import DiaryEntry
 
 
 class _Echo:
@@ -115,39 +113,16 @@ class DiaryEntryAdmin(ReadOnlyMixin, admin.ModelAdmin):
 
     def export_view(self, request, study_id: int):
         """The study's diary as a tidy long CSV (one row per meeting), within the user's
-        sites, de-identified: study IDs and days since enrolment only."""
+        sites: the dataset export's diary table (``dataset_export``, shape "diary"), so the
+        same pseudonymous pid as the study's datasets (a researcher joins the two on it), days
+        since enrolment, and audited like every export."""
         if not self.has_view_permission(request):
             raise PermissionDenied
         study = get_object_or_404(selectors.studies_for_user(user=request.user), pk=study_id)
-        people = selectors.participants_for_user(user=request.user)
-        rows = selectors.diary_entries_table(study=study, participants=people)
-        # Audited like every export: who, when, from where, what and how many rows.
-        audit_log(
-            action=AuditEvent.Action.DATASET_EXPORT,
-            request=request,
-            study=study,
-            details={
-                "shape": "diary",
-                "format": "csv",
-                "from": "diary page",
-                "sites": sorted(
-                    selectors.sites_for_user(user=request.user)
-                    .filter(study=study)
-                    .values_list("code", flat=True)
-                ),
-                "rows": DiaryEntry.objects.filter(
-                    participant__study=study, participant__in=people.values("pk")
-                ).count(),
-                "identified": False,
-            },
+        export = dataset_export(
+            user=request.user, study=study, spec=ExportSpec(shape="diary"), request=request
         )
-        writer = csv.writer(_Echo())
-
-        def lines():
-            yield writer.writerow(selectors.DIARY_TABLE_COLUMNS)
-            for row in rows:
-                yield writer.writerow(row)
-
-        response = StreamingHttpResponse(lines(), content_type="text/csv; charset=utf-8")
-        response["Content-Disposition"] = f'attachment; filename="{study.slug}_diary.csv"'
+        response = StreamingHttpResponse(export.chunks, content_type=export.content_type)
+        response["Content-Disposition"] = f'attachment; filename="{export.filename}"'
+        response["Cache-Control"] = "no-store"
         return response

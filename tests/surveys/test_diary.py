@@ -16,6 +16,7 @@ from django.utils import timezone, translation
 from django.utils.formats import date_format
 
 from surveys import diary
+from surveys.datasets.pid import export_pid
 from surveys.dictionary import dictionary_export
 from surveys.links import participant_link_create
 from surveys.models import Assignment, DiaryEntry, StaffRole
@@ -374,6 +375,18 @@ def two_sites(site_a, site_b, enrol):
     return a, b
 
 
+def download_dataset(client, study):
+    """The study's wide dataset from the Export data page, read as a researcher would."""
+    import pandas as pd
+
+    reply = client.post(
+        reverse("admin:surveys_study_export", args=[study.pk]),
+        {"shape": "wide", "format": "csv", "dates": "days"},
+    )
+    assert reply.status_code == 200, reply.content[:500]
+    return pd.read_csv(io.BytesIO(b"".join(reply.streaming_content)))
+
+
 def download(client, study):
     reply = client.get(reverse("admin:surveys_diaryentry_export", args=[study.pk]))
     assert reply.status_code == 200
@@ -386,13 +399,20 @@ def test_the_csv_is_a_tidy_de_identified_table(client, staff_user, study, two_si
     client.force_login(pi)
     text = download(client, study)
     rows = list(csv.reader(io.StringIO(text)))
-    assert tuple(rows[0]) == DIARY_TABLE_COLUMNS
-    assert rows[1:] == [
-        ["LDN-0001", "LDN", "6", "SMART Recovery", "online", "Online (video, phone or chat)",
+    assert tuple(rows[0]) == ("pid", *DIARY_TABLE_COLUMNS[1:])
+    a, b = two_sites
+    pid_a, pid_b = (export_pid(study, participant_id=p.pk, code=p.code) for p in (a, b))
+    assert pid_a.startswith("P") and len(pid_a) == 17  # the keyed hash, not the study ID
+    assert sorted(rows[1:]) == sorted([
+        [pid_b, "LDN", "6", "SMART Recovery", "online", "Online (video, phone or chat)",
          "8", "10"],
-        ["NYC-0001", "NYC", "1", "Narcotics Anonymous", "inperson", "In person", "15", "20"],
-        ["NYC-0001", "NYC", "1", "Narcotics Anonymous", "inperson", "In person", "19", "20"],
-    ]  # fmt: skip
+        [pid_a, "NYC", "1", "Narcotics Anonymous", "inperson", "In person", "15", "20"],
+        [pid_a, "NYC", "1", "Narcotics Anonymous", "inperson", "In person", "19", "20"],
+    ])  # fmt: skip
+    assert "NYC-0001" not in text and "LDN-0001" not in text
+    # The same pid as the study's dataset: the diary joins it.
+    wide = download_dataset(client, study)
+    assert {pid_a, pid_b} <= set(wide["pid"])
     assert not re.search(r"\d{4}-\d{2}-\d{2}|\d{1,2}/\d{1,2}/\d{2,4}", text)  # no calendar dates
     for identifier in ("Lupe", "lupe@example.org", "sam@example.org", "2125550177", "@"):
         assert identifier not in text
@@ -409,15 +429,9 @@ def test_every_download_of_the_diary_is_audited(client, staff_user, study, two_s
     text = download(client, study)
     event = AuditEvent.objects.get(action=AuditEvent.Action.DATASET_EXPORT)
     assert (event.username, event.study_id) == ("coord-b", study.pk)
-    assert event.details == {
-        "shape": "diary",
-        "format": "csv",
-        "from": "diary page",
-        "sites": ["LDN"],
-        "rows": len(text.splitlines()) - 1,
-        "identified": False,
-    }
-    assert event.details["rows"] == 1
+    assert event.details["shape"] == "diary" and event.details["format"] == "csv"
+    assert event.details["identified"] is False
+    assert event.details["rows"] == len(text.splitlines()) - 1 == 1
 
 
 def test_a_coordinator_of_another_site_sees_none_of_them(client, staff_user, study, two_sites):
@@ -430,7 +444,10 @@ def test_a_coordinator_of_another_site_sees_none_of_them(client, staff_user, stu
     assert listing.status_code == 200
     assert "LDN-0001" in listing.text and "NYC-0001" not in listing.text
     text = download(client, study)
-    assert "LDN-0001" in text and "NYC-0001" not in text
+    a, b = two_sites
+    assert export_pid(study, participant_id=b.pk, code=b.code) in text
+    assert export_pid(study, participant_id=a.pk, code=a.code) not in text
+    assert '"NYC"' not in text
     theirs = DiaryEntry.objects.filter(participant__code="NYC-0001").first()
     page = client.get(reverse("admin:surveys_diaryentry_change", args=[theirs.pk]))
     assert page.status_code in (302, 404)
