@@ -598,13 +598,19 @@ def participant_timeline(
     return sorted(events, key=lambda e: e.at, reverse=True)
 
 
+# Questions answered in the participant's own words: they may name people, so they leave the
+# system only in identified exports, and researchers do not read them on the response page.
+FREE_TEXT_KINDS = frozenset({Item.Kind.TEXT, Item.Kind.NOTES})
+
+
 def response_answer_rows(
     *, response: Response, show_identifiers: bool, language: str = "en"
 ) -> list[tuple[str, str, str]]:
     """(variable, question, answer) for each answered item of the response's version, choice
     codes with their labels; answers to identifiers (``identifier_variables``: marked in any
-    version of the instrument, a later one too) are hidden unless ``show_identifiers``
-    (researchers never see them)."""
+    version of the instrument, a later one too) and free text are hidden unless
+    ``show_identifiers`` (researchers never see them, as de-identified exports leave them
+    out)."""
     hidden = frozenset()
     if not show_identifiers:
         instrument = response.instrument_id
@@ -616,6 +622,8 @@ def response_answer_rows(
         value = response.answers[item.variable]
         if item.variable in hidden:
             shown = "(identifier: hidden)"
+        elif item.kind in FREE_TEXT_KINDS and not show_identifiers:
+            shown = "(free text: hidden)"
         else:
             labels = {
                 str(choice.get("code")): (choice.get("label") or {}).get(language, "")

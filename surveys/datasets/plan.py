@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from surveys import derived, logic
 from surveys.datasets import codes
 from surveys.models import Instrument, Item, Study, Wave, WaveInstrument
-from surveys.selectors import identifier_variables
+from surveys.selectors import FREE_TEXT_KINDS, identifier_variables
 
 ID_COLUMNS = ("pid", "site")
 # Date-shifted exports: calendar dates, each participant's moved back by its own offset.
@@ -25,7 +25,6 @@ ROW_COLUMNS = (
     "days_since_enrolment",
     "days_since_window_opened",
 )
-FREE_TEXT_KINDS = {Item.Kind.TEXT, Item.Kind.NOTES}
 READ_AS_TEXT = {Item.Kind.TEXT, Item.Kind.NOTES, Item.Kind.MULTIPLE, Item.Kind.DATE}
 EXPANDED = "___"  # <variable>___<code>
 BASELINE_SUFFIX = "_bl"

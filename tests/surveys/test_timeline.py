@@ -33,10 +33,14 @@ def followed(site_a, enrol, coordinator_a):
         version=version, position=999, variable="sponsor_name", kind="text",
         label={"en": "Your sponsor's first name"}, identifier=True,
     )  # fmt: skip
+    Item.objects.create(
+        version=version, position=1000, variable="week_note", kind="notes",
+        label={"en": "Anything else about your week?"},
+    )  # fmt: skip
     now = timezone.now()
     Response.objects.create(
         assignment=baseline, instrument=version.instrument, instrument_version=version,
-        answers={"sponsor_name": "Marta", "gender": "2"},
+        answers={"sponsor_name": "Marta", "gender": "2", "week_note": "Saw Joe at the clinic"},
         status="submitted", started_at=now, submitted_at=now,
     )  # fmt: skip
     sent = Message.objects.filter(assignment__participant=participant, assignment__wave__slug="m1")
@@ -130,6 +134,7 @@ def test_opening_a_response_is_audited_and_identifiers_are_hidden_from_researche
     client.force_login(coordinator_a)
     page = client.get(url).text
     assert "Marta" in page and "Which best describes your gender?" in page
+    assert "Saw Joe at the clinic" in page
     event = AuditEvent.objects.filter(action="response_view").latest("at")
     assert (event.user, event.participant, event.object_id) == (
         coordinator_a,
@@ -140,4 +145,6 @@ def test_opening_a_response_is_audited_and_identifiers_are_hidden_from_researche
     client.force_login(researcher)
     page = client.get(url).text
     assert "Marta" not in page and "(identifier: hidden)" in page
+    # Free text may name people: researchers read it nowhere (exports leave it out too).
+    assert "Saw Joe" not in page and "(free text: hidden)" in page
     assert AuditEvent.objects.filter(action="response_view").count() == before + 2
