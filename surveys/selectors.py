@@ -104,6 +104,15 @@ def identifier_variables(
     return {instrument: frozenset(variables) for instrument, variables in found.items()}
 
 
+def study_identifier_variables(*, study_id: int) -> frozenset[str]:
+    """The variables that are identifiers anywhere in the study: marked in any version of any
+    of its instruments (``identifier_variables``, joined). The dataset merges a variable asked
+    in two instruments into one column, so a mark in one keeps the other's answers out too:
+    the rule for the de-identified datasets, the answers' page and the data dictionary, as
+    for erasure."""
+    return frozenset().union(*identifier_variables(study_id=study_id).values())
+
+
 def sites_for_enrolment(*, user) -> QuerySet[Site]:
     """Where the user may enrol: every site of the studies they lead, and their own sites as a
     coordinator; never in a study where they are a researcher."""
@@ -607,14 +616,13 @@ def response_answer_rows(
     *, response: Response, show_identifiers: bool, language: str = "en"
 ) -> list[tuple[str, str, str]]:
     """(variable, question, answer) for each answered item of the response's version, choice
-    codes with their labels; answers to identifiers (``identifier_variables``: marked in any
-    version of the instrument, a later one too) and free text are hidden unless
-    ``show_identifiers`` (researchers never see them, as de-identified exports leave them
-    out)."""
+    codes with their labels; answers to identifiers (``study_identifier_variables``: marked
+    in any version of any of the study's instruments, a later one too) and free text are
+    hidden unless ``show_identifiers`` (researchers never see them, as de-identified exports
+    leave them out)."""
     hidden = frozenset()
     if not show_identifiers:
-        instrument = response.instrument_id
-        hidden = identifier_variables(instrument_id=instrument).get(instrument, frozenset())
+        hidden = study_identifier_variables(study_id=response.instrument.study_id)
     rows = []
     for item in response.instrument_version.items.order_by("position"):
         if item.variable not in response.answers:

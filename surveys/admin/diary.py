@@ -5,7 +5,6 @@ shown as days since enrolment, never as calendar dates, so every staff role sees
 de-identified view; the CSV download is the dataset export's diary table.
 """
 
-
 from django.contrib import admin
 from django.core.exceptions import PermissionDenied
 from django.http import StreamingHttpResponse

@@ -13,7 +13,7 @@ this column order:
    for each instrument.
 2. Every item variable of the waves' instruments (all versions; newest version's order first),
    except descriptive items, identifiers (unless ``include_identifiers``: items marked as
-   identifiers in any version of their instrument, ``selectors.identifier_variables``, so the
+   identifiers in any version of any instrument, ``selectors.study_identifier_variables``, so the
    answers given to a version before the mark are left out too) and free text
    (``text``/``notes``, unless ``include_free_text``). Calculated items are included. A
    multiple-choice item becomes one 0/1 column per choice, ``<variable>___<code>`` (REDCap's

@@ -5,7 +5,7 @@ changed, so each participant's lines are kept (``DatasetLine``) under two keys:
 
 - the **plan key** (``DatasetLinePlan``): everything that shapes every participant's lines —
   the dataset's columns and their metadata (which follow from the study's design and the
-  export's options), the identifiers left out (``selectors.identifier_variables``), the
+  export's options), the identifiers left out (``selectors.study_identifier_variables``), the
   study's design itself, the shape, codes or labels, the participant ID
   setting, a fingerprint of the secret key (pids and date shifts are keyed by it), and the
   fingerprint of the software (``surveys.fingerprint``: the project's code and the versions of
@@ -113,7 +113,7 @@ def plan_key(dataset, *, shape: str, labels: bool) -> str:
         "columns": dataset.columns_meta,
         # what decides which items are columns at all: a question marked as an identifier in
         # a new version takes the column out of the lines of answers to the older ones too
-        "identifiers": {str(i): sorted(found) for i, found in plan.identifiers.items()},
+        "identifiers": sorted(plan.identifiers),
         "structure": _structure(dataset.structure),
     }
     text = json.dumps(payload, sort_keys=True, default=str)

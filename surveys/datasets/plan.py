@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from surveys import derived, logic
 from surveys.datasets import codes
 from surveys.models import Instrument, Item, Study, Wave, WaveInstrument
-from surveys.selectors import FREE_TEXT_KINDS, identifier_variables
+from surveys.selectors import FREE_TEXT_KINDS, study_identifier_variables
 
 ID_COLUMNS = ("pid", "site")
 # Date-shifted exports: calendar dates, each participant's moved back by its own offset.
@@ -77,9 +77,10 @@ class Structure:
     wave_instruments: dict[int, list[Instrument]]
     # instrument id -> [(version id, version number, [items in position order])], newest first
     versions: dict[int, list[tuple[int, int, list[Item]]]]
-    # instrument id -> its identifiers (``selectors.identifier_variables``: marked in any of
-    # its versions, so an answer given to a version without the mark is left out too)
-    identifiers: dict[int, frozenset[str]]
+    # the study's identifiers (``selectors.study_identifier_variables``: marked in any version
+    # of any instrument, so an answer given to a version or an instrument without the mark is
+    # left out too)
+    identifiers: frozenset[str]
 
     @classmethod
     def load(cls, study: Study) -> "Structure":
@@ -103,7 +104,7 @@ class Structure:
                 entry = by_version[item.version_id] = (item.version_id, item.version.number, [])
                 versions.setdefault(item.version.instrument_id, []).append(entry)
             entry[2].append(item)
-        identifiers = identifier_variables(study_id=study.pk)
+        identifiers = study_identifier_variables(study_id=study.pk)
         return cls(study, waves, wave_instruments, versions, identifiers)
 
     def baseline_wave(self) -> Wave | None:
@@ -159,13 +160,10 @@ class Plan:
             for found in self.versions.values()
             for version_id, number, _items in found
         }
-        # instrument id -> the variables left out of the dataset as identifiers
-        self.identifiers: dict[int, frozenset[str]] = {
-            i.pk: frozenset()
-            if include_identifiers
-            else structure.identifiers.get(i.pk, frozenset())
-            for i in self.instruments
-        }
+        # the variables left out of the dataset as identifiers
+        self.identifiers: frozenset[str] = (
+            frozenset() if include_identifiers else structure.identifiers
+        )
 
         for name in ID_COLUMNS + (SHIFTED_ID_COLUMNS if date_shift else ()):
             self._add(Column(name=name, label=_ROW_LABELS[name], dtype=STRING, role="id"))
@@ -236,18 +234,17 @@ class Plan:
         """A date answer written as a shifted date (else as days since enrolment)."""
         return self.date_shift and item.kind == Item.Kind.DATE
 
-    def _exported(self, item: Item, identifiers: frozenset[str]) -> bool:
-        if item.kind == Item.Kind.DESCRIPTIVE or item.variable in identifiers:
+    def _exported(self, item: Item) -> bool:
+        if item.kind == Item.Kind.DESCRIPTIVE or item.variable in self.identifiers:
             return False
         return item.kind not in FREE_TEXT_KINDS or self.include_free_text
 
     def _plan_items(self, instrument: Instrument) -> None:
-        identifiers = self.identifiers[instrument.pk]
         for version_id, number, items in self.versions[instrument.pk]:
             ops = self.ops.setdefault(version_id, [])
             ranges = _answer_ranges(items)
             for item in items:
-                if not self._exported(item, identifiers):
+                if not self._exported(item):
                     continue
                 if item.kind == Item.Kind.MULTIPLE:
                     targets = []

@@ -42,7 +42,7 @@ from surveys.dictionary.common import (
     _in,
 )
 from surveys.models import InstrumentVersion, Item, Study
-from surveys.selectors import identifier_variables
+from surveys.selectors import study_identifier_variables
 from surveys.validation import SINCE_LAST_SURVEY
 
 ACTION_TAG = re.compile(r"@([A-Z][A-Z0-9_-]*)(?=$|[\s=(])")
@@ -120,7 +120,8 @@ def dictionary_export(*, study: Study, language: str | None = None) -> str:
     Instruments come in the order of the first wave that uses them, then by slug; items by
     position. Texts are in ``language`` (default: the study's), falling back to English. An
     item is an identifier when it is one by the rule the exports follow
-    (``selectors.identifier_variables``: marked in any version), so the dictionary says what
+    (``selectors.study_identifier_variables``: marked in any version of any instrument), so
+    the dictionary says what
     the datasets leave out.
     """
     language = language or study.default_language
@@ -139,16 +140,15 @@ def dictionary_export(*, study: Study, language: str | None = None) -> str:
         "version_id", "position"
     ):
         items[item.version_id].append(item)
-    identifiers = identifier_variables(study_id=study.pk)
+    identifiers = study_identifier_variables(study_id=study.pk)
 
     lines = [_csv_line(COLUMNS)]
     for instrument in instruments:
         version = latest.get(instrument.pk)
         if version is None:
             continue
-        marked = identifiers.get(instrument.pk, frozenset())
         for item in items[version.pk]:
-            row = _item_row(item, form=instrument.slug, language=language, identifiers=marked)
+            row = _item_row(item, form=instrument.slug, language=language, identifiers=identifiers)
             lines.append(_csv_line(row))
     return "".join(lines)
 

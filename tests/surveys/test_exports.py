@@ -393,3 +393,38 @@ def test_a_question_unmarked_later_stays_an_identifier_in_exports_and_the_dictio
     dictionary = pd.read_csv(io.StringIO(dictionary_export(study=study)), dtype=str)
     row = dictionary.set_index("Variable / Field Name").loc["home_phone"]
     assert row["Identifier?"] == "y"
+
+
+def test_a_question_marked_in_another_instrument_is_an_identifier_in_every_one(
+    client, study, site_a, enrol, researcher
+):
+    """The follow-up asks the same home phone question, marked as an identifier; the baseline's
+    copy is not. The dataset puts both in one column, so the baseline's answers stay out too
+    (as erasure treats them), on the response page as well, and the dictionary says so."""
+    from surveys.dictionary import dictionary_export
+    from surveys.instruments import instrument_items_set, version_items_as_dicts
+    from surveys.models import Instrument
+
+    response = _phone_answered(study, site_a, enrol, identifier=False)
+    followup = Instrument.objects.get(study=study, slug="followup")
+    items = version_items_as_dicts(followup.current_version)
+    items.append(
+        {
+            "variable": "home_phone",
+            "kind": "integer",
+            "label": {"en": PHONE_LABEL},
+            "identifier": True,
+            "position": len(items) + 1,
+        }
+    )
+    instrument_items_set(instrument=followup, items=items)
+    for shape in ("long", "wide", "codebook"):
+        body = _export_bytes(researcher, study, shape=shape)
+        assert b"home_phone" not in body and str(HOME_PHONE).encode() not in body
+    client.force_login(researcher)
+    page = client.get(reverse("admin:surveys_response_change", args=[response.pk])).text
+    assert "(identifier: hidden)" in page and str(HOME_PHONE) not in page
+    dictionary = pd.read_csv(io.StringIO(dictionary_export(study=study)), dtype=str)
+    rows = dictionary[dictionary["Variable / Field Name"] == "home_phone"]
+    assert list(rows["Form Name"]) == ["baseline", "followup"]
+    assert list(rows["Identifier?"]) == ["y", "y"]
