@@ -17,13 +17,6 @@ from surveys.exports import ExportSpec, dataset_export
 from surveys.models import DiaryEntry
 
 
-class _Echo:
-    """A file-like object whose write returns the line, for a streamed CSV."""
-
-    def write(self, value: str) -> str:
-        return value
-
-
 class _ChoiceFilter(admin.SimpleListFilter):
     """A filter by a diary code, listing the registered choices with their English labels."""
 
