@@ -26,7 +26,8 @@ from surveys import exports, retention, selectors
 from surveys.audit import phones_shown_audit
 from surveys.consent import ConsentInput
 from surveys.models import Consent, DatasetExportJob, Language, Participant, StaffRole
-from surveys.services import CONTACT_FIELDS, participant_enrol
+from surveys.participant_import import contact_already_enrolled
+from surveys.services import CONTACT_FIELDS, participant_enrol, participant_today
 
 
 class ParticipantEnrolApi(APIView):
@@ -98,6 +99,11 @@ class ParticipantEnrolApi(APIView):
         unknown = set(fields.get("contact", {})) - set(CONTACT_FIELDS)
         if unknown:
             return _errors({"contact": [f"Unknown fields: {', '.join(sorted(unknown))}."]})
+        taken = contact_already_enrolled(
+            study=study, contact=contact.validated_data, user=request.user, request=request
+        )
+        if taken:
+            return _errors({f"contact.{name}": [problem] for name, problem in taken.items()})
         given = consent.validated_data
         version = None
         if given.get("version"):
@@ -116,12 +122,15 @@ class ParticipantEnrolApi(APIView):
                     {"consent.obtained_by": [f"{given['obtained_by']} has no role in the study."]}
                 )
             obtained_by = obtained_by.user
+        zone = fields.get("timezone") or site.timezone
         participant = Participant(
             study=study,
             site=site,
             code=fields.get("study_id", ""),
-            enrolled_on=fields.get("enrolled_on") or timezone.localdate(),
-            timezone=fields.get("timezone") or site.timezone,
+            # Not given: today on the participant's clock (the server's is UTC, a day ahead of
+            # New York's every evening), as an import's line does.
+            enrolled_on=fields.get("enrolled_on") or participant_today(timezone_name=zone),
+            timezone=zone,
             language=fields.get("language") or study.default_language,
             preferred_channel=fields.get("preferred_channel")
             or (

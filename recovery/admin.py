@@ -277,7 +277,7 @@ class AnalysisRunAdmin(admin.ModelAdmin):
         runs = analysis_runs_for_user(user=request.user).filter(study=study)
         initial = default_spec(study=study, variables=variables)
         again = request.GET.get("from")
-        if again and again.isdigit():
+        if again and again.isdecimal():
             previous = runs.filter(pk=int(again)).first()
             if previous is not None:
                 initial = AnalysisSpec.from_dict(previous.parameters)

@@ -520,6 +520,46 @@ def _context(*, study: Study, user, sites: list[Site], csv_file: CsvFile) -> _Co
     )
 
 
+ALREADY_ENROLLED = {"email": "e-mail address", "phone": "phone number"}
+
+
+def contact_already_enrolled(*, study: Study, contact: dict, user, request=None) -> dict[str, str]:
+    """Field -> problem, for an e-mail address or phone number another participant of the
+    study already has: the API's enrolment refuses it as an import's line does (a client
+    sending the same enrolment again after a lost reply would otherwise enrol the person
+    twice). The other participant's study ID is named only where the user may enrol at their
+    site; a match at another site is on that participant's record, as an import's is."""
+    problems = {}
+    mine = {site.pk for site in sites_user_may_enrol(user=user, study=study)}
+    for column, what in ALREADY_ENROLLED.items():
+        lookup = contact_lookup(column, contact.get(column) or "")
+        if not lookup:
+            continue
+        found = (
+            ParticipantContact.objects.filter(
+                participant__study=study, **{f"{column}_lookup": lookup}
+            )
+            .select_related("participant")
+            .first()
+        )
+        if found is None:
+            continue
+        other = found.participant
+        known = other.site_id in mine
+        problems[column] = f"A participant of this study already has this {what}" + (
+            f" ({other.code})." if known else " (at another site)."
+        )
+        if not known:
+            audit_log(
+                action=AuditEvent.Action.PARTICIPANT_IMPORT,
+                user=user,
+                request=request,
+                participant=other,
+                details={"refused_enrolment": "already enrolled at another site", "by": "api"},
+            )
+    return problems
+
+
 def _date(value: str) -> date:
     if not _ISO_DATE.fullmatch(value):
         raise ValueError

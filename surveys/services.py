@@ -143,12 +143,27 @@ def enrolment_today(*, timezone_name: str, now: datetime) -> date:
     return latest
 
 
+def participant_today(*, timezone_name: str, now: datetime | None = None) -> date:
+    """Today on the participant's clock; on the server's for a time zone that does not exist
+    (the timezone field's own check refuses it)."""
+    now = now or timezone.now()
+    try:
+        return timezone.localdate(now, timezone=ZoneInfo(timezone_name))
+    except (ZoneInfoNotFoundError, ValueError):
+        return timezone.localdate(now)
+
+
+# No study enrols anyone before this day: an earlier one is a typo of the year (0026 for 2026),
+# and a day near year 1 would not fit the schedule's date arithmetic.
+EARLIEST_ENROLMENT = date(2000, 1, 1)
+
+
 def enrolment_date_validate(
     *, enrolled_on: date, timezone_name: str, consent: ConsentInput | None, now: datetime
 ) -> None:
-    """Refuse, on ``enrolled_on``, an enrolment day ahead of today or before the consent it
-    rests on. Every way in runs it: the admin's form, the API (through ``participant_enrol``)
-    and each line of a CSV import.
+    """Refuse, on ``enrolled_on``, an enrolment day ahead of today, before the consent it
+    rests on, or before ``EARLIEST_ENROLMENT``. Every way in runs it: the admin's form, the
+    API (through ``participant_enrol``) and each line of a CSV import.
 
     Today is the later of the server's date and the participant's (``timezone_name``): a day
     that has begun on either clock is not refused, whichever side of midnight the coordinator
@@ -156,6 +171,20 @@ def enrolment_date_validate(
     """
     latest = enrolment_today(timezone_name=timezone_name, now=now)
     consented_on = consent.consented_on if consent is not None else None
+    if enrolled_on < EARLIEST_ENROLMENT:
+        raise ValidationError(
+            {
+                "enrolled_on": ValidationError(
+                    "%(enrolled_on)s is too long ago: is the year right? Write the day the "
+                    "participant was enrolled, %(earliest)s at the earliest.",
+                    code="enrolled_too_long_ago",
+                    params={
+                        "enrolled_on": enrolled_on.isoformat(),
+                        "earliest": EARLIEST_ENROLMENT.isoformat(),
+                    },
+                )
+            }
+        )
     if enrolled_on > latest:
         raise ValidationError(
             {

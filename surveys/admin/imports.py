@@ -154,7 +154,7 @@ class ParticipantImportViews:
     def template(self, request):
         studies = self._studies(request)
         wanted = request.GET.get("study", "")
-        study = (studies.filter(pk=wanted).first() if wanted.isdigit() else None) or studies[0]
+        study = (studies.filter(pk=wanted).first() if wanted.isdecimal() else None) or studies[0]
         response = HttpResponse(
             import_template_csv(
                 study=study, sites=sites_user_may_enrol(user=request.user, study=study)

@@ -64,7 +64,7 @@ def _label(texts: dict, language: str) -> str:
 
 
 def _is_whole(text: str) -> bool:
-    return text.lstrip("-").isdigit()
+    return text.lstrip("-").isdecimal()
 
 
 @dataclass

@@ -267,6 +267,11 @@ def _parse(text: str, *, language: str) -> dict[str, list[_Row]]:
             add("", f"the row has {len(raw)} cells; a REDCap data dictionary has 18")
             continue
         cells = [cell.replace("\r\n", "\n").strip() for cell in raw[: len(COLUMNS)]]
+        nul = [column for column, cell in zip(COLUMNS, cells, strict=False) if "\x00" in cell]
+        if nul:  # PostgreSQL stores no NUL in text or JSON: a cell with one is refused
+            for column in nul:
+                add(column, "the cell holds a NUL character (\\0); remove it and upload again")
+            continue
         values = dict(zip(COLUMNS, cells + [""] * (len(COLUMNS) - len(cells)), strict=True))
         values = _formula_unguard(values)
 
@@ -509,7 +514,7 @@ def _diary_option(text: str, *, add: Callable[[str, str], None], variable: str) 
                 f"{variable}: @DIARY takes group=CODE, format=CODE and days=N, not {part!r}",
             )
         elif key == "days":
-            if not value.isdigit() or int(value) < 1:
+            if not value.isdecimal() or int(value) < 1:
                 add(ANNOTATION, f"{variable}: @DIARY days is a whole number of days, not {value!r}")
             else:
                 option["days"] = int(value)

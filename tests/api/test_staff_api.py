@@ -1,7 +1,7 @@
 """The staff API: tokens (hashed, expiring, revocable), enrolment with consent, and the call
 list, each scoped like the admin pages."""
 
-from datetime import timedelta
+from datetime import UTC, date, datetime, timedelta
 
 import pytest
 from django.core.exceptions import ValidationError
@@ -415,3 +415,44 @@ def test_the_dataset_export_api_streams_the_same_scoped_audited_file(
     assert pd.read_parquet(io.BytesIO(b"".join(parquet.streaming_content))).shape[0] == 10
     assert AuditEvent.objects.filter(action="dataset_export").count() == 3
     assert client.get("/api/v1/studies/nope/export/", **bearer(key)).status_code == 404
+
+
+# Enrolled without a date: today where the participant lives, not the server's UTC day.
+
+
+def utc(*args):
+    return datetime(*args, tzinfo=UTC)
+
+
+@pytest.mark.parametrize(
+    ("zone", "now", "local_today"),
+    [
+        # 21:00 on 1 June in New York (EDT) is already 2 June in UTC.
+        ("America/New_York", utc(2026, 6, 2, 1, 0), date(2026, 6, 1)),
+        # 02:00 on 2 June on Kiritimati (UTC+14) is still 1 June in UTC.
+        ("Pacific/Kiritimati", utc(2026, 6, 1, 12, 0), date(2026, 6, 2)),
+    ],
+)
+def test_api_enrolment_without_a_date_uses_the_participants_local_day(
+    client, study, coordinator_a, monkeypatch, zone, now, local_today
+):
+    monkeypatch.setattr(timezone, "now", lambda: now)
+    _, key = staff_token_create(user=coordinator_a, name="laptop", scopes=SCOPES)
+    reply = client.post(
+        f"/api/v1/studies/{study.slug}/participants/",
+        {
+            "site": "NYC",
+            "timezone": zone,
+            "contact": {"email": "luz@example.org"},
+            "consent": {"method": "verbal", "date": "2026-06-01"},
+        },  # no enrolled_on: "today"
+        content_type="application/json",
+        HTTP_AUTHORIZATION=f"Bearer {key}",
+    )
+    assert reply.status_code == 201, reply.json()
+    participant = Participant.objects.get()
+    month1 = participant.assignments.get(wave__slug="m1")
+    assert (participant.enrolled_on, month1.due_day()) == (
+        local_today,
+        local_today + timedelta(days=30),
+    )
