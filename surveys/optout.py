@@ -9,7 +9,8 @@ from datetime import datetime
 from django.db import transaction
 
 from surveys.fields import contact_lookup
-from surveys.models import Message, Participant, ParticipantContact
+from surveys.models import Assignment, Message, Participant, ParticipantContact
+from surveys.reminders import reminders_plan
 
 # The reason queued texts carry once cancelled by a STOP reply.
 OPTED_OUT_REASON = "opted out (STOP)"
@@ -33,11 +34,22 @@ def _participants_with_phone(phone: str):
     return Participant.objects.filter(pk__in=pks)
 
 
+def _replanned(participants, now: datetime) -> None:
+    """Their surveys' invitations and reminders planned again on the channel they may now be
+    reached by (``reminders.channel_for``: the preferred one, else the other): a STOP moves
+    them to e-mail where there is an address, a START back to texts."""
+    reminders_plan(
+        assignments=list(Assignment.objects.filter(participant__in=participants).only("pk")),
+        now=now,
+    )
+
+
 @transaction.atomic
 def sms_opt_out(*, phone: str, now: datetime) -> int:
     """Stop texts to everyone with this number: mark them opted out (keeping an earlier
-    opt-out's time) and cancel their queued texts. Returns how many participants were newly
-    opted out; their queued texts are cancelled either way."""
+    opt-out's time), cancel their queued texts and plan their messages again (by e-mail where
+    they have an address). Returns how many participants were newly opted out; their queued
+    texts are cancelled either way."""
     participants = _participants_with_phone(phone)
     changed = participants.filter(sms_opt_out_at__isnull=True).update(
         sms_opt_out_at=now, updated_at=now
@@ -47,15 +59,20 @@ def sms_opt_out(*, phone: str, now: datetime) -> int:
         channel=Message.Channel.SMS,
         status=Message.Status.QUEUED,
     ).update(status=Message.Status.CANCELLED, reason=OPTED_OUT_REASON, updated_at=now)
+    _replanned(participants, now)
     return changed
 
 
 @transaction.atomic
 def sms_opt_in(*, phone: str, now: datetime) -> int:
-    """Resume texts to everyone with this number (a START reply). Texts cancelled by the
-    opt-out stay cancelled. Returns how many participants were opted out before."""
-    return (
-        _participants_with_phone(phone)
-        .filter(sms_opt_out_at__isnull=False)
-        .update(sms_opt_out_at=None, updated_at=now)
+    """Resume texts to everyone with this number (a START reply): their messages from now on
+    are planned again, on texts where those are preferred (texts cancelled by the opt-out stay
+    cancelled; of the moments already past, at most the latest within a day is sent, as any
+    re-plan does). Returns how many participants were opted out before."""
+    participants = _participants_with_phone(phone)
+    changed = participants.filter(sms_opt_out_at__isnull=False).update(
+        sms_opt_out_at=None, updated_at=now
     )
+    if changed:
+        _replanned(participants, now)
+    return changed

@@ -6,6 +6,7 @@ reminders at once. A GET alone changes nothing, so link scanners cannot unsubscr
 """
 
 from django.core import signing
+from django.db import transaction
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.utils import timezone, translation
@@ -14,6 +15,7 @@ from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_http_methods
 
 from surveys.models import Message, Participant
+from surveys.reminders import reminders_plan
 
 SALT = "surveys.unsubscribe"
 
@@ -22,17 +24,22 @@ def unsubscribe_token(participant_id: int) -> str:
     return signing.dumps(participant_id, salt=SALT, compress=True)
 
 
+@transaction.atomic
 def email_opt_out(*, participant: Participant, now=None) -> int:
-    """Stop e-mail invitations and reminders; returns how many queued e-mails were cancelled."""
+    """Stop e-mail invitations and reminders, and plan them again by text where the
+    participant has a phone number (``reminders.channel_for``); returns how many queued
+    e-mails were cancelled."""
     now = now or timezone.now()
     Participant.objects.filter(pk=participant.pk, email_opt_out_at__isnull=True).update(
         email_opt_out_at=now
     )
-    return Message.objects.filter(
+    cancelled = Message.objects.filter(
         assignment__participant=participant,
         channel=Message.Channel.EMAIL,
         status=Message.Status.QUEUED,
     ).update(status=Message.Status.CANCELLED, reason="opted out (unsubscribe link)", updated_at=now)
+    reminders_plan(assignments=list(participant.assignments.only("pk")), now=now)
+    return cancelled
 
 
 @never_cache

@@ -388,6 +388,63 @@ def test_completion_withdrawal_and_opt_out_cancel_queued_messages_with_the_reaso
     assert not Message.objects.filter(assignment__participant=reachable, status="queued").exists()
 
 
+# --- Opting out of one channel moves the messages to the other -----------------------------
+
+
+@pytest.fixture
+def texter(site_a, enrol):
+    """Prefers texts, has an e-mail address too; enrolled 1 June 2026 in New York."""
+    return enrol(
+        site=site_a,
+        code="NYC-0801",
+        enrolled_on=date(2026, 6, 1),
+        timezone="America/New_York",
+        preferred_channel="sms",
+        contact={"phone": "+1 212 555 0142", "email": "tex@example.org"},
+        now=utc(2026, 6, 2, 15),
+    )
+
+
+def queued(participant, channel):
+    return Message.objects.filter(
+        assignment__participant=participant, channel=channel, status=Message.Status.QUEUED
+    ).count()
+
+
+def test_after_a_stop_reply_the_reminders_go_by_email(texter):
+    from surveys.optout import sms_opt_out
+
+    before = queued(texter, "sms")
+    assert before > 0 and queued(texter, "email") == 0
+    sms_opt_out(phone="+1 212 555 0142", now=utc(2026, 6, 3, 15))
+    # Every future invitation and reminder goes by e-mail instead (it was simply gone).
+    assert queued(texter, "sms") == 0
+    assert queued(texter, "email") == before
+
+
+def test_after_start_the_texts_resume(texter):
+    from surveys.optout import sms_opt_in, sms_opt_out
+
+    before = queued(texter, "sms")
+    sms_opt_out(phone="+1 212 555 0142", now=utc(2026, 6, 3, 15))
+    sms_opt_in(phone="+1 212 555 0142", now=utc(2026, 6, 3, 16))
+    # "Resume texts": the invitations and reminders to come are texts again (they were gone).
+    assert queued(texter, "sms") == before and queued(texter, "email") == 0
+
+
+def test_after_an_email_unsubscribe_the_reminders_go_by_text(site_a, enrol):
+    from surveys.unsubscribe import email_opt_out
+
+    participant = enrol(
+        site=site_a, code="NYC-0803", enrolled_on=date(2026, 6, 1), timezone="America/New_York",
+        contact={"phone": "+1 212 555 0144", "email": "em@example.org"}, now=utc(2026, 6, 2, 15),
+    )  # fmt: skip
+    assert queued(participant, "email") > 0 and queued(participant, "sms") == 0
+    email_opt_out(participant=participant, now=utc(2026, 6, 3, 15))
+    assert queued(participant, "email") == 0
+    assert queued(participant, "sms") > 0  # the other channel, while it may be used
+
+
 def test_an_sms_opt_out_between_claim_and_send_cancels_the_text(settings, site_a, enrol):
     participant = enrol(
         site=site_a, code="NYC-0051", enrolled_on=timezone.localdate() - timedelta(days=30),

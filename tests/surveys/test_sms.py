@@ -481,9 +481,16 @@ def test_a_signed_stop_opts_out_and_cancels_only_that_participants_queued_texts(
         ("NYC-0001", 1, "sms", OPTED_OUT_REASON),
         ("NYC-0001", 2, "sms", OPTED_OUT_REASON),
     ]
-    # Dana's e-mail and the text already sent are untouched; so is everyone else.
-    assert Message.objects.get(assignment__participant=dana, channel="email").status == "queued"
-    assert Message.objects.get(assignment__participant=dana, sequence=0).status == "sent"
+    # The text already sent stays sent. Her messages are planned again on the channel left:
+    # she has no e-mail address, so they are on record as not sent, "opted out".
+    sent = Message.objects.filter(assignment__participant=dana, status="sent")
+    assert list(sent.values_list("sequence", "channel")) == [(0, "sms")]
+    replanned = Message.objects.filter(assignment__participant=dana).exclude(
+        status__in=("sent", "cancelled")
+    )
+    assert replanned.exists()
+    assert set(replanned.values_list("status", "reason")) == {("skipped", "opted out")}
+    # Everyone else is untouched.
     for other in (sam, lee):
         other.refresh_from_db()
         assert other.sms_opt_out_at is None
@@ -585,8 +592,14 @@ def test_start_opts_back_in(client, hook_settings, people, body):
 
     people["dana"].refresh_from_db()
     assert people["dana"].sms_opt_out_at is None
-    # Texts cancelled by the STOP stay cancelled; Sam, who did not write, stays opted out.
-    assert queued_sms_of(people["dana"]) == 0
+    # Texts cancelled by the STOP stay cancelled; those to come are planned as texts again.
+    cancelled = Message.objects.filter(assignment__participant=people["dana"], status="cancelled")
+    assert set(cancelled.values_list("sequence", "reason")) == {
+        (1, OPTED_OUT_REASON),
+        (2, OPTED_OUT_REASON),
+    }
+    assert queued_sms_of(people["dana"]) > 0
+    # Sam, who did not write, stays opted out.
     people["sam"].refresh_from_db()
     assert people["sam"].sms_opt_out_at is not None
 
