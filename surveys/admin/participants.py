@@ -281,13 +281,15 @@ class ParticipantForm(forms.ModelForm):
                 self.fields["enrolled_on"].initial = timezone.localdate
             if "site" in self.fields:
                 sites = list(self.fields["site"].queryset[:2])
-                if len(sites) == 1:
-                    # A coordinator of one site: it, and today on its clock (the server's
-                    # date is a day ahead of New York's every evening).
+                if len(sites) == 1:  # a coordinator of one site: it
                     self.fields["site"].initial = sites[0].pk
-                    if "enrolled_on" in self.fields:
-                        self.fields["enrolled_on"].initial = timezone.localdate(
-                            timezone=ZoneInfo(sites[0].timezone)
+                if "enrolled_on" in self.fields:
+                    # Today on the sites' clocks, not the server's (a day ahead of New York's
+                    # every evening); the earliest where they differ, never tomorrow anywhere.
+                    zones = set(self.fields["site"].queryset.values_list("timezone", flat=True))
+                    if zones:
+                        self.fields["enrolled_on"].initial = min(
+                            timezone.localdate(timezone=ZoneInfo(zone)) for zone in zones
                         )
             if "timezone" in self.fields:
                 self.fields["timezone"].required = False

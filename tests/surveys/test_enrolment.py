@@ -209,6 +209,27 @@ def test_study_ids_are_given_per_site_in_sequence_skipping_taken_ones(site_a, si
     assert (first.code, third.code, other.code) == ("NYC-0001", "NYC-0003", "LDN-0001")
 
 
+def test_the_add_form_offers_today_on_the_sites_clocks_not_the_servers(
+    client, study, site_a, site_b, staff_user, monkeypatch
+):
+    """A PI of New York and London at 21:00 in New York (01:00 UTC the next day): the form
+    offers New York's date, the earlier one, never tomorrow where the participant is."""
+    from datetime import UTC, date, datetime
+
+    from django.utils import timezone
+
+    from surveys.models import StaffRole
+
+    assert {site_a.timezone, site_b.timezone} == {"America/New_York", "Europe/London"}
+    monkeypatch.setattr(timezone, "now", lambda: datetime(2026, 6, 2, 1, 0, tzinfo=UTC))
+    client.force_login(
+        staff_user(study=study, role=StaffRole.Role.PRINCIPAL_INVESTIGATOR, username="pi")
+    )
+    form = client.get("/admin/surveys/participant/add/").text
+    assert 'name="enrolled_on" value="2026-06-01"' in form
+    assert date(2026, 6, 2).isoformat() not in form
+
+
 def test_the_admin_gives_the_next_study_id_when_the_field_is_left_empty(
     client, site_a, coordinator_a
 ):
