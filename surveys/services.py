@@ -493,6 +493,37 @@ def participant_site_moved_from(*, participant: Participant, site_id: int) -> No
 
 
 @transaction.atomic
+def _assignments_reopened(*, participant: Participant, now: datetime) -> list[Assignment]:
+    """The assignments the participant's last move to the status they are leaving cancelled
+    (cancelled at that very moment: not one cancelled on its own before), each back to the
+    status its window gives it now."""
+    left = (
+        ParticipantStatusChange.objects.filter(
+            participant=participant, to_status=participant.status
+        )
+        .order_by("-changed_at", "-pk")
+        .values_list("changed_at", flat=True)
+        .first()
+    )
+    if left is None:
+        return []
+    reopened = list(
+        participant.assignments.filter(
+            status=Assignment.Status.CANCELLED, status_changed_at=left
+        ).select_for_update()
+    )
+    for assignment in reopened:
+        if now >= assignment.closes_at:
+            assignment.status = Assignment.Status.MISSED
+        elif now >= assignment.opens_at:
+            assignment.status = Assignment.Status.OPEN
+        else:
+            assignment.status = Assignment.Status.SCHEDULED
+        assignment.status_changed_at = now
+    Assignment.objects.bulk_update(reopened, ["status", "status_changed_at"])
+    return reopened
+
+
 def participant_status_change(
     *,
     participant: Participant,
@@ -504,8 +535,11 @@ def participant_status_change(
 ) -> Participant:
     """Move a participant to ``status``, record who did it and why, and, when they are no
     longer followed (withdrawn, deceased, completed), cancel every unanswered assignment and
-    every message not yet sent: all contact stops at once. Erasing a withdrawn participant's
-    identifiers is its own service (``surveys.consent.participant_identifiers_erase``)."""
+    every message not yet sent: all contact stops at once. Back to being followed (a
+    withdrawal recorded by mistake, a study extended), the surveys that change cancelled come
+    back as their windows stand now (open, not yet open, or missed) and their messages are
+    planned again. Erasing a withdrawn participant's identifiers is its own service
+    (``surveys.consent.participant_identifiers_erase``)."""
     now = now or timezone.now()
     if status not in Participant.Status.values:
         raise ValidationError({"status": f"Unknown status {status!r}."})
@@ -529,8 +563,13 @@ def participant_status_change(
         participant=locked,
         details={"from": locked.status, "to": status},  # the reason may name people: not here
     )
+    reopened = []
+    if locked.status in NOT_FOLLOWED and status not in NOT_FOLLOWED:
+        reopened = _assignments_reopened(participant=locked, now=now)
     locked.status = status
     locked.save(update_fields=["status", "updated_at"])
+    if reopened:
+        reminders_plan(assignments=reopened, now=now)
     if status in NOT_FOLLOWED:
         locked.assignments.filter(status__in=UNANSWERED).update(
             status=Assignment.Status.CANCELLED, status_changed_at=now

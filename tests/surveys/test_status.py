@@ -44,6 +44,51 @@ def test_withdrawal_cancels_every_unanswered_assignment_and_keeps_history(
     assert not participant.assignments.filter(status=Assignment.Status.MISSED).exists()
 
 
+def test_a_withdrawal_undone_brings_back_the_surveys_it_cancelled_and_their_messages(
+    site_a, enrol, coordinator_a
+):
+    """Withdrawn by mistake on 20 February (enrolled 15 January), back to active on 20 March:
+    the 1-month survey, whose window closed on 15 March, is missed; the later ones are to come
+    again with their invitations planned; one cancelled on its own before stays cancelled;
+    the baseline stays completed."""
+    from surveys.models import Message
+
+    participant = enrol(
+        site=site_a, contact={"email": "rae@example.org"}, now=datetime(2026, 1, 15, 6, tzinfo=UTC)
+    )
+    Assignment.objects.filter(participant=participant, wave__slug="baseline").update(
+        status=Assignment.Status.COMPLETED
+    )
+    Assignment.objects.filter(participant=participant, wave__slug="m12").update(
+        status=Assignment.Status.CANCELLED, status_changed_at=NOW - timedelta(days=10)
+    )
+    participant_status_change(
+        participant=participant, status="withdrawn", reason="clicked the wrong person", now=NOW
+    )
+    assert not Message.objects.filter(assignment__participant=participant, status="queued")
+    back = NOW + timedelta(days=28)
+    participant_status_change(
+        participant=participant, status="active", changed_by=coordinator_a, now=back
+    )
+    statuses = dict(participant.assignments.values_list("wave__slug", "status"))
+    assert statuses == {
+        "baseline": "completed",
+        "m1": "missed",
+        "m3": "scheduled",
+        "m6": "scheduled",
+        "m12": "cancelled",
+    }
+    queued = Message.objects.filter(assignment__participant=participant, status="queued")
+    assert set(queued.values_list("assignment__wave__slug", flat=True)) == {"m3", "m6"}
+    assert all(message.scheduled_at > back for message in queued)
+    # Withdrawn again, then active again: the same surveys come back.
+    participant_status_change(participant=participant, status="withdrawn", reason="r", now=back)
+    later = back + timedelta(days=1)
+    participant_status_change(participant=participant, status="active", now=later)
+    again = dict(participant.assignments.values_list("wave__slug", "status"))
+    assert again == statuses
+
+
 def test_withdrawal_needs_a_reason_and_changes_nothing_without_one(site_a, enrol):
     participant = enrol(site=site_a)
     with pytest.raises(ValidationError):
