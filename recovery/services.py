@@ -7,7 +7,14 @@ from zoneinfo import ZoneInfo
 from django.db import transaction
 from django.utils import timezone
 
-from recovery.battery import INSTRUMENT_NAMES_ES, INSTRUMENTS, WAVE_NAMES_ES, WAVES
+from recovery.battery import (
+    INSTRUMENT_NAMES_ES,
+    INSTRUMENT_NAMES_FA,
+    INSTRUMENTS,
+    WAVE_NAMES_ES,
+    WAVE_NAMES_FA,
+    WAVES,
+)
 from recovery.battery.consent import CONSENT_TEMPLATE_DATE, CONSENT_TEXTS, CONSENT_VERSION
 from recovery.synthetic import SyntheticCohort
 from surveys.models import (
@@ -60,7 +67,10 @@ def study_create_from_template(
             study=study,
             slug=instrument_slug,
             name=instrument_name,
-            names={"es": INSTRUMENT_NAMES_ES[instrument_slug]},
+            names={
+                "es": INSTRUMENT_NAMES_ES[instrument_slug],
+                "fa": INSTRUMENT_NAMES_FA[instrument_slug],
+            },
         )
         version = InstrumentVersion.objects.create(
             instrument=instrument, number=1, note="Built-in battery"
@@ -75,7 +85,7 @@ def study_create_from_template(
             study=study,
             slug=spec.slug,
             name=spec.name,
-            names={"es": WAVE_NAMES_ES[spec.slug]},
+            names={"es": WAVE_NAMES_ES[spec.slug], "fa": WAVE_NAMES_FA[spec.slug]},
             position=position,
             offset_days=spec.offset_days,
             window_before_days=spec.window_before_days,

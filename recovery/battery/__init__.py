@@ -640,6 +640,13 @@ INSTRUMENT_NAMES_ES: dict[str, str] = {
     "followup": "Seguimiento",
     "checkin": "Seguimiento semanal",
 }
+# Persian names (the questions themselves are in English and Spanish only): the participant's
+# pages and messages name the survey in their language.
+INSTRUMENT_NAMES_FA: dict[str, str] = {
+    "baseline": "پرسشنامهٔ آغازین",
+    "followup": "پیگیری",
+    "checkin": "پیگیری هفتگی",
+}
 
 
 @dataclass(frozen=True)
@@ -684,6 +691,14 @@ WAVE_NAMES_ES: dict[str, str] = {
     "m6": "6 meses",
     "m12": "12 meses",
     "weekly": "Seguimiento semanal",
+}
+WAVE_NAMES_FA: dict[str, str] = {
+    "baseline": "آغازین",
+    "m1": "یک‌ماهه",
+    "m3": "سه‌ماهه",
+    "m6": "شش‌ماهه",
+    "m12": "دوازده‌ماهه",
+    "weekly": "پیگیری هفتگی",
 }
 # The single (non-recurring) waves: baseline and the dated follow-ups.
 FOLLOW_UP_WAVES: list[WaveSpec] = [wave for wave in WAVES if wave.recurrence_days is None]

@@ -445,6 +445,24 @@ def test_after_an_email_unsubscribe_the_reminders_go_by_text(site_a, enrol):
     assert queued(participant, "sms") > 0  # the other channel, while it may be used
 
 
+def test_a_persian_text_names_the_wave_in_persian(site_a, enrol):
+    from surveys import sms
+    from surveys.dispatch import message_send, reminders_dispatch
+
+    sms.outbox.clear()
+    enrol(
+        site=site_a, code="NYC-0802", enrolled_on=date(2026, 6, 1), timezone="America/New_York",
+        language="fa", contact={"phone": "+1 212 555 0143"}, now=utc(2026, 6, 1, 15),
+    )  # fmt: skip
+    at = utc(2026, 6, 24, 13, 1)  # 09:01 EDT, 24 June: the 1-month invitation
+    claimed = reminders_dispatch(now=at, enqueue=False).claimed_ids
+    assert [message_send(message_id=pk, now=at) for pk in claimed] == ["sent"]
+    [text] = sms.outbox
+    assert "پرسشنامهٔ یک‌ماهه شما آماده است" in text["body"]
+    assert "1 month" not in text["body"]  # it named the wave in English
+    sms.outbox.clear()
+
+
 def test_an_sms_opt_out_between_claim_and_send_cancels_the_text(settings, site_a, enrol):
     participant = enrol(
         site=site_a, code="NYC-0051", enrolled_on=timezone.localdate() - timedelta(days=30),
