@@ -492,7 +492,6 @@ def participant_site_moved_from(*, participant: Participant, site_id: int) -> No
         participant.former_sites = [*participant.former_sites, code]
 
 
-@transaction.atomic
 def _assignments_reopened(*, participant: Participant, now: datetime) -> list[Assignment]:
     """The assignments the participant's last move to the status they are leaving cancelled
     (cancelled at that very moment: not one cancelled on its own before), each back to the
@@ -524,6 +523,7 @@ def _assignments_reopened(*, participant: Participant, now: datetime) -> list[As
     return reopened
 
 
+@transaction.atomic
 def participant_status_change(
     *,
     participant: Participant,

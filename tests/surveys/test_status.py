@@ -89,6 +89,17 @@ def test_a_withdrawal_undone_brings_back_the_surveys_it_cancelled_and_their_mess
     assert again == statuses
 
 
+@pytest.mark.django_db(transaction=True)
+def test_a_status_change_from_outside_any_transaction_is_one_transaction(site_a, enrol):
+    """The participant's own "I do not agree" on the consent page calls the service from a
+    view with no transaction of its own: it opens one (on PostgreSQL its row lock needs it)."""
+    participant = enrol(site=site_a, now=datetime(2026, 1, 15, 6, tzinfo=UTC))
+    participant_status_change(
+        participant=participant, status="withdrawn", reason="declined consent", now=NOW
+    )
+    assert set(participant.assignments.values_list("status", flat=True)) == {"cancelled"}
+
+
 def test_withdrawal_needs_a_reason_and_changes_nothing_without_one(site_a, enrol):
     participant = enrol(site=site_a)
     with pytest.raises(ValidationError):
