@@ -34,14 +34,24 @@ def _participants_with_phone(phone: str):
     return Participant.objects.filter(pk__in=pks)
 
 
-def _replanned(participants, now: datetime) -> None:
+def assignments_locked(participants) -> list[Assignment]:
+    """The participants' assignments, their rows locked in pk order before any of their
+    messages is touched: the order every path follows (assignment, then its messages; a
+    reminder rule's re-plan locks the same rows), so an opt-out during a re-plan waits instead
+    of deadlocking."""
+    return list(
+        Assignment.objects.select_for_update()
+        .filter(participant__in=participants)
+        .order_by("pk")
+        .only("pk")
+    )
+
+
+def _replanned(assignments: list[Assignment], now: datetime) -> None:
     """Their surveys' invitations and reminders planned again on the channel they may now be
     reached by (``reminders.channel_for``: the preferred one, else the other): a STOP moves
     them to e-mail where there is an address, a START back to texts."""
-    reminders_plan(
-        assignments=list(Assignment.objects.filter(participant__in=participants).only("pk")),
-        now=now,
-    )
+    reminders_plan(assignments=assignments, now=now)
 
 
 @transaction.atomic
@@ -51,6 +61,7 @@ def sms_opt_out(*, phone: str, now: datetime) -> int:
     they have an address). Returns how many participants were newly opted out; their queued
     texts are cancelled either way."""
     participants = _participants_with_phone(phone)
+    assignments = assignments_locked(participants)
     changed = participants.filter(sms_opt_out_at__isnull=True).update(
         sms_opt_out_at=now, updated_at=now
     )
@@ -59,7 +70,8 @@ def sms_opt_out(*, phone: str, now: datetime) -> int:
         channel=Message.Channel.SMS,
         status=Message.Status.QUEUED,
     ).update(status=Message.Status.CANCELLED, reason=OPTED_OUT_REASON, updated_at=now)
-    _replanned(participants, now)
+    if changed:  # a STOP repeated changes nothing more
+        _replanned(assignments, now)
     return changed
 
 
@@ -70,9 +82,10 @@ def sms_opt_in(*, phone: str, now: datetime) -> int:
     cancelled; of the moments already past, at most the latest within a day is sent, as any
     re-plan does). Returns how many participants were opted out before."""
     participants = _participants_with_phone(phone)
+    assignments = assignments_locked(participants)
     changed = participants.filter(sms_opt_out_at__isnull=False).update(
         sms_opt_out_at=None, updated_at=now
     )
     if changed:
-        _replanned(participants, now)
+        _replanned(assignments, now)
     return changed

@@ -175,7 +175,8 @@ def channel_for(participant: Participant, contact: ParticipantContact | None) ->
 def reminders_plan(*, assignments, now: datetime | None = None) -> int:
     """(Re)plan the messages of these assignments; returns how many rows were queued.
 
-    Rows still queued are replaced; rows claimed, sent or settled stay, and neither a message
+    Rows still queued are replaced (and those planned as not going whose time has not come);
+    rows claimed, sent or settled stay, and neither a message
     that went (by its rule and place in the rule, wherever it was moved) nor anything planned
     at or before the last of them is planned again (so an edit never repeats a message). Of the
     moments already past, only the latest (within a day) is kept: a late plan sends one
@@ -205,7 +206,13 @@ def reminders_plan(*, assignments, now: datetime | None = None) -> int:
         .filter(pk__in=[a.pk for a in assignments])
         .values_list("pk", flat=True)
     )
-    Message.objects.filter(assignment__in=assignments, status=Message.Status.QUEUED).delete()
+    # Rows still queued are replaced, and so are those planned as not going (no channel, opted
+    # out) whose time has not come: a re-plan of someone unreachable leaves one set of them, not
+    # one more each time. Those of moments past stay, the record of what did not go.
+    Message.objects.filter(
+        Q(status=Message.Status.QUEUED) | Q(status=Message.Status.SKIPPED, scheduled_at__gt=now),
+        assignment__in=assignments,
+    ).delete()
     # New rows are numbered after every row kept (history stays), but only messages that went
     # or may have gone out block their times: cancelled or skipped ones (a participant back
     # from lost to follow-up, a contact added later) are planned again.

@@ -15,6 +15,7 @@ from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_http_methods
 
 from surveys.models import Message, Participant
+from surveys.optout import assignments_locked
 from surveys.reminders import reminders_plan
 
 SALT = "surveys.unsubscribe"
@@ -30,7 +31,10 @@ def email_opt_out(*, participant: Participant, now=None) -> int:
     participant has a phone number (``reminders.channel_for``); returns how many queued
     e-mails were cancelled."""
     now = now or timezone.now()
-    Participant.objects.filter(pk=participant.pk, email_opt_out_at__isnull=True).update(
+    # The participant's row, then their assignments' (the order every path locks them in).
+    list(Participant.objects.select_for_update(no_key=True).filter(pk=participant.pk))
+    assignments = assignments_locked([participant.pk])
+    changed = Participant.objects.filter(pk=participant.pk, email_opt_out_at__isnull=True).update(
         email_opt_out_at=now
     )
     cancelled = Message.objects.filter(
@@ -38,7 +42,8 @@ def email_opt_out(*, participant: Participant, now=None) -> int:
         channel=Message.Channel.EMAIL,
         status=Message.Status.QUEUED,
     ).update(status=Message.Status.CANCELLED, reason="opted out (unsubscribe link)", updated_at=now)
-    reminders_plan(assignments=list(participant.assignments.only("pk")), now=now)
+    if changed:  # pressed again: nothing more to plan
+        reminders_plan(assignments=assignments, now=now)
     return cancelled
 
 

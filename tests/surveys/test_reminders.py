@@ -422,6 +422,24 @@ def test_after_a_stop_reply_the_reminders_go_by_email(texter):
     assert queued(texter, "email") == before
 
 
+def test_a_stop_or_unsubscribe_repeated_adds_nothing(site_a, enrol):
+    """Someone with a phone only: a STOP leaves their messages on record as not sent; a
+    second STOP (and an unsubscribe pressed twice) adds no second set of them."""
+    from surveys.optout import sms_opt_out
+    from surveys.unsubscribe import email_opt_out
+
+    phone_only = enrol(
+        site=site_a, code="NYC-0804", enrolled_on=date(2026, 6, 1), timezone="America/New_York",
+        contact={"phone": "+1 212 555 0145"}, now=utc(2026, 6, 2, 15),
+    )  # fmt: skip
+    sms_opt_out(phone="+1 212 555 0145", now=utc(2026, 6, 3, 15))
+    rows = Message.objects.filter(assignment__participant=phone_only).count()
+    sms_opt_out(phone="+1 212 555 0145", now=utc(2026, 6, 3, 16))
+    email_opt_out(participant=phone_only, now=utc(2026, 6, 3, 17))
+    email_opt_out(participant=phone_only, now=utc(2026, 6, 3, 18))
+    assert Message.objects.filter(assignment__participant=phone_only).count() == rows
+
+
 def test_after_start_the_texts_resume(texter):
     from surveys.optout import sms_opt_in, sms_opt_out
 
