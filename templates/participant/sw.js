@@ -21,16 +21,20 @@ self.addEventListener("activate", function (event) {
 
 // Nothing of the last person shows offline. Every page of a signed-in participant says whose
 // it is (X-Offline-Owner, a keyed hash of the participant): before the worker shows a page of
-// another owner, it forgets the copies of any other; a page of a participant with a PIN (a shared
-// phone, X-Offline-Copy: no) makes it forget them all, as does signing out (the worker sees
-// the sign-out form go by and shows the signed-out page only once the copies are gone;
-// signed_out.js also posts "signed-out", for a worker not in control of the page). Copies still
-// being written are waited for and deleted too, and no page is served from the cache until
-// that is done.
+// another owner, it forgets the copies of any other; a page of a participant with a PIN (a
+// shared phone, X-Offline-Copy: no) makes it forget them all, as does signing out (the worker
+// sees the sign-out form go by and shows the signed-out page only once the copies are gone;
+// signed_out.js also posts "signed-out", for a worker not in control of the page).
+// Each of those moves starts a new era: a page fetched before it (answered for the last
+// person, arriving late) is shown but never kept, and a copy still being written when it came
+// is deleted once written. No page is served from the cache until a forgetting is done, and
+// none at all if it failed.
 var OWNER = "X-Offline-Owner";
+var WRITES_AWAITED_MS = 2000;
 var pending = new Set();
-var forgetting = Promise.resolve();
+var forgetting = Promise.resolve(true); // true: done; false: it failed
 var lastOwner = null;
+var era = 0;
 
 function isPage(request) {
   return new URL(request.url).pathname.indexOf("/static/") !== 0;
@@ -58,8 +62,16 @@ function pagesForget(owner) {
 }
 
 function forget(owner) {
-  var run = function () { return pagesForget(owner); };
-  forgetting = Promise.all(Array.from(pending).concat([forgetting])).then(run, run);
+  era += 1;
+  // Copies being written are waited for a moment (a stalled one is deleted once written).
+  var written = Promise.race([
+    Promise.all(Array.from(pending)),
+    new Promise(function (resolve) { setTimeout(resolve, WRITES_AWAITED_MS); }),
+  ]);
+  var run = function () {
+    return pagesForget(owner).then(function () { return true; }, function () { return false; });
+  };
+  forgetting = Promise.all([written, forgetting]).then(run, run);
   return forgetting;
 }
 
@@ -73,22 +85,33 @@ self.addEventListener("message", function (event) {
   event.waitUntil(signedOut());
 });
 
-// A page arrived from the server: whose it is decides which copies stay.
-function pageSeen(response) {
+// A page arrived from the server, fetched in era `since`: whose it is decides which copies
+// stay. Resolves to whether the page may be kept.
+function pageSeen(response, since) {
+  if (since !== era) return forgetting.then(function () { return false; });
   if (response.headers.get("X-Offline-Copy") === "no") {
     lastOwner = null;
-    return forget(null);
+    return forget(null).then(function () { return false; });
   }
   var owner = response.headers.get(OWNER);
-  if (owner && owner !== lastOwner) {
+  if (!owner) return forgetting.then(function () { return false; });
+  var ready = forgetting;
+  if (owner !== lastOwner) {
     lastOwner = owner;
-    return forget(owner);
+    ready = forget(owner);
   }
-  return forgetting;
+  var current = era;
+  return ready.then(function (done) { return done && current === era; });
 }
 
 function keep(request, copy) {
-  var writing = caches.open(CACHE).then(function (cache) { return cache.put(request, copy); });
+  var since = era;
+  var writing = caches.open(CACHE).then(function (cache) {
+    return cache.put(request, copy).then(function () {
+      // A forgetting came while this was written: the copy goes too.
+      if (since !== era) return cache.delete(request);
+    });
+  });
   pending.add(writing);
   var done = function () { pending.delete(writing); };
   writing.then(done, done);
@@ -105,7 +128,8 @@ self.addEventListener("fetch", function (event) {
   if (url.origin !== self.location.origin) return;
   if (request.method === "POST" && request.mode === "navigate" && url.pathname === SIGN_OUT) {
     // Forgotten whether or not the sign-out reaches the server (offline, the person still
-    // meant to leave nothing behind); its answer shows once the copies are gone.
+    // meant to leave nothing behind; the browser then says it is offline); its answer shows
+    // once the copies are gone.
     var forgot = signedOut();
     event.respondWith(fetch(request).then(function (response) {
       return forgot.then(function () { return response; });
@@ -124,20 +148,21 @@ self.addEventListener("fetch", function (event) {
   if (request.mode !== "navigate") return;
   // Every page: the network first (the page must be current). The home and survey pages of a
   // participant without a PIN are kept, and shown when offline.
+  var since = era;
   event.respondWith(fetch(request).then(function (response) {
-    return pageSeen(response).then(function () {
-      if (cacheable(url) && response.ok && !response.redirected && response.headers.get(OWNER) &&
-          response.headers.get("X-Offline-Copy") !== "no") {
+    return pageSeen(response, since).then(function (mayKeep) {
+      if (mayKeep && cacheable(url) && response.ok && !response.redirected) {
         keep(request, response.clone());
       }
       return response;
     });
   }, function (error) {
     if (!cacheable(url)) throw error;
-    return forgetting.then(function () {
-      return caches.match(request);
-    }).then(function (hit) {
-      return hit || caches.match("/p/");
+    return forgetting.then(function (done) {
+      if (!done) return undefined; // the last forgetting failed: no copy is trusted
+      return caches.match(request).then(function (hit) {
+        return hit || caches.match("/p/");
+      });
     });
   }));
 });
