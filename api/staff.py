@@ -2,6 +2,7 @@
 and researchers' dataset exports (streamed, or as background jobs when large). Scoped by the
 same selectors as the admin pages; identifiers only for those who may see them."""
 
+from django.db import transaction
 from django.http import FileResponse, StreamingHttpResponse
 from django.shortcuts import get_object_or_404
 from django.urls import reverse
@@ -25,7 +26,7 @@ from api.views import CONFLICT, ERRORS
 from surveys import exports, retention, selectors
 from surveys.audit import phones_shown_audit
 from surveys.consent import ConsentInput
-from surveys.models import Consent, DatasetExportJob, Language, Participant, StaffRole
+from surveys.models import Consent, DatasetExportJob, Language, Participant, StaffRole, Study
 from surveys.participant_import import contact_already_enrolled
 from surveys.services import CONTACT_FIELDS, participant_enrol, participant_today
 
@@ -99,11 +100,6 @@ class ParticipantEnrolApi(APIView):
         unknown = set(fields.get("contact", {})) - set(CONTACT_FIELDS)
         if unknown:
             return _errors({"contact": [f"Unknown fields: {', '.join(sorted(unknown))}."]})
-        taken = contact_already_enrolled(
-            study=study, contact=contact.validated_data, user=request.user, request=request
-        )
-        if taken:
-            return _errors({f"contact.{name}": [problem] for name, problem in taken.items()})
         given = consent.validated_data
         version = None
         if given.get("version"):
@@ -139,17 +135,27 @@ class ParticipantEnrolApi(APIView):
                 else Participant.Channel.SMS
             ),
         )
-        participant = participant_enrol(
-            participant=participant,
-            contact=dict(contact.validated_data),
-            consent=ConsentInput(
-                method=given["method"],
-                version=version,
-                consented_on=given.get("date"),
-                obtained_by=obtained_by,
-            ),
-            enrolled_by=request.user,
-        )
+        with transaction.atomic():
+            # One enrolment of the study at a time past this point, as an import's: the same
+            # enrolment sent again while the first is still being saved waits, then finds the
+            # person enrolled.
+            Study.objects.select_for_update().filter(pk=study.pk).exists()
+            taken = contact_already_enrolled(
+                study=study, contact=contact.validated_data, user=request.user, request=request
+            )
+            if taken:
+                return _errors({f"contact.{name}": [problem] for name, problem in taken.items()})
+            participant = participant_enrol(
+                participant=participant,
+                contact=dict(contact.validated_data),
+                consent=ConsentInput(
+                    method=given["method"],
+                    version=version,
+                    consented_on=given.get("date"),
+                    obtained_by=obtained_by,
+                ),
+                enrolled_by=request.user,
+            )
         participant.assignments_count = participant.assignments.count()
         return Response(self.OutputSerializer(participant).data, status=status.HTTP_201_CREATED)
 

@@ -523,12 +523,21 @@ def _context(*, study: Study, user, sites: list[Site], csv_file: CsvFile) -> _Co
 ALREADY_ENROLLED = {"email": "e-mail address", "phone": "phone number"}
 
 
+def already_enrolled_problem(what: str, other: Participant, *, known: bool) -> str:
+    """The problem of a contact another participant of the study has: their study ID where
+    the user may enrol at their site, else only that they are at another site."""
+    where = f" ({other.code})." if known else " (at another site)."
+    return f"A participant of this study already has this {what}{where}"
+
+
 def contact_already_enrolled(*, study: Study, contact: dict, user, request=None) -> dict[str, str]:
     """Field -> problem, for an e-mail address or phone number another participant of the
     study already has: the API's enrolment refuses it as an import's line does (a client
     sending the same enrolment again after a lost reply would otherwise enrol the person
-    twice). The other participant's study ID is named only where the user may enrol at their
-    site; a match at another site is on that participant's record, as an import's is."""
+    twice; call it with the study's row locked, as the API's enrolment does, so that two such
+    requests at once enrol one). The other participant's study ID is named only where
+    the user may enrol at their site; a match at another site is on that participant's
+    record, as an import's is."""
     problems = {}
     mine = {site.pk for site in sites_user_may_enrol(user=user, study=study)}
     for column, what in ALREADY_ENROLLED.items():
@@ -546,9 +555,7 @@ def contact_already_enrolled(*, study: Study, contact: dict, user, request=None)
             continue
         other = found.participant
         known = other.site_id in mine
-        problems[column] = f"A participant of this study already has this {what}" + (
-            f" ({other.code})." if known else " (at another site)."
-        )
+        problems[column] = already_enrolled_problem(what, other, known=known)
         if not known:
             audit_log(
                 action=AuditEvent.Action.PARTICIPANT_IMPORT,
@@ -667,11 +674,7 @@ def _row_check(
             known = other.site.code.upper() in ctx.mine
             if not known:
                 ctx.foreign_matches.append(other)
-            error(
-                column,
-                f"A participant of this study already has this {what}"
-                + (f" ({other.code})." if known else " (at another site)."),
-            )
+            error(column, already_enrolled_problem(what, other, known=known))
     # Consent
     method = get("consent_method", "").lower()
     label = get("consent_version", "")

@@ -118,3 +118,33 @@ def test_dictionary_nul_in_a_label_is_a_problem_of_its_line(fresh_study):  # noq
     with pytest.raises(DictionaryError) as caught:
         dictionary_import(study=fresh_study, text=text)
     assert [(line, col) for line, col, _ in caught.value.errors] == [(2, "Field Label")]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_api_the_same_enrolment_sent_twice_at_once_is_stored_once(study, coordinator_a):
+    """The retry arrives while the first request is still saving: one is enrolled, the other
+    told the person is (the study's row is locked around the check and the enrolment)."""
+    import threading
+
+    from django.db import connection, connections
+
+    if connection.vendor != "postgresql":
+        pytest.skip("row locks need PostgreSQL (CI sets DATABASE_URL)")
+    path = f"/api/v1/studies/{study.slug}/participants/"
+    auth = bearer(coordinator_a)
+    answers, barrier = [], threading.Barrier(3)
+
+    def send():
+        connections["default"].ensure_connection()
+        barrier.wait()
+        reply = Client().post(path, ENROL, content_type="application/json", **auth)
+        answers.append(reply.status_code)
+        connections.close_all()
+
+    threads = [threading.Thread(target=send) for _ in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(answers) == [201, 400, 400]
+    assert Participant.objects.count() == 1
