@@ -29,7 +29,7 @@ from surveys.models import (
     SafetyAlert,
     Study,
 )
-from surveys.selectors import identifier_variables
+from surveys.selectors import study_identifier_variables
 
 TYPED_NAME_MAX = 200
 
@@ -206,7 +206,7 @@ def participant_identifiers_erase(
     }
     # Every instrument's identifiers, whichever instrument an answer is to: erasing more than
     # the one instrument's is the safe side.
-    identifying = set().union(*identifier_variables(study_id=locked.study_id).values())
+    identifying = set(study_identifier_variables(study_id=locked.study_id))
     erased_answers = 0
     if identifying:
         for response in Response.objects.filter(assignment__participant=locked).filter(

@@ -89,10 +89,10 @@ def identifier_variables(
     """Instrument id -> its variables that are identifiers: those whose item is marked as an
     identifier in any version of the instrument. A question marked in a later version hides
     the answers given to the earlier ones too, and a version that unmarks it shows none of
-    them again. The one rule for the de-identified datasets (and the analyses, read off them),
-    the answers' page, the data dictionary, the audit log (``surveys.audit.private_variables``)
-    and erasure (``surveys.consent.participant_identifiers_erase``). The study's instruments,
-    or one instrument's; one query."""
+    them again. The audit log reads it per instrument (``surveys.audit.private_variables``);
+    the datasets, the analyses, the answers' page, the data dictionary and erasure read it
+    joined across the study (``study_identifier_variables``). The study's instruments, or one
+    instrument's; one query."""
     items = Item.objects.filter(identifier=True)
     if study_id is not None:
         items = items.filter(version__instrument__study_id=study_id)
@@ -108,8 +108,8 @@ def study_identifier_variables(*, study_id: int) -> frozenset[str]:
     """The variables that are identifiers anywhere in the study: marked in any version of any
     of its instruments (``identifier_variables``, joined). The dataset merges a variable asked
     in two instruments into one column, so a mark in one keeps the other's answers out too:
-    the rule for the de-identified datasets, the answers' page and the data dictionary, as
-    for erasure."""
+    the rule for the de-identified datasets (and the analyses, read off them), the answers'
+    page, the data dictionary and erasure."""
     return frozenset().union(*identifier_variables(study_id=study_id).values())
 
 

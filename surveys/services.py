@@ -31,6 +31,7 @@ from surveys.models import (
     Participant,
     ParticipantContact,
     ParticipantStatusChange,
+    Response,
     Site,
     StaffRole,
     Study,
@@ -495,7 +496,7 @@ def participant_site_moved_from(*, participant: Participant, site_id: int) -> No
 def _assignments_reopened(*, participant: Participant, now: datetime) -> list[Assignment]:
     """The assignments the participant's last move to the status they are leaving cancelled
     (cancelled at that very moment: not one cancelled on its own before), each back to the
-    status its window gives it now."""
+    status its window gives it now (in progress where a draft was begun)."""
     left = (
         ParticipantStatusChange.objects.filter(
             participant=participant, to_status=participant.status
@@ -511,11 +512,19 @@ def _assignments_reopened(*, participant: Participant, now: datetime) -> list[As
             status=Assignment.Status.CANCELLED, status_changed_at=left
         ).select_for_update()
     )
+    begun = set(
+        Response.objects.filter(assignment__in=reopened, status=Response.Status.DRAFT).values_list(
+            "assignment_id", flat=True
+        )
+    )
     for assignment in reopened:
         if now >= assignment.closes_at:
             assignment.status = Assignment.Status.MISSED
         elif now >= assignment.opens_at:
-            assignment.status = Assignment.Status.OPEN
+            # Begun before (a draft kept): in progress again, resumed where it was left.
+            assignment.status = (
+                Assignment.Status.IN_PROGRESS if assignment.pk in begun else Assignment.Status.OPEN
+            )
         else:
             assignment.status = Assignment.Status.SCHEDULED
         assignment.status_changed_at = now

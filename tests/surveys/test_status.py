@@ -89,6 +89,23 @@ def test_a_withdrawal_undone_brings_back_the_surveys_it_cancelled_and_their_mess
     assert again == statuses
 
 
+def test_a_survey_begun_before_the_withdrawal_comes_back_in_progress(site_a, enrol):
+    from surveys.models import Response
+
+    participant = enrol(site=site_a, now=datetime(2026, 1, 15, 6, tzinfo=UTC))
+    month1 = participant.assignments.get(wave__slug="m1")
+    version = month1.wave.instruments.get().versions.get()
+    Response.objects.create(
+        assignment=month1, instrument=version.instrument, instrument_version=version,
+        answers={}, status="draft", started_at=NOW - timedelta(days=2),
+    )  # fmt: skip
+    Assignment.objects.filter(pk=month1.pk).update(status=Assignment.Status.IN_PROGRESS)
+    participant_status_change(participant=participant, status="withdrawn", reason="r", now=NOW)
+    participant_status_change(participant=participant, status="active", now=NOW + timedelta(1))
+    month1.refresh_from_db()
+    assert month1.status == Assignment.Status.IN_PROGRESS  # the window is open until 15 March
+
+
 @pytest.mark.django_db(transaction=True)
 def test_a_status_change_from_outside_any_transaction_is_one_transaction(site_a, enrol):
     """The participant's own "I do not agree" on the consent page calls the service from a
