@@ -263,3 +263,26 @@ def test_enrolment_gives_no_assignment_for_the_inactive_weekly_wave(site_a, enro
     assert sorted(participant.assignments.values_list("wave__slug", flat=True)) == sorted(
         ["baseline", "m1", "m3", "m6", "m12"]
     )
+
+
+def test_studies_made_before_the_persian_names_get_them_unless_they_renamed(study):
+    """The data migration (recovery 0002): the battery's waves and instruments of an older study
+    get their Persian names; a wave the study renamed, and a Persian name already there, stay."""
+    import importlib
+
+    from django.apps import apps
+
+    from surveys.models import Instrument, Wave
+
+    migration = importlib.import_module("recovery.migrations.0002_persian_battery_names")
+    Wave.objects.filter(study=study).update(names={"es": "x"})  # as made before the names
+    Instrument.objects.filter(study=study).update(names={})
+    Wave.objects.filter(study=study, slug="m3").update(name="Three months on")
+    Wave.objects.filter(study=study, slug="m6").update(names={"fa": "ششم"})
+    migration.forwards(apps, None)
+    names = {w.slug: w.names for w in Wave.objects.filter(study=study)}
+    assert names["m1"] == {"es": "x", "fa": "یک‌ماهه"}
+    assert names["m3"] == {"es": "x"}  # renamed by the study: not touched
+    assert names["m6"] == {"fa": "ششم"}
+    followup = Instrument.objects.get(study=study, slug="followup")
+    assert followup.names == {"fa": "پیگیری"}
