@@ -23,7 +23,6 @@ import zoneinfo
 from collections import Counter
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime
-from zoneinfo import ZoneInfo
 
 from cryptography.fernet import Fernet, InvalidToken
 from django.contrib.auth import get_user_model
@@ -55,6 +54,7 @@ from surveys.services import (
     enrolment_date_validate,
     enrolment_today,
     participant_enrol,
+    participant_today,
 )
 
 MAX_FILE_BYTES = 2 * 1024 * 1024
@@ -701,7 +701,7 @@ def _row_check(
         study=ctx.study,
         site=site,
         code=code if "study_id" not in failed else "",
-        enrolled_on=parsed.get("enrolled_on") or timezone.localdate(timezone=_zone(zone)),
+        enrolled_on=parsed.get("enrolled_on") or participant_today(timezone_name=zone),
         timezone=zone,
         language=language,
         preferred_channel=channel,
@@ -764,13 +764,6 @@ def _timezone_check(zone: str, ctx: _Context) -> None:
             ctx.zone_checks[zone] = exc.messages
     if ctx.zone_checks[zone]:
         raise ValidationError({"timezone": ctx.zone_checks[zone]})
-
-
-def _zone(name: str) -> ZoneInfo:
-    try:
-        return ZoneInfo(name)
-    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
-        return ZoneInfo("UTC")
 
 
 # --- Masking (the preview is a summary) ----------------------------------------------------

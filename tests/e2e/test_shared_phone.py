@@ -130,8 +130,9 @@ def test_after_signing_out_no_draft_stays_for_the_next_person(
 ):
     page = phone()
     if page_script == "never runs":
-        # The phone leaves the signed-out page before its script runs: the next person's
-        # first page removes the drafts.
+        # The signed-out page's own script never runs: its drafts.js (kept by the service
+        # worker) or, failing that, the next person's first page removes the drafts (the
+        # latter alone: test_the_next_persons_link_forgets_the_last_persons_pages_and_drafts).
         page.route("**/signed_out*.js", lambda route: route.abort())
     dana_on_the_phone(page, live_server, dana)
     page.get_by_role("button", name="Sign out").click()

@@ -1,13 +1,8 @@
 "use strict";
-/* Nothing of the last person's pages stays on this phone: the service worker's copies and the
-   answers kept while typing. (Answers waiting to be sent stay in the outbox, unreadable here.) */
+/* Nothing of the last person's pages stays on this phone: the service worker's copies (the
+   answers kept while typing go by drafts.js, on this page too). (Answers waiting to be sent
+   stay in the outbox, unreadable here.) */
 (function () {
-  try {
-    for (var i = localStorage.length - 1; i >= 0; i--) {
-      var key = localStorage.key(i);
-      if (key && key.indexOf("survey:") === 0) localStorage.removeItem(key);
-    }
-  } catch (e) { /* storage unavailable */ }
   // The service worker forgets the kept pages itself, including a copy it is still writing
   // (a page opened just before signing out); this page does it too, for a worker not in control.
   if (navigator.serviceWorker && navigator.serviceWorker.controller) {
