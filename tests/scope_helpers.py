@@ -78,6 +78,15 @@ class Person:
     def code(self) -> str:
         return self.participant.code
 
+    @property
+    def pid(self) -> str:
+        """Their ID in the study's de-identified files (the dataset's pid)."""
+        from surveys.datasets.pid import export_pid
+
+        return export_pid(
+            self.participant.study, participant_id=self.participant.pk, code=self.code
+        )
+
     def objects(self) -> list:
         """Every row that belongs to this participant and has (or shows on) an admin page."""
         return [
@@ -121,7 +130,7 @@ class World:
         """Text that only a page showing these participants could contain."""
         out = []
         for person in self.at(*prefixes):
-            out += [person.code, *person.identifiers, *person.texts]
+            out += [person.code, person.pid, *person.identifiers, *person.texts]
         if "A" in prefixes:
             out.append(self.site_a.name)
         if "B" in prefixes:

@@ -1511,7 +1511,7 @@ def test_a_pi_sees_both_sites_in_every_page_family(world):
     shows(reverse("admin:surveys_consent_print", args=[b1.consent.pk]), b1.code)
     shows(reverse("admin:surveys_assignment_call_list"), a1.code, b1.code, a1.phone, b1.phone)
     shows(reverse("admin:surveys_study_retention", args=[world.study.pk]), "NYC", "LDN")
-    shows(reverse("admin:surveys_diaryentry_export", args=[world.study.pk]), a1.code, b1.code)
+    shows(reverse("admin:surveys_diaryentry_export", args=[world.study.pk]), a1.pid, b1.pid)
     # The API, by session and by key.
     for headers in ({}, {"HTTP_AUTHORIZATION": f"Bearer {world.tokens[world.pi.username]}"}):
         shows("/api/v1/call-list/", a1.code, b1.code, b1.phone, **headers)
