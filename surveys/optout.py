@@ -9,8 +9,8 @@ from datetime import datetime
 from django.db import transaction
 
 from surveys.fields import contact_lookup
-from surveys.models import Assignment, Message, Participant, ParticipantContact
-from surveys.reminders import reminders_plan
+from surveys.models import Message, Participant, ParticipantContact
+from surveys.reminders import assignments_locked, reminders_plan
 
 # The reason queued texts carry once cancelled by a STOP reply.
 OPTED_OUT_REASON = "opted out (STOP)"
@@ -34,26 +34,6 @@ def _participants_with_phone(phone: str):
     return Participant.objects.filter(pk__in=pks)
 
 
-def assignments_locked(participants) -> list[Assignment]:
-    """The participants' assignments, their rows locked in pk order before any of their
-    messages is touched: the order every path follows (assignment, then its messages; a
-    reminder rule's re-plan locks the same rows), so an opt-out during a re-plan waits instead
-    of deadlocking."""
-    return list(
-        Assignment.objects.select_for_update()
-        .filter(participant__in=participants)
-        .order_by("pk")
-        .only("pk")
-    )
-
-
-def _replanned(assignments: list[Assignment], now: datetime) -> None:
-    """Their surveys' invitations and reminders planned again on the channel they may now be
-    reached by (``reminders.channel_for``: the preferred one, else the other): a STOP moves
-    them to e-mail where there is an address, a START back to texts."""
-    reminders_plan(assignments=assignments, now=now)
-
-
 @transaction.atomic
 def sms_opt_out(*, phone: str, now: datetime) -> int:
     """Stop texts to everyone with this number: mark them opted out (keeping an earlier
@@ -71,7 +51,7 @@ def sms_opt_out(*, phone: str, now: datetime) -> int:
         status=Message.Status.QUEUED,
     ).update(status=Message.Status.CANCELLED, reason=OPTED_OUT_REASON, updated_at=now)
     if changed:  # a STOP repeated changes nothing more
-        _replanned(assignments, now)
+        reminders_plan(assignments=assignments, now=now)
     return changed
 
 
@@ -87,5 +67,5 @@ def sms_opt_in(*, phone: str, now: datetime) -> int:
         sms_opt_out_at=None, updated_at=now
     )
     if changed:
-        _replanned(assignments, now)
+        reminders_plan(assignments=assignments, now=now)
     return changed

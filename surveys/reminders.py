@@ -171,6 +171,19 @@ def channel_for(participant: Participant, contact: ParticipantContact | None) ->
     return "", "no contact"
 
 
+def assignments_locked(participants) -> list[Assignment]:
+    """The participants' assignments, their rows locked in pk order, for a change of theirs
+    (an opt-out) that touches their messages and then re-plans them: assignment, then its
+    messages, the order ``reminders_plan`` and the dispatcher follow, so such a change during
+    a reminder rule's re-plan waits instead of deadlocking."""
+    return list(
+        Assignment.objects.select_for_update()
+        .filter(participant__in=participants)
+        .order_by("pk")
+        .only("pk")
+    )
+
+
 @transaction.atomic
 def reminders_plan(*, assignments, now: datetime | None = None) -> int:
     """(Re)plan the messages of these assignments; returns how many rows were queued.

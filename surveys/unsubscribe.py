@@ -15,8 +15,7 @@ from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_http_methods
 
 from surveys.models import Message, Participant
-from surveys.optout import assignments_locked
-from surveys.reminders import reminders_plan
+from surveys.reminders import assignments_locked, reminders_plan
 
 SALT = "surveys.unsubscribe"
 
