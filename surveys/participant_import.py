@@ -530,12 +530,15 @@ def already_enrolled_problem(what: str, other: Participant, *, known: bool) -> s
     return f"A participant of this study already has this {what}{where}"
 
 
-def contact_already_enrolled(*, study: Study, contact: dict, user, request=None) -> dict[str, str]:
+def contact_already_enrolled(
+    *, study: Study, contact: dict, user, request=None, by: str = "api"
+) -> dict[str, str]:
     """Field -> problem, for an e-mail address or phone number another participant of the
-    study already has: the API's enrolment refuses it as an import's line does (a client
-    sending the same enrolment again after a lost reply would otherwise enrol the person
-    twice; call it with the study's row locked, as the API's enrolment does, so that two such
-    requests at once enrol one). The other participant's study ID is named only where
+    study already has: the API's enrolment (``by``) and the admin's Add form refuse it as an
+    import's line does (a client sending the same enrolment again after a lost reply, or a
+    coordinator enrolling someone already enrolled, would otherwise enrol the person twice;
+    call it with the study's row locked, as both do, so that two such requests at once
+    enrol one). The other participant's study ID is named only where
     the user may enrol at their site; a match at another site is on that participant's
     record, as an import's is."""
     problems = {}
@@ -562,7 +565,7 @@ def contact_already_enrolled(*, study: Study, contact: dict, user, request=None)
                 user=user,
                 request=request,
                 participant=other,
-                details={"refused_enrolment": "already enrolled at another site", "by": "api"},
+                details={"refused_enrolment": "already enrolled at another site", "by": by},
             )
     return problems
 

@@ -111,6 +111,59 @@ def test_enrolling_in_the_admin_creates_assignments_and_encrypted_contact(
     assert participant.contact.phone == "+12125550177"
 
 
+def _add_form(study, site, *, phone="", email="", code=""):
+    return {
+        "study": study.pk,
+        "site": site.pk,
+        "code": code,
+        "enrolled_on": "2026-11-01",
+        "timezone": "",
+        "language": "en",
+        "preferred_channel": "sms",
+        "consent_method": "verbal",
+        "consent_date": "2026-11-01",
+        "contact-TOTAL_FORMS": "1",
+        "contact-INITIAL_FORMS": "0",
+        "contact-MIN_NUM_FORMS": "0",
+        "contact-MAX_NUM_FORMS": "1",
+        "contact-0-first_name": "Lupe",
+        "contact-0-phone": phone,
+        "contact-0-email": email,
+        "contact-0-last_name": "",
+        "contact-0-alternative_contacts": "",
+        "contact-0-locator_notes": "",
+    }
+
+
+def test_the_add_form_refuses_a_contact_another_participant_already_has(
+    client, coordinator_a, study, site_a, site_b, enrol
+):
+    """As the API's enrolment and an import's line do: a coordinator enrolling someone already
+    enrolled would make two records of one person, each sent every survey. The other
+    participant is named only where the coordinator may see them; nothing is saved."""
+    enrol(site=site_a, code="NYC-0007", contact={"phone": "+12125550177"})
+    enrol(site=site_b, code="LDN-0003", contact={"email": "kim@example.org"})
+    client.force_login(coordinator_a)
+    add = reverse("admin:surveys_participant_add")
+    before = Participant.objects.count()
+
+    page = client.post(add, _add_form(study, site_a, phone="+1 (212) 555-0177"))
+    assert page.status_code == 200
+    assert "A participant of this study already has this phone number (NYC-0007)." in page.text
+    page = client.post(add, _add_form(study, site_a, email="Kim@Example.org"))
+    assert page.status_code == 200
+    assert "already has this e-mail address (at another site)." in page.text
+    assert "LDN-0003" not in page.text
+    assert Participant.objects.count() == before
+    refused = AuditEvent.objects.get(details__by="admin")
+    assert refused.participant.code == "LDN-0003"
+
+    # Another person's contact is enrolled as before.
+    page = client.post(add, _add_form(study, site_a, phone="+12125550178"))
+    assert page.status_code == 302, page.text[:2000]
+    assert Participant.objects.count() == before + 1
+
+
 def test_participant_page_shows_windows_in_the_participants_own_dates(
     superuser_client, site_a, enrol
 ):

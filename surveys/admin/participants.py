@@ -39,6 +39,7 @@ from surveys.models import (
     ParticipantStatusChange,
     Study,
 )
+from surveys.participant_import import contact_already_enrolled
 from surveys.reminders import reminders_plan
 
 CONSENT_FIELDS = ("consent_method", "consent_version", "consent_date", "consent_obtained_by")
@@ -78,12 +79,46 @@ class WithParticipantCode:
         return super().get_queryset(request).select_related(*self.row_select_related)
 
 
+class EnrolmentContactFormSet(forms.BaseInlineFormSet):
+    """The Add form's contact: refused where another participant of the study already has
+    the e-mail address or phone number, as the API's enrolment and an import's line are
+    (a coordinator enrolling someone already enrolled would otherwise make two records of one
+    person, each sent every survey)."""
+
+    user = None
+    request = None
+
+    def clean(self):
+        super().clean()
+        if self.instance.pk is not None or not self.instance.study_id:
+            return  # a change, or the participant form's own errors first
+        study = self.instance.study
+        # One enrolment of the study at a time from here to the end of the admin's
+        # transaction (its change view is atomic), as the API's and an import's.
+        Study.objects.select_for_update().filter(pk=study.pk).exists()
+        for form in self.forms:
+            contact = getattr(form, "cleaned_data", None)
+            if not contact:
+                continue
+            taken = contact_already_enrolled(
+                study=study, contact=contact, user=self.user, request=self.request, by="admin"
+            )
+            for field, problem in taken.items():
+                form.add_error(field, problem)
+
+
 class ParticipantContactInline(WithParticipantCode, admin.StackedInline):
     model = ParticipantContact
     form = ParticipantContactForm
     can_delete = False
     extra = 1
     max_num = 1
+
+    def get_formset(self, request, obj=None, **kwargs):
+        if obj is not None:
+            return super().get_formset(request, obj, **kwargs)
+        formset = super().get_formset(request, obj, formset=EnrolmentContactFormSet, **kwargs)
+        return type(formset.__name__, (formset,), {"user": request.user, "request": request})
 
 
 class ContactAttemptInline(WithParticipantCode, admin.TabularInline):
