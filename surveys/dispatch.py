@@ -20,8 +20,10 @@ a submission in flight is waited for), records that it is about to call the prov
 broker or beat outage, a sweep's requeue, a coordinator's "send now" in the evening), so the
 time is checked there too, on the participant's clock: in the study's quiet hours the row goes
 back to the queue for their end, and one overdue by more than ``CATCH_UP_LIMIT`` is skipped.
-A transient provider error is retried with backoff (at most ``MAX_ATTEMPTS``), a permanent one
-fails the row with its reason.
+A transient provider error is retried with backoff (a round of ``MAX_ATTEMPTS``), and a row
+whose round failed goes back to the queue for a later round (an outage may last hours), up to
+``SEND_ROUNDS``; a permanent one fails the row with its reason. A coordinator's "send now"
+queues a failed row again (a phone number corrected, say).
 """
 
 import contextlib
@@ -57,7 +59,12 @@ from surveys.unsubscribe import unsubscribe_token
 logger = logging.getLogger(__name__)
 
 BATCH_SIZE = 1000
+# A round of attempts: the first and four retries, 1, 2, 4 and 8 minutes apart (the task's).
 MAX_ATTEMPTS = 5
+# A provider's outage longer than a round: the row is queued again an hour later, then two,
+# then four (on the participant's clock, out of the quiet hours), and fails after four rounds.
+SEND_ROUNDS = 4
+ROUND_WAIT = timedelta(hours=1)
 # A claimed row whose send never started is requeued after this; one that started is reviewed.
 # Longer than an attempt (the hard time limit) and the longest wait for its retry together: a
 # retry claims its row again, so a row waiting for its retry is never taken for stale.
@@ -412,22 +419,20 @@ def message_send(*, message_id: int, now: datetime | None = None) -> str:
         )
         return Message.Status.REVIEW
     except RetryLater as exc:
-        final = message.attempts >= MAX_ATTEMPTS
-        # A retry claims the row again: the sweep requeues a claim STALE_AFTER old whose send
-        # has not started, and the waits add up to more than that from the first claim (1 + 2
-        # + 4 + 8 minutes, and the attempts), so it would start a second chain of tasks for
-        # a row whose retry is still to come.
-        claim = {} if final else {"claimed_at": now}
-        Message.objects.filter(pk=message.pk).update(
-            status=Message.Status.FAILED if final else Message.Status.SENDING,
-            send_started_at=None,
-            **claim,
-            reason=f"provider error: {exc.reason}" + ("" if final else " (will retry)"),
-            updated_at=timezone.now(),
-        )
-        if final:
-            return Message.Status.FAILED
-        raise
+        if message.attempts % MAX_ATTEMPTS:
+            # A retry claims the row again: the sweep requeues a claim STALE_AFTER old whose
+            # send has not started, and the waits add up to more than that from the first
+            # claim (1 + 2 + 4 + 8 minutes, and the attempts), so it would start a second
+            # chain of tasks for a row whose retry is still to come.
+            Message.objects.filter(pk=message.pk).update(
+                status=Message.Status.SENDING,
+                send_started_at=None,
+                claimed_at=now,
+                reason=f"provider error: {exc.reason} (will retry)",
+                updated_at=timezone.now(),
+            )
+            raise
+        return _round_failed(message, exc.reason, now)
     except SmsPermanentError as exc:
         Message.objects.filter(pk=message.pk).update(
             status=Message.Status.FAILED,
@@ -457,6 +462,39 @@ def message_send(*, message_id: int, now: datetime | None = None) -> str:
                 first_message_at=Coalesce(F("first_message_at"), Value(sent_at)),
             )
     return Message.Status.SENT
+
+
+def _round_failed(message: Message, reason: str, now: datetime) -> str:
+    """After a round of attempts failed with transient errors (a provider's outage outlasts
+    the quarter of an hour of one round): the row goes back to the queue for a later round,
+    ``ROUND_WAIT`` after this one and twice as long after each next (on the participant's
+    clock, out of the quiet hours), and fails for good after ``SEND_ROUNDS`` rounds, or where
+    the survey closes before the next round."""
+    rounds = message.attempts // MAX_ATTEMPTS
+    at = now + ROUND_WAIT * 2 ** (rounds - 1)
+    participant = message.assignment.participant
+    study = participant.study
+    at = quiet_hours_apply(
+        at, ZoneInfo(participant.timezone), study.quiet_hours_start, study.quiet_hours_end
+    )
+    tried = f"provider error: {reason} (tried {message.attempts} times"
+    if rounds >= SEND_ROUNDS or at >= message.assignment.closes_at:
+        Message.objects.filter(pk=message.pk, status=Message.Status.SENDING).update(
+            status=Message.Status.FAILED,
+            send_started_at=None,
+            reason=f"{tried}; not tried again)",
+            updated_at=timezone.now(),
+        )
+        return Message.Status.FAILED
+    Message.objects.filter(pk=message.pk, status=Message.Status.SENDING).update(
+        status=Message.Status.QUEUED,
+        send_started_at=None,
+        claimed_at=None,
+        scheduled_at=at,
+        reason=f"{tried}; trying again at {at:%Y-%m-%d %H:%M} UTC)",
+        updated_at=timezone.now(),
+    )
+    return Message.Status.QUEUED
 
 
 def message_texts(message: Message, url: str, unsubscribe_url: str) -> dict:

@@ -699,13 +699,26 @@ def contact_attempt_log(
 
 
 def messages_send_now(*, messages, now: datetime | None = None) -> int:
-    """Bring these messages forward to now where they are still queued and their survey is
-    open: the dispatcher sends them within a minute, after its usual checks."""
+    """Bring these messages forward to now where they are still queued, or queue them again
+    where they failed (a provider's long outage, a phone number since corrected), and their
+    survey is open: the dispatcher sends them within a minute, after its usual checks. One
+    that may have gone out (to review) is left alone: it is never sent twice blindly."""
     now = now or timezone.now()
-    return messages.filter(
+    open_surveys = messages.filter(
+        assignment__status__in=(Assignment.Status.OPEN, Assignment.Status.IN_PROGRESS)
+    )
+    forward = open_surveys.filter(status=Message.Status.QUEUED).update(
+        scheduled_at=now, updated_at=now
+    )
+    again = open_surveys.filter(status=Message.Status.FAILED).update(
         status=Message.Status.QUEUED,
-        assignment__status__in=(Assignment.Status.OPEN, Assignment.Status.IN_PROGRESS),
-    ).update(scheduled_at=now, updated_at=now)
+        scheduled_at=now,
+        claimed_at=None,
+        send_started_at=None,
+        reason="failed; queued again by the study team",
+        updated_at=now,
+    )
+    return forward + again
 
 
 def assignment_send_now(*, assignment: Assignment, now: datetime | None = None) -> int:

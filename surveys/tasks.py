@@ -2,7 +2,8 @@ from celery import shared_task
 
 from surveys import services
 
-# The dispatcher gives a message at most 5 attempts; the task retries the first four.
+# A round of the dispatcher's attempts is 5; the task retries the first four (after a round,
+# the dispatcher queues the row again for a later round).
 MAX_SEND_RETRIES = 4
 
 
@@ -79,7 +80,7 @@ def message_send(self, message_id: int) -> None:
     try:
         send(message_id=message_id)
     except RetryLater:
-        # message_send fails the row after its fifth attempt.
+        # message_send ends the round after its fifth attempt (queued again, or failed).
         countdown = message_send_retry_wait(self.request.retries)
         raise self.retry(countdown=countdown, exc=None) from None
 

@@ -115,10 +115,13 @@ class MessageAdmin(ReadOnlyMixin, admin.ModelAdmin):
     def has_send_permission(self, request) -> bool:
         return request.user.has_perm("surveys.change_assignment")
 
-    @admin.action(description="Send now (queued messages of open surveys)", permissions=["send"])
+    @admin.action(
+        description="Send now (queued or failed messages of open surveys)", permissions=["send"]
+    )
     def send_now(self, request, queryset):
-        """Bring queued messages forward to now: the next cycle (within a minute) sends them,
-        after the usual checks (still open, not completed, not opted out)."""
+        """Bring queued messages forward to now, and queue failed ones again: the next cycle
+        (within a minute) sends them, after the usual checks (still open, not completed, not
+        opted out)."""
         # Only for participants the user may contact: the group permission may come from
         # another study, where the user is PI; here they may be a researcher.
         editable = selectors.participants_editable_by(user=request.user)
@@ -127,8 +130,8 @@ class MessageAdmin(ReadOnlyMixin, admin.ModelAdmin):
         moved = services.messages_send_now(messages=allowed)
         self.message_user(
             request,
-            f"{moved} message(s) will go within a minute; others were not queued or their "
-            "survey is not open."
+            f"{moved} message(s) will go within a minute; others were neither queued nor "
+            "failed, or their survey is not open."
             + (
                 f" {refused} message(s) of participants you may not contact were left alone."
                 if refused

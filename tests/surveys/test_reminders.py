@@ -494,33 +494,118 @@ def test_an_sms_opt_out_between_claim_and_send_cancels_the_text(settings, site_a
     assert not sms.outbox
 
 
-class FlakySms(sms.BaseSmsBackend):
+class OutageSms(sms.BaseSmsBackend):
+    """A provider down (HTTP 503) until ``up`` is set; then it takes each text."""
+
+    up = False
+    sent: list[str] = []
+
     def send(self, *, to, body):
-        raise sms.SmsTransientError("HTTP 503")
+        if not OutageSms.up:
+            raise sms.SmsTransientError("HTTP 503")
+        OutageSms.sent.append(to)
+        return f"SM{len(OutageSms.sent)}"
 
 
-@pytest.mark.usefixtures("no_quiet_hours")
-def test_transient_provider_errors_are_retried_then_fail_after_five_attempts(
-    settings, site_a, enrol
-):
-    from surveys.dispatch import RetryLater
-
-    settings.SMS_BACKEND = "tests.surveys.test_reminders.FlakySms"
+@pytest.fixture
+def outage(settings, site_a, enrol, no_quiet_hours):
+    """A participant whose month-1 text is due now and the only message of its survey, and a
+    provider that is down."""
+    settings.SMS_BACKEND = "tests.surveys.test_reminders.OutageSms"
+    OutageSms.up, OutageSms.sent = False, []
     participant = enrol(
         site=site_a, code="NYC-0052", enrolled_on=timezone.localdate() - timedelta(days=30),
         contact={"phone": "+1 555 010 4480"},
     )  # fmt: skip
     now = timezone.now()
     text = due(participant, now)
-    reminders_dispatch(now=now, enqueue=False)
-    for attempt in range(1, 5):
+    Message.objects.filter(assignment=text.assignment).exclude(pk=text.pk).delete()
+    return text, now
+
+
+def _round(text, at):
+    """One round: the dispatcher claims the text at ``at``, four attempts raise for their
+    retries (the task's), and the fifth's outcome is returned."""
+    from surveys.dispatch import RetryLater
+
+    assert text.pk in reminders_dispatch(now=at, enqueue=False).claimed_ids
+    for _ in range(4):
         with pytest.raises(RetryLater):
-            message_send(message_id=text.pk)
+            message_send(message_id=text.pk, now=at)
+    return message_send(message_id=text.pk, now=at)
+
+
+def test_a_text_failing_through_a_long_outage_is_tried_again_in_rounds_then_fails(outage):
+    """A provider down for hours outlasts one round of five attempts (about a quarter of an
+    hour): the text goes back to the queue an hour later, then two, then four, and fails
+    after the fourth round, with how often it was tried. Nothing is claimed in between."""
+    text, at = outage
+    for round_, wait in enumerate((1, 2, 4), start=1):
+        assert _round(text, at) == Message.Status.QUEUED
         text.refresh_from_db()
-        assert (text.status, text.attempts) == (Message.Status.SENDING, attempt)
-    assert message_send(message_id=text.pk) == Message.Status.FAILED
+        assert text.attempts == 5 * round_
+        assert text.scheduled_at == at + timedelta(hours=wait)
+        assert text.reason.startswith(f"provider error: HTTP 503 (tried {5 * round_} times; ")
+        assert "trying again at" in text.reason
+        early = reminders_dispatch(now=at + timedelta(hours=wait, minutes=-1), enqueue=False)
+        assert text.pk not in early.claimed_ids
+        at += timedelta(hours=wait)
+    assert _round(text, at) == Message.Status.FAILED
     text.refresh_from_db()
-    assert text.reason == "provider error: HTTP 503" and text.attempts == 5
+    assert text.reason == "provider error: HTTP 503 (tried 20 times; not tried again)"
+    assert text.attempts == 20
+    assert text.pk not in reminders_dispatch(now=at + timedelta(days=1), enqueue=False).claimed_ids
+    assert OutageSms.sent == []
+
+
+def test_a_text_whose_provider_comes_back_goes_once_in_a_later_round(outage):
+    text, at = outage
+    assert _round(text, at) == Message.Status.QUEUED
+    OutageSms.up = True
+    at += timedelta(hours=1)
+    assert text.pk in reminders_dispatch(now=at, enqueue=False).claimed_ids
+    assert message_send(message_id=text.pk, now=at) == Message.Status.SENT
+    assert message_send(message_id=text.pk, now=at) == Message.Status.SENT  # idempotent
+    assert OutageSms.sent == ["+1 555 010 4480"]
+    text.refresh_from_db()
+    assert (text.attempts, text.reason) == (6, "")
+
+
+def test_no_later_round_after_the_survey_closes(outage):
+    text, at = outage
+    Assignment.objects.filter(pk=text.assignment_id).update(closes_at=at + timedelta(minutes=30))
+    assert _round(text, at) == Message.Status.FAILED
+    text.refresh_from_db()
+    assert text.reason == "provider error: HTTP 503 (tried 5 times; not tried again)"
+
+
+def test_send_now_queues_a_failed_text_again_and_leaves_one_to_review_alone(
+    client, outage, coordinator_a
+):
+    """A coordinator who hears the provider is back (or corrects a phone number) sends the
+    failed text again; a text that may have gone out (to review) is never resent by it."""
+    text, at = outage
+    Message.objects.filter(pk=text.pk).update(
+        status=Message.Status.FAILED, reason="provider error: HTTP 400 invalid number"
+    )
+    review = Message.objects.create(
+        assignment=text.assignment, sequence=9, channel=text.channel, scheduled_at=at,
+        status=Message.Status.REVIEW, reason="interrupted while sending",
+    )  # fmt: skip
+    client.force_login(coordinator_a)
+    client.post(
+        "/admin/surveys/message/",
+        {"action": "send_now", "_selected_action": [text.pk, review.pk]},
+    )
+    text.refresh_from_db()
+    review.refresh_from_db()
+    assert text.status == Message.Status.QUEUED and text.scheduled_at <= timezone.now()
+    assert review.status == Message.Status.REVIEW
+    OutageSms.up = True
+    claimed = reminders_dispatch(enqueue=False).claimed_ids
+    assert claimed == [text.pk]
+    assert message_send(message_id=text.pk) == Message.Status.SENT
+    assert OutageSms.sent == ["+1 555 010 4480"]
 
 
 def test_a_send_interrupted_after_it_began_is_never_resent(reachable):
