@@ -30,6 +30,7 @@ from surveys.models import (
     StaffRole,
     Study,
 )
+from surveys.scheduling import local_midnight
 
 ROLE = StaffRole.Role
 
@@ -454,9 +455,27 @@ def diary_entries_table(
 # --- The call list ----------------------------------------------------------------------------
 
 CLOSING_SOON_DAYS = 7
-# A survey is overdue once its due day is over (``due_at`` is the due day's local midnight): a
-# baseline due on the day of enrolment is not overdue on that day.
-DUE_DAY = timedelta(days=1)
+# A survey is overdue once its due day is over on the participant's clock (``due_at`` is the
+# due day's local midnight): a baseline due on the day of enrolment is not overdue on that
+# day. The day is 24 hours long but on the days clocks change (23 or 25 in most zones; at most
+# two hours either way anywhere): past ``DUE_DAY_LONGEST`` it is surely over, and within the
+# band between the shortest and the longest each survey's own day is worked out.
+DUE_DAY_SHORTEST = timedelta(hours=22)
+DUE_DAY_LONGEST = timedelta(hours=26)
+
+
+def due_day_over(due_at: datetime, zone: ZoneInfo, now: datetime) -> bool:
+    """Whether the day a survey is due (``due_at``, its local midnight) is over on the
+    participant's clock."""
+    return now >= local_midnight(due_at.astimezone(zone).date() + timedelta(days=1), zone)
+
+
+def _overdue_in_the_band(assignments, now: datetime) -> list[int]:
+    """The surveys whose due day may just have ended (a day of 22 to 26 hours) and has."""
+    near = assignments.filter(
+        due_at__lte=now - DUE_DAY_SHORTEST, due_at__gt=now - DUE_DAY_LONGEST
+    ).values_list("pk", "due_at", "participant__timezone")
+    return [pk for pk, due_at, zone in near if due_day_over(due_at, _zone(zone), now)]
 
 
 def call_list(*, user, now=None, soon_days: int = CLOSING_SOON_DAYS):
@@ -476,14 +495,18 @@ def call_list(*, user, now=None, soon_days: int = CLOSING_SOON_DAYS):
         .annotate(n=Count("pk"))
         .values("n")
     )
+    candidates = Assignment.objects.filter(
+        participant__in=participants_for_user(user=user),
+        participant__status=Participant.Status.ACTIVE,
+        status__in=(Assignment.Status.OPEN, Assignment.Status.IN_PROGRESS),
+        closes_at__gt=now,
+    )
     return (
-        Assignment.objects.filter(
-            participant__in=participants_for_user(user=user),
-            participant__status=Participant.Status.ACTIVE,
-            status__in=(Assignment.Status.OPEN, Assignment.Status.IN_PROGRESS),
-            closes_at__gt=now,
+        candidates.filter(
+            Q(due_at__lte=now - DUE_DAY_LONGEST)
+            | Q(pk__in=_overdue_in_the_band(candidates, now))
+            | Q(closes_at__lte=now + timedelta(days=soon_days))
         )
-        .filter(Q(due_at__lte=now - DUE_DAY) | Q(closes_at__lte=now + timedelta(days=soon_days)))
         .select_related("wave", "participant__site", "participant__study")
         .annotate(
             earlier_misses=Coalesce(Subquery(misses), 0),
@@ -683,7 +706,7 @@ def _call_list_rows_complete(*, user, rows: list[Assignment], now: datetime) -> 
         .values_list("pk", flat=True)
     )
     for row in rows:
-        row.overdue = row.due_at <= now - DUE_DAY
+        row.overdue = due_day_over(row.due_at, _zone(row.participant.timezone), now)
         row.may_send = row.participant_id in sendable
         row.phone = (
             phones.get(row.participant_id, "") if row.participant.study_id in shown else None

@@ -1,9 +1,10 @@
 """The contact log: coordinators record their attempts to reach a participant."""
 
 import re
-from datetime import timedelta
+from datetime import UTC, date, datetime, timedelta
 from html import unescape
 from urllib.parse import parse_qs, urlsplit
+from zoneinfo import ZoneInfo
 
 import pytest
 from django.core.exceptions import ValidationError
@@ -196,6 +197,47 @@ def test_a_survey_is_overdue_only_once_its_due_day_is_over(site_a, enrol, coordi
     assert call_list_rows(user=coordinator_a, now=during) == []
     (row,) = call_list_rows(user=coordinator_a, now=after)
     assert row.wave.slug == "baseline" and row.overdue
+
+
+@pytest.mark.parametrize(
+    ("due_day", "local_now", "listed"),
+    [
+        # The day clocks go forward has 23 hours: half an hour after it ends (23.5 hours
+        # after its midnight) the survey is overdue.
+        (date(2025, 3, 9), datetime(2025, 3, 10, 0, 30), True),
+        (date(2025, 3, 9), datetime(2025, 3, 9, 23, 30), False),
+        # The day clocks go back has 25: at 23:30 (24.5 hours on) it is still the due day.
+        (date(2025, 11, 2), datetime(2025, 11, 2, 23, 30), False),
+        (date(2025, 11, 2), datetime(2025, 11, 3, 0, 30), True),
+    ],
+)
+def test_overdue_follows_the_participants_calendar_on_the_days_clocks_change(
+    site_a, enrol, coordinator_a, due_day, local_now, listed
+):
+    """Found by review: "overdue" was 24 hours after the due day's midnight, an hour off on
+    the days New York's clocks change (listed an hour late in March, an hour early in
+    November). Both the admin's call list and the API read these rows."""
+    from surveys.scheduling import local_midnight
+    from surveys.selectors import call_list_rows
+
+    ny = ZoneInfo("America/New_York")
+    person = enrol(
+        site=site_a, code="NYC-0901", timezone="America/New_York",
+        enrolled_on=due_day - timedelta(days=30),
+    )  # fmt: skip
+    person.assignments.exclude(wave__slug="m1").update(status="completed")
+    person.assignments.filter(wave__slug="m1").update(
+        status="open",
+        opens_at=local_midnight(due_day - timedelta(days=7), ny),
+        due_at=local_midnight(due_day, ny),
+        closes_at=local_midnight(due_day + timedelta(days=29), ny),  # not closing soon
+    )
+    # In UTC, as timezone.now() gives it (arithmetic on a New York time would be on its clock).
+    now = local_now.replace(tzinfo=ny).astimezone(UTC)
+    rows = call_list_rows(user=coordinator_a, now=now)
+    assert [(row.participant.code, row.overdue) for row in rows] == (
+        [("NYC-0901", True)] if listed else []
+    )
 
 
 def test_the_call_list_costs_the_same_queries_for_few_or_many(site_a, enrol, coordinator_a):
