@@ -645,8 +645,17 @@ class ParticipantAdmin(admin.ModelAdmin):
             # also for someone who withdrew earlier and asks now.
             participant_identifiers_erase(participant=participant, by=request.user, request=request)
             return
-        # Contact details (and so the channel) may be new: plan the messages again.
-        reminders_plan(assignments=list(participant.assignments.all()))
+        # The channel, or the e-mail address or phone number it goes to, changed: plan the
+        # messages again. Only then: a re-plan puts every queued message back at its rule's
+        # time, so saving the page for a contact attempt would undo a "send now" just made.
+        contact_changed = any(
+            {"email", "phone"} & set(contact_form.changed_data)
+            for formset in formsets
+            if formset.model is ParticipantContact
+            for contact_form in formset.forms
+        )
+        if contact_changed or "preferred_channel" in form.changed_data:
+            reminders_plan(assignments=list(participant.assignments.all()))
 
     def _on_editable(self, request, queryset, work, *, done: str, verb: str) -> None:
         """Run ``work(participant) -> count`` on the participants the user may change, and say

@@ -330,6 +330,54 @@ def test_send_now_from_the_call_list_brings_the_next_reminder_forward(
     ).exists()
 
 
+def _participant_page_saved(client, participant, **changes):
+    """Save the participant's admin page as a browser would, with ``changes`` made."""
+    page = f"/admin/surveys/participant/{participant.pk}/change/"
+    data = form_fields(client.get(page).text)
+    data.pop("_saveasnew", None)
+    for name, value in changes.items():
+        assert name in data, sorted(data)
+        data[name] = value
+    reply = client.post(page, data)
+    assert reply.status_code == 302, reply.text[:3000]
+
+
+def test_logging_the_call_after_send_now_keeps_the_reminder_going_now(
+    client, participant, coordinator_a
+):
+    """Found by review: the call list's "Send a reminder now", then "Log an attempt" on the
+    participant's page: saving the page planned every message again at its rule's time, and
+    the reminder said to go within a minute went days later. Only a changed channel, e-mail
+    address or phone number plans them again."""
+    from surveys.models import Message
+    from surveys.reminders import reminders_plan
+
+    participant.contact.email = "dana@example.org"
+    participant.contact.save()
+    overdue(participant)
+    reminders_plan(assignments=list(participant.assignments.all()))
+    month1 = participant.assignments.get(wave__slug="m1")
+    client.force_login(coordinator_a)
+    client.post(f"/admin/surveys/assignment/{month1.pk}/send-now/")
+    due_now = Message.objects.filter(
+        assignment=month1, status="queued", scheduled_at__lte=timezone.now()
+    )
+    assert due_now.count() == 1
+    _participant_page_saved(
+        client, participant,
+        **{"contact_attempts-0-method": "call", "contact_attempts-0-outcome": "left_message"},
+    )  # fmt: skip
+    assert ContactAttempt.objects.filter(participant=participant).count() == 1
+    assert due_now.count() == 1
+
+    # A new phone number and channel: the messages are planned again, as texts.
+    _participant_page_saved(
+        client, participant, **{"contact-0-phone": "+1 555 010 4499", "preferred_channel": "sms"}
+    )
+    queued = Message.objects.filter(assignment=month1, status="queued")
+    assert set(queued.values_list("channel", flat=True)) == {"sms"}
+
+
 def test_the_call_list_is_linked_from_the_assignments_list(client, coordinator_a, participant):
     client.force_login(coordinator_a)
     assert "/admin/surveys/assignment/call-list/" in client.get("/admin/surveys/assignment/").text
