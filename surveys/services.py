@@ -494,22 +494,26 @@ def participant_site_moved_from(*, participant: Participant, site_id: int) -> No
 
 
 def _assignments_reopened(*, participant: Participant, now: datetime) -> list[Assignment]:
-    """The assignments the participant's last move to the status they are leaving cancelled
-    (cancelled at that very moment: not one cancelled on its own before), each back to the
-    status its window gives it now (in progress where a draft was begun)."""
+    """The assignments cancelled by the moves that took the participant out of the followed
+    statuses, since they last left them (withdrawn, then deceased by mistake: the withdrawal
+    cancelled them; cancelled at those very moments: not one cancelled on its own before),
+    each back to the status its window gives it now (in progress where a draft was begun)."""
+    changes = ParticipantStatusChange.objects.filter(participant=participant)
     left = (
-        ParticipantStatusChange.objects.filter(
-            participant=participant, to_status=participant.status
-        )
+        changes.filter(to_status__in=NOT_FOLLOWED)
+        .exclude(from_status__in=NOT_FOLLOWED)
         .order_by("-changed_at", "-pk")
         .values_list("changed_at", flat=True)
         .first()
     )
     if left is None:
         return []
+    moments = changes.filter(to_status__in=NOT_FOLLOWED, changed_at__gte=left).values_list(
+        "changed_at", flat=True
+    )
     reopened = list(
         participant.assignments.filter(
-            status=Assignment.Status.CANCELLED, status_changed_at=left
+            status=Assignment.Status.CANCELLED, status_changed_at__in=list(moments)
         ).select_for_update()
     )
     begun = set(

@@ -106,6 +106,29 @@ def test_a_survey_begun_before_the_withdrawal_comes_back_in_progress(site_a, enr
     assert month1.status == Assignment.Status.IN_PROGRESS  # the window is open until 15 March
 
 
+def test_back_to_active_after_two_moves_out_brings_back_what_the_first_cancelled(site_a, enrol):
+    """Found by review: withdrawn, then deceased (a wrong record), then active again. The
+    withdrawal cancelled the surveys and the move to deceased nothing more, so looking only at
+    the last move brought nothing back: active, and never asked again. One cancelled on its
+    own before the withdrawal stays cancelled."""
+    participant = enrol(site=site_a, now=datetime(2026, 1, 15, 6, tzinfo=UTC))
+    Assignment.objects.filter(participant=participant, wave__slug="m12").update(
+        status=Assignment.Status.CANCELLED, status_changed_at=NOW - timedelta(days=10)
+    )
+    participant_status_change(participant=participant, status="withdrawn", reason="r", now=NOW)
+    later = NOW + timedelta(days=1)
+    participant_status_change(participant=participant, status="deceased", now=later)
+    participant_status_change(participant=participant, status="active", now=later)
+    statuses = dict(participant.assignments.values_list("wave__slug", "status"))
+    assert statuses == {
+        "baseline": "missed",
+        "m1": "open",
+        "m3": "scheduled",
+        "m6": "scheduled",
+        "m12": "cancelled",
+    }
+
+
 @pytest.mark.django_db(transaction=True)
 def test_a_status_change_from_outside_any_transaction_is_one_transaction(site_a, enrol):
     """The participant's own "I do not agree" on the consent page calls the service from a
