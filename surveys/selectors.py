@@ -575,8 +575,11 @@ def participant_timeline(
                 assignment.opens_at,
                 "survey",
                 f"{name}: window opens",
-                f"due {assignment.due_at:%Y-%m-%d}, closes {assignment.closes_at:%Y-%m-%d}; "
-                f"now {assignment.get_status_display().lower()}",
+                # The participant's own dates, as the call list and their page show them (in
+                # UTC the due day is a day early east of Greenwich, and "closes" the day after
+                # the last west of it).
+                f"due {assignment.due_day():%Y-%m-%d}, last day {assignment.last_day():%Y-%m-%d} "
+                f"({participant.timezone}); now {assignment.get_status_display().lower()}",
             )
         )
         if assignment.status == Assignment.Status.MISSED:

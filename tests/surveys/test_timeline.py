@@ -85,6 +85,27 @@ def test_the_timeline_shows_everything_that_happened(client, followed, coordinat
     assert reverse("admin:surveys_response_change", args=[response.pk]) in text
 
 
+def test_the_timeline_gives_each_surveys_dates_on_the_participants_calendar(
+    client, site_a, enrol, coordinator_a
+):
+    """Found by review: the timeline printed the UTC dates of ``due_at`` and ``closes_at``. For
+    Tehran (UTC+03:30) the due day's midnight is 20:30 the day before in UTC, so the timeline
+    said a day earlier than the call list and the participant's page."""
+    from datetime import date
+
+    person = enrol(
+        site=site_a, code="NYC-0710", timezone="Asia/Tehran", enrolled_on=date(2026, 3, 1)
+    )
+    month1 = person.assignments.get(wave__slug="m1")
+    assert month1.due_at.date() != month1.due_day()  # the trap: 20:30 UTC, the day before
+    client.force_login(coordinator_a)
+    text = timeline(client, person).text
+    expected = (
+        f"due {month1.due_day():%Y-%m-%d}, last day {month1.last_day():%Y-%m-%d} (Asia/Tehran)"
+    )
+    assert expected in text
+
+
 def test_researchers_see_the_timeline_without_the_contact_log(client, followed, researcher):
     client.force_login(researcher)
     text = timeline(client, followed).text
