@@ -184,8 +184,9 @@ def exposure_outcome_frame(
     """One row per participant for a matched comparison (Costello et al. 2021): the exposure
     over ``exposure_waves`` (its largest value at those waves, so a 0/1 exposure is 1 when it
     was 1 at any of them; NaN when none of them was answered), the outcome at
-    ``outcome_wave`` and the covariates (baseline columns: the participant's first value).
-    Indexed by ``pid``; the exposure and outcome keep their column names."""
+    ``outcome_wave`` and the covariates (baseline columns: their value at the first wave,
+    missing where it is missing there). Indexed by ``pid``; the exposure and outcome keep their
+    column names."""
     for name in (exposure, outcome, *covariates):
         if name not in frame.columns:
             raise AnalysisError(
@@ -217,6 +218,11 @@ def exposure_outcome_frame(
     later = frame.loc[frame["wave"] == outcome_wave, ["pid", outcome]].drop_duplicates("pid")
     out[outcome] = later.set_index("pid")[outcome].reindex(pids)
     if covariates:
-        first = frame.groupby("pid", sort=False)[list(covariates)].first()
-        out = out.join(first)
+        # At the first wave (the baseline), as answered: a value missing there stays missing
+        # (the participant is left out and counted), never filled from a later wave, which
+        # may be the exposure's or the outcome's (found by review: ``first()`` skipped
+        # missing values and took the rows in the order they came).
+        first_wave = frame["wave_index"].min()
+        baseline = frame.loc[frame["wave_index"] == first_wave, ["pid", *covariates]]
+        out = out.join(baseline.drop_duplicates("pid").set_index("pid")[list(covariates)])
     return out

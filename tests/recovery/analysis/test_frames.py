@@ -86,6 +86,28 @@ def test_the_exposure_over_early_waves_and_the_later_outcome_per_participant():
         )
 
 
+def test_covariates_are_the_first_waves_values_never_a_later_waves():
+    """Found by review: the covariates were each participant's first value that was not
+    missing, in the order the rows came. A craving missing at baseline was filled from the
+    exposure's wave; in a frame not sorted by wave, the outcome wave's value was taken."""
+    frame = pd.DataFrame(
+        {
+            "pid": ["A", "B", "A", "B", "A", "B", "A", "B"],
+            "wave": ["m12", "m12", "m1", "m1", "baseline", "baseline", "m3", "m3"],
+            "wave_index": [3, 3, 1, 1, 0, 0, 2, 2],
+            "high": [np.nan, np.nan, 1, 0, np.nan, np.nan, 0, 0],
+            "use": [1, 0, np.nan, np.nan, np.nan, np.nan, np.nan, np.nan],
+            "craving": [7, 6, 2, 3, np.nan, 5, 9, 4],
+        }
+    )
+    data = exposure_outcome_frame(
+        frame, exposure="high", outcome="use", exposure_waves=["m1", "m3"],
+        outcome_wave="m12", covariates=["craving"],
+    )  # fmt: skip
+    assert np.isnan(data.loc["A", "craving"])  # missing at baseline: not m1's 2 nor m12's 7
+    assert data.loc["B", "craving"] == 5
+
+
 def test_a_category_becomes_indicators_against_the_most_common_with_rare_ones_pooled():
     pids = [f"P{i}" for i in range(60)]
     gender = [2] * 30 + [1] * 22 + [3] * 5 + [4] * 2 + [np.nan]
