@@ -11,7 +11,7 @@ from zoneinfo import ZoneInfo
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
-from django.core.validators import validate_email
+from django.core.validators import MinValueValidator, validate_email
 from django.db import models
 from django.db.models import F, Q
 
@@ -403,6 +403,9 @@ class Wave(models.Model):
     recurrence_days = models.PositiveIntegerField(
         null=True,
         blank=True,
+        # 0 would divide by zero in the check-ins' periodic task, which stopped it for every
+        # study (found by review).
+        validators=[MinValueValidator(1)],
         help_text="For recurring check-ins (7 = weekly); empty for a single wave.",
     )
     recurrence_until_days = models.PositiveIntegerField(
@@ -418,6 +421,10 @@ class Wave(models.Model):
         ordering = ("study_id", "position")
         constraints = [
             models.UniqueConstraint(fields=("study", "slug"), name="wave_slug_unique"),
+            models.CheckConstraint(
+                condition=Q(recurrence_days__isnull=True) | Q(recurrence_days__gte=1),
+                name="wave_recurrence_at_least_a_day",
+            ),
         ]
 
     def __str__(self) -> str:

@@ -1,5 +1,7 @@
 from datetime import UTC, date, datetime
 
+import pytest
+
 from surveys.scheduling import wave_window
 
 
@@ -72,3 +74,26 @@ def test_recurring_check_in_occurrences_are_a_week_apart_in_local_time():
     )
     # 8 March 2026 is the DST change: a local week is 167 hours there.
     assert (second.due_at - first.due_at).total_seconds() == 7 * 24 * 3600 - 3600
+
+
+def test_a_recurring_wave_repeats_at_least_every_day(study):
+    """Found by review: a wave saved with "every 0 days" (the study admin's wave form took
+    it) divided by zero in the check-ins' periodic task, which then stopped for every study.
+    The form refuses it; the database too."""
+    from django.core.exceptions import ValidationError
+    from django.db import IntegrityError, transaction
+
+    from surveys.models import Wave
+
+    wave = Wave(
+        study=study, slug="checkin", name="Check-in", position=9, offset_days=7,
+        window_before_days=0, window_after_days=2, recurrence_days=0,
+    )  # fmt: skip
+    with pytest.raises(ValidationError) as refused:
+        wave.full_clean()
+    assert "recurrence_days" in refused.value.message_dict
+    with pytest.raises(IntegrityError), transaction.atomic():
+        wave.save()
+    wave.recurrence_days = 1
+    wave.full_clean()
+    wave.save()
