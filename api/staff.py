@@ -337,6 +337,7 @@ class DatasetExportApi(APIView):
         labels = serializers.BooleanField(default=False)
         site = serializers.ListField(child=serializers.CharField(), required=False)
         wave = serializers.ListField(child=serializers.CharField(), required=False)
+        instrument = serializers.ListField(child=serializers.CharField(), required=False)
         status = serializers.ListField(child=serializers.CharField(), required=False)
         enrolled_from = serializers.DateField(required=False)
         enrolled_to = serializers.DateField(required=False)
@@ -363,7 +364,7 @@ class DatasetExportApi(APIView):
         study = get_object_or_404(selectors.studies_for_user(user=request.user), slug=study_slug)
         query = {
             key: request.query_params.getlist(key)
-            if key in ("site", "wave", "status")
+            if key in ("site", "wave", "instrument", "status")
             else request.query_params.get(key)
             for key in request.query_params
         }
@@ -379,6 +380,7 @@ class DatasetExportApi(APIView):
             labels=given["labels"],
             sites=tuple(given.get("site", ())),
             waves=tuple(given.get("wave", ())),
+            instruments=tuple(given.get("instrument", ())),
             statuses=tuple(given.get("status", ())),
             enrolled_from=given.get("enrolled_from"),
             enrolled_to=given.get("enrolled_to"),

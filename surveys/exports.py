@@ -56,7 +56,14 @@ from surveys.datasets.formats import FORMATS as FILE_FORMATS
 from surveys.datasets.formats import write_dataset
 from surveys.datasets.pid import export_pid
 from surveys.datasets.writers import csv_lines, header_line
-from surveys.models import AuditEvent, DatasetExportJob, DatasetLinePlan, Participant, Study
+from surveys.models import (
+    AuditEvent,
+    DatasetExportJob,
+    DatasetLinePlan,
+    Instrument,
+    Participant,
+    Study,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -71,6 +78,11 @@ HTML_SHAPES = ("codebook",)
 Progress = Callable[[int], None]
 
 
+def export_instruments(study: Study):
+    """The instruments an export can be narrowed to: those of the study's waves."""
+    return Instrument.objects.filter(study=study, waves__study=study).distinct().order_by("slug")
+
+
 @dataclass(frozen=True)
 class ExportSpec:
     shape: str = "long"
@@ -78,6 +90,7 @@ class ExportSpec:
     labels: bool = False  # value labels instead of codes
     sites: tuple[str, ...] = ()  # site codes; empty: every site the user may see
     waves: tuple[str, ...] = ()  # wave slugs; empty: all
+    instruments: tuple[str, ...] = ()  # instrument slugs; empty: all
     statuses: tuple[str, ...] = ()  # participant statuses; empty: all
     enrolled_from: date | None = None
     enrolled_to: date | None = None
@@ -107,6 +120,13 @@ class ExportSpec:
         unknown = set(self.waves) - set(study.waves.values_list("slug", flat=True))
         if unknown:
             errors["waves"] = f"Not waves of this study: {', '.join(sorted(unknown))}."
+        unknown = set(self.instruments) - set(
+            export_instruments(study).values_list("slug", flat=True)
+        )
+        if unknown:
+            errors["instruments"] = (
+                f"Not instruments of this study's waves: {', '.join(sorted(unknown))}."
+            )
         if self.dates not in DATES:
             errors["dates"] = f"Choose one of: {', '.join(DATES)}."
         unknown = set(self.statuses) - set(Participant.Status.values)
@@ -138,7 +158,7 @@ class ExportSpec:
                 {"spec": f"Unknown export options: {', '.join(sorted(unknown))}."}
             )
         values = dict(data)
-        for name in ("sites", "waves", "statuses", "covariates"):
+        for name in ("sites", "waves", "instruments", "statuses", "covariates"):
             if name in values:
                 values[name] = tuple(values[name] or ())
         for name in ("enrolled_from", "enrolled_to"):
@@ -334,6 +354,7 @@ def _dataset_options(*, study: Study, people, spec: ExportSpec) -> dict:
         "study": study,
         "participants": people,
         "waves": list(spec.waves) or None,
+        "instruments": list(spec.instruments) or None,
         "covariates": spec.covariates,
         "include_identifiers": spec.identified,
         "include_free_text": spec.identified,
@@ -348,6 +369,7 @@ _RECIPE_OPTIONS = (
     "labels",
     "sites",
     "waves",
+    "instruments",
     "statuses",
     "enrolled_from",
     "enrolled_to",

@@ -22,6 +22,7 @@ from surveys.exports import (
     ExportNotReady,
     ExportSpec,
     dataset_export,
+    export_instruments,
     export_job_content_type,
     export_job_download,
     export_job_start,
@@ -62,6 +63,12 @@ class ExportForm(forms.Form):
     )
     waves = forms.MultipleChoiceField(
         required=False, widget=forms.CheckboxSelectMultiple, help_text="None ticked: all."
+    )
+    instruments = forms.MultipleChoiceField(
+        required=False,
+        widget=forms.CheckboxSelectMultiple,
+        help_text="None ticked: all. Their items and derived measures; the waves without any "
+        "of them have no rows.",
     )
     statuses = forms.MultipleChoiceField(
         required=False,
@@ -110,6 +117,7 @@ class ExportForm(forms.Form):
         self.fields["waves"].choices = [
             (w.slug, w.name) for w in study.waves.order_by("position", "pk")
         ]
+        self.fields["instruments"].choices = [(i.slug, i.name) for i in export_instruments(study)]
 
 
 def _spec(data: dict) -> ExportSpec:
@@ -119,6 +127,7 @@ def _spec(data: dict) -> ExportSpec:
         labels=data["labels"],
         sites=tuple(data["sites"]),
         waves=tuple(data["waves"]),
+        instruments=tuple(data["instruments"]),
         statuses=tuple(data["statuses"]),
         enrolled_from=data["enrolled_from"],
         enrolled_to=data["enrolled_to"],

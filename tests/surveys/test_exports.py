@@ -78,6 +78,43 @@ def test_filters_narrow_the_rows_and_are_audited(client, study, people, research
     assert details["waves"] == ["baseline", "m1"] and details["statuses"] == ["active"]
 
 
+def test_an_instrument_filter_keeps_its_items_and_waves_everywhere(
+    client, study, people, researcher, tmp_path
+):
+    """Found by review: issue 7 asks for an instrument filter, and no export path had one.
+    The admin's form, manage.py and the API narrow the dataset to the instruments chosen: only
+    their items, only the waves that have them; audited; an unknown one is refused."""
+    client.force_login(researcher)
+    _, body = download(client, study, shape="long", format="csv", instruments=["followup"])
+    frame = pd.read_csv(io.BytesIO(body))
+    assert sorted(set(frame["wave"])) == ["m1", "m12", "m3", "m6"]
+    assert "gender" not in frame.columns and "age" not in frame.columns  # baseline's items
+    assert "meetings_total" in frame.columns
+    assert AuditEvent.objects.get(action="dataset_export").details["instruments"] == ["followup"]
+    reply, _ = download(client, study, shape="long", format="csv", instruments=["nope"])
+    assert "Select a valid choice. nope" in reply.content.decode()
+
+    out = tmp_path / "baseline.csv"
+    call_command(
+        "export_dataset", "--study", study.slug, "--instrument", "baseline", "--out", str(out)
+    )
+    frame = pd.read_csv(out)
+    assert set(frame["wave"]) == {"baseline"} and "gender" in frame.columns
+    assert "meetings_total" not in frame.columns
+    with pytest.raises(CommandError, match="Not instruments of this study's waves: nope"):
+        call_command(
+            "export_dataset", "--study", study.slug, "--instrument", "nope", "--out", str(out)
+        )
+
+    api = f"/api/v1/studies/{study.slug}/export/"
+    reply = client.get(api, {"instrument": "followup", "shape": "wide"})
+    assert reply.status_code == 200, reply.content[:500]
+    wide = pd.read_csv(io.BytesIO(b"".join(reply.streaming_content)))
+    assert "meetings_total_m1" in wide.columns and "gender_baseline" not in wide.columns
+    reply = client.get(api, {"instrument": "nope"})
+    assert reply.status_code == 400 and "instruments" in reply.json()["errors"]
+
+
 def test_a_bad_choice_gets_a_clear_error_and_nothing_is_exported(client, study, researcher):
     client.force_login(researcher)
     reply, _ = download(

@@ -22,6 +22,9 @@ class Command(BaseCommand):
         parser.add_argument("--site", action="append", default=[], help="A site code (repeat).")
         parser.add_argument("--wave", action="append", default=[], help="A wave slug (repeat).")
         parser.add_argument(
+            "--instrument", action="append", default=[], help="An instrument slug (repeat)."
+        )
+        parser.add_argument(
             "--dates",
             choices=DATES,
             default="days",
@@ -29,7 +32,9 @@ class Command(BaseCommand):
             "participant's moved back by a keyed offset of 0-364 days.",
         )
 
-    def handle(self, *args, study, shape, format, out, labels, site, wave, dates, **options):
+    def handle(
+        self, *args, study, shape, format, out, labels, site, wave, instrument, dates, **options
+    ):
         found = Study.objects.filter(slug=study).first()
         if found is None:
             raise CommandError(f"No study '{study}'.")
@@ -39,6 +44,7 @@ class Command(BaseCommand):
             labels=labels,
             sites=tuple(site),
             waves=tuple(wave),
+            instruments=tuple(instrument),
             dates=dates,
         )
         try:
