@@ -680,6 +680,7 @@ def test_a_recipe_keeps_only_the_options_that_shape_the_dataset(cohort):  # noqa
         "labels",
         "sites",
         "waves",
+        "instruments",
         "statuses",
         "enrolled_from",
         "enrolled_to",
