@@ -30,7 +30,7 @@ class DerivedMeasure:
     instruments: tuple[str, ...]  # instrument slugs whose answers it is computed from
     compute: Callable[[pd.DataFrame], pd.Series] = field(compare=False)
     choices: tuple[tuple[str, str], ...] = ()  # for categories: (code, label)
-    # The range of a number (None: no limit). A measure that can fall between -99 and -93
+    # The range of a number (None: no limit). A measure that can fall between -99 and -92
     # (the datasets' missing codes) has its codes in a column of their own.
     minimum: float | None = None
     maximum: float | None = None

@@ -32,7 +32,7 @@ from .errors import AnalysisError
 DAYS_PER_MONTH = 30.4375
 # The dataset builder's codes (surveys.datasets.codes), the default for a frame read from an
 # exported file.
-DEFAULT_MISSING_CODES = (-99, -98, -97, -96, -95, -94, -93)
+DEFAULT_MISSING_CODES = (-99, -98, -97, -96, -95, -94, -93, -92)
 TEXT_COLUMNS = ("pid", "site", "wave", "status")
 REQUIRED_COLUMNS = ("pid", "wave")
 

@@ -20,12 +20,13 @@ Missing codes (``MISSING_CODES``; cells of items and derived measures):
     -94  cancelled: the participant left the study before this wave
     -93  not calculated: a calculated item shown but blank (its formula lacked an answer, or
          gave no usable number)
+    -92  erased: answered, then deleted at the participant's request (on withdrawal)
 
 An empty cell means "not part of the questionnaire this row answered" (another wave's
 instrument, another version) or, for a derived measure, "not computable from the answers".
 
 A column whose own values could be one of these numbers (a choice coded -99 "Refused", an
-answer allowed below -93, a calculation that can reach them, a date as days since enrolment,
+answer allowed below -92, a calculation that can reach them, a date as days since enrolment,
 free text) keeps its empty cells empty and has its codes in the next column, ``<name>_missing``
 (``plan.Plan.missing_of``), so that an answer never reads as a code nor a code as an answer.
 The engine knows nothing about recovery research: derived measures come from the registry in

@@ -269,13 +269,14 @@ class Dataset:
                 day,
                 tz,
                 date_offset(study_id=study.pk, participant_id=pk) if self.plan.date_shift else 0,
+                erased is not None,
             )
-            for pk, code, site, day, tz in scope.values_list(
-                "pk", "code", "site__code", "enrolled_on", "timezone"
+            for pk, code, site, day, tz, erased in scope.values_list(
+                "pk", "code", "site__code", "enrolled_on", "timezone", "answers_erased_at"
             )
         ]
         people = pd.DataFrame(
-            rows, columns=["pk", "pid", "site", "enrolled_on", "timezone", "offset"]
+            rows, columns=["pk", "pid", "site", "enrolled_on", "timezone", "offset", "erased"]
         )
         people["enrolled_on"] = pd.to_datetime(people["enrolled_on"])
         return people.sort_values("pid", kind="stable").reset_index(drop=True)
@@ -425,6 +426,12 @@ class _BatchBuilder:
         """Every item and derived cell of a row's instruments starts as its status's code."""
         plan = self.plan
         status_code = rows["status"].map(codes.STATUS_CODES).to_numpy(dtype=float)
+        # Completed surveys of a participant whose answers were erased at their request: not
+        # "shown but not answered", which would count as item non-response.
+        erased = rows["participant"].map(self.people["erased"]).fillna(False).to_numpy(bool)
+        status_code[erased & (rows["status"] == Assignment.Status.COMPLETED).to_numpy()] = (
+            codes.ERASED
+        )
         for wave_id, instruments in plan.wave_instruments.items():
             where = np.flatnonzero((rows["wave"] == wave_id).to_numpy())
             if not len(where):

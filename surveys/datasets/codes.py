@@ -4,7 +4,7 @@ Every item and derived-measure cell of a dataset holds either a value or one of 
 that a researcher can tell *why* a value is absent. Codes are negative numbers in the -9x range:
 no item of the built-in battery accepts a negative value (counts, sliders and ages start at 0
 or above; choice codes are positive), so a code never collides with a real answer there. A
-study's own questions can: a choice coded -99 "Refused", an answer allowed below -93, a
+study's own questions can: a choice coded -99 "Refused", an answer allowed below -92, a
 calculation that can go that low, a date before enrolment (days since enrolment), free text.
 Such a column has its codes in a column of its own, ``<name>_missing``, and its empty cells stay
 empty (``surveys.datasets.plan``; the codebook says so in the column's row).
@@ -25,6 +25,7 @@ NOT_ANSWERED = -96
 WINDOW_OPEN = -95
 CANCELLED = -94
 NOT_CALCULATED = -93
+ERASED = -92
 
 MISSING_CODES: dict[int, str] = {
     WAVE_MISSED: "Wave missed: the window closed without a submitted response",
@@ -35,6 +36,7 @@ MISSING_CODES: dict[int, str] = {
     CANCELLED: "Cancelled: the participant left the study (withdrew, died) before this wave",
     NOT_CALCULATED: "Could not be calculated: a calculated item shown but left blank (an answer "
     "its formula needs is missing, or the result was not a usable number)",
+    ERASED: "Erased: answered, then deleted at the participant's request (on withdrawal)",
 }
 
 LOWEST_CODE, HIGHEST_CODE = min(MISSING_CODES), max(MISSING_CODES)
@@ -47,8 +49,9 @@ STATUS_CODES: dict[str, int] = {
     "in_progress": WINDOW_OPEN,
     "missed": WAVE_MISSED,
     "cancelled": CANCELLED,
-    # Completed but this instrument has no submitted response (should not happen: a wave is
-    # completed when all its instruments are submitted).
+    # Completed but this instrument has no submitted response: its answers were erased at the
+    # participant's request (``ERASED``, set where the participant's were: the builder); else
+    # it should not happen (a wave is completed when all its instruments are submitted).
     "completed": NOT_ANSWERED,
 }
 

@@ -56,6 +56,15 @@ def test_a_withdrawn_participants_answers_are_erased_and_audited(answered, coord
     )
     assert len(after) == len(before)  # the waves are still there…
     assert not (after["craving"] == ANSWERS["craving"]).any()  # …their answers not
+    # Found by review: the completed survey's cells read -96 "shown but not answered", which
+    # counts as item non-response; they say the answers were erased, -92. Their other waves
+    # keep their codes (cancelled on withdrawal).
+    completed = after[after["status"] == "completed"]
+    assert len(completed) == 1
+    assert completed["craving"].tolist() == [-92]
+    assert completed["meetings_total"].tolist() == [-92]  # a derived measure too
+    assert not (after[["craving", "meetings_total"]] == -96).any().any()
+    assert set(after.loc[after["status"] == "cancelled", "craving"]) <= {-94}
     assert participant_answers_erase(participant=answered) == {}  # once only
 
 

@@ -1,6 +1,6 @@
 """Missing codes a real value could collide with (issue 7: distinct, documented missing codes).
 
-The datasets' missing codes are -99 … -93. A study's own questions can hold those numbers as
+The datasets' missing codes are -99 … -92. A study's own questions can hold those numbers as
 answers: a choice coded -99 "Refused" (REDCap's habit), a weight change of -97, a calculation
 that can go negative, a date 95 days before enrolment written as days since enrolment. In such
 a column a code would read as an answer (and SPSS's missing range would hide the answer), so
@@ -167,7 +167,7 @@ def test_every_format_reads_the_answer_back_not_a_missing_value(cohort, tmp_path
     assert read.loc[first, "last_use"] == -95
     _, declared = pyreadstat.read_sav(str(tmp_path / "long.sav"), user_missing=True)
     assert "weight_change" not in declared.missing_ranges
-    assert declared.missing_ranges["drinks"] == [{"lo": -99.0, "hi": -93.0}]  # codes in place
+    assert declared.missing_ranges["drinks"] == [{"lo": -99.0, "hi": -92.0}]  # codes in place
     assert meta.variable_value_labels["refused_q"][-99.0] == "Refused"
     assert (
         meta.variable_value_labels["weight_change_missing"][float(WAVE_MISSED)]

@@ -205,7 +205,7 @@ def test_every_format_reads_back_with_the_same_values_labels_and_rows(study, peo
         gender_labels = info.variable_value_labels["gender"]
         assert gender_labels[2] and gender_labels[-99].startswith("Wave missed")
         if fmt == "sav":
-            assert info.missing_ranges["gender"] == [{"lo": -99.0, "hi": -93.0}]
+            assert info.missing_ranges["gender"] == [{"lo": -99.0, "hi": -92.0}]
     assert len(data) == len(expected) == 10
     assert list(data["pid"]) == list(expected["pid"])
     row = data[(data["wave"] == "baseline") & (data["site"] == "NYC")].iloc[0]
