@@ -497,3 +497,34 @@ def test_a_variable_made_identifying_in_a_later_version_stays_hidden_in_an_older
     assert Response.objects.get().instrument_version == first  # still on the older version
     event = AuditEvent.objects.filter(action="response_change").latest("id")
     assert event.details["changed"] == {"craving": HIDDEN_ANSWER}
+
+
+@pytest.mark.parametrize("client_id", [1, True, 0, "00000000-0000-0000-0000-000000000000"])
+def test_a_client_id_that_is_not_a_random_uuid_written_as_text_is_refused(
+    client, site_a, enrol, client_id
+):
+    """Found by review: ``client_id`` took a JSON number or ``true`` (both read as
+    ``UUID(int=1)``) and the nil UUID. A phone sending ``1`` stored its answers under a key
+    that any other phone sending ``1`` then hit: that participant was told 409
+    ``client_id_used``, about someone else's response, and their answers were not stored."""
+    from tests.surveys.test_participant_access import signed_in
+
+    enrolled = timezone.localdate() - timedelta(days=30)
+    first, second = (
+        enrol(site=site_a, enrolled_on=enrolled).assignments.get(wave__slug="m1") for _ in "ab"
+    )
+    for assignment in (first, second):
+        client.cookies.clear()
+        signed_in(client, assignment.participant)
+        reply = client.post(
+            f"/api/v1/participant/assignments/{assignment.pk}/responses/followup/submit/",
+            {"client_id": client_id, "answers": ANSWERS},
+            content_type="application/json",
+        )
+        assert reply.status_code == 400, reply.json()
+        assert list(reply.json()["errors"]) == ["client_id"]
+    assert not Response.objects.exists()
+    # What the phone's code is written against still says: text, a UUID.
+    schema = client.get("/api/v1/schema/", HTTP_ACCEPT="application/vnd.oai.openapi+json").json()
+    field = schema["components"]["schemas"]["AnswersInput"]["properties"]["client_id"]
+    assert (field["type"], field["format"]) == ("string", "uuid")
