@@ -22,6 +22,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from api.auth import TokenScope
+from api.query import query_param, query_params
 from api.views import CONFLICT, ERRORS
 from surveys import exports, retention, selectors
 from surveys.audit import phones_shown_audit
@@ -240,13 +241,13 @@ class RetentionSummaryApi(APIView):
     def get(self, request: Request, study_slug: str) -> Response:
         study = get_object_or_404(selectors.studies_for_user(user=request.user), slug=study_slug)
         site = None
-        if code := request.query_params.get("site"):
+        if code := query_param(request, "site"):
             site = (
                 selectors.sites_for_user(user=request.user).filter(study=study, code=code).first()
             )
             if site is None:
                 return _errors({"site": [f"{code} is not one of your sites in this study."]})
-        subgroup = request.query_params.get("subgroup") or None
+        subgroup = query_param(request, "subgroup") or None
         if subgroup is not None and retention.subgroup_get(subgroup) is None:
             names = ", ".join(s.name for s in retention.subgroups())
             return _errors({"subgroup": [f"Choose one of: {names}."]})
@@ -362,9 +363,9 @@ class DatasetExportApi(APIView):
     def get(self, request: Request, study_slug: str):
         study = get_object_or_404(selectors.studies_for_user(user=request.user), slug=study_slug)
         query = {
-            key: request.query_params.getlist(key)
+            key: query_params(request, key)
             if key in ("site", "wave", "status")
-            else request.query_params.get(key)
+            else query_param(request, key)
             for key in request.query_params
         }
         data = self.InputSerializer(data=query)

@@ -18,6 +18,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from api.query import query_param
 from surveys.dictionary import DictionaryError, dictionary_export, dictionary_import_forms
 from surveys.models import Assignment, Instrument, Language
 from surveys.selectors import (
@@ -254,7 +255,7 @@ class DictionaryApi(APIView):
     )
     def get(self, request: Request, study_slug: str) -> HttpResponse:
         study = get_object_or_404(studies_for_user(user=request.user), slug=study_slug)
-        language = request.query_params.get("language") or study.default_language
+        language = query_param(request, "language") or study.default_language
         if language not in Language.values:
             raise ValidationError({"language": [f"Choose one of {', '.join(Language.values)}."]})
         return HttpResponse(

@@ -385,6 +385,33 @@ def test_the_retention_summary_api_counts_only_the_users_sites(
     assert refused.status_code == 400 and "gender" in refused.json()["errors"]["subgroup"][0]
 
 
+@pytest.mark.parametrize(
+    "query, name",
+    [
+        ("retention/?site=NYC%00", "site"),
+        ("retention/?subgroup=gender%00", "subgroup"),
+        ("export/?site=NYC%00&wave=m1", "site"),
+        ("dictionary/?language=en%00", "language"),
+    ],
+)
+def test_a_nul_character_in_a_query_parameter_is_a_400_on_it_before_any_query(
+    client, study, coordinator_key, query, name
+):
+    """Found by review: ``?site=`` with a NUL character went into the database query, which
+    PostgreSQL's driver refuses: a server error (500) instead of a 400 on the parameter."""
+    sent = []
+
+    def record(execute, sql, params, many, context):
+        sent.extend(str(p) for p in (params or ()) if isinstance(p, str))
+        return execute(sql, params, many, context)
+
+    with connection.execute_wrapper(record):
+        reply = client.get(f"/api/v1/studies/{study.slug}/{query}", **bearer(coordinator_key))
+    assert reply.status_code == 400
+    assert reply.json() == {"errors": {name: ["Null characters are not allowed."]}}
+    assert not [p for p in sent if "\x00" in p]
+
+
 # --- Dataset export ---------------------------------------------------------------------------
 
 
