@@ -330,6 +330,9 @@ class DatasetExportApi(APIView):
     background job; poll its ``url`` and download the file from its ``download_url``."""
 
     api_scope = "export"
+    # No HEAD (405): its headers would be those of a file built and audited (or of a background
+    # job started) for a request after which no file leaves; a download tool falls back to GET.
+    http_method_names = ["get", "options"]
 
     @extend_schema_serializer(component_name="DatasetExportQuery")
     class InputSerializer(serializers.Serializer):

@@ -10,6 +10,7 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from surveys.models import (
+    AuditEvent,
     Consent,
     Message,
     Participant,
@@ -356,6 +357,16 @@ def test_the_call_list_api_costs_the_same_queries_for_few_or_many(
     with CaptureQueriesContext(connection) as many:
         assert len(client.get("/api/v1/call-list/", **bearer(coordinator_key)).json()) == 14
     assert len(many) == len(few), [q["sql"][:120] for q in many.captured_queries]
+
+
+def test_a_head_on_the_call_list_api_logs_no_phones_shown(client, overdue_pair, coordinator_key):
+    """Found by review: HEAD was served by the call list's GET, which logged the phone
+    numbers as shown to the coordinator though a HEAD's answer has no body."""
+    head = client.head("/api/v1/call-list/", **bearer(coordinator_key))
+    assert head.status_code == 200 and not head.content
+    assert not AuditEvent.objects.filter(action=AuditEvent.Action.CONTACT_VIEW).exists()
+    client.get("/api/v1/call-list/", **bearer(coordinator_key))
+    assert AuditEvent.objects.filter(action=AuditEvent.Action.CONTACT_VIEW).count() == 1
 
 
 # --- Retention summary ------------------------------------------------------------------------
