@@ -528,3 +528,25 @@ def test_a_client_id_that_is_not_a_random_uuid_written_as_text_is_refused(
     schema = client.get("/api/v1/schema/", HTTP_ACCEPT="application/vnd.oai.openapi+json").json()
     field = schema["components"]["schemas"]["AnswersInput"]["properties"]["client_id"]
     assert (field["type"], field["format"]) == ("string", "uuid")
+
+
+@pytest.mark.parametrize("method, action", [("put", "draft"), ("post", "submit")])
+def test_a_body_too_large_for_the_server_is_a_json_400_for_the_phone(
+    client, open_month1, method, action
+):
+    """Found by review: a body over DATA_UPLOAD_MAX_MEMORY_SIZE (2.5 MB) is refused by Django
+    before the API's view answers, and the phone's page (survey.js), which reads the API's
+    JSON errors, got Django's HTML "Bad Request" page."""
+    from tests.surveys.test_participant_access import signed_in
+
+    signed_in(client, open_month1.participant)
+    body = {"client_id": str(uuid.uuid4()), "answers": {**ANSWERS, "notes": "x" * 3_000_000}}
+    reply = getattr(client, method)(
+        f"/api/v1/participant/assignments/{open_month1.pk}/responses/followup/{action}/",
+        body,
+        content_type="application/json",
+    )
+    assert reply.status_code == 400
+    assert reply["Content-Type"] == "application/json"
+    assert reply.json() == {"errors": {"non_field": ["The request is too large: at most 2.5 MB."]}}
+    assert not Response.objects.exists()
