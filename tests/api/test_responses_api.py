@@ -550,3 +550,23 @@ def test_a_body_too_large_for_the_server_is_a_json_400_for_the_phone(
     assert reply["Content-Type"] == "application/json"
     assert reply.json() == {"errors": {"non_field": ["The request is too large: at most 2.5 MB."]}}
     assert not Response.objects.exists()
+
+
+def test_the_schema_documents_the_401_a_phone_gets_when_not_signed_in(client, open_month1):
+    """Found by review: without a participant session the participant API answers 401 with
+    ``WWW-Authenticate: ParticipantSession``, but its docs said 403 "Not signed in to a
+    participant session" and listed no 401, so a client written from them missed the case."""
+    schema = client.get("/api/v1/schema/", HTTP_ACCEPT="application/vnd.oai.openapi+json").json()
+    template = "/api/v1/participant/assignments/{assignment_id}/responses/{instrument_slug}/"
+    for method, action in (("put", "draft"), ("post", "submit")):
+        reply = getattr(client, method)(
+            f"/api/v1/participant/assignments/{open_month1.pk}/responses/followup/{action}/",
+            {"client_id": str(uuid.uuid4()), "answers": ANSWERS},
+            content_type="application/json",
+        )
+        documented = schema["paths"][f"{template}{action}/"][method]["responses"]
+        assert reply.status_code == 401
+        assert "Not signed in" in documented["401"]["description"]
+        assert "Not signed in" not in documented["403"]["description"]
+        header = documented["401"]["headers"]["WWW-Authenticate"]["schema"]
+        assert reply["WWW-Authenticate"] in header["enum"]
