@@ -356,8 +356,8 @@ class DatasetExportApi(APIView):
     @extend_schema(
         parameters=[InputSerializer],
         responses={
-            (200, "text/csv"): OpenApiTypes.BINARY,
-            (200, "application/octet-stream"): OpenApiTypes.BINARY,
+            # The file's own type, as a background job's download serves it.
+            **{(200, media): OpenApiTypes.BINARY for media in exports.FILE_MEDIA_TYPES},
             202: DatasetExportJobSerializer,
             400: ERRORS,
             404: None,
