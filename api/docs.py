@@ -63,7 +63,9 @@ def error_responses_add(result, generator, request, public):
                 "400": _json("Errors", "Malformed parameters or body."),
                 "403": _json(
                     "Error",
-                    "Not signed in to a participant session"
+                    # The participant's own surveys are theirs (anything else is a 404): only
+                    # their session's CSRF check refuses them.
+                    "The participant session's CSRF token is missing or wrong."
                     if participant
                     else "Not allowed: the user's roles, or the API token's scopes",
                 ),
@@ -74,10 +76,21 @@ def error_responses_add(result, generator, request, public):
                     "seconds (a submission sent again is stored once).",
                 ),
             }
-            if not participant:
-                common["401"] = _json("Error", "No valid API token or session.")
             if participant:
+                common["401"] = {
+                    **_json(
+                        "Error",
+                        "Not signed in to a participant session: open the personal link first.",
+                    ),
+                    "headers": {
+                        "WWW-Authenticate": {
+                            "schema": {"type": "string", "enum": ["ParticipantSession"]}
+                        }
+                    },
+                }
                 common["429"] = _json("Error", "Too many requests from this address.")
+            else:
+                common["401"] = _json("Error", "No valid API token or session.")
             if "requestBody" in operation:
                 common["415"] = _json("Error", "The body is not JSON.")
             for code, response in common.items():

@@ -7,7 +7,8 @@
 
 import sys
 
-from django.core.exceptions import ValidationError
+from django.conf import settings
+from django.core.exceptions import RequestDataTooBig, ValidationError
 from django.db import InterfaceError, OperationalError
 from django.http import HttpResponse, JsonResponse
 from django.template.loader import render_to_string
@@ -58,14 +59,28 @@ def flat_errors(data, prefix: str = "") -> dict[str, list[str]]:
 
 # --- Errors outside the API's views ----------------------------------------------------------
 # A URL under /api/ that matches no route, or an error before a view runs, would get Django's
-# HTML page; an API client gets the API's JSON shape instead (recovery/urls.py handler404 and
-# handler500).
+# HTML page; an API client gets the API's JSON shape instead (recovery/urls.py handler400,
+# handler404 and handler500).
 
 
 def not_found(request, exception=None):
     if request.path.startswith("/api/"):
         return JsonResponse({"detail": "Not found."}, status=404)
     return django_defaults.page_not_found(request, exception)
+
+
+def bad_request(request, exception=None):
+    # Django refuses some requests before the API's views can answer: a body over
+    # DATA_UPLOAD_MAX_MEMORY_SIZE (a participant's phone sending a huge draft), too many
+    # parameters. An API client reads the API's 400 shape, not an HTML page it cannot parse.
+    if not request.path.startswith("/api/"):
+        return django_defaults.bad_request(request, exception)
+    if isinstance(exception, RequestDataTooBig):
+        megabytes = settings.DATA_UPLOAD_MAX_MEMORY_SIZE / 1024 / 1024
+        message = f"The request is too large: at most {megabytes:.1f} MB."
+    else:
+        message = "The request is malformed."
+    return JsonResponse({"errors": {"non_field": [message]}}, status=400)
 
 
 # Seconds a client is told to wait when the database cannot be reached.

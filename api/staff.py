@@ -22,6 +22,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from api.auth import TokenScope
+from api.query import query_param, query_params
 from api.views import CONFLICT, ERRORS
 from surveys import exports, retention, selectors
 from surveys.audit import phones_shown_audit
@@ -240,13 +241,13 @@ class RetentionSummaryApi(APIView):
     def get(self, request: Request, study_slug: str) -> Response:
         study = get_object_or_404(selectors.studies_for_user(user=request.user), slug=study_slug)
         site = None
-        if code := request.query_params.get("site"):
+        if code := query_param(request, "site"):
             site = (
                 selectors.sites_for_user(user=request.user).filter(study=study, code=code).first()
             )
             if site is None:
                 return _errors({"site": [f"{code} is not one of your sites in this study."]})
-        subgroup = request.query_params.get("subgroup") or None
+        subgroup = query_param(request, "subgroup") or None
         if subgroup is not None and retention.subgroup_get(subgroup) is None:
             names = ", ".join(s.name for s in retention.subgroups())
             return _errors({"subgroup": [f"Choose one of: {names}."]})
@@ -329,6 +330,9 @@ class DatasetExportApi(APIView):
     background job; poll its ``url`` and download the file from its ``download_url``."""
 
     api_scope = "export"
+    # No HEAD (405): its headers would be those of a file built and audited (or of a background
+    # job started) for a request after which no file leaves; a download tool falls back to GET.
+    http_method_names = ["get", "options"]
 
     @extend_schema_serializer(component_name="DatasetExportQuery")
     class InputSerializer(serializers.Serializer):
@@ -353,8 +357,8 @@ class DatasetExportApi(APIView):
     @extend_schema(
         parameters=[InputSerializer],
         responses={
-            (200, "text/csv"): OpenApiTypes.BINARY,
-            (200, "application/octet-stream"): OpenApiTypes.BINARY,
+            # The file's own type, as a background job's download serves it.
+            **{(200, media): OpenApiTypes.BINARY for media in exports.FILE_MEDIA_TYPES},
             202: DatasetExportJobSerializer,
             400: ERRORS,
             404: None,
@@ -363,9 +367,9 @@ class DatasetExportApi(APIView):
     def get(self, request: Request, study_slug: str):
         study = get_object_or_404(selectors.studies_for_user(user=request.user), slug=study_slug)
         query = {
-            key: request.query_params.getlist(key)
+            key: query_params(request, key)
             if key in ("site", "wave", "instrument", "status")
-            else request.query_params.get(key)
+            else query_param(request, key)
             for key in request.query_params
         }
         data = self.InputSerializer(data=query)

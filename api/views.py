@@ -3,6 +3,7 @@ from datetime import UTC
 from django.core.exceptions import ValidationError
 from django.http import Http404, HttpResponse
 from django.shortcuts import get_object_or_404
+from django.utils.translation import gettext_lazy as _
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import (
     OpenApiParameter,
@@ -17,6 +18,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from api.query import query_param
 from surveys.dictionary import DictionaryError, dictionary_export, dictionary_import_forms
 from surveys.models import Assignment, Instrument, Language
 from surveys.selectors import (
@@ -99,8 +101,27 @@ def submit_reply(response) -> dict:
     }
 
 
+class ClientIdField(serializers.UUIDField):
+    """A submission's idempotency key: a UUID written as text. DRF's field would also take a
+    JSON number or ``true`` (as ``UUID(int=1)``) and the nil UUID: keys a buggy client could
+    send for every participant alike, each then told 409 ``client_id_used`` about another's
+    response. Refused instead, as a 400 on ``client_id``."""
+
+    default_error_messages = {
+        "nil": _("The nil UUID is not an id: send a random one (a version 4 UUID)."),
+    }
+
+    def to_internal_value(self, data):
+        if not isinstance(data, str):
+            self.fail("invalid", value=data)
+        value = super().to_internal_value(data)
+        if value.int == 0:
+            self.fail("nil")
+        return value
+
+
 class AnswersInputSerializer(serializers.Serializer):
-    client_id = serializers.UUIDField()
+    client_id = ClientIdField()
     answers = serializers.DictField()
 
 
@@ -234,7 +255,7 @@ class DictionaryApi(APIView):
     )
     def get(self, request: Request, study_slug: str) -> HttpResponse:
         study = get_object_or_404(studies_for_user(user=request.user), slug=study_slug)
-        language = request.query_params.get("language") or study.default_language
+        language = query_param(request, "language") or study.default_language
         if language not in Language.values:
             raise ValidationError({"language": [f"Choose one of {', '.join(Language.values)}."]})
         return HttpResponse(

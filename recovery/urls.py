@@ -18,5 +18,6 @@ urlpatterns = [
     path("hooks/", include("surveys.hooks")),
 ]
 
+handler400 = "api.exceptions.bad_request"
 handler404 = "api.exceptions.not_found"
 handler500 = "api.exceptions.server_error"

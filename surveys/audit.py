@@ -67,7 +67,10 @@ def audit_log(
 def phones_shown_audit(*, request: HttpRequest, rows, where: str) -> None:
     """One ``contact_view`` event per study whose participants' phone numbers a page or an
     API answer showed (``rows`` have ``participant`` and ``phone``): which participants (by
-    study ID), never the numbers."""
+    study ID), never the numbers. A HEAD request is answered with headers only: nothing shown,
+    nothing audited (as a background export's download)."""
+    if request.method == "HEAD":
+        return
     shown: dict[Study, list[str]] = {}
     for row in rows:
         if row.phone:

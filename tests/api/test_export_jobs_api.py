@@ -161,3 +161,38 @@ def test_an_identified_jobs_file_needs_the_contacts_scope_too_like_starting_it(
         client.get(f"/api/v1/export-jobs/{plain.pk}/download/", **bearer(export_only)).status_code
         == 200
     )
+
+
+def test_a_head_on_the_export_starts_no_job_and_audits_no_export(
+    client, study, people, key, sent, settings
+):
+    """Found by review: HEAD was served by the export's GET. It logged a dataset export
+    though no file left and, for a scope to export in the background, started a real job, so
+    the researcher's GET right after was refused: one of their exports was still being
+    prepared."""
+    url = f"/api/v1/studies/{study.slug}/export/?shape=wide"
+    for background in (3, 2):  # streamed, then a job
+        settings.EXPORT_BACKGROUND_PARTICIPANTS = background
+        head = client.head(url, **bearer(key))
+        assert head.status_code == 405 and "GET" in head["Allow"]
+    assert not AuditEvent.objects.filter(action="dataset_export").exists()
+    assert not DatasetExportJob.objects.exists() and sent == []
+    assert client.get(url, **bearer(key)).status_code == 202
+
+
+def test_every_export_format_is_sent_as_a_type_the_schema_documents(client, study, people, key):
+    """Found by review: the export's documented 200 listed only text/csv and
+    application/octet-stream, while it sends Parquet, SPSS, Stata, Excel and the codebook's
+    HTML page each with its own type: a client generated from the schema refused those."""
+    from surveys.exports import FORMATS
+
+    schema = client.get("/api/v1/schema/", HTTP_ACCEPT="application/vnd.oai.openapi+json").json()
+    operation = schema["paths"]["/api/v1/studies/{study_slug}/export/"]["get"]
+    documented = {media.split(";")[0] for media in operation["responses"]["200"]["content"]}
+    for fmt in FORMATS:
+        shape = "codebook" if fmt == "html" else "long"
+        reply = client.get(
+            f"/api/v1/studies/{study.slug}/export/?shape={shape}&format={fmt}", **bearer(key)
+        )
+        assert reply.status_code == 200 and body(reply)
+        assert reply["Content-Type"].split(";")[0] in documented, fmt

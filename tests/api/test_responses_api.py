@@ -497,3 +497,76 @@ def test_a_variable_made_identifying_in_a_later_version_stays_hidden_in_an_older
     assert Response.objects.get().instrument_version == first  # still on the older version
     event = AuditEvent.objects.filter(action="response_change").latest("id")
     assert event.details["changed"] == {"craving": HIDDEN_ANSWER}
+
+
+@pytest.mark.parametrize("client_id", [1, True, 0, "00000000-0000-0000-0000-000000000000"])
+def test_a_client_id_that_is_not_a_random_uuid_written_as_text_is_refused(
+    client, site_a, enrol, client_id
+):
+    """Found by review: ``client_id`` took a JSON number or ``true`` (both read as
+    ``UUID(int=1)``) and the nil UUID. A phone sending ``1`` stored its answers under a key
+    that any other phone sending ``1`` then hit: that participant was told 409
+    ``client_id_used``, about someone else's response, and their answers were not stored."""
+    from tests.surveys.test_participant_access import signed_in
+
+    enrolled = timezone.localdate() - timedelta(days=30)
+    first, second = (
+        enrol(site=site_a, enrolled_on=enrolled).assignments.get(wave__slug="m1") for _ in "ab"
+    )
+    for assignment in (first, second):
+        client.cookies.clear()
+        signed_in(client, assignment.participant)
+        reply = client.post(
+            f"/api/v1/participant/assignments/{assignment.pk}/responses/followup/submit/",
+            {"client_id": client_id, "answers": ANSWERS},
+            content_type="application/json",
+        )
+        assert reply.status_code == 400, reply.json()
+        assert list(reply.json()["errors"]) == ["client_id"]
+    assert not Response.objects.exists()
+    # What the phone's code is written against still says: text, a UUID.
+    schema = client.get("/api/v1/schema/", HTTP_ACCEPT="application/vnd.oai.openapi+json").json()
+    field = schema["components"]["schemas"]["AnswersInput"]["properties"]["client_id"]
+    assert (field["type"], field["format"]) == ("string", "uuid")
+
+
+@pytest.mark.parametrize("method, action", [("put", "draft"), ("post", "submit")])
+def test_a_body_too_large_for_the_server_is_a_json_400_for_the_phone(
+    client, open_month1, method, action
+):
+    """Found by review: a body over DATA_UPLOAD_MAX_MEMORY_SIZE (2.5 MB) is refused by Django
+    before the API's view answers, and the phone's page (survey.js), which reads the API's
+    JSON errors, got Django's HTML "Bad Request" page."""
+    from tests.surveys.test_participant_access import signed_in
+
+    signed_in(client, open_month1.participant)
+    body = {"client_id": str(uuid.uuid4()), "answers": {**ANSWERS, "notes": "x" * 3_000_000}}
+    reply = getattr(client, method)(
+        f"/api/v1/participant/assignments/{open_month1.pk}/responses/followup/{action}/",
+        body,
+        content_type="application/json",
+    )
+    assert reply.status_code == 400
+    assert reply["Content-Type"] == "application/json"
+    assert reply.json() == {"errors": {"non_field": ["The request is too large: at most 2.5 MB."]}}
+    assert not Response.objects.exists()
+
+
+def test_the_schema_documents_the_401_a_phone_gets_when_not_signed_in(client, open_month1):
+    """Found by review: without a participant session the participant API answers 401 with
+    ``WWW-Authenticate: ParticipantSession``, but its docs said 403 "Not signed in to a
+    participant session" and listed no 401, so a client written from them missed the case."""
+    schema = client.get("/api/v1/schema/", HTTP_ACCEPT="application/vnd.oai.openapi+json").json()
+    template = "/api/v1/participant/assignments/{assignment_id}/responses/{instrument_slug}/"
+    for method, action in (("put", "draft"), ("post", "submit")):
+        reply = getattr(client, method)(
+            f"/api/v1/participant/assignments/{open_month1.pk}/responses/followup/{action}/",
+            {"client_id": str(uuid.uuid4()), "answers": ANSWERS},
+            content_type="application/json",
+        )
+        documented = schema["paths"][f"{template}{action}/"][method]["responses"]
+        assert reply.status_code == 401
+        assert "Not signed in" in documented["401"]["description"]
+        assert "Not signed in" not in documented["403"]["description"]
+        header = documented["401"]["headers"]["WWW-Authenticate"]["schema"]
+        assert reply["WWW-Authenticate"] in header["enum"]

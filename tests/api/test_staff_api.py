@@ -10,6 +10,7 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from surveys.models import (
+    AuditEvent,
     Consent,
     Message,
     Participant,
@@ -358,6 +359,16 @@ def test_the_call_list_api_costs_the_same_queries_for_few_or_many(
     assert len(many) == len(few), [q["sql"][:120] for q in many.captured_queries]
 
 
+def test_a_head_on_the_call_list_api_logs_no_phones_shown(client, overdue_pair, coordinator_key):
+    """Found by review: HEAD was served by the call list's GET, which logged the phone
+    numbers as shown to the coordinator though a HEAD's answer has no body."""
+    head = client.head("/api/v1/call-list/", **bearer(coordinator_key))
+    assert head.status_code == 200 and not head.content
+    assert not AuditEvent.objects.filter(action=AuditEvent.Action.CONTACT_VIEW).exists()
+    client.get("/api/v1/call-list/", **bearer(coordinator_key))
+    assert AuditEvent.objects.filter(action=AuditEvent.Action.CONTACT_VIEW).count() == 1
+
+
 # --- Retention summary ------------------------------------------------------------------------
 
 
@@ -383,6 +394,33 @@ def test_the_retention_summary_api_counts_only_the_users_sites(
     assert body["subgroup"]["name"] == "gender"
     refused = client.get(url + "?subgroup=shoe_size", **bearer(key))
     assert refused.status_code == 400 and "gender" in refused.json()["errors"]["subgroup"][0]
+
+
+@pytest.mark.parametrize(
+    "query, name",
+    [
+        ("retention/?site=NYC%00", "site"),
+        ("retention/?subgroup=gender%00", "subgroup"),
+        ("export/?site=NYC%00&wave=m1", "site"),
+        ("dictionary/?language=en%00", "language"),
+    ],
+)
+def test_a_nul_character_in_a_query_parameter_is_a_400_on_it_before_any_query(
+    client, study, coordinator_key, query, name
+):
+    """Found by review: ``?site=`` with a NUL character went into the database query, which
+    PostgreSQL's driver refuses: a server error (500) instead of a 400 on the parameter."""
+    sent = []
+
+    def record(execute, sql, params, many, context):
+        sent.extend(str(p) for p in (params or ()) if isinstance(p, str))
+        return execute(sql, params, many, context)
+
+    with connection.execute_wrapper(record):
+        reply = client.get(f"/api/v1/studies/{study.slug}/{query}", **bearer(coordinator_key))
+    assert reply.status_code == 400
+    assert reply.json() == {"errors": {name: ["Null characters are not allowed."]}}
+    assert not [p for p in sent if "\x00" in p]
 
 
 # --- Dataset export ---------------------------------------------------------------------------
