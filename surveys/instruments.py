@@ -8,10 +8,11 @@ from datetime import date
 
 from django.core.exceptions import ValidationError
 from django.db import connection, transaction
+from django.db.models import Exists, OuterRef
 
 from surveys import logic
 from surveys.audit import private_variables_forget
-from surveys.models import Instrument, InstrumentVersion, Item
+from surveys.models import Instrument, InstrumentVersion, Item, Response
 from surveys.validation import SINCE_LAST_SURVEY
 
 CHOICE_KINDS = {Item.Kind.SINGLE, Item.Kind.MULTIPLE}
@@ -94,6 +95,7 @@ def instrument_items_set(
     """Give ``instrument`` these items: a new version when the current one has responses
     (or there is none yet), otherwise the current version is replaced in place."""
     items_validate(items)
+    recodes_refuse(instrument=instrument, items=items)
     current = (
         InstrumentVersion.objects.select_for_update()
         .filter(instrument=instrument)
@@ -117,6 +119,72 @@ def instrument_items_set(
     _ITEMS_CACHE.clear()
     private_variables_forget()
     return version
+
+
+def _said(label) -> dict[str, str]:
+    """A choice's label per language, as compared: trimmed, case folded, empty ones left out."""
+    if isinstance(label, str):
+        label = {"en": label}
+    return {lang: " ".join(str(t).split()).casefold() for lang, t in (label or {}).items() if t}
+
+
+def _text(label, language: str) -> str:
+    return label if isinstance(label, str) else str((label or {}).get(language, ""))
+
+
+def recodes_refuse(*, instrument: Instrument, items: list[dict]) -> None:
+    """Refuse choices whose codes changed meaning since a version already saved, of this
+    instrument or another of the study (a dataset gives a variable of both one column).
+
+    Answers keep the code they were given, and a dataset labels a code once: a code whose
+    label is now another code's old one (an option inserted mid-list and the codes after it
+    renumbered, two options swapped) would have its old answers read with the new meaning in
+    every labelled file. A reworded label is fine: it matches no other code's."""
+    wanted = {
+        item.get("variable"): index
+        for index, item in enumerate(items)
+        if item.get("kind") in CHOICE_KINDS
+    }
+    if not wanted:
+        return
+    answered = Response.objects.filter(instrument_version=OuterRef("version"))
+    earlier = (
+        Item.objects.filter(
+            Exists(answered),  # a version nobody answered has no answers to misread
+            version__instrument__study_id=instrument.study_id,
+            variable__in=list(wanted),
+            kind__in=list(CHOICE_KINDS),
+        )
+        .select_related("version__instrument")
+        .order_by("version__instrument__slug", "version__number")
+    )
+    errors: dict[str, list[str]] = {}
+    for old in earlier:
+        index = wanted[old.variable]
+        before = {str(c.get("code")): _said(c.get("label")) for c in old.choices or []}
+        choices = items[index].get("choices") or []
+        now = {str(c.get("code")): _said(c.get("label")) for c in choices}
+        shown = {str(c.get("code")): c.get("label") for c in choices}
+        where = f"version {old.version.number}"
+        if old.version.instrument_id != instrument.pk:
+            where = f"{old.version.instrument.slug}'s {where}"
+        for code, said in now.items():
+            for other, was in before.items():
+                if other == code:
+                    continue
+                same = [lang for lang in said if said[lang] and said[lang] == was.get(lang)]
+                if same and said.get(same[0]) != before.get(code, {}).get(same[0]):
+                    errors.setdefault(str(index), []).append(
+                        f"{old.variable}: choices: code {code} now means what code {other} "
+                        f"meant in {where} (“{_text(shown[code], same[0])}”). Answers already "
+                        "given keep "
+                        "their codes, so a code keeps its meaning: give a new option a new "
+                        "code, or the question a new variable name."
+                    )
+    if errors:
+        raise ValidationError(
+            {key: list(dict.fromkeys(messages)) for key, messages in errors.items()}
+        )
 
 
 def version_items_as_dicts(version: InstrumentVersion) -> list[dict]:

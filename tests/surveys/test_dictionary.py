@@ -679,6 +679,68 @@ def test_a_changed_dictionary_makes_version_2_of_an_answered_instrument(study, s
     assert _rows(dictionary_export(study=study)) == _rows(changed)
 
 
+SPONSOR_CONTACT = (
+    "1, Every day or nearly | 2, A few times a week | 3, About once a week | "
+    "4, Less than once a week"
+)
+
+
+@pytest.mark.parametrize(
+    ("choices", "moved"),
+    [
+        # two options swapped
+        (
+            "1, A few times a week | 2, Every day or nearly | 3, About once a week | "
+            "4, Less than once a week",
+            "code 1 now means what code 2 meant in version 1 (“A few times a week”)",
+        ),
+        # an option inserted mid-list and the codes after it renumbered
+        (
+            "1, Every day or nearly | 2, Twice a day | 3, A few times a week | "
+            "4, About once a week | 5, Less than once a week",
+            "code 3 now means what code 2 meant in version 1 (“A few times a week”)",
+        ),
+    ],
+)
+def test_a_choice_code_keeps_its_meaning_across_versions(study, site_a, enrol, choices, moved):
+    """Found by review: a version whose codes mean other things than an answered version's
+    (two options swapped, an option inserted and the codes after it renumbered) was taken,
+    and every labelled export then read the old answers with the new labels (one column per
+    variable, one label per code). Refused, on the line and column; a reworded label and a
+    new option with a new code are fine."""
+    _submitted_followup(study, site_a, enrol)
+    exported = dictionary_export(study=study)
+    assert (
+        _rows(exported)[
+            [r["Variable / Field Name"] for r in _rows(exported)].index("sponsor_contact")
+        ]["Choices, Calculations, OR Slider Labels"]
+        == SPONSOR_CONTACT
+    )
+    changed = _with_row(
+        exported, "sponsor_contact", **{"Choices, Calculations, OR Slider Labels": choices}
+    )
+    with pytest.raises(DictionaryError) as refused:
+        dictionary_import(study=study, text=changed)
+    (line, column, message) = refused.value.errors[0]
+    variables = [row["Variable / Field Name"] for row in _rows(changed)]
+    assert line == 2 + variables.index("sponsor_contact")  # the header is line 1
+    assert column == "Choices, Calculations, OR Slider Labels"
+    assert moved in message and "a code keeps its meaning" in message
+    assert study.instruments.get(slug="followup").versions.count() == 1  # nothing saved
+
+    fine = _with_row(
+        exported,
+        "sponsor_contact",
+        **{
+            "Choices, Calculations, OR Slider Labels": "1, Every day or almost every day | "
+            "2, A few times a week | 3, About once a week | 4, Less than once a week | "
+            "5, Never"
+        },
+    )
+    dictionary_import(study=study, text=fine)
+    assert study.instruments.get(slug="followup").versions.count() == 2
+
+
 def test_the_same_dictionary_again_makes_no_new_version_even_with_responses(study, site_a, enrol):
     _submitted_followup(study, site_a, enrol)
     exported = dictionary_export(study=study)
