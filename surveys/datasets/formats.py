@@ -8,8 +8,9 @@ codes are in ``<name>_missing`` (its own values could be codes) declares none: i
 answers; the ``_missing`` column's codes are its values, labelled.
 
 Every text cell of an Excel file goes through ``cells.formula_safe`` (openpyxl would store a text
-starting with "=" as a formula). The codebook also comes as one HTML page (``"html"``,
-``codebook_html``), for reading and printing.
+starting with "=" as a formula), and loses the control characters an XLSX file cannot hold
+(``cells.xml_safe``: openpyxl refuses them). The codebook also comes as one HTML page
+(``"html"``, ``codebook_html``), for reading and printing.
 """
 
 import hashlib
@@ -20,7 +21,7 @@ import pyreadstat
 
 from surveys.datasets.bare import bare
 from surveys.datasets.builder import DECIMAL, INTEGER
-from surveys.datasets.cells import formula_safe
+from surveys.datasets.cells import formula_safe, xml_safe
 from surveys.datasets.codebook_html import codebook_html
 from surveys.datasets.codes import HIGHEST_CODE, LOWEST_CODE, MISSING_CODES
 from surveys.datasets.writers import codebook
@@ -64,11 +65,12 @@ def _xlsx(df: pd.DataFrame, path: Path, study) -> None:
 
 
 def _formula_safe_cell(value):
-    return formula_safe(value) if isinstance(value, str) else value
+    return formula_safe(xml_safe(value)) if isinstance(value, str) else value
 
 
 def _formula_safe_frame(df: pd.DataFrame) -> pd.DataFrame:
-    """A shallow copy of ``df`` whose text cells and headers cannot run as formulas."""
+    """A shallow copy of ``df`` whose text cells and headers cannot run as formulas and hold
+    only characters an XLSX file can."""
     safe = bare(df)
     for position in range(safe.shape[1]):
         series = safe.iloc[:, position]
