@@ -16,6 +16,8 @@ reads it as that number, never as a formula, and a missing code written in a tex
 
 import re
 
+from openpyxl.cell.cell import ILLEGAL_CHARACTERS_RE
+
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 # A number as a spreadsheet reads one: sign, digits, an optional point, an optional exponent.
 NUMBER = re.compile(r"[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
@@ -45,3 +47,15 @@ def formula_unquote(text: str) -> str:
     if text.startswith(QUOTE) and needs_guard(text.lstrip(QUOTE)):
         return text[1:]
     return text
+
+
+# Line breaks in another spelling: a vertical tab is Excel's own line break in some exports.
+_BREAKS = re.compile(r"[\x0b\x0c]")
+
+
+def xml_safe(text: str) -> str:
+    """``text`` without the control characters XML 1.0 cannot hold (openpyxl refuses to write
+    them): a vertical tab or form feed becomes a line break, the others are left out."""
+    if not ILLEGAL_CHARACTERS_RE.search(text):
+        return text
+    return ILLEGAL_CHARACTERS_RE.sub("", _BREAKS.sub("\n", text))

@@ -31,13 +31,15 @@ class _Row:
     name_parts: list[str]  # the name cut after each "_", where a narrow column may break it
     label: str
     type: str
-    values: list[tuple[str, str]]
+    values: list[tuple[str, str, str]]  # code, label, its number in a .sav or .dta ("": same)
     source: str
     formula: str
     branching: str
     range: str
     missing_codes: bool
     missing_apart: str  # the column holding its codes, when they are not in its own cells
+    file_names: list[tuple[str, str]]  # ("SPSS", name in a .sav) where the file's differs
+    numbered: bool  # text written as numbers in a .sav or .dta
 
 
 @dataclass
@@ -51,13 +53,20 @@ def _text(value) -> str:
     return "" if value is None or pd.isna(value) else str(value)
 
 
-def _values(text: str) -> list[tuple[str, str]]:
+def _pairs(text: str) -> list[tuple[str, str]]:
     if not text:
         return []
     return [
         (code, label)
         for code, _, label in (part.partition(" = ") for part in _VALUE_SPLIT.split(text))
     ]
+
+
+def _values(text: str, numbers: str) -> list[tuple[str, str, str]]:
+    """Each value's code and label, and its number in a .sav or .dta file where it has one."""
+    number = dict(_pairs(numbers))
+    values = [(code, label, number.pop(code, "")) for code, label in _pairs(text)]
+    return values + [(code, "", n) for code, n in number.items()]  # codes no longer listed
 
 
 def _groups(book: pd.DataFrame) -> tuple[list[_Group], bool]:
@@ -75,7 +84,7 @@ def _groups(book: pd.DataFrame) -> tuple[list[_Group], bool]:
             name_parts=_NAME_PARTS.findall(cells.get("name", "")),
             label=cells.get("label", ""),
             type=cells.get("type", ""),
-            values=_values(cells.get("values", "")),
+            values=_values(cells.get("values", ""), cells.get("sav_dta_values", "")),
             source=source,
             formula=cells.get("formula", ""),
             branching=cells.get("branching", ""),
@@ -83,6 +92,12 @@ def _groups(book: pd.DataFrame) -> tuple[list[_Group], bool]:
             missing_codes=bool(cells.get("missing_codes"))
             and not missing_apart(cells.get("missing_codes", "")),
             missing_apart=missing_apart(cells.get("missing_codes", "")),
+            file_names=[
+                (package, cells[column])
+                for package, column in (("SPSS", "sav_name"), ("Stata", "dta_name"))
+                if cells.get(column)
+            ],
+            numbered=bool(cells.get("sav_dta_values")),
         )
         if wave not in groups:
             heading = f"Wave {wave}" if wave else "Once per participant"

@@ -7,12 +7,19 @@ values; SPSS also declares them user-missing, so its statistics leave them out. 
 codes are in ``<name>_missing`` (its own values could be codes) declares none: its answers are
 answers; the ``_missing`` column's codes are its values, labelled.
 
+In ``.sav`` and ``.dta`` files a text column with value labels (a derived category, a single
+choice with text codes, the row's status, the diary's group and format) is written as numbers
+with those labels, its missing codes as theirs (declared missing in SPSS like any other
+column's), and a name SPSS or Stata cannot hold is changed, the dataset's name then starting
+the variable label: ``statfiles`` says how, and the codebook gives each code's number and each
+changed name. CSV, Excel and Parquet keep the text codes and the names.
+
 Every text cell of an Excel file goes through ``cells.formula_safe`` (openpyxl would store a text
-starting with "=" as a formula). The codebook also comes as one HTML page (``"html"``,
-``codebook_html``), for reading and printing.
+starting with "=" as a formula), and loses the control characters an XLSX file cannot hold
+(``cells.xml_safe``: openpyxl refuses them). The codebook also comes as one HTML page
+(``"html"``, ``codebook_html``), for reading and printing.
 """
 
-import hashlib
 from pathlib import Path
 
 import pandas as pd
@@ -20,9 +27,10 @@ import pyreadstat
 
 from surveys.datasets.bare import bare
 from surveys.datasets.builder import DECIMAL, INTEGER
-from surveys.datasets.cells import formula_safe
+from surveys.datasets.cells import formula_safe, xml_safe
 from surveys.datasets.codebook_html import codebook_html
 from surveys.datasets.codes import HIGHEST_CODE, LOWEST_CODE, MISSING_CODES
+from surveys.datasets.statfiles import coded_text, file_names, labelled_columns, text_numbers
 from surveys.datasets.writers import codebook
 
 FORMATS = {
@@ -33,7 +41,7 @@ FORMATS = {
     "parquet": ("application/vnd.apache.parquet", "parquet"),
     "html": ("text/html; charset=utf-8", "html"),
 }
-STATA_NAME, STATA_LABEL = 32, 80
+STATA_LABEL = 80
 CATEGORIES = ("site", "wave", "status")
 
 
@@ -64,11 +72,12 @@ def _xlsx(df: pd.DataFrame, path: Path, study) -> None:
 
 
 def _formula_safe_cell(value):
-    return formula_safe(value) if isinstance(value, str) else value
+    return formula_safe(xml_safe(value)) if isinstance(value, str) else value
 
 
 def _formula_safe_frame(df: pd.DataFrame) -> pd.DataFrame:
-    """A shallow copy of ``df`` whose text cells and headers cannot run as formulas."""
+    """A shallow copy of ``df`` whose text cells and headers cannot run as formulas and hold
+    only characters an XLSX file can."""
     safe = bare(df)
     for position in range(safe.shape[1]):
         series = safe.iloc[:, position]
@@ -107,59 +116,64 @@ def _parquet(df: pd.DataFrame) -> pd.DataFrame:
     return typed
 
 
-def _value_labels(info: dict) -> dict[float, str]:
+def _value_labels(info: dict, numbers: dict[str, int] | None = None) -> dict[float, str]:
+    """A column's value labels by number: ``numbers`` gives a text column's
+    (``statfiles.text_numbers``); a numeric column's are its values."""
     labels: dict[float, str] = {}
     for value, label in (info.get("values") or {}).items():
+        if numbers is not None:
+            labels[float(numbers[str(value)])] = label
+            continue
         try:
             labels[float(value)] = label
         except ValueError:
-            continue  # a text code: no numeric label (text columns keep their text)
+            continue  # (a numeric column has numeric values)
+    if numbers is not None:  # codes the questionnaire no longer lists: labelled with themselves
+        listed = {str(value) for value in info.get("values") or {}}
+        labels.update({float(n): code for code, n in numbers.items() if code not in listed})
     if info.get("missing_codes"):
         labels.update({float(code): label for code, label in MISSING_CODES.items()})
     return labels
 
 
-def _stata_name(name: str, taken: set[str]) -> str:
-    """Stata allows 32 characters: a longer name keeps its start and a short digest."""
-    if len(name) <= STATA_NAME:
-        return name
-    short = f"{name[: STATA_NAME - 5]}_{hashlib.sha1(name.encode()).hexdigest()[:4]}"  # noqa: S324
-    while short in taken:
-        short = short[:-1] + "x"
-    return short
+def _numbered(series: pd.Series, numbers: dict[str, int], info: dict) -> pd.Series:
+    """A text column as the numbers of its codes; the missing codes as their numbers."""
+    mapping = {code: float(number) for code, number in numbers.items()}
+    if info.get("missing_codes"):
+        mapping.update({str(code): float(code) for code in MISSING_CODES})
+    texts = series.astype("string").astype(object)
+    return texts.map(mapping, na_action="ignore").astype("Float64").astype("float64")
 
 
 def _stats_package(df: pd.DataFrame, path: Path, fmt: str) -> None:
     meta = _meta(df)
+    plain = bare(df)
+    names = file_names(plain.columns, fmt, labelled=labelled_columns(plain, meta))
     columns: dict[str, pd.Series] = {}
-    names: dict[str, str] = {}
-    taken: set[str] = set()
-    for column in df.columns:
-        name = _stata_name(column, taken) if fmt == "dta" else column
-        taken.add(name)
-        names[column] = name
-        dtype = meta.get(column, {}).get("dtype")
-        series = df[column]
-        if dtype in (INTEGER, DECIMAL) or pd.api.types.is_numeric_dtype(series.dtype):
+    value_labels: dict[str, dict[float, str]] = {}
+    missing: dict[str, list[dict]] = {}
+    column_labels = []
+    for column, name in names.items():
+        info = meta.get(column, {})
+        series = plain[column]
+        numbers = text_numbers(info, series) if coded_text(info, series) else None
+        if numbers is not None:
+            columns[name] = _numbered(series, numbers, info)
+        elif info.get("dtype") in (INTEGER, DECIMAL) or pd.api.types.is_numeric_dtype(series.dtype):
             columns[name] = series.astype("Float64").astype("float64")  # NaN for empty cells
         else:
             columns[name] = series.astype("string").astype(object).where(series.notna(), "")
-    out = pd.DataFrame(columns, index=df.index)
-    column_labels = []
-    value_labels: dict[str, dict[float, str]] = {}
-    missing: dict[str, list[dict]] = {}
-    for column, name in names.items():
-        info = meta.get(column, {})
         label = info.get("label", "")
-        if name != column:
+        if name != column:  # the dataset's name, for the researcher to map it back
             label = f"{column}: {label}"
         column_labels.append(label[:STATA_LABEL] if fmt == "dta" else label)
-        if out[name].dtype == "float64":
-            labels = _value_labels(info)
+        if columns[name].dtype == "float64":
+            labels = _value_labels(info, numbers)
             if labels:
                 value_labels[name] = labels
             if info.get("missing_codes"):
                 missing[name] = [{"lo": LOWEST_CODE, "hi": HIGHEST_CODE}]
+    out = pd.DataFrame(columns, index=plain.index)
     if fmt == "sav":
         pyreadstat.write_sav(
             out,

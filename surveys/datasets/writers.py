@@ -21,6 +21,7 @@ import pyarrow.csv as pa_csv
 from surveys.datasets.bare import bare
 from surveys.datasets.cells import FORMULA_STARTS, NUMBER, formula_safe
 from surveys.datasets.codes import MISSING_CODES
+from surveys.datasets.statfiles import coded_text, file_names, labelled_columns, text_numbers
 
 CHUNK_ROWS = 5000
 _OPTIONS = pa_csv.WriteOptions(include_header=False, quoting_style="needed", eol="\r\n")
@@ -134,6 +135,9 @@ CODEBOOK_COLUMNS = (
     "branching",
     "range",
     "missing_codes",
+    "sav_name",
+    "dta_name",
+    "sav_dta_values",
 )
 _TYPES = {"Int64": "integer", "Float64": "decimal", "string": "text"}
 
@@ -158,14 +162,22 @@ def missing_apart(cell: str) -> str:
 def codebook(study, df: pd.DataFrame) -> pd.DataFrame:
     """One row per column of ``df``: its name, label, type, values and their labels, source
     instrument(s) and version(s) (or "derived"), the formula of a derived measure or calculated
-    item, the branching that shows it, its range, and the missing codes its cells may hold."""
+    item, the branching that shows it, its range, and the missing codes its cells may hold.
+
+    Then how an SPSS or Stata file differs (``statfiles``): the column's name in a ``.sav`` and
+    in a ``.dta`` file where it is not the dataset's, and for a text column with value labels,
+    the number each code is written as there (``"both = 1; medication_only = 2"``)."""
     meta = df.attrs.get("columns", {})
+    plain = bare(df)
+    sav_names = file_names(plain.columns, "sav")
+    dta_names = file_names(plain.columns, "dta", labelled=labelled_columns(plain, meta))
     # "(-99) Wave missed: …": a cell starting "-99 = …" would read as a formula in a
     # spreadsheet, and the guard's quote would be the first thing a researcher saw.
     missing = "; ".join(f"({code}) {label}" for code, label in MISSING_CODES.items())
     rows = []
-    for name in df.columns:
+    for name in plain.columns:
         info = meta.get(name, {})
+        numbers = text_numbers(info, plain[name]) if coded_text(info, plain[name]) else {}
         sources = info.get("sources") or {}
         role = info.get("role", "")
         source = "; ".join(
@@ -181,7 +193,7 @@ def codebook(study, df: pd.DataFrame) -> pd.DataFrame:
             {
                 "name": name,
                 "label": info.get("label", ""),
-                "type": _TYPES.get(info.get("dtype", ""), str(df[name].dtype)),
+                "type": _TYPES.get(info.get("dtype", ""), str(plain[name].dtype)),
                 "values": "; ".join(f"{k} = {v}" for k, v in (info.get("values") or {}).items()),
                 "source": source,
                 "formula": info.get("formula", ""),
@@ -190,6 +202,9 @@ def codebook(study, df: pd.DataFrame) -> pd.DataFrame:
                 "missing_codes": missing
                 if info.get("missing_codes")
                 else _apart(info.get("missing_column", ""), info.get("wave", "")),
+                "sav_name": "" if sav_names[name] == name else sav_names[name],
+                "dta_name": "" if dta_names[name] == name else dta_names[name],
+                "sav_dta_values": "; ".join(f"{k} = {n}" for k, n in numbers.items()),
             }
         )
     frame = pd.DataFrame(rows, columns=list(CODEBOOK_COLUMNS)).astype("string")
