@@ -2,7 +2,7 @@
 Stata ``.dta`` with variable and value labels (pyreadstat), and Parquet with its own types
 (pyarrow): categories for the row's site, wave and status, nullable integers elsewhere.
 
-Missing codes stay numbers in every file (−99 … −93, see ``codes.MISSING_CODES``), labelled as
+Missing codes stay numbers in every file (−99 … −92, see ``codes.MISSING_CODES``), labelled as
 values; SPSS also declares them user-missing, so its statistics leave them out. A column whose
 codes are in ``<name>_missing`` (its own values could be codes) declares none: its answers are
 answers; the ``_missing`` column's codes are its values, labelled.

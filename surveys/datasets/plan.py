@@ -488,7 +488,7 @@ def _answer_ranges(items: list[Item]) -> dict[str, logic.Range]:
 
 def _item_reaches_codes(item: Item, dtype: str, ranges: dict[str, logic.Range]) -> bool:
     """Whether an answer to ``item``, as its column holds it, could be a missing code
-    (between -99 and -93): then the column's codes go to a column of their own. ``ranges``:
+    (between -99 and -92): then the column's codes go to a column of their own. ``ranges``:
     its version's ``_answer_ranges``."""
     kind = item.kind
     if kind == Item.Kind.YESNO:

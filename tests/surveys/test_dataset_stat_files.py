@@ -81,7 +81,7 @@ def test_a_derived_category_in_spss_has_its_labels_and_its_missing_codes_missing
     assert data.loc[~answered, "mat_mhg_class"].isna().all()
 
     raw, declared = _read(frame, "sav", tmp_path, user_missing=True)
-    assert declared.missing_ranges["mat_mhg_class"] == [{"lo": -99.0, "hi": -93.0}]
+    assert declared.missing_ranges["mat_mhg_class"] == [{"lo": -99.0, "hi": -92.0}]
     assert (raw.loc[texts == str(NOT_YET_DUE), "mat_mhg_class"] == NOT_YET_DUE).all()
     assert labels[float(NOT_YET_DUE)] == MISSING_CODES[NOT_YET_DUE]
 
