@@ -430,6 +430,22 @@ class Wave(models.Model):
     def __str__(self) -> str:
         return self.name
 
+    def clean(self) -> None:
+        # A wave's slug names the wide dataset's columns (``craving_m1``), where a hyphen is
+        # an underscore, and SPSS reads names without case: "m-1" beside "m_1" or "M1" beside
+        # "m1" would give two waves one set of columns (found by review).
+        if not self.study_id or not self.slug:
+            return
+        key = self.slug.replace("-", "_").casefold()
+        for other in Wave.objects.filter(study_id=self.study_id).exclude(pk=self.pk):
+            if other.slug != self.slug and other.slug.replace("-", "_").casefold() == key:
+                raise ValidationError(
+                    {
+                        "slug": f"Too like the wave “{other.slug}”: datasets name columns by "
+                        "wave, with hyphens as underscores and without case. Choose another."
+                    }
+                )
+
     def name_in(self, language: str) -> str:
         return (self.names or {}).get(language) or self.name
 

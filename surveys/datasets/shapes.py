@@ -4,7 +4,9 @@ Columns: ``pid``, ``site``, the baseline covariates once, then for each wave in 
 order (and each occurrence of a recurring wave) the long frame's row columns and variables
 suffixed ``_<wave>`` (``_<wave>_<occurrence>`` for a recurring wave; a hyphen in a wave's slug
 becomes an underscore). A variable appears for a wave only when one of that wave's instruments
-has it. A participant without a row for a wave has empty cells there (no assignment: e.g.
+has it; a name made twice (two waves whose slugs differ only by a hyphen, a covariate's ``_bl``
+beside a wave named ``bl``) is numbered the second time, ``__2``. A participant without a row
+for a wave has empty cells there (no assignment: e.g.
 enrolled after the wave was added, or a recurring occurrence not reached).
 """
 
@@ -20,6 +22,16 @@ _KEYS = ("wave", "occurrence")
 def wave_suffix(wave: str, occurrence: int, *, recurring: bool) -> str:
     wave = wave.replace("-", "_")
     return f"{wave}_{occurrence}" if recurring else wave
+
+
+def _unique(name: str, taken: set[str]) -> str:
+    """``name``, or ``name__2`` (``__3``, …) where it is taken."""
+    number = 2
+    unique = name
+    while unique in taken:
+        unique = f"{name}__{number}"
+        number += 1
+    return unique
 
 
 def dataset_wide(long_df: pd.DataFrame) -> pd.DataFrame:
@@ -56,6 +68,11 @@ def dataset_wide(long_df: pd.DataFrame) -> pd.DataFrame:
     # each long row's row in the wide frame (people's pid order)
     row_of = people.index.get_indexer(long_df["pid"])
     columns = {}
+    # A name made twice (waves "m-1" and "m_1", a wave "bl" beside the covariates' "_bl")
+    # would have one column overwrite the other, or two of one name that no statistics file
+    # holds: the later one is numbered instead (found by review). The wave slugs' own check
+    # keeps the first kind from being made.
+    taken = {"pid", *people.columns}
     for wave, occurrence in groups:
         suffix = wave_suffix(wave, int(occurrence), recurring=wave in recurring)
         mask = (waves == wave) & (occurrences == occurrence)
@@ -75,10 +92,10 @@ def dataset_wide(long_df: pd.DataFrame) -> pd.DataFrame:
         take = np.full(len(people), -1, dtype=np.int64)
         take[row_of[found]] = found
         for name in names:
-            columns[f"{name}_{suffix}"] = long_df[name].array.take(take, allow_fill=True)
-            columns_meta[f"{name}_{suffix}"] = dict(
-                meta.get(name, {}), name=f"{name}_{suffix}", wave=suffix
-            )
+            wide_name = _unique(f"{name}_{suffix}", taken)
+            taken.add(wide_name)
+            columns[wide_name] = long_df[name].array.take(take, allow_fill=True)
+            columns_meta[wide_name] = dict(meta.get(name, {}), name=wide_name, wave=suffix)
     waves_wide = pd.DataFrame(columns, index=people.index)
     wide = pd.concat([people, waves_wide], axis=1) if columns else people.copy()
     wide.index.name = "pid"

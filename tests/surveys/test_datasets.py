@@ -484,6 +484,43 @@ def test_pivoting_the_long_export_gives_the_wide_one(cohort):
     assert "status_baseline" in wide.columns and "craving_baseline" in wide.columns
 
 
+def test_a_wide_name_made_twice_is_numbered_never_lost(cohort, tmp_path):
+    """Found by review: waves "m-1" and "m_1" both gave ``status_m_1`` and the second
+    overwrote the first without a word; a wave named "bl" gave a second ``age_bl`` beside the
+    covariate, and no statistics file could be written. The later name is numbered."""
+    from surveys.models import Wave
+
+    study = cohort[0].study
+    Wave.objects.filter(study=study, slug="baseline").update(slug="bl")
+    Wave.objects.filter(study=study, slug="m1").update(slug="m-1")
+    Wave.objects.filter(study=study, slug="m3").update(slug="m_1")
+    long = dataset_long(study=study, covariates=["age"])
+    wide = dataset_wide(long)
+    assert wide.columns.is_unique
+    assert [c for c in wide.columns if c.startswith("age_bl")] == ["age_bl", "age_bl__2"]
+    by_pid = long.set_index(["pid", "wave"])["status"]
+    for pid, first, second in wide[["pid", "status_m_1", "status_m_1__2"]].itertuples(index=False):
+        assert (first, second) == (by_pid[pid, "m-1"], by_pid[pid, "m_1"])
+    for fmt in ("sav", "dta", "parquet", "xlsx"):
+        write_dataset(wide, tmp_path / f"wide.{fmt}", fmt)
+
+
+def test_wave_slugs_differing_only_by_hyphen_or_case_are_refused(study):
+    from django.core.exceptions import ValidationError
+
+    from surveys.models import Wave
+
+    def again(slug):
+        return Wave(study=study, slug=slug, name="Again", position=9, offset_days=40)
+
+    with pytest.raises(ValidationError, match="Too like the wave “m1”"):
+        again("M1").full_clean()
+    Wave.objects.filter(study=study, slug="m1").update(slug="m-1")
+    with pytest.raises(ValidationError, match="Too like the wave “m-1”"):
+        again("m_1").full_clean()
+    Wave(study=study, slug="m2", name="Two months", position=9, offset_days=61).full_clean()
+
+
 def test_wide_names_recurring_waves_by_occurrence(design, site_a, enrol):
     design.waves.filter(slug="weekly").update(is_active=True)
     participant = enrol(site=site_a, enrolled_on=ENROLLED, now=ENROLMENT)
