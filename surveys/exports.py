@@ -114,6 +114,13 @@ class ExportSpec:
             )
         elif self.format not in FORMATS:
             errors["format"] = f"Choose one of: {', '.join(FORMATS)}."
+        elif self.labels and self.format != "csv":
+            # Asked for and not done would be a file quietly unlike the one asked for (found
+            # by review): the other formats carry the labels their own way.
+            errors["labels"] = (
+                "Value labels instead of codes are for CSV files. SPSS and Stata files carry "
+                "the codes with their labels; an Excel file's codebook sheet lists them."
+            )
         unknown = set(self.sites) - set(study.sites.values_list("code", flat=True))
         if unknown:
             errors["sites"] = f"Not sites of this study: {', '.join(sorted(unknown))}."

@@ -56,7 +56,10 @@ class ExportForm(forms.Form):
         initial="csv",
     )
     labels = forms.BooleanField(
-        required=False, label="Write value labels instead of codes (e.g. “Yes” for 1)"
+        required=False,
+        label="Write value labels instead of codes (e.g. “Yes” for 1)",
+        help_text="CSV only: SPSS and Stata files carry both, and Excel's codebook sheet "
+        "lists the labels.",
     )
     sites = forms.MultipleChoiceField(
         required=False, widget=forms.CheckboxSelectMultiple, help_text="None ticked: all yours."

@@ -115,6 +115,21 @@ def test_an_instrument_filter_keeps_its_items_and_waves_everywhere(
     assert reply.status_code == 400 and "instruments" in reply.json()["errors"]
 
 
+@pytest.mark.parametrize("fmt", ["xlsx", "parquet", "sav", "dta"])
+def test_value_labels_are_asked_for_a_csv_file_only(client, study, people, researcher, fmt):
+    """Found by review: "value labels instead of codes" was offered for every format, taken
+    and audited, and only a CSV file had them: an Excel or Parquet file came with codes, as if
+    it had not been asked. Refused with a word on where the labels are; nothing exported."""
+    client.force_login(researcher)
+    reply, _ = download(client, study, shape="long", format=fmt, labels="on")
+    assert "Value labels instead of codes are for CSV files." in reply.content.decode()
+    reply = client.get(f"/api/v1/studies/{study.slug}/export/", {"format": fmt, "labels": "true"})
+    assert reply.status_code == 400 and "labels" in reply.json()["errors"]
+    assert not AuditEvent.objects.filter(action="dataset_export").exists()
+    reply, body = download(client, study, shape="long", format="csv", labels="on")
+    assert reply.status_code == 200 and "Not yet due" in body.decode()
+
+
 def test_a_bad_choice_gets_a_clear_error_and_nothing_is_exported(client, study, researcher):
     client.force_login(researcher)
     reply, _ = download(
