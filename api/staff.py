@@ -23,7 +23,7 @@ from rest_framework.views import APIView
 
 from api.auth import TokenScope
 from api.query import query_param, query_params
-from api.views import CONFLICT, ERRORS
+from api.views import CONFLICT, ERRORS, ClientIdField
 from surveys import exports, retention, selectors
 from surveys.audit import phones_shown_audit
 from surveys.consent import ConsentInput
@@ -56,6 +56,11 @@ class ParticipantEnrolApi(APIView):
 
     @extend_schema_serializer(component_name="Enrolment")
     class InputSerializer(serializers.Serializer):
+        client_id = ClientIdField(
+            required=False,
+            help_text="A random UUID the client makes for this enrolment: sent again (a reply "
+            "lost), the answer is 200 with the participant it enrolled, not a second one.",
+        )
         site = serializers.CharField(help_text="The site's code, e.g. NYC.")
         study_id = serializers.CharField(required=False, allow_blank=True, max_length=32)
         enrolled_on = serializers.DateField(required=False)
@@ -77,7 +82,14 @@ class ParticipantEnrolApi(APIView):
         assignments = serializers.IntegerField(source="assignments_count")
 
     @extend_schema(
-        request=InputSerializer, responses={201: OutputSerializer, 400: ERRORS, 403: None}
+        request=InputSerializer,
+        responses={
+            201: OutputSerializer,
+            200: OutputSerializer,
+            400: ERRORS,
+            403: None,
+            409: CONFLICT,
+        },
     )
     def post(self, request: Request, study_slug: str) -> Response:
         study = get_object_or_404(selectors.studies_for_user(user=request.user), slug=study_slug)
@@ -123,6 +135,7 @@ class ParticipantEnrolApi(APIView):
         participant = Participant(
             study=study,
             site=site,
+            enrolment_client_id=fields.get("client_id"),
             code=fields.get("study_id", ""),
             # Not given: today on the participant's clock (the server's is UTC, a day ahead of
             # New York's every evening), as an import's line does.
@@ -141,6 +154,21 @@ class ParticipantEnrolApi(APIView):
             # enrolment sent again while the first is still being saved waits, then finds the
             # person enrolled.
             Study.objects.select_for_update().filter(pk=study.pk).exists()
+            if fields.get("client_id"):
+                earlier = Participant.objects.filter(
+                    study=study, enrolment_client_id=fields["client_id"]
+                ).first()
+                if earlier is not None and earlier.site_id != site.pk:
+                    return Response(
+                        {
+                            "code": "client_id_used",
+                            "detail": "This id belongs to another enrolment.",
+                        },
+                        status=status.HTTP_409_CONFLICT,
+                    )
+                if earlier is not None:  # the same enrolment again: its first answer
+                    earlier.assignments_count = earlier.assignments.count()
+                    return Response(self.OutputSerializer(earlier).data, status=status.HTTP_200_OK)
             taken = contact_already_enrolled(
                 study=study, contact=contact.validated_data, user=request.user, request=request
             )

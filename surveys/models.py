@@ -154,13 +154,21 @@ class Participant(models.Model):
     # details, typed consent names and free-text notes are gone; answers stay, de-identified.
     identifiers_erased_at = models.DateTimeField(null=True, blank=True, editable=False)
     answers_erased_at = models.DateTimeField(null=True, blank=True, editable=False)
+    # The API client's key for the enrolment request (a UUID it made): the same request sent
+    # again after a lost reply finds this participant instead of enrolling the person twice.
+    enrolment_client_id = models.UUIDField(null=True, blank=True, editable=False)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
         ordering = ("study_id", "code")
         constraints = [
-            models.UniqueConstraint(fields=("study", "code"), name="participant_code_unique")
+            models.UniqueConstraint(fields=("study", "code"), name="participant_code_unique"),
+            models.UniqueConstraint(
+                fields=("study", "enrolment_client_id"),
+                condition=Q(enrolment_client_id__isnull=False),
+                name="participant_enrolment_client_id_unique",
+            ),
         ]
         indexes = [models.Index(fields=("study", "status"), name="participant_study_status")]
 

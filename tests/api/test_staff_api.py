@@ -1,6 +1,7 @@
 """The staff API: tokens (hashed, expiring, revocable), enrolment with consent, and the call
 list, each scoped like the admin pages."""
 
+import uuid
 from datetime import UTC, date, datetime, timedelta
 
 import pytest
@@ -270,6 +271,52 @@ def test_the_api_enrols_on_the_day_of_consent(client, study, coordinator_key):
     assert reply.status_code == 201, reply.json()
     assert reply.json()["enrolled_on"] == "2026-03-02"
     assert Participant.objects.get().enrolled_on.isoformat() == "2026-03-02"
+
+
+def test_an_enrolment_sent_again_with_its_client_id_enrols_the_person_once(
+    client, study, coordinator_key
+):
+    """Found by review: an enrolment without an e-mail address or phone number (names only,
+    a locator note) sent again after a lost reply enrolled the person twice, each record sent
+    every survey. With the request's ``client_id`` the second answer is the first's
+    participant (200); the id used for another site's enrolment is a 409; another id, or none,
+    enrols another person."""
+    url = f"/api/v1/studies/{study.slug}/participants/"
+    body = {
+        "client_id": str(uuid.uuid4()),
+        "site": "NYC",
+        "contact": {"first_name": "Luz", "last_name": "Perez"},
+        "consent": {"method": "verbal", "date": "2026-03-02"},
+    }
+
+    def send(data):
+        return client.post(url, data, content_type="application/json", **bearer(coordinator_key))
+
+    first, again = send(body), send(body)
+    assert (first.status_code, again.status_code) == (201, 200)
+    assert again.json() == first.json()
+    assert Participant.objects.count() == 1
+    assert send({**body, "site": "LDN"}).status_code == 403  # not their site, first
+    other = send({**body, "client_id": str(uuid.uuid4())})
+    assert other.status_code == 201 and other.json()["study_id"] != first.json()["study_id"]
+    assert Participant.objects.count() == 2
+
+
+def test_an_enrolment_client_id_used_at_another_site_is_a_conflict(client, study, staff_user):
+    pi = staff_user(study=study, role="pi", username="pi")
+    key = staff_token_create(user=pi, name="pi", scopes=SCOPES)[1]
+    url = f"/api/v1/studies/{study.slug}/participants/"
+    body = {
+        "client_id": str(uuid.uuid4()),
+        "site": "NYC",
+        "consent": {"method": "verbal", "date": "2026-03-02"},
+    }
+    assert client.post(url, body, content_type="application/json", **bearer(key)).status_code == 201
+    reply = client.post(
+        url, {**body, "site": "LDN"}, content_type="application/json", **bearer(key)
+    )
+    assert reply.status_code == 409 and reply.json()["code"] == "client_id_used"
+    assert Participant.objects.count() == 1
 
 
 def test_nobody_enrols_outside_their_sites(client, study, coordinator_key, researcher):
