@@ -121,10 +121,25 @@ class ParticipantContactInline(WithParticipantCode, admin.StackedInline):
         return type(formset.__name__, (formset,), {"user": request.user, "request": request})
 
 
+class ContactAttemptForm(forms.ModelForm):
+    # A little ahead of the server's clock is a laptop's clock set a minute fast, not a
+    # mistyped day.
+    SKEW = timedelta(minutes=5)
+
+    def clean_attempted_at(self):
+        # A mistyped day ahead (2027 for 2026) would stay the call list's "last attempt" for a
+        # year, above every real one (found by review).
+        attempted_at = self.cleaned_data.get("attempted_at")
+        if attempted_at and attempted_at > timezone.now() + self.SKEW:
+            raise ValidationError("An attempt is logged when it was made: not in the future.")
+        return attempted_at
+
+
 class ContactAttemptInline(WithParticipantCode, admin.TabularInline):
     """The contact log: coordinators add an attempt here (who and when are filled in)."""
 
     model = ContactAttempt
+    form = ContactAttemptForm
     row_select_related = ("participant", "by")
     extra = 1
     fields = ("attempted_at", "method", "outcome", "assignment", "note", "by")

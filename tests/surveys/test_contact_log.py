@@ -378,6 +378,33 @@ def test_logging_the_call_after_send_now_keeps_the_reminder_going_now(
     assert set(queued.values_list("channel", flat=True)) == {"sms"}
 
 
+def test_an_attempt_typed_with_a_day_ahead_is_refused(client, participant, coordinator_a):
+    """Found by review: the participant page's contact log took any time, and an attempt
+    typed with next year's date stayed the call list's last attempt above every real one."""
+    client.force_login(coordinator_a)
+    page = f"/admin/surveys/participant/{participant.pk}/change/"
+    data = form_fields(client.get(page).text)
+    data.pop("_saveasnew", None)
+    ahead = timezone.now() + timedelta(days=365)
+    data.update(
+        {
+            "contact_attempts-0-method": "call",
+            "contact_attempts-0-outcome": "no_answer",
+            "contact_attempts-0-attempted_at_0": f"{ahead:%Y-%m-%d}",
+            "contact_attempts-0-attempted_at_1": f"{ahead:%H:%M:%S}",
+        }
+    )
+    reply = client.post(page, data)
+    assert reply.status_code == 200
+    assert "An attempt is logged when it was made: not in the future." in reply.text
+    assert not ContactAttempt.objects.filter(participant=participant).exists()
+    now = timezone.now()
+    data["contact_attempts-0-attempted_at_0"] = f"{now:%Y-%m-%d}"
+    data["contact_attempts-0-attempted_at_1"] = f"{now:%H:%M:%S}"
+    assert client.post(page, data).status_code == 302
+    assert ContactAttempt.objects.filter(participant=participant).count() == 1
+
+
 def test_the_call_list_is_linked_from_the_assignments_list(client, coordinator_a, participant):
     client.force_login(coordinator_a)
     assert "/admin/surveys/assignment/call-list/" in client.get("/admin/surveys/assignment/").text
