@@ -45,7 +45,8 @@ def analysis_frame(
     order: Sequence[str] | None = None,
 ) -> pd.DataFrame:
     """The long frame with missing codes as NaN, numbers as float64, ``wave_index``,
-    ``months`` and ``completed`` added. ``waves`` gives the wave order (default: the order in
+    ``months`` (since enrolment, at answering where the wave was completed) and ``completed``
+    added. ``waves`` gives the wave order (default: the order in
     which waves first appear); rows of other waves are dropped. ``order`` (default: ``waves``)
     numbers the waves: the study's every wave, so that a selection that skips one keeps the
     gap (waves 0, 1 and 3: the lag pairs 0 → 1 only, never 1 → 3 as one step)."""
@@ -87,7 +88,13 @@ def analysis_frame(
     position = {wave: i for i, wave in enumerate(numbered)}
     frame["wave_index"] = frame["wave"].map(position).astype("int64")
     if "days_since_enrolment" in frame.columns:
-        frame["months"] = frame["days_since_enrolment"] / DAYS_PER_MONTH
+        # When the answers were given: the day the window opened, plus the days the
+        # participant took where they completed it (the outcome's own time, about ten days
+        # later on average; found by review: the window's opening alone was used).
+        days = frame["days_since_enrolment"]
+        if "days_since_window_opened" in frame.columns:
+            days = days + frame["days_since_window_opened"].fillna(0)
+        frame["months"] = days / DAYS_PER_MONTH
     if "status" in frame.columns:
         status = frame["status"]
         frame["completed"] = np.select(

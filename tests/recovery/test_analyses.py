@@ -383,13 +383,16 @@ def test_the_lagged_gee_and_the_mixed_model_equal_statsmodels_on_the_studys_own_
         re_formula="~months",
     )
     # The slope's variance is near 0 here (the cohort plants none): statsmodels' default
-    # optimiser stops short of the REML optimum, Nelder-Mead reaches it.
+    # optimiser stops short of the REML optimum; Nelder-Mead or Powell gets nearest, which of
+    # them depends on the data (the time of answering moved it). Ours is never below the best
+    # of them, and within a few thousandths of it.
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         default = model.fit(reml=True)
-        fit = model.fit(reml=True, method="nm", maxiter=5000)
-    assert fit.converged
-    assert mixed.reml_log_likelihood == pytest.approx(fit.llf, abs=1e-4)
+        fits = [model.fit(reml=True, method=m, maxiter=5000) for m in ("nm", "powell")]
+    fit = max((f for f in fits if f.converged), key=lambda f: f.llf)
+    assert mixed.reml_log_likelihood >= fit.llf - 1e-4
+    assert mixed.reml_log_likelihood == pytest.approx(fit.llf, abs=5e-3)
     assert mixed.reml_log_likelihood >= default.llf - 1e-6
     assert mixed.n_observations == len(used)
     assert mixed.time_coef == pytest.approx(fit.params["months"], rel=1e-3, abs=1e-4)

@@ -40,6 +40,18 @@ def test_missing_codes_become_nan_and_numbers_floats():
     assert np.isnan(frame["completed"].iloc[1]) and np.isnan(frame["completed"].iloc[2])
 
 
+def test_months_are_the_time_of_answering_where_the_wave_was_completed():
+    """Found by review: the trajectories' time was the day each wave's window opened, though
+    answers came about ten days later; the mixed model's time axis is now when the answers
+    were given (the window's opening where there are none)."""
+    long = _long().assign(
+        days_since_window_opened=pd.array([0, 12, pd.NA, 2, pd.NA, pd.NA], dtype="Int64")
+    )
+    frame = analysis_frame(long)
+    days = frame["months"] * 30.4375
+    assert days.round(6).tolist() == [2.0, 30.0, 91.0, 0.0, 42.0, 91.0]
+
+
 def test_waves_order_and_choose_the_rows():
     frame = analysis_frame(_long(), waves=["m3", "m1"])
     assert set(frame["wave"]) == {"m1", "m3"}
