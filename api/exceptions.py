@@ -8,7 +8,7 @@
 import sys
 
 from django.conf import settings
-from django.core.exceptions import RequestDataTooBig, ValidationError
+from django.core.exceptions import NON_FIELD_ERRORS, RequestDataTooBig, ValidationError
 from django.db import InterfaceError, OperationalError
 from django.http import HttpResponse, JsonResponse
 from django.template.loader import render_to_string
@@ -24,6 +24,12 @@ from surveys.submission import SubmissionConflict
 def api_exception_handler(exc, context):
     if isinstance(exc, ValidationError):
         errors = exc.message_dict if hasattr(exc, "error_dict") else {"non_field": exc.messages}
+        # Django names a model's or a service's errors on no field "__all__"; the documented
+        # shape says non_field, as DRF's own errors are (found by review).
+        errors = {
+            "non_field" if name == NON_FIELD_ERRORS else name: messages
+            for name, messages in errors.items()
+        }
         return Response({"errors": errors}, status=status.HTTP_400_BAD_REQUEST)
     if isinstance(exc, SubmissionConflict):
         return Response({"code": exc.code, "detail": exc.message}, status=status.HTTP_409_CONFLICT)

@@ -2,6 +2,7 @@
 and researchers' dataset exports (streamed, or as background jobs when large). Scoped by the
 same selectors as the admin pages; identifiers only for those who may see them."""
 
+from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.http import FileResponse, StreamingHttpResponse
 from django.shortcuts import get_object_or_404
@@ -169,6 +170,12 @@ class ParticipantEnrolApi(APIView):
                 if earlier is not None:  # the same enrolment again: its first answer
                     earlier.assignments_count = earlier.assignments.count()
                     return Response(self.OutputSerializer(earlier).data, status=status.HTTP_200_OK)
+            if (
+                participant.code
+                and Participant.objects.filter(study=study, code=participant.code).exists()
+            ):
+                # on the field sent, not as the model's error on none
+                return _errors({"study_id": ["A participant of this study has this study ID."]})
             taken = contact_already_enrolled(
                 study=study, contact=contact.validated_data, user=request.user, request=request
             )
@@ -351,6 +358,15 @@ class DatasetExportJobSerializer(serializers.Serializer):
 GONE = inline_serializer("Gone", {"detail": serializers.CharField()})
 
 
+# An export option's name -> the query parameter that gives it here.
+EXPORT_PARAMETERS = {
+    "sites": "site",
+    "waves": "wave",
+    "instruments": "instrument",
+    "statuses": "status",
+}
+
+
 class DatasetExportApi(APIView):
     """The study's dataset, as the admin's Export data page gives it: de-identified unless a
     principal investigator asks for an identified export with a reason; audited. A scope of
@@ -420,6 +436,18 @@ class DatasetExportApi(APIView):
             identified=given["identified"],
             reason=given["reason"],
         )
+        try:
+            exports.export_check(user=request.user, study=study, spec=spec)
+        except ValidationError as exc:
+            if not hasattr(exc, "error_dict"):
+                raise
+            # The export's own names (sites, waves, …) are this endpoint's parameters.
+            raise ValidationError(
+                {
+                    EXPORT_PARAMETERS.get(name, name): messages
+                    for name, messages in exc.message_dict.items()
+                }
+            ) from exc
         people = exports.export_participants(user=request.user, study=study, spec=spec)
         if exports.export_should_run_in_background(people.count()):
             job = exports.export_job_start(

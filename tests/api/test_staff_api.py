@@ -319,6 +319,31 @@ def test_an_enrolment_client_id_used_at_another_site_is_a_conflict(client, study
     assert Participant.objects.count() == 1
 
 
+def test_api_errors_are_named_by_the_fields_and_parameters_sent(
+    client, study, coordinator_key, researcher
+):
+    """Found by review: a study ID already taken came back under Django's "__all__" (the
+    documented shape says non_field, or the field), and the export's errors under its own
+    option names ("sites", "waves"), not the parameters sent (site, wave)."""
+    url = f"/api/v1/studies/{study.slug}/participants/"
+    body = {"site": "NYC", "study_id": "NYC-0500", "consent": ENROL["consent"]}
+    first = client.post(url, body, content_type="application/json", **bearer(coordinator_key))
+    assert first.status_code == 201
+    again = client.post(url, body, content_type="application/json", **bearer(coordinator_key))
+    assert again.status_code == 400
+    assert again.json()["errors"] == {
+        "study_id": ["A participant of this study has this study ID."]
+    }
+    key = staff_token_create(user=researcher, name="r", scopes=SCOPES)[1]
+    reply = client.get(
+        f"/api/v1/studies/{study.slug}/export/",
+        {"site": "XX", "wave": "m99", "status": "gone"},
+        **bearer(key),
+    )
+    assert reply.status_code == 400
+    assert set(reply.json()["errors"]) == {"site", "wave", "status"}
+
+
 def test_nobody_enrols_outside_their_sites(client, study, coordinator_key, researcher):
     other_site = client.post(
         f"/api/v1/studies/{study.slug}/participants/",
@@ -541,3 +566,12 @@ def test_api_enrolment_without_a_date_uses_the_participants_local_day(
         local_today,
         local_today + timedelta(days=30),
     )
+
+
+def test_a_model_error_on_no_field_is_non_field_in_the_api():
+    """Django names it "__all__"; the API's documented shape says non_field."""
+    from api.exceptions import api_exception_handler
+
+    reply = api_exception_handler(ValidationError({"__all__": ["Both or neither."]}), {})
+    assert reply.status_code == 400
+    assert reply.data == {"errors": {"non_field": ["Both or neither."]}}

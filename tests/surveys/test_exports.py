@@ -112,7 +112,7 @@ def test_an_instrument_filter_keeps_its_items_and_waves_everywhere(
     wide = pd.read_csv(io.BytesIO(b"".join(reply.streaming_content)))
     assert "meetings_total_m1" in wide.columns and "gender_baseline" not in wide.columns
     reply = client.get(api, {"instrument": "nope"})
-    assert reply.status_code == 400 and "instruments" in reply.json()["errors"]
+    assert reply.status_code == 400 and "instrument" in reply.json()["errors"]
 
 
 @pytest.mark.parametrize("fmt", ["xlsx", "parquet", "sav", "dta"])
