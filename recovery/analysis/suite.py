@@ -157,10 +157,16 @@ def _matching(section: Section, frame: pd.DataFrame, request: SuiteRequest, cova
     if treated.notna().any() and not treated.dropna().isin([0, 1]).all():
         # A count or score: exposed = at or above the median, said in the notes.
         cut = float(treated.median())
-        data[exposure] = (treated >= cut).astype(float).where(treated.notna())
+        exposed = treated >= cut
+        said = f"at least {cut:g} (the median)"
+        if exposed[treated.notna()].all():
+            # The median is the least value (most attended no meeting): "at least" it would
+            # make everyone exposed, and nobody to compare with (found by review).
+            exposed = treated > cut
+            said = f"more than {cut:g} (the median, and the least value)"
+        data[exposure] = exposed.astype(float).where(treated.notna())
         section.notes.append(
-            f"{request.label(exposure)} is not 0/1: exposed means at least {cut:g} (the "
-            "median) at the exposure waves."
+            f"{request.label(exposure)} is not 0/1: exposed means {said} at the exposure waves."
         )
     result = estimate_att(
         data,
