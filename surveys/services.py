@@ -493,6 +493,51 @@ def participant_site_moved_from(*, participant: Participant, site_id: int) -> No
         participant.former_sites = [*participant.former_sites, code]
 
 
+@transaction.atomic
+def participant_timezone_change(
+    *, participant: Participant, timezone_name: str, now: datetime | None = None
+) -> Participant:
+    """The participant moved to another time zone. Surveys not yet open get their windows on
+    the new clock (local midnights there); an open one keeps the window it was announced with
+    (moved, it could close under a participant answering it). Every message still queued is
+    planned again on the new clock (times of day, quiet hours)."""
+    now = now or timezone.now()
+    try:
+        ZoneInfo(timezone_name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValidationError({"timezone": f"Unknown time zone {timezone_name!r}."}) from None
+    locked = Participant.objects.select_for_update().get(pk=participant.pk)
+    if locked.timezone == timezone_name:
+        return locked
+    locked.timezone = timezone_name
+    locked.save(update_fields=["timezone", "updated_at"])
+    # The assignments' rows first, then their messages (reminders_plan's order).
+    followed = list(
+        locked.assignments.select_for_update().filter(status__in=UNANSWERED).select_related("wave")
+    )
+    moved = []
+    for assignment in followed:
+        if assignment.status != Assignment.Status.SCHEDULED:
+            continue
+        window = assignment_build(
+            participant=locked, wave=assignment.wave, occurrence=assignment.occurrence, now=now
+        )
+        assignment.opens_at, assignment.due_at, assignment.closes_at = (
+            window.opens_at,
+            window.due_at,
+            window.closes_at,
+        )
+        assignment.status = window.status
+        assignment.status_changed_at = now
+        moved.append(assignment)
+    Assignment.objects.bulk_update(
+        moved, ["opens_at", "due_at", "closes_at", "status", "status_changed_at"]
+    )
+    reminders_plan(assignments=followed, now=now)
+    participant.timezone = timezone_name
+    return locked
+
+
 def _assignments_reopened(*, participant: Participant, now: datetime) -> list[Assignment]:
     """The assignments cancelled by the moves that took the participant out of the followed
     statuses, since they last left them (withdrawn, then deceased by mistake: the withdrawal

@@ -541,9 +541,9 @@ class ParticipantAdmin(admin.ModelAdmin):
 
     def get_readonly_fields(self, request, obj=None):
         if obj is not None:
-            # Windows were computed from these at enrolment; changing them needs a service
-            # that re-plans the assignments (coming with the coordinator tools).
-            return (*self.readonly_fields, "study", "enrolled_on", "timezone")
+            # Windows were computed from the enrolment day; changing it needs a service that
+            # re-plans the assignments (the time zone has one: participant_timezone_change).
+            return (*self.readonly_fields, "study", "enrolled_on")
         return self.readonly_fields
 
     def has_change_permission(self, request, obj=None):
@@ -598,12 +598,17 @@ class ParticipantAdmin(admin.ModelAdmin):
             return
         if "site" in form.changed_data and form.initial.get("site"):
             services.participant_site_moved_from(participant=obj, site_id=form.initial["site"])
-        new_status = obj.status
+        new_status, new_zone = obj.status, obj.timezone
         if "status" in form.changed_data:
             # The status moves through its service (history, cancelled assignments); the
             # other fields are saved as they are.
             obj.status = form.initial["status"]
+        if "timezone" in form.changed_data:
+            # So does the time zone (windows not yet open, and the messages, on the new clock).
+            obj.timezone = form.initial["timezone"]
         super().save_model(request, obj, form, change)
+        if new_zone != obj.timezone:
+            services.participant_timezone_change(participant=obj, timezone_name=new_zone)
         if new_status != obj.status:
             services.participant_status_change(
                 participant=obj,

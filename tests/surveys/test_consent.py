@@ -391,7 +391,7 @@ def test_erasing_identifiers_is_only_for_a_withdrawal(followed):
 def _change_form(participant, **fields):
     form = {
         "site": participant.site_id, "code": participant.code, "status": "withdrawn",
-        "language": "en", "preferred_channel": "email",
+        "timezone": participant.timezone, "language": "en", "preferred_channel": "email",
         "contact-TOTAL_FORMS": "1", "contact-INITIAL_FORMS": "1",
         "contact-MIN_NUM_FORMS": "0", "contact-MAX_NUM_FORMS": "1",
         "contact-0-participant": participant.pk, "contact-0-email": CONTACT["email"],

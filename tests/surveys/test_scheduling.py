@@ -97,3 +97,53 @@ def test_a_recurring_wave_repeats_at_least_every_day(study):
     wave.recurrence_days = 1
     wave.full_clean()
     wave.save()
+
+
+def test_a_participant_who_moves_gets_windows_and_messages_on_the_new_clock(
+    client, site_a, enrol, coordinator_a
+):
+    """Noticed in review: a participant's time zone could not be changed after enrolment, so
+    one who moved from New York to Los Angeles had every window and reminder on New York's
+    clock (midnights at 21:00, reminders three hours early). Changed on their page: surveys
+    not yet open move to the new clock; an open one keeps its window (it could otherwise
+    close under someone answering it); queued messages are planned again there."""
+    from datetime import timedelta
+    from zoneinfo import ZoneInfo
+
+    from django.utils import timezone
+
+    from surveys.models import Message
+    from surveys.scheduling import local_midnight
+    from tests.surveys.test_contact_log import form_fields
+
+    la = ZoneInfo("America/Los_Angeles")
+    person = enrol(
+        site=site_a, code="NYC-0950", timezone="America/New_York",
+        enrolled_on=timezone.localdate() - timedelta(days=25),
+        contact={"email": "mo@example.org"},
+    )  # fmt: skip
+    month1 = person.assignments.get(wave__slug="m1")
+    month3 = person.assignments.get(wave__slug="m3")
+    assert month1.status == "open" and month3.status == "scheduled"
+    m1_window = (month1.opens_at, month1.due_at, month1.closes_at)
+
+    client.force_login(coordinator_a)
+    page = f"/admin/surveys/participant/{person.pk}/change/"
+    data = form_fields(client.get(page).text)
+    data.pop("_saveasnew", None)
+    data["timezone"] = "America/Los_Angeles"
+    reply = client.post(page, data)
+    assert reply.status_code == 302, reply.text[:2000]
+
+    person.refresh_from_db()
+    month1.refresh_from_db()
+    month3.refresh_from_db()
+    assert person.timezone == "America/Los_Angeles"
+    assert (month1.opens_at, month1.due_at, month1.closes_at) == m1_window
+    assert month3.due_at == local_midnight(month3.due_day(), la)
+    assert month3.due_at.astimezone(la).time().hour == 0
+    queued = Message.objects.filter(assignment__participant=person, status="queued")
+    assert queued.exists()
+    for message in queued:
+        local = message.scheduled_at.astimezone(la).time()
+        assert (local.hour, local.minute) >= (9, 0) and local.hour < 21, local  # quiet hours

@@ -171,6 +171,7 @@ def test_withdrawing_in_the_admin_goes_through_the_service(client, coordinator_a
         "site": site_a.pk,
         "code": "NYC-77",
         "status": "withdrawn",
+        "timezone": participant.timezone,
         "language": "en",
         "preferred_channel": "email",
         "contact-TOTAL_FORMS": "1",
