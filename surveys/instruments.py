@@ -8,7 +8,7 @@ from datetime import date
 
 from django.core.exceptions import ValidationError
 from django.db import connection, transaction
-from django.db.models import Exists, OuterRef
+from django.db.models import Exists, OuterRef, Q
 
 from surveys import logic
 from surveys.audit import private_variables_forget
@@ -121,36 +121,55 @@ def instrument_items_set(
     return version
 
 
-def _said(label) -> dict[str, str]:
-    """A choice's label per language, as compared: trimmed, case folded, empty ones left out."""
-    if isinstance(label, str):
-        label = {"en": label}
-    return {lang: " ".join(str(t).split()).casefold() for lang, t in (label or {}).items() if t}
+def _said(label, language: str) -> str:
+    """A choice's label in ``language`` (English where it has none), as compared: trimmed and
+    case folded."""
+    if isinstance(label, dict):
+        label = label.get(language) or label.get("en") or ""
+    return " ".join(str(label or "").split()).casefold()
 
 
-def _text(label, language: str) -> str:
-    return label if isinstance(label, str) else str((label or {}).get(language, ""))
+def _codes(choices) -> dict[str, str]:
+    return {str(c.get("code")): c.get("label") for c in choices or []}
 
 
 def recodes_refuse(*, instrument: Instrument, items: list[dict]) -> None:
-    """Refuse choices whose codes changed meaning since a version already saved, of this
-    instrument or another of the study (a dataset gives a variable of both one column).
+    """Refuse choices whose codes changed meaning since a version already saved: an answered
+    version of this instrument, or any version of another of the study (a dataset gives a
+    variable of both one column).
 
     Answers keep the code they were given, and a dataset labels a code once: a code whose
     label is now another code's old one (an option inserted mid-list and the codes after it
     renumbered, two options swapped) would have its old answers read with the new meaning in
-    every labelled file. A reworded label is fine: it matches no other code's."""
+    every labelled file. Meaning is read in the study's own language, so a translation fixed
+    in another is fine, and so is a reworded label (it matches no other code's). Only the
+    questions whose choices this edit changes are checked: a conflict saved before is not
+    blamed on an edit of another question."""
+    current = instrument.current_version
+    unchanged = {
+        item.variable: _codes(item.choices)
+        for item in (current.items.all() if current is not None else ())
+        if item.kind in CHOICE_KINDS
+    }
     wanted = {
         item.get("variable"): index
         for index, item in enumerate(items)
         if item.get("kind") in CHOICE_KINDS
+        and unchanged.get(item.get("variable")) != _codes(item.get("choices"))
     }
     if not wanted:
         return
+    language = (
+        Instrument.objects.filter(pk=instrument.pk)
+        .values_list("study__default_language", flat=True)
+        .first()
+        or "en"
+    )
     answered = Response.objects.filter(instrument_version=OuterRef("version"))
     earlier = (
         Item.objects.filter(
-            Exists(answered),  # a version nobody answered has no answers to misread
+            # a version of this instrument nobody answered has no answers to misread
+            Q(Exists(answered)) | ~Q(version__instrument=instrument),
             version__instrument__study_id=instrument.study_id,
             variable__in=list(wanted),
             kind__in=list(CHOICE_KINDS),
@@ -161,30 +180,33 @@ def recodes_refuse(*, instrument: Instrument, items: list[dict]) -> None:
     errors: dict[str, list[str]] = {}
     for old in earlier:
         index = wanted[old.variable]
-        before = {str(c.get("code")): _said(c.get("label")) for c in old.choices or []}
-        choices = items[index].get("choices") or []
-        now = {str(c.get("code")): _said(c.get("label")) for c in choices}
-        shown = {str(c.get("code")): c.get("label") for c in choices}
+        before = {code: _said(label, language) for code, label in _codes(old.choices).items()}
+        shown = _codes(items[index].get("choices"))
         where = f"version {old.version.number}"
         if old.version.instrument_id != instrument.pk:
             where = f"{old.version.instrument.slug}'s {where}"
-        for code, said in now.items():
+        for code, label in shown.items():
+            said = _said(label, language)
+            if not said or said == before.get(code):
+                continue
             for other, was in before.items():
-                if other == code:
-                    continue
-                same = [lang for lang in said if said[lang] and said[lang] == was.get(lang)]
-                if same and said.get(same[0]) != before.get(code, {}).get(same[0]):
+                if other != code and was == said:
                     errors.setdefault(str(index), []).append(
                         f"{old.variable}: choices: code {code} now means what code {other} "
-                        f"meant in {where} (“{_text(shown[code], same[0])}”). Answers already "
-                        "given keep "
-                        "their codes, so a code keeps its meaning: give a new option a new "
-                        "code, or the question a new variable name."
+                        f"meant in {where} (“{_text(label, language)}”). Answers already "
+                        "given keep their codes, so a code keeps its meaning: give a new "
+                        "option a new code, or the question a new variable name."
                     )
     if errors:
         raise ValidationError(
             {key: list(dict.fromkeys(messages)) for key, messages in errors.items()}
         )
+
+
+def _text(label, language: str) -> str:
+    if isinstance(label, dict):
+        return str(label.get(language) or label.get("en") or "")
+    return str(label or "")
 
 
 def version_items_as_dicts(version: InstrumentVersion) -> list[dict]:

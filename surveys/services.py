@@ -621,13 +621,15 @@ def participant_status_change(
         participant=locked,
         details={"from": locked.status, "to": status},  # the reason may name people: not here
     )
-    reopened = []
     if locked.status in NOT_FOLLOWED and status not in NOT_FOLLOWED:
-        reopened = _assignments_reopened(participant=locked, now=now)
+        _assignments_reopened(participant=locked, now=now)
     locked.status = status
     locked.save(update_fields=["status", "updated_at"])
-    if reopened:
-        reminders_plan(assignments=reopened, now=now)
+    if status == Participant.Status.ACTIVE:
+        # Back to active from any status (lost to follow-up included, whose queued messages
+        # the dispatcher cancelled): their surveys' messages are planned again (found by
+        # review: the participant page's save had been the only re-plan after "lost").
+        reminders_plan(assignments=list(locked.assignments.filter(status__in=UNANSWERED)), now=now)
     if status in NOT_FOLLOWED:
         locked.assignments.filter(status__in=UNANSWERED).update(
             status=Assignment.Status.CANCELLED, status_changed_at=now

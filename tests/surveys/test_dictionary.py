@@ -741,6 +741,63 @@ def test_a_choice_code_keeps_its_meaning_across_versions(study, site_a, enrol, c
     assert study.instruments.get(slug="followup").versions.count() == 2
 
 
+def test_a_translation_fixed_in_another_language_is_no_recode(study, site_a, enrol):
+    """Found by the diff's review: Spanish labels of two options swapped in an answered
+    version (the English, which the answers were given by, right), then fixed: taken for a
+    recode and refused. Meaning is read in the study's own language."""
+    item = Item.objects.get(
+        version__instrument__study=study,
+        version__instrument__slug="followup",
+        variable="sponsor_contact",
+    )
+    right = [dict(choice["label"]) for choice in item.choices]
+    wrong = [dict(choice) for choice in item.choices]
+    wrong[0]["label"] = {**right[0], "es": right[1]["es"]}
+    wrong[1]["label"] = {**right[1], "es": right[0]["es"]}
+    item.choices = wrong
+    item.save()
+    _submitted_followup(study, site_a, enrol)
+    exported = dictionary_export(study=study, language="es")
+    fixed = " | ".join(f"{choice['code']}, {right[i]['es']}" for i, choice in enumerate(wrong))
+    changed = _with_row(
+        exported, "sponsor_contact", **{"Choices, Calculations, OR Slider Labels": fixed}
+    )
+    dictionary_import(study=study, text=changed, language="es")
+    latest = study.instruments.get(slug="followup").current_version
+    assert [c["label"]["es"] for c in latest.items.get(variable="sponsor_contact").choices] == [
+        label["es"] for label in right
+    ]
+
+
+def test_two_instruments_sharing_a_question_keep_one_meaning_even_unanswered(study):
+    """Found by the diff's review: only answered versions were compared, so the follow-up's
+    copy of ``mat_status`` could be given swapped codes before launch; once both were answered,
+    one column held two meanings, and every later edit of the instrument, of any question, was
+    refused. Now the other instrument's versions count answered or not, and a question whose
+    choices an edit leaves alone is not checked."""
+    column = "Choices, Calculations, OR Slider Labels"
+    exported = dictionary_export(study=study)
+    (row,) = [
+        r
+        for r in _rows(exported)
+        if (r["Form Name"], r["Variable / Field Name"]) == ("followup", "mat_status")
+    ]
+    swapped = (
+        row[column]
+        .replace("0, No medication", "X")
+        .replace("1, Methadone", "0, Methadone")
+        .replace("X", "1, No medication")
+    )
+    with pytest.raises(DictionaryError, match="code 1 now means what code 0 meant in baseline"):
+        dictionary_import(
+            study=study, text=_with_row(exported, "mat_status", "followup", **{column: swapped})
+        )
+    reworded = _with_row(
+        exported, "craving", "followup", **{"Field Label": "How strong was the urge, 0-10?"}
+    )
+    dictionary_import(study=study, text=reworded)  # nothing else in the way
+
+
 def test_the_same_dictionary_again_makes_no_new_version_even_with_responses(study, site_a, enrol):
     _submitted_followup(study, site_a, enrol)
     exported = dictionary_export(study=study)

@@ -129,6 +129,29 @@ def test_back_to_active_after_two_moves_out_brings_back_what_the_first_cancelled
     }
 
 
+def test_back_to_active_from_lost_plans_the_messages_again(site_a, enrol):
+    """Found by the diff's review: while a participant is lost to follow-up the dispatcher
+    cancels their queued messages; back to active, nothing planned them again once the
+    participant page stopped re-planning on every save. The status change does it now."""
+    from django.utils import timezone
+
+    from surveys.dispatch import messages_settle
+    from surveys.models import Message
+
+    participant = enrol(
+        site=site_a, contact={"email": "lee@example.org"},
+        enrolled_on=timezone.localdate() - timedelta(days=25),
+    )  # fmt: skip
+    queued = Message.objects.filter(assignment__participant=participant, status="queued")
+    before = queued.count()
+    assert before
+    participant_status_change(participant=participant, status="lost", reason="no reply")
+    messages_settle(now=timezone.now())
+    assert not queued.exists()
+    participant_status_change(participant=participant, status="active")
+    assert queued.count() == before
+
+
 @pytest.mark.django_db(transaction=True)
 def test_a_status_change_from_outside_any_transaction_is_one_transaction(site_a, enrol):
     """The participant's own "I do not agree" on the consent page calls the service from a
