@@ -91,11 +91,18 @@ def dataset_wide(long_df: pd.DataFrame) -> pd.DataFrame:
         found = np.flatnonzero(mask)
         take = np.full(len(people), -1, dtype=np.int64)
         take[row_of[found]] = found
+        wide_of = {}
         for name in names:
             wide_name = _unique(f"{name}_{suffix}", taken)
             taken.add(wide_name)
+            wide_of[name] = wide_name
             columns[wide_name] = long_df[name].array.take(take, allow_fill=True)
             columns_meta[wide_name] = dict(meta.get(name, {}), name=wide_name, wave=suffix)
+        for name in names:  # a column's missing codes apart: in this wave's column of them
+            apart = meta.get(name, {}).get("missing_column")
+            if apart in wide_of:
+                columns_meta[wide_of[name]]["missing_column"] = wide_of[apart]
+                columns_meta[wide_of[name]]["missing_column_wide"] = True
     waves_wide = pd.DataFrame(columns, index=people.index)
     wide = pd.concat([people, waves_wide], axis=1) if columns else people.copy()
     wide.index.name = "pid"

@@ -201,7 +201,10 @@ def codebook(study, df: pd.DataFrame) -> pd.DataFrame:
                 "range": f"{low} to {high}" if low or high else "",
                 "missing_codes": missing
                 if info.get("missing_codes")
-                else _apart(info.get("missing_column", ""), info.get("wave", "")),
+                else _apart(
+                    info.get("missing_column", ""),
+                    "" if info.get("missing_column_wide") else info.get("wave", ""),
+                ),
                 "sav_name": "" if sav_names[name] == name else sav_names[name],
                 "dta_name": "" if dta_names[name] == name else dta_names[name],
                 "sav_dta_values": "; ".join(f"{k} = {n}" for k, n in numbers.items()),

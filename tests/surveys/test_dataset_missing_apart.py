@@ -221,6 +221,35 @@ def test_the_codebook_says_where_the_codes_went(cohort):
     )
 
 
+def test_a_renumbered_wide_column_points_at_its_own_codes_column(cohort):
+    """Found by the diff's review: of two waves whose slugs give one suffix ("b-1", "b_1",
+    from before such slugs were refused), the second's columns are numbered ``__2``, and the
+    codebook sent the second's answers to the first's column of codes."""
+    from surveys.models import Wave, WaveInstrument
+    from surveys.services import assignment_build
+
+    study = cohort[0].study
+    first = Wave.objects.get(study=study, slug="baseline")
+    Wave.objects.filter(pk=first.pk).update(slug="b-1")
+    second = Wave.objects.create(
+        study=study, slug="b_1", name="Again", position=99, offset_days=400,
+        window_before_days=0, window_after_days=14,
+    )  # fmt: skip
+    for link in WaveInstrument.objects.filter(wave=first):
+        WaveInstrument.objects.create(wave=second, instrument=link.instrument)
+    for person in cohort:
+        assignment_build(participant=person, wave=second, now=ENROLMENT).save()
+    wide = dataset_wide(dataset_long(study=study))
+    book = codebook(study, wide).set_index("name")
+    assert book.loc["weight_change_b_1", "missing_codes"].startswith(
+        "in weight_change_missing_b_1: "
+    )
+    assert book.loc["weight_change_b_1__2", "missing_codes"].startswith(
+        "in weight_change_missing_b_1__2: "
+    )
+    assert "weight_change_missing_b_1__2" in wide.columns
+
+
 def test_analyses_keep_the_answer_and_drop_the_codes(cohort):
     long_df = dataset_long(study=cohort[0].study, covariates=["weight_change", "drinks"])
     exported = pd.read_csv(io.StringIO("".join(csv_rows(long_df))))  # no metadata: by name
