@@ -74,6 +74,7 @@ def items_validate(items: list[dict]) -> None:
                 value = item.get(bound) or ""
                 if value and value not in ("today", "now") and not _iso_date(value):
                     add(index, f"{variable}: {bound} {value!r} is not a date (YYYY-MM-DD)")
+    position = {item.get("variable", ""): index for index, item in enumerate(items)}
     for index, item in enumerate(items):
         variable = item.get("variable", "")
         for field in ("branching", "calculation"):
@@ -84,6 +85,18 @@ def items_validate(items: list[dict]) -> None:
                 logic.check(text, kinds=kinds)
             except logic.LogicError as exc:
                 add(index, f"{variable}: {field}: {exc}")
+                continue
+            # A calculated field is worked out where it stands (the server's pass in item
+            # order, and the phone's): used before it, it is still blank there, and a question
+            # shown by it would be hidden and its answer dropped (found by review).
+            for name, _code, _at in logic.fields_used(logic.parse(text)):
+                later = position.get(name, -1) > index
+                if later and kinds.get(name) == Item.Kind.CALC:
+                    add(
+                        index,
+                        f"{variable}: {field}: uses [{name}], a calculated field that comes "
+                        "after it; move the calculation before this question",
+                    )
     if errors:
         raise ValidationError(errors)
 

@@ -417,6 +417,8 @@ def _survey(request, participant: Participant, assignment_id: int, slug: str) ->
             "page_data": {
                 "draft": draft,
                 "calcs": calcs,
+                # Every item's variable in the order the server checks them (survey.js).
+                "order": [item.variable for item in items],
                 "api": f"/api/v1/participant/assignments/{assignment_id}/responses/{slug}/",
                 "done": done_url,
                 "review_position": REVIEW_POSITION,

@@ -189,3 +189,45 @@ def test_answers_changed_after_a_send_whose_reply_was_lost_are_not_claimed_saved
     expect(page.locator(".notice")).to_contain_text("we kept the answers you sent first")
     page.screenshot(path=str(DOCS / "participant-done-kept-first.png"))
     assert Response.objects.get().answers == first.answers
+
+
+def test_a_question_shown_by_a_calculated_field_keeps_its_answer(
+    phone, live_server, due_participant
+):
+    """Found by review: the phone worked calculated fields out last, so a question shown by
+    one (a score of the two before it) was shown, answered and listed for review, then sent
+    without its answer; the server, which had the score, asked for it again, and the
+    participant could never send."""
+    from surveys.instruments import instrument_items_set
+
+    followup = due_participant.study.instruments.get(slug="followup")
+    instrument_items_set(
+        instrument=followup,
+        items=[
+            {"variable": "q1", "kind": "integer", "label": {"en": "First count"}},
+            {"variable": "q2", "kind": "integer", "label": {"en": "Second count"}},
+            {"variable": "score", "kind": "calc", "label": {"en": "Score"},
+             "calculation": "[q1] + [q2]"},
+            {"variable": "q3", "kind": "yesno", "label": {"en": "Shown when the score is 5+"},
+             "branching": "[score] >= 5", "required": True},
+            {"variable": "q4", "kind": "text", "label": {"en": "Anything else?"}},
+        ],
+    )  # fmt: skip
+    page = phone()
+    open_link(page, live_server, due_participant)
+    page.get_by_role("link", name="Start").first.click()
+    choices = {"q1": 3, "q2": 4, "q3": "1", "q4": "hello"}
+    seen = []
+    for _ in range(10):
+        if page.locator("#review").is_visible():
+            break
+        seen += page.locator(".screen:not([hidden]) .q:not([hidden])").evaluate_all(
+            "nodes => nodes.map(n => n.dataset.variable)"
+        )
+        answer_screen(page, choices)
+        page.locator("#next").click()
+    assert "q3" in seen
+    page.locator("#send").click()
+    page.wait_for_url("**/done")
+    response = Response.objects.get(instrument=followup)
+    assert response.answers == {"q1": 3, "q2": 4, "score": 7, "q3": 1, "q4": "hello"}

@@ -879,3 +879,28 @@ def test_import_command_refuses_an_unknown_study(db, tmp_path):
     path.write_text(_fixture(), encoding="utf-8")
     with pytest.raises(CommandError, match="no-such-study"):
         call_command("import_data_dictionary", "--study", "no-such-study", str(path))
+
+
+def test_a_calculated_field_used_before_it_stands_is_refused():
+    """Found by review: a question shown by a score calculated after it was always hidden (the
+    score is worked out where it stands, on the phone and the server alike) and its answer
+    dropped. Refused, with what to do; the calculation before the question is fine."""
+    from surveys.instruments import items_validate
+
+    question = {
+        "variable": "q3",
+        "kind": "yesno",
+        "label": {"en": "Q"},
+        "branching": "[score] >= 5",
+    }
+    score = {"variable": "score", "kind": "calc", "label": {"en": "S"}, "calculation": "[q1] + 1"}
+    first = {"variable": "q1", "kind": "integer", "label": {"en": "N"}}
+    with pytest.raises(ValidationError) as refused:
+        items_validate([first, question, score])
+    assert refused.value.message_dict == {
+        "1": [
+            "q3: branching: uses [score], a calculated field that comes after it; move the "
+            "calculation before this question"
+        ]
+    }
+    items_validate([first, score, question])

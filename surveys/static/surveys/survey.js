@@ -63,24 +63,35 @@
     }
     return text;
   }
-  function answers() {
-    // One pass in question order, as the server does: a hidden question's answer is left out,
-    // so later branching never sees it.
-    var all = {};
+  function evaluate() {
+    // What the server does (validation.answers_clean), step for step: every answer typed,
+    // then one pass over the items in their order, calculated fields among them: a hidden
+    // question's answer is dropped (later branching never sees it), a calculated field is
+    // computed where it stands. A question's branching that uses a calculated field before
+    // it, or a question after it, sees what the server sees (found by review: calculated
+    // fields were computed last, so a question shown by one was sent without its answer).
+    var all = {}, shown = {}, byName = {}, calcs = {};
     questions().forEach(function (q) {
-      if (!logic.shows(q.dataset.branching || "", all)) return;
+      byName[q.dataset.variable] = q;
       var value = readQuestion(q);
       if (value !== null) all[q.dataset.variable] = value;
     });
-    // Calculated fields, for branching that uses them.
-    data.calcs.forEach(function (calc) {
-      if (logic.shows(calc.branching, all)) {
-        var value = logic.calculate(calc.formula, all);
-        if (value !== null) all[calc.variable] = value;
+    data.calcs.forEach(function (calc) { calcs[calc.variable] = calc; });
+    data.order.forEach(function (name) {
+      var calc = calcs[name], q = byName[name];
+      if (calc) {
+        if (logic.shows(calc.branching, all)) {
+          var value = logic.calculate(calc.formula, all);
+          if (value !== null) all[name] = value;
+        }
+      } else if (q) {
+        shown[name] = logic.shows(q.dataset.branching || "", all);
+        if (!shown[name]) delete all[name];
       }
     });
-    return all;
+    return { values: all, shown: shown };
   }
+  function answers() { return evaluate().values; }
   function fill(values) {
     questions().forEach(function (q) {
       var name = q.dataset.variable, value = values[name], kind = q.dataset.kind;
@@ -133,9 +144,12 @@
   });
 
   // --- Branching ----------------------------------------------------------------------
-  function applyBranching(values) {
+  function applyBranching() {
+    var found = evaluate(), values = found.values;
     form.querySelectorAll("[data-branching]").forEach(function (node) {
-      var shown = logic.shows(node.dataset.branching || "", values);
+      var name = node.classList.contains("q") ? node.dataset.variable : null;
+      var shown = name !== null && name in found.shown ? found.shown[name]
+        : logic.shows(node.dataset.branching || "", values);
       node.hidden = !shown;
       node.querySelectorAll("input, textarea, select").forEach(function (input) { input.disabled = !shown; });
     });
@@ -401,7 +415,7 @@
   // --- Wiring -------------------------------------------------------------------------
   form.setAttribute("novalidate", "");
   form.addEventListener("input", function () {
-    applyBranching(answers());
+    applyBranching();
     saveLocal();
   });
   form.addEventListener("change", function (event) {
@@ -414,7 +428,7 @@
     statusBox.textContent = "";
     var target = returnToReview ? visibleScreens().length : current + 1;
     returnToReview = false;
-    applyBranching(answers());
+    applyBranching();
     show(target);
     saveLocal();
     saveServer().then(function (reply) { if (reply && reply.errors) showServerErrors(reply.errors); });
@@ -446,7 +460,7 @@
   clientId = start.client_id || clientId;
   form.querySelector("input[name=client_id]").value = clientId;
   fill(start.answers || {});
-  applyBranching(answers());
+  applyBranching();
   var visible = visibleScreens(), resumeAt = 0;
   if (start.position === data.review_position) {
     // Left at the review: back to it, unless an answer is missing or wrong there (the draft
