@@ -289,6 +289,10 @@ def _survey_strings() -> dict:
             "You can close this page."
         ),
         "problems": _("Some answers need your attention."),
+        "changed": _(
+            "This survey was changed since you opened it. Reload the page: your answers "
+            "are kept on this phone."
+        ),
         "slider_unset": _("Not answered yet: tap or use the arrow keys"),
         "slider_value": _("Your answer: %(value)s"),
     }

@@ -231,3 +231,33 @@ def test_a_question_shown_by_a_calculated_field_keeps_its_answer(
     page.wait_for_url("**/done")
     response = Response.objects.get(instrument=followup)
     assert response.answers == {"q1": 3, "q2": 4, "score": 7, "q3": 1, "q4": "hello"}
+
+
+def test_a_survey_changed_while_open_says_to_reload(phone, live_server, due_participant):
+    """Found by review: a version published after the page opened asked for a question the
+    page did not have; the phone showed nothing and said "Sending…" for ever. It now says the
+    survey changed and to reload (the answers stay on the phone)."""
+    from surveys.instruments import instrument_items_set, version_items_as_dicts
+
+    followup = due_participant.study.instruments.get(slug="followup")
+    small = [
+        {"variable": "q1", "kind": "integer", "label": {"en": "First count"}},
+        {"variable": "q4", "kind": "text", "label": {"en": "Anything else?"}},
+    ]
+    instrument_items_set(instrument=followup, items=small)
+    page = phone()
+    open_link(page, live_server, due_participant)
+    page.get_by_role("link", name="Start").first.click()
+    for _ in range(5):
+        if page.locator("#review").is_visible():
+            break
+        answer_screen(page, {"q1": 2, "q4": "fine"})
+        page.locator("#next").click()
+    # As when the phone was offline until now: no draft of theirs reached the server.
+    Response.objects.filter(instrument=followup, status="draft").delete()
+    new = {"variable": "q9", "kind": "yesno", "label": {"en": "New"}, "required": True}
+    items = version_items_as_dicts(followup.current_version)
+    instrument_items_set(instrument=followup, items=[*items, {**new, "position": 3}])
+    page.locator("#send").click()
+    expect(page.locator("#status")).to_contain_text("This survey was changed since you opened it")
+    assert not Response.objects.filter(instrument=followup, status="submitted").exists()

@@ -284,10 +284,10 @@
     return true;
   }
   function showServerErrors(errors) {
-    var visible = visibleScreens(), target = null;
+    var visible = visibleScreens(), target = null, elsewhere = [];
     Object.keys(errors).forEach(function (name) {
       var q = document.getElementById("q-" + name);
-      if (!q) return;
+      if (!q) { elsewhere.push(name); return; }
       setError(q, errors[name][0]);
       var index = visible.indexOf(q.closest(".screen"));
       if (index >= 0 && (target === null || index < target)) target = index;
@@ -297,6 +297,14 @@
       statusBox.textContent = S.problems;
       var input = visible[target].querySelector("[aria-invalid=true]");
       if (input) input.focus();
+    } else if (elsewhere.length) {
+      // Nothing on this page to point at (found by review: the status stayed "Sending…"):
+      // a question this page does not have is one of a version published since it opened;
+      // anything else is the server's own word.
+      var question = elsewhere.filter(function (name) {
+        return name !== "non_field" && name !== "client_id";
+      });
+      statusBox.textContent = question.length ? S.changed : errors[elsewhere[0]][0];
     }
   }
 
