@@ -14,7 +14,7 @@ from django.utils.translation import gettext as _
 from django.utils.translation import ngettext
 
 from surveys.models import Item
-from surveys.validation import number_bound
+from surveys.validation import item_limits, number_bound
 
 # Kinds that take an answer (descriptive text is read, a calculated field is computed).
 ANSWERED = frozenset(Item.Kind.values) - {Item.Kind.DESCRIPTIVE, Item.Kind.CALC}
@@ -138,8 +138,8 @@ def _question(item: Item, language: str, since_last_survey: int | None) -> Quest
         choices=choices,
         left=_text(options.get("left"), language),
         right=_text(options.get("right"), language),
-        low=number_bound(item.min_value, since_last_survey),
-        high=number_bound(item.max_value, since_last_survey),
+        low=number_bound(item_limits(item)[0], since_last_survey),
+        high=number_bound(item_limits(item)[1], since_last_survey),
     )
 
 

@@ -155,19 +155,29 @@ def number_bound(text: str, since_last: int | None = None) -> str:
     return text
 
 
+# A slider without limits runs from 0 to 100, as in REDCap (found by review: the phone's
+# slider stopped at 10 and the server took any number).
+SLIDER_LIMITS = ("0", "100")
+
+
+def item_limits(item: Item) -> tuple[str, str]:
+    """The item's lowest and highest answers as written (a slider's, its defaults where
+    empty): what the page shows and checks and the server checks."""
+    if item.kind == Item.Kind.SLIDER:
+        return item.min_value or SLIDER_LIMITS[0], item.max_value or SLIDER_LIMITS[1]
+    return item.min_value, item.max_value
+
+
 def _check_range(item: Item, number, since_last: Callable[[], int | None] | None = None) -> None:
-    days = (
-        since_last()
-        if since_last and SINCE_LAST_SURVEY in (item.min_value, item.max_value)
-        else None
-    )
+    min_value, max_value = item_limits(item)
+    days = since_last() if since_last and SINCE_LAST_SURVEY in (min_value, max_value) else None
     low, high = (
-        _bound(item.min_value, since_last=days),
-        _bound(item.max_value, since_last=days),
+        _bound(min_value, since_last=days),
+        _bound(max_value, since_last=days),
     )
     shown = {
-        "low": number_bound(item.min_value, days),
-        "high": number_bound(item.max_value, days),
+        "low": number_bound(min_value, days),
+        "high": number_bound(max_value, days),
     }
     if low is not None and high is not None and not low <= Decimal(str(number)) <= high:
         raise _Invalid(_("Enter a number from %(low)s to %(high)s.") % shown)

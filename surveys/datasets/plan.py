@@ -13,6 +13,7 @@ from surveys import derived, logic
 from surveys.datasets import codes
 from surveys.models import Instrument, Item, Study, Wave, WaveInstrument
 from surveys.selectors import FREE_TEXT_KINDS, study_identifier_variables
+from surveys.validation import item_limits
 
 ID_COLUMNS = ("pid", "site")
 # Date-shifted exports: calendar dates, each participant's moved back by its own offset.
@@ -311,8 +312,8 @@ class Plan:
                     values=values,
                     formula=item.calculation,
                     branching=item.branching,
-                    min_value=item.min_value,
-                    max_value=item.max_value,
+                    min_value=item_limits(item)[0],
+                    max_value=item_limits(item)[1],
                     missing_codes=True,
                 )
             )
@@ -465,7 +466,7 @@ def _answer_ranges(items: list[Item]) -> dict[str, logic.Range]:
             ranges[item.variable] = (0.0, 1.0)
             whole.add(item.variable)
         elif kind in (Item.Kind.INTEGER, Item.Kind.DECIMAL, Item.Kind.SLIDER):
-            low, high = _number(item.min_value), _number(item.max_value)
+            low, high = (_number(limit) for limit in item_limits(item))  # a slider's 0-100
             ranges[item.variable] = (
                 -math.inf if low is None else low,
                 math.inf if high is None else high,

@@ -904,3 +904,20 @@ def test_a_calculated_field_used_before_it_stands_is_refused():
         ]
     }
     items_validate([first, score, question])
+
+
+def test_a_slider_without_limits_runs_from_0_to_100_on_the_page_and_the_server(fresh_study):
+    """Found by review: a REDCap slider imported without limits stopped at 10 on the phone
+    (its script's default) and the server took any number; REDCap's slider runs 0-100."""
+    from surveys.screens import screens_build
+
+    dictionary_import(study=fresh_study, text=_header() + _line(variable="urge", type="slider"))
+    (item,) = Item.objects.filter(version__instrument__study=fresh_study)
+    assert (item.min_value, item.max_value) == ("", "")
+    assert answers_clean(items=[item], answers={"urge": 57}, final=True) == {"urge": 57}
+    with pytest.raises(ValidationError) as refused:
+        answers_clean(items=[item], answers={"urge": 101}, final=True)
+    assert refused.value.message_dict == {"urge": ["Enter a number from 0 to 100."]}
+    (screen,) = screens_build(items=[item], language="en")
+    (question,) = screen.questions
+    assert (question.low, question.high) == ("0", "100")

@@ -122,7 +122,7 @@
     var range = document.createElement("input");
     range.type = "range";
     range.id = number.id; range.name = number.name;
-    range.min = q.dataset.min || "0"; range.max = q.dataset.max || "10"; range.step = "1";
+    range.min = q.dataset.min || "0"; range.max = q.dataset.max || "100"; range.step = "1";
     range.setAttribute("aria-describedby", number.getAttribute("aria-describedby"));
     range.dataset.unset = number.value === "" ? "1" : "0";
     range.value = number.value === "" ? String((Number(range.min) + Number(range.max)) / 2) : number.value;
