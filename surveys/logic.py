@@ -298,11 +298,17 @@ def check(text: str, *, kinds: dict[str, str]) -> None:
 class TypedNumberError(ValueError):
     """A typed number whose separators cannot be read without guessing. ``problem``:
     ``"whole_comma"``, a comma (or ``٬``) in a whole number (1,000 may be a thousand or one);
+    ``"whole_point"``, points grouping a whole number's digits in threes (2.000);
     ``"separators"``, more than one separator in a decimal (1,000.5, 1.000,5, 1,5,5)."""
 
     def __init__(self, problem: str):
         super().__init__(problem)
         self.problem = problem
+
+
+# A whole number whose digits a point groups in threes (2.000, 1.500.000): a thousands
+# separator, or a decimal point, depending on who typed it.
+GROUPED_BY_POINTS = re.compile(r"^\s*[-+]?\d{1,3}(?:\.\d{3})+\s*$")
 
 
 def typed_number(text: str, *, decimal: bool = False) -> str:
@@ -316,6 +322,10 @@ def typed_number(text: str, *, decimal: bool = False) -> str:
     if not decimal:
         if "," in ascii_text or "\u066c" in ascii_text:
             raise TypedNumberError("whole_comma")
+        if GROUPED_BY_POINTS.match(ascii_text):
+            # 2.000 is two thousand where a point groups thousands (Spanish), 2 elsewhere
+            # (found by review: read as 2)
+            raise TypedNumberError("whole_point")
         return ascii_text
     if "\u066c" in ascii_text:  # the Arabic thousands separator
         raise TypedNumberError("separators")

@@ -71,6 +71,7 @@ TEXT_PATTERNS = {
 # survey page says the same (participant_views._survey_strings).
 TYPED_NUMBER_PROBLEMS = {
     "whole_comma": gettext_lazy("Enter a whole number without a comma, for example 1500."),
+    "whole_point": gettext_lazy("Enter a whole number without a point, for example 1500."),
     "separators": gettext_lazy(
         "Enter the number with one decimal separator and no thousands separator, for example "
         "1500.5 or 1500,5."

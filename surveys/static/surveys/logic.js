@@ -274,6 +274,9 @@
       if (ascii.indexOf(",") >= 0 || ascii.indexOf("\u066C") >= 0) {
         throw new TypedNumberError("whole_comma");
       }
+      // 2.000: two thousand where a point groups thousands, 2 elsewhere (logic.py's
+      // GROUPED_BY_POINTS).
+      if (/^\s*[-+]?\d{1,3}(?:\.\d{3})+\s*$/.test(ascii)) throw new TypedNumberError("whole_point");
       return ascii;
     }
     if (ascii.indexOf("\u066C") >= 0) throw new TypedNumberError("separators");
