@@ -83,13 +83,18 @@ class _Invalid(Exception):
     pass
 
 
+# Characters that show nothing: an answer of only these (and spaces) is no answer (found by
+# review: a required text question "answered" with a zero-width space).
+INVISIBLE = dict.fromkeys(map(ord, "\u200b\u200c\u200d\u2060\ufeff"))
+
+
 def answer_blank(value) -> bool:
     """An answer that is no answer (the dataset's "shown but not answered" uses this too)."""
     return (
         value is None
         or value == ""
         or value == []
-        or (isinstance(value, str) and not value.strip())
+        or (isinstance(value, str) and not value.translate(INVISIBLE).strip())
     )
 
 

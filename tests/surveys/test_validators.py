@@ -39,3 +39,21 @@ def test_a_refused_phone_number_says_why(value, message):
 @pytest.mark.parametrize("value", ["+1 (555) 010-4477", "555.010.4477", "۰۹۱۲ ۳۴۵ ۶۷۸۹"])
 def test_a_phone_number_in_digits_and_separators_is_accepted(value):
     validate_phone(value)
+
+
+@pytest.mark.parametrize("typed", ["\u200b", " \ufeff ", "\u200c\u200d", "\u2060"])
+def test_an_answer_of_characters_that_show_nothing_is_no_answer(typed):
+    """Found by review: a required text question "answered" with a zero-width space (a
+    keyboard's stray joiner) was taken as answered."""
+    from surveys.models import Item
+    from surveys.validation import answer_blank, answers_clean
+
+    assert answer_blank(typed)
+    item = Item(variable="why", kind="text", label={"en": "Why?"}, required=True, position=1)
+    with pytest.raises(ValidationError) as refused:
+        answers_clean(items=[item], answers={"why": typed}, final=True)
+    assert refused.value.message_dict == {"why": ["This question needs an answer."]}
+    # Persian text keeps its joiners.
+    assert answers_clean(items=[item], answers={"why": "می\u200cخواهم"}, final=True) == {
+        "why": "می\u200cخواهم"
+    }

@@ -51,7 +51,8 @@
     var field = q.querySelector("[name='" + name + "']");
     if (kind === "slider" && field.dataset.unset === "1") return null;
     var text = field.value.trim();
-    if (text === "") return null;
+    // Nothing but characters that show nothing is no answer (validation.INVISIBLE).
+    if (text.replace(/[\u200B\u200C\u200D\u2060\uFEFF]/g, "").trim() === "") return null;
     if (kind === "integer" || kind === "decimal" || kind === "slider") {
       // Persian and Arabic digits are read as 0-9 and a decimal comma as a point (the server
       // reads them the same way); what is not a number stays text, for check() to explain.
