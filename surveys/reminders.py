@@ -222,8 +222,12 @@ def reminders_plan(*, assignments, now: datetime | None = None) -> int:
     # Rows still queued are replaced, and so are those planned as not going (no channel, opted
     # out) whose time has not come: a re-plan of someone unreachable leaves one set of them, not
     # one more each time. Those of moments past stay, the record of what did not go.
+    # A row queued again after a round of failed attempts (a provider's outage) is kept: it is
+    # waiting for its next round, and planned anew it would go at once and start the rounds
+    # over (found by review).
     Message.objects.filter(
-        Q(status=Message.Status.QUEUED) | Q(status=Message.Status.SKIPPED, scheduled_at__gt=now),
+        Q(status=Message.Status.QUEUED, attempts=0)
+        | Q(status=Message.Status.SKIPPED, scheduled_at__gt=now),
         assignment__in=assignments,
     ).delete()
     # New rows are numbered after every row kept (history stays), but only messages that went
@@ -235,11 +239,11 @@ def reminders_plan(*, assignments, now: datetime | None = None) -> int:
     last_sequences: dict[int, int] = {}
     handled_until: dict[int, datetime] = {}
     handled_keys: dict[int, set[str]] = {}
-    for assignment_id, sequence, scheduled_at, status, plan_key in Message.objects.filter(
+    for assignment_id, sequence, scheduled_at, status, plan_key, attempts in Message.objects.filter(
         assignment__in=assignments
-    ).values_list("assignment_id", "sequence", "scheduled_at", "status", "plan_key"):
+    ).values_list("assignment_id", "sequence", "scheduled_at", "status", "plan_key", "attempts"):
         last_sequences[assignment_id] = max(last_sequences.get(assignment_id, -1), sequence)
-        if status in HANDLED:
+        if status in HANDLED or (status == Message.Status.QUEUED and attempts):
             handled_until[assignment_id] = max(
                 handled_until.get(assignment_id, scheduled_at), scheduled_at
             )

@@ -571,9 +571,32 @@ def test_a_text_whose_provider_comes_back_goes_once_in_a_later_round(outage):
     assert (text.attempts, text.reason) == (6, "")
 
 
+def test_a_re_plan_keeps_a_text_waiting_for_its_next_round(outage):
+    """Found by the diff's review: a re-plan (a rule edited, a contact saved) deleted the
+    text queued for its next round and planned it anew as a catch-up at once, starting its
+    rounds over. It stays as it was, and nothing is planned twice for its place."""
+    from surveys.reminders import reminders_plan
+
+    text, at = outage
+    assert _round(text, at) == Message.Status.QUEUED
+    text.refresh_from_db()
+    waiting = (text.pk, text.scheduled_at, text.attempts, text.plan_key)
+    reminders_plan(assignments=[text.assignment], now=at + timedelta(minutes=20))
+    text.refresh_from_db()
+    assert (text.pk, text.scheduled_at, text.attempts, text.plan_key) == waiting
+    keys = Message.objects.filter(assignment=text.assignment, status="queued").values_list(
+        "plan_key", flat=True
+    )
+    assert list(keys).count(text.plan_key) == 1
+
+
 def test_no_later_round_after_the_survey_closes(outage):
     text, at = outage
-    Assignment.objects.filter(pk=text.assignment_id).update(closes_at=at + timedelta(minutes=30))
+    Assignment.objects.filter(pk=text.assignment_id).update(  # whatever the hour of the run
+        opens_at=at - timedelta(days=1),
+        due_at=at - timedelta(hours=1),
+        closes_at=at + timedelta(minutes=30),
+    )
     assert _round(text, at) == Message.Status.FAILED
     text.refresh_from_db()
     assert text.reason == "provider error: HTTP 503 (tried 5 times; not tried again)"
