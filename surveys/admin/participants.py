@@ -623,6 +623,7 @@ class ParticipantAdmin(admin.ModelAdmin):
         participant = getattr(response, "context_data", {}).get("original")
         if (
             response.status_code == 200  # shown: on opening, or again with a form's errors
+            and request.method != "HEAD"  # headers only: nothing shown
             and participant is not None
             and ParticipantContactInline in self.get_inlines(request, participant)
         ):

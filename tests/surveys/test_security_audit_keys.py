@@ -317,6 +317,9 @@ def test_opening_a_participant_with_contact_details_is_audited_and_without_is_no
         "198.51.100.3",
     )
     assert CONTACT["phone"] not in json.dumps(event.details)
+    # A HEAD gets the headers only: nothing was shown (found by review: audited as seen).
+    assert client.head(page).status_code == 200
+    assert contact_views().count() == 1
     client.force_login(researcher)  # researchers see no contact details: nothing to audit
     reply = client.get(page)
     assert reply.status_code == 200 and CONTACT["phone"] not in reply.text
