@@ -786,6 +786,7 @@ def _participant_form(participant, **changes) -> dict:
         "site": participant.site_id,
         "code": participant.code,
         "status": participant.status,
+        "timezone": participant.timezone,
         "language": participant.language,
         "preferred_channel": participant.preferred_channel,
         "contact-TOTAL_FORMS": "1",
