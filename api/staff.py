@@ -406,6 +406,14 @@ class DatasetExportApi(APIView):
             202: DatasetExportJobSerializer,
             400: ERRORS,
             404: None,
+            409: inline_serializer(
+                "ExportRunning",
+                {
+                    "code": serializers.CharField(),
+                    "detail": serializers.CharField(),
+                    "job": DatasetExportJobSerializer(),
+                },
+            ),
         },
     )
     def get(self, request: Request, study_slug: str):
@@ -450,9 +458,23 @@ class DatasetExportApi(APIView):
             ) from exc
         people = exports.export_participants(user=request.user, study=study, spec=spec)
         if exports.export_should_run_in_background(people.count()):
-            job = exports.export_job_start(
-                user=request.user, study=study, spec=spec, request=request._request
-            )
+            try:
+                job = exports.export_job_start(
+                    user=request.user, study=study, spec=spec, request=request._request
+                )
+            except exports.ExportBusy as busy:
+                # A client polling for its export sent it again: the running one, to poll
+                # (found by review: a 400 with no word on where it was).
+                running = DatasetExportJobSerializer(busy.job, context={"request": request}).data
+                return Response(
+                    {
+                        "code": "export_running",
+                        "detail": busy.messages[0],
+                        "job": running,
+                    },
+                    status=status.HTTP_409_CONFLICT,
+                    headers={"Location": running["url"], "Cache-Control": "no-store"},
+                )
             data = DatasetExportJobSerializer(job, context={"request": request}).data
             return Response(
                 data,

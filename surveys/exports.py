@@ -676,6 +676,20 @@ def _remove_file(job: DatasetExportJob) -> None:
         path.unlink(missing_ok=True)
 
 
+class ExportBusy(ValidationError):
+    """One of the user's exports of the study is still being prepared (``job``): one at a
+    time each."""
+
+    def __init__(self, job: DatasetExportJob):
+        super().__init__(
+            {
+                NON_FIELD_ERRORS: "One of your exports of this study is still being prepared: "
+                "wait for it to finish (its page shows the progress) before starting another."
+            }
+        )
+        self.job = job
+
+
 @transaction.atomic
 def export_job_start(*, user, study: Study, spec: ExportSpec, request=None) -> DatasetExportJob:
     """Check the export as ``dataset_export`` would, record it as a queued job and queue the
@@ -688,13 +702,9 @@ def export_job_start(*, user, study: Study, spec: ExportSpec, request=None) -> D
     busy = DatasetExportJob.objects.filter(
         created_by=user, study=study, status__in=(JobStatus.QUEUED, JobStatus.RUNNING)
     )
-    if busy.exists():
-        raise ValidationError(
-            {
-                NON_FIELD_ERRORS: "One of your exports of this study is still being prepared: "
-                "wait for it to finish (its page shows the progress) before starting another."
-            }
-        )
+    running = busy.order_by("-created_at").first()
+    if running is not None:
+        raise ExportBusy(running)
     job = DatasetExportJob.objects.create(
         study=study, created_by=user, created_at=timezone.now(), spec=spec.to_dict()
     )

@@ -196,3 +196,22 @@ def test_every_export_format_is_sent_as_a_type_the_schema_documents(client, stud
         )
         assert reply.status_code == 200 and body(reply)
         assert reply["Content-Type"].split(";")[0] in documented, fmt
+
+
+def test_an_export_asked_again_while_one_runs_points_at_the_running_job(
+    client, study, people, key, sent, settings
+):
+    """Found by review: the second request got a 400 with no word on where the running
+    export was; a client polling for its export needs its job. A 409 gives it, and its URL in
+    Location; nothing more is queued."""
+    settings.EXPORT_BACKGROUND_PARTICIPANTS = 2
+    url = f"/api/v1/studies/{study.slug}/export/?shape=long&format=csv"
+    first = client.get(url, **bearer(key))
+    assert first.status_code == 202
+    again = client.get(url, **bearer(key))
+    assert again.status_code == 409
+    data = again.json()
+    assert data["code"] == "export_running" and "still being prepared" in data["detail"]
+    assert data["job"]["id"] == first.json()["id"]
+    assert again["Location"] == first["Location"]
+    assert DatasetExportJob.objects.count() == 1
