@@ -78,7 +78,10 @@
       if (value !== null) all[q.dataset.variable] = value;
     });
     data.calcs.forEach(function (calc) { calcs[calc.variable] = calc; });
-    data.order.forEach(function (name) {
+    // A page kept from before the order was sent (a phone's offline copy): the questions,
+    // then the calculated fields, as that page computed them.
+    var order = data.order || Object.keys(byName).concat(Object.keys(calcs));
+    order.forEach(function (name) {
       var calc = calcs[name], q = byName[name];
       if (calc) {
         if (logic.shows(calc.branching, all)) {
