@@ -2,6 +2,8 @@
 and researchers' dataset exports (streamed, or as background jobs when large). Scoped by the
 same selectors as the admin pages; identifiers only for those who may see them."""
 
+import contextlib
+
 from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.http import FileResponse, StreamingHttpResponse
@@ -367,6 +369,23 @@ EXPORT_PARAMETERS = {
 }
 
 
+@contextlib.contextmanager
+def _named_as_parameters():
+    """The export's checks name its options (sites, waves, …); this endpoint's errors name
+    the parameters sent (site, wave, …)."""
+    try:
+        yield
+    except ValidationError as exc:
+        if isinstance(exc, exports.ExportBusy) or not hasattr(exc, "error_dict"):
+            raise
+        raise ValidationError(
+            {
+                EXPORT_PARAMETERS.get(name, name): messages
+                for name, messages in exc.message_dict.items()
+            }
+        ) from exc
+
+
 class DatasetExportApi(APIView):
     """The study's dataset, as the admin's Export data page gives it: de-identified unless a
     principal investigator asks for an identified export with a reason; audited. A scope of
@@ -444,18 +463,10 @@ class DatasetExportApi(APIView):
             identified=given["identified"],
             reason=given["reason"],
         )
-        try:
-            exports.export_check(user=request.user, study=study, spec=spec)
-        except ValidationError as exc:
-            if not hasattr(exc, "error_dict"):
-                raise
-            # The export's own names (sites, waves, …) are this endpoint's parameters.
-            raise ValidationError(
-                {
-                    EXPORT_PARAMETERS.get(name, name): messages
-                    for name, messages in exc.message_dict.items()
-                }
-            ) from exc
+        with _named_as_parameters():
+            return self._export(request, study, spec)
+
+    def _export(self, request: Request, study, spec: exports.ExportSpec):
         people = exports.export_participants(user=request.user, study=study, spec=spec)
         if exports.export_should_run_in_background(people.count()):
             try:
