@@ -100,9 +100,8 @@ def dataset_wide(long_df: pd.DataFrame) -> pd.DataFrame:
             columns_meta[wide_name] = dict(meta.get(name, {}), name=wide_name, wave=suffix)
         for name in names:  # a column's missing codes apart: in this wave's column of them
             apart = meta.get(name, {}).get("missing_column")
-            if apart in wide_of:
-                columns_meta[wide_of[name]]["missing_column"] = wide_of[apart]
-                columns_meta[wide_of[name]]["missing_column_wide"] = True
+            if apart:  # ("": that wave has no such column, so no codes apart either)
+                columns_meta[wide_of[name]]["missing_column"] = wide_of.get(apart, "")
     waves_wide = pd.DataFrame(columns, index=people.index)
     wide = pd.concat([people, waves_wide], axis=1) if columns else people.copy()
     wide.index.name = "pid"

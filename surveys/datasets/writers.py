@@ -145,12 +145,12 @@ _TYPES = {"Int64": "integer", "Float64": "decimal", "string": "text"}
 _APART = re.compile(r"^in (\S+): ")
 
 
-def _apart(name: str, wave: str) -> str:
-    """The codebook's word on a column whose missing codes are in a column of their own."""
+def _apart(name: str) -> str:
+    """The codebook's word on a column whose missing codes are in a column of their own
+    (``name``; in a wide frame, that wave's column of them: ``shapes.dataset_wide``)."""
     if not name:
         return ""
-    where = f"{name}_{wave}" if wave else name
-    return f"in {where}: a value of this column could be a code, so its empty cells stay empty"
+    return f"in {name}: a value of this column could be a code, so its empty cells stay empty"
 
 
 def missing_apart(cell: str) -> str:
@@ -201,10 +201,7 @@ def codebook(study, df: pd.DataFrame) -> pd.DataFrame:
                 "range": f"{low} to {high}" if low or high else "",
                 "missing_codes": missing
                 if info.get("missing_codes")
-                else _apart(
-                    info.get("missing_column", ""),
-                    "" if info.get("missing_column_wide") else info.get("wave", ""),
-                ),
+                else _apart(info.get("missing_column", "")),
                 "sav_name": "" if sav_names[name] == name else sav_names[name],
                 "dta_name": "" if dta_names[name] == name else dta_names[name],
                 "sav_dta_values": "; ".join(f"{k} = {n}" for k, n in numbers.items()),
