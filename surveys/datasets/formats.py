@@ -26,11 +26,16 @@ import pandas as pd
 import pyreadstat
 
 from surveys.datasets.bare import bare
-from surveys.datasets.builder import DECIMAL, INTEGER
 from surveys.datasets.cells import formula_safe, xml_safe
 from surveys.datasets.codebook_html import codebook_html
 from surveys.datasets.codes import HIGHEST_CODE, LOWEST_CODE, MISSING_CODES
-from surveys.datasets.statfiles import coded_text, file_names, labelled_columns, text_numbers
+from surveys.datasets.statfiles import (
+    coded_text,
+    file_names,
+    labelled_columns,
+    numeric,
+    text_numbers,
+)
 from surveys.datasets.writers import codebook
 
 FORMATS = {
@@ -159,7 +164,7 @@ def _stats_package(df: pd.DataFrame, path: Path, fmt: str) -> None:
         numbers = text_numbers(info, series) if coded_text(info, series) else None
         if numbers is not None:
             columns[name] = _numbered(series, numbers, info)
-        elif info.get("dtype") in (INTEGER, DECIMAL) or pd.api.types.is_numeric_dtype(series.dtype):
+        elif numeric(info, series):
             columns[name] = series.astype("Float64").astype("float64")  # NaN for empty cells
         else:
             columns[name] = series.astype("string").astype(object).where(series.notna(), "")
