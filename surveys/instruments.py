@@ -134,12 +134,18 @@ def instrument_items_set(
     return version
 
 
+def _text(label, language: str) -> str:
+    """A choice's label in ``language``, English where it has none (an old item's label may
+    be plain text)."""
+    if isinstance(label, dict):
+        return str(label.get(language) or label.get("en") or "")
+    return str(label or "")
+
+
 def _said(label, language: str) -> str:
     """A choice's label in ``language`` (English where it has none), as compared: trimmed and
     case folded."""
-    if isinstance(label, dict):
-        label = label.get(language) or label.get("en") or ""
-    return " ".join(str(label or "").split()).casefold()
+    return " ".join(_text(label, language).split()).casefold()
 
 
 def _codes(choices) -> dict[str, str]:
@@ -214,12 +220,6 @@ def recodes_refuse(*, instrument: Instrument, items: list[dict]) -> None:
         raise ValidationError(
             {key: list(dict.fromkeys(messages)) for key, messages in errors.items()}
         )
-
-
-def _text(label, language: str) -> str:
-    if isinstance(label, dict):
-        return str(label.get(language) or label.get("en") or "")
-    return str(label or "")
 
 
 def version_items_as_dicts(version: InstrumentVersion) -> list[dict]:
