@@ -442,11 +442,16 @@ class Wave(models.Model):
         # A wave's slug names the wide dataset's columns (``craving_m1``), where a hyphen is
         # an underscore, and SPSS reads names without case: "m-1" beside "m_1" or "M1" beside
         # "m1" would give two waves one set of columns (found by review).
+        from surveys.datasets.shapes import wave_suffix  # (datasets read these models)
+
         if not self.study_id or not self.slug:
             return
-        key = self.slug.replace("-", "_").casefold()
+
+        def key(slug: str) -> str:
+            return wave_suffix(slug, 0, recurring=False).casefold()
+
         for other in Wave.objects.filter(study_id=self.study_id).exclude(pk=self.pk):
-            if other.slug != self.slug and other.slug.replace("-", "_").casefold() == key:
+            if other.slug != self.slug and key(other.slug) == key(self.slug):
                 raise ValidationError(
                     {
                         "slug": f"Too like the wave “{other.slug}”: datasets name columns by "

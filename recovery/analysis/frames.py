@@ -25,6 +25,7 @@ from collections.abc import Iterable, Sequence
 import numpy as np
 import pandas as pd
 
+from surveys.datasets.codes import MISSING_CODES
 from surveys.due import COMPLETED_ROW_STATUS, DUE_ROW_STATUSES
 
 from .errors import AnalysisError
@@ -32,7 +33,7 @@ from .errors import AnalysisError
 DAYS_PER_MONTH = 30.4375
 # The dataset builder's codes (surveys.datasets.codes), the default for a frame read from an
 # exported file.
-DEFAULT_MISSING_CODES = (-99, -98, -97, -96, -95, -94, -93, -92)
+DEFAULT_MISSING_CODES = tuple(MISSING_CODES)
 TEXT_COLUMNS = ("pid", "site", "wave", "status")
 REQUIRED_COLUMNS = ("pid", "wave")
 
