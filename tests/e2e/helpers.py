@@ -42,6 +42,22 @@ def answer_screen(page, choices: dict):
             q.locator("input, textarea").fill(str(wanted or "ok"))
 
 
+def answer_to_review(page, choices: dict, *, screens: int = 120) -> list[str]:
+    """Answer screen after screen (``answer_screen``) until the review shows; the variables of
+    the questions shown on the way, in order."""
+    seen: list[str] = []
+    for _ in range(screens):
+        if page.locator("#review").is_visible():
+            break
+        seen += page.locator(".screen:not([hidden]) .q:not([hidden])").evaluate_all(
+            "nodes => nodes.map(n => n.dataset.variable)"
+        )
+        answer_screen(page, choices)
+        page.locator("#next").click()
+    assert page.locator("#review").is_visible()
+    return seen
+
+
 def settle(context) -> None:
     """Let the context's pages finish what they sent (a draft saved on "Next", say) before it
     closes: a request still running on the live server when the test's database is flushed

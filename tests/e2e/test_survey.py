@@ -7,7 +7,7 @@ import pytest
 from playwright.sync_api import expect
 
 from surveys.models import Response
-from tests.e2e.helpers import answer_screen, open_link
+from tests.e2e.helpers import answer_screen, answer_to_review, open_link
 
 DOCS = Path(__file__).resolve().parents[2] / "docs"
 
@@ -20,16 +20,7 @@ def test_a_full_survey_with_branching_on_a_phone(phone, live_server, due_partici
     DOCS.mkdir(exist_ok=True)
     page.screenshot(path=str(DOCS / "participant-survey.png"))
     choices = {"attended_any": "1", "fellowships": ["1"], "mtg_na_inperson": 6, "overdose": "0"}
-    seen = []
-    for _ in range(120):
-        if page.locator("#review").is_visible():
-            break
-        seen += page.locator(".screen:not([hidden]) .q:not([hidden])").evaluate_all(
-            "nodes => nodes.map(n => n.dataset.variable)"
-        )
-        answer_screen(page, choices)
-        page.locator("#next").click()
-    assert page.locator("#review").is_visible()
+    seen = answer_to_review(page, choices)
     # Branching: NA's meeting questions were asked, Cocaine Anonymous's were not.
     assert "mtg_na_inperson" in seen and "mtg_ca_inperson" not in seen
     page.screenshot(path=str(DOCS / "participant-review.png"), full_page=False)
@@ -129,11 +120,7 @@ def test_a_survey_finished_offline_is_sent_on_reconnect_exactly_once(
     # slow connection): a late "Saved." must not hide that the answers wait on the phone.
     held = []
     page.route("**/draft/", lambda route: held.append(route))
-    for _ in range(120):
-        if page.locator("#review").is_visible():
-            break
-        answer_screen(page, {"attended_any": "0", "overdose": "0"})
-        page.locator("#next").click()
+    answer_to_review(page, {"attended_any": "0", "overdose": "0"})
     page.context.set_offline(True)
     page.locator("#send").click()
     expect(page.locator("#status")).to_contain_text("saved on this phone")
@@ -156,11 +143,7 @@ def test_answers_changed_after_a_send_whose_reply_was_lost_are_not_claimed_saved
     page = phone(service_workers="block")
     open_link(page, live_server, due_participant)
     page.get_by_role("link", name="Start").first.click()
-    for _ in range(120):
-        if page.locator("#review").is_visible():
-            break
-        answer_screen(page, {"attended_any": "0", "overdose": "0"})
-        page.locator("#next").click()
+    answer_to_review(page, {"attended_any": "0", "overdose": "0"})
 
     def reply_lost(route):  # the answers reach the server; its reply never reaches the phone
         route.fetch()
@@ -217,16 +200,7 @@ def test_a_question_shown_by_a_calculated_field_keeps_its_answer(
     open_link(page, live_server, due_participant)
     page.get_by_role("link", name="Start").first.click()
     choices = {"q1": 3, "q2": 4, "q3": "1", "q4": "hello"}
-    seen = []
-    for _ in range(10):
-        if page.locator("#review").is_visible():
-            break
-        seen += page.locator(".screen:not([hidden]) .q:not([hidden])").evaluate_all(
-            "nodes => nodes.map(n => n.dataset.variable)"
-        )
-        answer_screen(page, choices)
-        page.locator("#next").click()
-    assert "q3" in seen
+    assert "q3" in answer_to_review(page, choices, screens=10)
     page.locator("#send").click()
     page.wait_for_url("**/done")
     response = Response.objects.get(instrument=followup)
@@ -248,11 +222,7 @@ def test_a_survey_changed_while_open_says_to_reload(phone, live_server, due_part
     page = phone()
     open_link(page, live_server, due_participant)
     page.get_by_role("link", name="Start").first.click()
-    for _ in range(5):
-        if page.locator("#review").is_visible():
-            break
-        answer_screen(page, {"q1": 2, "q4": "fine"})
-        page.locator("#next").click()
+    answer_to_review(page, {"q1": 2, "q4": "fine"}, screens=5)
     # As when the phone was offline until now: no draft of theirs reached the server.
     Response.objects.filter(instrument=followup, status="draft").delete()
     new = {"variable": "q9", "kind": "yesno", "label": {"en": "New"}, "required": True}
